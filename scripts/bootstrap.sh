@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what Shopfloor needs, idempotently, saying what it does:
+#   system packages (bubblewrap), the virtual environment with the package and its
+#   dependencies, and the embedded default model. Re-running skips what is there.
+# Usage: scripts/bootstrap.sh [--no-model]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_model=1
+[ "${1:-}" = "--no-model" ] && want_model=0
+
+step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+skip() { printf '\033[2m    %s\033[0m\n' "$*"; }
+
+APT_PACKAGES="bubblewrap libseccomp2 iproute2"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "installing system packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  else
+    step "system packages missing:$missing (install them with apt-get as root; sandboxes need bubblewrap)"
+  fi
+else
+  skip "system packages present ($APT_PACKAGES)"
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  step "creating virtual environment .venv ($($PY --version))"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+else
+  skip "virtual environment .venv present"
+fi
+
+stamp=".venv/.shopfloor-deps-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  step "installing Shopfloor and its dependencies (llama-cpp-python compiles once, ~6 min on 2 cores; pip caches the wheel)"
+  .venv/bin/pip install --progress-bar on -e '.[dev,local]'
+  rm -f .venv/.shopfloor-deps-*
+  touch "$stamp"
+else
+  skip "Python dependencies installed"
+fi
+
+if [ "$want_model" = 1 ]; then
+  .venv/bin/shopfloor models install "${SHOPFLOOR_BOOTSTRAP_MODEL:-qwen2.5-coder-0.5b}"
+fi

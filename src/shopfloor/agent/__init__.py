@@ -1,0 +1,3 @@
+"""agent layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

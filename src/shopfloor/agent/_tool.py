@@ -1,0 +1,107 @@
+"""The Tool ABC: what skills, workspace file tools, MCP tools and sub-agents implement.
+
+A tool has a name, a one-line description the model sees first, JSON schemas for
+its input and output, and an async ``call``. Its arguments are validated against
+the input schema before it runs; a validation error goes back to the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import jsonschema
+from pydantic import create_model
+
+from shopfloor.errors import ToolArgumentsError
+
+__all__ = ["FunctionTool", "Tool", "ToolContext", "ToolKind"]
+
+ToolKind = Literal["function", "extension", "datastore"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolContext:
+    """What a tool knows about the call: who, which step, and the key that makes a retry safe."""
+
+    run_id: str
+    step: int
+    call_id: str
+    #: run id + step: the same for a call that is re-executed after a crash, so a
+    #: tool with side effects can make the re-execution a no-op.
+    idempotency_key: str
+    #: services of the run (the workspace, the sandbox factory...) by name
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+class Tool(ABC):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None = None
+    requires_approval: bool = False
+    approval_timeout: float | None = None
+    kind: ClassVar[ToolKind] = "function"
+
+    @abstractmethod
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        """Run the tool; return a JSON-serialisable value or raise a ToolError."""
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        """Check ``args`` against the input schema; the error names the failing field."""
+        if not isinstance(args, dict):
+            raise ToolArgumentsError(f"{self.name}: arguments must be a JSON object, got {json.dumps(args)[:100]}")
+        errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(args), key=str)
+        if errors:
+            details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors)
+            raise ToolArgumentsError(f"{self.name}: invalid arguments: {details}")
+        return args
+
+    def describe(self) -> str:
+        """The line the model sees before choosing (progressive disclosure)."""
+        return f"{self.name}: {self.description.strip().splitlines()[0] if self.description else ''}"
+
+
+class FunctionTool(Tool):
+    """A tool made from a typed Python function; its signature gives the input schema."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any | Awaitable[Any]],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
+        approval_timeout: float | None = None,
+    ) -> None:
+        self.function = function
+        self.name = name or function.__name__
+        self.description = description or inspect.getdoc(function) or self.name
+        self.requires_approval = requires_approval
+        self.approval_timeout = approval_timeout
+        self._takes_ctx = "ctx" in inspect.signature(function).parameters
+        fields: dict[str, Any] = {}
+        for pname, param in inspect.signature(function).parameters.items():
+            if pname == "ctx":
+                continue
+            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            default = param.default if param.default is not inspect.Parameter.empty else ...
+            fields[pname] = (annotation, default)
+        self._args_model = create_model(f"{self.name}_args", **fields)
+        schema = self._args_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        schema["additionalProperties"] = False
+        self.input_schema = schema
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        parsed = dict(self._args_model.model_validate(args))
+        if self._takes_ctx:
+            parsed["ctx"] = ctx
+        result = self.function(**parsed)
+        return await result if inspect.isawaitable(result) else result

@@ -1,0 +1,47 @@
+"""The root Typer app and what every command shares: settings, console, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from shopfloor.config import Settings, load_settings
+from shopfloor.errors import ShopfloorError
+
+__all__ = ["app", "console", "err_console", "get_settings", "print_json", "run_app"]
+
+app = typer.Typer(
+    name="shopfloor",
+    help="Shopfloor: run long-running AI agents durably, traced, sandboxed, with versioned workspaces.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run_app() -> None:
+    """Entry point: user-caused errors print as one clear message and exit 2, not a traceback."""
+    try:
+        app()
+    except ShopfloorError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        raise SystemExit(2) from None
+
+
+@app.callback()
+def _root() -> None:
+    """Shopfloor: run long-running AI agents durably, traced, sandboxed, with versioned workspaces."""

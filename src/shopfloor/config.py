@@ -1,0 +1,145 @@
+"""Settings in one place: defaults, then the config file, then the environment.
+
+The data dir is ``SHOPFLOOR_HOME`` (default ``~/.shopfloor``). The config file is
+``$SHOPFLOOR_HOME/config.toml`` unless ``SHOPFLOOR_CONFIG`` names another. Any
+setting can be overridden from the environment as ``SHOPFLOOR_<SECTION>__<KEY>``
+(for example ``SHOPFLOOR_OPENAI__BASE_URL``); a few common ones have short names
+(``SHOPFLOOR_DATABASE_URL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``).
+
+Settings are read once by the entry point (CLI, gateway, worker) and passed down
+explicitly; library code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shopfloor.errors import ConfigError
+
+__all__ = [
+    "ModelSettings",
+    "OpenAISettings",
+    "SandboxSettings",
+    "Settings",
+    "TelemetrySettings",
+    "TrustSettings",
+    "WorkspaceSettings",
+    "load_settings",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAISettings(_Section):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 3
+
+
+class ModelSettings(_Section):
+    default: str = "local:qwen2.5-coder-0.5b"
+    context_length: int = 4096
+    threads: int | None = None
+
+
+class WorkspaceSettings(_Section):
+    url: str | None = None  # default: file://$SHOPFLOOR_HOME/workspaces
+    keep_last: int | None = None
+    keep_days: float | None = None
+
+
+class SandboxSettings(_Section):
+    backend: str = "auto"
+    uid_base: int = 200000
+
+
+class TrustSettings(_Section):
+    require_signed: bool = True
+    trusted_keys: list[str] = Field(default_factory=list)
+    strict_skills: bool = True
+
+
+class TelemetrySettings(_Section):
+    otlp_http_endpoint: str | None = None
+    otlp_grpc_endpoint: str | None = None
+    record_content: bool = False
+    json_logs: bool = False
+
+
+class Settings(_Section):
+    home: Path
+    database_url: str | None = None  # default: sqlite under home
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'shopfloor.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def workspace_url(self) -> str:
+        return self.workspace.url or f"file://{self.home / 'workspaces'}"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+_SHORT_NAMES = {
+    "SHOPFLOOR_DATABASE_URL": ("database_url",),
+    "OPENAI_BASE_URL": ("openai", "base_url"),
+    "OPENAI_API_KEY": ("openai", "api_key"),
+    "SHOPFLOOR_MODEL": ("models", "default"),
+}
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"environment override {'.'.join(path)}: {key} is not a section")
+    node[path[-1]] = value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, the config file and ``env`` (default: os.environ)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("SHOPFLOOR_HOME") or Path.home() / ".shopfloor").expanduser()
+    config_file = Path(env.get("SHOPFLOOR_CONFIG") or home / "config.toml")
+    data: dict[str, Any] = {}
+    if config_file.is_file():
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: invalid TOML: {exc}") from exc
+    data["home"] = str(home)
+    for name, path in _SHORT_NAMES.items():
+        if env.get(name):
+            _set(data, path, env[name])
+    for name, value in env.items():
+        if name.startswith("SHOPFLOOR_") and "__" in name:
+            path = tuple(part.lower() for part in name.removeprefix("SHOPFLOOR_").split("__"))
+            _set(data, path, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(f"invalid settings (from {config_file} and the environment):\n  " + "\n  ".join(lines)) from exc

@@ -1,0 +1,3 @@
+"""connectors layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""evals layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""gateway layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,39 @@
+"""Models: the Model ABC and its providers, chosen by reference string."""
+
+from shopfloor.models._base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolDef,
+    Usage,
+    UsageMeter,
+    allow_model_requests,
+    check_model_requests_allowed,
+)
+from shopfloor.models._function import FunctionModel, ModelFunction
+from shopfloor.models._registry import ProviderFactory, provider_names, register_provider, resolve_model
+from shopfloor.models._test import TestModel
+
+__all__ = [
+    "FunctionModel",
+    "Message",
+    "Model",
+    "ModelFunction",
+    "ModelRequest",
+    "ModelResponse",
+    "ProviderFactory",
+    "TestModel",
+    "TextDelta",
+    "ToolCall",
+    "ToolDef",
+    "Usage",
+    "UsageMeter",
+    "allow_model_requests",
+    "check_model_requests_allowed",
+    "provider_names",
+    "register_provider",
+    "resolve_model",
+]

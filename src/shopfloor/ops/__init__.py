@@ -1,0 +1,3 @@
+"""ops layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

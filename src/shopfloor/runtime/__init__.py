@@ -1,0 +1,3 @@
+"""runtime layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sandbox layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""security layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""skills layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,117 @@
+"""The declarative agent spec (``agent.yaml``) as pydantic models.
+
+Every model forbids unknown keys, so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "AgentSpec",
+    "Limits",
+    "Mount",
+    "Permissions",
+    "SandboxPolicySpec",
+    "SkillRef",
+    "ToolSpec",
+    "WorkspaceSpec",
+]
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+_SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?$", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    max_steps: int = Field(20, ge=1, description="model turns before the run stops")
+    max_tokens: int = Field(50_000, ge=1, description="input + output tokens over the whole run")
+    wall_time: float = Field(600.0, gt=0, description="seconds from start to finish")
+    step_timeout: float = Field(30.0, gt=0, description="seconds one model or tool step may take")
+    max_retries: int = Field(2, ge=0, description="re-asks after invalid tool arguments, per step")
+
+
+class SandboxPolicySpec(_Strict):
+    isolation: Literal["auto", "bwrap", "landlock", "gvisor", "none"] = "auto"
+    network: list[str] | Literal["none"] = "none"
+    memory: str = "1G"
+    cpus: float = Field(1.0, gt=0)
+    pids: int = Field(128, ge=1)
+    timeout: float = Field(30.0, gt=0)
+    disk: str = "1G"
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError(f"expected a size such as 256M or 1G, got {value!r}")
+        return value
+
+
+class Mount(_Strict):
+    path: str = Field(description="where it appears, relative to /workspace")
+    source: str = Field(description="a host directory or an s3:// prefix")
+    read_only: Literal[True] = True
+
+
+class WorkspaceSpec(_Strict):
+    name: str | None = Field(None, description="a named workspace persists across runs")
+    start_from: Literal["last", "empty"] = "last"
+    seed: list[str] = Field(default_factory=list, description="files or dirs copied in at first run")
+    mounts: list[Mount] = Field(default_factory=list)
+    max_bytes: int | None = Field(None, ge=1)
+    max_files: int | None = Field(None, ge=1)
+    max_file_bytes: int | None = Field(None, ge=1)
+
+
+class Permissions(_Strict):
+    workspace: Literal["read-write", "read-only", "none"] = "read-write"
+    approvers: list[str] = Field(default_factory=list)
+
+
+class ToolSpec(_Strict):
+    name: str
+    source: str = Field(description="builtin:NAME, FILE.py:ATTR (relative to the spec) or module:attr")
+    description: str | None = None
+    requires_approval: bool = False
+    approval_timeout: float | None = Field(None, gt=0)
+
+
+class SkillRef(_Strict):
+    ref: str = Field(description="name@version, name@sha256:DIGEST, or a path to a skill directory")
+    requires_approval: bool = False
+    approval_timeout: float | None = Field(None, gt=0)
+
+
+class AgentSpec(_Strict):
+    name: str
+    version: str = "0.1.0"
+    description: str = ""
+    instructions: str = ""
+    model: str = "local:qwen2.5-coder-0.5b"
+    skills: list[SkillRef] = Field(default_factory=list)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
+    sandbox: SandboxPolicySpec = Field(default_factory=SandboxPolicySpec)  # type: ignore[arg-type]
+    workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)  # type: ignore[arg-type]
+    permissions: Permissions = Field(default_factory=Permissions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("expected 1-64 lowercase letters, digits and hyphens, not starting or ending with '-'")
+        return value
+
+    @field_validator("skills", mode="before")
+    @classmethod
+    def _skill_shorthand(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"ref": item} if isinstance(item, str) else item for item in value]
+        return value

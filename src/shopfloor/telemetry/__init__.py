@@ -1,0 +1,3 @@
+"""telemetry layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""workspace layer (see ARCHITECTURE.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,35 @@
+"""Shared fixtures: every test gets its own SHOPFLOOR_HOME; real model requests are blocked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopfloor.config import Settings, load_settings
+from shopfloor.models import allow_model_requests
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    home = tmp_path / "shopfloor-home"
+    monkeypatch.setenv("SHOPFLOOR_HOME", str(home))
+    for name in ("SHOPFLOOR_CONFIG", "SHOPFLOOR_DATABASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    previous = allow_model_requests(False)
+    yield
+    allow_model_requests(previous)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def real_models() -> Iterator[None]:
+    """Opt in to real model requests for one test."""
+    previous = allow_model_requests(True)
+    yield
+    allow_model_requests(previous)
