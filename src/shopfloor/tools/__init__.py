@@ -1,0 +1,7 @@
+"""The Tool ABC, shared by everything an agent can call: skills, workspace file tools,
+MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace/`` and
+``connectors/`` can implement it without importing the agent loop."""
+
+from shopfloor.tools._tool import FunctionTool, Tool, ToolContext, ToolKind
+
+__all__ = ["FunctionTool", "Tool", "ToolContext", "ToolKind"]
