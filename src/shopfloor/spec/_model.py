@@ -35,6 +35,7 @@ class Limits(_Strict):
     wall_time: float = Field(600.0, gt=0, description="seconds from start to finish")
     step_timeout: float = Field(30.0, gt=0, description="seconds one model or tool step may take")
     max_retries: int = Field(2, ge=0, description="re-asks after invalid tool arguments, per step")
+    max_output_tokens: int = Field(512, ge=16, description="tokens one model reply may take")
 
 
 class SandboxPolicySpec(_Strict):
@@ -95,6 +96,10 @@ class AgentSpec(_Strict):
     description: str = ""
     instructions: str = ""
     model: str = "local:qwen2.5-coder-0.5b"
+    #: how the model chooses its next action: ``one_shot`` (tool and arguments in one JSON reply),
+    #: ``two_phase`` (the tool first from an enum, then its arguments: better for small models),
+    #: ``native`` (the server's tool calling); ``auto`` picks native where the model supports it.
+    decision: Literal["auto", "one_shot", "two_phase", "native"] = "auto"
     skills: list[SkillRef] = Field(default_factory=list)
     tools: list[ToolSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]

@@ -61,6 +61,10 @@ class Tool(ABC):
             raise ToolArgumentsError(f"{self.name}: invalid arguments: {details}")
         return args
 
+    async def details(self) -> str | None:
+        """Longer instructions shown only once the model has chosen this tool (progressive disclosure)."""
+        return None
+
     def describe(self) -> str:
         """The line the model sees before choosing (progressive disclosure)."""
         return f"{self.name}: {self.description.strip().splitlines()[0] if self.description else ''}"
