@@ -1,3 +1,58 @@
-"""agent layer (see ARCHITECTURE.md)."""
+"""The agent loop: structured tool choice, budgets, context management, built-in tools."""
 
-__all__: list[str] = []
+from shopfloor.agent._builtin import BuiltinFactory, builtin_names, calculate, load_tool, register_builtin
+from shopfloor.agent._context import ContextWindow, Turn, WindowFit
+from shopfloor.agent._decide import (
+    FINAL_ANSWER,
+    Action,
+    DecisionStrategy,
+    Invalid,
+    Native,
+    OneShot,
+    TwoPhase,
+    strategy_for,
+)
+from shopfloor.agent._loop import AgentLoop, EventSink
+from shopfloor.agent._records import (
+    ApprovalDecision,
+    ApprovalRequest,
+    RunEvent,
+    RunResult,
+    RunStatus,
+    StepRecord,
+    StopReason,
+    TokenTotals,
+)
+from shopfloor.agent._steps import ApprovalPolicy, InMemoryStepRunner, StepRunner
+
+__all__ = [
+    "FINAL_ANSWER",
+    "Action",
+    "AgentLoop",
+    "ApprovalDecision",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "BuiltinFactory",
+    "ContextWindow",
+    "DecisionStrategy",
+    "EventSink",
+    "InMemoryStepRunner",
+    "Invalid",
+    "Native",
+    "OneShot",
+    "RunEvent",
+    "RunResult",
+    "RunStatus",
+    "StepRecord",
+    "StepRunner",
+    "StopReason",
+    "TokenTotals",
+    "Turn",
+    "TwoPhase",
+    "WindowFit",
+    "builtin_names",
+    "calculate",
+    "load_tool",
+    "register_builtin",
+    "strategy_for",
+]

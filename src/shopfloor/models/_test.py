@@ -48,7 +48,7 @@ class TestModel(Model):
 
 
 def _final_text(messages: tuple[Message, ...]) -> str:
-    results = [m.content for m in messages if m.role in ("tool", "user")][1:]
+    results = [m.content for m in messages if m.role == "tool" or m.content.startswith("Result of ")]
     return "test model answer" + (f"; last result: {results[-1][:200]}" if results else "")
 
 
@@ -75,6 +75,8 @@ class _Generator:
             return self._pick(list(schema["enum"])) if key == "tool" else schema["enum"][0]
         if "default" in schema:
             return schema["default"]
+        if schema.get("examples"):
+            return schema["examples"][0]
         kind = schema.get("type", "object")
         if isinstance(kind, list):
             kind = next((k for k in kind if k != "null"), "null")

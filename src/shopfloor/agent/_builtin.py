@@ -1,0 +1,127 @@
+"""Built-in tools an agent spec can grant as ``builtin:NAME``, and how a spec's tool
+sources (``builtin:NAME``, ``FILE.py:ATTR``, ``module:attr``) become Tool objects.
+
+Other packages add built-ins with ``register_builtin`` (the workspace file tools do).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import math
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shopfloor.errors import ConfigError, ToolExecutionError
+from shopfloor.spec import ToolSpec
+from shopfloor.tools import FunctionTool, Tool
+
+__all__ = ["BuiltinFactory", "builtin_names", "calculate", "load_tool", "register_builtin"]
+
+BuiltinFactory = Callable[[ToolSpec], Tool]
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log, "exp": math.exp,
+}
+
+
+def _eval(node: ast.AST) -> Any:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 1000:
+            raise ToolExecutionError("exponent too large (limit 1000)")
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval(node.operand))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+        return _FUNCS[node.func.id](*[_eval(arg) for arg in node.args])
+    raise ToolExecutionError(f"unsupported expression element: {ast.dump(node)[:60]}")
+
+
+def calculate(expression: str) -> float | int:
+    """Evaluate an arithmetic expression, e.g. "17*23" or "sqrt(2)/3". Supports + - * / // % ** and
+    sqrt, abs, round, min, max, log, exp."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ToolExecutionError(f"not an arithmetic expression: {expression!r} ({exc.msg})") from exc
+    try:
+        value = _eval(tree)
+    except ZeroDivisionError as exc:
+        raise ToolExecutionError("division by zero") from exc
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
+
+
+def _calculator(spec: ToolSpec) -> Tool:
+    tool = FunctionTool(
+        calculate, name=spec.name, description=spec.description or (calculate.__doc__ or ""),
+        requires_approval=spec.requires_approval, approval_timeout=spec.approval_timeout,
+    )
+    tool.input_schema["properties"]["expression"]["examples"] = ["17*23"]
+    return tool
+
+
+_BUILTINS: dict[str, BuiltinFactory] = {"calculator": _calculator}
+
+
+def register_builtin(name: str, factory: BuiltinFactory) -> None:
+    _BUILTINS[name] = factory
+
+
+def builtin_names() -> list[str]:
+    return sorted(_BUILTINS)
+
+
+def _import_attr(source: str, base_dir: Path) -> Any:
+    target, _, attr = source.rpartition(":")
+    if target.endswith(".py"):
+        path = (base_dir / target).resolve()
+        if not path.is_file():
+            raise ConfigError(f"tool source {source!r}: no file {path}")
+        module_spec = importlib.util.spec_from_file_location(f"shopfloor_agent_tools_{abs(hash(path))}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigError(f"tool source {source!r}: cannot load {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    if not hasattr(module, attr):
+        raise ConfigError(f"tool source {source!r}: {target} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def load_tool(spec: ToolSpec, base_dir: Path) -> Tool:
+    """Make the Tool that a spec's tool entry names."""
+    kind, _, rest = spec.source.partition(":")
+    if kind == "builtin":
+        if rest not in _BUILTINS:
+            raise ConfigError(f"tool {spec.name!r}: no built-in tool {rest!r}; built-ins: {', '.join(builtin_names())}")
+        return _BUILTINS[rest](spec)
+    if not rest:
+        raise ConfigError(f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr")
+    target = _import_attr(spec.source, base_dir)
+    if isinstance(target, Tool):
+        return target
+    if callable(target):
+        return FunctionTool(
+            target, name=spec.name, description=spec.description, requires_approval=spec.requires_approval,
+            approval_timeout=spec.approval_timeout,
+        )
+    raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool nor a function")

@@ -1,0 +1,252 @@
+"""The runtime-driven agent loop.
+
+Each turn: fit the context window, ask the model for an action under a schema
+built from the granted tools, validate the arguments (feeding a validation error
+back, a bounded number of times), ask for approval where the spec says so, run
+the tool, feed the result back. Model calls and tool calls go through the
+``StepRunner`` as named steps with JSON results, so the same loop runs in memory,
+durably on DBOS, and as a replay of a recorded run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopfloor.agent._context import ContextWindow, Turn
+from shopfloor.agent._decide import FINAL_ANSWER, Action, DecisionStrategy, Invalid, strategy_for
+from shopfloor.agent._records import (
+    ApprovalRequest,
+    RunEvent,
+    RunResult,
+    StepRecord,
+    StopReason,
+    TokenTotals,
+)
+from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
+from shopfloor.errors import ModelError, ToolArgumentsError, ToolError
+from shopfloor.models import Message, Model, ModelRequest, ModelResponse
+from shopfloor.spec import Limits
+from shopfloor.tools import Tool, ToolContext
+
+__all__ = ["AgentLoop", "EventSink"]
+
+EventSink = Callable[[RunEvent], Awaitable[None] | None]
+#: Longest tool result, in characters, that goes back into the context.
+_MAX_OBSERVATION = 4000
+
+
+class _StepTimeout(Exception):
+    pass
+
+
+@dataclass(kw_only=True)
+class _State:
+    turns: list[Turn] = field(default_factory=list)
+    records: list[StepRecord] = field(default_factory=list)
+    usage: TokenTotals = field(default_factory=TokenTotals)
+    model_calls: int = 0
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        *,
+        model: Model,
+        tools: list[Tool],
+        instructions: str = "",
+        limits: Limits | None = None,
+        decision: str = "auto",
+        approvers: tuple[str, ...] = (),
+        services: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.tools = {tool.name: tool for tool in tools}
+        if FINAL_ANSWER in self.tools:
+            raise ToolError(f"a tool may not be called {FINAL_ANSWER!r}: that name ends the run")
+        self.limits = limits or Limits()  # type: ignore[call-arg]
+        self.strategy: DecisionStrategy = strategy_for(decision, native_supported=model.supports_native_tools)
+        self.instructions = instructions
+        self.approvers = approvers
+        self.services = dict(services or {})
+
+    async def run(
+        self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None
+    ) -> RunResult:
+        runner = runner or InMemoryStepRunner()
+        state = _State()
+
+        async def emit(kind: Any, step: int, **data: Any) -> None:
+            if on_event is not None:
+                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=data))
+                if inspect.isawaitable(maybe):
+                    await maybe
+
+        def finish(reason: StopReason, output: str | None = None, error: str | None = None) -> RunResult:
+            status = "completed" if reason == "final_answer" else "cancelled" if reason == "cancelled" else "failed"
+            return RunResult(
+                run_id=run_id,
+                status=status,
+                stop_reason=reason,
+                output=output,
+                steps=tuple(state.records),
+                usage=state.usage,
+                error=error,
+            )
+
+        await emit("run_started", 0, task=task, model=self.model.ref, tools=list(self.tools))
+        result = await self._turns(task, run_id, runner, state, emit, finish)
+        await emit(
+            "run_finished", len(state.records), status=result.status, stop_reason=result.stop_reason,
+            output=result.output, error=result.error, usage=result.to_dict()["usage"],
+        )
+        return result
+
+    async def _turns(
+        self,
+        task: str,
+        run_id: str,
+        runner: StepRunner,
+        state: _State,
+        emit: Callable[..., Awaitable[None]],
+        finish: Callable[..., RunResult],
+    ) -> RunResult:
+        limits = self.limits
+        system = Message(role="system", content=self.strategy.system_prompt(self.instructions, self.tools))
+        task_message = Message(role="user", content=task)
+        window = ContextWindow(
+            context_length=self.model.context_length, reserve=limits.max_output_tokens, count=self.model.count_tokens
+        )
+
+        async def call_model(request: ModelRequest) -> ModelResponse:
+            state.model_calls += 1
+            name = f"model:{state.model_calls}"
+
+            async def do() -> Any:
+                response = await asyncio.wait_for(self.model.request(request), limits.step_timeout)
+                return response.to_dict()
+
+            try:
+                response = ModelResponse.from_dict(await runner.step(name, do))
+            except TimeoutError as exc:
+                raise _StepTimeout(f"model call took longer than {limits.step_timeout:g} s") from exc
+            state.usage = state.usage.add(response.usage.input_tokens, response.usage.output_tokens)
+            return response
+
+        step = 0
+        while True:
+            if await runner.check_cancelled():
+                return finish("cancelled", error="cancelled by request")
+            if step >= limits.max_steps:
+                return finish("max_steps", error=f"no final answer after {limits.max_steps} steps")
+            if runner.elapsed() > limits.wall_time:
+                return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
+            if state.usage.total >= limits.max_tokens:
+                return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+            step += 1
+            retries: list[Message] = []
+            for attempt in range(limits.max_retries + 1):
+                fit = window.fit(system, task_message, state.turns)
+                if fit.dropped_turns:
+                    await emit("context_trimmed", step, dropped_turns=fit.dropped_turns, tokens=fit.tokens)
+                try:
+                    decided = await self.strategy.decide(
+                        fit.messages + tuple(retries), self.tools, call_model, step=step,
+                        max_tokens=limits.max_output_tokens,
+                    )
+                except _StepTimeout as exc:
+                    return finish("step_timeout", error=str(exc))
+                except ModelError as exc:
+                    return finish("model_error", error=f"{type(exc).__name__}: {exc}")
+                error = self._check(decided)
+                if error is None and isinstance(decided, Action):
+                    break
+                retries += [decided.reply, Message(role="user", content=f"Error: {error}. Reply again, correctly.")]
+                await emit("invalid_reply", step, attempt=attempt + 1, error=error, reply=decided.reply.content)
+            else:
+                return finish("invalid_output", error=f"step {step}: no valid action after {attempt + 1} tries: {error}")
+            action = decided
+            await emit("model_reply", step, tool=action.tool, arguments=action.arguments, usage=state.usage.total)
+            if action.tool == FINAL_ANSWER:
+                return finish("final_answer", output=str(action.arguments["answer"]))
+            record = await self._act(action, step, run_id, runner, emit)
+            state.records.append(record)
+            content = json.dumps(record.output, default=str) if record.error is None else f"ERROR: {record.error}"
+            if len(content) > _MAX_OBSERVATION:
+                content = content[:_MAX_OBSERVATION] + f"... [{len(content) - _MAX_OBSERVATION} more characters]"
+            summary = f"step {step} {action.tool}({json.dumps(action.arguments)[:80]}) -> {content[:80]}"
+            state.turns.append(Turn(messages=(action.reply, self.strategy.observation(action, content)), summary=summary))
+
+    def _check(self, decided: Action | Invalid) -> str | None:
+        if isinstance(decided, Invalid):
+            return decided.error
+        if decided.tool == FINAL_ANSWER:
+            args = decided.arguments
+            ok = isinstance(args, dict) and isinstance(args.get("answer"), str) and args["answer"].strip()
+            return None if ok else 'final_answer needs {"answer": "..."} with the answer text'
+        tool = self.tools.get(decided.tool)
+        if tool is None:
+            return f"unknown tool {decided.tool!r}; the tools are: {', '.join([*self.tools, FINAL_ANSWER])}"
+        try:
+            tool.validate(decided.arguments)
+        except ToolArgumentsError as exc:
+            return str(exc)
+        return None
+
+    async def _act(
+        self, action: Action, step: int, run_id: str, runner: StepRunner, emit: Callable[..., Awaitable[None]]
+    ) -> StepRecord:
+        tool = self.tools[action.tool]
+        await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
+        if tool.requires_approval:
+            request = ApprovalRequest(
+                run_id=run_id, step=step, tool=tool.name, arguments=action.arguments,
+                approvers=self.approvers, timeout=tool.approval_timeout,
+            )
+            await emit("approval_requested", step, tool=tool.name, arguments=action.arguments,
+                       approvers=list(self.approvers))
+            decision = await runner.wait_for_approval(request)
+            await emit("approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason)
+            if not decision.approved:
+                why = f"the call was rejected by {decision.by or 'an approver'}" + (
+                    f": {decision.reason}" if decision.reason else ""
+                )
+                record = StepRecord(step=step, tool=tool.name, arguments=action.arguments, error=why,
+                                    error_kind="rejected")
+                await emit("tool_result", step, tool=tool.name, error=why, error_kind="rejected", duration=0.0)
+                return record
+        ctx = ToolContext(
+            run_id=run_id, step=step, call_id=action.call_id, idempotency_key=f"{run_id}:{step}",
+            services=self.services,
+        )
+        timeout = self.limits.step_timeout
+
+        async def do() -> Any:
+            started = time.perf_counter()
+            try:
+                output = await asyncio.wait_for(tool.call(action.arguments, ctx), timeout)
+                json.dumps(output, default=str)
+                return {"output": output, "duration": time.perf_counter() - started}
+            except TimeoutError:
+                error, kind = f"{tool.name} took longer than {timeout:g} s and was stopped", "timeout"
+            except ToolArgumentsError as exc:
+                error, kind = str(exc), "arguments"
+            except ToolError as exc:
+                error, kind = str(exc), "execution"
+            except Exception as exc:  # a bug in a tool is reported to the model and recorded, not fatal
+                error, kind = f"{tool.name} failed: {type(exc).__name__}: {exc}", "execution"
+            return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
+
+        outcome = await runner.step(f"tool:{step}:{tool.name}", do)
+        record = StepRecord(
+            step=step, tool=tool.name, arguments=action.arguments, output=outcome.get("output"),
+            error=outcome.get("error"), error_kind=outcome.get("error_kind"), duration=outcome["duration"],
+        )
+        await emit("tool_result", step, tool=tool.name, output=record.output, error=record.error,
+                   error_kind=record.error_kind, duration=record.duration)
+        return record

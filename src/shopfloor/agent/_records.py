@@ -1,0 +1,120 @@
+"""Plain records of a run: the events it emits as it goes, its steps, and its result.
+
+All are frozen dataclasses of JSON-able values, with a ``kind`` discriminator on
+events, so they can be stored, streamed (CLI follow mode, SSE) and replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "RunEvent",
+    "RunResult",
+    "RunStatus",
+    "StepRecord",
+    "StopReason",
+    "TokenTotals",
+]
+
+StopReason = Literal[
+    "final_answer",
+    "max_steps",
+    "max_tokens",
+    "wall_time",
+    "step_timeout",
+    "invalid_output",
+    "model_error",
+    "cancelled",
+]
+RunStatus = Literal["completed", "failed", "cancelled"]
+
+EventKind = Literal[
+    "run_started",
+    "model_reply",
+    "invalid_reply",
+    "tool_call",
+    "tool_result",
+    "approval_requested",
+    "approval_decided",
+    "context_trimmed",
+    "run_finished",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEvent:
+    kind: EventKind
+    run_id: str
+    step: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """One turn of the loop: the model's chosen action and what the tool returned."""
+
+    step: int
+    tool: str
+    arguments: dict[str, Any]
+    output: Any = None
+    error: str | None = None
+    error_kind: Literal["arguments", "execution", "timeout", "rejected"] | None = None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenTotals:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_calls: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, input_tokens: int, output_tokens: int) -> TokenTotals:
+        return TokenTotals(
+            input_tokens=self.input_tokens + input_tokens,
+            output_tokens=self.output_tokens + output_tokens,
+            model_calls=self.model_calls + 1,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    run_id: str
+    status: RunStatus
+    stop_reason: StopReason
+    output: str | None
+    steps: tuple[StepRecord, ...]
+    usage: TokenTotals
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["usage"]["total_tokens"] = self.usage.total
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequest:
+    run_id: str
+    step: int
+    tool: str
+    arguments: dict[str, Any]
+    approvers: tuple[str, ...]
+    timeout: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalDecision:
+    approved: bool
+    by: str = ""
+    reason: str = ""
