@@ -14,7 +14,9 @@ from shopfloor.models._base import (
     check_model_requests_allowed,
 )
 from shopfloor.models._function import FunctionModel, ModelFunction
+from shopfloor.models._openai import OpenAIModel
 from shopfloor.models._registry import ProviderFactory, provider_names, register_provider, resolve_model
+from shopfloor.models._retry import RetryPolicy
 from shopfloor.models._test import TestModel
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "ModelFunction",
     "ModelRequest",
     "ModelResponse",
+    "OpenAIModel",
     "ProviderFactory",
+    "RetryPolicy",
     "TestModel",
     "TextDelta",
     "ToolCall",
