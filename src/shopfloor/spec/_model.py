@@ -22,6 +22,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_SOURCE = re.compile(r"^(builtin:[A-Za-z0-9_.-]+|[^:\s]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
 _SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?$", re.IGNORECASE)
 
 
@@ -83,6 +85,20 @@ class ToolSpec(_Strict):
     requires_approval: bool = False
     approval_timeout: float | None = Field(None, gt=0)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TOOL_NAME.match(value):
+            raise ValueError("expected 1-64 letters, digits, '_' or '-', starting with a letter or '_'")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _SOURCE.match(value):
+            raise ValueError(f"expected builtin:NAME, FILE.py:FUNCTION or module:attribute, got {value!r}")
+        return value
+
 
 class SkillRef(_Strict):
     ref: str = Field(description="name@version, name@sha256:DIGEST, or a path to a skill directory")
@@ -111,7 +127,18 @@ class AgentSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError("expected 1-64 lowercase letters, digits and hyphens, not starting or ending with '-'")
+            raise ValueError(
+                "expected 1-64 lowercase letters, digits and hyphens, not starting or ending with '-'"
+            )
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, value: list[ToolSpec]) -> list[ToolSpec]:
+        names = [tool.name for tool in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"each tool needs its own name; used more than once: {', '.join(repeated)}")
         return value
 
     @field_validator("skills", mode="before")

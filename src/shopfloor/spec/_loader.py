@@ -1,0 +1,123 @@
+"""Load ``agent.yaml``: every problem at once, each with file:line:column and what is expected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shopfloor.errors import ShopfloorError, SourceLocation, SpecError
+from shopfloor.spec._digest import (
+    SpecReference,
+    compute_digest,
+    digest_document,
+    resolve_reference,
+    spec_references,
+)
+from shopfloor.spec._messages import describe_value, validation_problems
+from shopfloor.spec._model import AgentSpec
+from shopfloor.spec._yaml import Problem, YamlDocument, compose_yaml, format_path
+
+__all__ = ["SPEC_FILENAMES", "LoadedSpec", "find_spec_file", "load_spec", "parse_spec", "spec_digest"]
+
+SPEC_FILENAMES = ("agent.yaml", "agent.yml")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedSpec:
+    spec: AgentSpec
+    #: the YAML file, absolute
+    path: Path
+    #: the directory that relative references (tool files, skills, seeds) start from
+    base_dir: Path
+    #: ``sha256:<hex>`` of the spec and everything it references
+    digest: str
+
+
+def find_spec_file(path: Path | str) -> Path:
+    """``path`` itself if it is a file, else the agent.yaml inside the directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in SPEC_FILENAMES:
+            if (path / name).is_file():
+                return path / name
+        raise SpecError([(SourceLocation(file=str(path)), "no agent.yaml in this directory")])
+    if not path.exists():
+        raise SpecError(
+            [(SourceLocation(file=str(path)), "no such file or directory: expected an agent.yaml")]
+        )
+    return path
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda item: (item[0].line or 0, item[0].column or 0, item[1]))
+
+
+def _validate(doc: YamlDocument) -> AgentSpec:
+    problems = list(doc.problems)
+    if not isinstance(doc.data, dict):
+        allowed = ", ".join(AgentSpec.model_fields)
+        problems.append(
+            (
+                doc.location(()),
+                f"expected a mapping of keys ({allowed}) at the top level, found {describe_value(doc.data)}",
+            )
+        )
+        raise SpecError(_sorted(problems))
+    try:
+        spec = AgentSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, doc, AgentSpec))
+        raise SpecError(_sorted(problems)) from None
+    if problems:
+        raise SpecError(_sorted(problems))
+    return spec
+
+
+def _resolve(spec: AgentSpec, doc: YamlDocument, base_dir: Path) -> str:
+    resolved: list[tuple[SpecReference, str]] = []
+    problems: list[Problem] = []
+    for ref in spec_references(spec):
+        try:
+            resolved.append((ref, resolve_reference(ref, base_dir)))
+        except (OSError, ValueError, ShopfloorError) as exc:
+            problems.append((doc.location(ref.where), f"{format_path(ref.where)}: {exc}"))
+    if problems:
+        raise SpecError(_sorted(problems))
+    return digest_document(spec, resolved)
+
+
+def parse_spec(text: str, *, file: str = "agent.yaml", base_dir: Path | None = None) -> tuple[AgentSpec, str]:
+    """Validate spec text; with ``base_dir`` also resolve its references. Returns the spec and its digest
+    (without ``base_dir``, references are not checked and the digest covers the spec alone)."""
+    doc = compose_yaml(text, file)
+    spec = _validate(doc)
+    if base_dir is None:
+        return spec, digest_document(spec, [])
+    return spec, _resolve(spec, doc, base_dir)
+
+
+def load_spec(path: Path | str) -> LoadedSpec:
+    """Read and validate an agent spec (the file, or a directory holding agent.yaml).
+
+    Raises SpecError listing every problem, sorted by line, each with its location.
+    """
+    file = find_spec_file(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise SpecError([(SourceLocation(file=str(file)), f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([(SourceLocation(file=str(file)), f"not UTF-8 text (byte {exc.start})")]) from None
+    base_dir = file.parent.resolve()
+    spec, digest = parse_spec(text, file=str(file), base_dir=base_dir)
+    return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest)
+
+
+def spec_digest(loaded: LoadedSpec) -> str:
+    """Recompute the digest from the spec and the current content of what it references."""
+    return compute_digest(loaded.spec, loaded.base_dir)
