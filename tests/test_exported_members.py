@@ -10,7 +10,9 @@ import pytest
 import shopfloor
 
 PACKAGES = sorted(
-    name for _, name, ispkg in pkgutil.walk_packages(shopfloor.__path__, "shopfloor.") if ispkg and "._" not in name
+    name
+    for _, name, ispkg in pkgutil.walk_packages(shopfloor.__path__, "shopfloor.")
+    if ispkg and "._" not in name
 )
 
 

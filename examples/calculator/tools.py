@@ -7,8 +7,16 @@ from typing import Literal
 Unit = Literal["m", "km", "mi", "ft", "kg", "lb", "c", "f"]
 
 _TO_BASE = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048, "kg": 1.0, "lb": 0.45359237}
-_KIND = {"m": "length", "km": "length", "mi": "length", "ft": "length", "kg": "mass", "lb": "mass",
-         "c": "temperature", "f": "temperature"}
+_KIND = {
+    "m": "length",
+    "km": "length",
+    "mi": "length",
+    "ft": "length",
+    "kg": "mass",
+    "lb": "mass",
+    "c": "temperature",
+    "f": "temperature",
+}
 
 
 def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> dict[str, object]:

@@ -142,4 +142,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(f"invalid settings (from {config_file} and the environment):\n  " + "\n  ".join(lines)) from exc
+        raise ConfigError(
+            f"invalid settings (from {config_file} and the environment):\n  " + "\n  ".join(lines)
+        ) from exc

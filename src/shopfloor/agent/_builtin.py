@@ -13,7 +13,9 @@ import math
 import operator
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from shopfloor.errors import ConfigError, ToolExecutionError
 from shopfloor.spec import ToolSpec
@@ -34,14 +36,24 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _FUNCS: dict[str, Callable[..., Any]] = {
-    "sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log, "exp": math.exp,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": math.log,
+    "exp": math.exp,
 }
 
 
 def _eval(node: ast.AST) -> Any:
     if isinstance(node, ast.Expression):
         return _eval(node.body)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left), _eval(node.right)
@@ -55,7 +67,7 @@ def _eval(node: ast.AST) -> Any:
     raise ToolExecutionError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
-def calculate(expression: str) -> float | int:
+def calculate(expression: Annotated[str, Field(examples=["17*23"])]) -> float | int:
     """Evaluate an arithmetic expression, e.g. "17*23" or "sqrt(2)/3". Supports + - * / // % ** and
     sqrt, abs, round, min, max, log, exp."""
     try:
@@ -70,12 +82,13 @@ def calculate(expression: str) -> float | int:
 
 
 def _calculator(spec: ToolSpec) -> Tool:
-    tool = FunctionTool(
-        calculate, name=spec.name, description=spec.description or (calculate.__doc__ or ""),
-        requires_approval=spec.requires_approval, approval_timeout=spec.approval_timeout,
+    return FunctionTool(
+        calculate,
+        name=spec.name,
+        description=spec.description or (calculate.__doc__ or ""),
+        requires_approval=spec.requires_approval,
+        approval_timeout=spec.approval_timeout,
     )
-    tool.input_schema["properties"]["expression"]["examples"] = ["17*23"]
-    return tool
 
 
 _BUILTINS: dict[str, BuiltinFactory] = {"calculator": _calculator}
@@ -112,16 +125,23 @@ def load_tool(spec: ToolSpec, base_dir: Path) -> Tool:
     kind, _, rest = spec.source.partition(":")
     if kind == "builtin":
         if rest not in _BUILTINS:
-            raise ConfigError(f"tool {spec.name!r}: no built-in tool {rest!r}; built-ins: {', '.join(builtin_names())}")
+            raise ConfigError(
+                f"tool {spec.name!r}: no built-in tool {rest!r}; built-ins: {', '.join(builtin_names())}"
+            )
         return _BUILTINS[rest](spec)
     if not rest:
-        raise ConfigError(f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr")
+        raise ConfigError(
+            f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr"
+        )
     target = _import_attr(spec.source, base_dir)
     if isinstance(target, Tool):
         return target
     if callable(target):
         return FunctionTool(
-            target, name=spec.name, description=spec.description, requires_approval=spec.requires_approval,
+            target,
+            name=spec.name,
+            description=spec.description,
+            requires_approval=spec.requires_approval,
             approval_timeout=spec.approval_timeout,
         )
     raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool nor a function")

@@ -65,19 +65,31 @@ class DecisionStrategy(ABC):
     name: ClassVar[str]
 
     def system_prompt(self, instructions: str, tools: Mapping[str, Tool]) -> str:
-        lines = [instructions.strip() or "You are a careful assistant that completes the task with the tools given."]
+        lines = [
+            instructions.strip()
+            or "You are a careful assistant that completes the task with the tools given."
+        ]
         lines.append("\nTools:")
-        lines += [f"- {tool.describe()}\n  arguments: {_compact(tool.input_schema)}" for tool in tools.values()]
+        lines += [
+            f"- {tool.describe()}\n  arguments: {_compact(tool.input_schema)}" for tool in tools.values()
+        ]
         lines.append(f"- {FINAL_ANSWER}: give the final answer once the tool results contain it")
         lines.append(
-            'Reply with one JSON object: {"tool": NAME, "args": {...}}. Use tool results, never guess numbers. '
+            'Reply with one JSON object: {"tool": NAME, "args": {...}}. '
+            "Use tool results, never guess numbers. "
             f'When done reply {{"tool": "{FINAL_ANSWER}", "args": {{"answer": "..."}}}}.'
         )
         return "\n".join(lines)
 
     @abstractmethod
     async def decide(
-        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], call: CallModel, *, step: int, max_tokens: int
+        self,
+        messages: tuple[Message, ...],
+        tools: Mapping[str, Tool],
+        call: CallModel,
+        *,
+        step: int,
+        max_tokens: int,
     ) -> Action | Invalid:
         """Ask the model (one or more calls through ``call``) for the next action."""
 
@@ -107,14 +119,23 @@ class OneShot(DecisionStrategy):
                 "required": ["tool", "args"],
                 "additionalProperties": False,
             }
-            for name, schema in [(n, t.input_schema) for n, t in tools.items()] + [(FINAL_ANSWER, FINAL_SCHEMA)]
+            for name, schema in [(n, t.input_schema) for n, t in tools.items()]
+            + [(FINAL_ANSWER, FINAL_SCHEMA)]
         ]
         return {"anyOf": branches}
 
     async def decide(
-        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], call: CallModel, *, step: int, max_tokens: int
+        self,
+        messages: tuple[Message, ...],
+        tools: Mapping[str, Tool],
+        call: CallModel,
+        *,
+        step: int,
+        max_tokens: int,
     ) -> Action | Invalid:
-        response = await call(ModelRequest(messages=messages, json_schema=self.schema(tools), max_tokens=max_tokens))
+        response = await call(
+            ModelRequest(messages=messages, json_schema=self.schema(tools), max_tokens=max_tokens)
+        )
         reply = Message(role="assistant", content=response.text)
         parsed = self._parse(response.text, step)
         if isinstance(parsed, str):
@@ -126,7 +147,13 @@ class TwoPhase(DecisionStrategy):
     name = "two_phase"
 
     async def decide(
-        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], call: CallModel, *, step: int, max_tokens: int
+        self,
+        messages: tuple[Message, ...],
+        tools: Mapping[str, Tool],
+        call: CallModel,
+        *,
+        step: int,
+        max_tokens: int,
     ) -> Action | Invalid:
         names = [*tools, FINAL_ANSWER]
         choice_schema = {
@@ -148,7 +175,11 @@ class TwoPhase(DecisionStrategy):
             prompt = f"{details.strip()}\n\n{prompt}"
         second = await call(
             ModelRequest(
-                messages=(*messages, Message(role="assistant", content=first.text), Message(role="user", content=prompt)),
+                messages=(
+                    *messages,
+                    Message(role="assistant", content=first.text),
+                    Message(role="user", content=prompt),
+                ),
                 json_schema=schema,
                 max_tokens=max_tokens,
             )
@@ -166,16 +197,29 @@ class Native(DecisionStrategy):
     name = "native"
 
     def system_prompt(self, instructions: str, tools: Mapping[str, Tool]) -> str:
-        return instructions.strip() or "You are a careful assistant that completes the task with the tools given."
+        return (
+            instructions.strip()
+            or "You are a careful assistant that completes the task with the tools given."
+        )
 
     async def decide(
-        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], call: CallModel, *, step: int, max_tokens: int
+        self,
+        messages: tuple[Message, ...],
+        tools: Mapping[str, Tool],
+        call: CallModel,
+        *,
+        step: int,
+        max_tokens: int,
     ) -> Action | Invalid:
-        defs = tuple(ToolDef(name=n, description=t.description, parameters=t.input_schema) for n, t in tools.items())
+        defs = tuple(
+            ToolDef(name=n, description=t.description, parameters=t.input_schema) for n, t in tools.items()
+        )
         response = await call(ModelRequest(messages=messages, tools=defs, max_tokens=max_tokens))
         if not response.tool_calls:
             reply = Message(role="assistant", content=response.text)
-            return Action(tool=FINAL_ANSWER, arguments={"answer": response.text}, call_id=f"call_{step}", reply=reply)
+            return Action(
+                tool=FINAL_ANSWER, arguments={"answer": response.text}, call_id=f"call_{step}", reply=reply
+            )
         # One call per turn keeps every step durable on its own; later calls are asked for again.
         first: ToolCall = response.tool_calls[0]
         reply = Message(role="assistant", content=response.text, tool_calls=(first,))
@@ -196,5 +240,7 @@ def strategy_for(decision: str, *, native_supported: bool) -> DecisionStrategy:
     if decision == "auto":
         decision = "native" if native_supported else "one_shot"
     if decision == "native" and not native_supported:
-        raise ConfigError("decision 'native' needs a model with native tool calling; use one_shot or two_phase")
+        raise ConfigError(
+            "decision 'native' needs a model with native tool calling; use one_shot or two_phase"
+        )
     return _STRATEGIES[decision]()

@@ -24,6 +24,7 @@ from shopfloor.agent._records import (
     ApprovalRequest,
     RunEvent,
     RunResult,
+    RunStatus,
     StepRecord,
     StopReason,
     TokenTotals,
@@ -88,7 +89,13 @@ class AgentLoop:
                     await maybe
 
         def finish(reason: StopReason, output: str | None = None, error: str | None = None) -> RunResult:
-            status = "completed" if reason == "final_answer" else "cancelled" if reason == "cancelled" else "failed"
+            status = (
+                "completed"
+                if reason == "final_answer"
+                else "cancelled"
+                if reason == "cancelled"
+                else "failed"
+            )
             return RunResult(
                 run_id=run_id,
                 status=status,
@@ -102,8 +109,13 @@ class AgentLoop:
         await emit("run_started", 0, task=task, model=self.model.ref, tools=list(self.tools))
         result = await self._turns(task, run_id, runner, state, emit, finish)
         await emit(
-            "run_finished", len(state.records), status=result.status, stop_reason=result.stop_reason,
-            output=result.output, error=result.error, usage=result.to_dict()["usage"],
+            "run_finished",
+            len(state.records),
+            status=result.status,
+            stop_reason=result.stop_reason,
+            output=result.output,
+            error=result.error,
+            usage=result.to_dict()["usage"],
         )
         return result
 
@@ -120,7 +132,9 @@ class AgentLoop:
         system = Message(role="system", content=self.strategy.system_prompt(self.instructions, self.tools))
         task_message = Message(role="user", content=task)
         window = ContextWindow(
-            context_length=self.model.context_length, reserve=limits.max_output_tokens, count=self.model.count_tokens
+            context_length=self.model.context_length,
+            reserve=limits.max_output_tokens,
+            count=self.model.count_tokens,
         )
 
         async def call_model(request: ModelRequest) -> ModelResponse:
@@ -156,7 +170,10 @@ class AgentLoop:
                     await emit("context_trimmed", step, dropped_turns=fit.dropped_turns, tokens=fit.tokens)
                 try:
                     decided = await self.strategy.decide(
-                        fit.messages + tuple(retries), self.tools, call_model, step=step,
+                        fit.messages + tuple(retries),
+                        self.tools,
+                        call_model,
+                        step=step,
                         max_tokens=limits.max_output_tokens,
                     )
                 except _StepTimeout as exc:
@@ -166,21 +183,36 @@ class AgentLoop:
                 error = self._check(decided)
                 if error is None and isinstance(decided, Action):
                     break
-                retries += [decided.reply, Message(role="user", content=f"Error: {error}. Reply again, correctly.")]
-                await emit("invalid_reply", step, attempt=attempt + 1, error=error, reply=decided.reply.content)
+                retries += [
+                    decided.reply,
+                    Message(role="user", content=f"Error: {error}. Reply again, correctly."),
+                ]
+                await emit(
+                    "invalid_reply", step, attempt=attempt + 1, error=error, reply=decided.reply.content
+                )
             else:
-                return finish("invalid_output", error=f"step {step}: no valid action after {attempt + 1} tries: {error}")
+                return finish(
+                    "invalid_output", error=f"step {step}: no valid action after {attempt + 1} tries: {error}"
+                )
             action = decided
-            await emit("model_reply", step, tool=action.tool, arguments=action.arguments, usage=state.usage.total)
+            await emit(
+                "model_reply", step, tool=action.tool, arguments=action.arguments, usage=state.usage.total
+            )
             if action.tool == FINAL_ANSWER:
                 return finish("final_answer", output=str(action.arguments["answer"]))
             record = await self._act(action, step, run_id, runner, emit)
             state.records.append(record)
-            content = json.dumps(record.output, default=str) if record.error is None else f"ERROR: {record.error}"
+            content = (
+                json.dumps(record.output, default=str) if record.error is None else f"ERROR: {record.error}"
+            )
             if len(content) > _MAX_OBSERVATION:
-                content = content[:_MAX_OBSERVATION] + f"... [{len(content) - _MAX_OBSERVATION} more characters]"
+                content = (
+                    content[:_MAX_OBSERVATION] + f"... [{len(content) - _MAX_OBSERVATION} more characters]"
+                )
             summary = f"step {step} {action.tool}({json.dumps(action.arguments)[:80]}) -> {content[:80]}"
-            state.turns.append(Turn(messages=(action.reply, self.strategy.observation(action, content)), summary=summary))
+            state.turns.append(
+                Turn(messages=(action.reply, self.strategy.observation(action, content)), summary=summary)
+            )
 
     def _check(self, decided: Action | Invalid) -> str | None:
         if isinstance(decided, Invalid):
@@ -205,23 +237,40 @@ class AgentLoop:
         await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
         if tool.requires_approval:
             request = ApprovalRequest(
-                run_id=run_id, step=step, tool=tool.name, arguments=action.arguments,
-                approvers=self.approvers, timeout=tool.approval_timeout,
+                run_id=run_id,
+                step=step,
+                tool=tool.name,
+                arguments=action.arguments,
+                approvers=self.approvers,
+                timeout=tool.approval_timeout,
             )
-            await emit("approval_requested", step, tool=tool.name, arguments=action.arguments,
-                       approvers=list(self.approvers))
+            await emit(
+                "approval_requested",
+                step,
+                tool=tool.name,
+                arguments=action.arguments,
+                approvers=list(self.approvers),
+            )
             decision = await runner.wait_for_approval(request)
-            await emit("approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason)
+            await emit(
+                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
+            )
             if not decision.approved:
                 why = f"the call was rejected by {decision.by or 'an approver'}" + (
                     f": {decision.reason}" if decision.reason else ""
                 )
-                record = StepRecord(step=step, tool=tool.name, arguments=action.arguments, error=why,
-                                    error_kind="rejected")
-                await emit("tool_result", step, tool=tool.name, error=why, error_kind="rejected", duration=0.0)
+                record = StepRecord(
+                    step=step, tool=tool.name, arguments=action.arguments, error=why, error_kind="rejected"
+                )
+                await emit(
+                    "tool_result", step, tool=tool.name, error=why, error_kind="rejected", duration=0.0
+                )
                 return record
         ctx = ToolContext(
-            run_id=run_id, step=step, call_id=action.call_id, idempotency_key=f"{run_id}:{step}",
+            run_id=run_id,
+            step=step,
+            call_id=action.call_id,
+            idempotency_key=f"{run_id}:{step}",
             services=self.services,
         )
         timeout = self.limits.step_timeout
@@ -244,9 +293,21 @@ class AgentLoop:
 
         outcome = await runner.step(f"tool:{step}:{tool.name}", do)
         record = StepRecord(
-            step=step, tool=tool.name, arguments=action.arguments, output=outcome.get("output"),
-            error=outcome.get("error"), error_kind=outcome.get("error_kind"), duration=outcome["duration"],
+            step=step,
+            tool=tool.name,
+            arguments=action.arguments,
+            output=outcome.get("output"),
+            error=outcome.get("error"),
+            error_kind=outcome.get("error_kind"),
+            duration=outcome["duration"],
         )
-        await emit("tool_result", step, tool=tool.name, output=record.output, error=record.error,
-                   error_kind=record.error_kind, duration=record.duration)
+        await emit(
+            "tool_result",
+            step,
+            tool=tool.name,
+            output=record.output,
+            error=record.error,
+            error_kind=record.error_kind,
+            duration=record.duration,
+        )
         return record

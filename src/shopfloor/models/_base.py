@@ -172,7 +172,9 @@ class Model(ABC):
 
     def count_message_tokens(self, messages: tuple[Message, ...] | list[Message]) -> int:
         return sum(self.count_tokens(m.content) + 4 for m in messages) + sum(
-            self.count_tokens(json.dumps([c.arguments for c in m.tool_calls])) for m in messages if m.tool_calls
+            self.count_tokens(json.dumps([c.arguments for c in m.tool_calls]))
+            for m in messages
+            if m.tool_calls
         )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most models hold nothing

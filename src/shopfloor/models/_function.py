@@ -48,7 +48,9 @@ class FunctionModel(Model):
             return await reply if inspect.isawaitable(reply) else reply
         step = sum(1 for m in request.messages if m.role == "assistant")
         if step >= len(self._outputs):
-            raise ModelOutputError(f"scripted FunctionModel has {len(self._outputs)} outputs; step {step} asked")
+            raise ModelOutputError(
+                f"scripted FunctionModel has {len(self._outputs)} outputs; step {step} asked"
+            )
         return self._outputs[step]
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[TextDelta | ModelResponse]:

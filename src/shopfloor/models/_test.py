@@ -91,7 +91,9 @@ class _Generator:
 
     def _object(self, schema: dict[str, Any], key: str) -> dict[str, Any]:
         props: dict[str, Any] = schema.get("properties", {})
-        out = {name: self.value(props[name], key=name) for name in schema.get("required", []) if name in props}
+        out = {
+            name: self.value(props[name], key=name) for name in schema.get("required", []) if name in props
+        }
         if key == "args" and out.get("answer") == "a" and FINAL_ANSWER in json.dumps(schema):
             out["answer"] = _final_text(self.messages)
         return out
@@ -102,7 +104,11 @@ class _Generator:
         return "a" * max(1, int(schema.get("minLength", 1)))
 
     def _integer(self, schema: dict[str, Any], key: str) -> int:
-        return int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1 if "exclusiveMinimum" in schema else 1))
+        return int(
+            schema.get(
+                "minimum", schema.get("exclusiveMinimum", -1) + 1 if "exclusiveMinimum" in schema else 1
+            )
+        )
 
     def _number(self, schema: dict[str, Any], key: str) -> float:
         return float(self._integer(schema, key))

@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_type_hints
 
 import jsonschema
 from pydantic import create_model
@@ -54,10 +54,14 @@ class Tool(ABC):
     def validate(self, args: Any) -> dict[str, Any]:
         """Check ``args`` against the input schema; the error names the failing field."""
         if not isinstance(args, dict):
-            raise ToolArgumentsError(f"{self.name}: arguments must be a JSON object, got {json.dumps(args)[:100]}")
+            raise ToolArgumentsError(
+                f"{self.name}: arguments must be a JSON object, got {json.dumps(args)[:100]}"
+            )
         errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(args), key=str)
         if errors:
-            details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors)
+            details = "; ".join(
+                f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors
+            )
             raise ToolArgumentsError(f"{self.name}: invalid arguments: {details}")
         return args
 
@@ -89,10 +93,12 @@ class FunctionTool(Tool):
         self.approval_timeout = approval_timeout
         self._takes_ctx = "ctx" in inspect.signature(function).parameters
         fields: dict[str, Any] = {}
+        # Resolve string annotations (``from __future__ import annotations``) with their extras.
+        hints = get_type_hints(function, include_extras=True)
         for pname, param in inspect.signature(function).parameters.items():
             if pname == "ctx":
                 continue
-            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            annotation = hints.get(pname, Any)
             default = param.default if param.default is not inspect.Parameter.empty else ...
             fields[pname] = (annotation, default)
         self._args_model = create_model(f"{self.name}_args", **fields)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from shopfloor.agent import ContextWindow, Turn
+from shopfloor.models import Message
+
+
+def count(text: str) -> int:
+    return len(text.split()) or 1
+
+
+def turn(i: int, words: int = 10) -> Turn:
+    return Turn(
+        messages=(
+            Message(role="assistant", content=f"call {i} " + "w " * words),
+            Message(role="user", content="ok"),
+        ),
+        summary=f"step {i}",
+    )
+
+
+SYSTEM = Message(role="system", content="be useful")
+TASK = Message(role="user", content="do the task")
+
+
+def test_everything_fits_when_small() -> None:
+    fit = ContextWindow(context_length=1000, reserve=100, count=count).fit(SYSTEM, TASK, [turn(1), turn(2)])
+    assert fit.dropped_turns == 0
+    assert [m.content for m in fit.messages][:2] == ["be useful", "do the task"]
+    assert len(fit.messages) == 6
+
+
+def test_old_turns_are_summarised_and_recent_kept() -> None:
+    window = ContextWindow(context_length=120, reserve=20, count=count)
+    fit = window.fit(SYSTEM, TASK, [turn(i) for i in range(1, 11)])
+    assert fit.dropped_turns > 0
+    assert fit.tokens <= 100
+    summary = fit.messages[2].content
+    assert summary.startswith("(Earlier steps, summarised: step 1; step 2")
+    assert fit.messages[-2].content.startswith("call 10")
+    assert sum(window.tokens(m) for m in fit.messages) <= 100
+
+
+def test_huge_task_is_clipped_not_overflowing() -> None:
+    window = ContextWindow(context_length=200, reserve=50, count=count)
+    task = Message(role="user", content="word " * 5000)
+    fit = window.fit(SYSTEM, task, [turn(1)])
+    assert sum(window.tokens(m) for m in fit.messages) <= 150
+    assert "clipped to fit" in fit.messages[1].content
+
+
+def test_reserve_must_leave_room() -> None:
+    with pytest.raises(ValueError, match="no room"):
+        ContextWindow(context_length=100, reserve=100, count=count)

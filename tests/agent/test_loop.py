@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shopfloor.agent import (
+    AgentLoop,
+    ApprovalDecision,
+    ApprovalRequest,
+    InMemoryStepRunner,
+    RunEvent,
+)
+from shopfloor.agent._builtin import calculate
+from shopfloor.errors import ModelUnavailableError, ToolExecutionError
+from shopfloor.models import FunctionModel, ModelRequest, ModelResponse, TestModel, ToolCall, Usage
+from shopfloor.spec import Limits
+from shopfloor.tools import FunctionTool, Tool
+
+CALC = FunctionTool(calculate, name="calculator")
+
+
+def limits(**overrides: Any) -> Limits:
+    return Limits(**overrides)
+
+
+def call(tool: str, **args: Any) -> dict[str, Any]:
+    return {"tool": tool, "args": args}
+
+
+def final(answer: str) -> dict[str, Any]:
+    return call("final_answer", answer=answer)
+
+
+async def run(loop: AgentLoop, task: str = "task", **kwargs: Any) -> Any:
+    return await loop.run(task, run_id="run-1", **kwargs)
+
+
+async def test_scripted_run_answers_with_tool_result() -> None:
+    model = FunctionModel(outputs=[call("calculator", expression="17*23"), final("391")])
+    result = await run(AgentLoop(model=model, tools=[CALC]))
+    assert result.status == "completed"
+    assert result.stop_reason == "final_answer"
+    assert result.output == "391"
+    assert [(s.tool, s.arguments, s.output) for s in result.steps] == [
+        ("calculator", {"expression": "17*23"}, 391)
+    ]
+    assert result.usage.model_calls == 2
+    assert result.usage.input_tokens > 0
+
+
+async def test_tool_result_is_fed_back_to_the_model() -> None:
+    seen: list[str] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        seen.append(request.messages[-1].content)
+        return call("calculator", expression="2**10") if len(seen) == 1 else final("done")
+
+    await run(AgentLoop(model=FunctionModel(reply), tools=[CALC]))
+    assert seen[1] == "Result of calculator: 1024"
+
+
+async def test_max_steps() -> None:
+    model = FunctionModel(lambda request: call("calculator", expression="1+1"))
+    result = await run(AgentLoop(model=model, tools=[CALC], limits=limits(max_steps=3)))
+    assert (result.status, result.stop_reason) == ("failed", "max_steps")
+    assert len(result.steps) == 3
+    assert "3 steps" in (result.error or "")
+
+
+async def test_max_tokens() -> None:
+    def reply(request: ModelRequest) -> ModelResponse:
+        text = '{"tool": "calculator", "args": {"expression": "1"}}'
+        return ModelResponse(
+            text=text, model="m", provider="function", usage=Usage(input_tokens=600, output_tokens=10)
+        )
+
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[CALC], limits=limits(max_tokens=1500)))
+    assert result.stop_reason == "max_tokens"
+    assert result.usage.total == 1830
+    assert len(result.steps) == 3
+
+
+async def test_wall_time() -> None:
+    async def slow(seconds: float) -> str:
+        """Wait."""
+        await asyncio.sleep(seconds)
+        return "waited"
+
+    model = FunctionModel(lambda request: call("slow", seconds=0.15))
+    loop = AgentLoop(model=model, tools=[FunctionTool(slow)], limits=limits(wall_time=0.1))
+    result = await run(loop)
+    assert result.stop_reason == "wall_time"
+    assert len(result.steps) == 1
+
+
+async def test_model_step_timeout_ends_the_run() -> None:
+    async def reply(request: ModelRequest) -> str:
+        await asyncio.sleep(1)
+        return "{}"
+
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[CALC], limits=limits(step_timeout=0.05)))
+    assert result.stop_reason == "step_timeout"
+    assert "0.05 s" in (result.error or "")
+
+
+async def test_tool_timeout_is_reported_to_the_model_and_the_run_goes_on() -> None:
+    async def hang() -> str:
+        """Never returns in time."""
+        await asyncio.sleep(5)
+        return "late"
+
+    model = FunctionModel(outputs=[call("hang"), final("gave up")])
+    result = await run(AgentLoop(model=model, tools=[FunctionTool(hang)], limits=limits(step_timeout=0.05)))
+    assert result.output == "gave up"
+    assert result.steps[0].error_kind == "timeout"
+    assert "longer than 0.05 s" in (result.steps[0].error or "")
+
+
+async def test_invalid_arguments_are_retried_with_the_error() -> None:
+    prompts: list[str] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        prompts.append(request.messages[-1].content)
+        if len(prompts) == 1:
+            return call("calculator", expr="1+1")
+        return call("calculator", expression="1+1") if len(prompts) == 2 else final("2")
+
+    events: list[RunEvent] = []
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[CALC]), on_event=events.append)
+    assert result.output == "2"
+    assert "expression" in prompts[1] and prompts[1].startswith("Error: calculator: invalid arguments")
+    assert [e.kind for e in events].count("invalid_reply") == 1
+
+
+async def test_invalid_output_after_bounded_retries() -> None:
+    model = FunctionModel(lambda request: "this is not JSON")
+    result = await run(AgentLoop(model=model, tools=[CALC], limits=limits(max_retries=2)))
+    assert result.stop_reason == "invalid_output"
+    assert model.calls == 3
+    assert "not valid JSON" in (result.error or "")
+
+
+async def test_unknown_tool_names_the_tools() -> None:
+    model = FunctionModel(outputs=[call("search", q="x"), final("ok")])
+    events: list[RunEvent] = []
+    result = await run(AgentLoop(model=model, tools=[CALC]), on_event=events.append)
+    assert result.output == "ok"
+    error = next(e.data["error"] for e in events if e.kind == "invalid_reply")
+    assert "unknown tool 'search'" in error and "calculator" in error
+
+
+async def test_empty_final_answer_is_refused() -> None:
+    model = FunctionModel(outputs=[final("  "), final("42")])
+    result = await run(AgentLoop(model=model, tools=[CALC]))
+    assert result.output == "42"
+
+
+async def test_model_error_ends_the_run() -> None:
+    def reply(request: ModelRequest) -> str:
+        raise ModelUnavailableError("server down after 3 tries")
+
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[CALC]))
+    assert (result.stop_reason, result.status) == ("model_error", "failed")
+    assert "server down" in (result.error or "")
+
+
+async def test_cancel_stops_before_the_next_step() -> None:
+    runner = InMemoryStepRunner()
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        runner.cancelled = True
+        return call("calculator", expression="1")
+
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[CALC]), runner=runner)
+    assert (result.status, result.stop_reason) == ("cancelled", "cancelled")
+    assert len(result.steps) == 1
+
+
+async def test_tool_errors_and_crashes_go_back_to_the_model() -> None:
+    def broken() -> str:
+        """Always fails."""
+        raise ZeroDivisionError("boom")
+
+    model = FunctionModel(outputs=[call("calculator", expression="1/0"), call("broken"), final("no")])
+    result = await run(AgentLoop(model=model, tools=[CALC, FunctionTool(broken)]))
+    assert result.steps[0].error == "division by zero"
+    assert result.steps[1].error == "broken failed: ZeroDivisionError: boom"
+    assert result.output == "no"
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_approval_gates_the_tool(approve: bool) -> None:
+    ran: list[str] = []
+
+    def pay(amount: int) -> str:
+        """Pay someone."""
+        ran.append("paid")
+        return "paid"
+
+    asked: list[ApprovalRequest] = []
+
+    async def policy(request: ApprovalRequest) -> ApprovalDecision:
+        asked.append(request)
+        return ApprovalDecision(approved=approve, by="alice", reason="" if approve else "too much")
+
+    tool = FunctionTool(pay, requires_approval=True)
+    model = FunctionModel(outputs=[call("pay", amount=5), final("done")])
+    loop = AgentLoop(model=model, tools=[tool], approvers=("alice",))
+    result = await run(loop, runner=InMemoryStepRunner(policy))
+    assert asked[0].tool == "pay" and asked[0].arguments == {"amount": 5} and asked[0].approvers == ("alice",)
+    assert ran == (["paid"] if approve else [])
+    if not approve:
+        assert result.steps[0].error_kind == "rejected"
+        assert result.steps[0].error == "the call was rejected by alice: too much"
+
+
+async def test_test_model_calls_each_tool_then_answers() -> None:
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    for decision in ("one_shot", "two_phase"):
+        loop = AgentLoop(model=TestModel(), tools=[CALC, FunctionTool(echo)], decision=decision)
+        result = await run(loop)
+        assert [s.tool for s in result.steps] == ["calculator", "echo"], decision
+        assert result.steps[0].output == 391  # from the schema's example
+        assert result.stop_reason == "final_answer"
+
+
+class _NativeModel(FunctionModel):
+    supports_native_tools = True
+
+
+async def test_native_tool_calling() -> None:
+    def reply(request: ModelRequest) -> ModelResponse:
+        assert [t.name for t in request.tools] == ["calculator"]
+        if request.messages[-1].role == "tool":
+            assert request.messages[-1].tool_call_id == "c1"
+            return ModelResponse(text="It is 391.", model="m", provider="function")
+        calls = (ToolCall(id="c1", name="calculator", arguments='{"expression": "17*23"}'),)
+        return ModelResponse(text="", model="m", provider="function", tool_calls=calls)
+
+    result = await run(AgentLoop(model=_NativeModel(reply), tools=[CALC]))
+    assert result.output == "It is 391."
+    assert result.steps[0].output == 391
+
+
+async def test_context_never_exceeds_the_model_window() -> None:
+    reserve = 64
+    sizes: list[int] = []
+    model = FunctionModel(lambda request: call("calculator", expression="1+1"), context_length=400)
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        sizes.append(model.count_message_tokens(request.messages))
+        if len(sizes) > 12:
+            return final("enough")
+        return call("calculator", expression="+".join(["1"] * 20))
+
+    model._function = reply
+    events: list[RunEvent] = []
+    loop = AgentLoop(model=model, tools=[CALC], limits=limits(max_output_tokens=reserve, max_steps=20))
+    result = await run(loop, "add ones", on_event=events.append)
+    assert result.output == "enough"
+    assert max(sizes) <= 400 - reserve
+    assert any(e.kind == "context_trimmed" for e in events)
+
+
+def test_final_answer_is_a_reserved_tool_name() -> None:
+    def final_answer() -> str:
+        """No."""
+        return ""
+
+    with pytest.raises(Exception, match="final_answer"):
+        AgentLoop(model=TestModel(), tools=[FunctionTool(final_answer)])
+
+
+def test_calculator() -> None:
+    assert calculate("17*23") == 391
+    assert calculate("sqrt(16) + 2**3") == 12
+    assert calculate("7/2") == 3.5
+    for bad, message in [
+        ("__import__('os')", "unsupported"),
+        ("1/0", "division by zero"),
+        ("2**99999", "too large"),
+    ]:
+        with pytest.raises(ToolExecutionError, match=message):
+            calculate(bad)
+
+
+def test_tool_validation_names_the_field() -> None:
+    tool: Tool = CALC
+    with pytest.raises(Exception, match="expression"):
+        tool.validate({"expression": 5})
