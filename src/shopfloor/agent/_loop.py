@@ -89,7 +89,7 @@ class AgentLoop:
                     await maybe
 
         def finish(reason: StopReason, output: str | None = None, error: str | None = None) -> RunResult:
-            status = (
+            status: RunStatus = (
                 "completed"
                 if reason == "final_answer"
                 else "cancelled"
