@@ -1,3 +1,67 @@
-"""skills layer (see ARCHITECTURE.md)."""
+"""Agent Skills: load (strict or compatibility mode), sign and verify, publish, and run as tools.
 
-__all__: list[str] = []
+A skill is a directory in the open Agent Skills format (``SKILL.md`` with YAML front matter,
+``scripts/``, ``references/``, ``assets/``) plus Shopfloor's sidecar ``shopfloor.yaml`` (entry
+point, runtime, JSON Schemas, dependencies, sandbox needs) and signature ``shopfloor.sig``.
+
+Importing this package teaches ``shopfloor validate`` about skill directories and makes an
+agent's digest use a skill directory's manifest digest.
+"""
+
+from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_dir, builtin_skill_names
+from shopfloor.skills._frontmatter import FrontMatter, Problem, find_skill_md, read_front_matter
+from shopfloor.skills._manifest import SIGNATURE_FILE, FileEntry, Manifest, build_manifest
+from shopfloor.skills._registry import PublishedSkill, SkillRegistry, parse_ref
+from shopfloor.skills._scaffold import new_skill
+from shopfloor.skills._sidecar import SIDECAR, SkillConfig, SkillDependencies, SkillSandboxNeeds, load_sidecar
+from shopfloor.skills._signing import (
+    BUILTIN_PUBLIC_KEY_FILE,
+    KeyPair,
+    SignatureInfo,
+    TrustPolicy,
+    fingerprint,
+    generate_key,
+    open_skill,
+    sign_skill,
+    verify_skill,
+)
+from shopfloor.skills._skill import Skill, load_skill
+from shopfloor.skills._validate import register_with_spec, validate_skill_dir
+
+__all__ = [
+    "BUILTIN_DIR",
+    "BUILTIN_PUBLIC_KEY_FILE",
+    "SIDECAR",
+    "SIGNATURE_FILE",
+    "FileEntry",
+    "FrontMatter",
+    "KeyPair",
+    "Manifest",
+    "Problem",
+    "PublishedSkill",
+    "SignatureInfo",
+    "Skill",
+    "SkillConfig",
+    "SkillDependencies",
+    "SkillRegistry",
+    "SkillSandboxNeeds",
+    "TrustPolicy",
+    "build_manifest",
+    "builtin_skill_dir",
+    "builtin_skill_names",
+    "find_skill_md",
+    "fingerprint",
+    "generate_key",
+    "load_sidecar",
+    "load_skill",
+    "new_skill",
+    "open_skill",
+    "parse_ref",
+    "read_front_matter",
+    "register_with_spec",
+    "sign_skill",
+    "validate_skill_dir",
+    "verify_skill",
+]
+
+register_with_spec()

@@ -1,0 +1,31 @@
+"""Hooks into the spec layer: ``shopfloor validate DIR`` for skills, and skill digests in agent digests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shopfloor.skills._skill import load_skill
+from shopfloor.spec import ValidationReport, is_skill_dir, register_ref_resolver, register_validator
+
+__all__ = ["register_with_spec", "validate_skill_dir"]
+
+
+def validate_skill_dir(path: Path) -> ValidationReport:
+    """Strict validation (what the Agent Skills reference validator checks, plus shopfloor.yaml)."""
+    skill = load_skill(path, strict=True)
+    return ValidationReport(
+        kind="skill", name=skill.name, version=skill.version or "", digest=skill.digest, path=skill.path
+    )
+
+
+def _skill_path_digest(ref: str, base_dir: Path) -> str:
+    path = base_dir / ref
+    if not (path.is_dir() and (path / "SKILL.md").is_file()):
+        raise ValueError(f"skill {ref!r} is not a skill directory (looked for {path / 'SKILL.md'})")
+    # The manifest digest, the same one the signature covers and the registry stores.
+    return load_skill(path, strict=False).digest
+
+
+def register_with_spec() -> None:
+    register_validator(is_skill_dir, validate_skill_dir)
+    register_ref_resolver("skill-path", _skill_path_digest)
