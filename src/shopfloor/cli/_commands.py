@@ -1,5 +1,9 @@
 """Imports every command module so each registers its commands on the app."""
 
 # One line per command module; keep sorted.
-from shopfloor.cli import _models  # noqa: F401
-from shopfloor.cli import _version  # noqa: F401
+from shopfloor.cli import (
+    _doctor,  # noqa: F401
+    _models,  # noqa: F401
+    _validate,  # noqa: F401
+    _version,  # noqa: F401
+)

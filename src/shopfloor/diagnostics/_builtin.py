@@ -1,0 +1,33 @@
+"""The checks every installation gets, in the order the screen shows them."""
+
+from __future__ import annotations
+
+from shopfloor.diagnostics._checks import register_check
+from shopfloor.diagnostics._isolation import (
+    check_bubblewrap,
+    check_cgroups,
+    check_landlock,
+    check_seccomp,
+    check_userns,
+)
+from shopfloor.diagnostics._services import check_postgres, check_redis
+from shopfloor.diagnostics._system import check_data_dir, check_models, check_python, check_sqlite
+
+__all__ = ["BUILTIN_CHECKS"]
+
+BUILTIN_CHECKS = {
+    "python": check_python,
+    "data dir": check_data_dir,
+    "sqlite": check_sqlite,
+    "models": check_models,
+    "postgresql": check_postgres,
+    "redis": check_redis,
+    "bubblewrap": check_bubblewrap,
+    "user namespaces": check_userns,
+    "cgroups": check_cgroups,
+    "seccomp": check_seccomp,
+    "landlock": check_landlock,
+}
+
+for _name, _function in BUILTIN_CHECKS.items():
+    register_check(_name, _function)
