@@ -293,3 +293,51 @@ def test_tool_validation_names_the_field() -> None:
     tool: Tool = CALC
     with pytest.raises(Exception, match="expression"):
         tool.validate({"expression": 5})
+
+
+class _Staged(Tool):
+    """A tool whose second argument's choices depend on the first (like a file's columns)."""
+
+    name = "pick"
+    description = "Pick a column of a file."
+    input_schema = {
+        "type": "object",
+        "properties": {"file": {"type": "string"}, "column": {"type": "string"}},
+        "required": ["file", "column"],
+    }
+    COLUMNS = {"a.csv": ["x", "y"], "b.csv": ["z"]}
+
+    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+        if stage == 0:
+            return {
+                "type": "object",
+                "properties": {"file": {"enum": list(self.COLUMNS)}},
+                "required": ["file"],
+            }
+        if stage == 1:
+            columns = self.COLUMNS[chosen["file"]]
+            return {"type": "object", "properties": {"column": {"enum": columns}}, "required": ["column"]}
+        return None
+
+    async def call(self, args: dict[str, Any], ctx: Any) -> Any:
+        return f"{args['file']}:{args['column']}"
+
+
+async def test_two_phase_asks_staged_arguments_with_narrowed_schemas() -> None:
+    schemas: list[Any] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        schemas.append(request.json_schema)
+        props = request.json_schema["properties"] if request.json_schema else {}
+        if "tool" in props:
+            return {"tool": "pick" if len(schemas) == 1 else "final_answer"}
+        if "file" in props:
+            return {"file": "b.csv"}
+        if "column" in props:
+            return {"column": props["column"]["enum"][0]}
+        return {"answer": "b.csv:z"}
+
+    result = await run(AgentLoop(model=FunctionModel(reply), tools=[_Staged()], decision="two_phase"))
+    assert result.steps[0].output == "b.csv:z"
+    assert schemas[2]["properties"]["column"]["enum"] == ["z"]
+    assert result.output == "b.csv:z"

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from shopfloor.errors import ConfigError
+from shopfloor.errors import ConfigError, ToolError
 from shopfloor.models import Message, ModelRequest, ModelResponse, ToolCall, ToolDef
 from shopfloor.tools import Tool
 
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 FINAL_ANSWER = "final_answer"
+_MAX_STAGES = 8
 FINAL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"type": "string", "description": "the answer to the task, with its figures"}},
@@ -168,27 +169,36 @@ class TwoPhase(DecisionStrategy):
             error = parsed if isinstance(parsed, str) else f"unknown tool {parsed[0]!r}"
             return Invalid(reply=Message(role="assistant", content=first.text), error=error)
         name = parsed[0]
-        schema = FINAL_SCHEMA if name == FINAL_ANSWER else tools[name].input_schema
-        details = None if name == FINAL_ANSWER else await tools[name].details()
-        prompt = f"Now give the arguments for {name} as JSON: {_compact(schema)}"
-        if details:
-            prompt = f"{details.strip()}\n\n{prompt}"
-        second = await call(
-            ModelRequest(
-                messages=(
-                    *messages,
-                    Message(role="assistant", content=first.text),
-                    Message(role="user", content=prompt),
-                ),
-                json_schema=schema,
-                max_tokens=max_tokens,
-            )
-        )
-        try:
-            args = json.loads(second.text)
-        except json.JSONDecodeError as exc:
-            reply = Message(role="assistant", content=json.dumps({"tool": name}) + second.text)
-            return Invalid(reply=reply, error=f"the arguments are not valid JSON ({exc.msg})")
+        chosen = Message(role="assistant", content=first.text)
+        if name == FINAL_ANSWER:
+            stages = _FinalStages()
+            details = None
+        else:
+            stages, details = tools[name], await tools[name].details()
+        args: dict[str, Any] = {}
+        history = (*messages, chosen)
+        stage_no = 0
+        while (schema := await stages.next_schema(args, stage_no)) is not None:
+            if stage_no >= _MAX_STAGES:
+                raise ToolError(f"{name}: more than {_MAX_STAGES} argument stages; a tool bug")
+            stage_no += 1
+            prompt = f"Now give the arguments for {name} as JSON: {_compact(schema)}"
+            if details:
+                prompt, details = f"{details.strip()}\n\n{prompt}", None
+            history = (*history, Message(role="user", content=prompt))
+            second = await call(ModelRequest(messages=history, json_schema=schema, max_tokens=max_tokens))
+            try:
+                stage = json.loads(second.text)
+            except json.JSONDecodeError as exc:
+                reply = Message(
+                    role="assistant", content=json.dumps({"tool": name, "args": args}) + second.text
+                )
+                return Invalid(reply=reply, error=f"the arguments are not valid JSON ({exc.msg})")
+            if not isinstance(stage, dict):
+                reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
+                return Invalid(reply=reply, error="the arguments must be a JSON object")
+            args.update(stage)
+            history = (*history, Message(role="assistant", content=second.text))
         reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
         return Action(tool=name, arguments=args, call_id=f"call_{step}", reply=reply)
 
@@ -231,6 +241,11 @@ class Native(DecisionStrategy):
 
     def observation(self, action: Action, content: str) -> Message:
         return Message(role="tool", content=content, tool_call_id=action.call_id)
+
+
+class _FinalStages:
+    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+        return FINAL_SCHEMA if stage == 0 else None
 
 
 _STRATEGIES: dict[str, type[DecisionStrategy]] = {s.name: s for s in (OneShot, TwoPhase, Native)}

@@ -69,6 +69,16 @@ class Tool(ABC):
         """Longer instructions shown only once the model has chosen this tool (progressive disclosure)."""
         return None
 
+    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+        """Staged arguments: the schema of the next arguments to ask for (``stage`` counts from 0),
+        given those chosen so far, or None when they are complete.
+
+        The default asks for everything at once. A tool whose valid values depend on earlier
+        choices (the columns of the file chosen first) narrows each stage, so a small model
+        can only produce combinations that make sense. Only the two-phase strategy stages.
+        """
+        return self.input_schema if stage == 0 else None
+
     def describe(self) -> str:
         """The line the model sees before choosing (progressive disclosure)."""
         return f"{self.name}: {self.description.strip().splitlines()[0] if self.description else ''}"
