@@ -1,5 +1,6 @@
 """The agent loop: structured tool choice, budgets, context management, built-in tools."""
 
+from shopfloor.agent._build import build_agent
 from shopfloor.agent._builtin import BuiltinFactory, builtin_names, calculate, load_tool, register_builtin
 from shopfloor.agent._context import ContextWindow, Turn, WindowFit
 from shopfloor.agent._decide import (
@@ -50,6 +51,7 @@ __all__ = [
     "Turn",
     "TwoPhase",
     "WindowFit",
+    "build_agent",
     "builtin_names",
     "calculate",
     "load_tool",

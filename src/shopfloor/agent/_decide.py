@@ -170,9 +170,9 @@ class TwoPhase(DecisionStrategy):
             return Invalid(reply=Message(role="assistant", content=first.text), error=error)
         name = parsed[0]
         chosen = Message(role="assistant", content=first.text)
+        stages: Tool | _FinalStages
         if name == FINAL_ANSWER:
-            stages = _FinalStages()
-            details = None
+            stages, details = _FinalStages(), None
         else:
             stages, details = tools[name], await tools[name].details()
         args: dict[str, Any] = {}
