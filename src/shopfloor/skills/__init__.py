@@ -4,7 +4,7 @@ A skill is a directory in the open Agent Skills format (``SKILL.md`` with YAML f
 ``scripts/``, ``references/``, ``assets/``) plus Shopfloor's sidecar ``shopfloor.yaml`` (entry
 point, runtime, JSON Schemas, dependencies, sandbox needs) and signature ``shopfloor.sig``.
 
-Importing this package teaches ``shopfloor validate`` about skill directories and makes an
+Importing this package (through ``_validate``) teaches ``shopfloor validate`` about skill directories and makes an
 agent's digest use a skill directory's manifest digest.
 """
 
@@ -63,5 +63,3 @@ __all__ = [
     "validate_skill_dir",
     "verify_skill",
 ]
-
-register_with_spec()

@@ -11,6 +11,7 @@ skill from the wild that breaks a limit and say which rule it breaks.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = ["FrontMatter", "Problem", "find_skill_md", "read_front_matter"]
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_COMPATIBILITY = 500
+_TOP_KEY = re.compile(r"""^(?P<q>["']?)(?P<key>[^\s"':#][^"':]*?)(?P=q)\s*:""")
 ALLOWED_FIELDS = frozenset({"name", "description", "license", "allowed-tools", "metadata", "compatibility"})
 
 
@@ -83,11 +85,19 @@ def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[str, int], list[Proble
             location=SourceLocation(file=str(file), line=line),
             message=f"front matter is not StrictYAML ({reason}); quote the value or use block style",
         )
-        return _stringify(loose), {}, [problem]
+        return _stringify(loose), _key_lines(text), [problem]
+    return doc.data, _key_lines(text), []
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """File line of each top-level key (StrictYAML's own line numbers skip leading blank lines)."""
     lines: dict[str, int] = {}
-    if doc.is_mapping():
-        lines = {str(key.data): key.start_line for key in doc.value}
-    return doc.data, lines, []
+    # The front matter text starts right after the opening "---", on line 1 of the file.
+    for number, line in enumerate(text.split("\n"), start=1):
+        match = _TOP_KEY.match(line)
+        if match:
+            lines.setdefault(match["key"], number)
+    return lines
 
 
 def _stringify(value: Any) -> Any:

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shopfloor.config import Settings
-from shopfloor.errors import SkillSignatureError
-from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest
+from shopfloor.errors import SkillFormatError, SkillSignatureError
+from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest, build_manifest
 from shopfloor.skills._skill import Skill, load_skill
 
 __all__ = [
@@ -207,6 +207,18 @@ def _verify(skill: Skill, policy: TrustPolicy) -> SignatureInfo:
 
 def open_skill(skill_dir: Path | str, policy: TrustPolicy) -> Skill:
     """Load in the policy's mode and verify: the one way to get a skill that is allowed to run."""
-    skill = load_skill(skill_dir, strict=policy.strict)
+    try:
+        skill = load_skill(skill_dir, strict=policy.strict)
+    except SkillFormatError:
+        # A signed skill that no longer loads was probably changed: say what changed, not just what broke.
+        sig = Path(skill_dir).resolve() / SIGNATURE_FILE
+        if policy.require_signed and sig.is_file():
+            _, _, signed = _read_signature(sig)
+            changes = signed.diff(build_manifest(sig.parent, signed.front_matter))
+            if changes:
+                raise SkillSignatureError(
+                    f"skill at {sig.parent} changed since it was signed: " + "; ".join(changes)
+                ) from None
+        raise
     verify_skill(skill, policy)
     return skill

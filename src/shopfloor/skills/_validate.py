@@ -29,3 +29,7 @@ def _skill_path_digest(ref: str, base_dir: Path) -> str:
 def register_with_spec() -> None:
     register_validator(is_skill_dir, validate_skill_dir)
     register_ref_resolver("skill-path", _skill_path_digest)
+
+
+# ``shopfloor validate`` imports ``shopfloor.<layer>._validate`` modules for their registrations.
+register_with_spec()

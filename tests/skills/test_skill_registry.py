@@ -1,0 +1,112 @@
+"""The local registry: publish, list, show, resolve by version and by digest; same version, other content refused."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shopfloor.config import Settings
+from shopfloor.errors import SkillRegistryError
+from shopfloor.skills import KeyPair, SkillRegistry, TrustPolicy, open_skill, parse_ref, sign_skill
+
+
+@pytest.fixture
+def registry(settings: Settings, key: KeyPair) -> Iterator[SkillRegistry]:
+    registry = SkillRegistry.from_settings(settings)
+    yield registry
+    registry.close()
+
+
+def _bump(skill_dir: Path, version: str) -> None:
+    md = skill_dir / "SKILL.md"
+    md.write_text(md.read_text().replace('version: "0.1.0"', f'version: "{version}"'))
+
+
+def test_parse_ref() -> None:
+    assert parse_ref("hello@1.0.0") == ("hello", "1.0.0", None)
+    assert parse_ref("hello@sha256:" + "a" * 64) == ("hello", None, "sha256:" + "a" * 64)
+    assert parse_ref("hello") == ("hello", None, None)
+    with pytest.raises(SkillRegistryError, match="64 lowercase hex"):
+        parse_ref("hello@sha256:abc")
+
+
+def test_publish_show_resolve(registry: SkillRegistry, skill_dir: Path, key: KeyPair, policy: TrustPolicy) -> None:
+    sign_skill(skill_dir, key.private_path)
+    published = registry.publish(skill_dir)
+    assert (published.name, published.version, published.signer) == ("hello", "0.1.0", key.public_key)
+    assert registry.publish(skill_dir) == published  # same content again: a no-op
+    by_version = registry.resolve("hello@0.1.0")
+    by_digest = registry.resolve(f"hello@{published.digest}")
+    assert by_version == by_digest and by_version.name == "hello"
+    assert by_version.parent.name == published.digest.removeprefix("sha256:")
+    resolved = open_skill(by_version, policy)  # the materialised copy still verifies
+    assert resolved.digest == published.digest
+    assert "scripts/run.py" in registry.get("hello@0.1.0").files
+
+
+def test_same_version_other_content_is_refused(registry: SkillRegistry, skill_dir: Path, key: KeyPair) -> None:
+    sign_skill(skill_dir, key.private_path)
+    registry.publish(skill_dir)
+    (skill_dir / "scripts" / "run.py").write_text("print('{\"result\": \"changed\"}')\n")
+    sign_skill(skill_dir, key.private_path)
+    with pytest.raises(SkillRegistryError, match="already published with other content"):
+        registry.publish(skill_dir)
+    _bump(skill_dir, "0.2.0")
+    sign_skill(skill_dir, key.private_path)
+    assert registry.publish(skill_dir).version == "0.2.0"
+    assert [p.version for p in registry.list("hello")] == ["0.1.0", "0.2.0"]
+    assert registry.get("hello").version == "0.2.0"  # a bare name is the newest version
+
+
+def test_unsigned_or_versionless_skills_are_not_published(
+    registry: SkillRegistry, skill_dir: Path, key: KeyPair
+) -> None:
+    with pytest.raises(Exception, match="not signed"):
+        registry.publish(skill_dir)
+    md = skill_dir / "SKILL.md"
+    md.write_text(md.read_text().replace('metadata:\n  version: "0.1.0"\n', ""))
+    sign_skill(skill_dir, key.private_path)
+    with pytest.raises(SkillRegistryError, match="needs a version"):
+        registry.publish(skill_dir)
+
+
+def test_unknown_reference(registry: SkillRegistry) -> None:
+    with pytest.raises(SkillRegistryError, match="no skill 'nope@1.0'"):
+        registry.resolve("nope@1.0")
+
+
+def test_a_damaged_cache_is_materialised_again(registry: SkillRegistry, skill_dir: Path, key: KeyPair) -> None:
+    sign_skill(skill_dir, key.private_path)
+    registry.publish(skill_dir)
+    path = registry.resolve("hello@0.1.0")
+    (path / "scripts" / "run.py").write_text("tampered\n")
+    again = registry.resolve("hello@0.1.0")
+    assert (again / "scripts" / "run.py").read_text() == (skill_dir / "scripts" / "run.py").read_text()
+
+
+@pytest.mark.postgres
+def test_registry_on_postgresql(skill_dir: Path, key: KeyPair, policy: TrustPolicy, settings: Settings) -> None:
+    url = os.environ.get("SHOPFLOOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    probe = sa.create_engine(url)
+    try:
+        with probe.connect():
+            pass
+    except sa.exc.OperationalError:
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    finally:
+        probe.dispose()
+    registry = SkillRegistry(url, settings.home / "skills", policy)
+    try:
+        md = skill_dir / "SKILL.md"
+        version = f"0.1.0-{uuid.uuid4().hex[:8]}"  # the database outlives the test
+        md.write_text(md.read_text().replace('version: "0.1.0"', f'version: "{version}"'))
+        sign_skill(skill_dir, key.private_path)
+        published = registry.publish(skill_dir)
+        assert open_skill(registry.resolve(f"hello@{published.digest}"), policy).version == version
+    finally:
+        registry.close()
