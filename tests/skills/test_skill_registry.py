@@ -1,4 +1,4 @@
-"""The local registry: publish, list, show, resolve by version and by digest; same version, other content refused."""
+"""The local registry: publish, list, show, resolve by version and digest; a changed version is refused."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def test_parse_ref() -> None:
         parse_ref("hello@sha256:abc")
 
 
-def test_publish_show_resolve(registry: SkillRegistry, skill_dir: Path, key: KeyPair, policy: TrustPolicy) -> None:
+def test_publish_show_resolve(
+    registry: SkillRegistry, skill_dir: Path, key: KeyPair, policy: TrustPolicy
+) -> None:
     sign_skill(skill_dir, key.private_path)
     published = registry.publish(skill_dir)
     assert (published.name, published.version, published.signer) == ("hello", "0.1.0", key.public_key)
@@ -49,10 +51,12 @@ def test_publish_show_resolve(registry: SkillRegistry, skill_dir: Path, key: Key
     assert "scripts/run.py" in registry.get("hello@0.1.0").files
 
 
-def test_same_version_other_content_is_refused(registry: SkillRegistry, skill_dir: Path, key: KeyPair) -> None:
+def test_same_version_other_content_is_refused(
+    registry: SkillRegistry, skill_dir: Path, key: KeyPair
+) -> None:
     sign_skill(skill_dir, key.private_path)
     registry.publish(skill_dir)
-    (skill_dir / "scripts" / "run.py").write_text("print('{\"result\": \"changed\"}')\n")
+    (skill_dir / "scripts" / "run.py").write_text('print(\'{"result": "changed"}\')\n')
     sign_skill(skill_dir, key.private_path)
     with pytest.raises(SkillRegistryError, match="already published with other content"):
         registry.publish(skill_dir)
@@ -76,11 +80,13 @@ def test_unsigned_or_versionless_skills_are_not_published(
 
 
 def test_unknown_reference(registry: SkillRegistry) -> None:
-    with pytest.raises(SkillRegistryError, match="no skill 'nope@1.0'"):
+    with pytest.raises(SkillRegistryError, match=r"no skill 'nope@1\.0'"):
         registry.resolve("nope@1.0")
 
 
-def test_a_damaged_cache_is_materialised_again(registry: SkillRegistry, skill_dir: Path, key: KeyPair) -> None:
+def test_a_damaged_cache_is_materialised_again(
+    registry: SkillRegistry, skill_dir: Path, key: KeyPair
+) -> None:
     sign_skill(skill_dir, key.private_path)
     registry.publish(skill_dir)
     path = registry.resolve("hello@0.1.0")
@@ -90,7 +96,9 @@ def test_a_damaged_cache_is_materialised_again(registry: SkillRegistry, skill_di
 
 
 @pytest.mark.postgres
-def test_registry_on_postgresql(skill_dir: Path, key: KeyPair, policy: TrustPolicy, settings: Settings) -> None:
+def test_registry_on_postgresql(
+    skill_dir: Path, key: KeyPair, policy: TrustPolicy, settings: Settings
+) -> None:
     url = os.environ.get("SHOPFLOOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     probe = sa.create_engine(url)
     try:

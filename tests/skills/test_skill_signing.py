@@ -49,7 +49,9 @@ def test_unsigned_skill_is_refused_when_signatures_are_required(skill_dir: Path,
 
 
 def test_unsigned_skill_loads_when_signatures_are_optional(skill_dir: Path, settings: Settings) -> None:
-    settings = settings.model_copy(update={"trust": settings.trust.model_copy(update={"require_signed": False})})
+    settings = settings.model_copy(
+        update={"trust": settings.trust.model_copy(update={"require_signed": False})}
+    )
     assert open_skill(skill_dir, TrustPolicy.from_settings(settings)).name == "hello"
 
 
@@ -115,7 +117,9 @@ def test_resigned_with_an_untrusted_key_names_the_key(
     assert "unknown key" in message and stranger.public_key in message
 
 
-def test_trusted_keys_setting_accepts_keys_and_key_files(skill_dir: Path, tmp_path: Path, settings: Settings) -> None:
+def test_trusted_keys_setting_accepts_keys_and_key_files(
+    skill_dir: Path, tmp_path: Path, settings: Settings
+) -> None:
     other = generate_key("partner", tmp_path / "partner")
     sign_skill(skill_dir, other.private_path)
     assert "unknown key" in _refusal(skill_dir, TrustPolicy.from_settings(settings))

@@ -4,8 +4,8 @@ A skill is a directory in the open Agent Skills format (``SKILL.md`` with YAML f
 ``scripts/``, ``references/``, ``assets/``) plus Shopfloor's sidecar ``shopfloor.yaml`` (entry
 point, runtime, JSON Schemas, dependencies, sandbox needs) and signature ``shopfloor.sig``.
 
-Importing this package (through ``_validate``) teaches ``shopfloor validate`` about skill directories and makes an
-agent's digest use a skill directory's manifest digest.
+Importing this package (through ``_validate``) teaches ``shopfloor validate`` about skill
+directories and makes an agent's digest use a skill directory's manifest digest.
 """
 
 from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_dir, builtin_skill_names
