@@ -1,3 +1,54 @@
-"""workspace layer (see ARCHITECTURE.md)."""
+"""Versioned, content-addressed workspaces: a file system per agent on local disk, SQLite or S3.
 
-__all__: list[str] = []
+``open_store(url)`` opens a backend; ``Workspaces(store)`` holds every named workspace
+in it; ``Workspace.open()`` gives a working view with the file operations and
+``commit``; ``checkout``, ``log``, ``diff``, ``restore``, retention and ``gc`` manage
+history; ``materialize``/``capture`` move a commit to and from a real directory.
+"""
+
+from shopfloor.workspace._gc import GcReport
+from shopfloor.workspace._history import (
+    Address,
+    Change,
+    FileInfo,
+    GrepMatch,
+    Quota,
+    Retention,
+    parse_address,
+    text_diff,
+)
+from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mount_sources, open_mount
+from shopfloor.workspace._objects import Commit, Entry
+from shopfloor.workspace._repo import Workspace, Workspaces
+from shopfloor.workspace._store import ObjectStore, RefValue, StoredObject, open_store, register_store
+from shopfloor.workspace._tools import WorkspaceTool, workspace_tools
+from shopfloor.workspace._view import WorkspaceView
+
+__all__ = [
+    "Address",
+    "Change",
+    "Commit",
+    "Entry",
+    "FileInfo",
+    "GcReport",
+    "GrepMatch",
+    "LocalDirMount",
+    "MountSource",
+    "ObjectStore",
+    "Quota",
+    "RefValue",
+    "Retention",
+    "S3Mount",
+    "StoredObject",
+    "Workspace",
+    "WorkspaceTool",
+    "WorkspaceView",
+    "Workspaces",
+    "mount_sources",
+    "open_mount",
+    "open_store",
+    "parse_address",
+    "register_store",
+    "text_diff",
+    "workspace_tools",
+]

@@ -1,0 +1,330 @@
+"""Materialise a commit into a real directory (for the sandbox) and capture it back.
+
+Both cost O(changed files) in reads, writes and hashing: a record of each file's
+``lstat`` (size, mtime, ctime, inode) as materialised is kept under the cache dir, so
+re-materialising another commit into the same directory rewrites only files whose
+blob differs or whose stat changed, and ``capture`` hashes only files whose stat
+changed. Both still stat every file, which is cheap next to reading it.
+
+Writable materialisations get **copies** (an in-kernel copy, a reflink where the file
+system supports it), never hard links: a program in the sandbox that opens a file for
+writing would otherwise write into the shared inode and corrupt every other
+materialisation and the cache. ``read_only=True`` materialisations, which the sandbox
+binds read-only, hard-link from a separate blob cache (never from the store), so the
+store cannot be damaged even if the caller forgets the read-only bind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat as stat_mod
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shopfloor.errors import WorkspaceError, WorkspacePathError, WorkspaceQuotaError, WorkspaceReadOnlyError
+from shopfloor.workspace._history import Quota, compute_diff
+from shopfloor.workspace._objects import Entry, object_key, sha256
+from shopfloor.workspace._paths import normalize
+
+if TYPE_CHECKING:
+    from shopfloor.workspace._repo import Workspace
+
+__all__ = ["capture_sync", "materialize_sync"]
+
+Record = list[Any]  # [blob, size, mtime_ns, ctime_ns, ino, executable]
+
+
+def _record(blob: str, st: os.stat_result) -> Record:
+    return [blob, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, bool(st.st_mode & 0o100)]
+
+
+def _clean(record: Record | None, st: os.stat_result) -> bool:
+    return record is not None and record[1:5] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _state_path(ws: Workspace, real: str) -> Path:
+    return ws.repo.cache_dir / "materialized" / f"{sha256(real.encode())[:40]}.json"
+
+
+def _load_state(ws: Workspace, real: str) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads(_state_path(ws, real).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return state if state.get("directory") == real else None
+
+
+def _save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
+    path = _state_path(ws, real)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def _scan(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
+    """Regular files (by relative path, with lstat), directories, and anything else, under ``root``."""
+    files: dict[str, os.stat_result] = {}
+    dirs: list[str] = []
+    other: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        for item in os.scandir(os.path.join(root, rel_dir) if rel_dir else root):
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            st = item.stat(follow_symlinks=False)
+            if stat_mod.S_ISDIR(st.st_mode):
+                dirs.append(rel)
+                stack.append(rel)
+            elif stat_mod.S_ISREG(st.st_mode):
+                files[rel] = st
+            else:
+                other.append(rel)
+    return files, dirs, other
+
+
+def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[str, str]:
+    """A local file for each blob: the store's own file when it has one (unless hard links will be
+    made to it), else the blob cache, filled from the store in parallel."""
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    cache = ws.repo.cache_dir / "blobs"
+    for blob in blobs:
+        local = None if for_links else ws.store.local_path(object_key("blobs", blob))
+        if local is not None:
+            sources[blob] = str(local)
+            continue
+        cached = cache / blob[:2] / blob[2:]
+        sources[blob] = str(cached)
+        if not cached.exists():
+            missing.append(blob)
+
+    def fetch(blob: str) -> None:
+        data = ws.repo.blob_sync(blob)
+        target = Path(sources[blob])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{os.getpid()}-{blob[:8]}")
+        tmp.write_bytes(data)
+        tmp.chmod(0o444)
+        os.replace(tmp, target)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(fetch, missing))
+    return sources
+
+
+def _make_writable(root: str) -> None:
+    for dirpath, dirs, _files in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, name), 0o755)
+
+
+def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_only: bool = False) -> Path:
+    entries = ws.repo.entries_sync(commit_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    real = os.path.realpath(directory)
+    state = _load_state(ws, real)
+    if state is None and any(os.scandir(real)):
+        raise WorkspaceError(f"cannot materialise into {real}: it is not empty and was not materialised here")
+    if state is not None and state.get("read_only"):
+        _make_writable(real)
+    records: dict[str, Record] = (
+        {} if state is None or state.get("read_only") != read_only else state["files"]
+    )
+    files, dirs, other = _scan(real)
+    for rel in other:
+        os.unlink(os.path.join(real, rel))
+    kept: dict[str, Record] = {}
+    for rel, st in files.items():
+        entry = entries.get(rel)
+        record = records.get(rel)
+        if (
+            entry is not None
+            and entry.kind == "file"
+            and _clean(record, st)
+            and record is not None
+            and record[0] == entry.blob
+            and record[5] == entry.executable
+        ):
+            kept[rel] = record
+        else:
+            os.unlink(os.path.join(real, rel))
+    wanted = {p: e for p, e in entries.items() if e.kind == "file" and p not in kept}
+    link = {p for p, e in wanted.items() if read_only and not e.executable}
+    sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p in link}, for_links=True)
+    sources.update(_blob_sources(ws, {e.blob for p, e in wanted.items() if p not in link}, for_links=False))
+    made: set[str] = set(dirs)
+    for rel, entry in sorted(wanted.items()):
+        parent = rel.rpartition("/")[0]
+        if parent and parent not in made:
+            os.makedirs(os.path.join(real, parent), exist_ok=True)
+            made.update(_ancestors(parent))
+        target = os.path.join(real, rel)
+        if rel in link:
+            try:
+                os.link(sources[entry.blob], target)
+            except OSError:  # another file system or link limit: a read-only copy is as safe
+                shutil.copyfile(sources[entry.blob], target)
+                os.chmod(target, 0o444)
+        else:
+            shutil.copyfile(sources[entry.blob], target)
+            os.chmod(
+                target,
+                (0o555 if read_only else 0o755) if entry.executable else (0o444 if read_only else 0o644),
+            )
+        kept[rel] = _record(entry.blob, os.lstat(target))
+    explicit = {p for p, e in entries.items() if e.kind == "dir"}
+    for rel in explicit - made:
+        os.makedirs(os.path.join(real, rel), exist_ok=True)
+    needed = explicit | {a for p in kept for a in _ancestors(p.rpartition("/")[0])}
+    for rel in sorted(set(dirs) - needed, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(real, rel))
+    if read_only:
+        for dirpath, _dirs, _files in os.walk(real, topdown=False):
+            os.chmod(dirpath, 0o555)
+    _save_state(
+        ws,
+        real,
+        {"directory": real, "workspace": ws.name, "commit": commit_id, "read_only": read_only, "files": kept},
+    )
+    return Path(real)
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/") if path else []
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _safe_rel(rel: str) -> str:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WorkspacePathError(
+            f"file name {rel.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8"
+        ) from None
+    return normalize(rel, allow_root=False)
+
+
+def capture_sync(
+    ws: Workspace,
+    directory: Path,
+    *,
+    ref: str,
+    base: str | None,
+    message: str,
+    run_id: str | None,
+    step: int | None,
+    identity: str | None,
+    quota: Quota | None,
+) -> str:
+    real = os.path.realpath(directory)
+    state = _load_state(ws, real)
+    if state is not None and state.get("read_only"):
+        raise WorkspaceReadOnlyError(f"{real} was materialised read-only; there is nothing to capture")
+    base_commit = base or (state["commit"] if state else ws.head_sync(ref))
+    records: dict[str, Record] = state["files"] if state and state["commit"] == base_commit else {}
+    base_entries = ws.repo.entries_sync(base_commit)
+    files, dirs, other = _scan(real)
+    by_inode: dict[tuple[int, int], int] = {}
+    for st in files.values():
+        by_inode[(st.st_dev, st.st_ino)] = by_inode.get((st.st_dev, st.st_ino), 0) + 1
+    for rel, st in files.items():
+        if st.st_nlink > by_inode[(st.st_dev, st.st_ino)]:
+            raise WorkspacePathError(
+                f"{rel!r} in {real} is a hard link to a file outside the workspace; copy the file instead"
+            )
+    reads: dict[str, str] = {}  # relative path -> file to read (differs for links)
+    stats: dict[str, os.stat_result] = dict(files)
+    for rel in other:
+        path = os.path.join(real, rel)
+        target = os.path.realpath(path)
+        if not os.path.islink(path):
+            raise WorkspacePathError(
+                f"{rel!r} in {real} is not a regular file or directory (a device, socket or pipe)"
+            )
+        if target != real and not target.startswith(real + os.sep):
+            raise WorkspacePathError(
+                f"{rel!r} in {real} is a symbolic link to {target}, outside the workspace"
+            )
+        if not os.path.isfile(target):
+            raise WorkspacePathError(
+                f"{rel!r} in {real} is a symbolic link to a directory; links to files only"
+            )
+        stats[rel] = os.stat(target)
+        reads[rel] = target
+    entries: dict[str, Entry] = {}
+    todo: list[str] = []
+    for rel, st in stats.items():
+        record = records.get(rel)
+        if rel not in reads and _clean(record, st) and record is not None:
+            entries[_safe_rel(rel)] = Entry(
+                kind="file", blob=record[0], size=st.st_size, executable=bool(st.st_mode & 0o100)
+            )
+        else:
+            todo.append(rel)
+    for rel in dirs:
+        if not any(os.scandir(os.path.join(real, rel))):
+            entries[_safe_rel(rel)] = Entry(kind="dir")
+    limits = quota or Quota()
+    total = sum(st.st_size for st in stats.values())
+    biggest = max(stats, key=lambda r: stats[r].st_size, default=None)
+    if limits.max_bytes is not None and total > limits.max_bytes:
+        raise WorkspaceQuotaError(
+            f"{real} holds {total} bytes, over the workspace limit of {limits.max_bytes}"
+        )
+    if limits.max_files is not None and len(stats) > limits.max_files:
+        raise WorkspaceQuotaError(
+            f"{real} holds {len(stats)} files, over the workspace limit of {limits.max_files}"
+        )
+    if (
+        limits.max_file_bytes is not None
+        and biggest is not None
+        and stats[biggest].st_size > limits.max_file_bytes
+    ):
+        raise WorkspaceQuotaError(
+            f"{biggest!r} in {real} is {stats[biggest].st_size} bytes, "
+            f"over the file limit of {limits.max_file_bytes}"
+        )
+
+    def put_file(rel: str) -> None:
+        with open(reads.get(rel, os.path.join(real, rel)), "rb") as handle:
+            data = handle.read()
+        blob = sha256(data)
+        ws.store.put(object_key("blobs", blob), data)
+        entries[_safe_rel(rel)] = Entry(
+            kind="file", blob=blob, size=len(data), executable=bool(stats[rel].st_mode & 0o100)
+        )
+
+    for rel in todo:
+        _safe_rel(rel)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(put_file, todo))
+    changes = compute_diff(base_entries, entries)
+    commit_id = base_commit
+    if changes or base_commit is None:
+        commit_id = ws.commit_entries_sync(
+            ref=ref,
+            expected_head=base_commit,
+            entries=entries,
+            changed=[c.path for c in changes if c.new is not None],
+            deleted=[c.path for c in changes if c.new is None],
+            message=message,
+            run_id=run_id,
+            step=step,
+            identity=identity,
+        )
+    kept = {rel: _record(entries[rel].blob, st) for rel, st in files.items()}
+    _save_state(
+        ws,
+        real,
+        {"directory": real, "workspace": ws.name, "commit": commit_id, "read_only": False, "files": kept},
+    )
+    assert commit_id is not None
+    return commit_id

@@ -1,0 +1,151 @@
+"""The storage backend ABC and the registry that picks a backend by URL scheme.
+
+A backend stores two things: immutable objects under string keys (written once,
+idempotently, because keys are content hashes) and a few mutable *refs* updated only
+by compare-and-swap. Backends are blocking; the workspace layer calls them from a
+worker thread so the event loop never waits on disk or network.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from shopfloor.errors import ConfigError
+
+__all__ = ["ObjectStore", "RefValue", "StoredObject", "open_store", "register_store", "store_schemes"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefValue:
+    """A ref's value and the opaque token that a compare-and-swap must present."""
+
+    value: str
+    token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredObject:
+    key: str
+    size: int
+    mtime: float
+
+
+class ObjectStore(ABC):
+    """Objects by key plus refs by name, with atomic compare-and-swap on refs."""
+
+    url: str
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, options: dict[str, str]) -> ObjectStore:
+        """Open the store that ``url`` names; ``options`` are its query parameters."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically (a reader sees all of it or nothing); idempotent."""
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        for key, data in items:
+            self.put(key, data)
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; WorkspaceNotFoundError if there is none."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Objects whose key starts with ``prefix``, in no particular order."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete objects (missing ones are ignored); return how many were deleted."""
+
+    @abstractmethod
+    def get_ref(self, name: str) -> RefValue | None: ...
+
+    @abstractmethod
+    def set_ref(self, name: str, value: str, *, expected: RefValue | None) -> RefValue:
+        """Set ``name`` to ``value`` if it still holds ``expected`` (None: if it does not exist).
+
+        Raises WorkspaceConflictError when another writer got there first.
+        """
+
+    @abstractmethod
+    def delete_ref(self, name: str) -> None: ...
+
+    @abstractmethod
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """Every ref whose name starts with ``prefix``, with its value."""
+
+    def local_path(self, key: str) -> Path | None:
+        """A local file holding the object, when the backend keeps one (materialise copies it directly)."""
+        return None
+
+    def collect_garbage(self, older_than: float) -> int:
+        """Remove backend leftovers such as temporary files of writers killed mid-write; return how many."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027  (most backends hold nothing to release)
+        """Release connections and files."""
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_BACKENDS: dict[str, str] = {
+    "file": "shopfloor.workspace._file:FileStore",
+    "sqlite": "shopfloor.workspace._sqlite:SqliteStore",
+    "s3": "shopfloor.workspace._s3:S3Store",
+}
+
+
+def register_store(scheme: str, target: str | type[ObjectStore]) -> None:
+    """Register a backend for ``scheme``: a class, or ``"module:Class"`` imported on first use."""
+    if isinstance(target, str):
+        _BACKENDS[scheme] = target
+    else:
+        _BACKENDS[scheme] = f"{target.__module__}:{target.__qualname__}"
+
+
+def store_schemes() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def open_store(url: str) -> ObjectStore:
+    """Open the workspace store at ``url`` (``file:///dir``, ``sqlite:///file.db``, ``s3://bucket/prefix``)."""
+    parts = urlsplit(url)
+    target = _BACKENDS.get(parts.scheme)
+    if target is None:
+        raise ConfigError(
+            f"workspace store URL {url!r}: unknown scheme {parts.scheme!r}; use one of "
+            + ", ".join(f"{s}://" for s in store_schemes())
+        )
+    module_name, _, class_name = target.partition(":")
+    cls: Any = getattr(importlib.import_module(module_name), class_name)
+    options = dict(parse_qsl(parts.query))
+    store: ObjectStore = cls.from_url(url, options)
+    return store
+
+
+def flag(options: dict[str, str], name: str, default: bool) -> bool:
+    """A boolean URL option (``?fsync=1``); a wrong value is a clear error, not a silent default."""
+    raw = options.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"workspace store option {name}={raw!r}: expected true or false")
