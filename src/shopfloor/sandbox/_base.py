@@ -1,0 +1,182 @@
+"""The extension point: a ``Sandbox`` backend opens ``SandboxSession``s; backends live in a registry."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+from shopfloor.config import Settings
+from shopfloor.errors import SandboxUnavailableError
+from shopfloor.sandbox._caps import Capabilities, probe_capabilities
+from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+
+__all__ = [
+    "AUTO_ORDER",
+    "Sandbox",
+    "SandboxSession",
+    "get_backend",
+    "open_sandbox",
+    "register_backend",
+    "registered_backends",
+    "run_sandboxed",
+    "select_backend",
+]
+
+
+class SandboxSession(ABC):
+    """A sandbox that stays up between execs; close it (or use ``async with``) to kill what is left."""
+
+    backend: str
+
+    @abstractmethod
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
+        """Run ``argv`` inside (``timeout`` defaults to the policy's); a failing command is a result."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> SandboxSession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class Sandbox(ABC):
+    """One isolation backend. ``unavailable`` says why it cannot run here (None: it can)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @classmethod
+    @abstractmethod
+    def unavailable(cls, caps: Capabilities) -> str | None: ...
+
+    @abstractmethod
+    async def open(
+        self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
+    ) -> SandboxSession: ...
+
+    async def run(
+        self,
+        policy: SandboxPolicy,
+        mounts: Sequence[Mount],
+        argv: Sequence[str],
+        *,
+        workspace: Path,
+        tenant: str,
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
+        """One command in a fresh sandbox; backends override this when they have a cheaper one-shot path."""
+        async with await self.open(policy, mounts, workspace=workspace, tenant=tenant) as session:
+            return await session.exec(argv, stdin=stdin, env=env, timeout=timeout)
+
+
+_REGISTRY: dict[str, Callable[[], type[Sandbox]]] = {}
+# "auto" takes the first available. gVisor is stronger but costs ~200 ms per exec, so it is used only
+# when a policy or settings.sandbox.backend names it.
+AUTO_ORDER = ("bwrap", "landlock")
+
+
+def register_backend(name: str, loader: Callable[[], type[Sandbox]]) -> None:
+    """Register a backend by name; ``loader`` imports it lazily (optional dependencies stay optional)."""
+    _REGISTRY[name] = loader
+
+
+def _lazy(module: str, attribute: str) -> Callable[[], type[Sandbox]]:
+    def load() -> type[Sandbox]:
+        cls: type[Sandbox] = getattr(importlib.import_module(module), attribute)
+        return cls
+
+    return load
+
+
+register_backend("bwrap", _lazy("shopfloor.sandbox._bwrap", "BwrapSandbox"))
+register_backend("landlock", _lazy("shopfloor.sandbox._landlock", "LandlockSandbox"))
+register_backend("gvisor", _lazy("shopfloor.sandbox._gvisor", "GvisorSandbox"))
+register_backend("none", _lazy("shopfloor.sandbox._none", "NoSandbox"))
+
+
+def registered_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str) -> type[Sandbox]:
+    if name not in _REGISTRY:
+        raise SandboxUnavailableError(
+            f"unknown sandbox backend {name!r}; known: {', '.join(registered_backends())}"
+        )
+    return _REGISTRY[name]()
+
+
+def select_backend(
+    policy: SandboxPolicy, settings: Settings, caps: Capabilities | None = None
+) -> type[Sandbox]:
+    """The backend ``policy`` names, else the settings' one, else the first usable of ``AUTO_ORDER``."""
+    caps = caps or probe_capabilities()
+    wanted = policy.isolation if policy.isolation != "auto" else settings.sandbox.backend
+    if wanted != "auto":
+        backend = get_backend(wanted)
+        reason = backend.unavailable(caps)
+        if reason is not None:
+            raise SandboxUnavailableError(f"sandbox backend {wanted!r} cannot run here: {reason}")
+        return backend
+    reasons = []
+    for name in AUTO_ORDER:
+        backend = get_backend(name)
+        reason = backend.unavailable(caps)
+        if reason is None:
+            return backend
+        reasons.append(f"{name}: {reason}")
+    raise SandboxUnavailableError(
+        "no isolation layer can confine commands here, so nothing will run:\n  "
+        + "\n  ".join(reasons)
+        + "\nFix: install bubblewrap and enable user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+        "user.max_user_namespaces>0), or run as root on a kernel with Landlock. For development only, "
+        "a policy may say `isolation: none`."
+    )
+
+
+async def open_sandbox(
+    policy: SandboxPolicy, mounts: Sequence[Mount] = (), *, workspace: Path, tenant: str, settings: Settings
+) -> SandboxSession:
+    """Open a session with the backend ``policy.isolation`` picks; use it as ``async with``."""
+    backend = select_backend(policy, settings)
+    return await backend(settings).open(policy, mounts, workspace=workspace, tenant=tenant)
+
+
+async def run_sandboxed(
+    policy: SandboxPolicy,
+    argv: Sequence[str],
+    mounts: Sequence[Mount] = (),
+    *,
+    workspace: Path,
+    tenant: str,
+    settings: Settings,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+) -> ExecResult:
+    """One command in a fresh sandbox, by the cheapest path the backend has (no session helper)."""
+    backend = select_backend(policy, settings)
+    return await backend(settings).run(
+        policy, mounts, argv, workspace=workspace, tenant=tenant, stdin=stdin, env=env, timeout=timeout
+    )

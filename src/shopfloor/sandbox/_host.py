@@ -1,0 +1,128 @@
+"""Host-side set-up shared by the confining backends: tenant uid, cgroup, launcher, process spawn."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shopfloor.config import Settings
+from shopfloor.sandbox._cgroup import Cgroup, CgroupVersion, detect_cgroups
+from shopfloor.sandbox._launcher import build_launcher, launcher_argv
+from shopfloor.sandbox._policy import Mount, SandboxPolicy
+from shopfloor.sandbox._tenant import prepare_workspace, tenant_uid
+
+__all__ = ["CLEAN_ENV", "Confinement", "confine", "host_cgroups", "spawn"]
+
+# The launcher and bwrap get this environment and nothing else: whatever secrets the host process holds
+# must not be readable inside, not even from /proc/1/environ.
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@functools.cache
+def host_cgroups() -> CgroupVersion | None:
+    return detect_cgroups()
+
+
+@dataclass(kw_only=True)
+class Confinement:
+    """Everything one session holds on the host; ``release`` undoes it."""
+
+    policy: SandboxPolicy
+    mounts: tuple[Mount, ...]
+    workspace: Path
+    tenant: str
+    uid: int
+    gid: int
+    cgroup: Cgroup | None
+    launcher: Path
+    runtime_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    async def release(self) -> None:
+        await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        try:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+        finally:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def _confine(
+    policy: SandboxPolicy, mounts: tuple[Mount, ...], workspace: Path, tenant: str, settings: Settings
+) -> Confinement:
+    warnings: list[str] = []
+    if os.geteuid() == 0:
+        uid = gid = tenant_uid(tenant, settings.sandbox.uid_base)
+    else:
+        uid, gid = os.getuid(), os.getgid()
+        warnings.append("not running as root: the sandbox runs as the current uid, not a per-tenant uid")
+    prepare_workspace(workspace, uid)
+    launcher = build_launcher(settings.home / "sandbox" / "bin")
+    runtime_dir = Path(tempfile.mkdtemp(prefix="shopfloor-sandbox-"))
+    os.chmod(runtime_dir, 0o711)
+    cgroups = host_cgroups()
+    cgroup: Cgroup | None = None
+    if cgroups is None:
+        warnings.append("no usable cgroup: memory, cpu and pids are bounded by rlimits only")
+    else:
+        name = f"{tenant[:32]}-{secrets.token_hex(6)}".replace("/", "_")
+        cgroup = cgroups.create(name, memory=policy.memory, cpus=policy.cpus, pids=policy.pids)
+    return Confinement(
+        policy=policy,
+        mounts=mounts,
+        workspace=workspace,
+        tenant=tenant,
+        uid=uid,
+        gid=gid,
+        cgroup=cgroup,
+        launcher=launcher,
+        runtime_dir=runtime_dir,
+        warnings=warnings,
+    )
+
+
+async def confine(
+    policy: SandboxPolicy, mounts: tuple[Mount, ...], *, workspace: Path, tenant: str, settings: Settings
+) -> Confinement:
+    return await asyncio.to_thread(_confine, policy, mounts, workspace, tenant, settings)
+
+
+async def spawn(
+    confinement: Confinement, argv: list[str], *, pass_fds: list[int], stdin: int | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` (bwrap, runsc, ...) through the launcher, inside the session's cgroup."""
+    policy = confinement.policy
+    cgroup_fds = []
+    try:
+        if confinement.cgroup is not None:
+            cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in confinement.cgroup.procs_files]
+        full = launcher_argv(
+            confinement.launcher,
+            uid=confinement.uid,
+            gid=confinement.gid,
+            address_space=policy.rlimit_as,
+            file_size=policy.disk,
+            nofile=policy.nofile,
+            cgroup_fds=cgroup_fds,
+            argv=argv,
+        )
+        return await asyncio.create_subprocess_exec(
+            *full,
+            stdin=asyncio.subprocess.PIPE if stdin is None else stdin,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=[*cgroup_fds, *pass_fds],
+            env=CLEAN_ENV,
+            start_new_session=True,
+        )
+    finally:
+        for fd in cgroup_fds:
+            os.close(fd)

@@ -1,0 +1,235 @@
+"""A session served by the in-sandbox helper (``_helper_main``): one sandbox, many cheap execs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+from shopfloor.errors import SandboxError
+from shopfloor.sandbox._base import SandboxSession
+from shopfloor.sandbox._host import Confinement, spawn
+from shopfloor.sandbox._layout import PROXY_PORT, PROXY_SOCKET, FdBag, sandbox_env
+from shopfloor.sandbox._policy import ExecResult
+from shopfloor.sandbox._proxy import AllowListProxy
+from shopfloor.sandbox._supervise import Watched, supervise
+
+__all__ = ["HELPER_SOURCE", "HelperSession"]
+
+HELPER_SOURCE = (Path(__file__).parent / "_helper_main.py").read_text()
+_READY_TIMEOUT = 15.0
+_KILL_GRACE = 3.0
+_MESSAGE = 1 << 16
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
+
+
+async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+class HelperSession(SandboxSession):
+    """Backends say how to start the helper (``helper_argv``); the protocol and supervision are here."""
+
+    def __init__(self, confinement: Confinement, *, backend: str) -> None:
+        self.confinement = confinement
+        self.backend = backend
+        self.proxy: AllowListProxy | None = None
+        self._sock: socket.socket | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._stderr = bytearray()
+        self._drain: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._dead: str | None = None
+
+    @abstractmethod
+    def helper_argv(self, control_fd: int, config: dict[str, object], fds: FdBag) -> list[str]:
+        """The launcher's program and arguments that start the helper with ``control_fd`` and ``config``."""
+
+    async def start(self) -> None:
+        c = self.confinement
+        config: dict[str, object] = {}
+        if c.policy.allows_network:
+            self.proxy = AllowListProxy(
+                c.policy.network, c.runtime_dir / "proxy.sock", tenant=c.tenant, uid=c.uid
+            )
+            await self.proxy.start()
+            config.update({"proxy": PROXY_SOCKET, "proxy_port": PROXY_PORT})
+        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = FdBag()
+        try:
+            argv = self.helper_argv(fds.add(child.detach()), config, fds)
+            self._process = await spawn(c, argv, pass_fds=fds.fds, stdin=asyncio.subprocess.DEVNULL)
+        finally:
+            fds.close()
+        host.setblocking(False)
+        self._sock = host
+        self._drain = asyncio.ensure_future(self._drain_stderr())
+        try:
+            ready = await asyncio.wait_for(self._recv(), _READY_TIMEOUT)
+        except TimeoutError:
+            ready = None
+        if not ready or not ready.get("ready"):
+            await self._shutdown()
+            raise SandboxError(
+                f"the {self.backend} sandbox did not start: {self._stderr.decode(errors='replace').strip()}"
+            )
+
+    async def _drain_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        while chunk := await self._process.stderr.read(65536):
+            if len(self._stderr) < _MESSAGE:
+                self._stderr += chunk
+
+    async def _recv(self) -> dict[str, object] | None:
+        assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        data = await loop.sock_recv(self._sock, _MESSAGE)
+        if not data:
+            return None
+        value = json.loads(data)
+        return value if isinstance(value, dict) else None
+
+    async def _send(self, message: dict[str, object], fds: Sequence[int] = ()) -> None:
+        assert self._sock is not None
+        payload = json.dumps(message).encode()
+        while True:
+            try:
+                socket.send_fds(self._sock, [payload], list(fds))
+                return
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
+        if not argv:
+            raise SandboxError("exec needs a command")
+        async with self._lock:
+            if self._closed or self._dead:
+                raise SandboxError(
+                    f"sandbox session is {'closed' if self._closed else 'dead: ' + str(self._dead)}"
+                )
+            return await self._exec(list(argv), stdin, env, timeout)
+
+    async def _exec(
+        self,
+        argv: list[str],
+        stdin: bytes,
+        env: dict[str, str] | None,
+        timeout: float | None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
+        c = self.confinement
+        cgroup = c.cgroup
+        before = None
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.reset_peak)
+            before = await asyncio.to_thread(cgroup.stats)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            await self._send({"op": "exec", "argv": argv, "env": sandbox_env(c, env)}, [in_r, out_w, err_w])
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        stdin_task = asyncio.ensure_future(asyncio.to_thread(_write_all, in_w, stdin))
+        stdout, out_transport = await _pipe_reader(out_r)
+        stderr, err_transport = await _pipe_reader(err_r)
+        kill_sent = asyncio.Event()
+        backstop: list[asyncio.TimerHandle] = []
+
+        async def wait() -> tuple[int, float, int]:
+            message = await self._recv()
+            if message is None:
+                self._dead = "the helper exited: " + self._stderr.decode(errors="replace").strip()
+                if cgroup is not None:
+                    await asyncio.to_thread(cgroup.kill_all)
+                return 137, 0.0, 0
+            code, cpu, rss = message.get("exit"), message.get("cpu"), message.get("maxrss")
+            return (
+                int(code) if isinstance(code, int) else 137,
+                float(cpu) if isinstance(cpu, int | float) else 0.0,
+                int(rss) if isinstance(rss, int) else 0,
+            )
+
+        async def kill() -> None:
+            if kill_sent.is_set():
+                return
+            kill_sent.set()
+            await self._send({"op": "kill"})
+            backstop.append(asyncio.get_running_loop().call_later(_KILL_GRACE, self._backstop_kill))
+
+        try:
+            return await supervise(
+                Watched(stdout=stdout, stderr=stderr, wait=wait(), kill=kill, stdin_task=stdin_task),
+                timeout=c.policy.timeout if timeout is None else timeout,
+                max_output=c.policy.max_output,
+                cgroup=cgroup,
+                backend=self.backend,
+                warnings=tuple(c.warnings),
+                before=before,
+            )
+        finally:
+            for handle in backstop:
+                handle.cancel()
+            out_transport.close()
+            err_transport.close()
+
+    def _backstop_kill(self) -> None:
+        # The helper did not confirm the kill in time: it is stuck or was subverted. Kill the sandbox.
+        if self._process is not None and self._process.returncode is None:
+            self._dead = "the helper did not stop a command in time; the sandbox was killed"
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        try:
+            if self._process is not None:
+                try:
+                    await asyncio.wait_for(self._process.wait(), 2.0)
+                except TimeoutError:
+                    self._process.kill()
+                    await self._process.wait()
+            if self._drain is not None:
+                await asyncio.wait({self._drain}, timeout=1.0)
+                self._drain.cancel()
+        finally:
+            if self.proxy is not None:
+                await self.proxy.close()
+            await self.confinement.release()
