@@ -13,19 +13,36 @@ from shopfloor.models._base import (
     allow_model_requests,
     check_model_requests_allowed,
 )
+from shopfloor.models._catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueEntry, ModelPart
 from shopfloor.models._function import FunctionModel, ModelFunction
+from shopfloor.models._install import (
+    InstallResult,
+    ModelStatus,
+    install_model,
+    list_models,
+    model_path,
+    remove_model,
+)
+from shopfloor.models._local import LocalModel
 from shopfloor.models._openai import OpenAIModel
 from shopfloor.models._registry import ProviderFactory, provider_names, register_provider, resolve_model
 from shopfloor.models._retry import RetryPolicy
 from shopfloor.models._test import TestModel
 
 __all__ = [
+    "DEFAULT_CATALOGUE",
+    "Catalogue",
+    "CatalogueEntry",
     "FunctionModel",
+    "InstallResult",
+    "LocalModel",
     "Message",
     "Model",
     "ModelFunction",
+    "ModelPart",
     "ModelRequest",
     "ModelResponse",
+    "ModelStatus",
     "OpenAIModel",
     "ProviderFactory",
     "RetryPolicy",
@@ -37,7 +54,11 @@ __all__ = [
     "UsageMeter",
     "allow_model_requests",
     "check_model_requests_allowed",
+    "install_model",
+    "list_models",
+    "model_path",
     "provider_names",
     "register_provider",
+    "remove_model",
     "resolve_model",
 ]
