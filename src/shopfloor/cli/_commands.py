@@ -7,4 +7,5 @@ from shopfloor.cli import (
     _skill,  # noqa: F401
     _validate,  # noqa: F401
     _version,  # noqa: F401
+    _ws,  # noqa: F401
 )
