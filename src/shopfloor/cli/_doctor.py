@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.cli._app import app, console, get_settings, print_json
-from shopfloor.cli._plugins import import_layer_hooks
 from shopfloor.diagnostics import run_checks
 
 _STYLE = {"ok": ("✓ ok", "green"), "warn": ("! warn", "yellow"), "missing": ("✗ missing", "red")}

@@ -9,7 +9,6 @@ import typer
 from rich.text import Text
 
 from shopfloor.cli._app import app, console, print_json
-from shopfloor.cli._plugins import import_layer_hooks
 from shopfloor.errors import ShopfloorError, SourceLocation, SpecError
 from shopfloor.spec import validate_path
 
@@ -28,7 +27,6 @@ def validate_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Check a spec; print [green]ok NAME VERSION DIGEST[/] or each problem as file:line:col: message."""
-    import_layer_hooks("_validate")
     try:
         report = validate_path(path)
     except ShopfloorError as exc:
@@ -48,7 +46,9 @@ def validate_cmd(
             for loc, message in problems:
                 console.print(Text(f"{loc}: ", style="bold") + Text(message, style="red"), soft_wrap=True)
             count = len(problems)
-            console.print(Text(f"{count} problem{'s' if count != 1 else ''} in {path}", style="red"))
+            console.print(
+                Text(f"{count} problem{'s' if count != 1 else ''} in {path}", style="red"), soft_wrap=True
+            )
         raise typer.Exit(1) from None
     if json_output:
         result: dict[str, Any] = {"ok": True, **vars(report), "path": str(report.path)}

@@ -8,7 +8,9 @@ default filled in.
 
 What a reference's digest is depends on its kind, and the skills layer knows
 better than this one what a skill's digest is, so references are resolved by a
-small registry of functions keyed by kind (``register_ref_resolver``).
+small registry of functions keyed by kind (``register_ref_resolver``), filled by the
+layers' ``_validate`` hooks (see ``shopfloor._layer_hooks``) before the first reference
+is resolved.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.spec._model import AgentSpec
 from shopfloor.spec._yaml import DataPath
 
@@ -156,6 +159,8 @@ def register_ref_resolver(kind: str, resolver: RefResolver) -> None:
 
 def resolve_reference(reference: SpecReference, base_dir: Path) -> str:
     """The digest of one reference; ValueError or OSError says why it cannot be had."""
+    # Layers that know better (skills) register their resolvers in their _validate hooks.
+    import_layer_hooks("_validate")
     resolver = _RESOLVERS.get(reference.kind)
     if resolver is None:
         raise ValueError(f"no resolver for references of kind {reference.kind!r}")

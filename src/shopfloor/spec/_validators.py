@@ -2,7 +2,8 @@
 
 Agent specs are built in. Other layers add their own kinds of file without this
 package importing them: the skills layer, for example, calls
-``register_validator(is_skill_dir, validate_skill)`` when it is imported.
+``register_validator(is_skill_dir, validate_skill)`` in its ``_validate`` hook module,
+which ``validate_path`` imports (see ``shopfloor._layer_hooks``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.errors import SourceLocation, SpecError
 from shopfloor.spec._loader import SPEC_FILENAMES, load_spec
 
@@ -71,6 +73,7 @@ def _validate_agent(path: Path) -> ValidationReport:
 
 def validate_path(path: Path | str) -> ValidationReport:
     """Validate whatever ``path`` is with the validator registered for its kind."""
+    import_layer_hooks("_validate")
     path = Path(path)
     if not path.exists():
         raise SpecError([(SourceLocation(file=str(path)), "no such file or directory")])

@@ -129,7 +129,8 @@ class _Builder:
             return self._constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             self.problems.append((_mark(self.file, exc.problem_mark or node.start_mark), str(exc.problem)))
-            return None
+            # The text as written, so that the same spot does not also fail as "found null".
+            return node.value
 
     def _mapping(self, node: yaml.MappingNode, path: DataPath) -> dict[str, Any]:
         result: dict[str, Any] = {}

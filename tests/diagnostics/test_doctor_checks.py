@@ -1,0 +1,229 @@
+"""The doctor's checks on this machine, and the registry other layers extend."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopfloor.config import Settings, load_settings
+from shopfloor.diagnostics import (
+    BUILTIN_CHECKS,
+    Check,
+    CheckResult,
+    cgroup_controllers,
+    landlock_abi,
+    ping_redis,
+    postgres_target,
+    register_check,
+    registered_checks,
+    run_checks,
+    unregister_check,
+)
+from shopfloor.diagnostics import _checks as checks_module
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks_module, "_CHECKS", dict(checks_module._CHECKS))
+
+
+def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
+    return {result.name: result for result in results}
+
+
+def test_builtin_checks_run_in_order_with_valid_statuses(settings: Settings) -> None:
+    results = run_checks(settings, names=list(BUILTIN_CHECKS))
+    assert [r.name for r in results] == list(BUILTIN_CHECKS)
+    assert list(BUILTIN_CHECKS) == [
+        "python",
+        "data dir",
+        "sqlite",
+        "models",
+        "postgresql",
+        "redis",
+        "bubblewrap",
+        "user namespaces",
+        "cgroups",
+        "seccomp",
+        "landlock",
+    ]
+    for result in results:
+        assert result.status in {"ok", "warn", "missing"}
+        assert result.detail
+        assert result.status == "ok" or result.fix, f"{result.name} has no fix"
+        assert "the check itself failed" not in result.detail
+
+
+def test_things_known_on_this_machine(settings: Settings) -> None:
+    results = by_name(run_checks(settings))
+    assert results["python"].status == "ok"
+    assert results["sqlite"].status == "ok"
+    assert results["sqlite"].data["wal"] is True
+    assert results["data dir"].status == "ok"
+    assert (results["bubblewrap"].status == "missing") == (shutil.which("bwrap") is None)
+    seccomp_kernel = Path("/proc/sys/kernel/seccomp/actions_avail").exists()
+    assert (results["seccomp"].status != "missing") == seccomp_kernel
+    abi, _ = landlock_abi()
+    assert (results["landlock"].status == "ok") == (abi is not None)
+    if abi is not None:
+        assert results["landlock"].detail == f"ABI {abi}"
+    usable = cgroup_controllers()
+    expected = "ok" if {"memory", "cpu", "pids"} <= set(usable["v1"]) | set(usable["v2"]) else None
+    if expected:
+        assert results["cgroups"].status == expected
+
+
+def test_models_missing_in_a_fresh_home_then_found(settings: Settings) -> None:
+    result = by_name(run_checks(settings, names=["models"]))["models"]
+    assert result.status == "missing"
+    assert result.fix == "shopfloor models install qwen2.5-coder-0.5b"
+    settings.models_dir.mkdir(parents=True)
+    (settings.models_dir / "tiny.gguf").write_bytes(b"GGUF" + b"\0" * 2048)
+    result = by_name(run_checks(settings, names=["models"]))["models"]
+    runtime = importlib.util.find_spec("llama_cpp") is not None
+    assert result.status == ("ok" if runtime else "warn")
+    assert result.data["files"] == ["tiny.gguf"]
+    assert "tiny.gguf" in result.detail
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_postgres_unreachable_is_missing_with_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"postgresql+psycopg://postgres:pw@127.0.0.1:{port}/test")
+    settings = load_settings()
+    assert postgres_target(settings) == (f"postgresql://postgres:pw@127.0.0.1:{port}/test", True)
+    result = by_name(run_checks(settings, names=["postgresql"]))["postgresql"]
+    assert result.status == "missing"
+    assert f"127.0.0.1:{port}" in result.detail
+    assert "SHOPFLOOR_DATABASE_URL" in result.fix
+    assert result.data["url"] == f"postgresql://postgres:***@127.0.0.1:{port}/test"
+
+
+@pytest.mark.postgres
+def test_postgres_reachable_and_bad_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = by_name(run_checks(load_settings(), names=["postgresql"]))["postgresql"]
+    if result.status == "missing":
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    assert result.status == "ok"
+    assert result.detail.startswith("PostgreSQL ")
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", "postgresql://no_such_role_xyz@127.0.0.1:5432/test")
+    result = by_name(run_checks(load_settings(), names=["postgresql"]))["postgresql"]
+    assert result.status == "warn"
+    assert "login failed" in result.detail
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback server that answers every command as a Redis with a password would."""
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            received.append(conn.recv(1024))
+            conn.sendall(b"-NOAUTH Authentication required.\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    thread.join(5)
+    server.close()
+
+
+def test_ping_redis_reports_auth_refusal(fake_redis: tuple[int, list[bytes]]) -> None:
+    port, received = fake_redis
+    reply, version = ping_redis("127.0.0.1", port)
+    assert reply == "-NOAUTH Authentication required."
+    assert version is None
+    assert received == [b"*1\r\n$4\r\nPING\r\n"]
+
+
+def test_redis_check_matches_a_real_ping(settings: Settings) -> None:
+    try:
+        reply, version = ping_redis("127.0.0.1", 6379)
+    except OSError:
+        reply, version = "", None
+    result = by_name(run_checks(settings, names=["redis"]))["redis"]
+    if reply == "+PONG":
+        assert result.status == "ok"
+        assert version is not None and version in result.detail
+    else:
+        assert result.status in {"missing", "warn"}
+
+
+def test_cgroup_controllers_reads_mounts(tmp_path: Path) -> None:
+    memory = tmp_path / "memory"
+    frozen = tmp_path / "pids"
+    unified = tmp_path / "unified"
+    for directory in (memory, frozen, unified):
+        directory.mkdir()
+    (unified / "cgroup.controllers").write_text("cpu pids\n")
+    mounts = "\n".join(
+        [
+            f"cgroup {memory} cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0",
+            f"cgroup {frozen} cgroup ro,nosuid,relatime,pids 0 0",
+            f"cgroup2 {unified} cgroup2 rw,relatime 0 0",
+            "proc /proc proc rw 0 0",
+        ]
+    )
+    found = cgroup_controllers(mounts)
+    assert found == {"v1": {"memory": str(memory)}, "v2": {"cpu": str(unified), "pids": str(unified)}}
+
+
+def test_register_function_check_and_replace_in_place(settings: Settings, isolated_registry: None) -> None:
+    register_check("gpu", lambda s: CheckResult(name="gpu", status="missing", detail="none", fix="add one"))
+    assert registered_checks()[-1] == "gpu"
+
+    @register_check("python")
+    def newer(settings: Settings) -> CheckResult:
+        return CheckResult(name="anything", status="warn", detail="replaced", fix="nothing")
+
+    names = registered_checks()
+    assert names.index("python") == 0
+    results = by_name(run_checks(settings, names=["python", "gpu"]))
+    assert results["python"].detail == "replaced"
+    assert results["gpu"].fix == "add one"
+    unregister_check("gpu")
+    assert "gpu" not in registered_checks()
+
+
+def test_check_subclass_and_a_crashing_check(settings: Settings, isolated_registry: None) -> None:
+    class Broken(Check):
+        name = "broken"
+
+        def run(self, settings: Settings) -> CheckResult:
+            raise RuntimeError("probe exploded")
+
+    register_check("broken", Broken())
+    [result] = run_checks(settings, names=["broken"])
+    assert result.status == "warn"
+    assert result.detail == "the check itself failed: RuntimeError: probe exploded"
+
+
+def test_a_hanging_check_does_not_block_the_screen(settings: Settings, isolated_registry: None) -> None:
+    release = threading.Event()
+
+    def hangs(settings: Settings) -> CheckResult:
+        release.wait(10)
+        return CheckResult(name="hangs", status="ok", detail="late")
+
+    register_check("hangs", hangs)
+    try:
+        results = by_name(run_checks(settings, names=["python", "hangs"], timeout=0.3))
+    finally:
+        release.set()
+    assert results["python"].status == "ok"
+    assert results["hangs"].status == "warn"
+    assert results["hangs"].detail == "no answer within 0.3 s"

@@ -1,0 +1,328 @@
+"""Every kind of mistake in agent.yaml is reported with file:line:column and what is expected."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shopfloor.errors import SpecError
+from shopfloor.spec import AgentSpec, LoadedSpec, load_spec, parse_spec
+
+
+def write(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def problems(path: Path) -> list[tuple[int | None, int | None, str]]:
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    for loc, _ in info.value.problems:
+        assert loc.file == str(path)
+    return [(loc.line, loc.column, message) for loc, message in info.value.problems]
+
+
+def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: helper
+        instructions: Be brief.
+        tools:
+          - name: calculator
+            source: builtin:calculator
+        """,
+    )
+    loaded = load_spec(tmp_path)
+    assert isinstance(loaded, LoadedSpec)
+    assert loaded.path == path.resolve()
+    assert loaded.base_dir == tmp_path.resolve()
+    assert loaded.spec.name == "helper"
+    assert loaded.spec.limits.max_steps == 20
+    assert loaded.digest.startswith("sha256:") and len(loaded.digest) == 7 + 64
+
+
+def test_typo_in_key_names_it_suggests_closest_and_lists_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ninstrucions: hi\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (2, 1)
+    assert "unknown key 'instrucions'" in message
+    assert "did you mean 'instructions'?" in message
+    assert "Allowed keys: decision, description, instructions, limits" in message
+
+
+def test_typo_in_nested_key_points_at_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        limits:
+          max_step: 3
+        """,
+    )
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 3)
+    assert message.startswith("unknown key 'max_step' in limits: did you mean 'max_steps'?")
+    assert "max_tokens" in message
+
+
+def test_wrong_type_says_expected_and_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nlimits:\n  max_steps: ten\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 14)
+    assert message == (
+        "limits.max_steps (model turns before the run stops): expected an integer, found a string ('ten')"
+    )
+
+
+def test_number_where_string_expected_suggests_quotes_with_raw_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nversion: 1.10\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (2, 10)
+    assert "expected a string, found a number (1.1)" in message
+    assert "'1.10'" in message
+
+
+def test_missing_top_level_field_points_at_the_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "# my agent\ninstructions: hi\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (2, 1)
+    assert message == "missing required key 'name' in the agent spec"
+
+
+def test_missing_nested_field_points_at_the_parent_mapping(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        workspace:
+          mounts:
+            - source: /data
+        """,
+    )
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (4, 7)
+    assert "missing required key 'path'" in message
+    assert "in workspace.mounts[0]" in message
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ndescription: one\nname: b\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 1)
+    assert "duplicate key 'name'" in message
+    assert "first set on line 1, again on line 3" in message
+
+
+def test_invalid_yaml_gives_the_parser_position(tmp_path: Path) -> None:
+    path = write(tmp_path, 'name: a\ninstructions: "unclosed\nmodel: test\n')
+    [(line, column, message)] = problems(path)
+    assert line == 4 and column is not None
+    assert message.startswith("invalid YAML:")
+    assert "quoted scalar" in message
+
+
+def test_bad_indentation_is_invalid_yaml_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nlimits:\n  max_steps: 3\n   max_tokens: 9\n")
+    [(line, _, message)] = problems(path)
+    assert line == 4
+    assert message.startswith("invalid YAML:")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "- name: a\n- name: b\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (1, 1)
+    assert "expected a mapping of keys (name, version" in message
+    assert "found a list of 2 items" in message
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "# nothing here\n")
+    assert problems(path) == [(1, 1, "the file is empty: expected a YAML mapping")]
+
+
+def test_literal_choice_lists_the_options(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nsandbox:\n  isolation: docker\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 14)
+    assert "expected one of 'auto', 'bwrap', 'landlock', 'gvisor' or 'none'" in message
+    assert "found a string ('docker')" in message
+
+
+def test_union_alternatives_become_one_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nsandbox:\n  network: everywhere\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 12)
+    assert message == "sandbox.network: expected a list or one of 'none', found a string ('everywhere')"
+
+
+def test_union_error_inside_the_matching_alternative_points_at_the_item(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nsandbox:\n  network:\n    - pypi.org\n    - 443\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (5, 7)
+    assert message.startswith("sandbox.network[1]: expected a string, found an integer (443)")
+
+
+def test_value_error_from_a_validator(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: My_Agent\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (1, 7)
+    assert message.startswith("name: expected 1-64 lowercase letters")
+
+
+def test_skill_shorthand_error_points_at_the_list_item(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nskills:\n  - pdf@1.0\n  - 12\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (4, 5)
+    assert "skills[1]" in message and "expected" in message
+
+
+def test_all_problems_at_once_sorted_by_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        limits:
+          max_steps: 0
+          wall_time: soon
+        sandbox:
+          memory: lots
+        tools:
+          - name: t
+        colour: red
+        name: b
+        """,
+    )
+    found = problems(path)
+    lines = [line for line, _, _ in found]
+    assert lines == sorted(lines)
+    assert lines == [3, 4, 6, 8, 9, 10]
+    messages = "\n".join(message for _, _, message in found)
+    assert "expected a number >= 1, found an integer (0)" in messages
+    assert "expected a size such as 256M or 1G" in messages
+    assert "missing required key 'source'" in messages
+    assert "unknown key 'colour'" in messages
+    assert "duplicate key 'name'" in messages
+
+
+def test_duplicate_tool_names_are_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        tools:
+          - {name: calc, source: "builtin:calculator"}
+          - {name: calc, source: "builtin:calculator"}
+        """,
+    )
+    [(line, _, message)] = problems(path)
+    assert line == 3
+    assert "used more than once: calc" in message
+
+
+def test_bad_tool_source_says_the_accepted_forms(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ntools:\n  - name: t\n    source: tools.py\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (4, 13)
+    assert "expected builtin:NAME, FILE.py:FUNCTION or module:attribute" in message
+
+
+def test_missing_tool_file_and_seed_are_located(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        tools:
+          - name: t
+            source: tools.py:run
+        workspace:
+          seed: [data/]
+        """,
+    )
+    found = problems(path)
+    assert [(line, column) for line, column, _ in found] == [(4, 13), (6, 10)]
+    assert "tool file 'tools.py' not found" in found[0][2]
+    assert "seed 'data/' not found" in found[1][2]
+
+
+def test_skill_reference_forms_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "notaskill").mkdir()
+    path = write(
+        tmp_path,
+        """
+        name: a
+        skills:
+          - pdf@sha256:abc
+          - ./notaskill
+          - ./nowhere
+        """,
+    )
+    found = problems(path)
+    assert [line for line, _, _ in found] == [3, 4, 5]
+    assert "64 hex digits" in found[0][2]
+    assert found[1][2].startswith("skills[1].ref: skill './notaskill'") and "SKILL.md" in found[1][2]
+    assert found[2][2].startswith("skills[2].ref: skill './nowhere'")
+
+
+def test_unknown_tag_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: !secret a\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (1, 7)
+    assert "!secret" in message
+
+
+def test_complex_key_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\n? [x, y]\n: 1\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (2, 3)
+    assert "expected a plain word as key" in message
+
+
+def test_merge_keys_and_anchors_are_understood(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: a
+        limits: &limits
+          max_steps: 4
+        sandbox:
+          <<: {cpus: 2}
+          pids: 10
+        """,
+    )
+    spec = load_spec(path).spec
+    assert spec.limits.max_steps == 4
+    assert spec.sandbox.cpus == 2 and spec.sandbox.pids == 10
+
+
+def test_missing_path_and_directory_without_spec(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"no agent\.yaml in this directory"):
+        load_spec(tmp_path)
+    with pytest.raises(SpecError, match="no such file or directory"):
+        load_spec(tmp_path / "absent.yaml")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_bytes(b"name: \xff\n")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(path)
+
+
+def test_error_string_is_one_line_per_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nlimits: 3\nfoo: 1\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"{path}:2:9: limits: expected a mapping")
+    assert lines[1].startswith(f"{path}:3:1: unknown key 'foo'")
+
+
+def test_parse_spec_without_base_dir_skips_references() -> None:
+    spec, digest = parse_spec("name: a\ntools:\n  - {name: t, source: 'missing.py:f'}\n")
+    assert isinstance(spec, AgentSpec)
+    assert digest.startswith("sha256:")
