@@ -25,6 +25,7 @@ from shopfloor.errors import ConfigError
 __all__ = [
     "ModelSettings",
     "OpenAISettings",
+    "RuntimeSettings",
     "SandboxSettings",
     "Settings",
     "TelemetrySettings",
@@ -73,6 +74,19 @@ class TelemetrySettings(_Section):
     otlp_grpc_endpoint: str | None = None
     record_content: bool = False
     json_logs: bool = False
+    store_url: str | None = None  # default: the PostgreSQL database_url, else sqlite $SHOPFLOOR_HOME/traces.db
+    store_content: bool = True  # step outputs, task and answer in the local store (what replay needs)
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # model ref -> USD per 1M in/out tokens
+
+
+class RuntimeSettings(_Section):
+    worker_concurrency: int = Field(4, ge=1, description="runs one worker executes at once")
+    agent_concurrency: int | None = Field(None, ge=1, description="runs of one agent at once, all workers")
+    agent_rate_limit: int | None = Field(None, ge=1, description="runs of one agent started per period")
+    agent_rate_period: float = Field(60.0, gt=0)
+    heartbeat: float = Field(2.0, gt=0, description="seconds between executor heartbeats")
+    executor_timeout: float = Field(10.0, gt=0, description="silence after which an executor's runs recover")
+    poll_interval: float = Field(0.2, gt=0, description="queue and event polling, seconds")
 
 
 class Settings(_Section):
@@ -84,6 +98,7 @@ class Settings(_Section):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
 
     @property
     def db_url(self) -> str:

@@ -1,3 +1,46 @@
-"""runtime layer (see ARCHITECTURE.md)."""
+"""Durable runs on DBOS: a run is a workflow, each model call and tool call a recorded step.
 
-__all__: list[str] = []
+``Runtime`` is the API (start, follow, wait, approve, reject, cancel, list, recorded
+steps); ``DBOSStepRunner`` is the durable ``StepRunner`` of the agent loop;
+``RunStore`` keeps one row per run and its events in the same database as DBOS.
+"""
+
+from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
+from shopfloor.runtime._executor import (
+    APP_NAME,
+    APP_VERSION,
+    RECOVERY_QUEUE,
+    RUN_QUEUE,
+    Supervisor,
+    new_executor_id,
+)
+from shopfloor.runtime._runner import DBOSStepRunner, approval_topic
+from shopfloor.runtime._runtime import Runtime
+from shopfloor.runtime._steps import RecordedStep, StepKind, recorded_steps_from
+from shopfloor.runtime._store import RunRecord, RunState, RunStore, make_engine, sqlalchemy_url
+from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow
+
+__all__ = [
+    "APP_NAME",
+    "APP_VERSION",
+    "RECOVERY_QUEUE",
+    "RUN_QUEUE",
+    "WORKFLOW_NAME",
+    "DBOSStepRunner",
+    "EventLog",
+    "RecordedStep",
+    "RunRecord",
+    "RunState",
+    "RunStore",
+    "Runtime",
+    "StepKind",
+    "StoredEvent",
+    "Supervisor",
+    "approval_topic",
+    "follow_events",
+    "make_engine",
+    "new_executor_id",
+    "recorded_steps_from",
+    "run_workflow",
+    "sqlalchemy_url",
+]

@@ -1,0 +1,130 @@
+"""Streaming a run's events without a write per step.
+
+Why batched and not per step: the durable floor is one synchronous commit per
+step, and DBOS already spends it recording the step's output. Writing each event
+in its own commit (or as a DBOS stream entry, which is another recorded
+operation) would double that. So events go to an in-memory buffer and a
+background task appends them in one transaction every ``interval`` seconds, and
+at once when a run ends or starts waiting for a person.
+
+What a crash loses is at most the buffered tail, and recovery regenerates it:
+the loop is deterministic given its recorded steps, so a recovered run re-emits
+the same events with the same sequence numbers, and the store ignores rows it
+already has (insert-or-ignore on run id + seq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from shopfloor.agent import RunEvent
+from shopfloor.runtime._store import RunStore
+
+__all__ = ["EventLog", "StoredEvent", "follow_events"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEvent:
+    """An event of a run with its position in the run's stream (for resuming, e.g. SSE ``Last-Event-ID``)."""
+
+    seq: int
+    at: float
+    event: RunEvent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, **self.event.to_dict()}
+
+
+class EventLog:
+    """The process-wide buffered writer of run events."""
+
+    def __init__(self, store: RunStore, *, interval: float = 0.1) -> None:
+        self._store = store
+        self._interval = interval
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def sink(self, run_id: str) -> _RunSink:
+        """A fresh event sink for one execution of a run (sequence numbers start at 0 each time)."""
+        return _RunSink(self, run_id)
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while self._buffer:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            batch, self._buffer = self._buffer, []
+            if batch:
+                await asyncio.to_thread(self._store.append_events, batch)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class _RunSink:
+    def __init__(self, log: EventLog, run_id: str) -> None:
+        self._log = log
+        self._run_id = run_id
+        self._seq = 0
+
+    def __call__(self, event: RunEvent) -> None:
+        self._log._append(
+            {
+                "run_id": self._run_id,
+                "seq": self._seq,
+                "kind": event.kind,
+                "step": event.step,
+                "data": _dumps(event.data),
+                "at": time.time(),
+            }
+        )
+        self._seq += 1
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, default=str, separators=(",", ":"))
+
+
+async def follow_events(
+    store: RunStore, run_id: str, *, after: int = -1, follow: bool = True, poll: float = 0.2
+) -> AsyncIterator[StoredEvent]:
+    """The run's events from ``after`` on; with ``follow``, wait for new ones until the run ends."""
+    while True:
+        rows = await asyncio.to_thread(store.read_events, run_id, after=after)
+        for row in rows:
+            after = row["seq"]
+            event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
+            yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
+            if row["kind"] == "run_finished":
+                return
+        if rows:
+            continue
+        if not follow:
+            return
+        record = await asyncio.to_thread(store.get, run_id)
+        if record.done:
+            # A run can end without a run_finished event (cancelled before it started, or a
+            # failure outside the loop): one last read catches events flushed meanwhile.
+            for row in await asyncio.to_thread(store.read_events, run_id, after=after):
+                event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
+                yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
+            return
+        await asyncio.sleep(poll)

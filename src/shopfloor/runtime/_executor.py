@@ -1,0 +1,130 @@
+"""One process that executes runs: DBOS launched with a unique executor id, a heartbeat, and a sweeper.
+
+Why a heartbeat of our own: DBOS recovers, at launch, the unfinished workflows
+of the launching executor's id, which is safe only if no live process shares
+that id. So every Shopfloor process gets a unique id, beats a row in the run
+store every ``heartbeat`` seconds from a thread (a busy event loop must not look
+like a dead process), and workers sweep: an unfinished run whose executor has
+been silent for ``executor_timeout`` seconds (or stopped cleanly) is handed back
+to a queue, where exactly one live worker picks it up (DBOS's dequeue is
+atomic). A worker restarted with its old ``--executor-id`` recovers its own runs
+at once through DBOS's launch-time recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
+from dbos._dbos import _get_dbos_instance
+
+from shopfloor.config import Settings
+from shopfloor.runtime._store import RunStore
+from shopfloor.runtime._workflow import WORKFLOW_NAME
+
+__all__ = [
+    "APP_NAME",
+    "APP_VERSION",
+    "RECOVERY_QUEUE",
+    "RUN_QUEUE",
+    "Supervisor",
+    "dbos_config",
+    "new_executor_id",
+]
+
+APP_NAME = "shopfloor"
+#: The workflow's code version: DBOS recovers a workflow only on the version it started on.
+#: Bump it when the sequence of steps a run records changes incompatibly.
+APP_VERSION = "shopfloor-runtime-1"
+#: Detached runs, partitioned by agent (per-agent concurrency and rate limits).
+RUN_QUEUE = "shopfloor-runs"
+#: Runs that were started in a process that died (``shopfloor run`` without --detach).
+RECOVERY_QUEUE = "shopfloor-recovered"
+
+log = logging.getLogger("shopfloor.runtime")
+
+
+def new_executor_id(role: str) -> str:
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
+    return {
+        "name": APP_NAME,
+        "system_database_url": settings.db_url,
+        "application_version": APP_VERSION,
+        "executor_id": executor_id,
+        "log_level": "WARNING",
+        # Step results are plain JSON: store them as JSON (smaller than pickle, readable by any client).
+        "serializer": DBOSPortableJSONSerializer(),
+        "notification_listener_polling_interval_sec": min(settings.runtime.poll_interval, 1.0),
+        "scheduler_polling_interval_sec": 60.0,
+    }
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    return {
+        "system_database_url": settings.db_url,
+        "serializer": DBOSPortableJSONSerializer(),
+        "application_name": APP_NAME,
+    }
+
+
+class Supervisor(threading.Thread):
+    """Heartbeat of this executor and, in workers, the sweep that recovers runs of dead executors."""
+
+    def __init__(
+        self, store: RunStore, settings: Settings, *, executor_id: str, role: str, sweep: bool
+    ) -> None:
+        super().__init__(name=f"shopfloor-supervisor-{executor_id}", daemon=True)
+        self.store = store
+        self.executor_id = executor_id
+        self.role = role
+        self.sweeping = sweep
+        self.interval = settings.runtime.heartbeat
+        self.timeout = settings.runtime.executor_timeout
+        self.recovered: list[str] = []
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        self.store.heartbeat(self.executor_id, role=self.role, pid=os.getpid(), host=socket.gethostname())
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.beat()
+                if self.sweeping:
+                    self.sweep()
+            except Exception:  # a failed beat or sweep is retried next interval; the database may be busy
+                log.warning("executor heartbeat/sweep failed; retrying", exc_info=True)
+
+    def sweep(self) -> list[str]:
+        """Hand the unfinished runs of silent executors back to a queue; returns their ids."""
+        live = self.store.live_executors(timeout=self.timeout) | {self.executor_id}
+        pending = DBOS.list_workflows(
+            status="PENDING", name=WORKFLOW_NAME, load_input=False, load_output=False
+        )
+        sys_db = _get_dbos_instance()._sys_db
+        recovered = []
+        for workflow in pending:
+            dead = workflow.executor_id
+            if dead is None or dead in live:
+                continue
+            # Queued runs keep their queue (and agent partition); runs started directly go to RECOVERY_QUEUE.
+            if sys_db.reenqueue_for_recovery(workflow.workflow_id, [dead], RECOVERY_QUEUE):
+                log.warning("recovering run %s of silent executor %s", workflow.workflow_id, dead)
+                recovered.append(workflow.workflow_id)
+        self.recovered += recovered
+        return recovered
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=5)
+        # A clean stop marks the executor dead at once, so its unfinished runs recover without waiting.
+        self.store.stop_executor(self.executor_id)

@@ -1,0 +1,156 @@
+"""The durable StepRunner: each step of the agent loop is a DBOS step.
+
+A step's result is recorded once, in DBOS's own commit; on recovery DBOS returns
+the recorded value instead of calling the step again. What is recorded is the
+step's JSON result wrapped with the run's active time at the end of the step
+(``{"result": ..., "elapsed": s}``), so the wall-time limit sees the same clock
+when a recovered run replays its steps (it would otherwise count the downtime
+and could stop at a step where the original went on). Failures the loop reacts
+to (a timeout, a model error) are recorded as data too and raised again after
+the step, so a replay raises the same exception type the original saw.
+
+Approvals wait with ``DBOS.recv_async`` on a topic per step: durable across
+restarts, with an optional durable timeout, and no thread held while waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dbos import DBOS
+
+from shopfloor import errors
+from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner
+
+__all__ = ["DBOSStepRunner", "approval_topic"]
+
+JSON = Any
+#: An approval without a timeout waits this long (DBOS's recv needs a finite deadline).
+FOREVER = 10 * 365 * 24 * 3600.0
+
+
+def approval_topic(step: int) -> str:
+    return f"approval:{step}"
+
+
+def component_of(step_name: str) -> str:
+    """``model:3`` -> ``model``; ``tool:2:calculator`` -> ``tool:calculator``."""
+    kind, _, rest = step_name.partition(":")
+    return kind if kind == "model" else f"{kind}:{rest.partition(':')[2]}"
+
+
+class DBOSStepRunner(StepRunner):
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        on_wait: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
+        on_resume: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.cancelled = False
+        #: timeouts and faults per component, counted from the (recorded) step results
+        self.faults: dict[str, dict[str, int]] = {}
+        self.replayed_steps = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.model_calls = 0
+        self.executed_steps = 0
+        self._on_wait = on_wait
+        self._on_resume = on_resume
+        self._base = 0.0
+        self._mark = time.monotonic()
+        self._live = True
+
+    def elapsed(self) -> float:
+        # After a replayed step the clock stands at what was recorded: deterministic replay.
+        return self._base + (time.monotonic() - self._mark) if self._live else self._base
+
+    async def check_cancelled(self) -> bool:
+        return self.cancelled
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+        executed = False
+
+        async def body() -> dict[str, Any]:
+            nonlocal executed
+            executed = True
+            try:
+                result: dict[str, Any] = {"result": await fn()}
+            except TimeoutError as exc:
+                result = {"raise": {"type": "TimeoutError", "message": str(exc)}}
+            except errors.ShopfloorError as exc:
+                result = {"raise": {"type": type(exc).__name__, "message": str(exc)}}
+            result["elapsed"] = self._base + (time.monotonic() - self._mark)
+            return result
+
+        recorded = await DBOS.run_step_async({"name": name}, body)
+        self._base, self._mark, self._live = float(recorded["elapsed"]), time.monotonic(), executed
+        if executed:
+            self.executed_steps += 1
+        else:
+            self.replayed_steps += 1
+        self._count_faults(name, recorded)
+        if name.startswith("model:") and isinstance(recorded.get("result"), dict):
+            usage = recorded["result"].get("usage") or {}
+            self.input_tokens += int(usage.get("input_tokens", 0))
+            self.output_tokens += int(usage.get("output_tokens", 0))
+            self.model_calls += 1
+        if "raise" in recorded:
+            raise _rebuild(recorded["raise"])
+        return recorded["result"]
+
+    async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        if self._on_wait is not None:
+            await self._on_wait(request)
+        message = await DBOS.recv_async(
+            approval_topic(request.step), timeout_seconds=request.timeout or FOREVER
+        )
+        # Time spent waiting for a person is not the agent's: it does not count against wall time.
+        self._mark = time.monotonic()
+        if self._on_resume is not None:
+            await self._on_resume(request)
+        if not isinstance(message, dict):
+            self._count("approval", "timeout")
+            return ApprovalDecision(approved=False, by="shopfloor", reason="timeout")
+        if message.get("cancel"):
+            self.cancelled = True
+            return ApprovalDecision(
+                approved=False, by=str(message.get("by", "")), reason="the run was cancelled"
+            )
+        return ApprovalDecision(
+            approved=bool(message.get("approved")),
+            by=str(message.get("by", "")),
+            reason=str(message.get("reason", "")),
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        """A durable sleep: a recovered run sleeps only for what was left."""
+        await DBOS.sleep_async(seconds)
+
+    def _count_faults(self, name: str, recorded: dict[str, Any]) -> None:
+        component = component_of(name)
+        if "raise" in recorded:
+            self._count(component, "timeout" if recorded["raise"]["type"] == "TimeoutError" else "error")
+            return
+        result = recorded["result"]
+        if isinstance(result, dict) and result.get("error_kind") in ("timeout", "execution"):
+            self._count(component, "timeout" if result["error_kind"] == "timeout" else "error")
+
+    def _count(self, component: str, kind: str) -> None:
+        counts = self.faults.setdefault(component, {})
+        counts[kind] = counts.get(kind, 0) + 1
+
+
+def _rebuild(raised: dict[str, str]) -> Exception:
+    if raised["type"] == "TimeoutError":
+        return TimeoutError(raised["message"])
+    cls = getattr(errors, raised["type"], None)
+    if isinstance(cls, type) and issubclass(cls, errors.ShopfloorError):
+        try:
+            return cls(raised["message"])
+        except TypeError:
+            pass
+    return errors.ModelError(raised["message"])

@@ -1,0 +1,290 @@
+"""The Python API of durable runs: start, follow, wait, approve, reject, cancel, list, inspect.
+
+A ``Runtime`` is a client of the run store and of DBOS's system database (through
+``DBOSClient``: enqueue, send, cancel, read recorded steps), and becomes an
+executor (DBOS launched in this process, on this event loop) when it runs a run
+itself (``start_run(detach=False)``) or serves as a worker (``serve``). DBOS is
+one per process, so so is an executing Runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
+
+from shopfloor.config import Settings
+from shopfloor.errors import RunStateError
+from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
+from shopfloor.runtime._executor import (
+    APP_VERSION,
+    RECOVERY_QUEUE,
+    RUN_QUEUE,
+    Supervisor,
+    client_kwargs,
+    dbos_config,
+    new_executor_id,
+)
+from shopfloor.runtime._runner import approval_topic
+from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
+from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow, set_execution_context
+from shopfloor.spec import load_spec
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, caller: str | None = None) -> None:
+        self.settings = settings
+        settings.ensure_home()
+        self.store = RunStore.open(settings.db_url)
+        self.event_log = EventLog(self.store, interval=min(0.1, settings.runtime.poll_interval))
+        self.caller = caller or getpass.getuser()
+        self.executor_id: str | None = None
+        self.supervisor: Supervisor | None = None
+        self._client: DBOSClient | None = None
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self.close()
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def start_executor(
+        self, *, worker: bool = False, concurrency: int | None = None, executor_id: str | None = None
+    ) -> str:
+        """Launch DBOS in this process; a worker also dequeues runs and recovers those of dead executors."""
+        if self.executor_id is not None:
+            return self.executor_id
+        role = "worker" if worker else "cli"
+        executor_id = executor_id or new_executor_id(role)
+        supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
+        # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
+        await asyncio.to_thread(supervisor.beat)
+        DBOS(config=dbos_config(self.settings, executor_id))
+        if not worker:
+            DBOS.listen_queues([])
+        set_execution_context(self)
+        # Launched from the running loop, DBOS runs the dequeued workflows on this loop.
+        DBOS.launch()
+        if worker:
+            await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
+        supervisor.start()
+        self.executor_id, self.supervisor = executor_id, supervisor
+        return executor_id
+
+    async def _register_queues(self, concurrency: int) -> None:
+        limits = self.settings.runtime
+        per_agent = limits.agent_concurrency
+        limiter = (
+            {"limit": limits.agent_rate_limit, "period": limits.agent_rate_period}
+            if limits.agent_rate_limit
+            else None
+        )
+        # Partitioned by agent; partition_worker_concurrency = the worker's own limit keeps the
+        # queue partitioned (so every agent has its own limits) even when no per-agent limit is set.
+        await DBOS.register_queue_async(
+            RUN_QUEUE,
+            worker_concurrency=concurrency,
+            partition_concurrency=per_agent,
+            partition_worker_concurrency=min(concurrency, per_agent or concurrency),
+            partition_limiter=limiter,  # type: ignore[arg-type]
+            polling_interval_sec=limits.poll_interval,
+            on_conflict="always_update",
+        )
+        await DBOS.register_queue_async(
+            RECOVERY_QUEUE,
+            worker_concurrency=concurrency,
+            polling_interval_sec=limits.poll_interval,
+            on_conflict="always_update",
+        )
+
+    async def serve(
+        self,
+        *,
+        concurrency: int | None = None,
+        executor_id: str | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run as a worker until ``stop`` is set (or the task is cancelled)."""
+        await self.start_executor(worker=True, concurrency=concurrency, executor_id=executor_id)
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.executor_id is not None:
+            # Runs still executing here stop as if the process died; a worker recovers them.
+            from dbos._dbos import _get_dbos_instance
+
+            tasks = list(_get_dbos_instance()._workflow_tasks)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            # DBOS made its own thread pool this loop's default executor and shuts it down on destroy.
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(thread_name_prefix="shopfloor")
+            )
+            await asyncio.to_thread(DBOS.destroy)
+            set_execution_context(None)
+            if self.supervisor is not None:
+                await asyncio.to_thread(self.supervisor.stop)
+            self.executor_id = self.supervisor = None
+        await self.event_log.close()
+        if self._client is not None:
+            await asyncio.to_thread(self._client.destroy)
+            self._client = None
+        await asyncio.to_thread(self.store.close)
+
+    async def client(self) -> DBOSClient:
+        if self._client is None:
+            if self.executor_id is None:
+                # The client never creates DBOS's tables; a fresh database may not have them yet.
+                await asyncio.to_thread(DBOS.migrate, self.settings.db_url)
+            self._client = await asyncio.to_thread(lambda: DBOSClient(**client_kwargs(self.settings)))
+        return self._client
+
+    # runs ------------------------------------------------------------------------------------
+    async def start_run(
+        self,
+        spec_path: str | Path,
+        task: str,
+        *,
+        model: str | None = None,
+        detach: bool = False,
+        caller: str | None = None,
+    ) -> str:
+        """Create a run of the agent at ``spec_path`` and return its id. Detached runs go to the queue
+        for ``shopfloor worker``; the others execute in this process (which becomes an executor)."""
+        loaded = await asyncio.to_thread(load_spec, spec_path)
+        run_id = uuid.uuid4().hex
+        record = RunRecord(
+            run_id=run_id,
+            agent=loaded.spec.name,
+            spec_path=str(loaded.path),
+            release_digest=loaded.digest,
+            caller=caller or self.caller,
+            status="queued",
+            task=task,
+            model=model,
+            created_at=time.time(),
+        )
+        await asyncio.to_thread(self.store.create, record)
+        if detach:
+            client = await self.client()
+            options: EnqueueOptions = {
+                "workflow_name": WORKFLOW_NAME,
+                "queue_name": RUN_QUEUE,
+                "workflow_id": run_id,
+                "queue_partition_key": loaded.spec.name,
+                "app_version": APP_VERSION,
+            }
+            await client.enqueue_async(options, run_id)
+        else:
+            await self.start_executor()
+            with SetWorkflowID(run_id):
+                await DBOS.start_workflow_async(run_workflow, run_id)
+        return run_id
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run (``run_id`` may be a unique prefix of its id)."""
+        return await asyncio.to_thread(self.store.find, run_id)
+
+    async def list_runs(
+        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
+    ) -> list[RunRecord]:
+        return await asyncio.to_thread(self.store.list_runs, limit=limit, status=status, agent=agent)
+
+    async def wait(self, run_id: str) -> RunRecord:
+        """Wait until the run has ended (completed, failed or cancelled) and return it.
+        Bound the wait with ``asyncio.timeout``."""
+        while True:
+            record = await self.get_run(run_id)
+            if record.done:
+                return record
+            await asyncio.sleep(self.settings.runtime.poll_interval)
+
+    def events(self, run_id: str, *, after: int = -1, follow: bool = True) -> AsyncIterator[StoredEvent]:
+        """The run's events in order, from after ``after``; with ``follow``, live until the run ends."""
+        return follow_events(
+            self.store, run_id, after=after, follow=follow, poll=self.settings.runtime.poll_interval
+        )
+
+    async def recorded_steps(self, run_id: str) -> list[RecordedStep]:
+        """Each recorded step of the run in order: name and recorded JSON output (for replay)."""
+        record = await self.get_run(run_id)
+        client = await self.client()
+        return recorded_steps_from(await client.list_workflow_steps_async(record.run_id))
+
+    # people ----------------------------------------------------------------------------------
+    async def approve(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
+        return await self._decide(run_id, approved=True, by=by or self.caller, reason=reason)
+
+    async def reject(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
+        return await self._decide(run_id, approved=False, by=by or self.caller, reason=reason)
+
+    async def _decide(self, run_id: str, *, approved: bool, by: str, reason: str) -> RunRecord:
+        record = await self.get_run(run_id)
+        if record.status != "waiting_approval" or record.approval is None:
+            raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
+        approvers = record.approval.get("approvers") or []
+        if approvers and by not in approvers:
+            raise RunStateError(
+                f"{by!r} may not decide for run {record.run_id}: its approvers are {', '.join(approvers)} "
+                "(pass --by NAME)"
+            )
+        client = await self.client()
+        message = {"approved": approved, "by": by, "reason": reason}
+        await client.send_async(record.run_id, message, topic=approval_topic(int(record.approval["step"])))
+        return record
+
+    async def cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Cancel durably: a queued run never starts; a running one finishes its current step and stops."""
+        record = await self.get_run(run_id)
+        if record.done:
+            raise RunStateError(f"run {record.run_id} has already ended ({record.status})")
+        client = await self.client()
+        if record.status == "waiting_approval" and record.approval is not None:
+            # Wake the waiting run so it ends now rather than at its approval timeout.
+            await client.send_async(
+                record.run_id,
+                {"cancel": True, "by": by or self.caller},
+                topic=approval_topic(int(record.approval["step"])),
+            )
+        await client.cancel_workflow_async(record.run_id)
+        if record.status in ("queued", "waiting_approval"):
+            # No step is running: the run is cancelled now, even if no process holds it at the moment.
+            await asyncio.to_thread(
+                self.store.update,
+                record.run_id,
+                unless_terminal=True,
+                status="cancelled",
+                stop_reason="cancelled",
+                error=f"cancelled by {by or self.caller}",
+                approval=None,
+                finished_at=time.time(),
+            )
+        return await self.get_run(record.run_id)
+
+    async def dbos_status(self, run_id: str) -> dict[str, Any] | None:
+        """DBOS's view of the run's workflow (status, executor, queue), for diagnostics."""
+        client = await self.client()
+        found = await client.list_workflows_async(workflow_ids=[run_id], load_input=False, load_output=False)
+        if not found:
+            return None
+        status = found[0]
+        return {"status": status.status, "executor_id": status.executor_id, "queue_name": status.queue_name}
