@@ -43,6 +43,8 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     assert loaded.spec.name == "helper"
     assert loaded.spec.limits.max_steps == 20
     assert loaded.digest.startswith("sha256:") and len(loaded.digest) == 7 + 64
+    where = loaded.location(("tools", 0, "source"))
+    assert (where.file, where.line, where.column) == (str(path), 5, 13)
 
 
 def test_typo_in_key_names_it_suggests_closest_and_lists_allowed(tmp_path: Path) -> None:

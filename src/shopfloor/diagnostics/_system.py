@@ -110,7 +110,7 @@ def check_sqlite(settings: Settings) -> CheckResult:
 
 def check_models(settings: Settings) -> CheckResult:
     directory = settings.models_dir
-    files = sorted(directory.rglob("*.gguf")) if directory.is_dir() else []
+    files = sorted(directory.glob("*.gguf")) if directory.is_dir() else []
     runtime = importlib.util.find_spec("llama_cpp") is not None
     names = [f"{path.relative_to(directory)} ({path.stat().st_size / (1 << 20):.0f} MiB)" for path in files]
     data = {

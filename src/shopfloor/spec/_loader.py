@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ from shopfloor.spec._digest import (
 )
 from shopfloor.spec._messages import describe_value, validation_problems
 from shopfloor.spec._model import AgentSpec
-from shopfloor.spec._yaml import Problem, YamlDocument, compose_yaml, format_path
+from shopfloor.spec._yaml import DataPath, Problem, YamlDocument, compose_yaml, format_path
 
 __all__ = ["SPEC_FILENAMES", "LoadedSpec", "find_spec_file", "load_spec", "parse_spec", "spec_digest"]
 
@@ -33,6 +33,14 @@ class LoadedSpec:
     base_dir: Path
     #: ``sha256:<hex>`` of the spec and everything it references
     digest: str
+    #: where each part was written, for errors found after loading (a tool that fails to import)
+    document: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    def location(self, where: DataPath) -> SourceLocation:
+        """The file:line:column of a part of the spec, e.g. ``("tools", 0, "source")``."""
+        if self.document is None:
+            return SourceLocation(file=str(self.path))
+        return self.document.location(where)
 
 
 def find_spec_file(path: Path | str) -> Path:
@@ -92,11 +100,16 @@ def _resolve(spec: AgentSpec, doc: YamlDocument, base_dir: Path) -> str:
 def parse_spec(text: str, *, file: str = "agent.yaml", base_dir: Path | None = None) -> tuple[AgentSpec, str]:
     """Validate spec text; with ``base_dir`` also resolve its references. Returns the spec and its digest
     (without ``base_dir``, references are not checked and the digest covers the spec alone)."""
+    spec, digest, _ = _parse(text, file, base_dir)
+    return spec, digest
+
+
+def _parse(text: str, file: str, base_dir: Path | None) -> tuple[AgentSpec, str, YamlDocument]:
     doc = compose_yaml(text, file)
     spec = _validate(doc)
     if base_dir is None:
-        return spec, digest_document(spec, [])
-    return spec, _resolve(spec, doc, base_dir)
+        return spec, digest_document(spec, []), doc
+    return spec, _resolve(spec, doc, base_dir), doc
 
 
 def load_spec(path: Path | str) -> LoadedSpec:
@@ -114,8 +127,8 @@ def load_spec(path: Path | str) -> LoadedSpec:
     except UnicodeDecodeError as exc:
         raise SpecError([(SourceLocation(file=str(file)), f"not UTF-8 text (byte {exc.start})")]) from None
     base_dir = file.parent.resolve()
-    spec, digest = parse_spec(text, file=str(file), base_dir=base_dir)
-    return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest)
+    spec, digest, doc = _parse(text, str(file), base_dir)
+    return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest, document=doc)
 
 
 def spec_digest(loaded: LoadedSpec) -> str:
