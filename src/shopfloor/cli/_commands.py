@@ -4,6 +4,8 @@
 from shopfloor.cli import (
     _doctor,  # noqa: F401
     _models,  # noqa: F401
+    _run,  # noqa: F401
+    _sandbox,  # noqa: F401
     _skill,  # noqa: F401
     _validate,  # noqa: F401
     _version,  # noqa: F401
