@@ -1,0 +1,1 @@
+"""Benchmarks: each prints measurements next to a baseline measured in the same run."""
