@@ -19,10 +19,18 @@ from shopfloor.workspace._history import (
 )
 from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mount_sources, open_mount
 from shopfloor.workspace._objects import Commit, Entry
-from shopfloor.workspace._repo import Workspace, Workspaces
-from shopfloor.workspace._store import ObjectStore, RefValue, StoredObject, open_store, register_store
+from shopfloor.workspace._repo import Workspaces
+from shopfloor.workspace._store import (
+    ObjectStore,
+    RefValue,
+    StoredObject,
+    open_store,
+    register_store,
+    store_schemes,
+)
 from shopfloor.workspace._tools import WorkspaceTool, workspace_tools
 from shopfloor.workspace._view import WorkspaceView
+from shopfloor.workspace._workspace import Workspace
 
 __all__ = [
     "Address",
@@ -49,6 +57,7 @@ __all__ = [
     "open_store",
     "parse_address",
     "register_store",
+    "store_schemes",
     "text_diff",
     "workspace_tools",
 ]

@@ -31,7 +31,7 @@ from shopfloor.workspace._objects import Entry, object_key, sha256
 from shopfloor.workspace._paths import normalize
 
 if TYPE_CHECKING:
-    from shopfloor.workspace._repo import Workspace
+    from shopfloor.workspace._workspace import Workspace
 
 __all__ = ["capture_sync", "materialize_sync"]
 
