@@ -37,4 +37,10 @@ def build_agent(
         decision=spec.decision,
         approvers=tuple(spec.permissions.approvers),
         services=services,
+        name=spec.name,
+        trace_attributes={
+            "gen_ai.agent.version": spec.version,
+            "shopfloor.agent.spec": str(loaded.path),
+            "shopfloor.agent.digest": loaded.digest,
+        },
     )

@@ -30,6 +30,7 @@ from shopfloor.agent._records import (
     TokenTotals,
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
+from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
 from shopfloor.errors import ModelError, ToolArgumentsError, ToolError
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.spec import Limits
@@ -65,8 +66,13 @@ class AgentLoop:
         decision: str = "auto",
         approvers: tuple[str, ...] = (),
         services: Mapping[str, Any] | None = None,
+        name: str = "agent",
+        trace_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
+        self.name = name
+        #: extra attributes of the run's ``invoke_agent`` span (agent version, spec path and digest)
+        self.trace_attributes = dict(trace_attributes or {})
         self.tools = {tool.name: tool for tool in tools}
         if FINAL_ANSWER in self.tools:
             raise ToolError(f"a tool may not be called {FINAL_ANSWER!r}: that name ends the run")
@@ -106,8 +112,12 @@ class AgentLoop:
                 error=error,
             )
 
-        await emit("run_started", 0, task=task, model=self.model.ref, tools=list(self.tools))
-        result = await self._turns(task, run_id, runner, state, emit, finish)
+        with run_span(
+            agent=self.name, run_id=run_id, model=self.model, task=task, attributes=self.trace_attributes
+        ) as trace:
+            await emit("run_started", 0, task=task, model=self.model.ref, tools=list(self.tools))
+            result = await self._turns(task, run_id, runner, state, emit, finish)
+            trace.finish(result)
         await emit(
             "run_finished",
             len(state.records),
@@ -142,8 +152,9 @@ class AgentLoop:
             name = f"model:{state.model_calls}"
 
             async def do() -> Any:
-                response = await asyncio.wait_for(self.model.request(request), limits.step_timeout)
-                return response.to_dict()
+                with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
+                    response = await asyncio.wait_for(self.model.request(request), limits.step_timeout)
+                    return chat.response(response)
 
             try:
                 response = ModelResponse.from_dict(await runner.step(name, do))
@@ -169,13 +180,16 @@ class AgentLoop:
                 if fit.dropped_turns:
                     await emit("context_trimmed", step, dropped_turns=fit.dropped_turns, tokens=fit.tokens)
                 try:
-                    decided = await self.strategy.decide(
-                        fit.messages + tuple(retries),
-                        self.tools,
-                        call_model,
-                        step=step,
-                        max_tokens=limits.max_output_tokens,
-                    )
+                    with plan_span(
+                        run_id=run_id, step=step, attempt=attempt + 1, strategy=self.strategy.name
+                    ):
+                        decided = await self.strategy.decide(
+                            fit.messages + tuple(retries),
+                            self.tools,
+                            call_model,
+                            step=step,
+                            max_tokens=limits.max_output_tokens,
+                        )
                 except _StepTimeout as exc:
                     return finish("step_timeout", error=str(exc))
                 except ModelError as exc:
@@ -274,8 +288,20 @@ class AgentLoop:
             services=self.services,
         )
         timeout = self.limits.step_timeout
+        step_name = f"tool:{step}:{tool.name}"
 
         async def do() -> Any:
+            with tool_span(
+                run_id=run_id,
+                tool=tool,
+                call_id=action.call_id,
+                step=step,
+                step_name=step_name,
+                arguments=action.arguments,
+            ) as trace:
+                return trace.outcome(await attempt())
+
+        async def attempt() -> dict[str, Any]:
             started = time.perf_counter()
             try:
                 output = await asyncio.wait_for(tool.call(action.arguments, ctx), timeout)
@@ -291,7 +317,7 @@ class AgentLoop:
                 error, kind = f"{tool.name} failed: {type(exc).__name__}: {exc}", "execution"
             return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
 
-        outcome = await runner.step(f"tool:{step}:{tool.name}", do)
+        outcome = await runner.step(step_name, do)
         record = StepRecord(
             step=step,
             tool=tool.name,

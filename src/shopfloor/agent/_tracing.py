@@ -1,0 +1,228 @@
+"""The agent loop's spans, after the OpenTelemetry GenAI semantic conventions.
+
+``invoke_agent {agent}`` wraps a run; under it one ``plan`` span per decision
+(with its ``chat {model}`` calls) and one ``execute_tool {tool}`` span per tool
+call. Model and tool spans open inside the durable step, so they stand for real
+executions: a step whose recorded output is reused on recovery or replay makes
+no span. Without configured telemetry each helper costs one lookup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind
+
+from shopfloor.agent._records import RunResult
+from shopfloor.models import Model, ModelRequest, ModelResponse
+from shopfloor.telemetry import (
+    AGENT_NAME,
+    COMPONENT,
+    CONVERSATION_ID,
+    INPUT_MESSAGES,
+    INPUT_TOKENS,
+    OPERATION_NAME,
+    OUTPUT_MESSAGES,
+    OUTPUT_TOKENS,
+    PROCESS_CPU,
+    PROCESS_MEMORY,
+    PROCESS_PID,
+    PROVIDER_NAME,
+    REQUEST_MODEL,
+    RESPONSE_FINISH_REASONS,
+    RESPONSE_MODEL,
+    RUN_ID,
+    RUN_OUTPUT,
+    RUN_STATUS,
+    RUN_STOP_REASON,
+    RUN_TASK,
+    STEP,
+    STEP_NAME,
+    STEP_OUTPUT,
+    TIME_TO_FIRST_CHUNK,
+    TOKENS_PER_SECOND,
+    TOOL_ARGUMENTS,
+    TOOL_CALL_ID,
+    TOOL_NAME,
+    TOOL_RESULT,
+    TOOL_TYPE,
+    current_telemetry,
+    mark_error,
+    open_span,
+    process_usage,
+    record_content,
+    run_scope,
+)
+from shopfloor.tools import Tool
+
+__all__ = ["chat_span", "plan_span", "run_span", "tool_span"]
+
+_TIMEOUT_STOPS = frozenset({"step_timeout", "wall_time"})
+
+
+class RunTrace:
+    def __init__(self, span: Span | None) -> None:
+        self.span = span
+
+    def finish(self, result: RunResult) -> None:
+        span = self.span
+        if span is None:
+            return
+        usage = process_usage()
+        span.set_attributes(
+            {
+                RUN_STATUS: result.status,
+                RUN_STOP_REASON: result.stop_reason,
+                INPUT_TOKENS: result.usage.input_tokens,
+                OUTPUT_TOKENS: result.usage.output_tokens,
+                PROCESS_CPU: usage[0],
+                PROCESS_MEMORY: usage[1],
+            }
+        )
+        if result.output is not None:
+            record_content(span, RUN_OUTPUT, result.output, full=False)
+        if result.status == "failed":
+            kind = "timeout" if result.stop_reason in _TIMEOUT_STOPS else result.stop_reason
+            mark_error(span, kind, result.error)
+
+
+@contextmanager
+def run_span(
+    *, agent: str, run_id: str, model: Model, task: str, attributes: Mapping[str, Any]
+) -> Iterator[RunTrace]:
+    with run_scope(run_id):
+        active = current_telemetry()
+        if active is None:
+            yield RunTrace(None)
+            return
+        attrs = {
+            OPERATION_NAME: "invoke_agent",
+            AGENT_NAME: agent,
+            CONVERSATION_ID: run_id,
+            RUN_ID: run_id,
+            COMPONENT: "run",
+            REQUEST_MODEL: model.name,
+            PROVIDER_NAME: model.provider,
+            PROCESS_PID: os.getpid(),
+            **attributes,
+        }
+        with open_span(f"invoke_agent {agent}", attrs) as span:
+            if span is not None:
+                record_content(span, RUN_TASK, task, full=False)
+            yield RunTrace(span)
+
+
+@contextmanager
+def plan_span(*, run_id: str, step: int, attempt: int, strategy: str) -> Iterator[Span | None]:
+    active = current_telemetry()
+    if active is None:
+        yield None
+        return
+    attrs = {
+        RUN_ID: run_id,
+        COMPONENT: "plan",
+        STEP: step,
+        "shopfloor.plan.attempt": attempt,
+        "shopfloor.plan.strategy": strategy,
+    }
+    with open_span("plan", attrs) as span:
+        yield span
+
+
+class ChatTrace:
+    def __init__(self, span: Span | None) -> None:
+        self.span = span
+
+    def response(self, response: ModelResponse) -> dict[str, Any]:
+        """Put the response on the span; return it as the step's JSON output."""
+        output = response.to_dict()
+        span = self.span
+        if span is None:
+            return output
+        usage = response.usage
+        attrs: dict[str, Any] = {
+            RESPONSE_MODEL: response.model,
+            RESPONSE_FINISH_REASONS: (response.finish_reason,),
+            INPUT_TOKENS: usage.input_tokens,
+            OUTPUT_TOKENS: usage.output_tokens,
+        }
+        if usage.time_to_first_token is not None:
+            attrs[TIME_TO_FIRST_CHUNK] = usage.time_to_first_token
+        tps = usage.tokens_per_second
+        if tps is not None:
+            attrs[TOKENS_PER_SECOND] = tps
+        span.set_attributes(attrs)
+        record_content(span, STEP_OUTPUT, output, full=False)
+        message: dict[str, Any] = {"role": "assistant", "content": response.text}
+        if response.tool_calls:
+            message["tool_calls"] = [vars(call) for call in response.tool_calls]
+        record_content(span, OUTPUT_MESSAGES, [message])
+        return output
+
+
+@contextmanager
+def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelRequest) -> Iterator[ChatTrace]:
+    active = current_telemetry()
+    if active is None:
+        yield ChatTrace(None)
+        return
+    attrs = {
+        OPERATION_NAME: "chat",
+        PROVIDER_NAME: model.provider,
+        REQUEST_MODEL: model.name,
+        "gen_ai.request.max_tokens": request.max_tokens,
+        "gen_ai.request.temperature": request.temperature,
+        RUN_ID: run_id,
+        COMPONENT: "model",
+        STEP_NAME: step_name,
+    }
+    with open_span(f"chat {model.name}", attrs, kind=SpanKind.CLIENT) as span:
+        if span is not None:
+            record_content(
+                span, INPUT_MESSAGES, [{"role": m.role, "content": m.content} for m in request.messages]
+            )
+        yield ChatTrace(span)
+
+
+class ToolTrace:
+    def __init__(self, span: Span | None) -> None:
+        self.span = span
+
+    def outcome(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Put the tool's outcome on the span (an error status for a failure); return it."""
+        span = self.span
+        if span is None:
+            return outcome
+        if outcome.get("error") is not None:
+            mark_error(span, str(outcome.get("error_kind") or "execution"), str(outcome["error"]))
+        else:
+            record_content(span, TOOL_RESULT, outcome.get("output"))
+        record_content(span, STEP_OUTPUT, outcome, full=False)
+        return outcome
+
+
+@contextmanager
+def tool_span(
+    *, run_id: str, tool: Tool, call_id: str, step: int, step_name: str, arguments: Any
+) -> Iterator[ToolTrace]:
+    active = current_telemetry()
+    if active is None:
+        yield ToolTrace(None)
+        return
+    attrs = {
+        OPERATION_NAME: "execute_tool",
+        TOOL_NAME: tool.name,
+        TOOL_CALL_ID: call_id,
+        TOOL_TYPE: tool.kind,
+        RUN_ID: run_id,
+        COMPONENT: "tool",
+        STEP: step,
+        STEP_NAME: step_name,
+    }
+    with open_span(f"execute_tool {tool.name}", attrs) as span:
+        if span is not None:
+            record_content(span, TOOL_ARGUMENTS, arguments)
+        yield ToolTrace(span)

@@ -1,0 +1,242 @@
+"""Tracing and metrics set up from ``settings.telemetry``: providers, processors, exporters.
+
+The local trace store is always on; OTLP over HTTP and gRPC are added when an
+endpoint is configured; more exporters register by name. Every exporter sits
+behind its own ``BatchSpanProcessor``, so a run only appends finished spans to
+in-memory queues and a slow collector never slows the local store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Tracer
+
+from shopfloor.config import Settings, TelemetrySettings
+from shopfloor.errors import ConfigError
+from shopfloor.telemetry._conventions import CONTENT_KEYS
+from shopfloor.telemetry._live import LiveMetrics
+from shopfloor.telemetry._logs import configure_json_logs
+from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
+
+__all__ = [
+    "ExporterFactory",
+    "Exporters",
+    "Telemetry",
+    "configure_telemetry",
+    "current_telemetry",
+    "exporter_names",
+    "register_exporter",
+    "shutdown_telemetry",
+    "trace_store_url",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exporters:
+    """What one configured destination receives: spans, metrics, or both."""
+
+    spans: SpanExporter | None = None
+    metrics: MetricExporter | None = None
+
+
+#: Returns the destination's exporters, or None where the settings do not enable it.
+ExporterFactory = Callable[[TelemetrySettings], Exporters | None]
+_EXPORTERS: dict[str, ExporterFactory] = {}
+
+
+def register_exporter(name: str, factory: ExporterFactory) -> None:
+    _EXPORTERS[name] = factory
+
+
+def exporter_names() -> list[str]:
+    return sorted(_EXPORTERS)
+
+
+def _otlp_http(settings: TelemetrySettings) -> Exporters | None:
+    if not settings.otlp_http_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    base = settings.otlp_http_endpoint.rstrip("/").removesuffix("/v1/traces")
+    return Exporters(
+        spans=OTLPSpanExporter(endpoint=f"{base}/v1/traces"),
+        metrics=OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
+    )
+
+
+def _otlp_grpc(settings: TelemetrySettings) -> Exporters | None:
+    if not settings.otlp_grpc_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    endpoint = settings.otlp_grpc_endpoint
+    insecure = endpoint.startswith("http://")
+    return Exporters(
+        spans=OTLPSpanExporter(endpoint=endpoint, insecure=insecure),
+        metrics=OTLPMetricExporter(endpoint=endpoint, insecure=insecure),
+    )
+
+
+register_exporter("otlp-http", _otlp_http)
+register_exporter("otlp-grpc", _otlp_grpc)
+
+
+class _WithoutContent(SpanExporter):
+    """Strips message and tool content before spans leave the machine (``record_content`` off)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([_strip(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _strip(span: ReadableSpan) -> ReadableSpan:
+    attributes = span.attributes or {}
+    if not CONTENT_KEYS.intersection(attributes):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={k: v for k, v in attributes.items() if k not in CONTENT_KEYS},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class Telemetry:
+    """One process's tracing and metrics: the tracer, the local store, the live metrics."""
+
+    def __init__(
+        self,
+        *,
+        store: TraceStore,
+        exporters: Sequence[Exporters] = (),
+        record_content: bool = False,
+        store_content: bool = True,
+        service_name: str = "shopfloor",
+        metric_readers: Sequence[MetricReader] = (),
+    ) -> None:
+        self.store = store
+        #: full content (messages, tool arguments and results) on spans, sent to every exporter
+        self.record_content = record_content
+        #: step outputs, task and answer on spans (what replay needs); kept in the local store
+        self.store_content = store_content or record_content
+        resource = Resource.create({"service.name": service_name})
+        readers = [*metric_readers]
+        readers += [PeriodicExportingMetricReader(e.metrics) for e in exporters if e.metrics is not None]
+        self.metrics = LiveMetrics(resource=resource, readers=readers)
+        self.provider = TracerProvider(resource=resource)
+        # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
+        local = LocalStoreExporter(store, on_records=self.metrics.record)
+        self.provider.add_span_processor(
+            BatchSpanProcessor(
+                local, max_queue_size=65536, schedule_delay_millis=500, max_export_batch_size=4096
+            )
+        )
+        for exporter in exporters:
+            if exporter.spans is not None:
+                spans = exporter.spans if record_content else _WithoutContent(exporter.spans)
+                self.provider.add_span_processor(BatchSpanProcessor(spans))
+        self.tracer: Tracer = self.provider.get_tracer("shopfloor")
+
+    @property
+    def meter_provider(self) -> MeterProvider:
+        return self.metrics.provider
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        global _active
+        self.provider.shutdown()
+        self.metrics.shutdown()
+        if _active is self:
+            _active = None
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.shutdown()
+
+
+_active: Telemetry | None = None
+
+
+def current_telemetry() -> Telemetry | None:
+    """The active telemetry of this process, or None (then spans are no-ops)."""
+    return _active
+
+
+def trace_store_url(settings: Settings) -> str:
+    """``telemetry.store_url``, else a PostgreSQL ``database_url``, else ``traces.db`` in the home."""
+    if settings.telemetry.store_url:
+        return settings.telemetry.store_url
+    if settings.database_url and not settings.database_url.startswith("sqlite"):
+        return settings.database_url
+    return f"sqlite:///{settings.ensure_home() / 'traces.db'}"
+
+
+def configure_telemetry(
+    settings: Settings,
+    *,
+    extra_exporters: Sequence[SpanExporter] = (),
+    metric_readers: Sequence[MetricReader] = (),
+    record_content: bool | None = None,
+    store_content: bool | None = None,
+) -> Telemetry:
+    """Make the process's telemetry from ``settings.telemetry`` and activate it (replacing any other)."""
+    global _active
+    conf = settings.telemetry
+    exporters: list[Exporters] = []
+    for name, factory in _EXPORTERS.items():
+        try:
+            made = factory(conf)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"telemetry exporter {name!r}: {exc}") from exc
+        if made is not None:
+            exporters.append(made)
+    exporters += [Exporters(spans=exporter) for exporter in extra_exporters]
+    telemetry = Telemetry(
+        store=TraceStore(trace_store_url(settings)),
+        exporters=exporters,
+        record_content=conf.record_content if record_content is None else record_content,
+        store_content=conf.store_content if store_content is None else store_content,
+        metric_readers=metric_readers,
+    )
+    if _active is not None:
+        _active.shutdown()
+    _active = telemetry
+    if conf.json_logs:
+        configure_json_logs()
+    return telemetry
+
+
+def shutdown_telemetry() -> None:
+    """Flush every exporter and deactivate the process's telemetry."""
+    if _active is not None:
+        _active.shutdown()

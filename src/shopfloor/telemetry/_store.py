@@ -1,0 +1,188 @@
+"""The local trace store: finished spans in SQL (SQLite by default, PostgreSQL by URL).
+
+Written only from the span processor's export thread, in batches (one
+transaction per batch), so tracing never adds a synchronous write to a step.
+SQLAlchemy Core keeps the one code path for both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from shopfloor.errors import TelemetryError
+from shopfloor.telemetry._records import SpanRecord
+
+__all__ = ["LocalStoreExporter", "TraceStore"]
+
+_metadata = sa.MetaData()
+spans_table = sa.Table(
+    "telemetry_spans",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("span_id", sa.String(16), nullable=False),
+    sa.Column("parent_span_id", sa.String(16)),
+    sa.Column("run_id", sa.String(200), index=True),
+    sa.Column("agent", sa.String(200)),
+    sa.Column("component", sa.String(32)),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False, index=True),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("status_message", sa.Text),
+    sa.Column("attributes", sa.Text, nullable=False),
+    sa.Column("events", sa.Text),
+    sa.Column("service", sa.String(200), nullable=False),
+)
+
+
+def _engine_url(url: str) -> str:
+    # psycopg 3 is the PostgreSQL driver we ship; SQLAlchemy's bare scheme means psycopg2.
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class TraceStore:
+    """Spans by run, by time and by agent. Blocking: call from a thread in async code."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(_engine_url(url))
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise TelemetryError(f"trace store URL {url!r} is not usable: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._lock = threading.Lock()
+        try:
+            _metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise TelemetryError(f"cannot open the trace store at {url}: {exc}") from exc
+
+    def write(self, records: Sequence[SpanRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "trace_id": r.trace_id,
+                "span_id": r.span_id,
+                "parent_span_id": r.parent_span_id,
+                "run_id": r.run_id,
+                "agent": r.agent,
+                "component": r.component,
+                "name": r.name,
+                "kind": r.kind,
+                "start_ns": r.start_ns,
+                "end_ns": r.end_ns,
+                "status": r.status,
+                "status_message": r.status_message,
+                "attributes": json.dumps(r.attributes, separators=(",", ":"), default=str),
+                "events": json.dumps(r.events, separators=(",", ":"), default=str) if r.events else None,
+                "service": r.service,
+            }
+            for r in records
+        ]
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(spans_table.insert(), rows)
+
+    def _select(self, where: Any) -> list[SpanRecord]:
+        query = sa.select(spans_table).where(where).order_by(spans_table.c.start_ns, spans_table.c.id)
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
+
+    def run_spans(self, run_id: str) -> list[SpanRecord]:
+        """Every span of the run: those stamped with its id and the rest of their traces."""
+        traces = sa.select(spans_table.c.trace_id).where(spans_table.c.run_id == run_id).distinct()
+        return self._select(spans_table.c.trace_id.in_(traces.scalar_subquery()))
+
+    def trace_spans(self, trace_id: str) -> list[SpanRecord]:
+        return self._select(spans_table.c.trace_id == trace_id)
+
+    def spans(self, *, since_ns: int | None = None, agent: str | None = None) -> list[SpanRecord]:
+        """Spans started at or after ``since_ns``; with ``agent``, only those of that agent's runs."""
+        where: Any = sa.true()
+        if since_ns is not None:
+            where = sa.and_(where, spans_table.c.start_ns >= since_ns)
+        if agent is not None:
+            runs = sa.select(spans_table.c.run_id).where(spans_table.c.agent == agent).distinct()
+            where = sa.and_(where, spans_table.c.run_id.in_(runs.scalar_subquery()))
+        return self._select(where)
+
+    def run_ids(self, *, limit: int = 20) -> list[str]:
+        """The most recent runs that have spans, newest first."""
+        query = (
+            sa.select(spans_table.c.run_id, sa.func.max(spans_table.c.start_ns).label("last"))
+            .where(spans_table.c.run_id.is_not(None))
+            .group_by(spans_table.c.run_id)
+            .order_by(sa.desc("last"))
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [str(row[0]) for row in conn.execute(query)]
+
+    def prune(self, *, before_ns: int) -> int:
+        """Delete spans that started before ``before_ns``; returns how many (retention)."""
+        with self._lock, self.engine.begin() as conn:
+            return conn.execute(spans_table.delete().where(spans_table.c.start_ns < before_ns)).rowcount
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Traces are diagnostics: WAL + NORMAL may lose the last batch on power loss, never corrupts.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _record(row: Any) -> SpanRecord:
+    return SpanRecord(
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        kind=row["kind"],
+        start_ns=row["start_ns"],
+        end_ns=row["end_ns"],
+        status=row["status"],
+        status_message=row["status_message"],
+        attributes=json.loads(row["attributes"]),
+        events=json.loads(row["events"]) if row["events"] else [],
+        service=row["service"],
+    )
+
+
+class LocalStoreExporter(SpanExporter):
+    """Writes batches of finished spans to a ``TraceStore``, then hands them to ``on_records`` (metrics)."""
+
+    def __init__(
+        self, store: TraceStore, *, on_records: Callable[[list[SpanRecord]], None] | None = None
+    ) -> None:
+        self.store = store
+        self.on_records = on_records
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        records = [SpanRecord.from_span(span) for span in spans]
+        if self.on_records is not None:
+            self.on_records(records)
+        try:
+            self.store.write(records)
+        except sa.exc.SQLAlchemyError:
+            # The SDK logs a failed export and carries on; a trace store fault must not fail runs.
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.store.close()
