@@ -169,6 +169,16 @@ def test_union_error_inside_the_matching_alternative_points_at_the_item(tmp_path
     assert message.startswith("sandbox.network[1]: expected a string, found an integer (443)")
 
 
+def test_scalar_where_a_list_is_expected_suggests_the_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\npermissions:\n  approvers: bob\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 14)
+    assert message == (
+        "permissions.approvers: expected a list, found a string ('bob'); "
+        "for a single item write a list: [bob]"
+    )
+
+
 def test_value_error_from_a_validator(tmp_path: Path) -> None:
     path = write(tmp_path, "name: My_Agent\n")
     [(line, column, message)] = problems(path)

@@ -185,8 +185,11 @@ class _Reporter:
         else:
             message = f"{label}: expected {expected}, found {describe_value(value)}"
         position = self.doc.positions.get(path)
-        if expected == "a string" and value is not None and position is not None and position.raw is not None:
-            message += f"; write it in quotes to make it a string: {position.raw!r}"
+        raw = position.raw if position is not None else None
+        if expected == "a string" and value is not None and raw is not None:
+            message += f"; write it in quotes to make it a string: {raw!r}"
+        elif expected == "a list" and value is not None and raw is not None:
+            message += f"; for a single item write a list: [{raw}]"
         return self.doc.location(path), message
 
 
