@@ -34,7 +34,8 @@ ShopfloorError
 │   └── SkillRegistryError      publish/lookup in the skill registry failed
 ├── RunError
 │   ├── RunNotFoundError        no run with that id
-│   └── RunStateError           the run is not in a state that allows the operation
+│   ├── RunStateError           the run is not in a state that allows the operation
+│   └── ReplayDivergence        a replayed run asked for a step its record does not have
 └── TelemetryError              trace store or exporter failure
 
 ShopfloorSignal (BaseException subclass of nothing of ours: not an error)
@@ -55,6 +56,7 @@ __all__ = [
     "ModelRequestError",
     "ModelRequestsBlocked",
     "ModelUnavailableError",
+    "ReplayDivergence",
     "RunCancelled",
     "RunError",
     "RunNotFoundError",
@@ -231,6 +233,22 @@ class RunNotFoundError(RunError):
 
 class RunStateError(RunError):
     pass
+
+
+class ReplayDivergence(RunError):
+    """The replayed loop asked for step ``actual`` where the record has ``expected`` (None: no more steps)."""
+
+    def __init__(self, *, index: int, expected: str | None, actual: str | None) -> None:
+        self.index = index
+        self.expected = expected
+        self.actual = actual
+        if expected is None:
+            what = f"asked for {actual!r} after the last recorded step"
+        elif actual is None:
+            what = f"ended where the record goes on with {expected!r}"
+        else:
+            what = f"asked for {actual!r} where the record has {expected!r}"
+        super().__init__(f"replay diverged at step {index}: the run {what}")
 
 
 class TelemetryError(ShopfloorError):
