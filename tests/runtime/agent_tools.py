@@ -1,0 +1,74 @@
+"""Tools and a scripted model for the runtime tests' agent (copied next to its agent.yaml).
+
+Every tool call and model call appends a line to ``calls.log`` next to this file,
+so a test can count how often each step really ran. A file ``block-KEY`` makes the
+call with that key wait until the file is removed: the test kills the worker then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from shopfloor.models import ModelRequest
+from shopfloor.tools import ToolContext
+
+HERE = Path(__file__).parent
+
+
+def _log(line: str) -> None:
+    with open(HERE / "calls.log", "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def _gate(key: str) -> None:
+    # The test process (not this one) removes the file: no in-process event can carry that.
+    while (HERE / f"block-{key}").exists():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
+async def tick(n: int, ctx: ToolContext) -> dict[str, Any]:
+    """Count one tick."""
+    _log(f"tool:{ctx.idempotency_key}")
+    await _gate(f"tool-{ctx.step}")
+    return {"n": n, "key": ctx.idempotency_key}
+
+
+async def sleepy(seconds: float) -> str:
+    """Sleep a while."""
+    await asyncio.sleep(seconds)
+    return "rested"
+
+
+async def transfer(amount: int, ctx: ToolContext) -> str:
+    """Move money (needs approval)."""
+    _log(f"transfer:{ctx.idempotency_key}")
+    return f"moved {amount}"
+
+
+async def script(request: ModelRequest) -> str:
+    """Task ``ticks=N [tool=NAME]``: call the tool N times, then answer."""
+    task = next(m.content for m in request.messages if m.role == "user")
+    step = sum(1 for m in request.messages if m.role == "assistant")
+    _log(f"model:{step + 1}")
+    await _gate(f"model-{step + 1}")
+    if "slowmodel" in task:
+        await asyncio.sleep(2.0)
+    ticks = int(re.search(r"ticks=(\d+)", task).group(1))  # type: ignore[union-attr]
+    tool = (re.search(r"tool=(\w+)", task) or re.search(r"(tick)", task)).group(1)  # type: ignore[union-attr]
+    if step < ticks:
+        args: dict[str, Any] = {"n": step + 1}
+        if tool == "transfer":
+            args = {"amount": 10 * (step + 1)}
+        elif tool == "sleepy":
+            args = {"seconds": 5.0}
+        return json.dumps({"tool": tool, "args": args})
+    if "garbage" in task:
+        return "not json at all"
+    return json.dumps({"tool": "final_answer", "args": {"answer": f"done after {ticks} ticks"}})

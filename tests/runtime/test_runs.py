@@ -1,0 +1,148 @@
+"""Runs executed in the test's own process: results, events, recorded steps, the run store, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from runtime_support import AgentDir, make_agent
+
+from shopfloor.config import Settings
+from shopfloor.errors import RunNotFoundError
+from shopfloor.runtime import Runtime
+
+pytestmark = pytest.mark.usefixtures("db_url")
+
+
+async def test_run_completes_with_record_events_and_steps(rt_settings: Settings, agent: AgentDir) -> None:
+    async with Runtime(rt_settings, caller="tester") as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(20):
+            kinds = [stored.event.kind async for stored in runtime.events(run_id)]
+            record = await runtime.wait(run_id)
+        steps = await runtime.recorded_steps(run_id)
+        listed = await runtime.list_runs(agent="ticker")
+        by_prefix = await runtime.get_run(run_id[:8])
+
+    assert record.status == "completed" and record.stop_reason == "final_answer"
+    assert record.output == "done after 2 ticks"
+    assert (
+        record.caller == "tester" and record.agent == "ticker" and record.release_digest.startswith("sha256:")
+    )
+    assert (
+        record.model_calls == 3 and record.steps == 2 and record.input_tokens > 0 and record.output_tokens > 0
+    )
+    assert record.started_at is not None and record.finished_at is not None
+    assert record.finished_at >= record.started_at >= record.created_at
+    assert kinds == [
+        "run_started",
+        "model_reply",
+        "tool_call",
+        "tool_result",
+        "model_reply",
+        "tool_call",
+        "tool_result",
+        "model_reply",
+        "run_finished",
+    ]
+    assert [(s.name, s.kind) for s in steps] == [
+        ("model:1", "model"),
+        ("tool:1:tick", "tool"),
+        ("model:2", "model"),
+        ("tool:2:tick", "tool"),
+        ("model:3", "model"),
+    ]
+    assert steps[1].output["output"] == {"n": 1, "key": f"{run_id}:1"}
+    assert (
+        steps[0].elapsed is not None and steps[4].elapsed is not None and steps[4].elapsed >= steps[0].elapsed
+    )
+    assert [r.run_id for r in listed] == [run_id] and by_prefix.run_id == run_id
+    assert agent.calls() == {
+        "model:1": 1,
+        "model:2": 1,
+        "model:3": 1,
+        f"tool:{run_id}:1": 1,
+        f"tool:{run_id}:2": 1,
+    }
+
+
+async def test_events_can_be_read_again_from_any_point(rt_settings: Settings, agent: AgentDir) -> None:
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=1")
+        async with asyncio.timeout(20):
+            await runtime.wait(run_id)
+        everything = [s async for s in runtime.events(run_id, follow=False)]
+        tail = [s async for s in runtime.events(run_id, after=everything[2].seq, follow=False)]
+    assert [s.seq for s in everything] == list(range(len(everything)))
+    assert tail == everything[3:]
+    assert everything[-1].event.data["usage"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "task", "reason"),
+    [
+        ("  max_steps: 2", "ticks=5", "max_steps"),
+        ("  max_tokens: 300", "ticks=5", "max_tokens"),
+        ("  step_timeout: 0.3", "ticks=1 slowmodel", "step_timeout"),
+        ("  max_retries: 1", "ticks=0 garbage", "invalid_output"),
+        ("  wall_time: 0.2\n  step_timeout: 0.3", "ticks=3 tool=sleepy", "wall_time"),
+    ],
+)
+async def test_every_limit_ends_the_run_with_its_reason(
+    rt_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: str,
+    task: str,
+    reason: str,
+) -> None:
+    import sys
+
+    made = make_agent(tmp_path / "limited", limits=limits)
+    monkeypatch.syspath_prepend(str(made.path))
+    monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(made.path, task)
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+    assert (record.status, record.stop_reason) == ("failed", reason), record.error
+    assert record.error
+    if reason == "step_timeout":
+        assert record.faults == {"model": {"timeout": 1}}
+
+
+async def test_tool_timeout_is_counted_per_component(
+    rt_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    made = make_agent(tmp_path / "slow", limits="  step_timeout: 0.2\n  max_steps: 3")
+    monkeypatch.syspath_prepend(str(made.path))
+    monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(made.path, "ticks=2 tool=sleepy")
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+    assert record.status == "completed"
+    assert record.faults == {"tool:sleepy": {"timeout": 2}}
+
+
+async def test_a_changed_spec_fails_the_run_instead_of_replaying_another_agent(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=1", detach=True)
+        spec = agent.path / "agent.yaml"
+        spec.write_text(spec.read_text().replace("Tick as asked.", "Tick differently."))
+        await runtime.start_executor(worker=True)
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+    assert (record.status, record.stop_reason) == ("failed", "release_changed")
+    assert "changed since the run started" in (record.error or "")
+
+
+async def test_unknown_run_ids_say_how_to_find_runs(rt_settings: Settings) -> None:
+    async with Runtime(rt_settings) as runtime:
+        with pytest.raises(RunNotFoundError, match="runs ls"):
+            await runtime.get_run("nope")
