@@ -101,10 +101,14 @@ class FileStore(ObjectStore):
             base = self._objects / k
             if not base.is_dir():
                 continue
-            for shard in os.scandir(base):
+            with os.scandir(base) as listing:
+                shards = list(listing)
+            for shard in shards:
                 if not shard.is_dir() or (rest and not _shard_matches(shard.name, rest)):
                     continue
-                for item in os.scandir(shard.path):
+                with os.scandir(shard.path) as listing:
+                    items = list(listing)
+                for item in items:
                     if item.name.startswith(_TMP):
                         continue
                     key = f"{k}/{shard.name}{item.name}"

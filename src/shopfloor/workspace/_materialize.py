@@ -66,6 +66,11 @@ def _save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _empty(directory: str) -> bool:
+    with os.scandir(directory) as listing:
+        return next(listing, None) is None
+
+
 def _scan(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
     """Regular files (by relative path, with lstat), directories, and anything else, under ``root``."""
     files: dict[str, os.stat_result] = {}
@@ -74,7 +79,9 @@ def _scan(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        for item in os.scandir(os.path.join(root, rel_dir) if rel_dir else root):
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as listing:
+            items = list(listing)
+        for item in items:
             rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
             st = item.stat(follow_symlinks=False)
             if stat_mod.S_ISDIR(st.st_mode):
@@ -130,7 +137,7 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
     directory.mkdir(parents=True, exist_ok=True)
     real = os.path.realpath(directory)
     state = _load_state(ws, real)
-    if state is None and any(os.scandir(real)):
+    if state is None and not _empty(real):
         raise WorkspaceError(f"cannot materialise into {real}: it is not empty and was not materialised here")
     if state is not None and state.get("read_only"):
         _make_writable(real)
@@ -270,7 +277,7 @@ def capture_sync(
         else:
             todo.append(rel)
     for rel in dirs:
-        if not any(os.scandir(os.path.join(real, rel))):
+        if _empty(os.path.join(real, rel)):
             entries[_safe_rel(rel)] = Entry(kind="dir")
     limits = quota or Quota()
     total = sum(st.st_size for st in stats.values())

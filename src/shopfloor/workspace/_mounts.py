@@ -80,7 +80,9 @@ class LocalDirMount(MountSource):
         if not path.is_dir():
             raise WorkspaceNotFoundError(f"{rel or '.'} is not a directory in mount {self.source}")
         infos = []
-        for item in os.scandir(path):
+        with os.scandir(path) as listing:
+            items = list(listing)
+        for item in items:
             child = f"{rel}/{item.name}" if rel else item.name
             try:
                 infos.append(self._info(child, os.stat(self._resolve(child))))
