@@ -104,7 +104,7 @@ def run_span(
             CONVERSATION_ID: run_id,
             RUN_ID: run_id,
             COMPONENT: "run",
-            REQUEST_MODEL: model.name,
+            REQUEST_MODEL: model.name or model.provider,
             PROVIDER_NAME: model.provider,
             PROCESS_PID: os.getpid(),
             **attributes,
@@ -172,14 +172,14 @@ def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelReques
     attrs = {
         OPERATION_NAME: "chat",
         PROVIDER_NAME: model.provider,
-        REQUEST_MODEL: model.name,
+        REQUEST_MODEL: model.name or model.provider,
         "gen_ai.request.max_tokens": request.max_tokens,
         "gen_ai.request.temperature": request.temperature,
         RUN_ID: run_id,
         COMPONENT: "model",
         STEP_NAME: step_name,
     }
-    with open_span(f"chat {model.name}", attrs, kind=SpanKind.CLIENT) as span:
+    with open_span(f"chat {model.name or model.provider}", attrs, kind=SpanKind.CLIENT) as span:
         if span is not None:
             record_content(
                 span, INPUT_MESSAGES, [{"role": m.role, "content": m.content} for m in request.messages]

@@ -1,0 +1,179 @@
+"""Step runners for replay: one records a live run's steps, one feeds a record back.
+
+A record is the run's steps in order, each a name (``model:3``, ``tool:2:search``,
+``approval``) and its JSON output, in the shape ``shopfloor.runtime`` reads out of
+DBOS: a step that failed in a way the loop reacts to carries ``raised``
+(``{"type": "TimeoutError", "message": ...}``) instead of an output, and the
+run's active seconds at the step's end (``elapsed``) so the wall-time limit
+sees the clock the original saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shopfloor import errors
+from shopfloor.agent import ApprovalDecision, ApprovalRequest, InMemoryStepRunner, StepRunner
+from shopfloor.errors import ReplayDivergence
+
+__all__ = ["APPROVAL", "Recorded", "RecordingStepRunner", "ReplayStepRunner", "as_recorded", "rebuild_error"]
+
+JSON = Any
+#: the name of an approval decision in a record
+APPROVAL = "approval"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    name: str
+    output: JSON = None
+    raised: dict[str, str] | None = None
+    elapsed: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "output": self.output, "raised": self.raised, "elapsed": self.elapsed}
+
+
+def as_recorded(steps: Iterable[Any]) -> list[Recorded]:
+    """A record from ``(name, output)`` pairs or objects with ``name`` and ``output`` (runtime steps)."""
+    out = []
+    for item in steps:
+        if isinstance(item, Recorded):
+            out.append(item)
+        elif isinstance(item, tuple):
+            out.append(Recorded(name=item[0], output=item[1]))
+        else:
+            out.append(
+                Recorded(
+                    name=item.name,
+                    output=item.output,
+                    raised=getattr(item, "raised", None),
+                    elapsed=getattr(item, "elapsed", None),
+                )
+            )
+    return out
+
+
+def rebuild_error(raised: dict[str, str]) -> Exception:
+    """The exception a recorded step raised: a timeout, or one of ours by class name."""
+    if raised["type"] == "TimeoutError":
+        return TimeoutError(raised["message"])
+    cls = getattr(errors, raised["type"], None)
+    if isinstance(cls, type) and issubclass(cls, errors.ShopfloorError):
+        try:
+            return cls(raised["message"])
+        except TypeError:  # a class whose constructor takes more than a message
+            pass
+    return errors.ModelError(raised["message"])
+
+
+def _decision(message: Any) -> ApprovalDecision:
+    if not isinstance(message, dict):
+        return ApprovalDecision(approved=False, by="shopfloor", reason="timeout")
+    return ApprovalDecision(
+        approved=bool(message.get("approved")),
+        by=str(message.get("by", "")),
+        reason=str(message.get("reason", "")),
+    )
+
+
+class RecordingStepRunner(StepRunner):
+    """Runs every step through ``inner`` and keeps the record a replay needs (``steps``)."""
+
+    def __init__(self, inner: StepRunner | None = None) -> None:
+        self.inner = inner or InMemoryStepRunner()
+        self.steps: list[Recorded] = []
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+        try:
+            output = await self.inner.step(name, fn)
+        except (TimeoutError, errors.ShopfloorError) as exc:
+            raised = {"type": type(exc).__name__, "message": str(exc)}
+            self.steps.append(Recorded(name=name, raised=raised, elapsed=self.inner.elapsed()))
+            raise
+        self.steps.append(Recorded(name=name, output=copy.deepcopy(output), elapsed=self.inner.elapsed()))
+        return output
+
+    async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        decision = await self.inner.wait_for_approval(request)
+        message = {"approved": decision.approved, "by": decision.by, "reason": decision.reason}
+        self.steps.append(Recorded(name=APPROVAL, output=message, elapsed=self.inner.elapsed()))
+        return decision
+
+    def elapsed(self) -> float:
+        return self.inner.elapsed()
+
+    async def check_cancelled(self) -> bool:
+        return await self.inner.check_cancelled()
+
+
+class ReplayStepRunner(StepRunner):
+    """Returns the recorded outputs in order and calls nothing.
+
+    A step whose name differs from the record's next one raises ``ReplayDivergence``.
+    With ``live``, the steps after the record run live through it (a fork);
+    without, asking for more steps than were recorded is a divergence too.
+    """
+
+    def __init__(self, recorded: Iterable[Any], *, live: StepRunner | None = None) -> None:
+        self.recorded: Sequence[Recorded] = as_recorded(recorded)
+        self.live = live
+        #: names the loop asked for, in order
+        self.asked: list[str] = []
+        self.position = 0
+        self.cancelled = False
+        self._clock = 0.0
+        self._live_since: float | None = None
+
+    @property
+    def remaining(self) -> Sequence[Recorded]:
+        return self.recorded[self.position :]
+
+    def _next(self, name: str) -> Recorded | None:
+        self.asked.append(name)
+        if self.position >= len(self.recorded):
+            if self.live is None:
+                raise ReplayDivergence(index=self.position + 1, expected=None, actual=name)
+            if self._live_since is None:
+                self._live_since = time.monotonic()
+            return None
+        record = self.recorded[self.position]
+        if record.name != name:
+            raise ReplayDivergence(index=self.position + 1, expected=record.name, actual=name)
+        self.position += 1
+        if record.elapsed is not None:
+            self._clock = record.elapsed
+        return record
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+        record = self._next(name)
+        if record is None:
+            assert self.live is not None  # _next returns None only when live
+            return await self.live.step(name, fn)
+        if record.raised is not None:
+            raise rebuild_error(record.raised)
+        return copy.deepcopy(record.output)
+
+    async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        record = self._next(APPROVAL)
+        if record is None:
+            assert self.live is not None
+            return await self.live.wait_for_approval(request)
+        if isinstance(record.output, dict) and record.output.get("cancel"):
+            self.cancelled = True
+            return ApprovalDecision(approved=False, by=str(record.output.get("by", "")), reason="cancelled")
+        return _decision(record.output)
+
+    def elapsed(self) -> float:
+        if self._live_since is None:
+            return self._clock
+        return self._clock + (time.monotonic() - self._live_since)
+
+    async def check_cancelled(self) -> bool:
+        if self.cancelled:
+            return True
+        return self._live_since is not None and self.live is not None and await self.live.check_cancelled()

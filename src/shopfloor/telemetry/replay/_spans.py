@@ -1,0 +1,77 @@
+"""A run's record read back from the local trace store, where content was stored.
+
+The model and tool spans carry their durable step name and (with
+``telemetry.store_content``, the default) the step's JSON output; a model call
+that failed carries its error instead. The run's task, answer and spec path are
+on its ``invoke_agent`` span. Redacted secrets stay redacted, so a run whose
+steps contained secrets may not replay the same from here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shopfloor.telemetry._conventions import (
+    ERROR_TYPE,
+    RUN_OUTPUT,
+    RUN_STATUS,
+    RUN_TASK,
+    STEP_NAME,
+    STEP_OUTPUT,
+)
+from shopfloor.telemetry._records import SpanRecord
+from shopfloor.telemetry.replay._runner import Recorded
+
+__all__ = ["RunInfo", "recorded_from_spans", "run_info_from_spans"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    run_id: str
+    agent: str | None
+    task: str | None
+    spec_path: str | None
+    output: str | None
+    status: str | None
+    workspace_commit: str | None = None
+
+
+def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
+    """The run's steps in the order they ran; raises ValueError where a step's output was not stored."""
+    steps = []
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        name = span.attributes.get(STEP_NAME)
+        if name is None:
+            continue
+        if span.status == "error" and STEP_OUTPUT not in span.attributes:
+            kind = str(span.attributes.get(ERROR_TYPE, "ModelError"))
+            raised = {
+                "type": "TimeoutError" if kind == "timeout" else kind,
+                "message": span.status_message or "",
+            }
+            steps.append(Recorded(name=str(name), raised=raised))
+            continue
+        if STEP_OUTPUT not in span.attributes:
+            raise ValueError(
+                f"step {name} has no stored output: the run was traced without telemetry.store_content"
+            )
+        steps.append(Recorded(name=str(name), output=json.loads(span.attributes[STEP_OUTPUT])))
+    return steps
+
+
+def run_info_from_spans(run_id: str, spans: Sequence[SpanRecord]) -> RunInfo | None:
+    roots = [s for s in spans if s.name.startswith("invoke_agent") and s.run_id == run_id]
+    if not roots:
+        return None
+    root = roots[-1]
+    attrs = root.attributes
+    return RunInfo(
+        run_id=run_id,
+        agent=root.agent,
+        task=attrs.get(RUN_TASK),
+        spec_path=attrs.get("shopfloor.agent.spec"),
+        output=attrs.get(RUN_OUTPUT),
+        status=attrs.get(RUN_STATUS),
+    )
