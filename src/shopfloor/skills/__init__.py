@@ -9,6 +9,8 @@ directories and makes an agent's digest use a skill directory's manifest digest.
 """
 
 from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_dir, builtin_skill_names
+from shopfloor.skills._deps import NODE_MODULES_MOUNT, SkillEnvironment, prepare_environment
+from shopfloor.skills._execute import SKILL_MOUNT, SkillRun, effective_policy, run_entry_point
 from shopfloor.skills._frontmatter import FrontMatter, Problem, find_skill_md, read_front_matter
 from shopfloor.skills._manifest import SIGNATURE_FILE, FileEntry, Manifest, build_manifest
 from shopfloor.skills._registry import PublishedSkill, SkillRegistry, parse_ref
@@ -26,13 +28,16 @@ from shopfloor.skills._signing import (
     verify_skill,
 )
 from shopfloor.skills._skill import Skill, load_skill
+from shopfloor.skills._tool import SkillTool
 from shopfloor.skills._validate import register_with_spec, validate_skill_dir
 
 __all__ = [
     "BUILTIN_DIR",
     "BUILTIN_PUBLIC_KEY_FILE",
+    "NODE_MODULES_MOUNT",
     "SIDECAR",
     "SIGNATURE_FILE",
+    "SKILL_MOUNT",
     "FileEntry",
     "FrontMatter",
     "KeyPair",
@@ -43,12 +48,16 @@ __all__ = [
     "Skill",
     "SkillConfig",
     "SkillDependencies",
+    "SkillEnvironment",
     "SkillRegistry",
+    "SkillRun",
     "SkillSandboxNeeds",
+    "SkillTool",
     "TrustPolicy",
     "build_manifest",
     "builtin_skill_dir",
     "builtin_skill_names",
+    "effective_policy",
     "find_skill_md",
     "fingerprint",
     "generate_key",
@@ -57,8 +66,10 @@ __all__ = [
     "new_skill",
     "open_skill",
     "parse_ref",
+    "prepare_environment",
     "read_front_matter",
     "register_with_spec",
+    "run_entry_point",
     "sign_skill",
     "validate_skill_dir",
     "verify_skill",

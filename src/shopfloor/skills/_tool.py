@@ -1,0 +1,154 @@
+"""A skill as a tool: the model sees its name and description; the body only once it chooses it.
+
+Services the tool reads from ``ToolContext.services`` (each falls back to the constructor's value):
+
+- ``workspace``: a ``WorkspaceView`` (materialised for the call; the changes become the next
+  commit of its ref) or a directory ``Path`` used as it is; without one the skill gets an empty,
+  throw-away ``/workspace``.
+- ``sandbox_policy``: the agent's ``SandboxPolicy``; ``sandbox``: a ``Sandbox`` backend instance.
+- ``tenant``: the tenant name the sandbox uid is derived from.
+- ``skill_runs``: a list; each call appends its ``SkillRun`` (exit status, stderr, timing, commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shopfloor.config import Settings
+from shopfloor.errors import ToolExecutionError
+from shopfloor.sandbox import Sandbox, SandboxPolicy
+from shopfloor.skills._deps import prepare_environment
+from shopfloor.skills._execute import SkillRun, run_entry_point
+from shopfloor.skills._skill import Skill
+from shopfloor.tools import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from shopfloor.workspace import WorkspaceView
+
+__all__ = ["SkillTool"]
+
+logger = logging.getLogger("shopfloor.skills")
+_NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+class SkillTool(Tool):
+    def __init__(
+        self,
+        skill: Skill,
+        *,
+        settings: Settings,
+        policy: SandboxPolicy | None = None,
+        workspace: WorkspaceView | Path | None = None,
+        sandbox: Sandbox | None = None,
+        tenant: str = "default",
+        requires_approval: bool = False,
+        approval_timeout: float | None = None,
+    ) -> None:
+        self.skill = skill
+        self.settings = settings
+        self.policy = policy or SandboxPolicy()
+        self.workspace = workspace
+        self.sandbox = sandbox
+        self.tenant = tenant
+        self.name = skill.name
+        # Progressive disclosure: only the front-matter description until the model picks the skill.
+        self.description = skill.description
+        self.input_schema = skill.input_schema if skill.executable else _NO_ARGS
+        self.output_schema = skill.output_schema
+        self.requires_approval = requires_approval
+        self.approval_timeout = approval_timeout
+
+    async def details(self) -> str:
+        """The SKILL.md body, and the reference files the model may ask to read."""
+        references = self.skill.references()
+        listing = (
+            "\n\nReference files (ask to read one by path): " + ", ".join(references) if references else ""
+        )
+        return self.skill.body + listing
+
+    async def read_reference(self, path: str) -> str:
+        return await asyncio.to_thread(self.skill.read_reference, path)
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        args = self.validate(args)
+        if not self.skill.executable:
+            # An instructions-only skill: choosing it is reading it.
+            return {"instructions": self.skill.body, "references": self.skill.references()}
+        run = await self.execute(args, ctx)
+        if run.error is not None:
+            raise ToolExecutionError(run.error)
+        return run.output
+
+    async def execute(self, args: dict[str, Any], ctx: ToolContext, *, mode: str | None = None) -> SkillRun:
+        """Run the entry point against the workspace; commit the changes when it succeeds."""
+        services = ctx.services
+        env = await prepare_environment(self.skill, self.settings.home / "cache" / "skill-envs")
+        workspace = services.get("workspace", self.workspace)
+        policy: SandboxPolicy = services.get("sandbox_policy", self.policy)
+        config = self.skill.config
+        assert config is not None
+        writes = mode is None and config.sandbox.workspace == "read-write"
+
+        async def run_in(directory: Path) -> SkillRun:
+            return await run_entry_point(
+                self.skill,
+                args,
+                env=env,
+                workspace=directory,
+                policy=policy,
+                settings=self.settings,
+                tenant=services.get("tenant", self.tenant),
+                sandbox=services.get("sandbox", self.sandbox),
+                mode=mode,
+            )
+
+        if isinstance(workspace, Path):
+            run = await run_in(workspace)
+        else:
+            run = await self._in_view(workspace, ctx, run_in, writes=writes)
+        runs = services.get("skill_runs")
+        if isinstance(runs, list):
+            runs.append(run)
+        logger.info(
+            "skill %s exit %s in %.2fs%s",
+            self.name,
+            run.exit_code,
+            run.wall_time,
+            f": {run.error.splitlines()[0]}" if run.error else "",
+        )
+        return run
+
+    async def _in_view(
+        self, view: WorkspaceView | None, ctx: ToolContext, run_in: Any, *, writes: bool
+    ) -> SkillRun:
+        scratch = self.settings.home / "cache" / "skill-runs"
+        scratch.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=scratch))
+        try:
+            if view is not None:
+                if view.dirty and not view.read_only:
+                    # The skill must see what the file tools wrote before it.
+                    await view.commit(f"before skill {self.name}", run_id=ctx.run_id, step=ctx.step)
+                if view.base is not None:
+                    await view.workspace.materialize(view.base, directory)
+            run: SkillRun = await run_in(directory)
+            if view is not None and writes and run.error is None and not view.read_only and view.ref:
+                commit = await view.workspace.capture(
+                    directory,
+                    ref=view.ref,
+                    base=view.base,
+                    message=f"skill {self.name}",
+                    run_id=ctx.run_id,
+                    step=ctx.step,
+                )
+                await view.rebase()
+                run = dataclasses.replace(run, commit=commit)
+            return run
+        finally:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
