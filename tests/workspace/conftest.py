@@ -120,6 +120,14 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         log.close()
 
 
+@pytest.fixture
+def s3_weed(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    """The shared SeaweedFS, with S3 credentials in the environment for boto3."""
+    for key, value in S3_ENV.items():
+        monkeypatch.setenv(key, value)
+    return seaweedfs
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -134,9 +142,7 @@ def store_url(
         return f"file://{tmp_path / 'store'}"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    weed: SeaweedFS = request.getfixturevalue("seaweedfs")
-    for key, value in S3_ENV.items():
-        monkeypatch.setenv(key, value)
+    weed: SeaweedFS = request.getfixturevalue("s3_weed")
     return f"s3://{weed.bucket}/{uuid.uuid4().hex}?endpoint_url={weed.endpoint}"
 
 
