@@ -1,0 +1,169 @@
+"""The local trace store on SQLite and PostgreSQL, the OTLP JSON export, JSON logs, redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shopfloor.config import Settings, load_settings
+from shopfloor.telemetry import (
+    REDACTED,
+    JsonLogFormatter,
+    SpanRecord,
+    Telemetry,
+    TraceStore,
+    otlp_json,
+    redact,
+    span,
+    trace_store_url,
+)
+
+
+def _record(span_id: str, *, trace: str = "a" * 32, start: int = 0, **attrs: object) -> SpanRecord:
+    return SpanRecord(
+        trace_id=trace,
+        span_id=span_id,
+        parent_span_id=None,
+        name=f"span {span_id}",
+        start_ns=start,
+        end_ns=start + 1000,
+        attributes=dict(attrs),
+    )
+
+
+def _exercise(store: TraceStore) -> None:
+    root = _record("0" * 15 + "1", start=10, **{"gen_ai.conversation.id": "run-1", "gen_ai.agent.name": "a1"})
+    child = _record("0" * 15 + "2", start=20, **{"shopfloor.run.id": "run-1", "n": 1, "tags": ["x", "y"]})
+    foreign = _record("0" * 15 + "3", start=30)  # same trace, no run id (another library's span)
+    other = _record("0" * 15 + "4", trace="b" * 32, start=40, **{"gen_ai.conversation.id": "run-2"})
+    store.write([child, foreign, root, other])
+    assert [s.span_id for s in store.run_spans("run-1")] == [root.span_id, child.span_id, foreign.span_id]
+    assert store.run_spans("run-1")[1] == child
+    assert [s.span_id for s in store.spans(since_ns=25)] == [foreign.span_id, other.span_id]
+    assert [s.span_id for s in store.spans(agent="a1")] == [root.span_id, child.span_id]
+    assert store.run_ids() == ["run-2", "run-1"]
+    assert store.prune(before_ns=25) == 2
+    assert len(store.spans()) == 2
+
+
+def test_sqlite_store_round_trip(tmp_path: Path) -> None:
+    store = TraceStore(f"sqlite:///{tmp_path / 'traces.db'}")
+    _exercise(store)
+    store.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_store_round_trip(postgres_url: str) -> None:
+    store = TraceStore(postgres_url)
+    assert store.engine.dialect.name == "postgresql"
+    _exercise(store)
+    store.close()
+
+
+def test_store_url_defaults(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert trace_store_url(settings) == f"sqlite:///{settings.home / 'traces.db'}"
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", "postgresql://u@h/db")
+    assert trace_store_url(load_settings()) == "postgresql://u@h/db"
+    monkeypatch.setenv("SHOPFLOOR_TELEMETRY__STORE_URL", "sqlite:////tmp/x.db")
+    assert trace_store_url(load_settings()) == "sqlite:////tmp/x.db"
+
+
+def test_otlp_json_shape() -> None:
+    record = SpanRecord(
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        parent_span_id="ef" * 8,
+        name="chat m",
+        kind="client",
+        start_ns=5,
+        end_ns=9,
+        status="error",
+        status_message="boom",
+        attributes={"i": 3, "f": 0.5, "b": True, "s": "x", "l": ["stop"]},
+        events=[{"name": "exception", "time_ns": 7, "attributes": {"exception.type": "E"}}],
+    )
+    body = otlp_json([record])
+    [resource] = body["resourceSpans"]
+    assert resource["resource"]["attributes"] == [
+        {"key": "service.name", "value": {"stringValue": "shopfloor"}}
+    ]
+    [out] = resource["scopeSpans"][0]["spans"]
+    assert out["traceId"] == "ab" * 16 and out["spanId"] == "cd" * 8 and out["parentSpanId"] == "ef" * 8
+    assert out["kind"] == 3  # SPAN_KIND_CLIENT
+    assert (out["startTimeUnixNano"], out["endTimeUnixNano"]) == ("5", "9")
+    assert out["status"] == {"code": 2, "message": "boom"}
+    values = {a["key"]: a["value"] for a in out["attributes"]}
+    assert values == {
+        "i": {"intValue": "3"},
+        "f": {"doubleValue": 0.5},
+        "b": {"boolValue": True},
+        "s": {"stringValue": "x"},
+        "l": {"arrayValue": {"values": [{"stringValue": "stop"}]}},
+    }
+    assert out["events"][0]["timeUnixNano"] == "7"
+
+
+def test_json_logs_carry_trace_and_span_ids(telemetry: Telemetry) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("shopfloor.test.telemetry")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("outside")
+        with span("work", component="tool") as current:
+            logger.info("inside %s", "span", extra={"step": 3})
+            context = current.get_span_context()
+    finally:
+        logger.removeHandler(handler)
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside
+    assert inside["message"] == "inside span"
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert inside["step"] == 3 and inside["level"] == "info"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"password": "hunter2", "user": "bob"}', f'{{"password": "{REDACTED}", "user": "bob"}}'),
+        ("Authorization: Bearer abcdefghijklmnop", f"Authorization: Bearer {REDACTED}"),
+        ("OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwx ok", f"OPENAI_API_KEY={REDACTED} ok"),
+        ("key sk-proj-abcdefghijklmnopqrstuvwx", f"key {REDACTED}"),
+        ("postgresql://app:s3cret@db:5432/x", f"postgresql://app:{REDACTED}@db:5432/x"),
+        ("aws AKIAABCDEFGHIJKLMNOP", f"aws {REDACTED}"),
+        ("gh ghp_abcdefghijklmnopqrstuvwxyz0123", f"gh {REDACTED}"),
+        ("jwt eyJhbGciOi.eyJzdWIiOiIx.c2lnbmF0dXJl", f"jwt {REDACTED}"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", REDACTED),
+        (
+            "max_tokens: 512, the author said input_tokens=3",
+            "max_tokens: 512, the author said input_tokens=3",
+        ),
+    ],
+)
+def test_redaction(text: str, expected: str) -> None:
+    assert redact(text) == expected
