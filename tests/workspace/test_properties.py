@@ -115,6 +115,7 @@ def test_random_histories_read_back_exactly(
     @settings(
         max_examples=_EXAMPLES[backend],
         deadline=None,
+        database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(ops=st.lists(_OPS, max_size=30))
