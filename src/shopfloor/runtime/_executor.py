@@ -22,6 +22,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
 from dbos._dbos import _get_dbos_instance
+from dbos._error import DBOSAwaitedWorkflowCancelledError
 
 from shopfloor.config import Settings
 from shopfloor.runtime._store import RunStore
@@ -35,6 +36,7 @@ __all__ = [
     "Supervisor",
     "dbos_config",
     "new_executor_id",
+    "quiet_dbos_cancellations",
 ]
 
 APP_NAME = "shopfloor"
@@ -47,6 +49,25 @@ RUN_QUEUE = "shopfloor-runs"
 RECOVERY_QUEUE = "shopfloor-recovered"
 
 log = logging.getLogger("shopfloor.runtime")
+
+
+class QuietCancellations(logging.Filter):
+    """DBOS logs a cancelled workflow as an error and a warning; for a run that is a cancel, not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
+            return False
+        return "was cancelled during execution" not in record.getMessage()
+
+
+_quiet = QuietCancellations()
+
+
+def quiet_dbos_cancellations() -> None:
+    dbos_logger = logging.getLogger("dbos")
+    if _quiet not in dbos_logger.filters:
+        dbos_logger.addFilter(_quiet)
 
 
 def new_executor_id(role: str) -> str:

@@ -33,6 +33,7 @@ from shopfloor.runtime._executor import (
     client_kwargs,
     dbos_config,
     new_executor_id,
+    quiet_dbos_cancellations,
 )
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
@@ -73,6 +74,7 @@ class Runtime:
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         DBOS(config=dbos_config(self.settings, executor_id))
+        quiet_dbos_cancellations()
         if not worker:
             DBOS.listen_queues([])
         set_execution_context(self)

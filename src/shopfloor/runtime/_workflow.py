@@ -37,6 +37,8 @@ class ExecutionContext(Protocol):
     store: RunStore
     event_log: EventLog
 
+    async def dbos_status(self, run_id: str) -> dict[str, Any] | None: ...
+
 
 @dataclass
 class _Active:
@@ -107,8 +109,9 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         agent = await asyncio.to_thread(build_agent, loaded, ctx.settings, model=record.model)
         result = await agent.run(record.task, run_id=run_id, runner=runner, on_event=emit)
     except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError):
-        status = await DBOS.get_workflow_status_async(run_id)
-        if status is not None and status.status == "CANCELLED":
+        # Asked through the client: inside the workflow, DBOS's own status call would raise again.
+        status = await ctx.dbos_status(run_id)
+        if status is not None and status["status"] == "CANCELLED":
             emit(
                 RunEvent(
                     kind="run_finished",
