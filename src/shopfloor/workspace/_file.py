@@ -91,8 +91,7 @@ class FileStore(ObjectStore):
         return self._path(key).exists()
 
     def local_path(self, key: str) -> Path | None:
-        path = self._path(key)
-        return path if path.exists() else None
+        return self._path(key)
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         kind, _, rest = prefix.partition("/")

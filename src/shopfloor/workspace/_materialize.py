@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat as stat_mod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,6 +123,51 @@ def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[st
     return sources
 
 
+def _missing(ws: Workspace, blob: str) -> WorkspaceError:
+    return WorkspaceError(f"blob {blob[:12]} is missing from {ws.store.url}: the store is damaged")
+
+
+def _link(ws: Workspace, blob: str, source: str, target: str) -> bool:
+    """Hard-link ``target`` to the cached blob; False where links cannot be made (then copy)."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise _missing(ws, blob) from None
+    except OSError:  # another file system, or the inode's link limit
+        return False
+    return True
+
+
+def _copy(ws: Workspace, blob: str, source: str, target: str, mode: int) -> os.stat_result:
+    """Copy in the kernel (a reflink where the file system can) and return the copy's stat."""
+    try:
+        fin = os.open(source, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _missing(ws, blob) from None
+    try:
+        fout = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            remaining = os.fstat(fin).st_size
+            try:
+                while remaining > 0:
+                    done = os.copy_file_range(fin, fout, remaining)
+                    if done == 0:
+                        break
+                    remaining -= done
+            except OSError:  # no in-kernel copy between these file systems: copy through memory
+                os.lseek(fin, 0, os.SEEK_SET)
+                os.ftruncate(fout, 0)
+                os.lseek(fout, 0, os.SEEK_SET)
+                while chunk := os.read(fin, 1 << 20):
+                    os.write(fout, chunk)
+            os.fchmod(fout, mode)  # the umask must not change what was committed
+            return os.fstat(fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
 def _make_writable(root: str) -> None:
     for dirpath, dirs, _files in os.walk(root):
         os.chmod(dirpath, 0o755)
@@ -173,19 +217,12 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
             os.makedirs(os.path.join(real, parent), exist_ok=True)
             made.update(_ancestors(parent))
         target = os.path.join(real, rel)
-        if rel in link:
-            try:
-                os.link(sources[entry.blob], target)
-            except OSError:  # another file system or link limit: a read-only copy is as safe
-                shutil.copyfile(sources[entry.blob], target)
-                os.chmod(target, 0o444)
-        else:
-            shutil.copyfile(sources[entry.blob], target)
-            os.chmod(
-                target,
-                (0o555 if read_only else 0o755) if entry.executable else (0o444 if read_only else 0o644),
-            )
-        kept[rel] = _record(entry.blob, os.lstat(target))
+        source = sources[entry.blob]
+        if rel in link and _link(ws, entry.blob, source, target):
+            kept[rel] = _record(entry.blob, os.lstat(target))
+            continue
+        mode = (0o755 if entry.executable else 0o644) & (~0o222 if read_only else ~0)
+        kept[rel] = _record(entry.blob, _copy(ws, entry.blob, source, target, mode))
     explicit = {p for p, e in entries.items() if e.kind == "dir"}
     for rel in explicit - made:
         os.makedirs(os.path.join(real, rel), exist_ok=True)

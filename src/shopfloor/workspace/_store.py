@@ -87,7 +87,10 @@ class ObjectStore(ABC):
         """Every ref whose name starts with ``prefix``, with its value."""
 
     def local_path(self, key: str) -> Path | None:
-        """A local file holding the object, when the backend keeps one (materialise copies it directly)."""
+        """Where the backend keeps the object as a local file, if it does (materialise copies from it).
+
+        The path is not checked: it exists when the object does.
+        """
         return None
 
     def collect_garbage(self, older_than: float) -> int:
