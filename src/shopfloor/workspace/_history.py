@@ -6,11 +6,14 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shopfloor.errors import WorkspacePathError
 from shopfloor.workspace._objects import Entry
 from shopfloor.workspace._paths import normalize
+
+if TYPE_CHECKING:
+    from shopfloor.spec import WorkspaceSpec
 
 __all__ = [
     "Address",
@@ -130,6 +133,11 @@ class Quota:
     max_bytes: int | None = None
     max_files: int | None = None
     max_file_bytes: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: WorkspaceSpec) -> Quota:
+        """The limits an agent spec's ``workspace:`` section declares."""
+        return cls(max_bytes=spec.max_bytes, max_files=spec.max_files, max_file_bytes=spec.max_file_bytes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,7 +54,7 @@ def _load_state(ws: Workspace, real: str) -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(_state_path(ws, real).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return state if state.get("directory") == real else None
+    return state if state.get("directory") == real and state.get("workspace") == ws.name else None
 
 
 def _save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
