@@ -7,6 +7,7 @@ from shopfloor.cli import (
     _run,  # noqa: F401
     _sandbox,  # noqa: F401
     _skill,  # noqa: F401
+    _trace,  # noqa: F401
     _validate,  # noqa: F401
     _version,  # noqa: F401
     _ws,  # noqa: F401

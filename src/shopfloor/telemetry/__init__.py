@@ -84,6 +84,7 @@ from shopfloor.telemetry._setup import (
     trace_store_url,
 )
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
+from shopfloor.telemetry._waterfall import SpanNode, span_tree, tree_json, waterfall
 
 __all__ = [
     "AGENT_NAME",
@@ -134,6 +135,7 @@ __all__ = [
     "MetricsReport",
     "Prices",
     "SpanFacts",
+    "SpanNode",
     "SpanRecord",
     "Telemetry",
     "TraceStore",
@@ -159,6 +161,9 @@ __all__ = [
     "span",
     "span_cost",
     "span_facts",
+    "span_tree",
     "trace_store_url",
     "tracer",
+    "tree_json",
+    "waterfall",
 ]
