@@ -76,16 +76,16 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from shopfloor.cli import main; main()", "worker", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
+        path = self.tmp_path / f"worker-{len(self.procs)}.log"
+        with open(path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from shopfloor.cli import main; main()", "worker", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ),
+            )
         self.procs.append(proc)
         deadline = time.monotonic() + 30
-        path = Path(log.name)
         while b"ready" not in path.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"worker did not start:\n{path.read_text()}")
