@@ -18,6 +18,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -52,6 +53,9 @@ class _Loaded:
     llama: Llama
     lock: threading.Lock  # one generation at a time per llama.cpp context
     counts: _TokenCounts  # of the last generation, read under ``lock``
+    # Its own worker: requests queued behind a long generation wait here, not in the
+    # event loop's default executor that file and sandbox I/O also need.
+    executor: ThreadPoolExecutor
 
 
 _CACHE: dict[tuple[str, int, int], _Loaded] = {}
@@ -101,7 +105,12 @@ def _load(path: Path, n_ctx: int, threads: int) -> _Loaded:
                     f"llama.cpp could not load {path}: {exc}; reinstall it with "
                     f"`shopfloor models install {path.stem} --force`"
                 ) from exc
-            _CACHE[key] = _Loaded(llama=llama, lock=threading.Lock(), counts=counts)
+            _CACHE[key] = _Loaded(
+                llama=llama,
+                lock=threading.Lock(),
+                counts=counts,
+                executor=ThreadPoolExecutor(1, thread_name_prefix=f"llama-{path.stem}"),
+            )
         return _CACHE[key]
 
 
@@ -168,7 +177,8 @@ class LocalModel(Model):
             except RuntimeError:  # the loop is gone: nobody is listening any more
                 stop.set()
 
-        worker = loop.run_in_executor(None, self._generate, kwargs, emit, stop)
+        loaded = await asyncio.to_thread(self._loaded)  # loads the weights the first time
+        worker = loop.run_in_executor(loaded.executor, self._generate, loaded, kwargs, emit, stop)
         # Scheduled after every chunk the worker emitted, so it arrives last.
         worker.add_done_callback(lambda _: queue.put_nowait(_DONE))
         parts: list[str] = []
@@ -196,10 +206,11 @@ class LocalModel(Model):
         )
 
     def _generate(
-        self, kwargs: dict[str, Any], emit: Callable[[object], None], stop: threading.Event
+        self, loaded: _Loaded, kwargs: dict[str, Any], emit: Callable[[object], None], stop: threading.Event
     ) -> tuple[int, int]:
-        loaded = self._loaded()
         with loaded.lock:
+            if stop.is_set():  # cancelled while queued
+                return 0, 0
             chunks = cast(
                 "Generator[dict[str, Any], None, None]",
                 loaded.llama.create_chat_completion(stream=True, **kwargs),

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -122,9 +123,11 @@ class OpenAIModel(Model):
         for attempt in range(tries):
             yielded = False
             try:
-                async for event in self._attempt(request, body):
-                    yielded = True
-                    yield event
+                # aclosing: a caller that stops early releases the HTTP connection now, not at GC.
+                async with aclosing(self._attempt(request, body)) as events:
+                    async for event in events:
+                        yielded = True
+                        yield event
                 return
             except _Retryable as failure:
                 if yielded:
@@ -140,7 +143,7 @@ class OpenAIModel(Model):
 
     async def _attempt(
         self, request: ModelRequest, body: dict[str, Any]
-    ) -> AsyncIterator[TextDelta | ModelResponse]:
+    ) -> AsyncGenerator[TextDelta | ModelResponse, None]:
         meter = UsageMeter()
         parser = StreamParser()
         try:
