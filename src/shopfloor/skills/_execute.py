@@ -90,7 +90,7 @@ def _parse_stdout(skill: Skill, stdout: bytes) -> Any:
         ) from None
 
 
-def _check(skill: Skill, result: ExecResult, timeout: float) -> Any:
+def _check(skill: Skill, result: ExecResult, timeout: float, *, schema_checked: bool) -> Any:
     stderr = _tail(result.stderr)
     if result.killed_by == "timeout":
         raise ToolExecutionError(
@@ -101,7 +101,7 @@ def _check(skill: Skill, result: ExecResult, timeout: float) -> Any:
     if result.exit_code != 0:
         raise ToolExecutionError(f"{skill.name}: exited with status {result.exit_code}\n{stderr}".rstrip())
     output = _parse_stdout(skill, result.stdout)
-    if skill.output_schema is not None:
+    if schema_checked and skill.output_schema is not None:
         errors = sorted(jsonschema.Draft202012Validator(skill.output_schema).iter_errors(output), key=str)
         if errors:
             details = "; ".join(
@@ -162,6 +162,7 @@ async def run_entry_point(
         backend=result.backend,
     )
     try:
-        return dataclasses.replace(run, output=_check(skill, result, policy.timeout))
+        output = _check(skill, result, policy.timeout, schema_checked=mode is None)
+        return dataclasses.replace(run, output=output)
     except ToolExecutionError as exc:
         return dataclasses.replace(run, error=str(exc))

@@ -41,6 +41,10 @@ class SkillConfig(_Strict):
     entry: str = Field(description="the entry point, relative to the skill directory")
     runtime: Literal["python", "node", "shell"] = "python"
     timeout: float = Field(30.0, gt=0, description="seconds one call may take")
+    staged: bool = Field(
+        False,
+        description="the entry point run with the argument `schema` gives each stage's argument schema",
+    )
     input_schema: dict[str, Any] | str = Field(
         default_factory=lambda: {"type": "object"}, description="a JSON Schema, inline or a JSON file"
     )

@@ -72,6 +72,18 @@ class SkillTool(Tool):
         )
         return self.skill.body + listing
 
+    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+        """A staged skill derives each stage's schema from the workspace (say, the chosen file's columns)."""
+        if self.skill.config is None or not self.skill.config.staged:
+            return await super().next_schema(chosen, stage)
+        ctx = ToolContext(run_id="schema", step=stage, call_id="schema", idempotency_key="schema")
+        run = await self.execute({"stage": stage, "chosen": chosen}, ctx, mode="schema")
+        if run.error is None and (run.output is None or isinstance(run.output, dict)):
+            return run.output
+        # Asking for everything at once still works; only the narrowing is lost.
+        logger.warning("skill %s: staged schema failed, asking for all arguments: %s", self.name, run.error)
+        return self.input_schema if stage == 0 else None
+
     async def read_reference(self, path: str) -> str:
         return await asyncio.to_thread(self.skill.read_reference, path)
 

@@ -1,0 +1,50 @@
+{
+  "format": "shopfloor-skill-signature/1",
+  "key": "ed25519:mLzQPjzTR5pS05t1ViAHb8TiCjhylbcvJBlwaSYbmqY=",
+  "manifest": {
+    "files": [
+      {
+        "path": "SKILL.md",
+        "sha256": "a7dcc51717a495cddf53ddbe639818c58c265a6b6776aab495b63e2fd742c12e",
+        "size": 2534
+      },
+      {
+        "path": "requirements.txt",
+        "sha256": "af5c804a81a0070c8e98b30557548d8bc78fe08ec665fb883d790ceca2f9c2ae",
+        "size": 61
+      },
+      {
+        "path": "schemas/input.json",
+        "sha256": "c36bfdf288ca61636b8da10706c38c6cd053f112c9c8e0c1c22f885619e012c7",
+        "size": 3920
+      },
+      {
+        "path": "schemas/output.json",
+        "sha256": "4e5af3937c08a1ecae59b4b29a466bae0cda5cd5db628f476b74d00a6ccd5d85",
+        "size": 502
+      },
+      {
+        "path": "scripts/analyze.py",
+        "sha256": "90345693ad25f5f7c6d4155c5d7e270764432dcf4576e96ddd3b3bd288dc6b5e",
+        "size": 14380
+      },
+      {
+        "path": "shopfloor.yaml",
+        "sha256": "2587e30e3f9f50df7a6d3c53d4f802b0f5fc6757ac075dbd26d3191505cb0244",
+        "size": 282
+      }
+    ],
+    "format": "shopfloor-skill-manifest/1",
+    "front_matter": {
+      "compatibility": "Runs in the Shopfloor sandbox; needs pandas, matplotlib and pyarrow (installed from requirements.txt).",
+      "description": "Analyse a CSV, JSON or Parquet file of the workspace with one narrow operation (describe, column statistic, row count, best group, per-group table, filter, correlation, linear regression, PNG chart) and get structured JSON back.",
+      "license": "Apache-2.0",
+      "metadata": {
+        "author": "shopfloor",
+        "version": "1.0.0"
+      },
+      "name": "data-analysis"
+    }
+  },
+  "signature": "9gRbSJ4uFMrBYskCDjlq1uOMwQntuc9dML/R/DF62jfIqHd08RijeYQtj97RwhL/JIGq6VA9GyaCm7TxGQbTBg=="
+}
