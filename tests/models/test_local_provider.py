@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -123,7 +124,7 @@ async def test_streams_chunks_with_usage_matching_llama_cpp(embedded_model: Call
     final = events[-1]
     assert isinstance(final, ModelResponse) and len(deltas) > 3
     assert final.text == "".join(d.text for d in deltas)
-    direct = model.llama.create_chat_completion(
+    direct: Any = model.llama.create_chat_completion(
         messages=[{"role": "user", "content": "Count from 1 to 20."}], max_tokens=300, temperature=0
     )
     assert direct["choices"][0]["finish_reason"] == final.finish_reason == "stop"

@@ -58,7 +58,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def entry(
     name: str = "tiny", *, sha256: str | None = None, member: str = "shopfloor_testmodel_part2/data/p2.bin"
-):
+) -> CatalogueEntry:
     return CatalogueEntry(
         name=name,
         description="a test model",
