@@ -12,7 +12,18 @@ import sqlalchemy as sa
 
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
-from shopfloor.skills import KeyPair, SkillRegistry, TrustPolicy, open_skill, parse_ref, sign_skill
+from shopfloor.skills import (
+    BUILTIN_DIR,
+    KeyPair,
+    SkillRegistry,
+    TrustPolicy,
+    open_skill,
+    parse_ref,
+    resolve_skill,
+    sign_skill,
+    skill_tools,
+)
+from shopfloor.spec import AgentSpec, SandboxPolicySpec, SkillRef
 
 
 @pytest.fixture
@@ -118,3 +129,31 @@ def test_registry_on_postgresql(
         assert open_skill(registry.resolve(f"hello@{published.digest}"), policy).version == version
     finally:
         registry.close()
+
+
+def test_resolve_skill_by_path_registry_and_builtin(
+    registry: SkillRegistry, skill_dir: Path, key: KeyPair, settings: Settings
+) -> None:
+    sign_skill(skill_dir, key.private_path)
+    by_path = resolve_skill("hello", settings, base_dir=skill_dir.parent)
+    published = registry.publish(skill_dir)
+    by_version = resolve_skill("hello@0.1.0", settings)
+    by_digest = resolve_skill(f"hello@{published.digest}", settings)
+    assert by_path.digest == by_version.digest == by_digest.digest == published.digest
+    builtin = resolve_skill("data-analysis", settings)
+    assert builtin.path == BUILTIN_DIR / "data-analysis"
+    assert resolve_skill(f"data-analysis@{builtin.version}", settings).digest == builtin.digest
+    with pytest.raises(SkillRegistryError):
+        resolve_skill("data-analysis@0.0.1", settings)
+
+
+async def test_skill_tools_from_an_agent_spec(skill_dir: Path, key: KeyPair, settings: Settings) -> None:
+    sign_skill(skill_dir, key.private_path)
+    spec = AgentSpec(
+        name="analyst",
+        skills=[SkillRef(ref="hello", requires_approval=True), SkillRef(ref="python")],
+        sandbox=SandboxPolicySpec(timeout=7, memory="512M"),
+    )
+    hello, python = await skill_tools(spec, settings, base_dir=skill_dir.parent)
+    assert (hello.name, hello.requires_approval, hello.tenant) == ("hello", True, "analyst")
+    assert python.name == "python" and python.policy.timeout == 7 and python.policy.memory == 512 << 20

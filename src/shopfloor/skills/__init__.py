@@ -14,6 +14,7 @@ from shopfloor.skills._execute import SKILL_MOUNT, SkillRun, effective_policy, r
 from shopfloor.skills._frontmatter import FrontMatter, Problem, find_skill_md, read_front_matter
 from shopfloor.skills._manifest import SIGNATURE_FILE, FileEntry, Manifest, build_manifest
 from shopfloor.skills._registry import PublishedSkill, SkillRegistry, parse_ref
+from shopfloor.skills._resolve import resolve_skill, skill_tools
 from shopfloor.skills._scaffold import new_skill
 from shopfloor.skills._sidecar import SIDECAR, SkillConfig, SkillDependencies, SkillSandboxNeeds, load_sidecar
 from shopfloor.skills._signing import (
@@ -69,8 +70,10 @@ __all__ = [
     "prepare_environment",
     "read_front_matter",
     "register_with_spec",
+    "resolve_skill",
     "run_entry_point",
     "sign_skill",
+    "skill_tools",
     "validate_skill_dir",
     "verify_skill",
 ]

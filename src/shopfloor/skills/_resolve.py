@@ -1,0 +1,66 @@
+"""From an agent spec's skill references to verified skills and ready tools (what the runtime calls)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shopfloor.config import Settings
+from shopfloor.errors import SkillRegistryError
+from shopfloor.sandbox import SandboxPolicy
+from shopfloor.skills._registry import SkillRegistry, parse_ref
+from shopfloor.skills._signing import TrustPolicy, open_skill
+from shopfloor.skills._skill import Skill
+from shopfloor.skills._tool import SkillTool
+from shopfloor.spec import AgentSpec
+
+if TYPE_CHECKING:
+    from shopfloor.workspace import WorkspaceView
+
+__all__ = ["resolve_skill", "skill_tools"]
+
+
+def resolve_skill(ref: str, settings: Settings, *, base_dir: Path | None = None) -> Skill:
+    """A directory (relative to ``base_dir``), ``name@version``, ``name@sha256:DIGEST`` or a built-in
+    name, loaded in the trust policy's mode and verified. Blocking: async callers use a thread."""
+    path = (base_dir or Path.cwd()) / ref
+    if "@" not in ref and path.is_dir():
+        return open_skill(path, TrustPolicy.from_settings(settings))
+    registry = SkillRegistry.from_settings(settings)
+    try:
+        skill = open_skill(registry.resolve(ref), registry.policy)
+    finally:
+        registry.close()
+    _, _, digest = parse_ref(ref)
+    if digest is not None and skill.digest != digest:
+        # The registry is keyed by digest, so this only happens if its cache was altered on disk.
+        raise SkillRegistryError(f"skill {ref}: resolved to content with digest {skill.digest}")
+    return skill
+
+
+async def skill_tools(
+    spec: AgentSpec,
+    settings: Settings,
+    *,
+    base_dir: Path | None = None,
+    workspace: WorkspaceView | Path | None = None,
+    tenant: str | None = None,
+) -> list[SkillTool]:
+    """One tool per skill the spec grants, sandboxed with the spec's policy."""
+    policy = SandboxPolicy.from_spec(spec.sandbox)
+    tools = []
+    for ref in spec.skills:
+        skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir)
+        tools.append(
+            SkillTool(
+                skill,
+                settings=settings,
+                policy=policy,
+                workspace=workspace,
+                tenant=tenant or spec.name,
+                requires_approval=ref.requires_approval,
+                approval_timeout=ref.approval_timeout,
+            )
+        )
+    return tools
