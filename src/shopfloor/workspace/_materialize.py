@@ -308,9 +308,15 @@ def capture_sync(
     for rel, st in stats.items():
         record = records.get(rel)
         if rel not in reads and _clean(record, st) and record is not None:
-            entries[_safe_rel(rel)] = Entry(
-                kind="file", blob=record[0], size=st.st_size, executable=bool(st.st_mode & 0o100)
-            )
+            # Unchanged since materialised: the committed entry (its path already validated) stands.
+            executable = bool(st.st_mode & 0o100)
+            known = base_entries.get(rel)
+            if known is not None and known.blob == record[0] and known.executable == executable:
+                entries[rel] = known
+            else:
+                entries[_safe_rel(rel)] = Entry(
+                    kind="file", blob=record[0], size=st.st_size, executable=executable
+                )
         else:
             todo.append(rel)
     for rel in dirs:
