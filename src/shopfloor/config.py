@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,6 +44,9 @@ class OpenAISettings(_Section):
     api_key: str | None = None
     timeout: float = 60.0
     max_retries: int = 3
+    # How to ask for schema-constrained JSON: OpenAI, vLLM, NIM and llama-server take
+    # "json_schema"; llama-cpp-python's server takes {"type": "json_object", "schema": ...}.
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
 
 
 class ModelSettings(_Section):
