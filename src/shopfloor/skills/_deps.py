@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -80,10 +81,15 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
         raise SkillDependencyError(f"{what} failed (exit {result.returncode}):\n{tail}")
 
 
+@functools.cache
+def _version(interpreter: Path) -> bytes:
+    # Part of the cache key: a venv made by one interpreter build is useless to another.
+    command = [str(interpreter), "-c", "import sys; print(sys.version)"]
+    return subprocess.run(command, capture_output=True, check=False).stdout
+
+
 def _python_env(skill: Skill, requirements: Path, root: Path, interpreter: Path) -> SkillEnvironment:
-    version = subprocess.run(
-        [str(interpreter), "-c", "import sys; print(sys.version)"], capture_output=True, check=False
-    ).stdout
+    version = _version(interpreter)
     venv = root / "python" / _key(str(interpreter).encode(), version, requirements.read_bytes())
 
     def build() -> None:
