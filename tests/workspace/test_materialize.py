@@ -162,3 +162,34 @@ async def test_capture_refuses_bad_names_and_quota(file_repo: Workspaces, tmp_pa
     with pytest.raises(WorkspaceQuotaError, match="4 files, over the workspace limit of 3"):
         await ws.capture(directory, quota=Quota(max_files=3))
     assert await ws.head() == seed  # nothing was committed
+
+
+async def test_in_place_write_through_a_hard_link_does_not_spread(
+    file_repo: Workspaces, tmp_path: Path
+) -> None:
+    ws = file_repo.workspace("w")
+    view = await ws.open()
+    await view.write("data.txt", "same bytes")
+    await view.write("run.sh", "same bytes", executable=True)  # one blob, linked once and copied once
+    commit = await view.commit("c")
+    first = await ws.materialize(commit, tmp_path / "one", read_only=True)
+    blob = (await ws.files())["data.txt"].blob
+    store_file = file_repo.store.local_path(f"blobs/{blob}")
+    assert store_file is not None and store_file.stat().st_nlink == 1  # the store is never linked
+    # what a root process ignoring the read-only bind could do: write into the shared inode
+    (first / "data.txt").chmod(0o644)
+    (first / "data.txt").write_text("corrupted")
+    second = await ws.materialize(commit, tmp_path / "two", read_only=True)
+    assert (second / "data.txt").read_text() == "same bytes"
+    assert (second / "run.sh").read_text() == "same bytes"
+    assert await (await ws.checkout()).read("data.txt") == b"same bytes"
+
+
+async def test_same_size_rewrite_is_captured(file_repo: Workspaces, tmp_path: Path) -> None:
+    ws = file_repo.workspace("w")
+    seed = await _seed(file_repo)
+    directory = await ws.materialize(seed, tmp_path / "m")
+    (directory / "a.txt").write_text("ALPHA\n")  # same size, written right after materialising
+    captured = await ws.capture(directory)
+    assert captured != seed
+    assert await (await ws.checkout(captured)).read("a.txt") == b"ALPHA\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,30 @@ _OPS = st.one_of(
     st.tuples(st.just("commit")),
     st.tuples(st.just("checkout"), st.integers(min_value=0, max_value=50)),
     st.tuples(st.just("restore"), st.integers(min_value=0, max_value=50)),
+    st.tuples(st.just("sandbox"), _PATHS, st.one_of(st.none(), st.binary(max_size=24))),
 )
 _EXAMPLES = {"file": 30, "sqlite": 30, "s3": 8}
 
 
 async def _files(view: Any) -> dict[str, bytes]:
     return {p: await view.read(p) for p in await view.glob("**")}
+
+
+def _on_disk(directory: Path, path: str, content: bytes | None) -> bool:
+    """What a sandboxed program might do: write or delete one path. False if the file system refused."""
+    target = directory / path
+    try:
+        if content is None:
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    except OSError:
+        return False
+    return True
 
 
 async def _scenario(url: str, cache: Path, ops: list[tuple[Any, ...]]) -> None:
@@ -39,6 +58,7 @@ async def _scenario(url: str, cache: Path, ops: list[tuple[Any, ...]]) -> None:
     model: dict[str, bytes] = {}
     snapshots: dict[str, dict[str, bytes]] = {}
     order: list[str] = []
+    sandbox = cache.parent / f"sandbox-{uuid.uuid4().hex}"
     try:
         for op in ops:
             kind = op[0]
@@ -81,6 +101,20 @@ async def _scenario(url: str, cache: Path, ops: list[tuple[Any, ...]]) -> None:
                 model = dict(snapshots[commit])
                 snapshots[restored] = dict(model)
                 order.append(restored)
+                view = await ws.open()
+            elif kind == "sandbox":
+                # materialise the head (into the same directory each time), change it, capture it back
+                head = await view.commit("before sandbox")
+                await ws.materialize(head, sandbox)
+                if _on_disk(sandbox, op[1], op[2]):
+                    if op[2] is None:
+                        for path in [p for p in model if p == op[1] or p.startswith(op[1] + "/")]:
+                            del model[path]
+                    else:
+                        model[op[1]] = op[2]
+                captured = await ws.capture(sandbox, message="sandbox")
+                snapshots[captured] = dict(model)
+                order.append(captured)
                 view = await ws.open()
             assert view.file_count == len(model)
             assert view.total_bytes == sum(len(v) for v in model.values())

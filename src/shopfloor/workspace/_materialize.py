@@ -95,7 +95,12 @@ def _scan(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
 
 def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[str, str]:
     """A local file for each blob: the store's own file when it has one (unless hard links will be
-    made to it), else the blob cache, filled from the store in parallel."""
+    made to it), else the blob cache, filled from the store in parallel.
+
+    Cache files carry an mtime of 0: one written in place through a hard link (by a root
+    process ignoring the read-only bind) gets a new mtime and is fetched again, so one
+    damaged materialisation never spreads to the next.
+    """
     sources: dict[str, str] = {}
     missing: list[str] = []
     cache = ws.repo.cache_dir / "blobs"
@@ -106,7 +111,11 @@ def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[st
             continue
         cached = cache / blob[:2] / blob[2:]
         sources[blob] = str(cached)
-        if not cached.exists():
+        try:
+            intact = cached.stat().st_mtime_ns == 0
+        except FileNotFoundError:
+            intact = False
+        if not intact:
             missing.append(blob)
 
     def fetch(blob: str) -> None:
@@ -116,6 +125,7 @@ def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[st
         tmp = target.with_name(f".tmp-{os.getpid()}-{blob[:8]}")
         tmp.write_bytes(data)
         tmp.chmod(0o444)
+        os.utime(tmp, ns=(0, 0))
         os.replace(tmp, target)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -208,8 +218,8 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
             os.unlink(os.path.join(real, rel))
     wanted = {p: e for p, e in entries.items() if e.kind == "file" and p not in kept}
     link = {p for p, e in wanted.items() if read_only and not e.executable}
-    sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p in link}, for_links=True)
-    sources.update(_blob_sources(ws, {e.blob for p, e in wanted.items() if p not in link}, for_links=False))
+    link_sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p in link}, for_links=True)
+    copy_sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p not in link}, for_links=False)
     made: set[str] = set(dirs)
     for rel, entry in sorted(wanted.items()):
         parent = rel.rpartition("/")[0]
@@ -217,10 +227,10 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
             os.makedirs(os.path.join(real, parent), exist_ok=True)
             made.update(_ancestors(parent))
         target = os.path.join(real, rel)
-        source = sources[entry.blob]
-        if rel in link and _link(ws, entry.blob, source, target):
+        if rel in link and _link(ws, entry.blob, link_sources[entry.blob], target):
             kept[rel] = _record(entry.blob, os.lstat(target))
             continue
+        source = copy_sources.get(entry.blob) or link_sources[entry.blob]
         mode = (0o755 if entry.executable else 0o644) & (~0o222 if read_only else ~0)
         kept[rel] = _record(entry.blob, _copy(ws, entry.blob, source, target, mode))
     explicit = {p for p, e in entries.items() if e.kind == "dir"}
