@@ -6,10 +6,12 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from tel_helpers import ADD, call, final
 
 from shopfloor.agent import AgentLoop
-from shopfloor.errors import ToolExecutionError
+from shopfloor.config import Settings
+from shopfloor.errors import TelemetryError, ToolExecutionError
 from shopfloor.models import FunctionModel, ModelRequest, ModelResponse, Usage
 from shopfloor.spec import Limits
 from shopfloor.telemetry import (
@@ -18,6 +20,7 @@ from shopfloor.telemetry import (
     SpanRecord,
     Telemetry,
     compute_metrics,
+    configure_telemetry,
     span_cost,
 )
 from shopfloor.tools import FunctionTool
@@ -175,10 +178,11 @@ def test_cost_uses_model_ref_or_name() -> None:
     assert span_cost(chat, {}) is None
 
 
-async def test_live_metrics_render_prometheus_text(telemetry: Telemetry) -> None:
-    await AgentLoop(model=_scripted_with_usage((final("x"), 0.5, 1.0, 6)), tools=[ADD]).run("t", run_id="p")
-    telemetry.force_flush()
-    text = telemetry.metrics.prometheus_text()
+async def test_live_metrics_render_prometheus_text(settings: Settings) -> None:
+    with configure_telemetry(settings, live_metrics=True) as telemetry:
+        loop = AgentLoop(model=_scripted_with_usage((final("x"), 0.5, 1.0, 6)), tools=[ADD])
+        await loop.run("t", run_id="p")
+        text = telemetry.prometheus_text()
     assert "# TYPE shopfloor_component_calls_total counter" in text
     assert 'shopfloor_component_calls_total{component="run",outcome="ok"} 1' in text
     assert "# TYPE gen_ai_server_time_to_first_token_seconds histogram" in text
@@ -204,3 +208,8 @@ def test_live_metrics_agree_with_the_report() -> None:
     assert 'shopfloor_component_calls_total{component="sandbox",outcome="ok"} 3' in text
     assert 'shopfloor_component_calls_total{component="sandbox",outcome="fault"} 1' in text
     assert 'shopfloor_component_duration_seconds_count{component="sandbox"} 4' in text
+
+
+async def test_prometheus_text_needs_live_metrics(telemetry: Telemetry) -> None:
+    with pytest.raises(TelemetryError, match="live_metrics=True"):
+        telemetry.prometheus_text()

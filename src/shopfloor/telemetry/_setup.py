@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import Tracer
 
 from shopfloor.config import Settings, TelemetrySettings
-from shopfloor.errors import ConfigError
+from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.telemetry._conventions import CONTENT_KEYS
 from shopfloor.telemetry._live import LiveMetrics
 from shopfloor.telemetry._logs import configure_json_logs
@@ -139,6 +139,7 @@ class Telemetry:
         store_content: bool = True,
         service_name: str = "shopfloor",
         metric_readers: Sequence[MetricReader] = (),
+        live_metrics: bool = False,
     ) -> None:
         self.store = store
         #: full content (messages, tool arguments and results) on spans, sent to every exporter
@@ -148,10 +149,11 @@ class Telemetry:
         resource = Resource.create({"service.name": service_name})
         readers = [*metric_readers]
         readers += [PeriodicExportingMetricReader(e.metrics) for e in exporters if e.metrics is not None]
-        self.metrics = LiveMetrics(resource=resource, readers=readers)
+        # The instruments cost ~30 us a span in the export thread: only where something reads them.
+        self.metrics = LiveMetrics(resource=resource, readers=readers) if live_metrics or readers else None
         self.provider = TracerProvider(resource=resource)
         # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
-        local = LocalStoreExporter(store, on_records=self.metrics.record)
+        local = LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None)
         self.provider.add_span_processor(
             BatchSpanProcessor(
                 local, max_queue_size=65536, schedule_delay_millis=500, max_export_batch_size=4096
@@ -164,8 +166,15 @@ class Telemetry:
         self.tracer: Tracer = self.provider.get_tracer("shopfloor")
 
     @property
-    def meter_provider(self) -> MeterProvider:
-        return self.metrics.provider
+    def meter_provider(self) -> MeterProvider | None:
+        return self.metrics.provider if self.metrics is not None else None
+
+    def prometheus_text(self) -> str:
+        """This process's live metrics in the Prometheus text format (``live_metrics=True``)."""
+        if self.metrics is None:
+            raise TelemetryError("live metrics are off: configure_telemetry(settings, live_metrics=True)")
+        self.force_flush()
+        return self.metrics.prometheus_text()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.provider.force_flush(timeout_millis)
@@ -173,7 +182,8 @@ class Telemetry:
     def shutdown(self) -> None:
         global _active
         self.provider.shutdown()
-        self.metrics.shutdown()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         if _active is self:
             _active = None
 
@@ -208,8 +218,13 @@ def configure_telemetry(
     metric_readers: Sequence[MetricReader] = (),
     record_content: bool | None = None,
     store_content: bool | None = None,
+    live_metrics: bool = False,
 ) -> Telemetry:
-    """Make the process's telemetry from ``settings.telemetry`` and activate it (replacing any other)."""
+    """Make the process's telemetry from ``settings.telemetry`` and activate it (replacing any other).
+
+    ``live_metrics`` keeps OpenTelemetry instruments fed from the spans in this process (for
+    ``prometheus_text()``); they are on anyway where an OTLP metrics exporter is configured.
+    """
     global _active
     conf = settings.telemetry
     exporters: list[Exporters] = []
@@ -227,6 +242,7 @@ def configure_telemetry(
         record_content=conf.record_content if record_content is None else record_content,
         store_content=conf.store_content if store_content is None else store_content,
         metric_readers=metric_readers,
+        live_metrics=live_metrics,
     )
     if _active is not None:
         _active.shutdown()

@@ -42,6 +42,7 @@ spans_table = sa.Table(
     sa.Column("events", sa.Text),
     sa.Column("service", sa.String(200), nullable=False),
 )
+_COLUMNS = [column.name for column in spans_table.columns if column.name != "id"]
 
 
 def _engine_url(url: str) -> str:
@@ -63,6 +64,11 @@ class TraceStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.Lock()
+        compiled = spans_table.insert().compile(dialect=self.engine.dialect, column_keys=_COLUMNS)
+        self._insert = compiled.string
+        self._positional = compiled.positional
+        if self._positional and list(compiled.positiontup or ()) != _COLUMNS:
+            raise TelemetryError(f"unexpected parameter order for {self.engine.dialect.name}")
         try:
             _metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
@@ -72,27 +78,31 @@ class TraceStore:
         if not records:
             return
         rows = [
-            {
-                "trace_id": r.trace_id,
-                "span_id": r.span_id,
-                "parent_span_id": r.parent_span_id,
-                "run_id": r.run_id,
-                "agent": r.agent,
-                "component": r.component,
-                "name": r.name,
-                "kind": r.kind,
-                "start_ns": r.start_ns,
-                "end_ns": r.end_ns,
-                "status": r.status,
-                "status_message": r.status_message,
-                "attributes": json.dumps(r.attributes, separators=(",", ":"), default=str),
-                "events": json.dumps(r.events, separators=(",", ":"), default=str) if r.events else None,
-                "service": r.service,
-            }
+            (
+                r.trace_id,
+                r.span_id,
+                r.parent_span_id,
+                r.run_id,
+                r.agent,
+                r.component,
+                r.name,
+                r.kind,
+                r.start_ns,
+                r.end_ns,
+                r.status,
+                r.status_message,
+                json.dumps(r.attributes, separators=(",", ":"), default=str),
+                json.dumps(r.events, separators=(",", ":"), default=str) if r.events else None,
+                r.service,
+            )
             for r in records
         ]
+        params: list[Any] = (
+            rows if self._positional else [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        )
         with self._lock, self.engine.begin() as conn:
-            conn.execute(spans_table.insert(), rows)
+            # The driver's executemany: Core's per-row parameter processing costs more than the insert.
+            conn.exec_driver_sql(self._insert, params)
 
     def _select(self, where: Any) -> list[SpanRecord]:
         query = sa.select(spans_table).where(where).order_by(spans_table.c.start_ns, spans_table.c.id)

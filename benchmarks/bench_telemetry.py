@@ -1,0 +1,147 @@
+"""Telemetry benchmarks: per-step overhead of tracing, and spans written per second to the local store.
+
+    .venv/bin/python -m benchmarks.bench_telemetry [--steps N] [--runs N] [--spans N]
+
+Per-step overhead: the agent loop with a FunctionModel (instant replies) and an
+instant tool, in memory, with telemetry off and on (local SQLite store, default
+content), timing the runs plus the final flush so the export thread's work is
+counted. Also with a model that takes 2 ms per call, a floor for any real model.
+Target: under 5 %. Spans per second: spans made through the tracer and written
+by the batch processor to SQLite, until the flush returns, against the same
+spans going to an in-memory exporter. Target: over 10,000 per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shopfloor.agent import AgentLoop
+from shopfloor.config import load_settings
+from shopfloor.models import FunctionModel, ModelRequest
+from shopfloor.spec import Limits
+from shopfloor.telemetry import LocalStoreExporter, TraceStore, configure_telemetry, shutdown_telemetry
+from shopfloor.tools import FunctionTool
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def _loop(steps: int, delay: float) -> AgentLoop:
+    async def reply(request: ModelRequest) -> dict[str, Any]:
+        if delay:
+            await asyncio.sleep(delay)
+        done = sum(1 for m in request.messages if m.role == "assistant")
+        if done < steps:
+            return {"tool": "add", "args": {"a": done, "b": 1}}
+        return {"tool": "final_answer", "args": {"answer": "done"}}
+
+    return AgentLoop(
+        model=FunctionModel(reply), tools=[FunctionTool(add)], limits=Limits(max_steps=steps + 5)
+    )
+
+
+async def _time_runs(loop: AgentLoop, runs: int, flush: Any) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    for i in range(runs):
+        await loop.run("count", run_id=f"bench-{i}")
+    flush()
+    return time.perf_counter() - start
+
+
+def per_step(steps: int, runs: int, delay: float, rounds: int = 5) -> tuple[float, float]:
+    """Median seconds per loop step (a model call or a tool call) without and with telemetry."""
+    home = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
+    settings = load_settings({"SHOPFLOOR_HOME": str(home)})
+    loop = _loop(steps, delay)
+    per_run_steps = 2 * steps + 1
+    off: list[float] = []
+    on: list[float] = []
+    asyncio.run(_time_runs(loop, 2, lambda: None))  # warm up imports and caches
+    for _ in range(rounds):  # interleaved, so drift hits both sides alike
+        off.append(asyncio.run(_time_runs(loop, runs, lambda: None)))
+        telemetry = configure_telemetry(settings)
+        on.append(asyncio.run(_time_runs(loop, runs, telemetry.force_flush)))
+        shutdown_telemetry()
+    count = runs * per_run_steps
+    return statistics.median(off) / count, statistics.median(on) / count
+
+
+def spans_per_second(total: int) -> tuple[float, float]:
+    """Spans per second through a BatchSpanProcessor into memory and into the SQLite trace store."""
+    rates = []
+    for exporter_kind in ("memory", "sqlite"):
+        home = Path(tempfile.mkdtemp(prefix="bench-spans-"))
+        if exporter_kind == "memory":
+            exporter: Any = InMemorySpanExporter()
+        else:
+            exporter = LocalStoreExporter(TraceStore(f"sqlite:///{home / 'traces.db'}"))
+        provider = TracerProvider()
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter, max_queue_size=total + 1, schedule_delay_millis=500, max_export_batch_size=4096
+            )
+        )
+        tracer = provider.get_tracer("bench")
+        attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "m",
+            "shopfloor.run.id": "run-1",
+            "shopfloor.component": "model",
+            "gen_ai.usage.input_tokens": 120,
+            "gen_ai.usage.output_tokens": 12,
+        }
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(total):
+            with tracer.start_as_current_span("chat m", attributes=attrs):
+                pass
+        provider.force_flush()
+        rates.append(total / (time.perf_counter() - start))
+        if exporter_kind == "sqlite":
+            stored = len(exporter.store.spans())
+            assert stored == total, f"{stored} of {total} spans stored"
+        provider.shutdown()
+    return rates[0], rates[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="tool calls per run")
+    parser.add_argument("--runs", type=int, default=40, help="runs per measurement")
+    parser.add_argument("--spans", type=int, default=50_000, help="spans for the store throughput")
+    args = parser.parse_args()
+
+    print("per-step overhead of tracing (local SQLite store on; median of 5 interleaved rounds)")
+    for delay, label in ((0.0, "instant FunctionModel"), (0.002, "FunctionModel taking 2 ms")):
+        runs = args.runs if not delay else max(4, args.runs // 8)
+        off, on = per_step(args.steps, runs, delay)
+        print(
+            f"  {label:28s} off {off * 1e6:8.1f} us/step   on {on * 1e6:8.1f} us/step   "
+            f"ratio {on / off:5.3f}   overhead {(on / off - 1) * 100:+5.1f} %  (+{(on - off) * 1e6:.1f} us)"
+            "   target < 5 %"
+        )
+    memory, sqlite = spans_per_second(args.spans)
+    print(f"spans per second ({args.spans} spans, BatchSpanProcessor, until flushed)")
+    print(f"  in-memory exporter (baseline) {memory:10.0f} /s")
+    print(
+        f"  local SQLite trace store      {sqlite:10.0f} /s   ratio {sqlite / memory:5.3f}   "
+        f"target > 10,000 /s ({sqlite / 10_000:.1f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
