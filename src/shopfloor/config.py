@@ -80,6 +80,7 @@ class TelemetrySettings(_Section):
     store_url: str | None = None  # default: the PostgreSQL database_url, else sqlite $SHOPFLOOR_HOME/traces.db
     store_content: bool = True  # step outputs, task and answer in the local store (what replay needs)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # model ref -> USD per 1M in/out tokens
+    otlp_metrics: bool = False  # also send metrics to the OTLP endpoints (trace-only receivers refuse them)
 
 
 class RuntimeSettings(_Section):

@@ -69,7 +69,7 @@ def _otlp_http(settings: TelemetrySettings) -> Exporters | None:
     base = settings.otlp_http_endpoint.rstrip("/").removesuffix("/v1/traces")
     return Exporters(
         spans=OTLPSpanExporter(endpoint=f"{base}/v1/traces"),
-        metrics=OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
+        metrics=OTLPMetricExporter(endpoint=f"{base}/v1/metrics") if settings.otlp_metrics else None,
     )
 
 
@@ -83,7 +83,7 @@ def _otlp_grpc(settings: TelemetrySettings) -> Exporters | None:
     insecure = endpoint.startswith("http://")
     return Exporters(
         spans=OTLPSpanExporter(endpoint=endpoint, insecure=insecure),
-        metrics=OTLPMetricExporter(endpoint=endpoint, insecure=insecure),
+        metrics=OTLPMetricExporter(endpoint=endpoint, insecure=insecure) if settings.otlp_metrics else None,
     )
 
 
