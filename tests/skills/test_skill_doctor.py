@@ -12,4 +12,3 @@ def test_doctor_lines(settings: Settings) -> None:
     assert set(skills.data["builtin"]) == {"data-analysis", "python"}
     assert "signatures required, strict mode" in skills.detail
     assert check_skill_runtimes(settings).data["python"] is True
-

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from shopfloor.config import Settings
-from shopfloor.errors import SkillRegistryError
+from shopfloor.errors import SkillRegistryError, ToolExecutionError
 from shopfloor.skills import (
     BUILTIN_DIR,
     KeyPair,
@@ -24,6 +24,7 @@ from shopfloor.skills import (
     skill_tools,
 )
 from shopfloor.spec import AgentSpec, SandboxPolicySpec, SkillRef
+from shopfloor.tools import ToolContext
 
 
 @pytest.fixture
@@ -157,3 +158,17 @@ async def test_skill_tools_from_an_agent_spec(skill_dir: Path, key: KeyPair, set
     hello, python = await skill_tools(spec, settings, base_dir=skill_dir.parent)
     assert (hello.name, hello.requires_approval, hello.tenant) == ("hello", True, "analyst")
     assert python.name == "python" and python.policy.timeout == 7 and python.policy.memory == 512 << 20
+
+
+async def test_reference_files_are_read_on_demand(skill_dir: Path, key: KeyPair, settings: Settings) -> None:
+    (skill_dir / "references").mkdir()
+    (skill_dir / "references" / "units.md").write_text("Prices are in cents.\n")
+    sign_skill(skill_dir, key.private_path)
+    spec = AgentSpec(name="analyst", skills=[SkillRef(ref="hello")])
+    _, reader = await skill_tools(spec, settings, base_dir=skill_dir.parent)
+    assert reader.name == "read_skill_reference" and "references/units.md" in reader.description
+    ctx = ToolContext(run_id="r", step=1, call_id="c", idempotency_key="r:1")
+    out = await reader.call({"skill": "hello", "path": "references/units.md"}, ctx)
+    assert out["text"] == "Prices are in cents.\n"
+    with pytest.raises(ToolExecutionError, match=r"no reference file 'scripts/run\.py'"):
+        await reader.call({"skill": "hello", "path": "scripts/run.py"}, ctx)

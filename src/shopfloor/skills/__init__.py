@@ -29,7 +29,7 @@ from shopfloor.skills._signing import (
     verify_skill,
 )
 from shopfloor.skills._skill import Skill, load_skill
-from shopfloor.skills._tool import SkillTool
+from shopfloor.skills._tool import SkillReferenceTool, SkillTool
 from shopfloor.skills._validate import register_with_spec, validate_skill_dir
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "SkillConfig",
     "SkillDependencies",
     "SkillEnvironment",
+    "SkillReferenceTool",
     "SkillRegistry",
     "SkillRun",
     "SkillSandboxNeeds",

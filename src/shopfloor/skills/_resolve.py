@@ -12,8 +12,9 @@ from shopfloor.sandbox import SandboxPolicy
 from shopfloor.skills._registry import SkillRegistry, parse_ref
 from shopfloor.skills._signing import TrustPolicy, open_skill
 from shopfloor.skills._skill import Skill
-from shopfloor.skills._tool import SkillTool
+from shopfloor.skills._tool import SkillReferenceTool, SkillTool
 from shopfloor.spec import AgentSpec
+from shopfloor.tools import Tool
 
 if TYPE_CHECKING:
     from shopfloor.workspace import WorkspaceView
@@ -46,10 +47,11 @@ async def skill_tools(
     base_dir: Path | None = None,
     workspace: WorkspaceView | Path | None = None,
     tenant: str | None = None,
-) -> list[SkillTool]:
-    """One tool per skill the spec grants, sandboxed with the spec's policy."""
+) -> list[Tool]:
+    """One tool per skill the spec grants, sandboxed with the spec's policy, and ``read_skill_reference``
+    when a granted skill has reference files."""
     policy = SandboxPolicy.from_spec(spec.sandbox)
-    tools = []
+    tools: list[SkillTool] = []
     for ref in spec.skills:
         skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir)
         tools.append(
@@ -63,4 +65,6 @@ async def skill_tools(
                 approval_timeout=ref.approval_timeout,
             )
         )
-    return tools
+    if any(tool.skill.references() for tool in tools):
+        return [*tools, SkillReferenceTool(tools)]
+    return list(tools)

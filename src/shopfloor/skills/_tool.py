@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopfloor.config import Settings
-from shopfloor.errors import ToolExecutionError
+from shopfloor.errors import SkillFormatError, ToolExecutionError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
 from shopfloor.skills._deps import prepare_environment
 from shopfloor.skills._execute import SkillRun, run_entry_point
@@ -31,7 +31,7 @@ from shopfloor.tools import Tool, ToolContext
 if TYPE_CHECKING:
     from shopfloor.workspace import WorkspaceView
 
-__all__ = ["SkillTool"]
+__all__ = ["SkillReferenceTool", "SkillTool"]
 
 logger = logging.getLogger("shopfloor.skills")
 _NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
@@ -164,3 +164,33 @@ class SkillTool(Tool):
             return run
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+class SkillReferenceTool(Tool):
+    """Reads a reference file of a granted skill, on demand (the third level of disclosure)."""
+
+    name = "read_skill_reference"
+
+    def __init__(self, tools: list[SkillTool]) -> None:
+        self._by_name = {tool.name: tool for tool in tools if tool.skill.references()}
+        listing = "; ".join(f"{name}: {', '.join(t.skill.references())}" for name, t in self._by_name.items())
+        self.description = f"Read a reference file of a skill. Available: {listing}"
+        self.input_schema = {
+            "type": "object",
+            "properties": {
+                "skill": {"enum": sorted(self._by_name)},
+                "path": {"type": "string", "description": "a path listed in the skill's instructions"},
+            },
+            "required": ["skill", "path"],
+            "additionalProperties": False,
+        }
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        args = self.validate(args)
+        try:
+            return {
+                "path": args["path"],
+                "text": await self._by_name[args["skill"]].read_reference(args["path"]),
+            }
+        except SkillFormatError as exc:
+            raise ToolExecutionError(str(exc)) from exc
