@@ -228,3 +228,18 @@ async def test_node_skill_with_npm_dependencies(settings: Settings) -> None:
     tool = _tool(skill_dir, settings)
     assert await tool.call({"text": "12"}, _ctx()) == {"result": "true"}
     assert await tool.call({"text": "abc"}, _ctx()) == {"result": "false"}
+
+
+async def test_shell_skill(settings: Settings) -> None:
+    skill_dir = new_skill("shell-probe", settings.home.parent / "skills")
+    (skill_dir / "scripts" / "run.sh").write_text(
+        'read -r line\nprintf \'{"result": "%s"}\\n\' "$(ls /skill | tr "\\n" " ")"\n'
+    )
+    sidecar = skill_dir / "shopfloor.yaml"
+    sidecar.write_text(
+        sidecar.read_text().replace(
+            "entry: scripts/run.py\nruntime: python", "entry: scripts/run.sh\nruntime: shell"
+        )
+    )
+    out = await _tool(skill_dir, settings).call({"text": "x"}, _ctx())
+    assert out["result"].split() == ["SKILL.md", "scripts", "shopfloor.yaml"]
