@@ -104,7 +104,7 @@ class BwrapSandbox(Sandbox):
                 timeout=timeout,
             )
         confinement = await self._confine(policy, mounts, workspace, tenant)
-        fds = FdBag()
+        fds = FdBag(stage_dir=confinement.stage_dir)
         try:
             seccomp = fds.add(seccomp_memfd(False))
             command = bwrap_argv(
@@ -115,11 +115,11 @@ class BwrapSandbox(Sandbox):
                 seccomp_fd=seccomp,
                 env=sandbox_env(confinement, env),
             )
-            fds_to_pass = list(fds.fds)
             return await run_process(
                 confinement,
                 command,
-                pass_fds=fds_to_pass,
+                pass_fds=list(fds.fds),
+                staged=list(fds.staged),
                 stdin=stdin,
                 timeout=policy.timeout if timeout is None else timeout,
                 backend=self.name,

@@ -44,6 +44,10 @@ class Confinement:
     runtime_dir: Path
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def stage_dir(self) -> Path:
+        return self.runtime_dir / "stage"
+
     async def release(self) -> None:
         await asyncio.to_thread(self._release)
 
@@ -68,6 +72,7 @@ def _confine(
     launcher = build_launcher(settings.home / "sandbox" / "bin")
     runtime_dir = Path(tempfile.mkdtemp(prefix="shopfloor-sandbox-"))
     os.chmod(runtime_dir, 0o711)
+    (runtime_dir / "stage").mkdir(mode=0o755)
     cgroups = host_cgroups()
     cgroup: Cgroup | None = None
     if cgroups is None:
@@ -96,7 +101,13 @@ async def confine(
 
 
 async def spawn(
-    confinement: Confinement, argv: list[str], *, pass_fds: list[int], stdin: int | None = None
+    confinement: Confinement,
+    argv: list[str],
+    *,
+    pass_fds: list[int],
+    staged: list[Path] | None = None,
+    private_network: bool = False,
+    stdin: int | None = None,
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` (bwrap, runsc, ...) through the launcher, inside the session's cgroup."""
     policy = confinement.policy
@@ -113,6 +124,9 @@ async def spawn(
             nofile=policy.nofile,
             cgroup_fds=cgroup_fds,
             argv=argv,
+            private_network=private_network,
+            stage_dir=confinement.stage_dir,
+            staged=staged,
         )
         return await asyncio.create_subprocess_exec(
             *full,

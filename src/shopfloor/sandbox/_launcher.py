@@ -5,12 +5,16 @@ more interpreter start per exec (~10 ms here, a third of the budget), so the lau
 compiled once per host with the system C compiler into the data dir, keyed by the source's hash.
 
 In order it: becomes a child subreaper (so no descendant is ever re-parented outside the sandbox's
-accounting), joins the sandbox's cgroups (fds opened by the host), sets RLIMIT_AS / FSIZE / NOFILE,
+accounting), joins the sandbox's cgroups (fds opened by the host), optionally makes a network namespace
+(Landlock mode), stages the host paths to mount in a private mount namespace
+where the unprivileged bwrap can reach them, sets RLIMIT_AS / FSIZE / NOFILE,
 drops every group and the uid to the tenant's (before any namespace exists, so bubblewrap runs
 unprivileged and the sandbox's root is never host root), asks to be killed when the host dies, and
 execs its arguments (bubblewrap).
 
-argv: UID GID AS FSIZE NOFILE CGFDS PROGRAM ARGS...   (CGFDS: comma-separated fds or "-"; limit 0 = keep)
+argv: UID GID AS FSIZE NOFILE CGFDS FLAGS STAGEDIR N PATH_1 .. PATH_N PROGRAM ARGS...
+(CGFDS: comma-separated fds or "-"; a limit of 0 keeps the current one; FLAGS "n" makes a private
+network namespace with loopback up, "-" nothing; PATH_i is bind-mounted at STAGEDIR/i.)
 """
 
 from __future__ import annotations
@@ -28,13 +32,20 @@ __all__ = ["LAUNCHER_SOURCE", "build_launcher", "launcher_argv"]
 LAUNCHER_SOURCE = r"""
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void die(const char *what) {
@@ -49,9 +60,49 @@ static void limit(int resource, const char *text) {
   if (setrlimit(resource, &rl) != 0) die("setrlimit");
 }
 
+/* Each host path is bind-mounted at DIR/<index> in a private mount namespace, by root, so the unprivileged
+   bwrap can reach paths whose parents the tenant may not traverse (/root/...). */
+static void stage(const char *dir, int count, char **paths) {
+  if (unshare(CLONE_NEWNS) != 0) die("unshare(CLONE_NEWNS)");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("making mounts private");
+  if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0) die("staging tmpfs");
+  for (int i = 0; i < count; i++) {
+    char target[4096];
+    struct stat st;
+    snprintf(target, sizeof target, "%s/%d", dir, i);
+    if (stat(paths[i], &st) != 0) die(paths[i]);
+    if (S_ISDIR(st.st_mode)) {
+      if (mkdir(target, 0755) != 0) die("staging dir");
+    } else {
+      int made = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      if (made < 0) die("staging file");
+      close(made);
+    }
+    if (mount(paths[i], target, NULL, MS_BIND | MS_REC, NULL) != 0) die(paths[i]);
+  }
+}
+
+/* A network namespace with only loopback, made while still privileged (Landlock mode). */
+static void private_network(void) {
+  if (unshare(CLONE_NEWNET) != 0) die("unshare(CLONE_NEWNET)");
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0) die("reading lo");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) die("bringing lo up");
+  close(s);
+}
+
 int main(int argc, char **argv) {
-  if (argc < 8) {
-    fprintf(stderr, "usage: %s UID GID AS FSIZE NOFILE CGFDS PROGRAM ARGS...\n", argv[0]);
+  if (argc < 11) {
+    fprintf(stderr, "usage: %s UID GID AS FSIZE NOFILE CGFDS FLAGS STAGEDIR N PATHS... PROGRAM ARGS...\n", argv[0]);
+    return 125;
+  }
+  int staged = atoi(argv[9]);
+  if (staged < 0 || 10 + staged >= argc) {
+    fprintf(stderr, "shopfloor-launcher: bad count of staged paths\n");
     return 125;
   }
   uid_t uid = (uid_t)strtoul(argv[1], NULL, 10);
@@ -59,8 +110,8 @@ int main(int argc, char **argv) {
   pid_t parent = getppid();
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die("PR_SET_CHILD_SUBREAPER");
   if (strcmp(argv[6], "-") != 0) {
-    char *list = argv[6], *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char *save = NULL;
+    for (char *tok = strtok_r(argv[6], ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
       int fd = atoi(tok);
       char pid[32];
       int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
@@ -68,6 +119,8 @@ int main(int argc, char **argv) {
       close(fd);
     }
   }
+  if (strchr(argv[7], 'n')) private_network();
+  if (staged > 0) stage(argv[8], staged, argv + 10);
   limit(RLIMIT_AS, argv[3]);
   limit(RLIMIT_FSIZE, argv[4]);
   limit(RLIMIT_NOFILE, argv[5]);
@@ -79,13 +132,16 @@ int main(int argc, char **argv) {
     if (setgroups(0, NULL) != 0) die("setgroups");
     if (setresgid(gid, gid, gid) != 0) die("setresgid");
     if (setresuid(uid, uid, uid) != 0) die("setresuid");
-    if (getuid() != uid || geteuid() != uid || getgid() != gid) { errno = EPERM; die("uid drop"); }
+    if (getuid() != uid || geteuid() != uid || getgid() != gid) {
+      errno = EPERM;
+      die("uid drop");
+    }
   }
   /* Credentials changed above, which clears the parent-death signal: set it only now. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
   if (getppid() != parent) _exit(125);
-  execv(argv[7], argv + 7);
-  die(argv[7]);
+  execv(argv[10 + staged], argv + 10 + staged);
+  die(argv[10 + staged]);
   return 125;
 }
 """
@@ -130,6 +186,25 @@ def launcher_argv(
     nofile: int,
     cgroup_fds: list[int],
     argv: list[str],
+    private_network: bool = False,
+    stage_dir: Path | None = None,
+    staged: list[Path] | None = None,
 ) -> list[str]:
-    fds = ",".join(str(fd) for fd in cgroup_fds) or "-"
-    return [str(launcher), str(uid), str(gid), str(address_space), str(file_size), str(nofile), fds, *argv]
+    def joined(fds: list[int] | None) -> str:
+        return ",".join(str(fd) for fd in fds or []) or "-"
+
+    staged = staged or []
+    return [
+        str(launcher),
+        str(uid),
+        str(gid),
+        str(address_space),
+        str(file_size),
+        str(nofile),
+        joined(cgroup_fds),
+        "n" if private_network else "-",
+        str(stage_dir) if stage_dir is not None and staged else "-",
+        str(len(staged)),
+        *(str(path) for path in staged),
+        *argv,
+    ]

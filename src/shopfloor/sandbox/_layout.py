@@ -1,7 +1,8 @@
 """The file system and environment a bubblewrap sandbox sees, as bwrap arguments.
 
-Host paths are handed over as open fds (``--bind-fd``): the launcher opens nothing, and bwrap, already
-running as the tenant's uid, can mount a workspace whose host parents it could not traverse.
+Host paths to mount are bind-mounted by the launcher (still root) in a private mount namespace
+(``FdBag.stage``): bwrap, already running as the tenant's uid, could not otherwise reach a
+workspace or interpreter whose host parents the tenant may not traverse (``/root/...``).
 """
 
 from __future__ import annotations
@@ -35,14 +36,20 @@ _ETC = (
 class FdBag:
     """Fds to pass to the launcher; closed in the host once the child has them."""
 
+    stage_dir: Path | None = None
     fds: list[int] = field(default_factory=list)
+    staged: list[Path] = field(default_factory=list)
 
     def add(self, fd: int) -> int:
         self.fds.append(fd)
         return fd
 
-    def path(self, path: Path) -> int:
-        return self.add(os.open(path, os.O_PATH | os.O_CLOEXEC))
+    def stage(self, path: Path) -> str:
+        """Where the launcher will have bind-mounted ``path`` (a host path bwrap can reach)."""
+        if self.stage_dir is None:
+            raise ValueError("FdBag without a stage_dir cannot stage paths")
+        self.staged.append(Path(os.path.abspath(path)))
+        return str(self.stage_dir / str(len(self.staged) - 1))
 
     def data(self, content: bytes) -> int:
         fd = os.memfd_create("shopfloor-data", os.MFD_CLOEXEC)
@@ -54,6 +61,7 @@ class FdBag:
         for fd in self.fds:
             os.close(fd)
         self.fds.clear()
+        self.staged.clear()
 
 
 @functools.cache
@@ -120,13 +128,12 @@ def bwrap_argv(
         str(c.policy.disk),
         "--tmpfs",
         "/tmp",
-        "--bind-fd",
-        str(fds.path(c.workspace)),
+        "--bind",
+        fds.stage(c.workspace),
         "/workspace",
     ]
     for mount in c.mounts:
-        flag = "--ro-bind-fd" if mount.read_only else "--bind-fd"
-        args += [flag, str(fds.path(mount.host_path)), mount.sandbox_path]
+        args += ["--ro-bind" if mount.read_only else "--bind", fds.stage(mount.host_path), mount.sandbox_path]
     if c.policy.allows_network:
         args += ["--bind", str(c.runtime_dir / "proxy.sock"), PROXY_SOCKET]
     args += ["--remount-ro", "/", "--chdir", "/workspace", "--seccomp", str(seccomp_fd), "--clearenv"]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 
 from shopfloor.sandbox._host import Confinement, spawn
 from shopfloor.sandbox._policy import ExecResult
@@ -27,6 +28,7 @@ async def run_process(
     argv: list[str],
     *,
     pass_fds: list[int],
+    staged: list[Path] | None = None,
     stdin: bytes,
     timeout: float,  # noqa: ASYNC109 (the public interface takes a timeout)
     backend: str,
@@ -35,7 +37,7 @@ async def run_process(
     """Start ``argv`` through the launcher, feed ``stdin``, supervise it and kill whatever it leaves."""
     cgroup = confinement.cgroup
     before = await asyncio.to_thread(cgroup.stats) if cgroup is not None else None
-    process = await spawn(confinement, argv, pass_fds=pass_fds)
+    process = await spawn(confinement, argv, pass_fds=pass_fds, staged=staged)
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     stdin_task = asyncio.ensure_future(feed_stdin(process.stdin, stdin))
 

@@ -50,6 +50,8 @@ async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTrans
 class HelperSession(SandboxSession):
     """Backends say how to start the helper (``helper_argv``); the protocol and supervision are here."""
 
+    private_network = False  # the launcher makes the network namespace (when bwrap does not)
+
     def __init__(self, confinement: Confinement, *, backend: str) -> None:
         self.confinement = confinement
         self.backend = backend
@@ -76,10 +78,17 @@ class HelperSession(SandboxSession):
             await self.proxy.start()
             config.update({"proxy": PROXY_SOCKET, "proxy_port": PROXY_PORT})
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        fds = FdBag()
+        fds = FdBag(stage_dir=c.stage_dir)
         try:
             argv = self.helper_argv(fds.add(child.detach()), config, fds)
-            self._process = await spawn(c, argv, pass_fds=fds.fds, stdin=asyncio.subprocess.DEVNULL)
+            self._process = await spawn(
+                c,
+                argv,
+                pass_fds=fds.fds,
+                staged=list(fds.staged),
+                private_network=self.private_network,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
         finally:
             fds.close()
         host.setblocking(False)

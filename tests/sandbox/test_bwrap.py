@@ -1,0 +1,187 @@
+"""The bwrap backend end to end: one-shot runs, sessions, limits, interpreters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shopfloor.config import Settings
+from shopfloor.sandbox import SandboxPolicy, open_sandbox, python_runtime, run_sandboxed, tenant_uid
+
+pytestmark = pytest.mark.usefixtures("bwrap_ready")
+
+
+async def test_one_shot_runs_as_tenant_in_workspace(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    code = "import os,sys; print(os.getuid(), os.getcwd(), sys.stdin.read(), os.environ.get('GREETING'))"
+    result = await run_sandboxed(
+        policy,
+        ["python3", "-c", code],
+        workspace=workspace,
+        tenant="acme",
+        settings=sandbox_settings,
+        stdin=b"in",
+        env={"GREETING": "hi"},
+    )
+    uid = tenant_uid("acme", sandbox_settings.sandbox.uid_base)
+    assert result.stdout.decode().split() == [str(uid), "/workspace", "in", "hi"]
+    assert result.exit_code == 0 and result.killed_by is None and result.backend == "bwrap"
+    assert result.peak_memory > 0 and result.cpu_time > 0
+    stat = workspace.stat()
+    assert (stat.st_uid, stat.st_mode & 0o777) == (uid, 0o700)
+
+
+async def test_exit_status_and_missing_command(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    result = await run_sandboxed(
+        policy,
+        ["sh", "-c", "echo err >&2; exit 7"],
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+    )
+    assert (result.exit_code, result.stderr) == (7, b"err\n")
+    missing = await run_sandboxed(
+        policy, ["no-such-command"], workspace=workspace, tenant="t", settings=sandbox_settings
+    )
+    assert missing.exit_code != 0 and b"no-such-command" in missing.stderr
+
+
+async def test_session_keeps_state_between_execs(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    async with await open_sandbox(
+        policy, workspace=workspace, tenant="t", settings=sandbox_settings
+    ) as session:
+        first = await session.exec(["sh", "-c", "echo one > /tmp/state; echo two > /workspace/out.txt"])
+        assert first.exit_code == 0, first.stderr
+        second = await session.exec(["cat", "/tmp/state", "/workspace/out.txt"])
+        assert second.stdout == b"one\ntwo\n"
+        piped = await session.exec(["wc", "-c"], stdin=b"x" * 200_000)
+        assert piped.stdout.strip() == b"200000"
+        missing = await session.exec(["no-such-command"])
+        assert missing.exit_code == 127 and b"no-such-command" in missing.stderr
+    assert (workspace / "out.txt").read_text() == "two\n"
+    with pytest.raises(Exception, match="closed"):
+        await session.exec(["true"])
+
+
+async def test_timeout_kills_children_that_ignore_sigterm(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    marker = workspace / "survivor"
+    script = (
+        "import os,signal,time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(1.5)\n"
+        "    open('/workspace/survivor','w').write('alive')\n"
+        "time.sleep(60)\n"
+    )
+    async with await open_sandbox(
+        policy, workspace=workspace, tenant="t", settings=sandbox_settings
+    ) as session:
+        result = await session.exec(["python3", "-c", script], timeout=0.5)
+        assert result.killed_by == "timeout" and result.exit_code == 137
+        assert 0.5 <= result.wall_time < 3
+        code = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+        after = await session.exec(["python3", "-c", code])
+        # Only the helper (pid 1) and this python are left.
+        assert after.stdout.strip() == b"2"
+    one_shot = await run_sandboxed(
+        policy,
+        ["python3", "-c", script],
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+        timeout=0.5,
+    )
+    assert one_shot.killed_by == "timeout"
+    await __import__("asyncio").sleep(1.5)
+    assert not marker.exists()
+
+
+async def test_output_is_capped(workspace: Path, sandbox_settings: Settings) -> None:
+    policy = SandboxPolicy(isolation="bwrap", max_output=1000, timeout=10)
+    result = await run_sandboxed(
+        policy, ["sh", "-c", "yes flood"], workspace=workspace, tenant="t", settings=sandbox_settings
+    )
+    assert result.killed_by == "output" and result.stdout_truncated
+    assert len(result.stdout) == 1000 and result.wall_time < 5
+    small = await run_sandboxed(
+        policy, ["echo", "ok"], workspace=workspace, tenant="t", settings=sandbox_settings
+    )
+    assert small.killed_by is None and not small.truncated
+
+
+async def test_venv_from_system_python_runs_inside(
+    tmp_path: Path, policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "skilldep.py").write_text("VALUE = 42\n")
+    runtime = python_runtime(venv)
+    assert runtime.executable == str(venv / "bin" / "python")
+    result = await run_sandboxed(
+        policy,
+        [runtime.executable, "-c", "import skilldep, sys; print(skilldep.VALUE, sys.prefix)"],
+        runtime.mounts,
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+    )
+    assert result.stdout.decode().split() == ["42", str(venv)], result.stderr
+    # The venv is read-only inside.
+    write = await run_sandboxed(
+        policy,
+        [runtime.executable, "-c", f"open('{site}/x.py', 'w')"],
+        runtime.mounts,
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+    )
+    assert write.exit_code == 1 and b"Read-only file system" in write.stderr
+
+
+async def test_interpreter_outside_usr_is_mounted(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    runtime = python_runtime(interpreter=base)
+    result = await run_sandboxed(
+        policy,
+        [runtime.executable, "-c", "import sys; print(sys.version_info[:2])"],
+        runtime.mounts,
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+    )
+    assert result.stdout.strip() == str(sys.version_info[:2]).encode(), result.stderr
+
+
+async def test_writable_mount(
+    tmp_path: Path, policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    from shopfloor.sandbox import Mount
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    result = await run_sandboxed(
+        policy,
+        ["sh", "-c", "echo hi > /data/f && cat /data/f"],
+        [Mount(host_path=shared, sandbox_path="/data", read_only=False)],
+        workspace=workspace,
+        tenant="t",
+        settings=sandbox_settings,
+    )
+    assert result.stdout == b"hi\n", result.stderr
+    assert (shared / "f").read_text() == "hi\n"
