@@ -1,0 +1,58 @@
+"""Telemetry and replay with the durable runtime: spans nest under DBOS steps; the DBOS record replays."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tel_helpers import by_name
+
+from shopfloor.agent import build_agent
+from shopfloor.config import Settings
+from shopfloor.runtime import Runtime
+from shopfloor.spec import load_spec
+from shopfloor.telemetry import configure_telemetry
+from shopfloor.telemetry.replay import replay_run
+
+SPEC = """\
+name: durable-calc
+model: test
+tools:
+  - name: calculator
+    source: builtin:calculator
+"""
+
+
+async def test_a_durable_run_is_traced_and_replays_the_same_from_dbos(
+    settings: Settings, tmp_path: Path
+) -> None:
+    spec = tmp_path / "agent.yaml"
+    spec.write_text(SPEC)
+    with configure_telemetry(settings) as telemetry:
+        async with Runtime(settings, caller="tester") as runtime:
+            run_id = await runtime.start_run(spec, "what is 17*23?")
+            async with asyncio.timeout(60):
+                record = await runtime.wait(run_id)
+            recorded = await runtime.recorded_steps(run_id)
+        telemetry.force_flush()
+        spans = telemetry.store.run_spans(run_id)
+    assert record.status == "completed"
+    root = spans[0]
+    assert root.name == "invoke_agent durable-calc"
+    assert root.attributes["gen_ai.conversation.id"] == run_id
+    assert {s.trace_id for s in spans} == {root.trace_id}
+    tool = by_name(spans, "execute_tool calculator")[0]
+    assert tool.parent_span_id == root.span_id
+    assert all(s.run_id == run_id for s in spans)
+    assert [s.attributes["shopfloor.step.name"] for s in spans if "shopfloor.step.name" in s.attributes] == [
+        r.name for r in recorded
+    ]
+
+    report = await replay_run(
+        build_agent(load_spec(spec), settings),
+        record.task,
+        recorded,
+        run_id=run_id,
+        expected_output=record.output,
+    )
+    assert report.same, report.reason
