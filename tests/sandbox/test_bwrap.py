@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ async def test_one_shot_runs_as_tenant_in_workspace(
     assert result.stdout.decode().split() == [str(uid), "/workspace", "in", "hi"]
     assert result.exit_code == 0 and result.killed_by is None and result.backend == "bwrap"
     assert result.peak_memory > 0 and result.cpu_time > 0
-    stat = workspace.stat()
+    stat = await asyncio.to_thread(workspace.stat)
     assert (stat.st_uid, stat.st_mode & 0o777) == (uid, 0o700)
 
 
@@ -104,7 +105,7 @@ async def test_timeout_kills_children_that_ignore_sigterm(
         timeout=0.5,
     )
     assert one_shot.killed_by == "timeout"
-    await __import__("asyncio").sleep(1.5)
+    await asyncio.sleep(1.5)
     assert not marker.exists()
 
 
@@ -125,7 +126,9 @@ async def test_venv_from_system_python_runs_inside(
     tmp_path: Path, policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
 ) -> None:
     venv = tmp_path / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    await asyncio.to_thread(
+        subprocess.run, ["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True
+    )
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "skilldep.py").write_text("VALUE = 42\n")
     runtime = python_runtime(venv)

@@ -44,7 +44,7 @@ def test_detects_v2_and_nests_under_own_group(tmp_path: Path) -> None:
 def test_v2_falls_back_to_parent_when_own_group_refuses(tmp_path: Path) -> None:
     mount = _fake_v2(tmp_path)
     own = mount / "service.slice/app.service"
-    # A real kernel answers EBUSY here (our group holds processes); a directory in place of the file fails too.
+    # A real kernel answers EBUSY here (our group holds processes); a directory instead of the file fails too.
     (own / "cgroup.subtree_control").unlink()
     (own / "cgroup.subtree_control").mkdir()
     cgroups = detect_cgroups(tmp_path)
@@ -109,7 +109,7 @@ async def test_real_group_kills_every_process() -> None:
             "import os,signal,sys,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "sys.stdin.readline(); os.fork(); time.sleep(60)"
         )
-        process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdin=subprocess.PIPE)
         for path in group.procs_files:
             path.write_text(str(process.pid))
         assert process.stdin is not None
@@ -122,7 +122,7 @@ async def test_real_group_kills_every_process() -> None:
         assert len(group.pids()) == 2
         await asyncio.to_thread(group.kill_all)
         assert group.pids() == []
-        assert process.wait(5) == -9
+        assert await asyncio.wait_for(process.wait(), 5) == -9
     finally:
         await asyncio.to_thread(group.remove)
     assert not any(path.parent.exists() for path in group.procs_files)

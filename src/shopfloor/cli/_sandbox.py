@@ -78,7 +78,7 @@ def _policy(
     if network is not None:
         updates["network"] = SandboxPolicy.parse_network(network)
     fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
-    return SandboxPolicy(**{**fields, **updates})  # type: ignore[arg-type]
+    return SandboxPolicy(**{**fields, **updates})
 
 
 @sandbox_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -101,7 +101,7 @@ def exec_cmd(
     stdin: Annotated[bool, typer.Option("--stdin", help="pass this process's stdin to the command")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run CMD in a sandbox and exit with its status: shopfloor sandbox exec --memory 256M -- python3 -c ..."""
+    """Run CMD in a sandbox; exit with its status. Example: shopfloor sandbox exec --memory 256M -- ls"""
     settings = get_settings()
     policy = _policy(policy_file, isolation, timeout, memory, cpus, pids, network, disk)
     scratch = None

@@ -97,7 +97,7 @@ static void private_network(void) {
 
 int main(int argc, char **argv) {
   if (argc < 11) {
-    fprintf(stderr, "usage: %s UID GID AS FSIZE NOFILE CGFDS FLAGS STAGEDIR N PATHS... PROGRAM ARGS...\n", argv[0]);
+    fprintf(stderr, "usage: %s UID GID AS FSIZE NOFILE CGFDS FLAGS DIR N PATHS.. PROGRAM ARGS\n", argv[0]);
     return 125;
   }
   int staged = atoi(argv[9]);
