@@ -1,10 +1,10 @@
-"""Telemetry: OpenTelemetry traces (GenAI semantic conventions), metrics, the local trace store, replay.
+"""Telemetry: OpenTelemetry traces (GenAI semantic conventions), metrics, the local trace store.
 
-Configure once per process with ``configure_telemetry(settings)``; add spans
-with ``span(name, component=..., attributes=...)``; read runs back with
-``TraceStore``; compute metrics with ``compute_metrics``; replay a recorded run
-with ``ReplayStepRunner``. Exporters and run sources are extension points
-(``register_exporter``, ``register_run_source``).
+Configure once per process with ``configure_telemetry(settings)``; add spans with
+``span(name, component=..., attributes=...)``; read runs back with ``TraceStore``;
+compute metrics with ``compute_metrics``; render a run with ``waterfall``. Exporters
+are an extension point (``register_exporter``). Replay of recorded runs lives in
+``shopfloor.telemetry.replay`` (it imports the agent layer, so this package does not).
 """
 
 from shopfloor.telemetry._api import (
