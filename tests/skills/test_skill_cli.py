@@ -57,3 +57,11 @@ def test_validate_reports_the_rule_with_file_and_line(tmp_path: Path) -> None:
     assert code == 1
     message = json.loads(output)["problems"][0]["message"]
     assert "SKILL.md:3" in message and "description-length" in message
+
+
+def test_prepare_a_skill_without_dependencies(tmp_path: Path) -> None:
+    skill = Path(_json("skill", "new", "plain", "--dir", str(tmp_path))["path"])  # type: ignore[index]
+    _json("skill", "keygen")
+    _json("skill", "sign", str(skill))
+    prepared = _json("skill", "prepare", str(skill))
+    assert prepared == {"name": "plain", "digest": prepared["digest"], "environment": "", "installed": False}  # type: ignore[index]

@@ -1,7 +1,8 @@
-"""``shopfloor skill keygen | sign | verify | publish | ls | show | new``."""
+"""``shopfloor skill keygen | sign | verify | publish | ls | show | new | prepare``."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ from shopfloor.skills import (
     load_skill,
     new_skill,
     open_skill,
+    prepare_environment,
+    resolve_skill,
     sign_skill,
     verify_skill,
 )
@@ -226,3 +229,27 @@ def new_cmd(
         console.print(
             f"created {path}; next: `shopfloor skill sign {path}` then `shopfloor skill publish {path}`"
         )
+
+
+@skill_app.command("prepare")
+def prepare_cmd(
+    ref: Annotated[str, typer.Argument(help="name, name@version, name@sha256:DIGEST or a skill directory")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Install a skill's dependencies now (once per dependency set), so its first call does not wait."""
+    settings = get_settings()
+    skill = resolve_skill(ref, settings)
+    env = asyncio.run(prepare_environment(skill, settings.home / "cache" / "skill-envs"))
+    result = {
+        "name": skill.name,
+        "digest": skill.digest,
+        "environment": str(env.path or ""),
+        "installed": env.installed,
+    }
+    if json_output:
+        print_json(result)
+    elif env.path is None:
+        console.print(f"{skill.name}: no dependencies to install", soft_wrap=True)
+    else:
+        state = "installed" if env.installed else "already installed"
+        console.print(f"{skill.name}: dependencies {state} in {env.path}", soft_wrap=True)
