@@ -21,6 +21,7 @@ from shopfloor.telemetry import (
     current_run_id,
     run_scope,
     span,
+    tracer,
 )
 from shopfloor.tools import FunctionTool
 
@@ -191,6 +192,8 @@ async def test_span_helper_carries_run_id_component_and_error_type(telemetry: Te
 
     with run_scope("run-h"), span("outer", component="run", attributes={"gen_ai.conversation.id": "run-h"}):
         await asyncio.create_task(in_run())  # a task started in the run carries its id too
+        with tracer().start_as_current_span("GET /search"):  # another library's span, made with the API
+            pass
     assert current_run_id() is None
     spans = {s.name: s for s in run_spans(telemetry, "run-h")}
     assert spans["sandbox.exec"].attributes["shopfloor.run.id"] == "run-h"
@@ -198,3 +201,4 @@ async def test_span_helper_carries_run_id_component_and_error_type(telemetry: Te
     commit = spans["workspace.commit"]
     assert (commit.status, commit.attributes["error.type"]) == ("error", "timeout")
     assert commit.events[0]["name"] == "exception"
+    assert spans["GET /search"].run_id == "run-h"

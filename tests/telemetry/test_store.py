@@ -41,12 +41,12 @@ def _record(span_id: str, *, trace: str = "a" * 32, start: int = 0, **attrs: obj
 def _exercise(store: TraceStore) -> None:
     root = _record("0" * 15 + "1", start=10, **{"gen_ai.conversation.id": "run-1", "gen_ai.agent.name": "a1"})
     child = _record("0" * 15 + "2", start=20, **{"shopfloor.run.id": "run-1", "n": 1, "tags": ["x", "y"]})
-    foreign = _record("0" * 15 + "3", start=30)  # same trace, no run id (another library's span)
+    outside = _record("0" * 15 + "3", start=30)  # no run id: not part of any run
     other = _record("0" * 15 + "4", trace="b" * 32, start=40, **{"gen_ai.conversation.id": "run-2"})
-    store.write([child, foreign, root, other])
-    assert [s.span_id for s in store.run_spans("run-1")] == [root.span_id, child.span_id, foreign.span_id]
+    store.write([child, outside, root, other])
+    assert [s.span_id for s in store.run_spans("run-1")] == [root.span_id, child.span_id]
     assert store.run_spans("run-1")[1] == child
-    assert [s.span_id for s in store.spans(since_ns=25)] == [foreign.span_id, other.span_id]
+    assert [s.span_id for s in store.spans(since_ns=25)] == [outside.span_id, other.span_id]
     assert [s.span_id for s in store.spans(agent="a1")] == [root.span_id, child.span_id]
     assert store.run_ids() == ["run-2", "run-1"]
     assert store.prune(before_ns=25) == 2

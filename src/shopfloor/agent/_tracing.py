@@ -155,10 +155,11 @@ class ChatTrace:
         if tps is not None:
             attrs[TOKENS_PER_SECOND] = tps
         span.set_attributes(attrs)
-        record_content(span, STEP_OUTPUT, output, full=False)
         message: dict[str, Any] = {"role": "assistant", "content": response.text}
         if response.tool_calls:
             message["tool_calls"] = [vars(call) for call in response.tool_calls]
+        # The rest of the step's output (model, usage) is on the span already: replay rebuilds it.
+        record_content(span, STEP_OUTPUT, {k: v for k, v in message.items() if k != "role"}, full=False)
         record_content(span, OUTPUT_MESSAGES, [message])
         return output
 

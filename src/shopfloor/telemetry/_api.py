@@ -18,13 +18,13 @@ import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
 from shopfloor.telemetry import _setup
+from shopfloor.telemetry._context import RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, RUN_ID, Component
 from shopfloor.telemetry._redact import redact
 
@@ -40,7 +40,6 @@ __all__ = [
     "tracer",
 ]
 
-_RUN: ContextVar[str | None] = ContextVar("shopfloor_run_id", default=None)
 _NOOP = trace.NoOpTracer()
 
 
@@ -51,7 +50,7 @@ def tracer() -> Tracer:
 
 
 def current_run_id() -> str | None:
-    return _RUN.get()
+    return RUN.get()
 
 
 def content_enabled(*, full: bool = True) -> bool:
@@ -87,11 +86,11 @@ def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> 
 @contextmanager
 def run_scope(run_id: str) -> Iterator[None]:
     """Spans opened in this block (and tasks started from it) carry ``run_id``."""
-    token = _RUN.set(run_id)
+    token = RUN.set(run_id)
     try:
         yield
     finally:
-        _RUN.reset(token)
+        RUN.reset(token)
 
 
 @contextmanager
@@ -123,7 +122,7 @@ def span(
     attrs = dict(attributes or {})
     if component is not None:
         attrs[COMPONENT] = component
-    run_id = _RUN.get()
+    run_id = RUN.get()
     if run_id is not None:
         attrs.setdefault(RUN_ID, run_id)
     with open_span(name, attrs, kind=kind) as current:

@@ -12,16 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
 from shopfloor.config import Settings, TelemetrySettings
 from shopfloor.errors import ConfigError, TelemetryError
-from shopfloor.telemetry._conventions import CONTENT_KEYS
+from shopfloor.telemetry._context import RUN
+from shopfloor.telemetry._conventions import CONTENT_KEYS, RUN_ID
 from shopfloor.telemetry._live import LiveMetrics
 from shopfloor.telemetry._logs import configure_json_logs
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
@@ -127,6 +129,15 @@ def _strip(span: ReadableSpan) -> ReadableSpan:
     )
 
 
+class _RunStamp(SpanProcessor):
+    """Stamps the current run's id on every span opened in it, ours or another library's."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        run_id = RUN.get()
+        if run_id is not None and span.attributes is not None and RUN_ID not in span.attributes:
+            span.set_attribute(RUN_ID, run_id)
+
+
 class Telemetry:
     """One process's tracing and metrics: the tracer, the local store, the live metrics."""
 
@@ -152,6 +163,7 @@ class Telemetry:
         # The instruments cost ~30 us a span in the export thread: only where something reads them.
         self.metrics = LiveMetrics(resource=resource, readers=readers) if live_metrics or readers else None
         self.provider = TracerProvider(resource=resource)
+        self.provider.add_span_processor(_RunStamp())
         # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
         local = LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None)
         self.provider.add_span_processor(

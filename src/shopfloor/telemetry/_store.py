@@ -17,6 +17,42 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from shopfloor.errors import TelemetryError
+from shopfloor.telemetry._conventions import (
+    AGENT_NAME,
+    AGENT_VERSION,
+    COMPONENT,
+    CONVERSATION_ID,
+    ERROR_TYPE,
+    INPUT_MESSAGES,
+    INPUT_TOKENS,
+    OPERATION_NAME,
+    OUTPUT_MESSAGES,
+    OUTPUT_TOKENS,
+    PROCESS_CPU,
+    PROCESS_MEMORY,
+    PROCESS_PID,
+    PROVIDER_NAME,
+    REQUEST_MODEL,
+    RESPONSE_FINISH_REASONS,
+    RESPONSE_MODEL,
+    RUN_ID,
+    RUN_OUTPUT,
+    RUN_STATUS,
+    RUN_STOP_REASON,
+    RUN_TASK,
+    SANDBOX_CPU,
+    SANDBOX_MEMORY,
+    STEP,
+    STEP_NAME,
+    STEP_OUTPUT,
+    TIME_TO_FIRST_CHUNK,
+    TOKENS_PER_SECOND,
+    TOOL_ARGUMENTS,
+    TOOL_CALL_ID,
+    TOOL_NAME,
+    TOOL_RESULT,
+    TOOL_TYPE,
+)
 from shopfloor.telemetry._records import SpanRecord
 
 __all__ = ["LocalStoreExporter", "TraceStore"]
@@ -26,7 +62,7 @@ spans_table = sa.Table(
     "telemetry_spans",
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("trace_id", sa.String(32), nullable=False, index=True),
+    sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("span_id", sa.String(16), nullable=False),
     sa.Column("parent_span_id", sa.String(16)),
     sa.Column("run_id", sa.String(200), index=True),
@@ -43,6 +79,71 @@ spans_table = sa.Table(
     sa.Column("service", sa.String(200), nullable=False),
 )
 _COLUMNS = [column.name for column in spans_table.columns if column.name != "id"]
+
+# Attribute keys are most of a span's bytes; the common ones are stored as short codes. Append
+# only: a code's meaning must never change, or stored spans would decode wrongly.
+_KEY_CODES = [
+    OPERATION_NAME,
+    PROVIDER_NAME,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    RESPONSE_FINISH_REASONS,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    TIME_TO_FIRST_CHUNK,
+    AGENT_NAME,
+    AGENT_VERSION,
+    CONVERSATION_ID,
+    TOOL_NAME,
+    TOOL_CALL_ID,
+    TOOL_TYPE,
+    INPUT_MESSAGES,
+    OUTPUT_MESSAGES,
+    TOOL_ARGUMENTS,
+    TOOL_RESULT,
+    ERROR_TYPE,
+    PROCESS_PID,
+    RUN_STATUS,
+    RUN_STOP_REASON,
+    RUN_TASK,
+    RUN_OUTPUT,
+    STEP,
+    STEP_NAME,
+    STEP_OUTPUT,
+    TOKENS_PER_SECOND,
+    SANDBOX_CPU,
+    SANDBOX_MEMORY,
+    PROCESS_CPU,
+    PROCESS_MEMORY,
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.temperature",
+    "shopfloor.plan.attempt",
+    "shopfloor.plan.strategy",
+    "shopfloor.agent.spec",
+    "shopfloor.agent.digest",
+    "exception.type",
+    "exception.message",
+    "exception.stacktrace",
+    "exception.escaped",
+]
+_ENCODE = {key: f"~{i}" for i, key in enumerate(_KEY_CODES)}
+_DECODE = {code: key for key, code in _ENCODE.items()}
+# Kept in their own columns, so not repeated in the attributes.
+_IN_COLUMNS = frozenset({RUN_ID, COMPONENT})
+
+
+def _encode(attributes: dict[str, Any]) -> str:
+    packed = {_ENCODE.get(k, k): v for k, v in attributes.items() if k not in _IN_COLUMNS}
+    return json.dumps(packed, separators=(",", ":"), default=str)
+
+
+def _decode(text: str, run_id: str | None, component: str | None) -> dict[str, Any]:
+    attributes = {_DECODE.get(k, k): v for k, v in json.loads(text).items()}
+    if run_id is not None:
+        attributes[RUN_ID] = run_id
+    if component is not None:
+        attributes[COMPONENT] = component
+    return attributes
 
 
 def _engine_url(url: str) -> str:
@@ -91,7 +192,7 @@ class TraceStore:
                 r.end_ns,
                 r.status,
                 r.status_message,
-                json.dumps(r.attributes, separators=(",", ":"), default=str),
+                _encode(r.attributes),
                 json.dumps(r.events, separators=(",", ":"), default=str) if r.events else None,
                 r.service,
             )
@@ -110,12 +211,8 @@ class TraceStore:
             return [_record(row) for row in conn.execute(query).mappings()]
 
     def run_spans(self, run_id: str) -> list[SpanRecord]:
-        """Every span of the run: those stamped with its id and the rest of their traces."""
-        traces = sa.select(spans_table.c.trace_id).where(spans_table.c.run_id == run_id).distinct()
-        return self._select(spans_table.c.trace_id.in_(traces.scalar_subquery()))
-
-    def trace_spans(self, trace_id: str) -> list[SpanRecord]:
-        return self._select(spans_table.c.trace_id == trace_id)
+        """Every span of the run (spans opened inside a run carry its id: see ``run_scope``)."""
+        return self._select(spans_table.c.run_id == run_id)
 
     def spans(self, *, since_ns: int | None = None, agent: str | None = None) -> list[SpanRecord]:
         """Spans started at or after ``since_ns``; with ``agent``, only those of that agent's runs."""
@@ -168,7 +265,7 @@ def _record(row: Any) -> SpanRecord:
         end_ns=row["end_ns"],
         status=row["status"],
         status_message=row["status_message"],
-        attributes=json.loads(row["attributes"]),
+        attributes=_decode(row["attributes"], row["run_id"], row["component"]),
         events=json.loads(row["events"]) if row["events"] else [],
         service=row["service"],
     )

@@ -12,14 +12,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from shopfloor.models import ModelResponse, ToolCall, Usage
 from shopfloor.telemetry._conventions import (
     ERROR_TYPE,
+    INPUT_TOKENS,
+    OPERATION_NAME,
+    OUTPUT_TOKENS,
+    PROVIDER_NAME,
+    RESPONSE_FINISH_REASONS,
+    RESPONSE_MODEL,
     RUN_OUTPUT,
     RUN_STATUS,
     RUN_TASK,
     STEP_NAME,
     STEP_OUTPUT,
+    TIME_TO_FIRST_CHUNK,
 )
 from shopfloor.telemetry._records import SpanRecord
 from shopfloor.telemetry.replay._runner import Recorded
@@ -57,8 +66,30 @@ def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
             raise ValueError(
                 f"step {name} has no stored output: the run was traced without telemetry.store_content"
             )
-        steps.append(Recorded(name=str(name), output=json.loads(span.attributes[STEP_OUTPUT])))
+        output = json.loads(span.attributes[STEP_OUTPUT])
+        if span.attributes.get(OPERATION_NAME) == "chat":
+            output = _model_output(span, output)
+        steps.append(Recorded(name=str(name), output=output))
     return steps
+
+
+def _model_output(span: SpanRecord, stored: dict[str, Any]) -> dict[str, Any]:
+    """The model step's recorded JSON: the stored reply with the model and usage from the span."""
+    attrs = span.attributes
+    response = ModelResponse(
+        text=stored["content"],
+        model=str(attrs.get(RESPONSE_MODEL, "")),
+        provider=str(attrs.get(PROVIDER_NAME, "")),
+        finish_reason=str((attrs.get(RESPONSE_FINISH_REASONS) or ["stop"])[0]),
+        usage=Usage(
+            input_tokens=int(attrs.get(INPUT_TOKENS, 0)),
+            output_tokens=int(attrs.get(OUTPUT_TOKENS, 0)),
+            time_to_first_token=attrs.get(TIME_TO_FIRST_CHUNK),
+            duration=span.duration,
+        ),
+        tool_calls=tuple(ToolCall(**call) for call in stored.get("tool_calls", [])),
+    )
+    return response.to_dict()
 
 
 def run_info_from_spans(run_id: str, spans: Sequence[SpanRecord]) -> RunInfo | None:
