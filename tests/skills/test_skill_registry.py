@@ -155,7 +155,7 @@ async def test_skill_tools_from_an_agent_spec(skill_dir: Path, key: KeyPair, set
         skills=[SkillRef(ref="hello", requires_approval=True), SkillRef(ref="python")],
         sandbox=SandboxPolicySpec(timeout=7, memory="512M"),
     )
-    hello, python = await skill_tools(spec, settings, base_dir=skill_dir.parent)
+    hello, python = await skill_tools(spec, settings, base_dir=skill_dir.parent, prepare=False)
     assert (hello.name, hello.requires_approval, hello.tenant) == ("hello", True, "analyst")
     assert python.name == "python" and python.policy.timeout == 7 and python.policy.memory == 512 << 20
 

@@ -15,6 +15,7 @@ from shopfloor.skills import (
     SkillRegistry,
     TrustPolicy,
     builtin_skill_names,
+    environments_dir,
     fingerprint,
     generate_key,
     load_skill,
@@ -239,7 +240,7 @@ def prepare_cmd(
     """Install a skill's dependencies now (once per dependency set), so its first call does not wait."""
     settings = get_settings()
     skill = resolve_skill(ref, settings)
-    env = asyncio.run(prepare_environment(skill, settings.home / "cache" / "skill-envs"))
+    env = asyncio.run(prepare_environment(skill, environments_dir(settings)))
     result = {
         "name": skill.name,
         "digest": skill.digest,

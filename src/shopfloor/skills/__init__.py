@@ -9,7 +9,7 @@ directories and makes an agent's digest use a skill directory's manifest digest.
 """
 
 from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_dir, builtin_skill_names
-from shopfloor.skills._deps import NODE_MODULES_MOUNT, SkillEnvironment, prepare_environment
+from shopfloor.skills._deps import NODE_MODULES_MOUNT, SkillEnvironment, environments_dir, prepare_environment
 from shopfloor.skills._execute import SKILL_MOUNT, SkillRun, effective_policy, run_entry_point
 from shopfloor.skills._frontmatter import FrontMatter, Problem, find_skill_md, read_front_matter
 from shopfloor.skills._manifest import SIGNATURE_FILE, FileEntry, Manifest, build_manifest
@@ -60,6 +60,7 @@ __all__ = [
     "builtin_skill_dir",
     "builtin_skill_names",
     "effective_policy",
+    "environments_dir",
     "find_skill_md",
     "fingerprint",
     "generate_key",

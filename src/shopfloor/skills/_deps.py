@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shopfloor.config import Settings
 from shopfloor.errors import SkillDependencyError
 from shopfloor.sandbox import SYSTEM_PYTHON, Mount, python_runtime
 from shopfloor.skills._skill import Skill
 
-__all__ = ["NODE_MODULES_MOUNT", "SkillEnvironment", "prepare_environment"]
+__all__ = ["NODE_MODULES_MOUNT", "SkillEnvironment", "environments_dir", "prepare_environment"]
 
 NODE_MODULES_MOUNT = "/opt/skill/node_modules"
 _DONE = ".shopfloor-complete"
@@ -43,6 +44,11 @@ class SkillEnvironment:
     path: Path | None = None
     #: whether this call installed it (False: it was cached)
     installed: bool = False
+
+
+def environments_dir(settings: Settings) -> Path:
+    """Where dependency environments are cached: ``$SHOPFLOOR_HOME/cache/skill-envs``."""
+    return settings.home / "cache" / "skill-envs"
 
 
 def _key(*parts: bytes) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
 from shopfloor.sandbox import SandboxPolicy
+from shopfloor.skills._deps import environments_dir, prepare_environment
 from shopfloor.skills._registry import SkillRegistry, parse_ref
 from shopfloor.skills._signing import TrustPolicy, open_skill
 from shopfloor.skills._skill import Skill
@@ -47,13 +48,17 @@ async def skill_tools(
     base_dir: Path | None = None,
     workspace: WorkspaceView | Path | None = None,
     tenant: str | None = None,
+    prepare: bool = True,
 ) -> list[Tool]:
     """One tool per skill the spec grants, sandboxed with the spec's policy, and ``read_skill_reference``
-    when a granted skill has reference files."""
+    when a granted skill has reference files. With ``prepare`` the skills' dependencies are installed
+    now, before the run, so that no step spends its timeout on a first ``pip install``."""
     policy = SandboxPolicy.from_spec(spec.sandbox)
     tools: list[SkillTool] = []
     for ref in spec.skills:
         skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir)
+        if prepare and skill.executable:
+            await prepare_environment(skill, environments_dir(settings))
         tools.append(
             SkillTool(
                 skill,

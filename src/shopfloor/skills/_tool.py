@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shopfloor.config import Settings
 from shopfloor.errors import SkillFormatError, ToolExecutionError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
-from shopfloor.skills._deps import prepare_environment
+from shopfloor.skills._deps import environments_dir, prepare_environment
 from shopfloor.skills._execute import SkillRun, run_entry_point
 from shopfloor.skills._skill import Skill
 from shopfloor.tools import Tool, ToolContext
@@ -100,7 +100,7 @@ class SkillTool(Tool):
     async def execute(self, args: dict[str, Any], ctx: ToolContext, *, mode: str | None = None) -> SkillRun:
         """Run the entry point against the workspace; commit the changes when it succeeds."""
         services = ctx.services
-        env = await prepare_environment(self.skill, self.settings.home / "cache" / "skill-envs")
+        env = await prepare_environment(self.skill, environments_dir(self.settings))
         workspace = services.get("workspace", self.workspace)
         policy: SandboxPolicy = services.get("sandbox_policy", self.policy)
         config = self.skill.config
