@@ -88,7 +88,7 @@ async def bench_commit(base: Path, files: int, rng: random.Random, copy_ms: floa
         )
 
 
-async def bench_materialise(base: Path, files: int, rng: random.Random, source: Path, copy_ms: float) -> None:
+async def bench_materialise(base: Path, files: int, rng: random.Random, copy_ms: float) -> None:
     repo = Workspaces(open_store(f"file://{base / 'mat'}"), cache_dir=base / "cache")
     data, first = await _populate(repo, files, rng)
     ws = repo.workspace("bench")
@@ -162,7 +162,7 @@ async def main() -> None:
         copy_ms = statistics.median(runs)
         print(f"baseline: shutil.copytree of {args.files} files: {copy_ms:.1f} ms (median of 3)\n")
         await bench_commit(base, args.files, rng, copy_ms)
-        await bench_materialise(base, args.files, rng, source, copy_ms)
+        await bench_materialise(base, args.files, rng, copy_ms)
         await bench_storage(base, args.files, args.commits, rng)
 
 
