@@ -8,7 +8,8 @@ content), timing the runs plus the final flush so the export thread's work is
 counted. Also with a model that takes 2 ms per call, a floor for any real model.
 Target: under 5 %. Spans per second: spans made through the tracer and written
 by the batch processor to SQLite, until the flush returns, against the same
-spans going to an in-memory exporter. Target: over 10,000 per second.
+spans going to an in-memory exporter. Target: over 10,000 per second. Also: the
+trace store's bytes per loop iteration.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -118,6 +120,24 @@ def spans_per_second(total: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def bytes_per_iteration(iterations: int = 100) -> dict[bool, float]:
+    """Trace store bytes (SQLite file, after VACUUM) per loop iteration (a model call and a tool call)."""
+    sizes = {}
+    for content in (True, False):
+        home = Path(tempfile.mkdtemp(prefix="bench-bytes-"))
+        telemetry = configure_telemetry(load_settings({"SHOPFLOOR_HOME": str(home)}), store_content=content)
+        loop = _loop(iterations, 0.0)
+        loop.limits = Limits(max_steps=iterations + 5, max_tokens=10**9)
+        result = asyncio.run(loop.run("count", run_id="bytes"))
+        assert len(result.steps) == iterations, result.stop_reason
+        telemetry.shutdown()
+        with sqlite3.connect(home / "traces.db") as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("VACUUM")
+        sizes[content] = (home / "traces.db").stat().st_size / iterations
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="tool calls per run")
@@ -140,6 +160,12 @@ def main() -> None:
     print(
         f"  local SQLite trace store      {sqlite:10.0f} /s   ratio {sqlite / memory:5.3f}   "
         f"target > 10,000 /s ({sqlite / 10_000:.1f}x)"
+    )
+    sizes = bytes_per_iteration()
+    print("trace store bytes per loop iteration (model call + tool call: plan, chat and execute_tool spans)")
+    print(
+        f"  with step outputs (store_content, default) {sizes[True]:6.0f} B  without {sizes[False]:6.0f} B   "
+        f"ratio {sizes[True] / sizes[False]:5.3f}   (LangGraph's checkpoints: ~12,900 B, issue 5)"
     )
 
 
