@@ -121,3 +121,10 @@ def test_replay_same_divergent_and_fork(traced_run: Path, tmp_path: Path) -> Non
     assert (
         json.loads(invoke("trace", fork["run_id"], "--json")[1])["spans"][0]["name"] == "invoke_agent calc-v3"
     )
+
+
+def test_replay_warns_when_the_spec_changed_since_the_run(traced_run: Path) -> None:
+    traced_run.write_text(traced_run.read_text().replace("Compute with", "Always compute with"))
+    result = runner.invoke(app, ["replay", "cli-run"])
+    assert result.exit_code == 0, result.output
+    assert "changed since run cli-run" in result.stderr

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from shopfloor.agent import build_agent
-from shopfloor.cli._app import app, console, get_settings, print_json
+from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
 from shopfloor.runtime import Runtime
@@ -221,6 +221,7 @@ async def _load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[R
             output=record.output,
             status=record.status,
             workspace_commit=record.workspace_commit,
+            digest=record.release_digest,
         )
         return info, as_recorded(steps)
     except RunNotFoundError:
@@ -267,7 +268,13 @@ def replay_cmd(
             raise RunNotFoundError(
                 f"run {info.run_id}: its task was not recorded (telemetry.store_content off)"
             )
-        loop = build_agent(load_spec(spec), settings)
+        loaded = load_spec(spec)
+        if agent is None and info.digest and loaded.digest != info.digest:
+            err_console.print(
+                f"[yellow]warning:[/] {spec} changed since run {info.run_id} ({info.digest[:19]} -> "
+                f"{loaded.digest[:19]}): replaying the current version"
+            )
+        loop = build_agent(loaded, settings)
         if from_step is None:
             report = await replay_run(
                 loop, info.task, recorded, run_id=info.run_id, expected_output=info.output

@@ -45,6 +45,8 @@ class RunInfo:
     output: str | None
     status: str | None
     workspace_commit: str | None = None
+    #: the digest of the agent spec (and what it references) the run was made with
+    digest: str | None = None
 
 
 def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
@@ -105,4 +107,5 @@ def run_info_from_spans(run_id: str, spans: Sequence[SpanRecord]) -> RunInfo | N
         spec_path=attrs.get("shopfloor.agent.spec"),
         output=attrs.get(RUN_OUTPUT),
         status=attrs.get(RUN_STATUS),
+        digest=attrs.get("shopfloor.agent.digest"),
     )
