@@ -193,3 +193,19 @@ async def test_same_size_rewrite_is_captured(file_repo: Workspaces, tmp_path: Pa
     captured = await ws.capture(directory)
     assert captured != seed
     assert await (await ws.checkout(captured)).read("a.txt") == b"ALPHA\n"
+
+
+async def test_records_of_deleted_directories_are_released(file_repo: Workspaces, tmp_path: Path) -> None:
+    import shutil
+
+    ws = file_repo.workspace("w")
+    seed = await _seed(file_repo)
+    records = file_repo.cache_dir / "materialized"
+    one = await ws.materialize(seed, tmp_path / "one")
+    two = await ws.materialize(seed, tmp_path / "two")
+    assert len(list(records.glob("*.json"))) == 2
+    shutil.rmtree(one)
+    assert await ws.release(one) and not await ws.release(one)
+    shutil.rmtree(two)
+    assert (await file_repo.gc()).leftovers == 1
+    assert list(records.glob("*.json")) == []

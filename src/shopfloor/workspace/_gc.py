@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shopfloor.errors import WorkspaceNotFoundError
 from shopfloor.workspace._history import Retention
+from shopfloor.workspace._materialize import prune_records
 from shopfloor.workspace._objects import Commit
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class GcReport:
     deleted_trees: int
     deleted_blobs: int
     deleted_bytes: int
+    #: temporary files of killed writers and records of materialised directories that are gone
     leftovers: int
 
     def to_json(self) -> dict[str, Any]:
@@ -105,5 +107,5 @@ def collect(repo: Workspaces, *, grace: float, now: float) -> GcReport:
         deleted_trees=counts["trees"],
         deleted_blobs=counts["blobs"],
         deleted_bytes=freed,
-        leftovers=store.collect_garbage(cutoff),
+        leftovers=store.collect_garbage(cutoff) + prune_records(repo.cache_dir),
     )

@@ -32,7 +32,7 @@ from shopfloor.workspace._paths import normalize
 if TYPE_CHECKING:
     from shopfloor.workspace._workspace import Workspace
 
-__all__ = ["capture_sync", "materialize_sync"]
+__all__ = ["capture_sync", "materialize_sync", "prune_records", "release_sync"]
 
 Record = list[Any]  # [blob, size, mtime_ns, ctime_ns, ino, executable]
 
@@ -47,6 +47,29 @@ def _clean(record: Record | None, st: os.stat_result) -> bool:
 
 def _state_path(ws: Workspace, real: str) -> Path:
     return ws.repo.cache_dir / "materialized" / f"{sha256(real.encode())[:40]}.json"
+
+
+def release_sync(ws: Workspace, directory: Path) -> bool:
+    """Forget the record of a materialised directory (call it when the directory is deleted)."""
+    try:
+        _state_path(ws, os.path.realpath(directory)).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def prune_records(cache_dir: Path) -> int:
+    """Delete the records of materialised directories that no longer exist; return how many."""
+    count = 0
+    for record in (cache_dir / "materialized").glob("*.json"):
+        try:
+            directory = json.loads(record.read_text()).get("directory")
+        except (OSError, ValueError):
+            directory = None
+        if not directory or not os.path.isdir(directory):
+            record.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def _load_state(ws: Workspace, real: str) -> dict[str, Any] | None:

@@ -323,6 +323,12 @@ class Workspace:
             materialize_sync, self, commit_id, Path(directory), read_only=read_only
         )
 
+    async def release(self, directory: Path | str) -> bool:
+        """Forget what was materialised in ``directory`` (after deleting it); gc also prunes these."""
+        from shopfloor.workspace._materialize import release_sync
+
+        return await asyncio.to_thread(release_sync, self, Path(directory))
+
     async def capture(
         self,
         directory: Path | str,
