@@ -1,4 +1,4 @@
-"""Materialise a commit into a real directory (for the sandbox) and capture it back.
+"""Materialise a commit into a real directory (for the sandbox); ``_capture.py`` brings it back.
 
 Both cost O(changed files) in reads, writes and hashing: a record of each file's
 ``lstat`` (size, mtime, ctime, inode) as materialised is kept under the cache dir, so
@@ -24,24 +24,33 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shopfloor.errors import WorkspaceError, WorkspacePathError, WorkspaceQuotaError, WorkspaceReadOnlyError
-from shopfloor.workspace._history import Quota, compute_diff
-from shopfloor.workspace._objects import Entry, object_key, sha256
-from shopfloor.workspace._paths import normalize
+from shopfloor.errors import WorkspaceError
+from shopfloor.workspace._objects import object_key, sha256
 
 if TYPE_CHECKING:
     from shopfloor.workspace._workspace import Workspace
 
-__all__ = ["capture_sync", "materialize_sync", "prune_records", "release_sync"]
+__all__ = [
+    "Record",
+    "is_clean",
+    "is_empty",
+    "load_state",
+    "make_record",
+    "materialize_sync",
+    "prune_records",
+    "release_sync",
+    "save_state",
+    "scan_directory",
+]
 
 Record = list[Any]  # [blob, size, mtime_ns, ctime_ns, ino, executable]
 
 
-def _record(blob: str, st: os.stat_result) -> Record:
+def make_record(blob: str, st: os.stat_result) -> Record:
     return [blob, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, bool(st.st_mode & 0o100)]
 
 
-def _clean(record: Record | None, st: os.stat_result) -> bool:
+def is_clean(record: Record | None, st: os.stat_result) -> bool:
     return record is not None and record[1:5] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
@@ -72,7 +81,7 @@ def prune_records(cache_dir: Path) -> int:
     return count
 
 
-def _load_state(ws: Workspace, real: str) -> dict[str, Any] | None:
+def load_state(ws: Workspace, real: str) -> dict[str, Any] | None:
     try:
         state: dict[str, Any] = json.loads(_state_path(ws, real).read_text())
     except (FileNotFoundError, ValueError):
@@ -80,7 +89,7 @@ def _load_state(ws: Workspace, real: str) -> dict[str, Any] | None:
     return state if state.get("directory") == real and state.get("workspace") == ws.name else None
 
 
-def _save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
+def save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
     path = _state_path(ws, real)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -88,12 +97,12 @@ def _save_state(ws: Workspace, real: str, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _empty(directory: str) -> bool:
+def is_empty(directory: str) -> bool:
     with os.scandir(directory) as listing:
         return next(listing, None) is None
 
 
-def _scan(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
+def scan_directory(root: str) -> tuple[dict[str, os.stat_result], list[str], list[str]]:
     """Regular files (by relative path, with lstat), directories, and anything else, under ``root``."""
     files: dict[str, os.stat_result] = {}
     dirs: list[str] = []
@@ -213,15 +222,15 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
     entries = ws.repo.entries_sync(commit_id)
     directory.mkdir(parents=True, exist_ok=True)
     real = os.path.realpath(directory)
-    state = _load_state(ws, real)
-    if state is None and not _empty(real):
+    state = load_state(ws, real)
+    if state is None and not is_empty(real):
         raise WorkspaceError(f"cannot materialise into {real}: it is not empty and was not materialised here")
     if state is not None and state.get("read_only"):
         _make_writable(real)
     records: dict[str, Record] = (
         {} if state is None or state.get("read_only") != read_only else state["files"]
     )
-    files, dirs, other = _scan(real)
+    files, dirs, other = scan_directory(real)
     for rel in other:
         os.unlink(os.path.join(real, rel))
     kept: dict[str, Record] = {}
@@ -231,7 +240,7 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
         if (
             entry is not None
             and entry.kind == "file"
-            and _clean(record, st)
+            and is_clean(record, st)
             and record is not None
             and record[0] == entry.blob
             and record[5] == entry.executable
@@ -251,11 +260,11 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
             made.update(_ancestors(parent))
         target = os.path.join(real, rel)
         if rel in link and _link(ws, entry.blob, link_sources[entry.blob], target):
-            kept[rel] = _record(entry.blob, os.lstat(target))
+            kept[rel] = make_record(entry.blob, os.lstat(target))
             continue
         source = copy_sources.get(entry.blob) or link_sources[entry.blob]
         mode = (0o755 if entry.executable else 0o644) & (~0o222 if read_only else ~0)
-        kept[rel] = _record(entry.blob, _copy(ws, entry.blob, source, target, mode))
+        kept[rel] = make_record(entry.blob, _copy(ws, entry.blob, source, target, mode))
     explicit = {p for p, e in entries.items() if e.kind == "dir"}
     for rel in explicit - made:
         os.makedirs(os.path.join(real, rel), exist_ok=True)
@@ -266,7 +275,7 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
     if read_only:
         for dirpath, _dirs, _files in os.walk(real, topdown=False):
             os.chmod(dirpath, 0o555)
-    _save_state(
+    save_state(
         ws,
         real,
         {"directory": real, "workspace": ws.name, "commit": commit_id, "read_only": read_only, "files": kept},
@@ -277,137 +286,3 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
 def _ancestors(path: str) -> list[str]:
     parts = path.split("/") if path else []
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _safe_rel(rel: str) -> str:
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise WorkspacePathError(
-            f"file name {rel.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8"
-        ) from None
-    return normalize(rel, allow_root=False)
-
-
-def capture_sync(
-    ws: Workspace,
-    directory: Path,
-    *,
-    ref: str,
-    base: str | None,
-    message: str,
-    run_id: str | None,
-    step: int | None,
-    identity: str | None,
-    quota: Quota | None,
-) -> str:
-    real = os.path.realpath(directory)
-    state = _load_state(ws, real)
-    if state is not None and state.get("read_only"):
-        raise WorkspaceReadOnlyError(f"{real} was materialised read-only; there is nothing to capture")
-    base_commit = base or (state["commit"] if state else ws.head_sync(ref))
-    records: dict[str, Record] = state["files"] if state and state["commit"] == base_commit else {}
-    base_entries = ws.repo.entries_sync(base_commit)
-    files, dirs, other = _scan(real)
-    by_inode: dict[tuple[int, int], int] = {}
-    for st in files.values():
-        by_inode[(st.st_dev, st.st_ino)] = by_inode.get((st.st_dev, st.st_ino), 0) + 1
-    for rel, st in files.items():
-        if st.st_nlink > by_inode[(st.st_dev, st.st_ino)]:
-            raise WorkspacePathError(
-                f"{rel!r} in {real} is a hard link to a file outside the workspace; copy the file instead"
-            )
-    reads: dict[str, str] = {}  # relative path -> file to read (differs for links)
-    stats: dict[str, os.stat_result] = dict(files)
-    for rel in other:
-        path = os.path.join(real, rel)
-        target = os.path.realpath(path)
-        if not os.path.islink(path):
-            raise WorkspacePathError(
-                f"{rel!r} in {real} is not a regular file or directory (a device, socket or pipe)"
-            )
-        if target != real and not target.startswith(real + os.sep):
-            raise WorkspacePathError(
-                f"{rel!r} in {real} is a symbolic link to {target}, outside the workspace"
-            )
-        if not os.path.isfile(target):
-            raise WorkspacePathError(
-                f"{rel!r} in {real} is a symbolic link to a directory; links to files only"
-            )
-        stats[rel] = os.stat(target)
-        reads[rel] = target
-    entries: dict[str, Entry] = {}
-    todo: list[str] = []
-    for rel, st in stats.items():
-        record = records.get(rel)
-        if rel not in reads and _clean(record, st) and record is not None:
-            # Unchanged since materialised: the committed entry (its path already validated) stands.
-            executable = bool(st.st_mode & 0o100)
-            known = base_entries.get(rel)
-            if known is not None and known.blob == record[0] and known.executable == executable:
-                entries[rel] = known
-            else:
-                entries[_safe_rel(rel)] = Entry(
-                    kind="file", blob=record[0], size=st.st_size, executable=executable
-                )
-        else:
-            todo.append(rel)
-    for rel in dirs:
-        if _empty(os.path.join(real, rel)):
-            entries[_safe_rel(rel)] = Entry(kind="dir")
-    limits = quota or Quota()
-    total = sum(st.st_size for st in stats.values())
-    biggest = max(stats, key=lambda r: stats[r].st_size, default=None)
-    if limits.max_bytes is not None and total > limits.max_bytes:
-        raise WorkspaceQuotaError(
-            f"{real} holds {total} bytes, over the workspace limit of {limits.max_bytes}"
-        )
-    if limits.max_files is not None and len(stats) > limits.max_files:
-        raise WorkspaceQuotaError(
-            f"{real} holds {len(stats)} files, over the workspace limit of {limits.max_files}"
-        )
-    if (
-        limits.max_file_bytes is not None
-        and biggest is not None
-        and stats[biggest].st_size > limits.max_file_bytes
-    ):
-        raise WorkspaceQuotaError(
-            f"{biggest!r} in {real} is {stats[biggest].st_size} bytes, "
-            f"over the file limit of {limits.max_file_bytes}"
-        )
-
-    def put_file(rel: str) -> None:
-        with open(reads.get(rel, os.path.join(real, rel)), "rb") as handle:
-            data = handle.read()
-        blob = sha256(data)
-        ws.store.put(object_key("blobs", blob), data)
-        entries[_safe_rel(rel)] = Entry(
-            kind="file", blob=blob, size=len(data), executable=bool(stats[rel].st_mode & 0o100)
-        )
-
-    for rel in todo:
-        _safe_rel(rel)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(put_file, todo))
-    changes = compute_diff(base_entries, entries)
-    commit_id = base_commit
-    if changes or base_commit is None:
-        commit_id = ws.commit_entries_sync(
-            ref=ref,
-            expected_head=base_commit,
-            entries=entries,
-            changed=[c.path for c in changes if c.new is not None],
-            deleted=[c.path for c in changes if c.new is None],
-            message=message,
-            run_id=run_id,
-            step=step,
-            identity=identity,
-        )
-    kept = {rel: _record(entries[rel].blob, st) for rel, st in files.items()}
-    _save_state(
-        ws,
-        real,
-        {"directory": real, "workspace": ws.name, "commit": commit_id, "read_only": False, "files": kept},
-    )
-    assert commit_id is not None
-    return commit_id

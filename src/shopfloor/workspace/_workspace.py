@@ -342,7 +342,7 @@ class Workspace:
         quota: Quota | None = None,
     ) -> str:
         """Commit what changed in a materialised ``directory`` to ``ref``; returns the new commit id."""
-        from shopfloor.workspace._materialize import capture_sync
+        from shopfloor.workspace._capture import capture_sync
 
         return await asyncio.to_thread(
             capture_sync,
