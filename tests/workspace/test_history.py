@@ -136,3 +136,28 @@ async def test_gc_spares_young_unreferenced_objects(file_repo: Workspaces) -> No
     assert file_repo.store.exists(f"blobs/{info.blob}")
     await view.commit("now committed")
     assert await (await ws.checkout()).read("pending.txt") == b"not committed yet"
+
+
+async def test_lost_race_conflicts_and_rebase(repo: Workspaces) -> None:
+    ws = repo.workspace("race")
+    base = await ws.open()
+    await base.write("shared.txt", "v0")
+    await base.commit("base")
+    first, second = await ws.open(), await ws.open()
+    await first.write("a.txt", "from first")
+    await second.write("b.txt", "from second")
+    winner = await first.commit("first")
+    with pytest.raises(WorkspaceConflictError, match="moved"):
+        await second.commit("second")
+    merged = await second.commit("second", retries=1)  # rebases: different paths
+    assert (await ws.commit_info(merged)).parents == (winner,)
+    files = await ws.files()
+    assert sorted(files) == ["a.txt", "b.txt", "shared.txt"]
+    # both change the same file: no silent overwrite, the loser must redo its change
+    one, two = await ws.open(), await ws.open()
+    await one.write("shared.txt", "one")
+    await two.write("shared.txt", "two")
+    await one.commit("one")
+    with pytest.raises(WorkspaceConflictError, match=r"shared\.txt changed both"):
+        await two.commit("two", retries=3)
+    assert await (await ws.checkout()).read("shared.txt") == b"one"
