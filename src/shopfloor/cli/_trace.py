@@ -85,11 +85,11 @@ def trace_cmd(
         str, typer.Argument(help="RUN_ID, or 'export' followed by RUN_ID", metavar="[export] RUN_ID")
     ],
     run_id: Annotated[
-        str | None, typer.Argument(help="the run id after 'export'", show_default=False)
+        str | None, typer.Argument(help="the run id after 'export'", show_default=False, hidden=True)
     ] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Show a run's spans as a waterfall tree; ``trace export RUN_ID`` prints them as OTLP JSON."""
+    """Show a run's spans as a waterfall tree; 'trace export RUN_ID' prints them as OTLP JSON."""
     settings = get_settings()
     if run_id is not None and target != "export":
         raise typer.BadParameter(
