@@ -34,9 +34,9 @@ __all__ = [
     "RECOVERY_QUEUE",
     "RUN_QUEUE",
     "Supervisor",
+    "configure_dbos_logging",
     "dbos_config",
     "new_executor_id",
-    "quiet_dbos_cancellations",
 ]
 
 APP_NAME = "shopfloor"
@@ -64,8 +64,13 @@ class QuietCancellations(logging.Filter):
 _quiet = QuietCancellations()
 
 
-def quiet_dbos_cancellations() -> None:
+def configure_dbos_logging() -> None:
+    """DBOS's records go through ordinary Python logging (logger ``dbos``), not a console handler of
+    its own bound to whatever ``sys.stderr`` was at launch; cancelled runs are not logged as errors."""
     dbos_logger = logging.getLogger("dbos")
+    if not dbos_logger.handlers:
+        dbos_logger.addHandler(logging.NullHandler())
+    dbos_logger.propagate = True
     if _quiet not in dbos_logger.filters:
         dbos_logger.addFilter(_quiet)
 

@@ -31,9 +31,9 @@ from shopfloor.runtime._executor import (
     RUN_QUEUE,
     Supervisor,
     client_kwargs,
+    configure_dbos_logging,
     dbos_config,
     new_executor_id,
-    quiet_dbos_cancellations,
 )
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
@@ -73,8 +73,8 @@ class Runtime:
         supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
+        configure_dbos_logging()
         DBOS(config=dbos_config(self.settings, executor_id))
-        quiet_dbos_cancellations()
         if not worker:
             DBOS.listen_queues([])
         set_execution_context(self)
