@@ -83,6 +83,14 @@ async def test_json_schema_is_passed_as_response_format(
     }
 
 
+async def test_json_object_mode_for_servers_without_json_schema(openai_server: FakeOpenAIServer) -> None:
+    model = OpenAIModel("m", base_url=openai_server.url, structured_output="json_object", retry=FAST)
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    await model.request(ask(json_schema=schema))
+    assert openai_server.requests[0].body["response_format"] == {"type": "json_object", "schema": schema}
+    await model.aclose()
+
+
 async def test_native_tool_calls_are_assembled_from_deltas(
     model: OpenAIModel, openai_server: FakeOpenAIServer
 ) -> None:

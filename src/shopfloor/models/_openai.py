@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -61,8 +61,10 @@ class OpenAIModel(Model):
         context_length: int = 4096,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        structured_output: Literal["json_schema", "json_object"] = "json_schema",
     ) -> None:
         super().__init__(name, context_length=context_length)
+        self.structured_output = structured_output
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -101,7 +103,9 @@ class OpenAIModel(Model):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if request.json_schema is not None:
+        if request.json_schema is not None and self.structured_output == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        elif request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": request.json_schema, "strict": False},
@@ -255,4 +259,5 @@ def make_openai_model(name: str, settings: Settings) -> Model:
         timeout=cfg.timeout,
         retry=RetryPolicy(max_retries=cfg.max_retries),
         context_length=settings.models.context_length,
+        structured_output=cfg.structured_output,
     )
