@@ -15,6 +15,7 @@ from shopfloor.models import FunctionModel, ModelRequest, TestModel
 from shopfloor.spec import Limits
 from shopfloor.telemetry import (
     CONTENT_KEYS,
+    MAX_CONTENT,
     REDACTED,
     Telemetry,
     configure_telemetry,
@@ -202,3 +203,17 @@ async def test_span_helper_carries_run_id_component_and_error_type(telemetry: Te
     assert (commit.status, commit.attributes["error.type"]) == ("error", "timeout")
     assert commit.events[0]["name"] == "exception"
     assert spans["GET /search"].run_id == "run-h"
+
+
+async def test_full_content_is_capped_but_step_outputs_are_not(settings: Settings) -> None:
+    exported = InMemorySpanExporter()
+    big = "x" * (MAX_CONTENT + 500)
+    with configure_telemetry(settings, extra_exporters=[exported], record_content=True) as telemetry:
+        model = FunctionModel(outputs=[final(big)], name="scripted", context_length=100_000)
+        await AgentLoop(model=model, tools=[ADD]).run(big, run_id="run-big")
+        stored = run_spans(telemetry, "run-big")
+    chat = next(dict(s.attributes or {}) for s in exported.get_finished_spans() if s.name == "chat scripted")
+    assert chat["gen_ai.input.messages"].endswith("more characters]")
+    assert len(chat["gen_ai.input.messages"]) < MAX_CONTENT + 100
+    assert stored[0].attributes["shopfloor.run.task"] == big  # what replay needs is kept whole
+    assert stored[0].attributes["shopfloor.run.output"] == big

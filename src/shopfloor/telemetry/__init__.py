@@ -8,6 +8,7 @@ are an extension point (``register_exporter``). Replay of recorded runs lives in
 """
 
 from shopfloor.telemetry._api import (
+    MAX_CONTENT,
     content_enabled,
     current_run_id,
     error_type,
@@ -95,6 +96,7 @@ __all__ = [
     "ERROR_TYPE",
     "INPUT_MESSAGES",
     "INPUT_TOKENS",
+    "MAX_CONTENT",
     "OPERATION_NAME",
     "OUTPUT_MESSAGES",
     "OUTPUT_TOKENS",

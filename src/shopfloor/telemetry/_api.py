@@ -29,6 +29,7 @@ from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, RUN_ID, Comp
 from shopfloor.telemetry._redact import redact
 
 __all__ = [
+    "MAX_CONTENT",
     "content_enabled",
     "current_run_id",
     "error_type",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 _NOOP = trace.NoOpTracer()
+#: longest content attribute, in characters, recorded under ``record_content``
+MAX_CONTENT = 32_000
 
 
 def tracer() -> Tracer:
@@ -80,6 +83,10 @@ def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> 
     if not target.is_recording() or not content_enabled(full=full):
         return
     text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    if full and len(text) > MAX_CONTENT:
+        # Input messages repeat the whole context at every call: cap them. Step outputs are
+        # never cut, since replay from the trace store needs them whole.
+        text = text[:MAX_CONTENT] + f"... [{len(text) - MAX_CONTENT} more characters]"
     target.set_attribute(key, redact(text))
 
 
