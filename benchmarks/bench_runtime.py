@@ -1,0 +1,520 @@
+"""Durable runs (issue 5): what durability costs, measured next to baselines in the same run.
+
+An *iteration* is one agent turn: an instant model step plus a tool step (the
+built-in calculator). Measured, each against a baseline run side by side:
+
+1. Durable overhead per iteration on SQLite: the whole Shopfloor runtime (DBOS
+   steps, run store, events) vs the agent loop in memory, vs a hand-written
+   SQLite INSERT per step (WAL + synchronous=FULL: the durable floor), vs bare
+   DBOS steps, vs LangGraph + SqliteSaver (sync durability) when installed.
+2. Bytes stored per iteration across all of Shopfloor's stores vs LangGraph's checkpoints.
+3. Orchestration share of wall time with 100 ms model calls.
+4. The same per-iteration overhead on PostgreSQL (when reachable).
+5. Memory and threads per run waiting for approval (``--waiting``, default 1000).
+6. Time to resume 100 in-flight runs after kill -9 of their worker vs running them fresh.
+
+Per-iteration numbers are the slope between an N-iteration and a 1-iteration run,
+so fixed costs (loading the spec, starting the workflow) cancel out.
+
+Run: ``.venv/bin/python -m benchmarks.bench_runtime [--iterations N] [--waiting N] [--resume N] [--skip-pg]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from operator import add
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import sqlalchemy as sa
+from dbos import DBOS, SetWorkflowID
+
+from shopfloor.agent import InMemoryStepRunner, build_agent
+from shopfloor.config import Settings, load_settings
+from shopfloor.models import ModelRequest
+from shopfloor.runtime import Runtime
+from shopfloor.spec import load_spec
+from shopfloor.tools import ToolContext
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TOOL_CALL = json.dumps({"tool": "calculator", "args": {"expression": "17*23"}})
+SPEC = """\
+name: bench
+model: function:benchmarks.bench_runtime:instant_model
+decision: one_shot
+tools:
+  - name: calculator
+    source: builtin:calculator
+  - name: gate
+    source: benchmarks.bench_runtime:gate
+  - name: transfer
+    source: benchmarks.bench_runtime:transfer
+    requires_approval: true
+limits:
+  max_steps: {steps}
+  max_tokens: 1000000000
+  wall_time: 100000
+"""
+
+
+# The agent's model and tools (referenced from the spec above) ------------------------------------
+def instant_model(request: ModelRequest) -> str:
+    """Always calls the calculator: the run ends on its step limit after exactly max_steps iterations."""
+    return TOOL_CALL
+
+
+async def slow_model(request: ModelRequest) -> str:
+    await asyncio.sleep(0.1)
+    return TOOL_CALL
+
+
+def approval_model(request: ModelRequest) -> str:
+    return json.dumps({"tool": "transfer", "args": {"amount": 1}})
+
+
+def gated_model(request: ModelRequest) -> str:
+    if any(m.role == "assistant" for m in request.messages):
+        return json.dumps({"tool": "final_answer", "args": {"answer": "done"}})
+    return json.dumps({"tool": "gate", "args": {}})
+
+
+async def gate(ctx: ToolContext) -> str:
+    """Waits while the file named by SHOPFLOOR_BENCH_GATE exists."""
+    gate_file = os.environ["SHOPFLOOR_BENCH_GATE"]
+    await _until(lambda: _async(not os.path.exists(gate_file)), 0.02)
+    return "open"
+
+
+def transfer(amount: int) -> str:
+    """Move money."""
+    return f"moved {amount}"
+
+
+# The LangGraph baseline's graph: the same two steps per iteration ---------------------------------
+class State(TypedDict):
+    messages: Annotated[list[dict[str, Any]], add]
+    n: int
+    limit: int
+
+
+def model_node(state: State) -> dict[str, Any]:
+    return {"messages": [{"role": "assistant", "content": TOOL_CALL}], "n": state["n"] + 1}
+
+
+def tool_node(state: State) -> dict[str, Any]:
+    return {"messages": [{"role": "tool", "content": "391"}]}
+
+
+# Helpers ------------------------------------------------------------------------------------------
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], interval: float) -> None:
+    """Poll: what is awaited changes in another process (a file, a database row)."""
+    while True:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+
+
+def _agent(root: Path, steps: int) -> Path:
+    path = root / f"agent-{steps}"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "agent.yaml").write_text(SPEC.format(steps=steps))
+    return path
+
+
+def _settings(home: Path, db_url: str | None = None) -> Settings:
+    env = {"SHOPFLOOR_HOME": str(home), "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "0.05"}
+    if db_url:
+        env["SHOPFLOOR_DATABASE_URL"] = db_url
+    return load_settings(env)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.3f} ms"
+
+
+def _row(label: str, value: float, baseline: float | None = None, unit: Callable[[float], str] = _ms) -> None:
+    ratio = f"   x{value / baseline:6.2f}" if baseline else ""
+    print(f"  {label:<58} {unit(value)}{ratio}")
+
+
+async def _durable_run(settings: Settings, agent: Path, model: str) -> tuple[float, dict[str, Any]]:
+    async with Runtime(settings) as runtime:
+        run_id = await runtime.start_run(agent, "bench", model=model)
+        record = await runtime.wait(run_id)
+    assert record.finished_at and record.started_at, record
+    return record.finished_at - record.started_at, record.to_dict()
+
+
+async def _slope(run: Callable[[int], Awaitable[float]], n: int) -> float:
+    await run(1)
+    one, many = await run(1), await run(n)
+    return (many - one) / (n - 1)
+
+
+def _db_bytes(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.stat().st_size
+
+
+# 1, 2, 4: per-iteration cost and bytes --------------------------------------------------------------
+async def in_memory(root: Path, n: int) -> float:
+    settings = _settings(root / "mem")
+
+    async def run(steps: int) -> float:
+        loop = build_agent(
+            load_spec(_agent(root, steps)), settings, model="function:benchmarks.bench_runtime:instant_model"
+        )
+        start = time.perf_counter()
+        await loop.run("bench", run_id="mem", runner=InMemoryStepRunner())
+        return time.perf_counter() - start
+
+    return await _slope(run, n)
+
+
+async def durable(root: Path, n: int, db_url: str | None = None) -> tuple[float, float]:
+    """Seconds per iteration, and bytes stored per iteration (SQLite only, else 0)."""
+    home = root / f"durable-{uuid.uuid4().hex[:6]}"
+    settings = _settings(home, db_url)
+    model = "function:benchmarks.bench_runtime:instant_model"
+    per_iteration = await _slope(lambda steps: _run_seconds(settings, _agent(root, steps), model), n)
+    if db_url:
+        return per_iteration, 0.0
+    db = home / "shopfloor.db"
+    before = _db_bytes(db)
+    await _durable_run(settings, _agent(root, n), model)
+    return per_iteration, (_db_bytes(db) - before) / n
+
+
+async def _run_seconds(settings: Settings, agent: Path, model: str) -> float:
+    return (await _durable_run(settings, agent, model))[0]
+
+
+async def _bare_workflow(n: int) -> float:
+    """Bare DBOS: the same number of steps, each returning a step-sized JSON, nothing else."""
+    start = time.perf_counter()
+    for i in range(2 * n):
+
+        async def body() -> dict[str, Any]:
+            return {"text": TOOL_CALL, "usage": {"input_tokens": 200, "output_tokens": 14}, "pad": "x" * 200}
+
+        await DBOS.run_step_async({"name": f"step:{i}"}, body)
+    return time.perf_counter() - start
+
+
+# Registered once, by the imported module (run as a script, this file delegates to it: see the end).
+bare_workflow = DBOS.workflow(name="bench.bare")(_bare_workflow) if __name__ != "__main__" else _bare_workflow
+
+
+async def bare_dbos(root: Path, n: int) -> float:
+    """DBOS alone, configured as Shopfloor configures it (same database, WAL + FULL, JSON serializer)."""
+    async with Runtime(_settings(root / "bare")) as runtime:
+        await runtime.start_executor()
+
+        async def run(steps: int) -> float:
+            with SetWorkflowID(uuid.uuid4().hex):
+                handle = await DBOS.start_workflow_async(bare_workflow, steps)
+            return float(await handle.get_result())
+
+        return await _slope(run, n)
+
+
+def insert_floor(root: Path, n: int) -> float:
+    """The durable floor: one INSERT + commit per step, WAL + synchronous=FULL, step-sized JSON."""
+    conn = sqlite3.connect(root / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE steps (run_id TEXT, step INTEGER, output TEXT, PRIMARY KEY (run_id, step))")
+    payload = json.dumps(
+        {"text": TOOL_CALL, "usage": {"input_tokens": 200, "output_tokens": 14}, "pad": "x" * 200}
+    )
+    start = time.perf_counter()
+    for i in range(2 * n):
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO steps VALUES (?, ?, ?)", ("run", i, payload))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed / n
+
+
+def pg_floor(db_url: str, n: int) -> float:
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE floor_steps (run_id TEXT, step INTEGER, output TEXT)"))
+    start = time.perf_counter()
+    with engine.connect() as conn:
+        for i in range(2 * n):
+            conn.execute(
+                sa.text("INSERT INTO floor_steps VALUES ('run', :i, :o)"), {"i": i, "o": TOOL_CALL * 8}
+            )
+            conn.commit()
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return elapsed / n
+
+
+def langgraph(root: Path, n: int) -> tuple[float, float] | None:
+    """LangGraph + SqliteSaver with sync durability on the same workload, if installed."""
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.graph import END, START, StateGraph
+    except ImportError:
+        return None
+    builder = StateGraph(State)
+    builder.add_node("model", model_node)
+    builder.add_node("tool", tool_node)
+    builder.add_edge(START, "model")
+    builder.add_edge("model", "tool")
+    builder.add_conditional_edges("tool", lambda s: END if s["n"] >= s["limit"] else "model")
+    path = root / "langgraph.db"
+    conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    graph = builder.compile(checkpointer=SqliteSaver(conn))
+
+    def run(steps: int, thread: str) -> float:
+        start = time.perf_counter()
+        graph.invoke(
+            {"messages": [], "n": 0, "limit": steps},
+            {
+                "configurable": {"thread_id": thread},
+                "recursion_limit": 10 * steps + 10,
+            },
+            durability="sync",
+        )
+        return time.perf_counter() - start
+
+    run(1, "warm")
+    one = run(1, "one")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = path.stat().st_size
+    many = run(n, "many")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size - before
+    conn.close()
+    return (many - one) / (n - 1), size / n
+
+
+# 3: orchestration share ------------------------------------------------------------------------------
+async def orchestration_share(root: Path, n: int) -> tuple[float, float]:
+    settings = _settings(root / "slow")
+    wall, record = await _durable_run(
+        settings, _agent(root, n), "function:benchmarks.bench_runtime:slow_model"
+    )
+    model_time = 0.1 * record["model_calls"]
+    return wall, (wall - model_time) / wall
+
+
+# 5: waiting runs -------------------------------------------------------------------------------------
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def waiting_runs(root: Path, count: int) -> dict[str, float]:
+    settings = load_settings(
+        {"SHOPFLOOR_HOME": str(root / "waiting"), "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "1.0"}
+    )
+    agent = _agent(root, 5)
+    model = "function:benchmarks.bench_runtime:approval_model"
+    async with Runtime(settings) as runtime:
+        warm = await runtime.start_run(agent, "warm", model=model)
+        await _until(lambda: _status_is(runtime, warm, "waiting_approval"), 0.05)
+        rss0, threads0 = _rss(), threading.active_count()
+        start = time.perf_counter()
+        for i in range(count):
+            await runtime.start_run(agent, f"wait {i}", model=model)
+        await _until(lambda: _at_least(runtime, "waiting_approval", count + 1), 0.2)
+        started = time.perf_counter() - start
+        await asyncio.sleep(2.0)
+        cpu0 = time.process_time()
+        await asyncio.sleep(5.0)
+        cpu = (time.process_time() - cpu0) / 5.0
+        rss1, threads1 = _rss(), threading.active_count()
+    return {
+        "per_run_bytes": (rss1 - rss0) / count,
+        "threads_added": threads1 - threads0,
+        "start_s": started,
+        "idle_cpu": cpu,
+    }
+
+
+# 6: resume after kill -9 ------------------------------------------------------------------------------
+def _worker(
+    settings_env: dict[str, str], log: Path, executor_id: str, concurrency: int
+) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from shopfloor.cli import main; main()",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--executor-id",
+                executor_id,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=settings_env,
+            cwd=ROOT,
+        )
+
+
+async def _at_least(runtime: Runtime, status: str, count: int) -> bool:
+    return len(await runtime.list_runs(status=status, limit=count + 1)) >= count
+
+
+async def _status_is(runtime: Runtime, run_id: str, status: str) -> bool:
+    return (await runtime.get_run(run_id)).status == status
+
+
+async def resume(root: Path, count: int) -> tuple[float, float]:
+    """Seconds from spawning a worker to ``count`` runs completed: fresh queue vs after kill -9 mid-run."""
+    results = []
+    for crash in (False, True):
+        home = root / f"resume-{crash}"
+        gate_file = root / f"gate-{crash}"
+        env = {
+            **os.environ,
+            "SHOPFLOOR_HOME": str(home),
+            "SHOPFLOOR_BENCH_GATE": str(gate_file),
+            "PYTHONPATH": str(ROOT),
+            "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "0.05",
+        }
+        env.pop("SHOPFLOOR_DATABASE_URL", None)
+        os.environ["SHOPFLOOR_BENCH_GATE"] = str(gate_file)
+        settings = load_settings(env)
+        agent = _agent(root, 5)
+        async with Runtime(settings) as runtime:
+            for i in range(count):
+                await runtime.start_run(
+                    agent, f"r{i}", model="function:benchmarks.bench_runtime:gated_model", detach=True
+                )
+            if crash:
+                gate_file.touch()
+                first = _worker(env, home / "worker.log", "bench-worker", count)
+                await _until(lambda: _at_least(runtime, "running", count), 0.1)
+                await asyncio.sleep(0.5)  # every run is inside its gated tool step now
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                gate_file.unlink()
+            start = time.perf_counter()
+            worker = _worker(env, home / "worker.log", "bench-worker", count)
+            await _until(lambda: _at_least(runtime, "completed", count), 0.05)
+            results.append(time.perf_counter() - start)
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+    return results[0], results[1]
+
+
+# main -----------------------------------------------------------------------------------------------
+def _pg_database() -> str | None:
+    try:
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        name = f"sf_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    except Exception as exc:
+        print(f"  (PostgreSQL not reachable: {type(exc).__name__}; skipped)")
+        return None
+
+
+def _drop(db_url: str) -> None:
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--waiting", type=int, default=1000)
+    parser.add_argument("--resume", type=int, default=100)
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    n = args.iterations
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        root = Path(tmp)
+        print(f"1. per agent iteration (model step + tool step), SQLite, slope of {n} vs 1 iterations")
+        floor = insert_floor(root, n)
+        memory = await in_memory(root, n)
+        bare = await bare_dbos(root, n)
+        total, stored = await durable(root, n)
+        _row("hand-written INSERT per step, WAL + FULL (the floor)", floor)
+        _row("agent loop in memory (no durability)", memory)
+        _row("bare DBOS steps, WAL + FULL, vs the floor", bare, floor)
+        _row("Shopfloor durable run (all stores), vs the floor", total, floor)
+        _row("Shopfloor durable run, vs bare DBOS + loop in memory", total, bare + memory)
+        lang = langgraph(root, n)
+        if lang is not None:
+            _row("LangGraph + SqliteSaver (sync durability), vs the floor", lang[0], floor)
+            _row("Shopfloor durable run vs LangGraph", total, lang[0])
+        print("2. bytes stored per iteration (SQLite file growth after checkpoint)")
+        _row("Shopfloor (DBOS steps + run store + events)", stored, None, lambda b: f"{b / 1024:8.2f} KB")
+        if lang is not None:
+            _row(
+                "LangGraph checkpoints; ratio Shopfloor/LangGraph below",
+                lang[1],
+                None,
+                lambda b: f"{b / 1024:8.2f} KB",
+            )
+            print(f"  {'ratio':<58} {stored / lang[1]:8.3f}")
+        print("3. orchestration share of wall time, model calls of 100 ms, 20 iterations")
+        wall, share = await orchestration_share(root, 20)
+        print(f"  {'run wall time':<58} {wall:8.3f} s")
+        print(f"  {'orchestration share (target < 1%)':<58} {100 * share:8.3f} %")
+        if not args.skip_pg and (pg := _pg_database()):
+            print(f"4. per agent iteration on PostgreSQL, slope of {n} vs 1")
+            try:
+                pg_total, _ = await durable(root, n, pg)
+                pg_base = pg_floor(pg, n)
+                _row("hand-written INSERT + commit per step (the floor)", pg_base)
+                _row("Shopfloor durable run, vs the floor", pg_total, pg_base)
+            finally:
+                _drop(pg)
+        print(f"5. {args.waiting} runs waiting for approval (SQLite, one process)")
+        waited = await waiting_runs(root, args.waiting)
+        print(f"  {'memory per waiting run':<58} {waited['per_run_bytes'] / 1024:8.1f} KB")
+        print(f"  {'threads added by the waiting runs':<58} {waited['threads_added']:8d}")
+        print(f"  {'time to start them all':<58} {waited['start_s']:8.2f} s")
+        print(f"  {'CPU while they wait (DBOS polls SQLite)':<58} {100 * waited['idle_cpu']:8.1f} %")
+        print(f"6. {args.resume} in-flight runs: worker start to all completed (SQLite)")
+        fresh, recovered = await resume(root, args.resume)
+        _row("fresh queue (baseline)", fresh, None, lambda s: f"{s:8.2f} s")
+        _row(
+            "after kill -9 mid-step, restarted worker (same executor id)",
+            recovered,
+            fresh,
+            lambda s: f"{s:8.2f} s",
+        )
+
+
+if __name__ == "__main__":
+    # One module object: the agent's model and tools are imported as benchmarks.bench_runtime.
+    from benchmarks import bench_runtime
+
+    asyncio.run(bench_runtime.main())
