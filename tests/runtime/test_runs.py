@@ -146,3 +146,20 @@ async def test_unknown_run_ids_say_how_to_find_runs(rt_settings: Settings) -> No
     async with Runtime(rt_settings) as runtime:
         with pytest.raises(RunNotFoundError, match="runs ls"):
             await runtime.get_run("nope")
+
+
+async def test_retention_drops_events_and_steps_but_keeps_the_summary(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=1")
+        async with asyncio.timeout(20):
+            await runtime.wait(run_id)
+        assert await runtime.prune(older_than_days=1) == 0
+        assert await runtime.prune(older_than_days=0) == 1
+        assert await runtime.prune(older_than_days=0) == 0
+        record = await runtime.get_run(run_id)
+        events = [s async for s in runtime.events(run_id, follow=False)]
+        steps = await runtime.recorded_steps(run_id)
+    assert record.pruned and record.status == "completed" and record.output == "done after 1 ticks"
+    assert events == [] and steps == []

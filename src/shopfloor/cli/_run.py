@@ -272,6 +272,19 @@ def reject_cmd(run_id: RunId, by: ByOpt = None, reason: ReasonOpt = "", json_out
     _decision("rejected", run_id, json_out, lambda rt: rt.reject(run_id, by=by, reason=reason))
 
 
+@runs_app.command("prune")
+def prune_cmd(
+    days: Annotated[float, typer.Option("--days", help="prune runs that ended more than this many days ago")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Retention: drop old runs' events and recorded steps (their summary rows stay)."""
+    pruned = _runtime(lambda rt: rt.prune(older_than_days=days))
+    if json_out:
+        print_json({"pruned": pruned})
+    else:
+        console.print(f"pruned {pruned} runs")
+
+
 @app.command("worker")
 def worker_cmd(
     concurrency: Annotated[

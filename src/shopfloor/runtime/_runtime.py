@@ -232,6 +232,19 @@ class Runtime:
         client = await self.client()
         return recorded_steps_from(await client.list_workflow_steps_async(record.run_id))
 
+    async def prune(self, *, older_than_days: float) -> int:
+        """Retention: drop the events and DBOS's step records of runs that ended more than
+        ``older_than_days`` ago (their run store rows stay; they can no longer be replayed).
+        Returns how many runs were pruned."""
+        cutoff = time.time() - older_than_days * 86400
+        client = await self.client()
+        pruned = 0
+        while run_ids := await asyncio.to_thread(self.store.ended_before, cutoff):
+            await client.delete_workflows_async(run_ids)
+            await asyncio.to_thread(self.store.drop_events, run_ids)
+            pruned += len(run_ids)
+        return pruned
+
     # people ----------------------------------------------------------------------------------
     async def approve(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
         return await self._decide(run_id, approved=True, by=by or self.caller, reason=reason)

@@ -49,6 +49,7 @@ runs = sa.Table(
     sa.Column("approval", sa.Text),
     sa.Column("executor_id", sa.String(128)),
     sa.Column("workspace_commit", sa.String(80)),
+    sa.Column("pruned", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
@@ -101,6 +102,8 @@ class RunRecord:
     approval: dict[str, Any] | None = None
     executor_id: str | None = None
     workspace_commit: str | None = None
+    #: its events and recorded steps were dropped by retention
+    pruned: bool = False
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
@@ -241,11 +244,23 @@ class RunStore:
             rows = conn.execute(query).mappings().all()
         return [{**row, "data": json.loads(row["data"])} for row in rows]
 
-    def prune_events(self, *, older_than: float) -> int:
-        """Drop events of runs that ended before ``older_than`` (epoch seconds): retention."""
-        ended = sa.select(runs.c.run_id).where(runs.c.finished_at < older_than)
+    def ended_before(self, older_than: float, *, limit: int = 1000) -> list[str]:
+        """Ids of runs that ended before ``older_than`` (epoch seconds), oldest first."""
+        query = (
+            sa.select(runs.c.run_id)
+            .where(runs.c.finished_at < older_than, runs.c.pruned.is_(False))
+            .order_by(runs.c.finished_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def drop_events(self, run_ids: Sequence[str]) -> None:
+        """Drop the runs' events and mark them pruned."""
+        ids = list(run_ids)
         with self.engine.begin() as conn:
-            return conn.execute(sa.delete(events).where(events.c.run_id.in_(ended))).rowcount
+            conn.execute(sa.delete(events).where(events.c.run_id.in_(ids)))
+            conn.execute(sa.update(runs).where(runs.c.run_id.in_(ids)).values(pruned=True))
 
     # executors ------------------------------------------------------------------------------
     def heartbeat(self, executor_id: str, *, role: str, pid: int, host: str) -> None:
