@@ -238,6 +238,18 @@ async def test_error_event_before_text_is_retried(
     assert (await model.request(ask())).text == "second"
 
 
+async def test_cut_off_stream_is_not_taken_for_a_whole_answer(
+    model: OpenAIModel, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.script(Reply(chunks=[chunk("The answer is 3")], done=False))
+    with pytest.raises(ModelUnavailableError, match=r"ended before the completion did .* mid-stream"):
+        await model.request(ask())
+    openai_server.script(
+        Reply(chunks=[chunk(role="assistant")], done=False), Reply(chunks=text_stream("whole"))
+    )
+    assert (await model.request(ask())).text == "whole"  # nothing was streamed yet: retried
+
+
 async def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

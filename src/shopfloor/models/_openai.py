@@ -165,6 +165,7 @@ class OpenAIModel(Model):
                         if text:
                             meter.first_token()
                             yield TextDelta(text=text)
+                    parser.check_complete()
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out after {self.timeout:g}s ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

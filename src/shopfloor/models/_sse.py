@@ -22,23 +22,20 @@ class ServerFault(Exception):
 
 
 async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Yield each event's data (multi-line data joined by newlines) until ``[DONE]`` or the end."""
+    """Yield each event's data (multi-line data joined by newlines), ``[DONE]`` included."""
     data: list[str] = []
     async for line in lines:
         if not line:
             if data:
-                payload = "\n".join(data)
+                yield "\n".join(data)
                 data = []
-                if payload.strip() == "[DONE]":
-                    return
-                yield payload
             continue
         if line.startswith(":"):  # a comment, often a keep-alive
             continue
         name, _, value = line.partition(":")
         if name == "data":
             data.append(value.removeprefix(" "))
-    if data and "\n".join(data).strip() != "[DONE]":
+    if data:
         yield "\n".join(data)
 
 
@@ -58,6 +55,7 @@ class StreamParser:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.saw_text = False
+        self.done = False  # the server sent [DONE]
 
     @property
     def text(self) -> str:
@@ -65,6 +63,9 @@ class StreamParser:
 
     def feed(self, data: str) -> str:
         """Take one event's data; return the text it adds."""
+        if data.strip() == "[DONE]":
+            self.done = True
+            return ""
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -115,6 +116,11 @@ class StreamParser:
         for index, call in enumerate(message.get("tool_calls") or []):
             self._feed_call({"index": index, **call})
         self.finish_reason = choices[0].get("finish_reason")
+
+    def check_complete(self) -> None:
+        """A stream that stops with neither a finish reason nor ``[DONE]`` was cut off."""
+        if self.finish_reason is None and not self.done:
+            raise ServerFault("the stream ended before the completion did (no finish_reason, no [DONE])")
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
