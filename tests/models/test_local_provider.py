@@ -168,7 +168,7 @@ async def test_weights_are_shared_and_generations_serialised(embedded_model: Cal
 @pytest.mark.usefixtures("real_models")
 async def test_generation_does_not_block_the_event_loop(embedded_model: Callable[[str], Path]) -> None:
     model = local(embedded_model)
-    model.count_tokens("warm up")  # load outside the measured window
+    await model.aload()  # load outside the measured window
     gaps: list[float] = []
 
     async def tick() -> None:
@@ -221,7 +221,7 @@ async def test_prompt_longer_than_context_is_a_request_error(embedded_model: Cal
 async def test_cancelled_request_frees_the_model(embedded_model: Callable[[str], Path]) -> None:
     model = local(embedded_model)
     story = ModelRequest(messages=(Message(role="user", content="Write a long story."),), max_tokens=400)
-    model.count_tokens("load first")
+    await model.aload()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(model.request(story), 0.2)
     started = time.perf_counter()

@@ -138,13 +138,17 @@ class LocalModel(Model):
     def _loaded(self) -> _Loaded:
         return _load(self.path, self.context_length, self.threads)
 
+    async def aload(self) -> None:
+        """Load the weights in a worker thread (once per process), so ``count_tokens`` will not block."""
+        await asyncio.to_thread(self._loaded)
+
     @property
     def llama(self) -> Llama:
         """The loaded ``llama_cpp.Llama`` (loads it on first use; blocking)."""
         return self._loaded().llama
 
     def count_tokens(self, text: str) -> int:
-        # The first call loads the weights (about 0.5 s for the 0.5B); later calls only tokenize.
+        # Before ``aload`` or a first request, this loads the weights here (about 0.5 s for the 0.5B).
         return len(self.llama.tokenize(text.encode(), add_bos=False, special=True))
 
     def completion_kwargs(self, request: ModelRequest) -> dict[str, Any]:
