@@ -165,6 +165,16 @@ async def test_429_then_success_honours_retry_after(
     assert second.at - first.at >= 0.3
 
 
+async def test_retry_after_ms_is_preferred(model: OpenAIModel, openai_server: FakeOpenAIServer) -> None:
+    openai_server.script(
+        Reply(status=429, headers={"Retry-After": "30", "retry-after-ms": "250"}),
+        Reply(chunks=text_stream("ok")),
+    )
+    assert (await model.request(ask())).text == "ok"
+    first, second = openai_server.requests
+    assert 0.25 <= second.at - first.at < 5
+
+
 async def test_5xx_is_retried_then_reported_unavailable(
     model: OpenAIModel, openai_server: FakeOpenAIServer
 ) -> None:

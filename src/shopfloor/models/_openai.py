@@ -193,9 +193,14 @@ class OpenAIModel(Model):
         status = response.status_code
         message = _error_message(response)
         if self.retry.should_retry_status(status):
-            raise _Retryable(
-                f"HTTP {status}: {message}", parse_retry_after(response.headers.get("retry-after"))
+            # OpenAI also sends the finer ``retry-after-ms``; prefer it when present.
+            wait_ms = parse_retry_after(response.headers.get("retry-after-ms"))
+            wait = (
+                wait_ms / 1000
+                if wait_ms is not None
+                else parse_retry_after(response.headers.get("retry-after"))
             )
+            raise _Retryable(f"HTTP {status}: {message}", wait)
         hint = _HINTS.get(status, "")
         raise ModelRequestError(
             f"{self._where()} refused the request: HTTP {status}: {message}{hint}", status=status
