@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from operator import add
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -222,19 +222,27 @@ async def _bare_workflow(n: int, delay: float = 0.0) -> float:
     return time.perf_counter() - start
 
 
-# Registered once, by the imported module (run as a script, this file delegates to it: see the end).
-bare_workflow = DBOS.workflow(name="bench.bare")(_bare_workflow) if __name__ != "__main__" else _bare_workflow
+_registered: list[Callable[..., Coroutine[Any, Any, float]]] = []
+
+
+def _bare() -> Callable[..., Coroutine[Any, Any, float]]:
+    """Registered on first use, in the benchmark's process only (workers import this module for the
+    agent's model and tools, after their DBOS launched, when registering a workflow is refused)."""
+    if not _registered:
+        _registered.append(DBOS.workflow(name="bench.bare")(_bare_workflow))
+    return _registered[0]
 
 
 async def bare_dbos(root: Path, n: int, delay: float = 0.0) -> float:
     """DBOS alone, configured as Shopfloor configures it (same database, WAL + FULL, JSON serializer).
     Seconds per iteration (slope), or with ``delay`` the wall time of ``n`` iterations."""
+    workflow = _bare()
     async with Runtime(_settings(root / f"bare-{delay}")) as runtime:
         await runtime.start_executor()
 
         async def run(steps: int) -> float:
             with SetWorkflowID(uuid.uuid4().hex):
-                handle = await DBOS.start_workflow_async(bare_workflow, steps, delay)
+                handle = await DBOS.start_workflow_async(workflow, steps, delay)
             return float(await handle.get_result())
 
         return await run(n) if delay else await _slope(run, n)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from typing import Any
@@ -58,19 +59,31 @@ class QuietCancellations(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
             return False
-        return "was cancelled during execution" not in record.getMessage()
+        message = record.getMessage()
+        # Runtime.close() stops the runs still executing here on purpose (they resume elsewhere).
+        return "was cancelled during execution" not in message and "Asyncio task cancelled" not in message
 
 
 _quiet = QuietCancellations()
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when DBOS launched."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_dbos_logging() -> None:
-    """DBOS's records go through ordinary Python logging (logger ``dbos``), not a console handler of
-    its own bound to whatever ``sys.stderr`` was at launch; cancelled runs are not logged as errors."""
+    """DBOS's records go to the current ``sys.stderr`` (DBOS's own console handler keeps the stream
+    it found at launch, closed by then in tests); cancelled runs are not logged as errors."""
     dbos_logger = logging.getLogger("dbos")
-    if not dbos_logger.handlers:
-        dbos_logger.addHandler(logging.NullHandler())
-    dbos_logger.propagate = True
+    if not any(isinstance(handler, _CurrentStderr) for handler in dbos_logger.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        dbos_logger.addHandler(handler)
+    dbos_logger.propagate = False
     if _quiet not in dbos_logger.filters:
         dbos_logger.addFilter(_quiet)
 
