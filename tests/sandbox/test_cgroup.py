@@ -64,6 +64,7 @@ def test_v2_group_limits_stats_and_kill(tmp_path: Path) -> None:
     assert (d / "pids.max").read_text() == "32"
     assert (d / "cpu.max").read_text() == "50000 100000"
     assert group.procs_files == (d / "cgroup.procs",)
+    assert cgroups.groups() == [d]
     (d / "memory.peak").write_text("1234\n")
     (d / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
@@ -95,6 +96,7 @@ def test_v1_detection_from_mountinfo(tmp_path: Path) -> None:
     group = cgroups.create("g", memory=64 << 20, cpus=1.0, pids=8)
     memory_dir = tmp_path / "sys/fs/cgroup/memory/job/shopfloor/g"
     assert (memory_dir / "memory.limit_in_bytes").read_text() == str(64 << 20)
+    assert memory_dir in cgroups.groups()
     assert group.stats().oom_kills == 0
 
 
@@ -123,6 +125,8 @@ async def test_real_group_kills_every_process() -> None:
         await asyncio.to_thread(group.kill_all)
         assert group.pids() == []
         assert await asyncio.wait_for(process.wait(), 5) == -9
+        assert group.procs_files[0].parent in cgroups.groups()
     finally:
         await asyncio.to_thread(group.remove)
     assert not any(path.parent.exists() for path in group.procs_files)
+    assert not any(path.name == "test-kill" for path in cgroups.groups())

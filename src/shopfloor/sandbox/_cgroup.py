@@ -79,6 +79,10 @@ class CgroupVersion(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    @abstractmethod
+    def groups(self) -> list[Path]:
+        """The sandbox groups that exist now (for leak checks and clean-up after a crash)."""
+
 
 def _read(path: Path) -> str:
     return path.read_text()
@@ -162,11 +166,19 @@ class CgroupV1(CgroupVersion):
     def describe(self) -> str:
         return "cgroup v1 (" + ", ".join(sorted(self.mounts)) + ")"
 
+    def _parent(self, controller: str) -> Path:
+        return self.mounts[controller] / self.own.get(controller, "/").lstrip("/") / "shopfloor"
+
+    def groups(self) -> list[Path]:
+        return sorted(
+            path for controller in self.mounts for path in self._parent(controller).glob("*") if path.is_dir()
+        )
+
     def create(self, name: str, *, memory: int, cpus: float, pids: int) -> Cgroup:
         dirs: dict[str, Path] = {}
-        for controller, mount in self.mounts.items():
+        for controller in self.mounts:
             # Nest below our own group so the host's limits on us also bound the sandbox.
-            directory = mount / self.own.get(controller, "/").lstrip("/") / "shopfloor" / name
+            directory = self._parent(controller) / name
             directory.mkdir(parents=True, exist_ok=True)
             dirs[controller] = directory
         group = CgroupV1Group(name, dirs)
@@ -234,6 +246,9 @@ class CgroupV2(CgroupVersion):
 
     def describe(self) -> str:
         return f"cgroup v2 at {self.base}"
+
+    def groups(self) -> list[Path]:
+        return sorted(path for path in self.base.glob("*") if path.is_dir())
 
     def _parent(self) -> Path:
         # The no-internal-process rule forbids enabling controllers below a group that holds processes

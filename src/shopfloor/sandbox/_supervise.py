@@ -55,13 +55,17 @@ class _Capped:
         self.truncated = False
 
     async def drain(self, reader: asyncio.StreamReader, overflow: asyncio.Event) -> None:
+        # Past the cap, keep reading and discarding: a pipe nobody reads never reports EOF, and the
+        # process transport (hence its wait()) only finishes when every pipe has.
         while chunk := await reader.read(_CHUNK):
+            if self.truncated:
+                continue
             room = self.limit - len(self.data)
             if len(chunk) > room:
-                self.data += chunk[: max(room, 0)]
+                self.data += chunk[:room]
                 self.truncated = True
                 overflow.set()
-                return
+                continue
             self.data += chunk
 
 

@@ -1,0 +1,73 @@
+"""The escape suite: each test runs an attack inside the sandbox and checks both sides.
+
+``attack`` runs a Python script with the system interpreter in a one-shot bwrap sandbox (every layer on)
+and returns the result; scripts print one JSON object with what they observed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopfloor.config import Settings
+from shopfloor.sandbox import ExecResult, Mount, SandboxPolicy, open_sandbox, run_sandboxed
+
+Attack = Callable[..., Awaitable[ExecResult]]
+
+PRELUDE = """
+import ctypes, errno, json, os, signal, socket, sys, time
+def report(**values):
+    print(json.dumps(values))
+def attempt(action):
+    try:
+        value = action()
+        return {"ok": True, "value": repr(value)[:200]}
+    except OSError as exc:
+        return {"ok": False, "errno": errno.errorcode.get(exc.errno, str(exc.errno)), "error": str(exc)}
+"""
+
+
+@pytest.fixture
+def attack(
+    bwrap_ready: None, workspace: Path, sandbox_settings: Settings
+) -> Callable[..., Awaitable[ExecResult]]:
+    async def run(
+        script: str,
+        *,
+        policy: SandboxPolicy | None = None,
+        tenant: str = "attacker",
+        mounts: Sequence[Mount] = (),
+        session: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (passed through to exec)
+    ) -> ExecResult:
+        policy = policy or SandboxPolicy(isolation="bwrap", memory=256 << 20, pids=64, timeout=10)
+        argv = ["/usr/bin/python3", "-c", PRELUDE + script]
+        if session:
+            async with await open_sandbox(
+                policy, mounts, workspace=workspace, tenant=tenant, settings=sandbox_settings
+            ) as live:
+                return await live.exec(argv, timeout=timeout)
+        return await run_sandboxed(
+            policy,
+            argv,
+            mounts,
+            workspace=workspace,
+            tenant=tenant,
+            settings=sandbox_settings,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def observed(result: ExecResult) -> dict[str, Any]:
+    """The JSON the attack script printed last."""
+    lines = result.stdout.decode().strip().splitlines()
+    assert lines, f"the attack printed nothing; stderr: {result.stderr.decode()}"
+    value = json.loads(lines[-1])
+    assert isinstance(value, dict)
+    return value
