@@ -31,6 +31,10 @@ _SECCOMP_SET_MODE_FILTER = 1
 _SYS_SECCOMP = 317
 _SYS_LANDLOCK = (444, 445, 446)  # create_ruleset, add_rule, restrict_self
 _LANDLOCK_RULE_PATH_BENEATH = 1
+_LANDLOCK_RULE_NET_PORT = 2
+_SCOPE_ABSTRACT_UNIX = 1 << 0
+_SCOPE_SIGNAL = 1 << 1
+_FS_FILE = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14)  # execute, write_file, read_file, truncate
 _FS_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read_file, read_dir
 _FS_ALL_V1 = (1 << 13) - 1
 _FS_EXTRA = {2: 1 << 13, 3: 1 << 14, 5: 1 << 15}  # refer, truncate, ioctl_dev
@@ -46,15 +50,19 @@ def _check(result: int, what: str) -> int:
     return result
 
 
-def apply_landlock(read_only: list[str], read_write: list[str]) -> None:
+def apply_landlock(read_only: list[str], read_write: list[str], tcp_ports: list[int]) -> None:
     abi = _check(libc.syscall(_SYS_LANDLOCK[0], None, ctypes.c_size_t(0), 1), "landlock ABI")
     handled = _FS_ALL_V1
     for version, bit in _FS_EXTRA.items():
         if abi >= version:
             handled |= bit
     net = _NET_ALL if abi >= 4 else 0
-    attr = struct.pack("QQQ", handled, net, 0) if abi >= 6 else struct.pack("QQ", handled, net)
-    if abi < 4:
+    if abi >= 6:
+        # Scoped: no signals to, and no abstract unix sockets of, processes outside this domain.
+        attr = struct.pack("QQQ", handled, net, _SCOPE_SIGNAL | _SCOPE_ABSTRACT_UNIX)
+    elif abi >= 4:
+        attr = struct.pack("QQ", handled, net)
+    else:
         attr = struct.pack("Q", handled)
     buf = ctypes.create_string_buffer(attr)
     ruleset = _check(libc.syscall(_SYS_LANDLOCK[0], buf, ctypes.c_size_t(len(attr)), 0), "landlock ruleset")
@@ -64,12 +72,16 @@ def apply_landlock(read_only: list[str], read_write: list[str]) -> None:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
-            allowed = access if os.path.isdir(path) else access & ((1 << 0) | (1 << 1) | (1 << 2) | (1 << 14))
+            allowed = access if os.path.isdir(path) else access & _FS_FILE
             rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd))
             _check(
                 libc.syscall(_SYS_LANDLOCK[1], ruleset, _LANDLOCK_RULE_PATH_BENEATH, rule, 0), f"rule {path}"
             )
             os.close(fd)
+    if net:
+        for port in tcp_ports:
+            rule = ctypes.create_string_buffer(struct.pack("=QQ", _NET_ALL, port))
+            _check(libc.syscall(_SYS_LANDLOCK[1], ruleset, _LANDLOCK_RULE_NET_PORT, rule, 0), f"port {port}")
     _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(libc.syscall(_SYS_LANDLOCK[2], ruleset, 0), "landlock restrict_self")
     os.close(ruleset)
@@ -216,8 +228,11 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sys.argv[2])
     control.set_inheritable(False)
+    if config.get("cwd"):
+        os.chdir(config["cwd"])
     if config.get("landlock") is not None:
-        apply_landlock(config["landlock"]["ro"], config["landlock"]["rw"])
+        ports = [int(config["proxy_port"])] if config.get("proxy") else []
+        apply_landlock(config["landlock"]["ro"], config["landlock"]["rw"], ports)
     if config.get("seccomp_fd") is not None:
         apply_seccomp(int(config["seccomp_fd"]))
     # Sandboxed code runs as our uid: without this it could read or write our memory through /proc.

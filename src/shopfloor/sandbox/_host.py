@@ -43,6 +43,9 @@ class Confinement:
     launcher: Path
     runtime_dir: Path
     warnings: list[str] = field(default_factory=list)
+    # gVisor's runsc must start as root (it drops to the tenant's uid itself) and, being a Go program that
+    # reserves far more address space and fds than it uses, gets its rlimits through its OCI spec instead.
+    launch_as_root: bool = False
 
     @property
     def stage_dir(self) -> Path:
@@ -115,13 +118,14 @@ async def spawn(
     try:
         if confinement.cgroup is not None:
             cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in confinement.cgroup.procs_files]
+        as_root = confinement.launch_as_root
         full = launcher_argv(
             confinement.launcher,
-            uid=confinement.uid,
-            gid=confinement.gid,
-            address_space=policy.rlimit_as,
-            file_size=policy.disk,
-            nofile=policy.nofile,
+            uid=0 if as_root else confinement.uid,
+            gid=0 if as_root else confinement.gid,
+            address_space=0 if as_root else policy.rlimit_as,
+            file_size=0 if as_root else policy.disk,
+            nofile=0 if as_root else policy.nofile,
             cgroup_fds=cgroup_fds,
             argv=argv,
             private_network=private_network,

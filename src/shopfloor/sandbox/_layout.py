@@ -23,6 +23,7 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
     "USER": "sandbox",
     "PYTHONDONTWRITEBYTECODE": "1",
+    "WORKSPACE": "/workspace",
 }
 PROXY_SOCKET = "/run/shopfloor/proxy.sock"
 PROXY_PORT = 3128

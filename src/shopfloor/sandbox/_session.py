@@ -68,6 +68,10 @@ class HelperSession(SandboxSession):
     def helper_argv(self, control_fd: int, config: dict[str, object], fds: FdBag) -> list[str]:
         """The launcher's program and arguments that start the helper with ``control_fd`` and ``config``."""
 
+    def exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        """The environment of one command: the sandbox's base, proxy settings, then the caller's."""
+        return sandbox_env(self.confinement, extra)
+
     async def start(self) -> None:
         c = self.confinement
         config: dict[str, object] = {}
@@ -163,7 +167,7 @@ class HelperSession(SandboxSession):
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            await self._send({"op": "exec", "argv": argv, "env": sandbox_env(c, env)}, [in_r, out_w, err_w])
+            await self._send({"op": "exec", "argv": argv, "env": self.exec_env(env)}, [in_r, out_w, err_w])
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
