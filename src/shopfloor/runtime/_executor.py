@@ -70,9 +70,13 @@ _quiet = QuietCancellations()
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to ``sys.stderr`` as it is when a record comes, not as it was when DBOS launched."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def configure_dbos_logging() -> None:
