@@ -43,18 +43,23 @@ async def main(runs: int, gvisor_runs: int) -> None:
         workspace = Path(tmp) / "ws"
         policy = SandboxPolicy(isolation="bwrap", memory=512 << 20, timeout=30)
         caps = probe_capabilities()
-        print(f"layers: cgroup={caps.cgroup}, seccomp={'on' if caps.seccomp is None else caps.seccomp}, root={caps.root}")
+        seccomp = "on" if caps.seccomp is None else caps.seccomp
+        print(f"layers: cgroup={caps.cgroup}, seccomp={seccomp}, root={caps.root}")
         # Warm-up: compiles the launcher once, fills the page cache.
         await run_sandboxed(policy, ARGV, workspace=workspace, tenant="bench", settings=settings)
         bare: list[float] = []
         cold: list[float] = []
         warm: list[float] = []
-        async with await open_sandbox(policy, workspace=workspace, tenant="bench", settings=settings) as session:
+        async with await open_sandbox(
+            policy, workspace=workspace, tenant="bench", settings=settings
+        ) as session:
             await session.exec(ARGV)
             for _ in range(runs):
                 bare.append(await _bare())
                 start = time.perf_counter()
-                result = await run_sandboxed(policy, ARGV, workspace=workspace, tenant="bench", settings=settings)
+                result = await run_sandboxed(
+                    policy, ARGV, workspace=workspace, tenant="bench", settings=settings
+                )
                 cold.append(time.perf_counter() - start)
                 assert result.exit_code == 0, result
                 start = time.perf_counter()
@@ -70,7 +75,9 @@ async def main(runs: int, gvisor_runs: int) -> None:
             samples = []
             for _ in range(gvisor_runs):
                 start = time.perf_counter()
-                result = await run_sandboxed(gvisor, ARGV, workspace=workspace, tenant="bench", settings=settings)
+                result = await run_sandboxed(
+                    gvisor, ARGV, workspace=workspace, tenant="bench", settings=settings
+                )
                 samples.append(time.perf_counter() - start)
                 assert result.exit_code == 0, result
             print(_line("gvisor (runsc) cold exec", samples, base))

@@ -4,8 +4,9 @@ The launcher (still root) makes a network namespace with only loopback, joins th
 the tenant's uid; the session helper then confines itself with a Landlock ruleset (read-only system
 directories and mounts, read-write workspace and a private temp dir; TCP only to the proxy forwarder;
 on ABI 6+ no signals to processes outside) and the seccomp filter, and serves execs. There is no mount
-or PID namespace: paths inside are host paths (the command starts in the workspace, ``$WORKSPACE``
-names it), and mounts appear at their host path.
+or PID namespace: paths inside are host paths, except the workspace, which the launcher bind-mounts
+where the tenant can reach it (the command starts there; ``$WORKSPACE`` names it). Mounts appear at
+their host path, so their parents must be traversable by the tenant (a venv under /usr, /opt, /srv...).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"
 
 class LandlockSession(HelperSession):
     private_network = True
+    workspace_path = ""
 
     @property
     def tmp_dir(self) -> Path:
@@ -42,13 +44,17 @@ class LandlockSession(HelperSession):
 
     def helper_argv(self, control_fd: int, config: dict[str, object], fds: FdBag) -> list[str]:
         c = self.confinement
+        # The tenant may not be able to traverse the workspace's host parents: the launcher bind-mounts
+        # it at a path it can reach, in a private mount namespace.
+        workspace = fds.stage(c.workspace)
+        self.workspace_path = workspace
         read_only = [*_READ_ONLY, *(f"/etc/{name}" for name in _ETC)]
-        read_write = [str(c.workspace), str(self.tmp_dir), "/dev/null", "/dev/full"]
+        read_write = [workspace, str(self.tmp_dir), "/dev/null", "/dev/full"]
         for mount in c.mounts:
             (read_only if mount.read_only else read_write).append(str(mount.host_path))
         config = {
             **config,
-            "cwd": str(c.workspace),
+            "cwd": workspace,
             "landlock": {"ro": read_only, "rw": read_write},
             "seccomp_fd": fds.add(seccomp_memfd(c.policy.allows_network)),
         }
@@ -59,7 +65,7 @@ class LandlockSession(HelperSession):
 
     def exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
         tmp = str(self.tmp_dir)
-        env = {**BASE_ENV, "HOME": tmp, "TMPDIR": tmp, "WORKSPACE": str(self.confinement.workspace)}
+        env = {**BASE_ENV, "HOME": tmp, "TMPDIR": tmp, "WORKSPACE": self.workspace_path}
         return {**super().exec_env(None), **env, **(extra or {})}
 
 
