@@ -11,7 +11,7 @@ want_model=1
 step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 skip() { printf '\033[2m    %s\033[0m\n' "$*"; }
 
-APT_PACKAGES="bubblewrap libseccomp2 iproute2 python3-venv"
+APT_PACKAGES="bubblewrap libseccomp2 iproute2 python3-venv gcc libc6-dev"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
