@@ -188,3 +188,39 @@ async def test_writable_mount(
     )
     assert result.stdout == b"hi\n", result.stderr
     assert (shared / "f").read_text() == "hi\n"
+
+
+def _leftovers(uid: int) -> list[str]:
+    """Our children (a zombie would be one) and any host process running as the tenant's uid."""
+    me = str(os.getpid())
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            owner = Path(f"/proc/{pid}").stat().st_uid
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[1] == me or owner == uid:
+            found.append(f"{pid}:{fields[0]}")
+    return found
+
+
+async def test_no_process_or_zombie_survives(
+    policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
+) -> None:
+    script = (
+        "import os, time\nfor _ in range(5):\n    if os.fork() == 0:\n        os.setsid(); time.sleep(30)\n"
+    )
+    await run_sandboxed(
+        policy, ["python3", "-c", script], workspace=workspace, tenant="t", settings=sandbox_settings
+    )
+    async with await open_sandbox(
+        policy, workspace=workspace, tenant="t", settings=sandbox_settings
+    ) as session:
+        await session.exec(["python3", "-c", script])
+        code = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+        assert (await session.exec(["python3", "-c", code])).stdout.strip() == b"2"
+    await asyncio.sleep(0.1)
+    uid = tenant_uid("t", sandbox_settings.sandbox.uid_base)
+    assert await asyncio.to_thread(_leftovers, uid) == []

@@ -1,8 +1,20 @@
 """Sandboxes: where every skill and piece of agent-written code runs, isolated and resource-bounded.
 
 ``open_sandbox(policy, mounts, workspace=..., tenant=..., settings=...)`` opens a session (a sandbox that
-stays up between execs); ``run_sandboxed(...)`` runs one command in a fresh one. Backends (``bwrap``,
-``landlock``, ``gvisor``, ``none``) are registered by name and chosen by ``policy.isolation``.
+stays up between execs, served by a small helper inside it); ``run_sandboxed(...)`` runs one command in
+a fresh one. Backends (``bwrap``, ``landlock``, ``gvisor``, ``none``) are registered by name and chosen by
+``policy.isolation``; ``auto`` takes bwrap, else Landlock, and refuses when neither can confine.
+
+Layers of the bwrap backend, outermost first: a cgroup per sandbox (v1 or v2: memory, CPU quota, pids;
+every process killed at the end), a per-tenant uid (``settings.sandbox.uid_base`` + hash of the tenant;
+the workspace is chowned to it, mode 0700) that a compiled C launcher drops to before any namespace is
+made, RLIMIT_AS/FSIZE/NOFILE, bubblewrap (all namespaces, no capabilities, read-only system dirs,
+minimal /etc, the workspace read-write at /workspace, private /tmp sized by ``policy.disk``, read-only
+root), and a seccomp filter. Network is off unless the policy lists HOST:PORT pairs; then an HTTP
+CONNECT proxy outside the sandbox, reached through a unix socket, lets exactly those through.
+
+Python inside: ``/usr/bin/python3`` (the host's /usr is visible read-only) and any venv made from it,
+mounted read-only at its host path; ``python_runtime(venv)`` returns the interpreter and the mounts.
 """
 
 from shopfloor.sandbox._base import (
