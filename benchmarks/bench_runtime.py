@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,11 +234,11 @@ def _bare() -> Callable[..., Coroutine[Any, Any, float]]:
     return _registered[0]
 
 
-async def bare_dbos(root: Path, n: int, delay: float = 0.0) -> float:
+async def bare_dbos(root: Path, n: int, delay: float = 0.0, tag: str = "") -> float:
     """DBOS alone, configured as Shopfloor configures it (same database, WAL + FULL, JSON serializer).
     Seconds per iteration (slope), or with ``delay`` the wall time of ``n`` iterations."""
     workflow = _bare()
-    async with Runtime(_settings(root / f"bare-{delay}")) as runtime:
+    async with Runtime(_settings(root / f"bare-{delay}-{tag}")) as runtime:
         await runtime.start_executor()
 
         async def run(steps: int) -> float:
@@ -250,6 +251,7 @@ async def bare_dbos(root: Path, n: int, delay: float = 0.0) -> float:
 
 def insert_floor(root: Path, n: int) -> float:
     """The durable floor: one INSERT + commit per step, WAL + synchronous=FULL, step-sized JSON."""
+    root.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(root / "floor.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -474,15 +476,25 @@ async def main() -> None:
     parser.add_argument("--waiting", type=int, default=1000)
     parser.add_argument("--resume", type=int, default=100)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="repetitions of 1 and 3 (medians; this VM is noisy)"
+    )
     args = parser.parse_args()
-    n = args.iterations
+    n, reps = args.iterations, args.reps
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
         root = Path(tmp)
-        print(f"1. per agent iteration (model step + tool step), SQLite, slope of {n} vs 1 iterations")
-        floor = insert_floor(root, n)
-        memory = await in_memory(root, n)
-        bare = await bare_dbos(root, n)
-        total, stored = await durable(root, n)
+        print(f"1. per agent iteration (model step + tool step), SQLite, slope of {n} vs 1 iterations,")
+        print(f"   median of {reps} interleaved repetitions")
+        samples: dict[str, list[float]] = {"floor": [], "memory": [], "bare": [], "total": []}
+        for rep in range(reps):
+            samples["floor"].append(insert_floor(root / f"rep{rep}", n))
+            samples["memory"].append(await in_memory(root, n))
+            samples["bare"].append(await bare_dbos(root, n, tag=str(rep)))
+            total, stored = await durable(root, n)
+            samples["total"].append(total)
+        floor, memory, bare, total = (
+            statistics.median(samples[k]) for k in ("floor", "memory", "bare", "total")
+        )
         _row("hand-written INSERT per step, WAL + FULL (the floor)", floor)
         _row("agent loop in memory (no durability)", memory)
         _row("bare DBOS steps, WAL + FULL, vs the floor", bare, floor)
@@ -503,9 +515,12 @@ async def main() -> None:
             )
             print(f"  {'ratio':<58} {stored / lang[1]:8.3f}")
         print("3. orchestration share of wall time, model calls of 100 ms, 20 iterations")
-        wall = await orchestration_share(root, 20)
-        bare_wall = await bare_dbos(root, 20, delay=0.1)
-        mem_wall = await in_memory_wall(root, 20)
+        walls: dict[str, list[float]] = {"wall": [], "bare": [], "mem": []}
+        for rep in range(reps):
+            walls["wall"].append(await orchestration_share(root / f"rep{rep}", 20))
+            walls["bare"].append(await bare_dbos(root, 20, delay=0.1, tag=str(rep)))
+            walls["mem"].append(await in_memory_wall(root, 20))
+        wall, bare_wall, mem_wall = (statistics.median(walls[k]) for k in ("wall", "bare", "mem"))
         for label, value in (
             ("agent loop in memory", mem_wall),
             ("bare DBOS, the same steps", bare_wall),

@@ -101,3 +101,21 @@ async def test_two_workers_share_the_queue_and_one_recovers_the_others_run(
         and agent.calls()["model:1"] == 1
         and agent.calls()["model:2"] == 1
     )
+
+
+async def test_cancel_while_the_worker_is_dead_is_recorded_by_the_next_worker(
+    rt_settings: Settings, agent: AgentDir, workers: Workers
+) -> None:
+    agent.block("tool-1")
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2", detach=True)
+        first = workers.start()
+        await asyncio.to_thread(agent.wait_for_call, f"tool:{run_id}:1")
+        workers.kill9(first)
+        requested = await runtime.cancel(run_id)
+        agent.unblock("tool-1")
+        workers.start()
+        record = await _wait(runtime, run_id)
+    assert requested.status == "running"
+    assert (record.status, record.stop_reason) == ("cancelled", "cancelled")
+    assert agent.calls()[f"tool:{run_id}:1"] == 1 and agent.calls()["model:2"] == 0

@@ -18,6 +18,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -163,7 +164,28 @@ class Supervisor(threading.Thread):
                 log.warning("recovering run %s of silent executor %s", workflow.workflow_id, dead)
                 recovered.append(workflow.workflow_id)
         self.recovered += recovered
+        self._settle_cancelled(live)
         return recovered
+
+    def _settle_cancelled(self, live: set[str]) -> None:
+        """A run cancelled while its executor was dead never runs again, so nothing else would
+        record its end: do it here."""
+        open_runs = {r.run_id: r for r in self.store.unfinished() if r.executor_id not in live}
+        if not open_runs:
+            return
+        cancelled = DBOS.list_workflows(
+            workflow_ids=list(open_runs), status="CANCELLED", load_input=False, load_output=False
+        )
+        for workflow in cancelled:
+            self.store.update(
+                workflow.workflow_id,
+                unless_terminal=True,
+                status="cancelled",
+                stop_reason="cancelled",
+                error="cancelled by request",
+                approval=None,
+                finished_at=time.time(),
+            )
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
+from dbos._dbos import _get_dbos_instance
 
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError
@@ -78,7 +79,8 @@ class Runtime:
         if not worker:
             DBOS.listen_queues([])
         set_execution_context(self)
-        # Launched from the running loop, DBOS runs the dequeued workflows on this loop.
+        # Launched from the running loop, DBOS runs the dequeued workflows on this loop. It blocks
+        # the loop once per process (schema check, recovery scan): nothing else runs here yet.
         DBOS.launch()
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
@@ -129,8 +131,7 @@ class Runtime:
     async def close(self) -> None:
         if self.executor_id is not None:
             # Runs still executing here stop as if the process died; a worker recovers them.
-            from dbos._dbos import _get_dbos_instance
-
+            # (DBOS keeps its workflow tasks in a private set; it offers no public way to stop them.)
             tasks = list(_get_dbos_instance()._workflow_tasks)
             for task in tasks:
                 task.cancel()

@@ -227,6 +227,12 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_row_to_record(row) for row in conn.execute(query).mappings()]
 
+    def unfinished(self, *, limit: int = 1000) -> list[RunRecord]:
+        """Runs that started and have not ended (running or waiting for approval)."""
+        query = sa.select(runs).where(runs.c.status.in_(("running", "waiting_approval"))).limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_to_record(row) for row in conn.execute(query).mappings()]
+
     # events ---------------------------------------------------------------------------------
     def append_events(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
