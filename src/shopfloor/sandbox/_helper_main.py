@@ -26,6 +26,7 @@ import sys
 import threading
 
 _PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _SECCOMP_SET_MODE_FILTER = 1
 _SYS_SECCOMP = 317
@@ -237,6 +238,9 @@ def main() -> None:
         apply_seccomp(int(config["seccomp_fd"]))
     # Sandboxed code runs as our uid: without this it could read or write our memory through /proc.
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if os.getpid() != 1:
+        # Without a PID namespace, orphans must come back to us so that kill_others can find them.
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if config.get("proxy") is not None:
         forward(int(config["proxy_port"]), str(config["proxy"]))
     control.send(json.dumps({"ready": True}).encode())

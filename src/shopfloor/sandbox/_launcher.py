@@ -9,8 +9,9 @@ accounting), joins the sandbox's cgroups (fds opened by the host), optionally ma
 (Landlock mode), stages the host paths to mount in a private mount namespace
 where the unprivileged bwrap can reach them, sets RLIMIT_AS / FSIZE / NOFILE,
 drops every group and the uid to the tenant's (before any namespace exists, so bubblewrap runs
-unprivileged and the sandbox's root is never host root), asks to be killed when the host dies, and
-execs its arguments (bubblewrap).
+unprivileged and the sandbox's root is never host root), asks to be killed when the host dies, forks
+and execs its arguments (bubblewrap), then reaps until no descendant is left and exits with the
+program's status (128 + signal when it was killed).
 
 argv: UID GID AS FSIZE NOFILE CGFDS FLAGS STAGEDIR N PATH_1 .. PATH_N PROGRAM ARGS...
 (CGFDS: comma-separated fds or "-"; a limit of 0 keeps the current one; FLAGS "n" makes a private
@@ -46,6 +47,7 @@ LAUNCHER_SOURCE = r"""
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *what) {
@@ -140,9 +142,27 @@ int main(int argc, char **argv) {
   /* Credentials changed above, which clears the parent-death signal: set it only now. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
   if (getppid() != parent) _exit(125);
-  execv(argv[10 + staged], argv + 10 + staged);
-  die(argv[10 + staged]);
-  return 125;
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
+    if (getppid() == 1) _exit(125);
+    execv(argv[10 + staged], argv + 10 + staged);
+    die(argv[10 + staged]);
+  }
+  /* As the subreaper, reap the program and everything re-parented to us until nothing is left: no
+     process of the sandbox outlives the launcher, and none is left a zombie for the host's init. */
+  close_range(0, ~0U, 0);
+  int status = 0, result = 125;
+  for (;;) {
+    pid_t done = waitpid(-1, &status, 0);
+    if (done < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (done == child) result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return result;
 }
 """
 
