@@ -168,6 +168,11 @@ class HelperSession(SandboxSession):
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             await self._send({"op": "exec", "argv": argv, "env": self.exec_env(env)}, [in_r, out_w, err_w])
+        except OSError as exc:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            self._dead = f"the helper is gone ({exc}): " + self._stderr.decode(errors="replace").strip()
+            raise SandboxError(f"sandbox session is dead: {self._dead}") from exc
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)

@@ -152,3 +152,18 @@ report(
     for key in ("finit", "init", "delete"):
         assert seen[key] == {"ret": -1, "errno": "EPERM"}, (key, seen[key])
     assert seen["modules"]["errno"] == "ENOENT"
+
+
+async def test_commands_cannot_kill_or_read_the_session_helper(
+    workspace: Path, sandbox_settings: Settings, bwrap_ready: None
+) -> None:
+    from shopfloor.sandbox import SandboxPolicy, open_sandbox
+
+    policy = SandboxPolicy(isolation="bwrap", timeout=10)
+    async with await open_sandbox(
+        policy, workspace=workspace, tenant="attacker", settings=sandbox_settings
+    ) as live:
+        attack = await live.exec(["sh", "-c", "kill -9 1; kill -TERM 1; cat /proc/1/environ; echo done"])
+        assert attack.stdout == b"done\n"
+        after = await live.exec(["echo", "still serving"])
+    assert after.stdout == b"still serving\n"

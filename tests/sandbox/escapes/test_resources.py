@@ -14,9 +14,10 @@ from .conftest import Attack, observed
 async def test_memory_bomb(attack: Attack) -> None:
     policy = SandboxPolicy(isolation="bwrap", memory=64 << 20, timeout=20)
     script = "hog = []\nwhile True:\n    hog.append(bytearray(8 << 20))\n"
-    result = await attack(script, policy=policy)
-    assert result.killed_by == "memory" and result.exit_code == 137
-    assert result.peak_memory <= (64 << 20) + (1 << 20)
+    for session in (False, True):
+        result = await attack(script, policy=policy, session=session)
+        assert result.killed_by == "memory" and result.exit_code == 137, result
+        assert result.peak_memory <= (64 << 20) + (1 << 20)
     # A single huge allocation is refused by RLIMIT_AS before it is touched.
     seen = observed(
         await attack(
