@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,20 @@ async def test_real_group_kills_every_process() -> None:
         await asyncio.to_thread(group.remove)
     assert not any(path.parent.exists() for path in group.procs_files)
     assert not any(path.name == "test-kill" for path in cgroups.groups())
+
+
+def test_sweep_removes_only_old_empty_groups(tmp_path: Path) -> None:
+    _fake_v2(tmp_path)
+    cgroups = detect_cgroups(tmp_path)
+    assert cgroups is not None
+    groups = {name: cgroups.base / name for name in ("old-empty", "old-busy", "fresh-empty")}
+    for directory in groups.values():
+        directory.mkdir()
+    # cgroupfs shows its files in every group yet rmdir works; a plain directory must be empty instead.
+    (groups["old-busy"] / "cgroup.procs").write_text("123\n")
+    old = time.time() - 3600
+    for name in ("old-empty", "old-busy"):
+        os.utime(groups[name], (old, old))
+    assert cgroups.sweep(older_than=60) == [groups["old-empty"]]
+    assert not groups["old-empty"].exists()
+    assert groups["old-busy"].exists() and groups["fresh-empty"].exists()

@@ -83,6 +83,25 @@ class CgroupVersion(ABC):
     def groups(self) -> list[Path]:
         """The sandbox groups that exist now (for leak checks and clean-up after a crash)."""
 
+    def sweep(self, older_than: float = 300.0) -> list[Path]:
+        """Remove groups a crashed host left behind: empty and untouched for ``older_than`` seconds.
+
+        A live one-shot group is empty only for the moment before its launcher joins it, and a session's
+        group always holds its helper, so neither is ever both empty and old.
+        """
+        removed = []
+        now = time.time()
+        for path in self.groups():
+            try:
+                procs = _read(path / "cgroup.procs") if (path / "cgroup.procs").exists() else ""
+                if procs.strip() or now - path.stat().st_mtime < older_than:
+                    continue
+                path.rmdir()
+            except OSError:
+                continue
+            removed.append(path)
+        return removed
+
 
 def _read(path: Path) -> str:
     return path.read_text()

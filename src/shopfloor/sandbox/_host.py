@@ -26,7 +26,10 @@ CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 @functools.cache
 def host_cgroups() -> CgroupVersion | None:
-    return detect_cgroups()
+    cgroups = detect_cgroups()
+    if cgroups is not None:
+        cgroups.sweep()
+    return cgroups
 
 
 @dataclass(kw_only=True)
