@@ -65,7 +65,7 @@ def test_v2_group_limits_stats_and_kill(tmp_path: Path) -> None:
     assert (d / "memory.swap.max").read_text() == "0"
     assert (d / "pids.max").read_text() == "32"
     assert (d / "cpu.max").read_text() == "50000 100000"
-    assert group.procs_files == (d / "cgroup.procs",)
+    assert group.procs_files == group.join_files == (d / "cgroup.procs",)
     assert cgroups.groups() == [d]
     (d / "memory.peak").write_text("1234\n")
     (d / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")

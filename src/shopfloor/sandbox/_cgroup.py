@@ -27,10 +27,11 @@ class CgroupStats:
 
 
 class Cgroup(ABC):
-    """One group; ``procs_files`` are where the launcher writes its own pid to join it."""
+    """One group. The launcher joins it by writing ``0`` (itself) to each of ``join_files``."""
 
     name: str
     procs_files: tuple[Path, ...]
+    join_files: tuple[Path, ...]
 
     @abstractmethod
     def stats(self) -> CgroupStats: ...
@@ -143,6 +144,10 @@ class CgroupV1Group(Cgroup):
         self.name = name
         self.dirs = dirs
         self.procs_files = tuple(sorted({d / "cgroup.procs" for d in dirs.values()}))
+        # v1 moves one thread through "tasks" without the global threadgroup lock that a write to
+        # cgroup.procs takes (an RCU grace period, 6-15 ms here); the launcher is single-threaded, so
+        # moving its one thread moves the process.
+        self.join_files = tuple(sorted({d / "tasks" for d in dirs.values()}))
 
     def stats(self) -> CgroupStats:
         memory = self.dirs.get("memory")
@@ -224,6 +229,7 @@ class CgroupV2Group(Cgroup):
         self.name = name
         self.directory = directory
         self.procs_files = (directory / "cgroup.procs",)
+        self.join_files = self.procs_files
 
     def stats(self) -> CgroupStats:
         d = self.directory

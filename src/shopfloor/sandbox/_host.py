@@ -120,7 +120,7 @@ async def spawn(
     cgroup_fds = []
     try:
         if confinement.cgroup is not None:
-            cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in confinement.cgroup.procs_files]
+            cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in confinement.cgroup.join_files]
         as_root = confinement.launch_as_root
         full = launcher_argv(
             confinement.launcher,

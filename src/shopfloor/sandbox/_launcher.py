@@ -5,7 +5,8 @@ more interpreter start per exec (~10 ms here, a third of the budget), so the lau
 compiled once per host with the system C compiler into the data dir, keyed by the source's hash.
 
 In order it: becomes a child subreaper (so no descendant is ever re-parented outside the sandbox's
-accounting), joins the sandbox's cgroups (fds opened by the host), optionally makes a network namespace
+accounting), joins the sandbox's cgroups (writing 0 to fds the host opened: v1 "tasks", v2
+"cgroup.procs"), optionally makes a network namespace
 (Landlock mode), stages the host paths to mount in a private mount namespace
 where the unprivileged bwrap can reach them, sets RLIMIT_AS / FSIZE / NOFILE,
 drops every group and the uid to the tenant's (before any namespace exists, so bubblewrap runs
@@ -115,9 +116,7 @@ int main(int argc, char **argv) {
     char *save = NULL;
     for (char *tok = strtok_r(argv[6], ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
       int fd = atoi(tok);
-      char pid[32];
-      int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
-      if (write(fd, pid, (size_t)n) != n) die("joining cgroup");
+      if (write(fd, "0", 1) != 1) die("joining cgroup"); /* 0: the writing task itself */
       close(fd);
     }
   }
