@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shopfloor.agent._builtin import load_tool
@@ -22,13 +22,19 @@ def build_agent(
     model: str | Model | None = None,
     extra_tools: Sequence[Tool] = (),
     services: Mapping[str, Any] | None = None,
+    wrap_tool: Callable[[Tool], Tool] | None = None,
 ) -> AgentLoop:
     """Make the loop for ``loaded``: its model (or ``model``, overriding the spec's for one run),
-    its declared tools and ``extra_tools`` (skills, workspace file tools) given by the runtime."""
+    its declared tools and ``extra_tools`` (skills) given by the runtime. Built-in tools get
+    ``services`` (the run's workspace view...); ``wrap_tool`` wraps every tool (the runtime
+    commits the workspace after each call that changed it)."""
     spec = loaded.spec
     chosen = model or spec.model
     resolved = chosen if isinstance(chosen, Model) else resolve_model(chosen, settings)
-    tools = [load_tool(tool, loaded.base_dir) for tool in spec.tools] + list(extra_tools)
+    tools = [made for tool in spec.tools for made in load_tool(tool, loaded.base_dir, services)]
+    tools += extra_tools
+    if wrap_tool is not None:
+        tools = [wrap_tool(tool) for tool in tools]
     return AgentLoop(
         model=resolved,
         tools=tools,

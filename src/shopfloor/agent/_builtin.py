@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,8 @@ from shopfloor.tools import FunctionTool, Tool
 
 __all__ = ["BuiltinFactory", "builtin_names", "calculate", "load_tool", "register_builtin"]
 
-BuiltinFactory = Callable[[ToolSpec], Tool]
+#: Makes the tools of a ``builtin:NAME`` entry; ``services`` are the run's (the workspace view...).
+BuiltinFactory = Callable[[ToolSpec, Mapping[str, Any]], Tool | list[Tool]]
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -81,7 +82,7 @@ def calculate(expression: Annotated[str, Field(examples=["17*23"])]) -> float | 
     return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
 
 
-def _calculator(spec: ToolSpec) -> Tool:
+def _calculator(spec: ToolSpec, services: Mapping[str, Any]) -> Tool:
     return FunctionTool(
         calculate,
         name=spec.name,
@@ -91,7 +92,20 @@ def _calculator(spec: ToolSpec) -> Tool:
     )
 
 
-_BUILTINS: dict[str, BuiltinFactory] = {"calculator": _calculator}
+def _workspace_files(spec: ToolSpec, services: Mapping[str, Any]) -> list[Tool]:
+    """read_file, write_file, edit_file, list_files, grep_files over the run's workspace view."""
+    from shopfloor.workspace import WorkspaceView, workspace_tools
+
+    view = services.get("workspace")
+    if not isinstance(view, WorkspaceView):
+        raise ConfigError(
+            f"tool {spec.name!r}: builtin:workspace needs the run's workspace; run the agent with "
+            "`shopfloor run`, which opens it"
+        )
+    return workspace_tools(view)
+
+
+_BUILTINS: dict[str, BuiltinFactory] = {"calculator": _calculator, "workspace": _workspace_files}
 
 
 def register_builtin(name: str, factory: BuiltinFactory) -> None:
@@ -120,28 +134,30 @@ def _import_attr(source: str, base_dir: Path) -> Any:
     return getattr(module, attr)
 
 
-def load_tool(spec: ToolSpec, base_dir: Path) -> Tool:
-    """Make the Tool that a spec's tool entry names."""
+def load_tool(spec: ToolSpec, base_dir: Path, services: Mapping[str, Any] | None = None) -> list[Tool]:
+    """Make the tools that a spec's tool entry names (a built-in may give several)."""
     kind, _, rest = spec.source.partition(":")
     if kind == "builtin":
         if rest not in _BUILTINS:
             raise ConfigError(
                 f"tool {spec.name!r}: no built-in tool {rest!r}; built-ins: {', '.join(builtin_names())}"
             )
-        return _BUILTINS[rest](spec)
+        made = _BUILTINS[rest](spec, services or {})
+        return made if isinstance(made, list) else [made]
     if not rest:
         raise ConfigError(
             f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr"
         )
     target = _import_attr(spec.source, base_dir)
     if isinstance(target, Tool):
-        return target
+        return [target]
     if callable(target):
-        return FunctionTool(
+        tool = FunctionTool(
             target,
             name=spec.name,
             description=spec.description,
             requires_approval=spec.requires_approval,
             approval_timeout=spec.approval_timeout,
         )
+        return [tool]
     raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool nor a function")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shopfloor.skills._builtin import builtin_skill_dir
 from shopfloor.skills._skill import load_skill
 from shopfloor.spec import ValidationReport, is_skill_dir, register_ref_resolver, register_validator
 
@@ -20,8 +21,14 @@ def validate_skill_dir(path: Path) -> ValidationReport:
 
 def _skill_path_digest(ref: str, base_dir: Path) -> str:
     path = base_dir / ref
+    builtin = builtin_skill_dir(ref)
+    if builtin is not None and not path.is_dir():
+        path = builtin
     if not (path.is_dir() and (path / "SKILL.md").is_file()):
-        raise ValueError(f"skill {ref!r} is not a skill directory (looked for {path / 'SKILL.md'})")
+        raise ValueError(
+            f"skill {ref!r} is not a skill directory (looked for {path / 'SKILL.md'}) nor a built-in skill "
+            "(data-analysis, python)"
+        )
     # The manifest digest, the same one the signature covers and the registry stores.
     return load_skill(path, strict=False).digest
 

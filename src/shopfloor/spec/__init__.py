@@ -14,6 +14,7 @@ from shopfloor.spec._digest import (
     file_digest,
     register_ref_resolver,
     resolve_reference,
+    seed_path,
     spec_references,
     tree_digest,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "register_ref_resolver",
     "register_validator",
     "resolve_reference",
+    "seed_path",
     "spec_digest",
     "spec_references",
     "tree_digest",

@@ -16,6 +16,7 @@ is resolved.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -134,8 +135,21 @@ def _skill_version(ref: str, base_dir: Path) -> str:
     return f"sha256:{_sha256_hex(ref.encode())}"
 
 
+def seed_path(ref: str, base_dir: Path) -> Path:
+    """Where a seed entry's content is: ``PATH`` relative to the spec's directory, or
+    ``pkg:PACKAGE/PATH`` inside an installed package (data sets that ship in wheels)."""
+    if not ref.startswith("pkg:"):
+        return base_dir / ref
+    package, _, inner = ref.removeprefix("pkg:").partition("/")
+    # find_spec locates a top-level package without running its code.
+    found = importlib.util.find_spec(package) if package.isidentifier() else None
+    if found is None or not found.submodule_search_locations:
+        raise ValueError(f"seed {ref!r}: no installed package {package!r}")
+    return Path(next(iter(found.submodule_search_locations))) / inner
+
+
 def _seed(ref: str, base_dir: Path) -> str:
-    path = base_dir / ref
+    path = seed_path(ref, base_dir)
     if path.is_file():
         return file_digest(path)
     if path.is_dir():

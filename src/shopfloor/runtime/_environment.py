@@ -1,0 +1,163 @@
+"""What a run needs around its agent loop: its workspace, its skills, its tools.
+
+``open_environment`` opens the agent's workspace (a named one persists across runs;
+an unnamed one lives for the run), copies the spec's seed files in at first use,
+resolves the granted skills (verified, dependencies installed before the first step)
+and wraps every tool so that a call which changed the workspace becomes the next
+commit, stamped with the run id and step. The loop itself knows none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopfloor.agent import AgentLoop, build_agent
+from shopfloor.config import Settings
+from shopfloor.models import Model
+from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
+from shopfloor.tools import Tool, ToolContext
+from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
+
+__all__ = ["RunEnvironment", "needs_workspace", "open_environment", "workspace_name"]
+
+
+def needs_workspace(spec: AgentSpec) -> bool:
+    """Only agents that name, seed or use a workspace get one (a calculator needs none)."""
+    ws = spec.workspace
+    return bool(
+        ws.name
+        or ws.seed
+        or ws.mounts
+        or spec.skills
+        or any(t.source == "builtin:workspace" for t in spec.tools)
+    )
+
+
+def workspace_name(loaded: LoadedSpec, run_id: str) -> str:
+    return loaded.spec.workspace.name or f"run-{run_id}"
+
+
+class _Committing(Tool):
+    """Delegates to ``inner``; commits what the call changed in the run's workspace view."""
+
+    def __init__(self, inner: Tool, view: WorkspaceView) -> None:
+        self.inner = inner
+        self.view = view
+        self.name = inner.name
+        self.description = inner.description
+        self.input_schema = inner.input_schema
+        self.output_schema = inner.output_schema
+        self.requires_approval = inner.requires_approval
+        self.approval_timeout = inner.approval_timeout
+        self.kind = inner.kind  # type: ignore[misc]
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        output = await self.inner.call(args, ctx)
+        if self.view.dirty:
+            await self.view.commit(
+                f"step {ctx.step}: {self.name}", run_id=ctx.run_id, step=ctx.step, retries=2
+            )
+        return output
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        return self.inner.validate(args)
+
+    async def details(self) -> str | None:
+        return await self.inner.details()
+
+    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+        return await self.inner.next_schema(chosen, stage)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+
+@dataclass(kw_only=True)
+class RunEnvironment:
+    loop: AgentLoop
+    view: WorkspaceView | None
+    workspace: str | None
+    workspaces: Workspaces | None = None
+    seeded: list[str] = field(default_factory=list)
+
+    @property
+    def commit(self) -> str | None:
+        """The workspace commit the run has produced so far."""
+        return self.view.base if self.view is not None else None
+
+    async def close(self) -> None:
+        if self.workspaces is not None:
+            await asyncio.to_thread(self.workspaces.close)
+        await self.loop.model.aclose()
+
+
+async def _seed(view: WorkspaceView, loaded: LoadedSpec) -> list[str]:
+    """Copy each seed (a file or directory) to the workspace root, where it is not there yet."""
+    written: list[str] = []
+    for ref in loaded.spec.workspace.seed:
+        source = seed_path(ref, loaded.base_dir)
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for file in files:
+            rel = source.name if file == source else f"{source.name}/{file.relative_to(source).as_posix()}"
+            if not await view.exists(rel):
+                await view.write(rel, await asyncio.to_thread(file.read_bytes))
+                written.append(rel)
+    return written
+
+
+async def open_environment(
+    loaded: LoadedSpec,
+    settings: Settings,
+    *,
+    run_id: str,
+    model: str | Model | None = None,
+    identity: str | None = None,
+) -> RunEnvironment:
+    """Open the run's workspace, seed it, resolve its skills and build its agent loop."""
+    from shopfloor.skills import skill_tools
+
+    spec = loaded.spec
+    view: WorkspaceView | None = None
+    workspaces: Workspaces | None = None
+    seeded: list[str] = []
+    if spec.permissions.workspace != "none" and needs_workspace(spec):
+        workspaces = await asyncio.to_thread(Workspaces.from_settings, settings)
+        workspace = workspaces.workspace(workspace_name(loaded, run_id))
+        ref = "main" if spec.workspace.start_from == "last" else f"runs/{run_id}"
+        view = await workspace.open(
+            ref,
+            quota=Quota.from_spec(spec.workspace),
+            mounts=mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir),
+        )
+        seeded = await _seed(view, loaded)
+        if seeded:
+            await view.commit(
+                f"seed: {len(seeded)} files", run_id=run_id, step=0, identity=identity, retries=2
+            )
+        if spec.permissions.workspace == "read-only":
+            mounts = mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir)
+            view = await workspace.open(ref, mounts=mounts, read_only=True)
+    tenant = spec.name
+    skills = await skill_tools(spec, settings, base_dir=loaded.base_dir, workspace=view, tenant=tenant)
+    services: dict[str, Any] = {"tenant": tenant}
+    if view is not None:
+        services["workspace"] = view
+    committing = view if view is not None and not view.read_only else None
+    loop = await asyncio.to_thread(
+        build_agent,
+        loaded,
+        settings,
+        model=model,
+        extra_tools=skills,
+        services=services,
+        wrap_tool=(lambda tool: _Committing(tool, committing)) if committing is not None else None,
+    )
+    return RunEnvironment(
+        loop=loop,
+        view=view,
+        workspace=workspace_name(loaded, run_id) if view is not None else None,
+        workspaces=workspaces,
+        seeded=seeded,
+    )
