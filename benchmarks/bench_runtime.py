@@ -352,9 +352,8 @@ def _rss() -> int:
 
 
 async def waiting_runs(root: Path, count: int) -> dict[str, float]:
-    settings = load_settings(
-        {"SHOPFLOOR_HOME": str(root / "waiting"), "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "1.0"}
-    )
+    # The defaults: DBOS checks each waiting run for a decision once a second (SQLite).
+    settings = load_settings({"SHOPFLOOR_HOME": str(root / "waiting")})
     agent = _agent(root, 5)
     model = "function:benchmarks.bench_runtime:approval_model"
     async with Runtime(settings) as runtime:

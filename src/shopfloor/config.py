@@ -91,6 +91,8 @@ class RuntimeSettings(_Section):
     heartbeat: float = Field(2.0, gt=0, description="seconds between executor heartbeats")
     executor_timeout: float = Field(10.0, gt=0, description="silence after which an executor's runs recover")
     poll_interval: float = Field(0.2, gt=0, description="queue and event polling, seconds")
+    #: on SQLite DBOS polls once per waiting run per interval (PostgreSQL uses LISTEN/NOTIFY)
+    message_poll: float = Field(1.0, gt=0, description="how often waiting runs check for approvals, seconds")
 
 
 class Settings(_Section):

@@ -40,6 +40,7 @@ def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__HEARTBEAT", "0.2")
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__EXECUTOR_TIMEOUT", "1.0")
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__POLL_INTERVAL", "0.05")
+    monkeypatch.setenv("SHOPFLOOR_RUNTIME__MESSAGE_POLL", "0.1")
     if request.param == "sqlite":
         yield load_settings().db_url
         return

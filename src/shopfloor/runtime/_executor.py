@@ -106,7 +106,7 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
         "log_level": "WARNING",
         # Step results are plain JSON: store them as JSON (smaller than pickle, readable by any client).
         "serializer": DBOSPortableJSONSerializer(),
-        "notification_listener_polling_interval_sec": min(settings.runtime.poll_interval, 1.0),
+        "notification_listener_polling_interval_sec": settings.runtime.message_poll,
         "scheduler_polling_interval_sec": 60.0,
     }
 
