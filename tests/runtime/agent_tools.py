@@ -67,7 +67,7 @@ async def script(request: ModelRequest) -> str:
         if tool == "transfer":
             args = {"amount": 10 * (step + 1)}
         elif tool == "sleepy":
-            args = {"seconds": 5.0}
+            args = {"seconds": 5.0 + step}
         return json.dumps({"tool": tool, "args": args})
     if "garbage" in task:
         return "not json at all"
