@@ -57,14 +57,20 @@ class AgentDir:
 
 
 def make_agent(
-    root: Path, *, name: str = "ticker", limits: str = "", approval_timeout: float | None = None
+    root: Path,
+    *,
+    name: str = "ticker",
+    limits: str = "",
+    approval_timeout: float | None = None,
+    extra: str = "",
 ) -> AgentDir:
     path = root / name
     path.mkdir(parents=True)
     shutil.copy(HERE / "agent_tools.py", path / "agent_tools.py")
     timeout = f"    approval_timeout: {approval_timeout}" if approval_timeout else ""
     limit_lines = limits or "  max_steps: 10"
-    (path / "agent.yaml").write_text(SPEC.format(name=name, approval_timeout=timeout, limits=limit_lines))
+    text = SPEC.format(name=name, approval_timeout=timeout, limits=limit_lines) + extra
+    (path / "agent.yaml").write_text(text)
     return AgentDir(path)
 
 

@@ -163,3 +163,19 @@ async def test_retention_drops_events_and_steps_but_keeps_the_summary(
         steps = await runtime.recorded_steps(run_id)
     assert record.pruned and record.status == "completed" and record.output == "done after 1 ticks"
     assert events == [] and steps == []
+
+
+async def test_the_workspace_commit_the_run_produced_is_recorded(
+    rt_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    made = make_agent(tmp_path / "seeded", extra="workspace:\n  seed:\n    - agent_tools.py\n")
+    monkeypatch.syspath_prepend(str(made.path))
+    monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(made.path, "ticks=1")
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+    assert record.status == "completed"
+    assert record.workspace_commit is not None and len(record.workspace_commit) == 64

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 from dbos import DBOS
 from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
-from shopfloor.agent import ApprovalRequest, RunEvent, build_agent
+from shopfloor.agent import ApprovalRequest, RunEvent
 from shopfloor.config import Settings
 from shopfloor.errors import ShopfloorError
+from shopfloor.runtime._environment import RunEnvironment, open_environment
 from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._store import RunRecord, RunStore
@@ -94,6 +95,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         await asyncio.to_thread(store.update, run_id, unless_terminal=True, status="running", approval=None)
 
     runner = DBOSStepRunner(run_id, on_wait=on_wait, on_resume=on_resume)
+    environment: RunEnvironment | None = None
     try:
         loaded = await asyncio.to_thread(load_spec, record.spec_path)
         if loaded.digest != record.release_digest:
@@ -106,8 +108,11 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
                 f"the agent at {record.spec_path} changed since the run started "
                 f"({record.release_digest} -> {loaded.digest}); start a new run",
             )
-        agent = await asyncio.to_thread(build_agent, loaded, ctx.settings, model=record.model)
-        result = await agent.run(record.task, run_id=run_id, runner=runner, on_event=emit)
+        # Its workspace (a commit per tool call that changed files), skills and tools.
+        environment = await open_environment(
+            loaded, ctx.settings, run_id=run_id, model=record.model, identity=record.caller
+        )
+        result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
     except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError):
         # Asked through the client: inside the workflow, DBOS's own status call would raise again.
         status = await ctx.dbos_status(run_id)
@@ -129,6 +134,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
                 output=None,
                 error="cancelled by request",
                 steps=None,
+                workspace_commit=environment.commit if environment else None,
             )
         # Otherwise another executor owns the run now (it was recovered elsewhere): leave it alone.
         await ctx.event_log.flush()
@@ -138,6 +144,9 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     except Exception as exc:
         await _fail(ctx, record, runner, emit, "error", f"internal error: {type(exc).__name__}: {exc}")
         raise
+    finally:
+        if environment is not None:
+            await environment.close()
     await _finish(
         ctx,
         run_id,
@@ -148,6 +157,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         error=result.error,
         steps=len(result.steps),
         usage=result.to_dict()["usage"],
+        workspace_commit=environment.commit,
     )
     return result.to_dict()
 
@@ -185,6 +195,7 @@ async def _finish(
     error: str | None,
     steps: int | None,
     usage: dict[str, int] | None = None,
+    workspace_commit: str | None = None,
 ) -> None:
     await ctx.event_log.flush()
     values: dict[str, Any] = {
@@ -201,4 +212,6 @@ async def _finish(
     }
     if steps is not None:
         values["steps"] = steps
+    if workspace_commit is not None:
+        values["workspace_commit"] = workspace_commit
     await asyncio.to_thread(ctx.store.update, run_id, **values)
