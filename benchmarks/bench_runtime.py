@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -72,14 +73,22 @@ limits:
 
 
 # The agent's model and tools (referenced from the spec above) ------------------------------------
+_calls = itertools.count()
+
+
+def _tool_call() -> str:
+    # Arguments differ on every call: the loop refuses a call identical to the previous one.
+    return json.dumps({"tool": "calculator", "args": {"expression": f"17*{next(_calls)}"}})
+
+
 def instant_model(request: ModelRequest) -> str:
     """Always calls the calculator: the run ends on its step limit after exactly max_steps iterations."""
-    return TOOL_CALL
+    return _tool_call()
 
 
 async def slow_model(request: ModelRequest) -> str:
     await asyncio.sleep(0.1)
-    return TOOL_CALL
+    return _tool_call()
 
 
 def approval_model(request: ModelRequest) -> str:
