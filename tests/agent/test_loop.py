@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -61,8 +62,14 @@ async def test_tool_result_is_fed_back_to_the_model() -> None:
     assert seen[1] == "Result of calculator: 1024"
 
 
+def counting_calls(request: ModelRequest) -> dict[str, Any]:
+    """A different calculator call each turn (the loop refuses an identical repeat)."""
+    turn = sum(1 for m in request.messages if m.role == "assistant")
+    return call("calculator", expression=f"{turn}+1")
+
+
 async def test_max_steps() -> None:
-    model = FunctionModel(lambda request: call("calculator", expression="1+1"))
+    model = FunctionModel(counting_calls)
     result = await run(AgentLoop(model=model, tools=[CALC], limits=limits(max_steps=3)))
     assert (result.status, result.stop_reason) == ("failed", "max_steps")
     assert len(result.steps) == 3
@@ -71,7 +78,7 @@ async def test_max_steps() -> None:
 
 async def test_max_tokens() -> None:
     def reply(request: ModelRequest) -> ModelResponse:
-        text = '{"tool": "calculator", "args": {"expression": "1"}}'
+        text = json.dumps(counting_calls(request))
         return ModelResponse(
             text=text, model="m", provider="function", usage=Usage(input_tokens=600, output_tokens=10)
         )
@@ -149,6 +156,18 @@ async def test_unknown_tool_names_the_tools() -> None:
     assert result.output == "ok"
     error = next(e.data["error"] for e in events if e.kind == "invalid_reply")
     assert "unknown tool 'search'" in error and "calculator" in error
+
+
+async def test_an_identical_repeat_call_is_refused_with_the_last_result() -> None:
+    model = FunctionModel(
+        outputs=[call("calculator", expression="2*3"), call("calculator", expression="2*3"), final("6")]
+    )
+    events: list[RunEvent] = []
+    result = await run(AgentLoop(model=model, tools=[CALC]), on_event=events.append)
+    assert result.output == "6"
+    assert len(result.steps) == 1
+    error = next(e.data["error"] for e in events if e.kind == "invalid_reply")
+    assert "just called with these same arguments (result: 6)" in error
 
 
 async def test_empty_final_answer_is_refused() -> None:
@@ -256,7 +275,7 @@ async def test_context_never_exceeds_the_model_window() -> None:
         sizes.append(model.count_message_tokens(request.messages))
         if len(sizes) > 12:
             return final("enough")
-        return call("calculator", expression="+".join(["1"] * 20))
+        return call("calculator", expression="+".join(["1"] * (20 + len(sizes))))
 
     model._function = reply
     events: list[RunEvent] = []
@@ -341,3 +360,22 @@ async def test_two_phase_asks_staged_arguments_with_narrowed_schemas() -> None:
     assert result.steps[0].output == "b.csv:z"
     assert schemas[2]["properties"]["column"]["enum"] == ["z"]
     assert result.output == "b.csv:z"
+
+
+def test_rank_choices_puts_what_the_task_mentions_first() -> None:
+    from shopfloor.agent import rank_choices
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "file": {"enum": ["airports.csv", "cars.json", "seattle-weather.csv"]},
+            "stat": {"enum": ["mean", "sum", "max"], "x-keywords": {"max": ["highest"]}},
+            "note": {"type": "string"},
+        },
+    }
+    ranked = rank_choices(schema, "What was the highest temperature in Seattle?")
+    assert ranked["properties"]["file"]["enum"] == ["seattle-weather.csv", "airports.csv", "cars.json"]
+    assert ranked["properties"]["stat"]["enum"] == ["max", "mean", "sum"]
+    assert ranked["properties"]["note"] == {"type": "string"}
+    assert "x-keywords" not in ranked["properties"]["stat"]
+    assert schema["properties"]["file"]["enum"][0] == "airports.csv"  # the input is not changed

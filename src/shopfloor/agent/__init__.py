@@ -11,6 +11,7 @@ from shopfloor.agent._decide import (
     Native,
     OneShot,
     TwoPhase,
+    rank_choices,
     strategy_for,
 )
 from shopfloor.agent._loop import AgentLoop, EventSink
@@ -55,6 +56,7 @@ __all__ = [
     "builtin_names",
     "calculate",
     "load_tool",
+    "rank_choices",
     "register_builtin",
     "strategy_for",
 ]

@@ -11,9 +11,11 @@ arguments under that tool's own schema (better for the smallest models);
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 from shopfloor.errors import ConfigError, ToolError
@@ -23,11 +25,13 @@ from shopfloor.tools import Tool
 __all__ = [
     "FINAL_ANSWER",
     "Action",
+    "DecideContext",
     "DecisionStrategy",
     "Invalid",
     "Native",
     "OneShot",
     "TwoPhase",
+    "rank_choices",
     "strategy_for",
 ]
 
@@ -41,6 +45,19 @@ FINAL_SCHEMA: dict[str, Any] = {
 }
 
 CallModel = Callable[[ModelRequest], Awaitable[ModelResponse]]
+#: Runs a piece of work the decision needs (a staged schema) as a recorded step.
+Record = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecideContext:
+    step: int
+    max_tokens: int
+    task: str
+    call: CallModel
+    record: Record
+    #: the ``answer`` text of the last tool result, where the tool gave one (a result summary)
+    last_answer: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +77,40 @@ class Invalid:
 
 def _compact(schema: Mapping[str, Any]) -> str:
     return json.dumps(schema.get("properties", schema), separators=(",", ":"))
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
+    """The schema with each property's enum reordered: options the task mentions first.
+
+    Small models lean towards the first option they are shown. An option scores by the words
+    it shares with the task, plus the task words listed for it in the schema's
+    ``x-keywords`` (``{"sum": ["total"]}``); ties keep the tool's order.
+    """
+    words = _words(task)
+    lowered = task.lower()
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return schema
+
+    def score(option: Any, keywords: dict[str, list[str]]) -> int:
+        hits = len(_words(str(option)) & words)
+        return hits + sum(1 for k in keywords.get(str(option), []) if k.lower() in lowered)
+
+    ranked: dict[str, Any] = {}
+    for name, prop in props.items():
+        if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
+            keywords = prop.get("x-keywords") or {}
+            order = sorted(prop["enum"], key=lambda o: -score(o, keywords))
+            prop = {k: v for k, v in prop.items() if k != "x-keywords"} | {"enum": order}
+        ranked[name] = prop
+    return {**schema, "properties": ranked}
 
 
 class DecisionStrategy(ABC):
@@ -84,15 +135,9 @@ class DecisionStrategy(ABC):
 
     @abstractmethod
     async def decide(
-        self,
-        messages: tuple[Message, ...],
-        tools: Mapping[str, Tool],
-        call: CallModel,
-        *,
-        step: int,
-        max_tokens: int,
+        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], ctx: DecideContext
     ) -> Action | Invalid:
-        """Ask the model (one or more calls through ``call``) for the next action."""
+        """Ask the model (one or more calls through ``ctx.call``) for the next action."""
 
     def observation(self, action: Action, content: str) -> Message:
         return Message(role="user", content=f"Result of {action.tool}: {content}")
@@ -126,16 +171,11 @@ class OneShot(DecisionStrategy):
         return {"anyOf": branches}
 
     async def decide(
-        self,
-        messages: tuple[Message, ...],
-        tools: Mapping[str, Tool],
-        call: CallModel,
-        *,
-        step: int,
-        max_tokens: int,
+        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], ctx: DecideContext
     ) -> Action | Invalid:
-        response = await call(
-            ModelRequest(messages=messages, json_schema=self.schema(tools), max_tokens=max_tokens)
+        step = ctx.step
+        response = await ctx.call(
+            ModelRequest(messages=messages, json_schema=self.schema(tools), max_tokens=ctx.max_tokens)
         )
         reply = Message(role="assistant", content=response.text)
         parsed = self._parse(response.text, step)
@@ -145,48 +185,79 @@ class OneShot(DecisionStrategy):
 
 
 class TwoPhase(DecisionStrategy):
+    """The tool first (an enum), then its arguments, stage by stage.
+
+    Each question ends with a short reminder of the task (small models weigh the last
+    message most), and the choice of tool with the last result's summary, so a model
+    that has its answer stops instead of calling the tool again. The schema of each
+    argument stage is a recorded step: it may read the workspace (a file's columns),
+    and a replay must see the same schema without running anything.
+    """
+
     name = "two_phase"
 
+    def system_prompt(self, instructions: str, tools: Mapping[str, Tool]) -> str:
+        lines = [
+            instructions.strip()
+            or "You are a careful assistant that completes the task with the tools given."
+        ]
+        lines.append("\nTools:")
+        lines += [f"- {tool.describe()}" for tool in tools.values()]
+        lines.append(f"- {FINAL_ANSWER}: give the final answer once the tool results contain it")
+        lines.append("You first choose a tool, then its arguments. Use tool results, never guess numbers.")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _reminder(ctx: DecideContext) -> str:
+        text = f"Task: {ctx.task}"
+        if ctx.last_answer:
+            text += f"\nLast result: {ctx.last_answer}\nIf this answers the task, choose {FINAL_ANSWER}."
+        return text + "\nWhich tool next?"
+
     async def decide(
-        self,
-        messages: tuple[Message, ...],
-        tools: Mapping[str, Tool],
-        call: CallModel,
-        *,
-        step: int,
-        max_tokens: int,
+        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], ctx: DecideContext
     ) -> Action | Invalid:
-        names = [*tools, FINAL_ANSWER]
+        # With a result summary in hand the answer is likely ready: offer final_answer first.
+        names = [FINAL_ANSWER, *tools] if ctx.last_answer else [*tools, FINAL_ANSWER]
         choice_schema = {
             "type": "object",
             "properties": {"tool": {"enum": names}},
             "required": ["tool"],
             "additionalProperties": False,
         }
-        first = await call(ModelRequest(messages=messages, json_schema=choice_schema, max_tokens=64))
-        parsed = self._parse(first.text, step)
+        question = Message(role="user", content=self._reminder(ctx))
+        first = await ctx.call(
+            ModelRequest(messages=(*messages, question), json_schema=choice_schema, max_tokens=64)
+        )
+        parsed = self._parse(first.text, ctx.step)
         if isinstance(parsed, str) or parsed[0] not in names:
             error = parsed if isinstance(parsed, str) else f"unknown tool {parsed[0]!r}"
             return Invalid(reply=Message(role="assistant", content=first.text), error=error)
         name = parsed[0]
-        chosen = Message(role="assistant", content=first.text)
         stages: Tool | _FinalStages
         if name == FINAL_ANSWER:
-            stages, details = _FinalStages(), None
+            stages, details = _FinalStages(ctx.last_answer), None
         else:
             stages, details = tools[name], await tools[name].details()
         args: dict[str, Any] = {}
-        history = (*messages, chosen)
-        stage_no = 0
-        while (schema := await stages.next_schema(args, stage_no)) is not None:
-            if stage_no >= _MAX_STAGES:
+        history = (*messages, Message(role="assistant", content=first.text))
+        for stage_no in range(_MAX_STAGES + 1):
+            schema = await ctx.record(
+                f"schema:{ctx.step}:{stage_no}", partial(stages.next_schema, dict(args), stage_no)
+            )
+            if schema is None:
+                break
+            schema = rank_choices(schema, ctx.task)
+            if stage_no == _MAX_STAGES:
                 raise ToolError(f"{name}: more than {_MAX_STAGES} argument stages; a tool bug")
-            stage_no += 1
-            prompt = f"Now give the arguments for {name} as JSON: {_compact(schema)}"
+            ask = schema.get("description") or f"Now give the arguments for {name}."
+            prompt = f"{ask}\nTask: {ctx.task}\nReply with JSON: {_compact(schema)}"
             if details:
                 prompt, details = f"{details.strip()}\n\n{prompt}", None
             history = (*history, Message(role="user", content=prompt))
-            second = await call(ModelRequest(messages=history, json_schema=schema, max_tokens=max_tokens))
+            second = await ctx.call(
+                ModelRequest(messages=history, json_schema=schema, max_tokens=ctx.max_tokens)
+            )
             try:
                 stage = json.loads(second.text)
             except json.JSONDecodeError as exc:
@@ -200,7 +271,7 @@ class TwoPhase(DecisionStrategy):
             args.update(stage)
             history = (*history, Message(role="assistant", content=second.text))
         reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
-        return Action(tool=name, arguments=args, call_id=f"call_{step}", reply=reply)
+        return Action(tool=name, arguments=args, call_id=f"call_{ctx.step}", reply=reply)
 
 
 class Native(DecisionStrategy):
@@ -213,18 +284,13 @@ class Native(DecisionStrategy):
         )
 
     async def decide(
-        self,
-        messages: tuple[Message, ...],
-        tools: Mapping[str, Tool],
-        call: CallModel,
-        *,
-        step: int,
-        max_tokens: int,
+        self, messages: tuple[Message, ...], tools: Mapping[str, Tool], ctx: DecideContext
     ) -> Action | Invalid:
+        step = ctx.step
         defs = tuple(
             ToolDef(name=n, description=t.description, parameters=t.input_schema) for n, t in tools.items()
         )
-        response = await call(ModelRequest(messages=messages, tools=defs, max_tokens=max_tokens))
+        response = await ctx.call(ModelRequest(messages=messages, tools=defs, max_tokens=ctx.max_tokens))
         if not response.tool_calls:
             reply = Message(role="assistant", content=response.text)
             return Action(
@@ -244,8 +310,18 @@ class Native(DecisionStrategy):
 
 
 class _FinalStages:
+    """The final answer's one stage; it shows the last result so the answer quotes its figures."""
+
+    def __init__(self, last_answer: str | None) -> None:
+        self.last_answer = last_answer
+
     async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
-        return FINAL_SCHEMA if stage == 0 else None
+        if stage > 0:
+            return None
+        ask = "Give the final answer to the task, with its figures."
+        if self.last_answer:
+            ask += f" The last result says: {self.last_answer}"
+        return {**FINAL_SCHEMA, "description": ask}
 
 
 _STRATEGIES: dict[str, type[DecisionStrategy]] = {s.name: s for s in (OneShot, TwoPhase, Native)}

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopfloor.agent._context import ContextWindow, Turn
-from shopfloor.agent._decide import FINAL_ANSWER, Action, DecisionStrategy, Invalid, strategy_for
+from shopfloor.agent._decide import (
+    FINAL_ANSWER,
+    Action,
+    DecideContext,
+    DecisionStrategy,
+    Invalid,
+    strategy_for,
+)
 from shopfloor.agent._records import (
     ApprovalRequest,
     RunEvent,
@@ -186,15 +193,20 @@ class AgentLoop:
                         decided = await self.strategy.decide(
                             fit.messages + tuple(retries),
                             self.tools,
-                            call_model,
-                            step=step,
-                            max_tokens=limits.max_output_tokens,
+                            DecideContext(
+                                step=step,
+                                max_tokens=limits.max_output_tokens,
+                                task=task,
+                                call=call_model,
+                                record=runner.step,
+                                last_answer=_answer_of(state.records),
+                            ),
                         )
                 except _StepTimeout as exc:
                     return finish("step_timeout", error=str(exc))
                 except ModelError as exc:
                     return finish("model_error", error=f"{type(exc).__name__}: {exc}")
-                error = self._check(decided)
+                error = self._check(decided, state.records)
                 if error is None and isinstance(decided, Action):
                     break
                 retries += [
@@ -228,13 +240,20 @@ class AgentLoop:
                 Turn(messages=(action.reply, self.strategy.observation(action, content)), summary=summary)
             )
 
-    def _check(self, decided: Action | Invalid) -> str | None:
+    def _check(self, decided: Action | Invalid, records: list[StepRecord]) -> str | None:
         if isinstance(decided, Invalid):
             return decided.error
         if decided.tool == FINAL_ANSWER:
             args = decided.arguments
             ok = isinstance(args, dict) and isinstance(args.get("answer"), str) and args["answer"].strip()
             return None if ok else 'final_answer needs {"answer": "..."} with the answer text'
+        last = records[-1] if records else None
+        if last is not None and last.tool == decided.tool and last.arguments == decided.arguments:
+            outcome = last.error or json.dumps(last.output, default=str)[:300]
+            return (
+                f"{decided.tool} was just called with these same arguments (result: {outcome}); "
+                f"give the {FINAL_ANSWER} or call a tool with other arguments"
+            )
         tool = self.tools.get(decided.tool)
         if tool is None:
             return f"unknown tool {decided.tool!r}; the tools are: {', '.join([*self.tools, FINAL_ANSWER])}"
@@ -337,3 +356,11 @@ class AgentLoop:
             duration=record.duration,
         )
         return record
+
+
+def _answer_of(records: list[StepRecord]) -> str | None:
+    """The last step's result summary: a tool's output ``{"answer": "..."}``, if it gave one."""
+    if not records or records[-1].error is not None or not isinstance(records[-1].output, dict):
+        return None
+    answer = records[-1].output.get("answer")
+    return answer if isinstance(answer, str) and answer.strip() else None

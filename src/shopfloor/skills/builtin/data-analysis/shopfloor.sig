@@ -15,8 +15,8 @@
       },
       {
         "path": "schemas/input.json",
-        "sha256": "c36bfdf288ca61636b8da10706c38c6cd053f112c9c8e0c1c22f885619e012c7",
-        "size": 3920
+        "sha256": "4d9838edb067b52c24beee3d05c5cd9ac223c61a42b2b2ecbebd51296b8398aa",
+        "size": 4399
       },
       {
         "path": "schemas/output.json",
@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "90345693ad25f5f7c6d4155c5d7e270764432dcf4576e96ddd3b3bd288dc6b5e",
-        "size": 14380
+        "sha256": "9767c6abb9fbf06e099cf2a41b754ff74c77f00d6551a1b0016254dcc8e464d3",
+        "size": 23942
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "9gRbSJ4uFMrBYskCDjlq1uOMwQntuc9dML/R/DF62jfIqHd08RijeYQtj97RwhL/JIGq6VA9GyaCm7TxGQbTBg=="
+  "signature": "e1zym4OJDziYoGMP+csJErVktlSlXD9dybd4ehURVXJiBC/K3ESMSjaNPztpd9GN160jMLjmFWXG2AqgbuNvDw=="
 }

@@ -16,19 +16,51 @@ from typing import Any
 import pandas as pd
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
-STATS = ["mean", "median", "sum", "min", "max", "std", "count", "nunique"]
+STATS = ["mean", "median", "sum", "min", "max", "std", "count", "nunique"]  # noqa: see STAT_ORDER
 OPS = ["==", "!=", ">", ">=", "<", "<=", "contains"]
+# In the order a small model should consider them, each with a one-line example.
 OPERATIONS = {
-    "describe": "columns, types and summary statistics of the file",
-    "column_stat": "one statistic of one column, e.g. the mean of price",
-    "count_rows": "how many rows (optionally matching a condition)",
-    "best_group": "the group with the highest or lowest statistic, e.g. the month with the most rain",
-    "group_aggregate": "a statistic per group, as a table",
-    "filter": "the rows matching a condition",
+    "best_group": "which group has the highest or lowest value (e.g. the month with the most rain)",
+    "column_stat": "one number about a column: average, total, highest, lowest (e.g. the average price)",
+    "count_rows": "how many rows, days or items (e.g. how many days had snow)",
+    "group_aggregate": "a statistic for every group, as a table (e.g. total rain per month)",
+    "describe": "the columns, types and summary statistics of a file",
+    "filter": "the rows where a column has a value",
     "correlation": "Pearson correlation between two numeric columns",
     "regression": "linear regression y = slope * x + intercept",
     "chart": "draw a PNG chart into the workspace",
 }
+# Words of a question that point to an option (``x-keywords``: the runtime shows those options
+# first, since small models lean towards the first option they see).
+KEYWORDS: dict[str, dict[str, list[str]]] = {
+    "operation": {
+        "best_group": ["which", "has the", "had the", "have the"],
+        "column_stat": ["average", "mean", "total", "highest", "lowest", "maximum", "minimum", "median"],
+        "count_rows": ["how many", "number of"],
+        "group_aggregate": ["per", "each", "every"],
+        "correlation": ["correlat", "relationship"],
+        "regression": ["regression", "trend", "slope"],
+        "chart": ["chart", "plot", "graph"],
+        "describe": ["describe", "columns", "summary"],
+    },
+    "stat": {
+        "sum": ["total", "most", "amount", "much"],
+        "mean": ["average", "mean", "typical"],
+        "max": ["highest", "maximum", "largest", "biggest", "record"],
+        "min": ["lowest", "minimum", "smallest", "least", "coldest"],
+        "count": ["how many", "number of", "count", "days"],
+        "median": ["median"],
+    },
+    "order": {
+        "max": ["most", "highest", "largest", "biggest", "top", "maximum"],
+        "min": ["least", "lowest", "smallest", "fewest", "minimum"],
+    },
+}
+STAT_ORDER = ["sum", "mean", "max", "min", "count", "median", "std", "nunique"]
+#: operations whose result answers a question: they also write report.md and a chart
+REPORTED = ("column_stat", "best_group", "count_rows", "group_aggregate")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December")
 NEEDS = {
     "describe": [],
     "column_stat": ["column", "stat"],
@@ -66,7 +98,7 @@ def load(file: str) -> pd.DataFrame:
     else:
         frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     for name in frame.columns:
-        if frame[name].dtype == object and _looks_like_dates(frame[name]):
+        if pd.api.types.is_string_dtype(frame[name]) and _looks_like_dates(frame[name]):
             frame[name] = pd.to_datetime(frame[name], errors="coerce")
     return frame
 
@@ -104,6 +136,16 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
         elif not pd.api.types.is_float_dtype(series) and series.nunique() <= max(50, len(series) // 20):
             names.append(str(c))
     return names
+
+
+def where_of(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The filter of a request: ``where``, or the flat ``where_column``/``where_value`` ('none': no filter)."""
+    if request.get("where"):
+        return dict(request["where"])
+    name = request.get("where_column")
+    if not name or name == "none":
+        return None
+    return {"column": name, "op": "==", "value": request.get("where_value")}
 
 
 def apply_where(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -156,13 +198,32 @@ def _describe(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     return {"rows": len(frame), "columns": columns, "answer": f"{len(frame)} rows, {len(columns)} columns"}
 
 
+def _scope(args: dict[str, Any]) -> str:
+    where = where_of(args)
+    return f" where {where['column']} {where['op']} {where['value']}" if where else ""
+
+
+def _label(group_by: str, key: Any) -> str:
+    if group_by.endswith(".month") and isinstance(key, int) and 1 <= key <= 12:
+        return f"{MONTHS[key - 1]} ({key})"
+    return str(key)
+
+
 def _column_stat(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
-    value = stat_of(column(frame, args["column"]), args["stat"])
-    return {"value": value, "rows": len(frame), "answer": f"{args['stat']} of {args['column']} = {value}"}
+    series = column(frame, args["column"])
+    value = stat_of(series, args["stat"])
+    # Check the figure by a second computation path (plain Python over the values).
+    values = [float(v) for v in series.dropna()] if pd.api.types.is_numeric_dtype(series) else []
+    second = {"sum": sum(values), "max": max(values, default=None), "min": min(values, default=None),
+              "mean": sum(values) / len(values) if values else None, "count": len(values)}.get(args["stat"])
+    checked = second is None or value is None or math.isclose(float(second), float(value), rel_tol=1e-6)
+    answer = f"The {args['stat']} of {args['column']} in {args['file']}{_scope(args)} is {value}"
+    return {"value": value, "rows": len(frame), "checked": checked, "answer": answer}
 
 
 def _count_rows(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
-    return {"count": len(frame), "answer": f"{len(frame)} rows"}
+    answer = f"{args['file']} has {len(frame)} rows{_scope(args)}"
+    return {"count": len(frame), "checked": True, "answer": answer}
 
 
 def _grouped(frame: pd.DataFrame, args: dict[str, Any]) -> pd.Series:
@@ -179,15 +240,25 @@ def _best_group(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("no rows left to group; check the where condition")
     key = grouped.idxmax() if args["order"] == "max" else grouped.idxmin()
     value = clean(grouped[key])
+    # Check by sorting the whole table: its first row must be the same group.
+    ordered = grouped.sort_values(ascending=args["order"] == "min")
+    checked = bool(clean(ordered.iloc[0]) == value)
     what = "highest" if args["order"] == "max" else "lowest"
-    answer = f"{args['group_by']} = {clean(key)} has the {what} {args['stat']} of {args['column']}: {value}"
-    return {"group": clean(key), "value": value, "groups": len(grouped), "answer": answer}
+    label = _label(args["group_by"], clean(key))
+    answer = (
+        f"{label} has the {what} {args['stat']} of {args['column']} by {args['group_by']}{_scope(args)}: {value}"
+    )
+    table = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
+    return {"group": clean(key), "value": value, "groups": len(grouped), "checked": checked,
+            "answer": answer, "table": table}
 
 
 def _group_aggregate(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     grouped = _grouped(frame, args).sort_values(ascending=False).head(int(args.get("limit", 50)))
     rows = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
-    result: dict[str, Any] = {"groups": rows, "answer": f"{len(rows)} groups of {args['group_by']}"}
+    top = f"; the largest is {_label(args['group_by'], rows[0]['group'])}: {rows[0]['value']}" if rows else ""
+    answer = f"{args['stat']} of {args['column']} for {len(rows)} groups of {args['group_by']}{_scope(args)}{top}"
+    result: dict[str, Any] = {"groups": rows, "table": rows, "answer": answer}
     if args.get("save_table"):
         grouped.rename(f"{args['stat']}_{args['column']}").to_csv(_output(args["save_table"], ".csv"))
         result["table"] = args["save_table"]
@@ -285,52 +356,165 @@ RUN = {
 }
 
 
-def next_schema(stage: int, chosen: dict[str, Any]) -> dict[str, Any] | None:
-    """Stage 0: the operation and the file; stage 1: that operation's arguments, from the file's columns."""
-    if stage == 0:
-        described = [f"{name}: {text}" for name, text in OPERATIONS.items()]
-        return {
-            "type": "object",
-            "properties": {
-                "operation": {"enum": list(OPERATIONS), "description": "; ".join(described)},
-                "file": {"enum": data_files() or ["(no data files)"]},
-            },
-            "required": ["operation", "file"],
-            "additionalProperties": False,
-        }
-    if stage > 1 or chosen.get("operation") not in NEEDS or chosen["operation"] == "describe":
-        return None
-    frame = load(chosen["file"])
+def _file_line(name: str) -> str:
+    try:
+        columns = ", ".join(map(str, load(name).columns))
+    except (ValueError, OSError) as exc:
+        columns = f"unreadable: {exc}"
+    return f"{name} (columns: {columns})"
+
+
+def _enum(name: str, values: list[Any], description: str, keywords: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    prop: dict[str, Any] = {"enum": values}
+    if keywords or name in KEYWORDS:
+        prop["x-keywords"] = keywords or KEYWORDS[name]
+    return {
+        "type": "object",
+        "properties": {name: prop},
+        "required": [name],
+        "additionalProperties": False,
+        "description": description,
+    }
+
+
+def _operation_args(operation: str, frame: pd.DataFrame) -> dict[str, Any] | None:
+    """The arguments an operation needs, with choices taken from the file's own columns."""
     numeric, groups = numeric_columns(frame), group_columns(frame)
-    everything = [str(c) for c in frame.columns] + [g for g in groups if g not in frame.columns]
+    everything = [str(c) for c in frame.columns]
+    anything = numeric + [c for c in everything if c not in numeric]
     props: dict[str, Any] = {
+        "stat": {"enum": STAT_ORDER, "x-keywords": KEYWORDS["stat"]},
         "column": {"enum": numeric or everything},
-        "stat": {"enum": STATS},
-        "group_by": {"enum": groups or everything},
-        "order": {"enum": ["max", "min"]},
+        "group_by": {"enum": groups or everything, "x-keywords": _date_words(groups)},
+        "order": {"enum": ["max", "min"], "x-keywords": KEYWORDS["order"]},
         "x": {"enum": numeric or everything},
         "y": {"enum": numeric or everything},
         "kind": {"enum": ["bar", "line", "scatter", "hist"]},
-        "where": where_schema(everything),
     }
-    needed = NEEDS[chosen["operation"]]
-    properties = {name: props[name] for name in needed}
-    if "where" not in properties:
-        properties["where"] = props["where"]
-    return {"type": "object", "properties": properties, "required": needed, "additionalProperties": False}
-
-
-def where_schema(columns: list[str]) -> dict[str, Any]:
+    needed = [n for n in NEEDS[operation] if n != "where"]
+    if operation == "best_group":
+        needed = ["group_by", "stat", "column", "order"]
+        props["column"] = {"enum": anything}  # a count of rows may name any column
+    if operation == "chart":
+        needed = ["kind", "x", "y"]
+    if not needed:
+        return None
     return {
         "type": "object",
-        "properties": {
-            "column": {"enum": columns},
-            "op": {"enum": OPS},
-            "value": {"type": ["string", "number"]},
-        },
-        "required": ["column", "op", "value"],
+        "properties": {name: props[name] for name in needed},
+        "required": needed,
         "additionalProperties": False,
+        "description": f"The arguments of {operation} ({OPERATIONS[operation]}): "
+        "stat is the statistic, column the numbers it is taken of, group_by what the groups are "
+        "(date.month for months, date.year for years), order max for the highest or most, min for the lowest.",
     }
+
+
+def _date_words(groups: list[str]) -> dict[str, list[str]]:
+    words = {"year": ["year", "annual"], "month": ["month", "monthly"], "weekday": ["weekday", "day of the week"]}
+    return {g: words[g.rpartition(".")[2]] for g in groups if g.rpartition(".")[2] in words}
+
+
+def _value_words(frame: pd.DataFrame, groups: list[str]) -> dict[str, list[str]]:
+    """For each filter column, its values as words: a question naming 2015 or Japan points to it."""
+    out: dict[str, list[str]] = {}
+    for name in groups:
+        values = column(frame, name).dropna().unique()
+        if len(values) <= 60:
+            out[name] = [str(clean(v)) for v in values if len(str(clean(v))) >= 2 and not str(clean(v)).isdigit()
+                         or (str(clean(v)).isdigit() and len(str(clean(v))) == 4)]
+    return out
+
+
+def _where_value(frame: pd.DataFrame, name: str) -> dict[str, Any]:
+    values = column(frame, name).dropna()
+    distinct = sorted({clean(v) for v in values.unique()}, key=lambda v: (isinstance(v, str), v))
+    choice: dict[str, Any] = {"enum": distinct} if len(distinct) <= 60 else {"type": ["string", "number"]}
+    return {
+        "type": "object",
+        "properties": {"where_value": choice},
+        "required": ["where_value"],
+        "additionalProperties": False,
+        "description": f"Which value of {name} does the task ask about?",
+    }
+
+
+def next_schema(stage: int, chosen: dict[str, Any]) -> dict[str, Any] | None:
+    """Stages, each one narrow choice: the operation; the file; that operation's arguments from the
+    file's columns; a filter column (or none); the filter's value from the values in the data."""
+    if stage == 0:
+        described = "; ".join(f"{name}: {text}" for name, text in OPERATIONS.items())
+        return _enum("operation", list(OPERATIONS), f"Which operation answers the task? {described}")
+    if stage == 1:
+        files = data_files() or ["(no data files)"]
+        lines = "; ".join(_file_line(f) for f in files)
+        return _enum("file", files, f"Which file has the data for the task? {lines}")
+    operation = chosen.get("operation")
+    if operation not in NEEDS or operation == "describe":
+        return None
+    frame = load(chosen["file"])
+    steps: list[str] = ["args", "where_column"] if operation != "filter" else ["where_column"]
+    if _operation_args(operation, frame) is None and "args" in steps:
+        steps.remove("args")
+    if chosen.get("where_column") not in (None, "none"):
+        steps.append("where_value")
+    index = stage - 2
+    if index >= len(steps):
+        return None
+    if steps[index] == "args":
+        return _operation_args(operation, frame)
+    if steps[index] == "where_column":
+        groups = group_columns(frame)
+        options = ["none", *groups] if operation != "filter" else groups
+        return _enum(
+            "where_column",
+            options,
+            "Does the task ask about only some rows (one year, one month, one category such as Japan or "
+            "snow)? Choose the column that selects them, or none.",
+            _value_words(frame, groups),
+        )
+    return _where_value(frame, chosen["where_column"])
+
+
+def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """report.md (and a bar chart of the groups, where there are groups) for a result that answers
+    a question; the workspace commit of the step keeps each version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    args = {k: v for k, v in request.items() if k not in ("operation", "file")}
+    lines = [
+        "# Analysis report",
+        "",
+        f"**{result['answer']}**",
+        "",
+        f"- data: `{request['file']}`",
+        f"- operation: `{request['operation']}` with `{json.dumps(args, sort_keys=True)}`",
+        f"- checked by a second computation: {'yes' if result.get('checked') else 'no'}",
+    ]
+    table = result.get("table") or []
+    written: dict[str, Any] = {"report": "report.md"}
+    if table:
+        group_by, column_name = request.get("group_by", "group"), request.get("column", "value")
+        chart = _output(f"charts/{request.get('stat', 'value')}_{column_name}_by_{group_by}.png", ".png")
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = [_label(group_by, row["group"]) for row in table][:40]
+        values = [row["value"] if row["value"] is not None else 0 for row in table][:40]
+        colours = ["#d62728" if row["group"] == result.get("group") else "#1f77b4" for row in table][:40]
+        ax.bar(range(len(values)), values, color=colours)
+        ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel(f"{request.get('stat')} of {column_name}")
+        ax.set_title(f"{request.get('stat')} of {column_name} by {group_by}{_scope(request)}")
+        fig.tight_layout()
+        fig.savefig(chart, dpi=100)
+        plt.close(fig)
+        written["chart"] = str(chart)
+        lines += ["", f"![{column_name} by {group_by}]({chart})", "", f"| {group_by} | {column_name} |", "|---|---|"]
+        lines += [f"| {_label(group_by, row['group'])} | {row['value']} |" for row in table[:60]]
+    Path("report.md").write_text("\n".join(lines) + "\n")
+    return written
 
 
 def main() -> None:
@@ -339,12 +523,15 @@ def main() -> None:
         print(json.dumps(next_schema(int(request["stage"]), request.get("chosen", {}))))
         return
     try:
-        frame = apply_where(load(request["file"]), request.get("where"))
+        frame = apply_where(load(request["file"]), where_of(request))
         result = RUN[request["operation"]](frame, request)
+        if request["operation"] in REPORTED:
+            result.update(write_report(request, result))
     except (ValueError, KeyError, TypeError) as exc:
         # The model reads this and retries with other arguments: say what was wrong, briefly.
         print(f"{request.get('operation')}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    result.pop("table", None)
     print(json.dumps({"operation": request["operation"], "file": request["file"], **result}, default=str))
 
 
