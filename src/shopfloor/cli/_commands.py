@@ -2,6 +2,7 @@
 
 # One line per command module; keep sorted.
 from shopfloor.cli import (
+    _demo,  # noqa: F401
     _doctor,  # noqa: F401
     _models,  # noqa: F401
     _run,  # noqa: F401
