@@ -326,7 +326,9 @@ class _Staged(Tool):
     }
     COLUMNS = {"a.csv": ["x", "y"], "b.csv": ["z"]}
 
-    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
         if stage == 0:
             return {
                 "type": "object",

@@ -41,6 +41,7 @@ def build_agent(
         instructions=spec.instructions,
         limits=spec.limits,
         decision=spec.decision,
+        answer=spec.answer,
         approvers=tuple(spec.permissions.approvers),
         services=services,
         name=spec.name,

@@ -90,8 +90,8 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     """The schema with each property's enum reordered: options the task mentions first.
 
     Small models lean towards the first option they are shown. An option scores by the words
-    it shares with the task, plus the task words listed for it in the schema's
-    ``x-keywords`` (``{"sum": ["total"]}``); ties keep the tool's order.
+    it shares with the task (unless ``x-keywords-only`` is set), plus the task words listed for
+    it in the schema's ``x-keywords`` (``{"sum": ["total"]}``); ties keep the tool's order.
     """
     words = _words(task)
     lowered = task.lower()
@@ -99,16 +99,17 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     if not isinstance(props, dict):
         return schema
 
-    def score(option: Any, keywords: dict[str, list[str]]) -> int:
-        hits = len(_words(str(option)) & words)
+    def score(option: Any, keywords: dict[str, list[str]], names_count: bool) -> int:
+        hits = len(_words(str(option)) & words) if names_count else 0
         return hits + sum(1 for k in keywords.get(str(option), []) if k.lower() in lowered)
 
     ranked: dict[str, Any] = {}
     for name, prop in props.items():
         if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
             keywords = prop.get("x-keywords") or {}
-            order = sorted(prop["enum"], key=lambda o: -score(o, keywords))
-            prop = {k: v for k, v in prop.items() if k != "x-keywords"} | {"enum": order}
+            names_count = not prop.get("x-keywords-only", False)
+            order = sorted(prop["enum"], key=lambda o: -score(o, keywords, names_count))
+            prop = {k: v for k, v in prop.items() if not k.startswith("x-keywords")} | {"enum": order}
         ranked[name] = prop
     return {**schema, "properties": ranked}
 
@@ -243,7 +244,8 @@ class TwoPhase(DecisionStrategy):
         history = (*messages, Message(role="assistant", content=first.text))
         for stage_no in range(_MAX_STAGES + 1):
             schema = await ctx.record(
-                f"schema:{ctx.step}:{stage_no}", partial(stages.next_schema, dict(args), stage_no)
+                f"schema:{ctx.step}:{stage_no}",
+                partial(stages.next_schema, dict(args), stage_no, task=ctx.task),
             )
             if schema is None:
                 break
@@ -315,7 +317,9 @@ class _FinalStages:
     def __init__(self, last_answer: str | None) -> None:
         self.last_answer = last_answer
 
-    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
         if stage > 0:
             return None
         ask = "Give the final answer to the task, with its figures."

@@ -75,8 +75,11 @@ class AgentLoop:
         services: Mapping[str, Any] | None = None,
         name: str = "agent",
         trace_attributes: Mapping[str, Any] | None = None,
+        answer: str = "model",
     ) -> None:
         self.model = model
+        #: "tool_result": a tool result's ``answer`` summary ends the run as the final answer
+        self.answer_from_tool = answer == "tool_result"
         self.name = name
         #: extra attributes of the run's ``invoke_agent`` span (agent version, spec path and digest)
         self.trace_attributes = dict(trace_attributes or {})
@@ -228,6 +231,9 @@ class AgentLoop:
                 return finish("final_answer", output=str(action.arguments["answer"]))
             record = await self._act(action, step, run_id, runner, emit)
             state.records.append(record)
+            summary_answer = _answer_of(state.records) if self.answer_from_tool else None
+            if summary_answer is not None:
+                return finish("final_answer", output=summary_answer)
             content = (
                 json.dumps(record.output, default=str) if record.error is None else f"ERROR: {record.error}"
             )

@@ -67,8 +67,10 @@ class _Committing(Tool):
     async def details(self) -> str | None:
         return await self.inner.details()
 
-    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
-        return await self.inner.next_schema(chosen, stage)
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
+        return await self.inner.next_schema(chosen, stage, task=task)
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -72,12 +72,15 @@ class SkillTool(Tool):
         )
         return self.skill.body + listing
 
-    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
-        """A staged skill derives each stage's schema from the workspace (say, the chosen file's columns)."""
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
+        """A staged skill derives each stage's schema from the workspace (say, the chosen file's columns)
+        and the task (say, only the filter values the task names)."""
         if self.skill.config is None or not self.skill.config.staged:
-            return await super().next_schema(chosen, stage)
+            return await super().next_schema(chosen, stage, task=task)
         ctx = ToolContext(run_id="schema", step=stage, call_id="schema", idempotency_key="schema")
-        run = await self.execute({"stage": stage, "chosen": chosen}, ctx, mode="schema")
+        run = await self.execute({"stage": stage, "chosen": chosen, "task": task}, ctx, mode="schema")
         if run.error is None and (run.output is None or isinstance(run.output, dict)):
             return run.output
         # Asking for everything at once still works; only the narrowing is lost.

@@ -116,6 +116,10 @@ class AgentSpec(_Strict):
     #: ``two_phase`` (the tool first from an enum, then its arguments: better for small models),
     #: ``native`` (the server's tool calling); ``auto`` picks native where the model supports it.
     decision: Literal["auto", "one_shot", "two_phase", "native"] = "auto"
+    #: ``model``: the model writes the final answer. ``tool_result``: a tool result that carries an
+    #: ``answer`` summary ends the run with that text, figures and all (small models otherwise
+    #: re-generate the figures, or call the tool again instead of answering).
+    answer: Literal["model", "tool_result"] = "model"
     skills: list[SkillRef] = Field(default_factory=list)
     tools: list[ToolSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]

@@ -69,9 +69,11 @@ class Tool(ABC):
         """Longer instructions shown only once the model has chosen this tool (progressive disclosure)."""
         return None
 
-    async def next_schema(self, chosen: dict[str, Any], stage: int) -> dict[str, Any] | None:
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
         """Staged arguments: the schema of the next arguments to ask for (``stage`` counts from 0),
-        given those chosen so far, or None when they are complete.
+        given those chosen so far and the run's task, or None when they are complete.
 
         The default asks for everything at once. A tool whose valid values depend on earlier
         choices (the columns of the file chosen first) narrows each stage, so a small model

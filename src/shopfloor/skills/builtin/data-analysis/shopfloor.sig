@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "9767c6abb9fbf06e099cf2a41b754ff74c77f00d6551a1b0016254dcc8e464d3",
-        "size": 23942
+        "sha256": "a622dc097552c95c2377ac0cf612204f6e445a90112b42787dae3be26e047a4f",
+        "size": 24907
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "e1zym4OJDziYoGMP+csJErVktlSlXD9dybd4ehURVXJiBC/K3ESMSjaNPztpd9GN160jMLjmFWXG2AqgbuNvDw=="
+  "signature": "CSFX237v37syko2sMaUMBi3zMzXmzKVMTC6UiIcEN4bfJhJMWZWcQEkq+lR6TH+MhK04bHFKqbDZ4icQ6hL9Bw=="
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -366,8 +367,11 @@ def _file_line(name: str) -> str:
 
 def _enum(name: str, values: list[Any], description: str, keywords: dict[str, list[str]] | None = None) -> dict[str, Any]:
     prop: dict[str, Any] = {"enum": values}
-    if keywords or name in KEYWORDS:
-        prop["x-keywords"] = keywords or KEYWORDS[name]
+    if keywords is not None or name in KEYWORDS:
+        prop["x-keywords"] = keywords if keywords is not None else KEYWORDS[name]
+    if keywords is not None:
+        # a filter column is chosen for the values the task names, not for its name
+        prop["x-keywords-only"] = True
     return {
         "type": "object",
         "properties": {name: prop},
@@ -415,20 +419,33 @@ def _date_words(groups: list[str]) -> dict[str, list[str]]:
     return {g: words[g.rpartition(".")[2]] for g in groups if g.rpartition(".")[2] in words}
 
 
-def _value_words(frame: pd.DataFrame, groups: list[str]) -> dict[str, list[str]]:
-    """For each filter column, its values as words: a question naming 2015 or Japan points to it."""
-    out: dict[str, list[str]] = {}
+def mentioned_values(frame: pd.DataFrame, groups: list[str], task: str) -> dict[str, list[Any]]:
+    """The values of each filter column that the task names: text values as words, four-digit
+    years, and other numbers only where the task also names the column ("8 Cylinders")."""
+    words = set(re.findall(r"[a-z0-9]+", task.lower()))
+    lowered = task.lower()
+    found: dict[str, list[Any]] = {}
     for name in groups:
         values = column(frame, name).dropna().unique()
-        if len(values) <= 60:
-            out[name] = [str(clean(v)) for v in values if len(str(clean(v))) >= 2 and not str(clean(v)).isdigit()
-                         or (str(clean(v)).isdigit() and len(str(clean(v))) == 4)]
-    return out
+        if len(values) > 500:
+            continue
+        named = name.lower().rpartition(".")[2] in words or name.lower() in lowered
+        hits = []
+        for value in values:
+            text = str(clean(value))
+            if isinstance(clean(value), (int, float)):
+                if text in words and (len(text) == 4 or named):
+                    hits.append(clean(value))
+            elif len(text) >= 2 and re.search(rf"\b{re.escape(text.lower())}\b", lowered):
+                hits.append(clean(value))
+        if hits:
+            found[name] = hits
+    return found
 
 
-def _where_value(frame: pd.DataFrame, name: str) -> dict[str, Any]:
+def _where_value(frame: pd.DataFrame, name: str, mentioned: list[Any]) -> dict[str, Any]:
     values = column(frame, name).dropna()
-    distinct = sorted({clean(v) for v in values.unique()}, key=lambda v: (isinstance(v, str), v))
+    distinct = mentioned or sorted({clean(v) for v in values.unique()}, key=lambda v: (isinstance(v, str), v))
     choice: dict[str, Any] = {"enum": distinct} if len(distinct) <= 60 else {"type": ["string", "number"]}
     return {
         "type": "object",
@@ -439,9 +456,10 @@ def _where_value(frame: pd.DataFrame, name: str) -> dict[str, Any]:
     }
 
 
-def next_schema(stage: int, chosen: dict[str, Any]) -> dict[str, Any] | None:
+def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str, Any] | None:
     """Stages, each one narrow choice: the operation; the file; that operation's arguments from the
-    file's columns; a filter column (or none); the filter's value from the values in the data."""
+    file's columns; then, only where the task names values found in the data (2015, Japan, snow),
+    the filter column and its value among those named."""
     if stage == 0:
         described = "; ".join(f"{name}: {text}" for name, text in OPERATIONS.items())
         return _enum("operation", list(OPERATIONS), f"Which operation answers the task? {described}")
@@ -453,27 +471,31 @@ def next_schema(stage: int, chosen: dict[str, Any]) -> dict[str, Any] | None:
     if operation not in NEEDS or operation == "describe":
         return None
     frame = load(chosen["file"])
-    steps: list[str] = ["args", "where_column"] if operation != "filter" else ["where_column"]
-    if _operation_args(operation, frame) is None and "args" in steps:
-        steps.remove("args")
-    if chosen.get("where_column") not in (None, "none"):
-        steps.append("where_value")
+    mentioned = mentioned_values(frame, group_columns(frame), task)
+    steps: list[str] = []
+    if operation != "filter" and _operation_args(operation, frame) is not None:
+        steps.append("args")
+    if mentioned or operation == "filter":
+        steps.append("where_column")
+        if chosen.get("where_column") not in (None, "none"):
+            steps.append("where_value")
     index = stage - 2
     if index >= len(steps):
         return None
     if steps[index] == "args":
         return _operation_args(operation, frame)
     if steps[index] == "where_column":
-        groups = group_columns(frame)
-        options = ["none", *groups] if operation != "filter" else groups
+        options = list(mentioned) or group_columns(frame)
+        if operation != "filter":
+            options.append("none")
         return _enum(
             "where_column",
             options,
-            "Does the task ask about only some rows (one year, one month, one category such as Japan or "
-            "snow)? Choose the column that selects them, or none.",
-            _value_words(frame, groups),
+            "The task names values found in the data. Which column do they select rows by? "
+            "none if the task is about all rows.",
         )
-    return _where_value(frame, chosen["where_column"])
+    name = chosen["where_column"]
+    return _where_value(frame, name, mentioned.get(name, []))
 
 
 def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -520,7 +542,8 @@ def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, A
 def main() -> None:
     request = json.load(sys.stdin)
     if sys.argv[1:] == ["schema"]:
-        print(json.dumps(next_schema(int(request["stage"]), request.get("chosen", {}))))
+        schema = next_schema(int(request["stage"]), request.get("chosen", {}), request.get("task", ""))
+        print(json.dumps(schema))
         return
     try:
         frame = apply_where(load(request["file"]), where_of(request))
