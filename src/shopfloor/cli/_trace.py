@@ -13,11 +13,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from shopfloor.agent import build_agent
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, open_environment
 from shopfloor.spec import load_spec
 from shopfloor.telemetry import (
     LiveMetrics,
@@ -274,19 +273,24 @@ def replay_cmd(
                 f"[yellow]warning:[/] {spec} changed since run {info.run_id} ({info.digest[:19]} -> "
                 f"{loaded.digest[:19]}): replaying the current version"
             )
-        loop = build_agent(loaded, settings)
-        if from_step is None:
-            report = await replay_run(
-                loop, info.task, recorded, run_id=info.run_id, expected_output=info.output
-            )
-            return info, report
+        # The run's own environment (workspace, skills): the replayed loop must offer the same
+        # tools; a replay calls none of them, a fork calls them from its fork point on.
         fork_id = f"{info.run_id}-fork-{uuid.uuid4().hex[:8]}"
-        with configure_telemetry(settings):
-            try:
-                report = await fork_run(loop, info.task, recorded, at=from_step, run_id=fork_id)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--from") from None
-        return info, report
+        env = await open_environment(loaded, settings, run_id=info.run_id if from_step is None else fork_id)
+        try:
+            if from_step is None:
+                report = await replay_run(
+                    env.loop, info.task, recorded, run_id=info.run_id, expected_output=info.output
+                )
+                return info, report
+            with configure_telemetry(settings):
+                try:
+                    report = await fork_run(env.loop, info.task, recorded, at=from_step, run_id=fork_id)
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc), param_hint="--from") from None
+            return info, report
+        finally:
+            await env.close()
 
     info, report = asyncio.run(main())
     if json_output:

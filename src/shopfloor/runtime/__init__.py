@@ -5,6 +5,7 @@ steps); ``DBOSStepRunner`` is the durable ``StepRunner`` of the agent loop;
 ``RunStore`` keeps one row per run and its events in the same database as DBOS.
 """
 
+from shopfloor.runtime._environment import RunEnvironment, needs_workspace, open_environment, workspace_name
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_NAME,
@@ -29,6 +30,7 @@ __all__ = [
     "DBOSStepRunner",
     "EventLog",
     "RecordedStep",
+    "RunEnvironment",
     "RunRecord",
     "RunState",
     "RunStore",
@@ -39,8 +41,11 @@ __all__ = [
     "approval_topic",
     "follow_events",
     "make_engine",
+    "needs_workspace",
     "new_executor_id",
+    "open_environment",
     "recorded_steps_from",
     "run_workflow",
     "sqlalchemy_url",
+    "workspace_name",
 ]

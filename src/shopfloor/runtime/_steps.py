@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 __all__ = ["RecordedStep", "StepKind", "recorded_steps_from"]
 
-StepKind = Literal["model", "tool", "approval"]
+StepKind = Literal["model", "tool", "schema", "approval"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +37,11 @@ class RecordedStep:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _kind(name: str) -> StepKind:
+    prefix = name.partition(":")[0]
+    return "model" if prefix == "model" else "schema" if prefix == "schema" else "tool"
+
+
 def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
     """Our steps out of DBOS's ``StepInfo`` list, in order (DBOS's bookkeeping sleeps left out)."""
     steps = []
@@ -48,13 +53,13 @@ def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
             "started_at": started / 1000 if started else None,
             "completed_at": completed / 1000 if completed else None,
         }
-        if name.startswith(("model:", "tool:")):
+        if name.startswith(("model:", "tool:", "schema:")):
             recorded = info["output"] or {}
             steps.append(
                 RecordedStep(
                     index=info["function_id"],
                     name=name,
-                    kind="model" if name.startswith("model:") else "tool",
+                    kind=_kind(name),
                     output=recorded.get("result"),
                     raised=recorded.get("raise"),
                     elapsed=recorded.get("elapsed"),

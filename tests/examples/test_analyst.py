@@ -1,0 +1,69 @@
+"""The main job's path end to end with a scripted model: the analyst in its real environment
+(seeded workspace, data-analysis skill in the sandbox), durably on DBOS, then replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from examples.analyst.evals.questions import QUESTIONS, expected
+from examples.analyst.evals.run import is_correct
+
+from shopfloor.config import load_settings
+from shopfloor.runtime import Runtime, open_environment
+from shopfloor.spec import load_spec
+from shopfloor.telemetry.replay import replay_run
+from shopfloor.workspace import Workspaces
+
+ANALYST = Path(__file__).resolve().parents[2] / "examples" / "analyst"
+QUESTION = next(q for q in QUESTIONS if q.id == "seattle-rain-month-2015")
+
+
+@pytest.fixture(autouse=True)
+def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.delitem(sys.modules, "analyst_script", raising=False)
+
+
+async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
+    settings = load_settings()
+    async with Runtime(settings, caller="tester") as runtime:
+        run_id = await runtime.start_run(ANALYST, QUESTION.text, model="function:analyst_script:script")
+        async with asyncio.timeout(300):
+            record = await runtime.wait(run_id)
+        steps = await runtime.recorded_steps(run_id)
+
+    assert record.status == "completed", record.error
+    truth = expected(QUESTION)
+    assert truth == {"group": 12, "value": 284.5}
+    assert is_correct(record.output or "", truth), record.output
+    assert "December" in (record.output or "")
+
+    repo = Workspaces.from_settings(settings)
+    try:
+        ws = repo.workspace("analyst")
+        assert record.workspace_commit is not None
+        files = set(await ws.files(record.workspace_commit))
+        report = (await ws.read(record.workspace_commit, "report.md")).decode()
+    finally:
+        repo.close()
+    assert {"seattle-weather.csv", "cars.json", "report.md"} <= files
+    charts = [f for f in files if f.startswith("charts/") and f.endswith(".png")]
+    assert charts, files
+    assert "284.5" in report and f"]({charts[0]})" in report
+
+    names = [step.name for step in steps]
+    assert any(n.startswith("tool:") and n.endswith(":data-analysis") for n in names), names
+    assert any(n.startswith("schema:") for n in names), names
+
+    # Replay: the loop fed the recorded outputs (no model, no sandbox) comes out the same.
+    env = await open_environment(load_spec(ANALYST), settings, run_id=run_id, model="test")
+    try:
+        replayed = await replay_run(
+            env.loop, QUESTION.text, steps, run_id=run_id, expected_output=record.output
+        )
+    finally:
+        await env.close()
+    assert replayed.same, replayed
