@@ -11,8 +11,7 @@ CHOICES = {
     "tool": "data-analysis",
     "operation": "best_group",
     "file": "seattle-weather.csv",
-    "where_column": "date.year",
-    "where_value": 2015,
+    "where_match": "date.year == 2015",
 }
 ARGS = {"group_by": "date.month", "stat": "sum", "column": "precipitation", "order": "max"}
 

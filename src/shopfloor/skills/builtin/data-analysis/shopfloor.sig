@@ -15,8 +15,8 @@
       },
       {
         "path": "schemas/input.json",
-        "sha256": "4d9838edb067b52c24beee3d05c5cd9ac223c61a42b2b2ecbebd51296b8398aa",
-        "size": 4399
+        "sha256": "89f7ee5e16442575394637ef6baa91f4393a7fa8f7a2e89832557b90b6b58a8a",
+        "size": 4633
       },
       {
         "path": "schemas/output.json",
@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "a622dc097552c95c2377ac0cf612204f6e445a90112b42787dae3be26e047a4f",
-        "size": 24907
+        "sha256": "3fd939acdab135eaf1f333aa342d6702ce0557be91dda1b28daafe4aa3b4ed07",
+        "size": 25723
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "CSFX237v37syko2sMaUMBi3zMzXmzKVMTC6UiIcEN4bfJhJMWZWcQEkq+lR6TH+MhK04bHFKqbDZ4icQ6hL9Bw=="
+  "signature": "zC/18M+wEBLWzOYbtghcmEzMUSKrYHCw3i/xhO1xN1vg6Tb68I7el28Sg780X7azk6fTOqk9EBiDnlzgXak1Bg=="
 }

@@ -143,10 +143,24 @@ def where_of(request: dict[str, Any]) -> dict[str, Any] | None:
     """The filter of a request: ``where``, or the flat ``where_column``/``where_value`` ('none': no filter)."""
     if request.get("where"):
         return dict(request["where"])
+    match = request.get("where_match")
+    if match and match != "none":
+        name, _, value = str(match).partition(" == ")
+        return {"column": name, "op": "==", "value": _typed(value)}
     name = request.get("where_column")
     if not name or name == "none":
         return None
     return {"column": name, "op": "==", "value": request.get("where_value")}
+
+
+def _typed(text: str) -> Any:
+    """A value as written in a where_match condition: a number where it reads as one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def apply_where(frame: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -464,7 +478,10 @@ def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str,
         described = "; ".join(f"{name}: {text}" for name, text in OPERATIONS.items())
         return _enum("operation", list(OPERATIONS), f"Which operation answers the task? {described}")
     if stage == 1:
-        files = data_files() or ["(no data files)"]
+        words = set(re.findall(r"[a-z0-9]+", task.lower()))
+        # Files whose names the task uses come first, in the list and in the description.
+        files = sorted(data_files(), key=lambda f: -len(set(re.findall(r"[a-z0-9]+", f.lower())) & words))
+        files = files or ["(no data files)"]
         lines = "; ".join(_file_line(f) for f in files)
         return _enum("file", files, f"Which file has the data for the task? {lines}")
     operation = chosen.get("operation")
@@ -476,26 +493,25 @@ def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str,
     if operation != "filter" and _operation_args(operation, frame) is not None:
         steps.append("args")
     if mentioned or operation == "filter":
-        steps.append("where_column")
-        if chosen.get("where_column") not in (None, "none"):
-            steps.append("where_value")
+        steps.append("where_match")
     index = stage - 2
     if index >= len(steps):
         return None
     if steps[index] == "args":
         return _operation_args(operation, frame)
-    if steps[index] == "where_column":
-        options = list(mentioned) or group_columns(frame)
-        if operation != "filter":
-            options.append("none")
-        return _enum(
-            "where_column",
-            options,
-            "The task names values found in the data. Which column do they select rows by? "
-            "none if the task is about all rows.",
-        )
-    name = chosen["where_column"]
-    return _where_value(frame, name, mentioned.get(name, []))
+    # One concrete choice, in the words of the task: "date.year == 2015", "weather == snow", or none.
+    # Years first: a year named in a question nearly always selects rows.
+    pairs = [(name, value) for name, values in mentioned.items() for value in values]
+    pairs.sort(key=lambda p: not (isinstance(p[1], int) and 1000 <= p[1] <= 2999))
+    options = [f"{name} == {value}" for name, value in pairs]
+    if operation != "filter" or not options:
+        options.append("none")
+    return _enum(
+        "where_match",
+        options,
+        "Does the task ask about only the rows where a column has a value it names? Choose that "
+        "condition, or none if the task is about all rows.",
+    )
 
 
 def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
