@@ -67,3 +67,24 @@ async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     finally:
         await env.close()
     assert replayed.same, replayed
+
+
+async def test_analyst_run_is_traced() -> None:
+    from shopfloor.telemetry import TraceStore, trace_store_url
+
+    settings = load_settings()
+    async with Runtime(settings) as runtime:
+        run_id = await runtime.start_run(ANALYST, QUESTION.text, model="function:analyst_script:script")
+        async with asyncio.timeout(300):
+            record = await runtime.wait(run_id)
+    assert record.status == "completed"
+    store = TraceStore(trace_store_url(settings))
+    try:
+        spans = store.run_spans(run_id)
+    finally:
+        store.close()
+    names = {span.name for span in spans}
+    assert "invoke_agent analyst" in names
+    assert "execute_tool data-analysis" in names
+    assert any(name.startswith("chat ") for name in names)
+    assert any(name.startswith("sandbox") for name in names), names

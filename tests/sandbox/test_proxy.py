@@ -56,8 +56,9 @@ async def test_allow_listed_destination_only(
             policy, workspace=workspace, tenant="net", settings=sandbox_settings
         ) as session:
             result = await session.exec(["python3", "-c", CLIENT, str(allowed_port), str(other_port)])
-            assert isinstance(session, HelperSession) and session.proxy is not None
-            records = list(session.proxy.records)
+            helper = getattr(session, "inner", session)  # sessions come wrapped in their tracing
+            assert isinstance(helper, HelperSession) and helper.proxy is not None
+            records = list(helper.proxy.records)
     finally:
         allowed_server.close()
         other_server.close()

@@ -145,19 +145,35 @@ async def test_a_wrong_column_is_an_error_the_model_can_fix(
         )
 
 
-async def test_staged_schemas_come_from_the_data(shared_home: Settings, view: WorkspaceView) -> None:
+async def test_staged_schemas_come_from_the_data_and_the_task(
+    shared_home: Settings, view: WorkspaceView
+) -> None:
     tool = _tool("data-analysis", shared_home, view)
-    first = await tool.next_schema({}, 0)
-    assert first is not None
-    assert set(first["properties"]["file"]["enum"]) == {"cars.json", "seattle-weather.csv"}
-    assert first["properties"]["operation"]["enum"][0] == "describe"
-    second = await tool.next_schema({"operation": "best_group", "file": "seattle-weather.csv"}, 1)
-    assert second is not None
-    assert second["required"] == ["group_by", "column", "stat", "order"]
-    assert "weather" not in second["properties"]["column"]["enum"]  # text is never offered for a statistic
-    assert "precipitation" in second["properties"]["column"]["enum"]
-    assert {"date.month", "date.year", "weather"} <= set(second["properties"]["group_by"]["enum"])
-    assert await tool.next_schema({"operation": "describe", "file": "cars.json"}, 1) is None
+    task = "Which month of 2015 had the most rain in Seattle?"
+    first = await tool.next_schema({}, 0, task=task)
+    assert first is not None and first["properties"]["operation"]["enum"][0] == "best_group"
+    files = await tool.next_schema({"operation": "best_group"}, 1, task=task)
+    assert files is not None
+    assert files["properties"]["file"]["enum"] == [
+        "seattle-weather.csv",
+        "cars.json",
+    ]  # the task names Seattle
+    chosen = {"operation": "best_group", "file": "seattle-weather.csv"}
+    args = await tool.next_schema(chosen, 2, task=task)
+    assert args is not None
+    assert args["required"] == ["group_by", "stat", "column", "order"]
+    assert "precipitation" in args["properties"]["column"]["enum"]
+    assert {"date.month", "date.year", "weather"} <= set(args["properties"]["group_by"]["enum"])
+    where = await tool.next_schema({**chosen, "group_by": "date.month"}, 3, task=task)
+    assert where is not None
+    # the values the task names, years first; no filter stage where it names none
+    assert where["properties"]["where_match"]["enum"] == ["date.year == 2015", "weather == rain"]
+    assert await tool.next_schema(chosen, 3, task="Which month had the most precipitation?") is None
+    assert await tool.next_schema({"operation": "describe", "file": "cars.json"}, 2, task=task) is None
+    column_args = await tool.next_schema(
+        {"operation": "column_stat", "file": "seattle-weather.csv"}, 2, task=task
+    )
+    assert column_args is not None and "weather" not in column_args["properties"]["column"]["enum"]
 
 
 async def test_python_skill_writes_parquet_that_data_analysis_reads(

@@ -41,6 +41,7 @@ from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow, set_execution_context
 from shopfloor.spec import load_spec
+from shopfloor.telemetry import Telemetry, configure_telemetry, current_telemetry
 
 __all__ = ["Runtime"]
 
@@ -55,6 +56,8 @@ class Runtime:
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
+        #: the telemetry this runtime turned on (None where the process had its own already)
+        self._telemetry: Telemetry | None = None
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -75,6 +78,10 @@ class Runtime:
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
+        if current_telemetry() is None:
+            # Every run executed here is traced: spans to the local store (batched, off the
+            # step's path) and to the configured OTLP collectors.
+            self._telemetry = configure_telemetry(self.settings)
         DBOS(config=dbos_config(self.settings, executor_id))
         if not worker:
             DBOS.listen_queues([])
@@ -147,6 +154,9 @@ class Runtime:
             if self.supervisor is not None:
                 await asyncio.to_thread(self.supervisor.stop)
             self.executor_id = self.supervisor = None
+        if self._telemetry is not None:
+            await asyncio.to_thread(self._telemetry.shutdown)
+            self._telemetry = None
         await self.event_log.close()
         if self._client is not None:
             await asyncio.to_thread(self._client.destroy)

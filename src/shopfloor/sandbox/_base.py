@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
+
+from opentelemetry.trace import Span
 
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxUnavailableError
 from shopfloor.sandbox._caps import Capabilities, probe_capabilities
 from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+from shopfloor.telemetry import SANDBOX_CPU, SANDBOX_MEMORY, mark_error, span
 
 __all__ = [
     "AUTO_ORDER",
@@ -68,10 +72,11 @@ class Sandbox(ABC):
     @abstractmethod
     def unavailable(cls, caps: Capabilities) -> str | None: ...
 
-    @abstractmethod
     async def open(
         self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
-    ) -> SandboxSession: ...
+    ) -> SandboxSession:
+        """A session whose every exec is traced as a ``sandbox.exec`` span."""
+        return _TracedSession(await self._open(policy, mounts, workspace=workspace, tenant=tenant), tenant)
 
     async def run(
         self,
@@ -85,8 +90,40 @@ class Sandbox(ABC):
         env: dict[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
     ) -> ExecResult:
+        """One command in a fresh sandbox, traced as a ``sandbox.exec`` span (CPU time, peak memory)."""
+        with _exec_span(argv, self.name, tenant) as current:
+            result = await self._run(
+                policy,
+                mounts,
+                argv,
+                workspace=workspace,
+                tenant=tenant,
+                stdin=stdin,
+                env=env,
+                timeout=timeout,
+            )
+            _record(current, result)
+        return result
+
+    @abstractmethod
+    async def _open(
+        self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
+    ) -> SandboxSession: ...
+
+    async def _run(
+        self,
+        policy: SandboxPolicy,
+        mounts: Sequence[Mount],
+        argv: Sequence[str],
+        *,
+        workspace: Path,
+        tenant: str,
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
         """One command in a fresh sandbox; backends override this when they have a cheaper one-shot path."""
-        async with await self.open(policy, mounts, workspace=workspace, tenant=tenant) as session:
+        async with await self._open(policy, mounts, workspace=workspace, tenant=tenant) as session:
             return await session.exec(argv, stdin=stdin, env=env, timeout=timeout)
 
 
@@ -180,3 +217,52 @@ async def run_sandboxed(
     return await backend(settings).run(
         policy, mounts, argv, workspace=workspace, tenant=tenant, stdin=stdin, env=env, timeout=timeout
     )
+
+
+@contextmanager
+def _exec_span(argv: Sequence[str], backend: str, tenant: str) -> Iterator[Span]:
+    attributes = {
+        "shopfloor.sandbox.backend": backend,
+        "shopfloor.sandbox.tenant": tenant,
+        "shopfloor.sandbox.argv0": argv[0] if argv else "",
+    }
+    with span("sandbox.exec", component="sandbox", attributes=attributes) as current:
+        yield current
+
+
+def _record(current: Span, result: ExecResult) -> None:
+    """CPU time, peak memory and exit of an exec on its span; a kill (timeout, memory...) is an error."""
+    current.set_attribute(SANDBOX_CPU, result.cpu_time)
+    current.set_attribute(SANDBOX_MEMORY, result.peak_memory)
+    current.set_attribute("shopfloor.sandbox.exit_code", result.exit_code)
+    if result.killed_by is not None:
+        mark_error(
+            current,
+            "timeout" if result.killed_by == "timeout" else result.killed_by,
+            f"killed by {result.killed_by}",
+        )
+
+
+class _TracedSession(SandboxSession):
+    """A backend's session whose every exec is a ``sandbox.exec`` span."""
+
+    def __init__(self, inner: SandboxSession, tenant: str) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.tenant = tenant
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    ) -> ExecResult:
+        with _exec_span(argv, self.backend, self.tenant) as current:
+            result = await self.inner.exec(argv, stdin=stdin, env=env, timeout=timeout)
+            _record(current, result)
+        return result
+
+    async def close(self) -> None:
+        await self.inner.close()

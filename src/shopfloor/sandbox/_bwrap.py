@@ -72,14 +72,14 @@ class BwrapSandbox(Sandbox):
             policy, (*helper_mounts, *mounts), workspace=workspace, tenant=tenant, settings=self.settings
         )
 
-    async def open(
+    async def _open(
         self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
     ) -> SandboxSession:
         session = BwrapSession(await self._confine(policy, mounts, workspace, tenant), backend=self.name)
         await session.start()
         return session
 
-    async def run(
+    async def _run(
         self,
         policy: SandboxPolicy,
         mounts: Sequence[Mount],
@@ -93,7 +93,7 @@ class BwrapSandbox(Sandbox):
     ) -> ExecResult:
         if policy.allows_network:
             # The proxy forwarder lives in the session helper.
-            return await super().run(
+            return await super()._run(
                 policy,
                 mounts,
                 argv,

@@ -193,7 +193,7 @@ class GvisorSandbox(Sandbox):
             return "no C compiler to build the launcher once (fix: apt-get install gcc)"
         return None
 
-    async def open(
+    async def _open(
         self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
     ) -> SandboxSession:
         if policy.allows_network:

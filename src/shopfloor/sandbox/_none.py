@@ -90,7 +90,7 @@ class NoSandbox(Sandbox):
     def unavailable(cls, caps: Capabilities) -> str | None:
         return None
 
-    async def open(
+    async def _open(
         self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
     ) -> SandboxSession:
         await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)

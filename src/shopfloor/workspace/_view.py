@@ -17,6 +17,7 @@ from shopfloor.errors import (
     WorkspaceQuotaError,
     WorkspaceReadOnlyError,
 )
+from shopfloor.telemetry import span
 from shopfloor.workspace._history import FileInfo, compute_diff
 from shopfloor.workspace._objects import Entry, object_key, sha256
 from shopfloor.workspace._paths import is_under, normalize, parent_dirs
@@ -170,7 +171,21 @@ class WorkspaceView(ViewBase):
             raise WorkspaceReadOnlyError(f"this view of workspace {self.workspace.name} is read-only")
         if not self.dirty and self.base is not None and not allow_empty:
             return self.base
+        attributes = {
+            "shopfloor.workspace.name": self.workspace.name,
+            "shopfloor.workspace.ref": self.ref,
+            "shopfloor.workspace.changed": len(self._changed) + len(self._deleted),
+        }
+        with span("workspace.commit", component="workspace", attributes=attributes) as current:
+            commit_id = await self._commit(message, run_id, step, identity, retries)
+            current.set_attribute("shopfloor.workspace.commit", commit_id)
+        return commit_id
+
+    async def _commit(
+        self, message: str, run_id: str | None, step: int | None, identity: str | None, retries: int
+    ) -> str:
         ref = self.ref
+        assert ref is not None
         for attempt in range(retries + 1):
             try:
                 commit_id = await asyncio.to_thread(

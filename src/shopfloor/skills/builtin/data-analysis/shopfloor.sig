@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "3fd939acdab135eaf1f333aa342d6702ce0557be91dda1b28daafe4aa3b4ed07",
-        "size": 25723
+        "sha256": "946c0d577cd6858a61ac4784c12408c4ded0484341ec3dd6d40eab7a4e6489fe",
+        "size": 25702
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "zC/18M+wEBLWzOYbtghcmEzMUSKrYHCw3i/xhO1xN1vg6Tb68I7el28Sg780X7azk6fTOqk9EBiDnlzgXak1Bg=="
+  "signature": "6cBszbSnX3JQnjCiHi4U1TnHquprUBHzZnVQzUGtcjG8o/WXGsqmvED45u/AlSPUEbe62WIZJyndYQNQVK/3Bw=="
 }

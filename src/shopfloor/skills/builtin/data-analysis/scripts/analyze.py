@@ -265,7 +265,7 @@ def _best_group(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     )
     table = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
     return {"group": clean(key), "value": value, "groups": len(grouped), "checked": checked,
-            "answer": answer, "table": table}
+            "answer": answer, "_rows": table}
 
 
 def _group_aggregate(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def _group_aggregate(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any
     rows = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
     top = f"; the largest is {_label(args['group_by'], rows[0]['group'])}: {rows[0]['value']}" if rows else ""
     answer = f"{args['stat']} of {args['column']} for {len(rows)} groups of {args['group_by']}{_scope(args)}{top}"
-    result: dict[str, Any] = {"groups": rows, "table": rows, "answer": answer}
+    result: dict[str, Any] = {"groups": rows, "_rows": rows, "answer": answer}
     if args.get("save_table"):
         grouped.rename(f"{args['stat']}_{args['column']}").to_csv(_output(args["save_table"], ".csv"))
         result["table"] = args["save_table"]
@@ -503,14 +503,12 @@ def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str,
     # Years first: a year named in a question nearly always selects rows.
     pairs = [(name, value) for name, values in mentioned.items() for value in values]
     pairs.sort(key=lambda p: not (isinstance(p[1], int) and 1000 <= p[1] <= 2999))
-    options = [f"{name} == {value}" for name, value in pairs]
-    if operation != "filter" or not options:
-        options.append("none")
+    # No "none": the task names these values, and small models otherwise skip the filter it asks for.
+    options = [f"{name} == {value}" for name, value in pairs] or ["none"]
     return _enum(
         "where_match",
         options,
-        "Does the task ask about only the rows where a column has a value it names? Choose that "
-        "condition, or none if the task is about all rows.",
+        "The task names these values of the data: which condition selects the rows it asks about?",
     )
 
 
@@ -532,7 +530,7 @@ def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, A
         f"- operation: `{request['operation']}` with `{json.dumps(args, sort_keys=True)}`",
         f"- checked by a second computation: {'yes' if result.get('checked') else 'no'}",
     ]
-    table = result.get("table") or []
+    table = result.get("_rows") or []
     written: dict[str, Any] = {"report": "report.md"}
     if table:
         group_by, column_name = request.get("group_by", "group"), request.get("column", "value")
@@ -570,7 +568,7 @@ def main() -> None:
         # The model reads this and retries with other arguments: say what was wrong, briefly.
         print(f"{request.get('operation')}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    result.pop("table", None)
+    result.pop("_rows", None)
     print(json.dumps({"operation": request["operation"], "file": request["file"], **result}, default=str))
 
 
