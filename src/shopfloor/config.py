@@ -77,9 +77,13 @@ class TelemetrySettings(_Section):
     otlp_grpc_endpoint: str | None = None
     record_content: bool = False
     json_logs: bool = False
-    store_url: str | None = None  # default: the PostgreSQL database_url, else sqlite $SHOPFLOOR_HOME/traces.db
+    store_url: str | None = (
+        None  # default: the PostgreSQL database_url, else sqlite $SHOPFLOOR_HOME/traces.db
+    )
     store_content: bool = True  # step outputs, task and answer in the local store (what replay needs)
-    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # model ref -> USD per 1M in/out tokens
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict
+    )  # model ref -> USD per 1M in/out tokens
     otlp_metrics: bool = False  # also send metrics to the OTLP endpoints (trace-only receivers refuse them)
 
 

@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "946c0d577cd6858a61ac4784c12408c4ded0484341ec3dd6d40eab7a4e6489fe",
-        "size": 25702
+        "sha256": "a777a92c7c827054c8b259e8365f8ff0bac2ad2045f7f4c2b952108ccedf9cf2",
+        "size": 26005
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "6cBszbSnX3JQnjCiHi4U1TnHquprUBHzZnVQzUGtcjG8o/WXGsqmvED45u/AlSPUEbe62WIZJyndYQNQVK/3Bw=="
+  "signature": "loEsOwtYQ0eny6pqDMMZ9YabD9s4uD84OrO4v2Ft1g690K3B0NhhIPvO+OlYQx9sQWB5eKm/FCr++oWFZxzCBw=="
 }

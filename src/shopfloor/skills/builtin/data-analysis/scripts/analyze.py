@@ -60,8 +60,20 @@ KEYWORDS: dict[str, dict[str, list[str]]] = {
 STAT_ORDER = ["sum", "mean", "max", "min", "count", "median", "std", "nunique"]
 #: operations whose result answers a question: they also write report.md and a chart
 REPORTED = ("column_stat", "best_group", "count_rows", "group_aggregate")
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 NEEDS = {
     "describe": [],
     "column_stat": ["column", "stat"],
@@ -140,7 +152,8 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def where_of(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The filter of a request: ``where``, or the flat ``where_column``/``where_value`` ('none': no filter)."""
+    """The filter of a request: ``where``, ``where_match`` ("COLUMN == VALUE") or the flat
+    ``where_column``/``where_value`` ('none': no filter)."""
     if request.get("where"):
         return dict(request["where"])
     match = request.get("where_match")
@@ -229,8 +242,13 @@ def _column_stat(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     value = stat_of(series, args["stat"])
     # Check the figure by a second computation path (plain Python over the values).
     values = [float(v) for v in series.dropna()] if pd.api.types.is_numeric_dtype(series) else []
-    second = {"sum": sum(values), "max": max(values, default=None), "min": min(values, default=None),
-              "mean": sum(values) / len(values) if values else None, "count": len(values)}.get(args["stat"])
+    second = {
+        "sum": sum(values),
+        "max": max(values, default=None),
+        "min": min(values, default=None),
+        "mean": sum(values) / len(values) if values else None,
+        "count": len(values),
+    }.get(args["stat"])
     checked = second is None or value is None or math.isclose(float(second), float(value), rel_tol=1e-6)
     answer = f"The {args['stat']} of {args['column']} in {args['file']}{_scope(args)} is {value}"
     return {"value": value, "rows": len(frame), "checked": checked, "answer": answer}
@@ -260,19 +278,26 @@ def _best_group(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     checked = bool(clean(ordered.iloc[0]) == value)
     what = "highest" if args["order"] == "max" else "lowest"
     label = _label(args["group_by"], clean(key))
-    answer = (
-        f"{label} has the {what} {args['stat']} of {args['column']} by {args['group_by']}{_scope(args)}: {value}"
-    )
+    measure = f"{args['stat']} of {args['column']} by {args['group_by']}{_scope(args)}"
+    answer = f"{label} has the {what} {measure}: {value}"
     table = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
-    return {"group": clean(key), "value": value, "groups": len(grouped), "checked": checked,
-            "answer": answer, "_rows": table}
+    return {
+        "group": clean(key),
+        "value": value,
+        "groups": len(grouped),
+        "checked": checked,
+        "answer": answer,
+        "_rows": table,
+    }
 
 
 def _group_aggregate(frame: pd.DataFrame, args: dict[str, Any]) -> dict[str, Any]:
     grouped = _grouped(frame, args).sort_values(ascending=False).head(int(args.get("limit", 50)))
     rows = [{"group": clean(k), "value": clean(v)} for k, v in grouped.items()]
     top = f"; the largest is {_label(args['group_by'], rows[0]['group'])}: {rows[0]['value']}" if rows else ""
-    answer = f"{args['stat']} of {args['column']} for {len(rows)} groups of {args['group_by']}{_scope(args)}{top}"
+    answer = (
+        f"{args['stat']} of {args['column']} for {len(rows)} groups of {args['group_by']}{_scope(args)}{top}"
+    )
     result: dict[str, Any] = {"groups": rows, "_rows": rows, "answer": answer}
     if args.get("save_table"):
         grouped.rename(f"{args['stat']}_{args['column']}").to_csv(_output(args["save_table"], ".csv"))
@@ -379,7 +404,9 @@ def _file_line(name: str) -> str:
     return f"{name} (columns: {columns})"
 
 
-def _enum(name: str, values: list[Any], description: str, keywords: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def _enum(
+    name: str, values: list[Any], description: str, keywords: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     prop: dict[str, Any] = {"enum": values}
     if keywords is not None or name in KEYWORDS:
         prop["x-keywords"] = keywords if keywords is not None else KEYWORDS[name]
@@ -424,12 +451,17 @@ def _operation_args(operation: str, frame: pd.DataFrame) -> dict[str, Any] | Non
         "additionalProperties": False,
         "description": f"The arguments of {operation} ({OPERATIONS[operation]}): "
         "stat is the statistic, column the numbers it is taken of, group_by what the groups are "
-        "(date.month for months, date.year for years), order max for the highest or most, min for the lowest.",
+        "(date.month for months, date.year for years), "
+        "order max for the highest or most, min for the lowest.",
     }
 
 
 def _date_words(groups: list[str]) -> dict[str, list[str]]:
-    words = {"year": ["year", "annual"], "month": ["month", "monthly"], "weekday": ["weekday", "day of the week"]}
+    words = {
+        "year": ["year", "annual"],
+        "month": ["month", "monthly"],
+        "weekday": ["weekday", "day of the week"],
+    }
     return {g: words[g.rpartition(".")[2]] for g in groups if g.rpartition(".")[2] in words}
 
 
@@ -547,7 +579,13 @@ def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, A
         fig.savefig(chart, dpi=100)
         plt.close(fig)
         written["chart"] = str(chart)
-        lines += ["", f"![{column_name} by {group_by}]({chart})", "", f"| {group_by} | {column_name} |", "|---|---|"]
+        lines += [
+            "",
+            f"![{column_name} by {group_by}]({chart})",
+            "",
+            f"| {group_by} | {column_name} |",
+            "|---|---|",
+        ]
         lines += [f"| {_label(group_by, row['group'])} | {row['value']} |" for row in table[:60]]
     Path("report.md").write_text("\n".join(lines) + "\n")
     return written
