@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shopfloor.config import Settings, load_settings
-from shopfloor.models import allow_model_requests
+from shopfloor.models import allow_model_requests, install_model
+
+# Read before any test's isolated SHOPFLOOR_HOME is set: where `shopfloor models install` put the real models.
+_REAL_SETTINGS = load_settings()
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +36,13 @@ def real_models() -> Iterator[None]:
     previous = allow_model_requests(True)
     yield
     allow_model_requests(previous)
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Callable[[str], Path]:
+    """Path of an installed catalogue model, installing it (idempotently) into the real data dir if absent."""
+
+    def path(name: str) -> Path:
+        return install_model(name, _REAL_SETTINGS).path
+
+    return path

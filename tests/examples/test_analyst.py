@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,50 @@ async def test_analyst_run_is_traced() -> None:
     assert "execute_tool data-analysis" in names
     assert any(name.startswith("chat ") for name in names)
     assert any(name.startswith("sandbox") for name in names), names
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_models")
+async def test_embedded_model_answers_the_default_question_and_replays(
+    embedded_model: Callable[[str], Path],
+) -> None:
+    from shopfloor.telemetry import TraceStore, trace_store_url
+
+    model = f"local:{embedded_model('qwen2.5-coder-0.5b')}"
+    settings = load_settings()
+    async with Runtime(settings) as runtime:
+        run_id = await runtime.start_run(ANALYST, QUESTION.text, model=model)
+        async with asyncio.timeout(900):
+            record = await runtime.wait(run_id)
+    assert record.status == "completed", record.error
+    assert is_correct(record.output or "", expected(QUESTION)), record.output
+
+    repo = Workspaces.from_settings(settings)
+    try:
+        ws = repo.workspace("analyst")
+        assert record.workspace_commit is not None
+        files = set(await ws.files(record.workspace_commit))
+        report = (await ws.read(record.workspace_commit, "report.md")).decode()
+    finally:
+        repo.close()
+    assert "284.5" in report
+    assert any(f.startswith("charts/") and f.endswith(".png") for f in files)
+
+    store = TraceStore(trace_store_url(settings))
+    try:
+        names = {span.name for span in store.run_spans(run_id)}
+    finally:
+        store.close()
+    assert {"invoke_agent analyst", "execute_tool data-analysis", "sandbox.exec"} <= names
+    assert any(name.startswith("chat ") for name in names)
+
+    replay = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "shopfloor.cli", "replay", run_id, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert json.loads(replay.stdout)["same"] is True

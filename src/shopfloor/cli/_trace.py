@@ -221,6 +221,7 @@ async def _load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[R
             status=record.status,
             workspace_commit=record.workspace_commit,
             digest=record.release_digest,
+            model=record.model,
         )
         return info, as_recorded(steps)
     except RunNotFoundError:
@@ -276,7 +277,9 @@ def replay_cmd(
         # The run's own environment (workspace, skills): the replayed loop must offer the same
         # tools; a replay calls none of them, a fork calls them from its fork point on.
         fork_id = f"{info.run_id}-fork-{uuid.uuid4().hex[:8]}"
-        env = await open_environment(loaded, settings, run_id=info.run_id if from_step is None else fork_id)
+        env = await open_environment(
+            loaded, settings, run_id=info.run_id if from_step is None else fork_id, model=info.model
+        )
         try:
             if from_step is None:
                 report = await replay_run(

@@ -47,6 +47,8 @@ class RunInfo:
     workspace_commit: str | None = None
     #: the digest of the agent spec (and what it references) the run was made with
     digest: str | None = None
+    #: the model reference the run was started with, where it overrode the spec's
+    model: str | None = None
 
 
 def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:

@@ -1,0 +1,5 @@
+"""``python -m shopfloor.cli``: the same as the ``shopfloor`` command."""
+
+from shopfloor.cli import main
+
+main()
