@@ -14,7 +14,7 @@ import pytest
 from examples.analyst.evals.questions import QUESTIONS, expected
 from examples.analyst.evals.run import is_correct
 
-from shopfloor.config import load_settings
+from shopfloor.config import Settings, load_settings
 from shopfloor.runtime import Runtime, open_environment
 from shopfloor.spec import load_spec
 from shopfloor.telemetry.replay import replay_run
@@ -22,6 +22,17 @@ from shopfloor.workspace import Workspaces
 
 ANALYST = Path(__file__).resolve().parents[2] / "examples" / "analyst"
 QUESTION = next(q for q in QUESTIONS if q.id == "seattle-rain-month-2015")
+
+
+async def committed(settings: Settings, commit: str | None) -> tuple[set[str], str]:
+    """The files of the analyst's workspace at ``commit``, and its report.md."""
+    assert commit is not None
+    repo = Workspaces.from_settings(settings)
+    try:
+        ws = repo.workspace("analyst")
+        return set(await ws.files(commit)), (await ws.read(commit, "report.md")).decode()
+    finally:
+        repo.close()
 
 
 @pytest.fixture(autouse=True)
@@ -44,14 +55,7 @@ async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     assert is_correct(record.output or "", truth), record.output
     assert "December" in (record.output or "")
 
-    repo = Workspaces.from_settings(settings)
-    try:
-        ws = repo.workspace("analyst")
-        assert record.workspace_commit is not None
-        files = set(await ws.files(record.workspace_commit))
-        report = (await ws.read(record.workspace_commit, "report.md")).decode()
-    finally:
-        repo.close()
+    files, report = await committed(settings, record.workspace_commit)
     assert {"seattle-weather.csv", "cars.json", "report.md"} <= files
     charts = [f for f in files if f.startswith("charts/") and f.endswith(".png")]
     assert charts, files
@@ -109,14 +113,7 @@ async def test_embedded_model_answers_the_default_question_and_replays(
     assert record.status == "completed", record.error
     assert is_correct(record.output or "", expected(QUESTION)), record.output
 
-    repo = Workspaces.from_settings(settings)
-    try:
-        ws = repo.workspace("analyst")
-        assert record.workspace_commit is not None
-        files = set(await ws.files(record.workspace_commit))
-        report = (await ws.read(record.workspace_commit, "report.md")).decode()
-    finally:
-        repo.close()
+    files, report = await committed(settings, record.workspace_commit)
     assert "284.5" in report
     assert any(f.startswith("charts/") and f.endswith(".png") for f in files)
 

@@ -25,7 +25,7 @@ from shopfloor.agent._records import (
     StopReason,
     TokenTotals,
 )
-from shopfloor.agent._steps import ApprovalPolicy, InMemoryStepRunner, StepRunner
+from shopfloor.agent._steps import ApprovalPolicy, InMemoryStepRunner, StepRunner, rebuild_error
 
 __all__ = [
     "FINAL_ANSWER",
@@ -57,6 +57,7 @@ __all__ = [
     "calculate",
     "load_tool",
     "rank_choices",
+    "rebuild_error",
     "register_builtin",
     "strategy_for",
 ]

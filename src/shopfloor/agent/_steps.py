@@ -15,9 +15,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shopfloor import errors
 from shopfloor.agent._records import ApprovalDecision, ApprovalRequest
 
-__all__ = ["ApprovalPolicy", "InMemoryStepRunner", "StepRunner"]
+__all__ = ["ApprovalPolicy", "InMemoryStepRunner", "StepRunner", "rebuild_error"]
 
 JSON = Any
 ApprovalPolicy = Callable[[ApprovalRequest], Awaitable[ApprovalDecision]]
@@ -64,3 +65,17 @@ class InMemoryStepRunner(StepRunner):
 
     async def check_cancelled(self) -> bool:
         return self.cancelled
+
+
+def rebuild_error(raised: dict[str, str]) -> Exception:
+    """The exception a recorded step raised (``{"type", "message"}``): a timeout, or one of ours by
+    class name, so a recovered or replayed run raises what the original saw."""
+    if raised["type"] == "TimeoutError":
+        return TimeoutError(raised["message"])
+    cls = getattr(errors, raised["type"], None)
+    if isinstance(cls, type) and issubclass(cls, errors.ShopfloorError):
+        try:
+            return cls(raised["message"])
+        except TypeError:  # a class whose constructor takes more than a message
+            pass
+    return errors.ModelError(raised["message"])

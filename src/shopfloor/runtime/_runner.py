@@ -22,7 +22,7 @@ from typing import Any
 from dbos import DBOS
 
 from shopfloor import errors
-from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner
+from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner, rebuild_error
 
 __all__ = ["DBOSStepRunner", "approval_topic"]
 
@@ -99,7 +99,7 @@ class DBOSStepRunner(StepRunner):
             self.output_tokens += int(usage.get("output_tokens", 0))
             self.model_calls += 1
         if "raise" in recorded:
-            raise _rebuild(recorded["raise"])
+            raise rebuild_error(recorded["raise"])
         return recorded["result"]
 
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
@@ -142,15 +142,3 @@ class DBOSStepRunner(StepRunner):
     def _count(self, component: str, kind: str) -> None:
         counts = self.faults.setdefault(component, {})
         counts[kind] = counts.get(kind, 0) + 1
-
-
-def _rebuild(raised: dict[str, str]) -> Exception:
-    if raised["type"] == "TimeoutError":
-        return TimeoutError(raised["message"])
-    cls = getattr(errors, raised["type"], None)
-    if isinstance(cls, type) and issubclass(cls, errors.ShopfloorError):
-        try:
-            return cls(raised["message"])
-        except TypeError:
-            pass
-    return errors.ModelError(raised["message"])

@@ -17,7 +17,6 @@ from shopfloor.telemetry.replay._runner import (
     RecordingStepRunner,
     ReplayStepRunner,
     as_recorded,
-    rebuild_error,
 )
 from shopfloor.telemetry.replay._spans import RunInfo, recorded_from_spans, run_info_from_spans
 
@@ -32,7 +31,6 @@ __all__ = [
     "as_recorded",
     "fork_index",
     "fork_run",
-    "rebuild_error",
     "recorded_from_spans",
     "replay_run",
     "run_info_from_spans",

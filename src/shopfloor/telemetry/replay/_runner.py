@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor import errors
-from shopfloor.agent import ApprovalDecision, ApprovalRequest, InMemoryStepRunner, StepRunner
+from shopfloor.agent import ApprovalDecision, ApprovalRequest, InMemoryStepRunner, StepRunner, rebuild_error
 from shopfloor.errors import ReplayDivergence
 
-__all__ = ["APPROVAL", "Recorded", "RecordingStepRunner", "ReplayStepRunner", "as_recorded", "rebuild_error"]
+__all__ = ["APPROVAL", "Recorded", "RecordingStepRunner", "ReplayStepRunner", "as_recorded"]
 
 JSON = Any
 #: the name of an approval decision in a record
@@ -56,19 +56,6 @@ def as_recorded(steps: Iterable[Any]) -> list[Recorded]:
                 )
             )
     return out
-
-
-def rebuild_error(raised: dict[str, str]) -> Exception:
-    """The exception a recorded step raised: a timeout, or one of ours by class name."""
-    if raised["type"] == "TimeoutError":
-        return TimeoutError(raised["message"])
-    cls = getattr(errors, raised["type"], None)
-    if isinstance(cls, type) and issubclass(cls, errors.ShopfloorError):
-        try:
-            return cls(raised["message"])
-        except TypeError:  # a class whose constructor takes more than a message
-            pass
-    return errors.ModelError(raised["message"])
 
 
 def _decision(message: Any) -> ApprovalDecision:
