@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "a777a92c7c827054c8b259e8365f8ff0bac2ad2045f7f4c2b952108ccedf9cf2",
-        "size": 26005
+        "sha256": "a4e7d6df3ffc96d13bd42b907f18b4403542308aeb38478cbf3f3e9c1d4f74f5",
+        "size": 26352
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "loEsOwtYQ0eny6pqDMMZ9YabD9s4uD84OrO4v2Ft1g690K3B0NhhIPvO+OlYQx9sQWB5eKm/FCr++oWFZxzCBw=="
+  "signature": "zaVFdy/Bp9Jng6WrxTzu+Qrii7+kSTgyCYSe4/0U+Hy2fg4rwUXnTdn1iIaAR1QH9CxwRvB1N/qeLlptZN7mAA=="
 }

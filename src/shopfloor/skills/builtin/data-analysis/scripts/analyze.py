@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
-STATS = ["mean", "median", "sum", "min", "max", "std", "count", "nunique"]  # noqa: see STAT_ORDER
+STATS = ["mean", "median", "sum", "min", "max", "std", "count", "nunique"]
 OPS = ["==", "!=", ">", ">=", "<", "<=", "contains"]
 # In the order a small model should consider them, each with a one-line example.
 OPERATIONS = {
@@ -465,6 +465,14 @@ def _date_words(groups: list[str]) -> dict[str, list[str]]:
     return {g: words[g.rpartition(".")[2]] for g in groups if g.rpartition(".")[2] in words}
 
 
+def _names(text: str, task: str) -> bool:
+    """Whether the task names a text value: as a word, and in its own case where it is a short
+    code (TX, IN), so that "in" or "us" in a sentence names no state."""
+    if len(text) <= 3 and text.isupper():
+        return re.search(rf"\b{re.escape(text)}\b", task) is not None
+    return re.search(rf"\b{re.escape(text.lower())}\b", task.lower()) is not None
+
+
 def mentioned_values(frame: pd.DataFrame, groups: list[str], task: str) -> dict[str, list[Any]]:
     """The values of each filter column that the task names: text values as words, four-digit
     years, and other numbers only where the task also names the column ("8 Cylinders")."""
@@ -482,7 +490,7 @@ def mentioned_values(frame: pd.DataFrame, groups: list[str], task: str) -> dict[
             if isinstance(clean(value), (int, float)):
                 if text in words and (len(text) == 4 or named):
                     hits.append(clean(value))
-            elif len(text) >= 2 and re.search(rf"\b{re.escape(text.lower())}\b", lowered):
+            elif len(text) >= 2 and _names(text, task):
                 hits.append(clean(value))
         if hits:
             found[name] = hits
