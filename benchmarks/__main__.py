@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other: ``python -m benchmarks [NAME ...]``.
 
 Each prints its measurements next to a baseline measured in the same run, with the ratio.
-Names: spec, models, workspace, sandbox, skills, runtime, telemetry (default: all).
+Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry (default: all).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-ALL = ("spec", "models", "workspace", "sandbox", "skills", "runtime", "telemetry")
+ALL = ("spec", "agent", "models", "workspace", "sandbox", "skills", "runtime", "telemetry")
 
 
 def main(names: list[str]) -> int:
