@@ -28,3 +28,12 @@ def test_all_lists_public_names(package: str) -> None:
     assert public <= exported, f"{package}: public but not in __all__: {sorted(public - exported)}"
     missing = [name for name in exported if not hasattr(module, name)]
     assert not missing, f"{package}: __all__ names missing attributes: {missing}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (rootdir-relative 'prepend' mode): two alike break collection."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
