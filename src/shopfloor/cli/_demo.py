@@ -75,7 +75,7 @@ def demo_cmd(
         if not json_out:
             console.print(f"run [bold]{run_id}[/]  (analyst, {model or 'the spec model'})")
             async for stored in runtime.events(run_id):
-                print_event(stored)
+                print_event(stored, answer=False)  # the answer gets its own panel
         return await runtime.wait(run_id)
 
     record = _runtime(body)

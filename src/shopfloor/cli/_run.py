@@ -50,8 +50,8 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_event(stored: StoredEvent) -> None:
-    """One line per event, as ``shopfloor run`` follows a run."""
+def print_event(stored: StoredEvent, *, answer: bool = True) -> None:
+    """One line per event, as ``shopfloor run`` follows a run (``answer``: print the final answer too)."""
     event, data = stored.event, stored.event.data
     kind = event.kind
     if kind == "run_started":
@@ -101,7 +101,7 @@ def print_event(stored: StoredEvent) -> None:
         )
         if data.get("error"):
             console.print(f"[red]{data['error']}[/]")
-        if data.get("output"):
+        if answer and data.get("output"):
             console.print(f"\n{data['output']}")
 
 
