@@ -31,7 +31,7 @@ def test_all_lists_public_names(package: str) -> None:
 
 
 def test_test_modules_have_unique_names() -> None:
-    """pytest imports test modules by basename (rootdir-relative 'prepend' mode): two alike break collection."""
+    """pytest imports test modules by basename ('prepend' mode): two alike break collection."""
     from collections import Counter
     from pathlib import Path
 
