@@ -90,8 +90,8 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     """The schema with each property's enum reordered: options the task mentions first.
 
     Small models lean towards the first option they are shown. An option scores by the words
-    it shares with the task (unless ``x-keywords-only`` is set), plus the task words listed for
-    it in the schema's ``x-keywords`` (``{"sum": ["total"]}``); ties keep the tool's order.
+    it shares with the task, plus the task words listed for it in the schema's ``x-keywords``
+    (``{"sum": ["total"]}``); ties keep the tool's order.
     """
     words = _words(task)
     lowered = task.lower()
@@ -99,17 +99,16 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     if not isinstance(props, dict):
         return schema
 
-    def score(option: Any, keywords: dict[str, list[str]], names_count: bool) -> int:
-        hits = len(_words(str(option)) & words) if names_count else 0
+    def score(option: Any, keywords: dict[str, list[str]]) -> int:
+        hits = len(_words(str(option)) & words)
         return hits + sum(1 for k in keywords.get(str(option), []) if k.lower() in lowered)
 
     ranked: dict[str, Any] = {}
     for name, prop in props.items():
         if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
             keywords = prop.get("x-keywords") or {}
-            names_count = not prop.get("x-keywords-only", False)
-            order = sorted(prop["enum"], key=lambda o: -score(o, keywords, names_count))
-            prop = {k: v for k, v in prop.items() if not k.startswith("x-keywords")} | {"enum": order}
+            order = sorted(prop["enum"], key=lambda o: -score(o, keywords))
+            prop = {k: v for k, v in prop.items() if k != "x-keywords"} | {"enum": order}
         ranked[name] = prop
     return {**schema, "properties": ranked}
 

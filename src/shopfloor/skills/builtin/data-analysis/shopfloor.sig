@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "a4e7d6df3ffc96d13bd42b907f18b4403542308aeb38478cbf3f3e9c1d4f74f5",
-        "size": 26352
+        "sha256": "12c0b8a1238c5cdbe7598859aeb8cb6461d38c8b85a43da902a3bca898b1e519",
+        "size": 25417
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "zaVFdy/Bp9Jng6WrxTzu+Qrii7+kSTgyCYSe4/0U+Hy2fg4rwUXnTdn1iIaAR1QH9CxwRvB1N/qeLlptZN7mAA=="
+  "signature": "xoBglmrumMEWEc9zKhAEPhE+QY1eO4cFVl4AWqBkSimuwS7uUfjIKMuc+SsECOIM76DKzU2JT5wuwzRONDvwBA=="
 }

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
-STATS = ["mean", "median", "sum", "min", "max", "std", "count", "nunique"]
 OPS = ["==", "!=", ">", ">=", "<", "<=", "contains"]
 # In the order a small model should consider them, each with a one-line example.
 OPERATIONS = {
@@ -404,15 +403,10 @@ def _file_line(name: str) -> str:
     return f"{name} (columns: {columns})"
 
 
-def _enum(
-    name: str, values: list[Any], description: str, keywords: dict[str, list[str]] | None = None
-) -> dict[str, Any]:
+def _enum(name: str, values: list[Any], description: str) -> dict[str, Any]:
     prop: dict[str, Any] = {"enum": values}
-    if keywords is not None or name in KEYWORDS:
-        prop["x-keywords"] = keywords if keywords is not None else KEYWORDS[name]
-    if keywords is not None:
-        # a filter column is chosen for the values the task names, not for its name
-        prop["x-keywords-only"] = True
+    if name in KEYWORDS:
+        prop["x-keywords"] = KEYWORDS[name]
     return {
         "type": "object",
         "properties": {name: prop},
@@ -495,19 +489,6 @@ def mentioned_values(frame: pd.DataFrame, groups: list[str], task: str) -> dict[
         if hits:
             found[name] = hits
     return found
-
-
-def _where_value(frame: pd.DataFrame, name: str, mentioned: list[Any]) -> dict[str, Any]:
-    values = column(frame, name).dropna()
-    distinct = mentioned or sorted({clean(v) for v in values.unique()}, key=lambda v: (isinstance(v, str), v))
-    choice: dict[str, Any] = {"enum": distinct} if len(distinct) <= 60 else {"type": ["string", "number"]}
-    return {
-        "type": "object",
-        "properties": {"where_value": choice},
-        "required": ["where_value"],
-        "additionalProperties": False,
-        "description": f"Which value of {name} does the task ask about?",
-    }
 
 
 def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str, Any] | None:
