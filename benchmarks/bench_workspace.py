@@ -9,8 +9,10 @@ materialise 10,000 files < 1 s, 100 commits each changing 1% of files stored in
 < 1.2x (one full copy + the changed files).
 
 Writable materialisations copy every file (see ``_materialize.py`` for why not hard
-links), so they cost what the kernel charges to create files, like the baseline;
-read-only ones hard-link from the blob cache once it is warm.
+links), from a few threads, so they cost what the kernel charges to create files, like
+the baseline; read-only ones hard-link from the blob cache once it is warm. This VM's
+cost to create a file with data swings about tenfold from minute to minute (30 us to
+320 us), so read the ratios, not the absolute times.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ async def bench_materialise(base: Path, files: int, rng: random.Random, copy_ms:
     repo = Workspaces(open_store(f"file://{base / 'mat'}"), cache_dir=base / "cache")
     data, first = await _populate(repo, files, rng)
     ws = repo.workspace("bench")
+    os.sync()  # the populate's dirty pages must not be written back inside the timed section
     start = time.perf_counter()
     directory = await ws.materialize(first, base / "mat-dir")
     full_ms = (time.perf_counter() - start) * 1000
