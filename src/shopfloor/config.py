@@ -73,6 +73,9 @@ class TrustSettings(_Section):
 
 
 class TelemetrySettings(_Section):
+    #: runs executed by the runtime are traced; off, ``shopfloor trace`` and the metrics have no data
+    #: for them (replay still works: it reads the steps DBOS recorded)
+    enabled: bool = True
     otlp_http_endpoint: str | None = None
     otlp_grpc_endpoint: str | None = None
     record_content: bool = False

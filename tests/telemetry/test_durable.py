@@ -11,7 +11,7 @@ from shopfloor.agent import build_agent
 from shopfloor.config import Settings
 from shopfloor.runtime import Runtime
 from shopfloor.spec import load_spec
-from shopfloor.telemetry import configure_telemetry
+from shopfloor.telemetry import TraceStore, configure_telemetry, current_telemetry, trace_store_url
 from shopfloor.telemetry.replay import replay_run
 
 SPEC = """\
@@ -56,3 +56,21 @@ async def test_a_durable_run_is_traced_and_replays_the_same_from_dbos(
         expected_output=record.output,
     )
     assert report.same, report.reason
+
+
+async def test_runs_are_traced_unless_telemetry_is_off(settings: Settings, tmp_path: Path) -> None:
+    spec = tmp_path / "agent.yaml"
+    spec.write_text(SPEC)
+    stored = []
+    for enabled in (True, False):
+        configured = settings.model_copy(
+            update={"telemetry": settings.telemetry.model_copy(update={"enabled": enabled})}
+        )
+        async with Runtime(configured) as runtime:
+            run_id = await runtime.start_run(spec, "what is 17*23?")
+            async with asyncio.timeout(60):
+                record = await runtime.wait(run_id)
+            traced = current_telemetry() is not None
+        assert record.status == "completed" and traced == enabled
+        stored.append(len(TraceStore(trace_store_url(settings)).run_spans(run_id)))
+    assert stored[0] >= 3 and stored[1] == 0

@@ -40,10 +40,24 @@ class ContextWindow:
             raise ValueError(f"reply reserve {reserve} leaves no room in a {context_length}-token context")
         self.budget = context_length - reserve
         self._count = count
+        # Every step fits the whole history again: each message is counted once (a real
+        # tokenizer costs ~1 us per character), keyed by the message itself (they are frozen).
+        self._counted: dict[Message, int] = {}
+        self._turn_costs: dict[int, tuple[Turn, int]] = {}
 
     def tokens(self, message: Message) -> int:
-        extra = sum(self._count(call.arguments) + self._count(call.name) for call in message.tool_calls)
-        return self._count(message.content) + extra + _PER_MESSAGE
+        counted = self._counted.get(message)
+        if counted is None:
+            extra = sum(self._count(call.arguments) + self._count(call.name) for call in message.tool_calls)
+            counted = self._counted[message] = self._count(message.content) + extra + _PER_MESSAGE
+        return counted
+
+    def _turn_cost(self, turn: Turn) -> int:
+        # By identity (turns are appended, never changed): a turn's messages are summed once.
+        known = self._turn_costs.get(id(turn))
+        if known is None or known[0] is not turn:
+            known = self._turn_costs[id(turn)] = (turn, sum(self.tokens(m) for m in turn.messages))
+        return known[1]
 
     def _clip(self, message: Message, limit: int) -> Message:
         """Shorten ``message`` to about ``limit`` tokens, keeping its head and tail."""
@@ -68,7 +82,7 @@ class ContextWindow:
         # Room for the summary line of dropped turns, if any are dropped.
         summary_room = min(256, (self.budget - used) // 4)
         for turn in reversed(turns):
-            cost = sum(self.tokens(m) for m in turn.messages)
+            cost = self._turn_cost(turn)
             room = self.budget - used - (summary_room if len(kept) + 1 < len(turns) else 0)
             if cost > room:
                 break

@@ -163,7 +163,8 @@ class AgentLoop:
 
             async def do() -> Any:
                 with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                    response = await asyncio.wait_for(self.model.request(request), limits.step_timeout)
+                    async with asyncio.timeout(limits.step_timeout):
+                        response = await self.model.request(request)
                     return chat.response(response)
 
             try:
@@ -329,7 +330,8 @@ class AgentLoop:
         async def attempt() -> dict[str, Any]:
             started = time.perf_counter()
             try:
-                output = await asyncio.wait_for(tool.call(action.arguments, ctx), timeout)
+                async with asyncio.timeout(timeout):
+                    output = await tool.call(action.arguments, ctx)
                 json.dumps(output, default=str)
                 return {"output": output, "duration": time.perf_counter() - started}
             except TimeoutError:

@@ -49,6 +49,7 @@ from shopfloor.telemetry import (
     TOOL_NAME,
     TOOL_RESULT,
     TOOL_TYPE,
+    content_enabled,
     current_telemetry,
     mark_error,
     open_span,
@@ -181,7 +182,7 @@ def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelReques
         STEP_NAME: step_name,
     }
     with open_span(f"chat {model.name or model.provider}", attrs, kind=SpanKind.CLIENT) as span:
-        if span is not None:
+        if span is not None and content_enabled():  # the list is the whole history: only when kept
             record_content(
                 span, INPUT_MESSAGES, [{"role": m.role, "content": m.content} for m in request.messages]
             )

@@ -36,6 +36,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
+from shopfloor.runtime._inline import inline_step_bookkeeping, restore_step_bookkeeping
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
@@ -78,7 +79,7 @@ class Runtime:
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
-        if current_telemetry() is None:
+        if current_telemetry() is None and self.settings.telemetry.enabled:
             # Every run executed here is traced: spans to the local store (batched, off the
             # step's path) and to the configured OTLP collectors.
             self._telemetry = configure_telemetry(self.settings)
@@ -89,6 +90,8 @@ class Runtime:
         # Launched from the running loop, DBOS runs the dequeued workflows on this loop. It blocks
         # the loop once per process (schema check, recovery scan): nothing else runs here yet.
         DBOS.launch()
+        if self.settings.db_url.startswith("sqlite"):
+            inline_step_bookkeeping()
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
@@ -150,6 +153,7 @@ class Runtime:
                 ThreadPoolExecutor(thread_name_prefix="shopfloor")
             )
             await asyncio.to_thread(DBOS.destroy)
+            restore_step_bookkeeping()
             set_execution_context(None)
             if self.supervisor is not None:
                 await asyncio.to_thread(self.supervisor.stop)

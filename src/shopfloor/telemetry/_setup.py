@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, Perio
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Tracer
 
 from shopfloor.config import Settings, TelemetrySettings
@@ -162,7 +163,8 @@ class Telemetry:
         readers += [PeriodicExportingMetricReader(e.metrics) for e in exporters if e.metrics is not None]
         # The instruments cost ~30 us a span in the export thread: only where something reads them.
         self.metrics = LiveMetrics(resource=resource, readers=readers) if live_metrics or readers else None
-        self.provider = TracerProvider(resource=resource)
+        # Every span is kept (the local store is the record of a run): no parent-based sampling to consult.
+        self.provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
         self.provider.add_span_processor(_RunStamp())
         # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
         local = LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None)

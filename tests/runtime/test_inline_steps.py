@@ -1,0 +1,47 @@
+"""DBOS's step bookkeeping runs on the event loop on SQLite, in DBOS's threads on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import dbos._outcome as outcome
+import pytest
+from runtime_support import AgentDir
+
+from shopfloor.config import Settings
+from shopfloor.runtime import Runtime
+from shopfloor.runtime._inline import InPlaceAsyncio, inline_step_bookkeeping, restore_step_bookkeeping
+
+
+async def test_in_place_to_thread_runs_on_the_calling_thread() -> None:
+    in_place = InPlaceAsyncio()
+    assert await in_place.to_thread(threading.get_ident) == threading.get_ident()
+    assert in_place.sleep is asyncio.sleep  # everything else is asyncio's own
+
+
+@pytest.mark.usefixtures("db_url")
+async def test_a_runtime_inlines_bookkeeping_on_sqlite_only(rt_settings: Settings, agent: AgentDir) -> None:
+    assert outcome.asyncio is asyncio
+    async with Runtime(rt_settings) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        inlined = isinstance(outcome.asyncio, InPlaceAsyncio)
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+    assert inlined == rt_settings.db_url.startswith("sqlite")
+    assert record.status == "completed" and record.model_calls == 3
+    assert agent.calls()[f"tool:{run_id}:2"] == 1  # each step ran once
+    assert outcome.asyncio is asyncio  # closing the runtime gives DBOS its threads back
+
+
+def test_an_unknown_dbos_keeps_its_threads(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = object()
+    monkeypatch.setattr(outcome, "asyncio", other)
+    with caplog.at_level(logging.WARNING, logger="shopfloor.runtime"):
+        assert not inline_step_bookkeeping()
+    assert outcome.asyncio is other and "keep DBOS's threads" in caplog.text
+    restore_step_bookkeeping()
+    assert outcome.asyncio is other
