@@ -25,6 +25,7 @@ from shopfloor.config import Settings, TelemetrySettings
 from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.telemetry._context import RUN
 from shopfloor.telemetry._conventions import CONTENT_KEYS, RUN_ID
+from shopfloor.telemetry._lean import LeanTracer
 from shopfloor.telemetry._live import LiveMetrics
 from shopfloor.telemetry._logs import configure_json_logs
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
@@ -166,9 +167,11 @@ class Telemetry:
         # Every span is kept (the local store is the record of a run): no parent-based sampling to consult.
         self.provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
         self.provider.add_span_processor(_RunStamp())
+        #: what ends every span: the SDK's (other libraries') and the lean ones (ours, ``_lean.py``)
+        self.processors: list[SpanProcessor] = []
         # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
         local = LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None)
-        self.provider.add_span_processor(
+        self.add_span_processor(
             BatchSpanProcessor(
                 local, max_queue_size=65536, schedule_delay_millis=500, max_export_batch_size=4096
             )
@@ -176,8 +179,14 @@ class Telemetry:
         for exporter in exporters:
             if exporter.spans is not None:
                 spans = exporter.spans if record_content else _WithoutContent(exporter.spans)
-                self.provider.add_span_processor(BatchSpanProcessor(spans))
+                self.add_span_processor(BatchSpanProcessor(spans))
         self.tracer: Tracer = self.provider.get_tracer("shopfloor")
+        self.lean = LeanTracer(resource=resource, processors=self.processors)
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """A processor that every span reaches at its end (and SDK spans at their start)."""
+        self.provider.add_span_processor(processor)
+        self.processors.append(processor)
 
     @property
     def meter_provider(self) -> MeterProvider | None:

@@ -1,0 +1,71 @@
+"""Shopfloor's lean spans: OpenTelemetry context, parents, values, errors, and every processor."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from shopfloor.telemetry import Telemetry, open_span, run_scope
+from shopfloor.telemetry._lean import LeanSpan
+
+
+@pytest.fixture
+def exported(telemetry: Telemetry) -> InMemorySpanExporter:
+    memory = InMemorySpanExporter()
+    telemetry.add_span_processor(SimpleSpanProcessor(memory))  # added late: still sees every span
+    return memory
+
+
+def test_lean_and_sdk_spans_nest_in_one_trace(telemetry: Telemetry, exported: InMemorySpanExporter) -> None:
+    with (
+        run_scope("run-7"),
+        open_span("outer", {"a": 1}) as outer,
+        telemetry.tracer.start_as_current_span("library span"),
+        open_span("inner", {}) as inner,
+    ):
+        pass
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    assert isinstance(outer, LeanSpan) and isinstance(inner, LeanSpan)
+    root, library, leaf = spans["outer"], spans["library span"], spans["inner"]
+    assert root.parent is None
+    assert library.parent is not None and library.parent.span_id == root.context.span_id
+    assert leaf.parent is not None and leaf.parent.span_id == library.context.span_id
+    assert {root.context.trace_id, library.context.trace_id, leaf.context.trace_id} == {root.context.trace_id}
+    # the run id reaches every span opened in the run, the library's too
+    assert all(s.attributes["shopfloor.run.id"] == "run-7" for s in spans.values())
+    assert root.start_time is not None and root.end_time is not None and root.end_time >= root.start_time
+    assert root.resource.attributes["service.name"] == "shopfloor"
+
+
+def test_values_are_plain_and_frozen_at_the_end(telemetry: Telemetry, exported: InMemorySpanExporter) -> None:
+    with open_span("values", {"n": 3, "skip": None, "seq": ["x", 2]}) as current:
+        assert current is not None and current.is_recording()
+        current.set_attributes({"obj": object, "f": 0.5, "none": None})
+        current.update_name("renamed")
+    current.set_attribute("late", 1)
+    current.end()  # a second end does nothing
+    (span,) = exported.get_finished_spans()
+    assert span.name == "renamed" and not current.is_recording()
+    assert dict(span.attributes or {}) == {"n": 3, "seq": ("x", 2), "obj": str(object), "f": 0.5}
+
+
+def test_an_exception_marks_the_span(telemetry: Telemetry, exported: InMemorySpanExporter) -> None:
+    with pytest.raises(ValueError), open_span("failing", {}):
+        raise ValueError("bad input")
+    (span,) = exported.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert "ValueError: bad input" in str(span.status.description)
+    assert (span.attributes or {})["error.type"] == "ValueError"
+    (event,) = span.events
+    assert event.name == "exception" and (event.attributes or {})["exception.message"] == "bad input"
+    assert "Traceback" in str((event.attributes or {})["exception.stacktrace"])
+
+
+def test_spans_reach_the_local_store(telemetry: Telemetry) -> None:
+    with run_scope("run-8"), open_span("stored", {"k": "v"}):
+        pass
+    telemetry.force_flush()
+    (record,) = telemetry.store.run_spans("run-8")
+    assert record.name == "stored" and record.attributes["k"] == "v"
