@@ -45,3 +45,17 @@ def test_an_unknown_dbos_keeps_its_threads(
     assert outcome.asyncio is other and "keep DBOS's threads" in caplog.text
     restore_step_bookkeeping()
     assert outcome.asyncio is other
+
+
+@pytest.mark.usefixtures("db_url")
+async def test_runs_in_one_process_take_turns(rt_settings: Settings, agent: AgentDir) -> None:
+    # The ticker's model and tool never wait: only the runner's yield lets the two runs interleave.
+    async with Runtime(rt_settings) as runtime:
+        first = await runtime.start_run(agent.path, "ticks=6")
+        second = await runtime.start_run(agent.path, "ticks=6")
+        async with asyncio.timeout(30):
+            for run_id in (first, second):
+                assert (await runtime.wait(run_id)).status == "completed"
+        steps = [await runtime.recorded_steps(run_id) for run_id in (first, second)]
+    spans = [(min(s.started_at or 0 for s in run), max(s.completed_at or 0 for s in run)) for run in steps]
+    assert spans[0][0] <= spans[1][1] and spans[1][0] <= spans[0][1], spans  # their steps overlap in time

@@ -15,6 +15,7 @@ restarts, with an optional durable timeout, and no thread held while waiting.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -87,6 +88,10 @@ class DBOSStepRunner(StepRunner):
             return result
 
         recorded = await DBOS.run_step_async({"name": name}, body)
+        # With DBOS's bookkeeping in place (SQLite, ``_inline.py``) a step whose body never
+        # waits would not give the loop back: yield once a step, so the other runs of this
+        # worker, the event flusher and the runtime's own tasks take turns.
+        await asyncio.sleep(0)
         self._base, self._mark, self._live = float(recorded["elapsed"]), time.monotonic(), executed
         if executed:
             self.executed_steps += 1
