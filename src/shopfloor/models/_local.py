@@ -13,6 +13,7 @@ works without it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import os
@@ -84,6 +85,20 @@ def _counting_llama(counts: _TokenCounts, **kwargs: Any) -> Llama:
                 sent = yield token
 
     return CountingLlama(**kwargs)
+
+
+def _close_all() -> None:
+    """Free the loaded models while llama.cpp's bindings still exist: left to the interpreter's
+    teardown, each model's ``__del__`` finds them gone and prints a traceback at exit."""
+    with _CACHE_LOCK:
+        loaded = list(_CACHE.values())
+        _CACHE.clear()
+    for entry in loaded:
+        entry.executor.shutdown(wait=True)
+        entry.llama.close()
+
+
+atexit.register(_close_all)
 
 
 def _load(path: Path, n_ctx: int, threads: int) -> _Loaded:
