@@ -17,6 +17,7 @@ import atexit
 import functools
 import json
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,14 +89,21 @@ def _counting_llama(counts: _TokenCounts, **kwargs: Any) -> Llama:
 
 
 def _close_all() -> None:
-    """Free the loaded models while llama.cpp's bindings still exist: left to the interpreter's
-    teardown, each model's ``__del__`` finds them gone and prints a traceback at exit."""
+    """Free the loaded models while llama.cpp's bindings still exist (left to the interpreter's
+    teardown, each model's ``__del__`` finds them gone and prints a traceback), then close the two
+    /dev/null files llama-cpp-python opens at import and never closes (a ResourceWarning at exit).
+    Every model this process made is in the cache, so nothing needs those files afterwards."""
     with _CACHE_LOCK:
         loaded = list(_CACHE.values())
         _CACHE.clear()
     for entry in loaded:
         entry.executor.shutdown(wait=True)
         entry.llama.close()
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
 
 
 atexit.register(_close_all)
