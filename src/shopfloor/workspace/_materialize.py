@@ -20,6 +20,8 @@ import contextlib
 import json
 import os
 import stat as stat_mod
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,19 +156,42 @@ def _blob_sources(ws: Workspace, blobs: set[str], *, for_links: bool) -> dict[st
         if not intact:
             missing.append(blob)
 
-    def fetch(blob: str) -> None:
-        data = ws.repo.blob_sync(blob)
-        target = Path(sources[blob])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{os.getpid()}-{blob[:8]}")
-        tmp.write_bytes(data)
-        tmp.chmod(0o444)
-        os.utime(tmp, ns=(0, 0))
-        os.replace(tmp, target)
+    def fetch(chunk: list[str]) -> None:
+        made: set[str] = set()
+        suffix = f"{os.getpid()}-{threading.get_ident()}"
+        for blob in chunk:
+            data = ws.repo.blob_sync(blob)
+            target = sources[blob]
+            parent = os.path.dirname(target)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            tmp = f"{parent}/.tmp-{suffix}-{blob[:16]}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left by a crash: it may be read-only already
+            # Read-only from its creation and its mtime set on the open file: a chmod and a utime
+            # by path cost more than the write on this kind of disk (58 vs 39 us a file).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.utime(fd, ns=(0, 0))
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(fetch, missing))
+    _in_slices(fetch, missing)
     return sources
+
+
+def _in_slices(work: Callable[[list[str]], Any], items: list[str]) -> list[Any]:
+    """``work`` over ``items``: at once below ``_PARALLEL_FROM``, else over ``_WORKERS`` threads
+    with a slice each (a future per item costs more than a small file)."""
+    if len(items) < _PARALLEL_FROM:
+        return [work(items)]
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        return list(pool.map(work, [items[i::_WORKERS] for i in range(_WORKERS)]))
 
 
 def _missing(ws: Workspace, blob: str) -> WorkspaceError:
@@ -277,13 +302,8 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
     def place_all(paths: list[str]) -> list[tuple[str, Record]]:
         return [place(rel) for rel in paths]
 
-    paths = list(wanted)
-    if len(paths) < _PARALLEL_FROM:
-        kept.update(place_all(paths))
-    else:
-        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            for placed in pool.map(place_all, [paths[i::_WORKERS] for i in range(_WORKERS)]):
-                kept.update(placed)
+    for placed in _in_slices(place_all, list(wanted)):
+        kept.update(placed)
     explicit = {p for p, e in entries.items() if e.kind == "dir"}
     for rel in explicit - made:
         os.makedirs(os.path.join(real, rel), exist_ok=True)
