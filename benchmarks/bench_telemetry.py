@@ -169,7 +169,10 @@ def spans_per_second(total: int) -> dict[str, float]:
         store = TraceStore(f"sqlite:///{home / 'traces.db'}")
         exporter: Any = InMemorySpanExporter() if "memory" in kind else LocalStoreExporter(store)
         processor = BatchSpanProcessor(
-            exporter, max_queue_size=total + 1, schedule_delay_millis=500, max_export_batch_size=4096
+            exporter,
+            max_queue_size=total + 1,
+            schedule_delay_millis=500,
+            max_export_batch_size=min(4096, total),
         )
         provider = TracerProvider()
         provider.add_span_processor(processor)

@@ -1,0 +1,47 @@
+"""The benchmarks this project's targets are measured with still run (tiny sizes, no timing checked).
+
+`make bench` is how the issues' numbers are produced; a benchmark that broke silently would
+leave a target unmeasured. Each runs as `make bench` runs it, in a subprocess from the
+repository root, and must print its rows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CASES = {
+    "workspace": (["--files", "300", "--commits", "3"], "materialise 300 files (fresh directory)"),
+    "telemetry": (
+        ["--steps", "3", "--runs", "2", "--spans", "2000", "--pairs", "2"],
+        "lean, sqlite store",
+    ),
+    "runtime": (
+        ["--iterations", "3", "--waiting", "3", "--resume", "2", "--reps", "1", "--skip-pg"],
+        "Shopfloor durable run, vs stock DBOS steps alone",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs(name: str, tmp_path: Path) -> None:
+    args, expected = CASES[name]
+    env = {**os.environ, "SHOPFLOOR_HOME": str(tmp_path / "home"), "BENCH_TMP": str(tmp_path)}
+    env.pop("SHOPFLOOR_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.bench_{name}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert expected in done.stdout, done.stdout[-3000:]
