@@ -4,7 +4,7 @@ and traced, then says where its report, chart and trace are and how to look furt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
@@ -12,7 +12,9 @@ from rich.panel import Panel
 from shopfloor.cli._app import app, console, get_settings, print_json
 from shopfloor.cli._run import _runtime, print_event
 from shopfloor.errors import ConfigError
-from shopfloor.runtime import RunRecord, Runtime
+
+if TYPE_CHECKING:
+    from shopfloor.runtime import RunRecord, Runtime
 
 DEFAULT_QUESTION = "Which month of 2015 had the most rain in Seattle, and how much?"
 

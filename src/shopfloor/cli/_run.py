@@ -7,13 +7,15 @@ import json
 import signal
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
-from shopfloor.runtime import RunRecord, Runtime, StoredEvent
+
+if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
+    from shopfloor.runtime import RunRecord, Runtime, StoredEvent
 
 __all__ = ["runs_app"]
 
@@ -35,6 +37,8 @@ _STATUS_STYLE = {
 
 def _runtime(body: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     async def main() -> T:
+        from shopfloor.runtime import Runtime
+
         async with Runtime(get_settings()) as runtime:
             return await body(runtime)
 
@@ -304,6 +308,8 @@ def worker_cmd(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        from shopfloor.runtime import Runtime
+
         runtime = Runtime(get_settings())
         executor = await runtime.start_executor(worker=True, concurrency=concurrency, executor_id=executor_id)
         err_console.print(

@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,7 +16,6 @@ from rich.table import Table
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.runtime import Runtime, open_environment
 from shopfloor.spec import load_spec
 from shopfloor.telemetry import (
     LiveMetrics,
@@ -30,16 +29,9 @@ from shopfloor.telemetry import (
     tree_json,
     waterfall,
 )
-from shopfloor.telemetry.replay import (
-    Recorded,
-    ReplayReport,
-    RunInfo,
-    as_recorded,
-    fork_run,
-    recorded_from_spans,
-    replay_run,
-    run_info_from_spans,
-)
+
+if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
+    from shopfloor.telemetry.replay import Recorded, ReplayReport, RunInfo
 
 __all__ = ["metrics_cmd", "replay_cmd", "trace_cmd"]
 
@@ -53,6 +45,8 @@ def _store(settings: Settings) -> TraceStore:
 
 async def _resolve(settings: Settings, run_id: str) -> str:
     """The full id of a run the runtime knows by a prefix; ``run_id`` itself otherwise."""
+    from shopfloor.runtime import Runtime
+
     try:
         async with Runtime(settings) as runtime:
             return (await runtime.get_run(run_id)).run_id
@@ -208,6 +202,9 @@ def metrics_cmd(
 
 async def _load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[Recorded]]:
     """The run and its recorded steps: from the runtime (DBOS) if it knows the run, else the trace store."""
+    from shopfloor.runtime import Runtime
+    from shopfloor.telemetry.replay import RunInfo, as_recorded, recorded_from_spans, run_info_from_spans
+
     try:
         async with Runtime(settings) as runtime:
             record = await runtime.get_run(run_id)
@@ -257,6 +254,9 @@ def replay_cmd(
     With --from, replay up to that step, then continue live (with --agent: as another agent version).
     Exits 1 where the replay diverged.
     """
+    from shopfloor.runtime import open_environment
+    from shopfloor.telemetry.replay import fork_run, replay_run
+
     settings = get_settings()
 
     async def main() -> tuple[RunInfo, ReplayReport]:
