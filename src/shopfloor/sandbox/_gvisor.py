@@ -18,11 +18,10 @@ from pathlib import Path
 from shopfloor.errors import SandboxError, SandboxPolicyError
 from shopfloor.sandbox._base import Sandbox, SandboxSession
 from shopfloor.sandbox._caps import Capabilities
-from shopfloor.sandbox._host import Confinement, confine, spawn
+from shopfloor.sandbox._host import Confinement, confine
 from shopfloor.sandbox._layout import BASE_ENV
 from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
-from shopfloor.sandbox._process import kill_tree
-from shopfloor.sandbox._supervise import Watched, exit_status, feed_stdin, supervise
+from shopfloor.sandbox._process import run_process
 
 __all__ = ["GvisorSandbox", "GvisorSession", "oci_spec"]
 
@@ -134,36 +133,17 @@ class GvisorSession(SandboxSession):
             self.runsc, "--root", str(state), "--network=none", "--platform=ptrace",
             "run", "--bundle", str(bundle), bundle.name,
         ]  # fmt: skip
-        before = await asyncio.to_thread(c.cgroup.stats) if c.cgroup is not None else None
-        process = await spawn(c, command, pass_fds=[])
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-
-        async def wait() -> tuple[int, float, int]:
-            return exit_status(await process.wait()), 0.0, 0
-
-        async def kill() -> None:
-            await kill_tree(c, process)
-
         try:
-            return await supervise(
-                Watched(
-                    stdout=process.stdout,
-                    stderr=process.stderr,
-                    wait=wait(),
-                    kill=kill,
-                    stdin_task=asyncio.ensure_future(feed_stdin(process.stdin, stdin)),
-                ),
+            return await run_process(
+                c,
+                command,
+                pass_fds=[],
+                stdin=stdin,
                 timeout=c.policy.timeout if timeout is None else timeout,
-                max_output=c.policy.max_output,
-                cgroup=c.cgroup,
                 backend=self.backend,
                 warnings=tuple(c.warnings),
-                before=before,
             )
         finally:
-            if process.returncode is None:
-                await kill()
-                await process.wait()
             # Removes the container's state and the cgroups runsc made for it, killing what is left.
             delete = await asyncio.create_subprocess_exec(
                 self.runsc, "--root", str(state), "delete", "--force", bundle.name,
