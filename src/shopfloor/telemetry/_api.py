@@ -26,7 +26,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from shopfloor.telemetry import _setup
 from shopfloor.telemetry._context import RUN
-from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, RUN_ID, Component
+from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
 from shopfloor.telemetry._redact import redact
 
 __all__ = [
@@ -141,8 +141,6 @@ def span(
     attrs = dict(attributes or {})
     if component is not None:
         attrs[COMPONENT] = component
-    run_id = RUN.get()
-    if run_id is not None:
-        attrs.setdefault(RUN_ID, run_id)
+    # The run's id is stamped where the span starts (``LeanTracer.start_span``).
     with open_span(name, attrs, kind=kind) as current:
         yield current if current is not None else INVALID_SPAN
