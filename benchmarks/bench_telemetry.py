@@ -87,21 +87,22 @@ def per_step(steps: int, runs: int, delay: float, rounds: int = 5) -> dict[str, 
     home = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
     settings = load_settings({"SHOPFLOOR_HOME": str(home)})
     loop = _loop(steps, delay)
-    per_run_steps = 2 * steps + 1
-    off: list[tuple[float, float]] = []
-    on: list[tuple[float, float]] = []
+    samples: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     asyncio.run(_time_runs(loop, 2, lambda: None))  # warm up imports and caches
     for _ in range(rounds):  # interleaved, so drift hits both sides alike
-        off.append(asyncio.run(_time_runs(loop, runs, lambda: None)))
+        samples["off"].append(asyncio.run(_time_runs(loop, runs, lambda: None)))
         telemetry = configure_telemetry(settings)
-        on.append(asyncio.run(_time_runs(loop, runs, telemetry.force_flush)))
+        samples["on"].append(asyncio.run(_time_runs(loop, runs, telemetry.force_flush)))
         shutdown_telemetry()
-    count = runs * per_run_steps
+    return _per_step_medians(samples, runs * (2 * steps + 1))
+
+
+def _per_step_medians(samples: dict[str, list[tuple[float, float]]], steps: int) -> dict[str, float]:
+    """``{"wall_off": s, "cpu_on": s, ...}``: the median (wall, CPU) sample of each state, per step."""
     return {
-        "wall_off": statistics.median(t[0] for t in off) / count,
-        "wall_on": statistics.median(t[0] for t in on) / count,
-        "cpu_off": statistics.median(t[1] for t in off) / count,
-        "cpu_on": statistics.median(t[1] for t in on) / count,
+        f"{clock}_{state}": statistics.median(t[i] for t in samples[state]) / steps
+        for state in ("off", "on")
+        for i, clock in enumerate(("wall", "cpu"))
     }
 
 
@@ -144,12 +145,8 @@ def durable_per_step(iterations: int, pairs: int) -> dict[str, float]:
     # The runtime must not turn telemetry on itself: this function does, for every other run.
     env = {"SHOPFLOOR_HOME": str(root / "home"), "SHOPFLOOR_TELEMETRY__ENABLED": "false"}
     samples = asyncio.run(_durable_pairs(load_settings(env), agent, pairs))
-    steps = 2 * iterations  # each run ends on its step limit: a model and a tool step each
-    return {
-        f"{clock}_{state}": statistics.median(t[i] for t in samples[state]) / steps
-        for state in ("off", "on")
-        for i, clock in enumerate(("wall", "cpu"))
-    }
+    # each run ends on its step limit: a model and a tool step an iteration
+    return _per_step_medians(samples, 2 * iterations)
 
 
 def spans_per_second(total: int) -> dict[str, float]:
