@@ -2,12 +2,15 @@
 
 Every regular file (relative path, size, sha256) except the signature itself, plus the parsed
 front matter, serialised as sorted, compact JSON. Any changed, added or removed byte changes it.
+Nothing else may be in a skill: a symbolic link or a special file (FIFO, socket, device) makes it
+unloadable, and an empty directory, which no signature covers, fails verification as an addition.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ class FileEntry:
 class Manifest:
     files: tuple[FileEntry, ...]
     front_matter: dict[str, Any]
+    #: empty directories: on disk, not covered by the canonical form, so never part of a signed skill
+    unsigned: tuple[str, ...] = ()
 
     def canonical(self) -> bytes:
         doc = {
@@ -63,6 +68,7 @@ class Manifest:
         lines = [f"changed: {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
         lines += [f"added: {p}" for p in sorted(after.keys() - before.keys())]
         lines += [f"removed: {p}" for p in sorted(before.keys() - after.keys())]
+        lines += [f"added: {p}/ (an empty directory; a signature covers files only)" for p in other.unsigned]
         if not lines and self.front_matter != other.front_matter:
             lines.append("changed: SKILL.md front matter")
         return lines
@@ -76,14 +82,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_SPECIAL = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
+
+
 def build_manifest(skill_dir: Path, front_matter: dict[str, Any]) -> Manifest:
     entries = []
+    empty = []
     for path in sorted(skill_dir.rglob("*")):
         rel = path.relative_to(skill_dir).as_posix()
-        if path.is_symlink():
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
             # A link could point anywhere on the host; a signed skill is self-contained.
             raise SkillFormatError(f"{path}: symbolic links are not allowed in a skill")
-        if not path.is_file() or rel == SIGNATURE_FILE:
-            continue
-        entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=_sha256(path)))
-    return Manifest(files=tuple(entries), front_matter=front_matter)
+        if stat.S_ISDIR(mode):
+            if next(path.iterdir(), None) is None:
+                empty.append(rel)
+        elif not stat.S_ISREG(mode):
+            kind = _SPECIAL.get(stat.S_IFMT(mode), "not a regular file")
+            raise SkillFormatError(f"{path}: {kind} is not allowed in a skill (only files and directories)")
+        elif rel != SIGNATURE_FILE:
+            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=_sha256(path)))
+    return Manifest(files=tuple(entries), front_matter=front_matter, unsigned=tuple(empty))

@@ -109,6 +109,11 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
 def sign_skill(skill_dir: Path | str, private_key: Path) -> SignatureInfo:
     """Sign the skill as it is on disk; writes ``shopfloor.sig`` into the skill directory."""
     skill = load_skill(skill_dir, strict=False)
+    if skill.manifest.unsigned:
+        raise SkillSignatureError(
+            f"{skill.path}: empty directories cannot be signed ({', '.join(skill.manifest.unsigned)}); "
+            "remove them or put a file in each"
+        )
     key = _load_private(private_key)
     payload = skill.manifest.canonical()
     doc = {
