@@ -22,7 +22,7 @@ import yaml
 
 from shopfloor.errors import SkillFormatError, SourceLocation
 
-__all__ = ["FrontMatter", "Problem", "find_skill_md", "read_front_matter"]
+__all__ = ["FrontMatter", "Problem", "find_skill_md", "read_front_matter", "unsafe_name"]
 
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
@@ -182,6 +182,16 @@ def _check(data: dict[str, Any], lines: dict[str, int], skill_dir: Path, file: P
     return problems
 
 
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot be one directory name (letters, digits, ``-``, ``_``), or None when it can."""
+    if not name or len(name.encode()) > 255 or not all(c.isalnum() or c in "-_" for c in name):
+        return (
+            f"name {name[:80]!r} cannot be used as a directory name: use only letters, digits, hyphens "
+            "and underscores (no '/', '.', spaces or other characters)"
+        )
+    return None
+
+
 def _check_name(data: dict[str, Any], skill_dir: Path, add: Any) -> None:
     if "name" not in data:
         add("name-required", None, "missing required field 'name'", fatal=True)
@@ -189,6 +199,11 @@ def _check_name(data: dict[str, Any], skill_dir: Path, add: Any) -> None:
     raw = data["name"]
     if not raw or not isinstance(raw, str) or not raw.strip():
         add("name-required", "name", "'name' must be a non-empty string", fatal=True)
+        return
+    unsafe = unsafe_name(raw.strip())
+    if unsafe:
+        # Fatal in every mode: the name becomes a directory in the registry's cache.
+        add("name-path", "name", unsafe, fatal=True)
         return
     name = unicodedata.normalize("NFKC", raw.strip())
     if len(name) > MAX_NAME:

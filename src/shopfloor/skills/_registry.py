@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
 from shopfloor.skills._builtin import builtin_skill_dir
+from shopfloor.skills._frontmatter import unsafe_name
 from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest, build_manifest
 from shopfloor.skills._signing import TrustPolicy, open_skill
 
@@ -88,6 +89,25 @@ def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
     return name, rest or None, None
 
 
+def _cache_path(cache_dir: Path, digest: str, name: str) -> Path:
+    """``cache_dir/HEX/name``, once both parts are checked: each must stay one directory below the other."""
+    unsafe = unsafe_name(name)
+    if unsafe is not None:
+        raise SkillRegistryError(f"skill {name[:80]!r}: {unsafe}; it is refused in every mode")
+    hexdigest = digest.removeprefix("sha256:")
+    if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+        raise SkillRegistryError(f"skill {name}: malformed digest {digest[:80]!r} in the registry")
+    return cache_dir / hexdigest / name
+
+
+def _member(rel: str) -> str:
+    """A file path of a stored manifest, refused unless it is relative and stays inside the skill."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise SkillRegistryError(f"the registry holds a skill file path {rel[:80]!r} outside the skill")
+    return rel
+
+
 class SkillRegistry:
     def __init__(self, url: str, cache_dir: Path, policy: TrustPolicy) -> None:
         self._engine = sa.create_engine(url)
@@ -106,6 +126,7 @@ class SkillRegistry:
     def publish(self, skill_dir: Path | str) -> PublishedSkill:
         """Store a verified skill; the same version with other content is refused."""
         skill = open_skill(skill_dir, self.policy)
+        _cache_path(self.cache_dir, skill.digest, skill.name)  # refused before anything is stored
         if skill.version is None:
             raise SkillRegistryError(
                 f"{skill.path / 'SKILL.md'}: a published skill needs a version: "
@@ -216,7 +237,7 @@ class SkillRegistry:
             if builtin is None:
                 raise SkillRegistryError(f"no skill {ref!r} in the registry; see `shopfloor skill ls`")
             return builtin
-        target: Path = self.cache_dir / str(row.digest).removeprefix("sha256:") / str(row.name)
+        target = _cache_path(self.cache_dir, str(row.digest), str(row.name))
         manifest = Manifest.from_json(json.loads(row.manifest))
         if target.is_dir() and build_manifest(target, manifest.front_matter).digest == row.digest:
             return target
@@ -224,7 +245,7 @@ class SkillRegistry:
         return target
 
     def _materialise(self, row: Any, manifest: Manifest, target: Path) -> None:
-        wanted = {f.path: f.sha256 for f in manifest.files}
+        wanted = {_member(f.path): f.sha256 for f in manifest.files}
         if row.signature_sha256:
             wanted[SIGNATURE_FILE] = row.signature_sha256
         self.cache_dir.mkdir(parents=True, exist_ok=True)
