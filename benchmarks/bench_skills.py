@@ -112,11 +112,10 @@ async def main() -> None:
         sidecar = skill_dir / "shopfloor.yaml"
         sidecar.write_text(sidecar.read_text() + "dependencies:\n  python: requirements.txt\n")
         with_deps = load_skill(skill_dir)
-        cache = settings.home / "cache" / "skill-envs"
         start = time.perf_counter()
-        await prepare_environment(with_deps, cache)
+        await prepare_environment(with_deps, settings)
         first = time.perf_counter() - start
-        cached = await atimed(lambda: prepare_environment(with_deps, cache), args.reps)
+        cached = await atimed(lambda: prepare_environment(with_deps, settings), args.reps)
         line("deps", cached, first, "first install")
 
 

@@ -15,7 +15,6 @@ from shopfloor.skills import (
     SkillRegistry,
     TrustPolicy,
     builtin_skill_names,
-    environments_dir,
     fingerprint,
     generate_key,
     load_skill,
@@ -240,7 +239,7 @@ def prepare_cmd(
     """Install a skill's dependencies now (once per dependency set), so its first call does not wait."""
     settings = get_settings()
     skill = resolve_skill(ref, settings)
-    env = asyncio.run(prepare_environment(skill, environments_dir(settings)))
+    env = asyncio.run(prepare_environment(skill, settings))
     result = {
         "name": skill.name,
         "digest": skill.digest,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
 from shopfloor.sandbox import SandboxPolicy
-from shopfloor.skills._deps import environments_dir, prepare_environment
+from shopfloor.skills._deps import prepare_environment
 from shopfloor.skills._registry import SkillRegistry, parse_ref
 from shopfloor.skills._signing import TrustPolicy, open_skill
 from shopfloor.skills._skill import Skill
@@ -57,8 +57,7 @@ async def skill_tools(
     tools: list[SkillTool] = []
     for ref in spec.skills:
         skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir)
-        if prepare and skill.executable:
-            await prepare_environment(skill, environments_dir(settings))
+        environment = await prepare_environment(skill, settings) if prepare and skill.executable else None
         tools.append(
             SkillTool(
                 skill,
@@ -68,6 +67,7 @@ async def skill_tools(
                 tenant=tenant or spec.name,
                 requires_approval=ref.requires_approval,
                 approval_timeout=ref.approval_timeout,
+                environment=environment,
             )
         )
     if any(tool.skill.references() for tool in tools):

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shopfloor.errors import SkillFormatError, SourceLocation, SpecError
+from shopfloor.errors import SkillDependencyError, SkillFormatError, SourceLocation, SpecError
+from shopfloor.skills._depfiles import confined_file
 from shopfloor.spec import compose_yaml, format_path
 
 __all__ = ["SIDECAR", "SkillConfig", "SkillDependencies", "SkillSandboxNeeds", "load_sidecar"]
@@ -111,9 +112,11 @@ def load_sidecar(skill_dir: Path) -> tuple[SkillConfig, dict[str, Any], dict[str
         raise SkillFormatError(f"{where}: entry point {config.entry!r} does not exist in the skill")
     for kind in ("python", "node"):
         dep = getattr(config.dependencies, kind)
-        if dep is not None and not (skill_dir / dep).is_file():
-            where = at("dependencies", kind)
-            raise SkillFormatError(f"{where}: dependency file {dep!r} does not exist in the skill")
+        if dep is not None:
+            try:
+                confined_file(skill_dir, dep, at("dependencies", kind))
+            except SkillDependencyError as exc:
+                raise SkillFormatError(str(exc)) from None
     inputs = _load_schema(config.input_schema, skill_dir, at("input_schema"))
     outputs = _load_schema(config.output_schema, skill_dir, at("output_schema"))
     return config, inputs, outputs

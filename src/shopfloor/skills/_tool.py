@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shopfloor.config import Settings
 from shopfloor.errors import SkillFormatError, ToolExecutionError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
-from shopfloor.skills._deps import environments_dir, prepare_environment
+from shopfloor.skills._deps import SkillEnvironment, prepare_environment
 from shopfloor.skills._execute import SkillRun, run_entry_point
 from shopfloor.skills._skill import Skill
 from shopfloor.tools import Tool, ToolContext
@@ -49,8 +49,11 @@ class SkillTool(Tool):
         tenant: str = "default",
         requires_approval: bool = False,
         approval_timeout: float | None = None,
+        environment: SkillEnvironment | None = None,
     ) -> None:
         self.skill = skill
+        # Prepared (and checked against its lock) once per tool, that is once per run.
+        self.environment = environment
         self.settings = settings
         self.policy = policy or SandboxPolicy()
         self.workspace = workspace
@@ -103,7 +106,9 @@ class SkillTool(Tool):
     async def execute(self, args: dict[str, Any], ctx: ToolContext, *, mode: str | None = None) -> SkillRun:
         """Run the entry point against the workspace; commit the changes when it succeeds."""
         services = ctx.services
-        env = await prepare_environment(self.skill, environments_dir(self.settings))
+        if self.environment is None:
+            self.environment = await prepare_environment(self.skill, self.settings)
+        env = self.environment
         workspace = services.get("workspace", self.workspace)
         policy: SandboxPolicy = services.get("sandbox_policy", self.policy)
         config = self.skill.config
