@@ -3,6 +3,7 @@ in every mode, before anything is written or deleted outside the registry."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from shopfloor.config import Settings
-from shopfloor.errors import SkillFormatError, SkillRegistryError
+from shopfloor.errors import SkillError, SkillFormatError, SkillRegistryError
 from shopfloor.skills import KeyPair, SkillRegistry, TrustPolicy, load_skill, new_skill, sign_skill
 
 EVIL = "../../x/pwn"
@@ -69,12 +70,16 @@ def test_publishing_and_preparing_a_traversing_name_touches_nothing_outside(
     md = skill_dir / "SKILL.md"
     md.write_text(md.read_text().replace("name: pwn", f'name: "{EVIL}"'))
     before = _outside_registry(settings)
-    with pytest.raises(SkillFormatError, match="cannot be used as a directory name"):
+    # The whole attack first, whatever it raises: what it did to the file system is what counts.
+    with contextlib.suppress(SkillError, OSError):
         registry.publish(skill_dir)
-    with pytest.raises(SkillRegistryError):
         registry.resolve(f"{EVIL}@0.1.0")
     assert (victim / "keep.txt").read_text() == "still here\n"
     assert _outside_registry(settings) == before
+    with pytest.raises(SkillFormatError, match="cannot be used as a directory name"):
+        registry.publish(skill_dir)
+    with pytest.raises(SkillRegistryError, match="no skill"):
+        registry.resolve(f"{EVIL}@0.1.0")
 
 
 def _tamper(settings: Settings, **values: str) -> None:
