@@ -10,7 +10,6 @@ unchanged is not read again (see ``_scan``).
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import json
 import os
 import stat
@@ -19,19 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from shopfloor.errors import SkillDependencyError
+from shopfloor.skills._manifest import sha256_file
 
 __all__ = ["LOCK_FILE", "is_locked", "seal", "verify_lock", "write_lock"]
 
 LOCK_FILE = ".shopfloor-lock.json"
 _FORMAT = "shopfloor-skill-environment/1"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _scan(
@@ -65,7 +57,7 @@ def _scan(
                     known = recorded.get(rel)
                     same = known is not None and stats.get(rel) == signature
                     entries[rel] = (
-                        known if same and known is not None else "sha256:" + _sha256(Path(entry.path))
+                        known if same and known is not None else "sha256:" + sha256_file(Path(entry.path))
                     )
                 else:
                     raise SkillDependencyError(

@@ -17,7 +17,7 @@ from typing import Any
 
 from shopfloor.errors import SkillFormatError
 
-__all__ = ["SIGNATURE_FILE", "FileEntry", "Manifest", "build_manifest"]
+__all__ = ["SIGNATURE_FILE", "FileEntry", "Manifest", "build_manifest", "sha256_file"]
 
 SIGNATURE_FILE = "shopfloor.sig"
 _FORMAT = "shopfloor-skill-manifest/1"
@@ -74,7 +74,7 @@ class Manifest:
         return lines
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -106,5 +106,5 @@ def build_manifest(skill_dir: Path, front_matter: dict[str, Any]) -> Manifest:
             kind = _SPECIAL.get(stat.S_IFMT(mode), "not a regular file")
             raise SkillFormatError(f"{path}: {kind} is not allowed in a skill (only files and directories)")
         elif rel != SIGNATURE_FILE:
-            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=_sha256(path)))
+            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=sha256_file(path)))
     return Manifest(files=tuple(entries), front_matter=front_matter, unsigned=tuple(empty))
