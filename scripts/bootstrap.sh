@@ -63,6 +63,6 @@ fi
 
 if [ "$want_model" = 1 ]; then
   .venv/bin/shopfloor models install "${SHOPFLOOR_BOOTSTRAP_MODEL:-qwen2.5-coder-0.5b}"
-  step "preparing the analyst's data-analysis skill (pandas, matplotlib: ~30 s the first time)"
+  step "preparing the analyst's data-analysis skill (pandas, matplotlib, in the sandbox: ~90 s the first time)"
   .venv/bin/shopfloor skill prepare data-analysis
 fi
