@@ -28,6 +28,8 @@ INSTALL_TENANT = "shopfloor-skill-install"
 PYPI = "https://pypi.org/simple"
 NPM = "https://registry.npmjs.org/"
 _PYPI_FILES = NetworkRule(host="files.pythonhosted.org", port=443)
+_PIP_GLOBAL = (Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf"))
+_NPM_GLOBAL = (Path("/usr/etc/npmrc"), Path("/etc/npmrc"))
 
 
 def _rule(url: str) -> NetworkRule | None:
@@ -56,11 +58,12 @@ class PackageIndex:
     cert: str | None = None
 
     @classmethod
-    def from_pip_config(cls, environ: Mapping[str, str], home: Path) -> PackageIndex:
+    def from_pip_config(
+        cls, environ: Mapping[str, str], home: Path, *, global_files: Sequence[Path] = _PIP_GLOBAL
+    ) -> PackageIndex:
         """pip's own precedence: global files, user files, ``PIP_CONFIG_FILE``, then ``PIP_*`` variables;
         ``[install]`` over ``[global]``."""
-        files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
-        files += [home / ".pip" / "pip.conf", home / ".config" / "pip" / "pip.conf"]
+        files = [*global_files, home / ".pip" / "pip.conf", home / ".config" / "pip" / "pip.conf"]
         if environ.get("PIP_CONFIG_FILE") and environ["PIP_CONFIG_FILE"] != os.devnull:
             files.append(Path(environ["PIP_CONFIG_FILE"]))
         values: dict[str, str] = {}
@@ -118,10 +121,12 @@ class NpmRegistry:
     url: str = NPM
 
     @classmethod
-    def from_npm_config(cls, environ: Mapping[str, str], home: Path) -> NpmRegistry:
+    def from_npm_config(
+        cls, environ: Mapping[str, str], home: Path, *, global_files: Sequence[Path] = _NPM_GLOBAL
+    ) -> NpmRegistry:
         """``registry`` from npm's global and user files, then ``NPM_CONFIG_REGISTRY`` (later wins)."""
         url = NPM
-        for file in (Path("/usr/etc/npmrc"), Path("/etc/npmrc"), home / ".npmrc"):
+        for file in (*global_files, home / ".npmrc"):
             try:
                 lines = file.read_text().splitlines()
             except OSError:
