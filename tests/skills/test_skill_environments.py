@@ -16,6 +16,7 @@ import pytest
 from shopfloor.config import Settings
 from shopfloor.errors import SkillDependencyError
 from shopfloor.skills import SkillTool, load_skill, new_skill, prepare_environment
+from shopfloor.skills._envlock import seal
 from shopfloor.tools import ToolContext
 
 SCRIPT = """
@@ -107,3 +108,24 @@ async def test_a_changed_environment_is_refused_naming_the_file(settings: Settin
         SkillDependencyError, match=r"changed: lib/python3[.0-9]+/site-packages/probe_pkg/__init__\.py"
     ):
         await prepare_environment(skill, settings)
+
+
+def test_sealing_changes_no_link_target_and_refuses_special_files(tmp_path: Path) -> None:
+    host_file = tmp_path / "host-file"
+    host_file.write_text("host\n")
+    os.chmod(host_file, 0o600)
+    env = tmp_path / "env"
+    (env / "lib").mkdir(parents=True)
+    (env / "lib" / "mod.py").write_text("x = 1\n")
+    os.chmod(env / "lib" / "mod.py", 0o4777)
+    (env / "lib" / "link").symlink_to(host_file)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (env / "dirlink").symlink_to(outside)
+    seal(env)
+    assert stat.S_IMODE(host_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700
+    assert stat.S_IMODE((env / "lib" / "mod.py").stat().st_mode) == 0o755
+    os.mkfifo(env / "lib" / "pipe")
+    with pytest.raises(SkillDependencyError, match=r"lib/pipe: not a regular file, directory or link"):
+        seal(env)

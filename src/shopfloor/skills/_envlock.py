@@ -10,6 +10,7 @@ unchanged is not read again (see ``_scan``).
 from __future__ import annotations
 
 import email.parser
+import errno
 import json
 import os
 import stat
@@ -86,19 +87,40 @@ def _node_distributions(directory: Path) -> dict[str, str]:
     }
 
 
+def _seal_one(path: str, uid: int, gid: int) -> None:
+    try:
+        # Through a descriptor opened without following links: a name swapped for a symlink meanwhile
+        # cannot redirect the chown or chmod to a host file.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise SkillDependencyError(f"{path}: cannot seal the installed environment: {exc}") from exc
+        os.lchown(path, uid, gid)  # a symbolic link: its owner only, it has no mode of its own
+        return
+    try:
+        info = os.fstat(fd)
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise SkillDependencyError(f"{path}: not a regular file, directory or link in an environment")
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+        # No set-uid/set-gid bit survives, nobody else may write, everybody may read.
+        readable = 0o755 if stat.S_ISDIR(info.st_mode) else 0o444
+        os.fchmod(fd, (info.st_mode & 0o755) | readable)
+    finally:
+        os.close(fd)
+
+
 def seal(directory: Path) -> None:
     """Give the environment back to this process's uid and take write access from everyone else."""
     uid, gid = os.geteuid(), os.getegid()
     for parent, dirnames, filenames in os.walk(directory):
-        for name in [*dirnames, *filenames, None]:
-            path = Path(parent) if name is None else Path(parent) / name
-            info = path.lstat()
-            if info.st_uid != uid or info.st_gid != gid:
-                os.lchown(path, uid, gid)
-            if not stat.S_ISLNK(info.st_mode):
-                # No set-uid/set-gid bit survives: the file is root's now where Shopfloor runs as root.
-                readable = 0o755 if stat.S_ISDIR(info.st_mode) else 0o444
-                os.chmod(path, (info.st_mode & 0o755) | readable)
+        _seal_one(parent, uid, gid)
+        for name in filenames:
+            _seal_one(os.path.join(parent, name), uid, gid)
+        # os.walk lists a symbolic link to a directory among the directories and does not enter it.
+        for name in dirnames:
+            if os.path.islink(os.path.join(parent, name)):
+                _seal_one(os.path.join(parent, name), uid, gid)
 
 
 def write_lock(directory: Path, requested: list[str]) -> None:
