@@ -129,3 +129,17 @@ def test_sealing_changes_no_link_target_and_refuses_special_files(tmp_path: Path
     os.mkfifo(env / "lib" / "pipe")
     with pytest.raises(SkillDependencyError, match=r"lib/pipe: not a regular file, directory or link"):
         seal(env)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for a process running as root")
+async def test_as_root_without_a_confining_sandbox_nothing_is_installed(
+    settings: Settings, index: Path
+) -> None:
+    make_wheel(index)
+    unconfined = settings.model_copy(
+        update={"sandbox": settings.sandbox.model_copy(update={"backend": "none"})}
+    )
+    skill = load_skill(_skill(settings, "probe-pkg==1.0\n"))
+    with pytest.raises(SkillDependencyError, match="sandbox backend is 'none' and this process is root"):
+        await prepare_environment(skill, unconfined)
+    assert list((settings.home / "cache" / "skill-envs" / "python").glob("*/bin")) == []
