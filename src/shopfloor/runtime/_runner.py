@@ -24,6 +24,7 @@ from dbos import DBOS
 
 from shopfloor import errors
 from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner, rebuild_error
+from shopfloor.telemetry import redact
 
 __all__ = ["DBOSStepRunner", "approval_topic"]
 
@@ -81,9 +82,9 @@ class DBOSStepRunner(StepRunner):
             try:
                 result: dict[str, Any] = {"result": await fn()}
             except TimeoutError as exc:
-                result = {"raise": {"type": "TimeoutError", "message": str(exc)}}
+                result = {"raise": {"type": "TimeoutError", "message": redact(str(exc))}}
             except errors.ShopfloorError as exc:
-                result = {"raise": {"type": type(exc).__name__, "message": str(exc)}}
+                result = {"raise": {"type": type(exc).__name__, "message": redact(str(exc))}}
             result["elapsed"] = self._base + (time.monotonic() - self._mark)
             return result
 
