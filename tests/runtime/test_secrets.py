@@ -20,11 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 from untrusted_agent import ARG_SECRET, ERROR_SECRET, write_untrusted_agent
 
 from shopfloor.cli import app
-from shopfloor.telemetry import REDACTED, JsonLogFormatter
+from shopfloor.config import load_settings
+from shopfloor.telemetry import REDACTED, JsonLogFormatter, trace_store_url
 
 pytestmark = pytest.mark.usefixtures("db_url")
 cli = CliRunner()
@@ -68,7 +70,7 @@ def _closed_port() -> int:
 
 @pytest.mark.usefixtures("real_models")  # the OpenAI run only reaches a closed loopback port
 def test_planted_secrets_are_nowhere(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collector: list[bytes]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collector: list[bytes], db_url: str
 ) -> None:
     agent = write_untrusted_agent(tmp_path / "untrusted")
     monkeypatch.syspath_prepend(str(agent))
@@ -92,14 +94,39 @@ def test_planted_secrets_are_nowhere(
     assert "execute_tool leak" in exports[0].stdout  # the span is there, redacted
 
     home = Path(os.environ["SHOPFLOOR_HOME"])
-    stored = sorted(path for path in home.rglob("*") if path.is_file())
-    assert any(path.name == "traces.db" for path in stored) and collector
-    texts = [leaked.output, failed.output, *(e.output for e in exports)]
+    stored = sorted(path for path in home.rglob("*") if path.is_file())  # SQLite: runs, DBOS, traces
+    assert collector and (db_url.startswith("postgresql") or any(p.name == "traces.db" for p in stored))
+    rows = _database_text(db_url) + _database_text(trace_store_url(load_settings()))
+    assert "execute_tool leak" in rows and "upstream refused" in rows  # the rows are searched
+    texts = [leaked.output, failed.output, *(e.output for e in exports), rows]
     for secret in (ARG_SECRET, ERROR_SECRET, URL_PASSWORD):
         needle = secret.encode()
         assert not [path for path in stored if needle in path.read_bytes()], secret
         assert not [body for body in collector if needle in body], secret
         assert not [text for text in texts if secret in text], secret
+
+
+def _database_text(url: str) -> str:
+    """Every row of every table of the run database (DBOS's, the runs', the spans'), as text."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            if url.startswith("sqlite"):
+                rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                tables = [f'"{name}"' for (name,) in rows]
+            else:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT table_schema, table_name FROM information_schema.tables "
+                        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                    )
+                )
+                tables = [f'"{schema}"."{name}"' for schema, name in rows]
+            return "\n".join(
+                repr(row) for table in tables for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+            )
+    finally:
+        engine.dispose()
 
 
 def test_json_log_lines_are_redacted() -> None:
