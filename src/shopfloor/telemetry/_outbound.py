@@ -8,7 +8,7 @@ description (a tool's error). This runs in the export thread, not on the run's p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
 from shopfloor.telemetry._conventions import CONTENT_KEYS
-from shopfloor.telemetry._redact import redact
+from shopfloor.telemetry._redact import may_hold_secret, redact
 
 __all__ = ["Outbound", "outbound_span"]
 
@@ -57,9 +57,24 @@ def _attributes(attributes: Mapping[str, Any], drop: frozenset[str]) -> dict[str
     return cleaned if changed else None
 
 
+def _texts(span: ReadableSpan) -> Iterator[str]:
+    yield span.name
+    if span.status.description:
+        yield span.status.description
+    for attributes in (span.attributes or {}, *(event.attributes or {} for event in span.events)):
+        for value in attributes.values():
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, tuple | list):
+                yield from (item for item in value if isinstance(item, str))
+
+
 def outbound_span(span: ReadableSpan, *, strip_content: bool = False) -> ReadableSpan:
     """``span`` as it may be stored or exported (the same object where nothing needed changing)."""
     drop = CONTENT_KEYS if strip_content else frozenset()
+    stripping = bool(drop.intersection(span.attributes or {}))
+    if not stripping and not may_hold_secret("\n".join(_texts(span))):
+        return span  # the common case: one screen of all the span's text
     attributes = _attributes(span.attributes or {}, drop)
     events: list[Event] | None = None
     for index, event in enumerate(span.events):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["REDACTED", "redact", "redact_value"]
+__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_value"]
 
 REDACTED = "[REDACTED]"
 
@@ -63,9 +63,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+def may_hold_secret(text: str) -> bool:
+    """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged."""
+    return bool(_SCREEN.search(text) or _SCREEN_LOWER.search(text.lower()))
+
+
 def redact(text: str) -> str:
     """``text`` with every secret it recognises replaced by ``[REDACTED]``."""
-    if not (_SCREEN.search(text) or _SCREEN_LOWER.search(text.lower())):
+    if not may_hold_secret(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
