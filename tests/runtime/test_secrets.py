@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
-from untrusted_agent import ARG_SECRET, ERROR_SECRET, write_untrusted_agent
+from untrusted_agent import ARG_SECRET, CRASH_SECRET, ERROR_SECRET, write_untrusted_agent
 
 from shopfloor.cli import app
 from shopfloor.config import load_settings
@@ -88,7 +88,9 @@ def test_planted_secrets_are_nowhere(
     failed = cli.invoke(app, ["run", str(agent), "leak", "--model", "openai:gpt-test"])
     assert failed.exit_code == 1, failed.output
     assert "127.0.0.1" in failed.output and f"user:{REDACTED}@" in failed.output  # the error says where
-    run_ids = [r.stdout.splitlines()[0].split()[1] for r in (leaked, failed)]
+    crashed = cli.invoke(app, ["run", str(agent), "crash"])
+    assert crashed.exit_code != 0 and "RuntimeError" in crashed.output + repr(crashed.exception)
+    run_ids = [r.stdout.splitlines()[0].split()[1] for r in (leaked, failed, crashed)]
     exports = [cli.invoke(app, ["trace", "export", run_id]) for run_id in run_ids]
     assert all(e.exit_code == 0 for e in exports), [e.output for e in exports]
     assert "execute_tool leak" in exports[0].stdout  # the span is there, redacted
@@ -98,8 +100,8 @@ def test_planted_secrets_are_nowhere(
     assert collector and (db_url.startswith("postgresql") or any(p.name == "traces.db" for p in stored))
     rows = _database_text(db_url) + _database_text(trace_store_url(load_settings()))
     assert "execute_tool leak" in rows and "upstream refused" in rows  # the rows are searched
-    texts = [leaked.output, failed.output, *(e.output for e in exports), rows]
-    for secret in (ARG_SECRET, ERROR_SECRET, URL_PASSWORD):
+    texts = [leaked.output, failed.output, crashed.output, *(e.output for e in exports), rows]
+    for secret in (ARG_SECRET, ERROR_SECRET, URL_PASSWORD, CRASH_SECRET):
         needle = secret.encode()
         assert not [path for path in stored if needle in path.read_bytes()], secret
         assert not [body for body in collector if needle in body], secret

@@ -2,7 +2,8 @@
 
 Written next to an agent.yaml by ``write_untrusted_agent``; the task picks the script:
 ``note`` calls the ``note`` tool (it needs approval) with ``PAYLOAD``, ``leak`` calls
-``leak`` with a planted secret in its arguments (the tool fails, quoting another secret).
+``leak`` with a planted secret in its arguments (the tool fails, quoting another secret),
+``crash`` makes the model raise an exception quoting a third.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ PAYLOAD = (
 #: Secrets planted in a tool's arguments and in a tool's error.
 ARG_SECRET = "sk_live_" + "A1b2C3d4E5f6G7h8J9k0"
 ERROR_SECRET = "hf_" + "Zq9Xw8Vu7Ts6Rq5Po4Nm3Lk2"
+#: Planted in an exception that is not Shopfloor's (a bug): DBOS records what a step raises.
+CRASH_SECRET = "ghp_" + "Crash0Secret1Value2Here3"
 SPEC = """\
 name: untrusted
 instructions: Do as told.
@@ -49,6 +52,8 @@ async def script(request: ModelRequest) -> str:
     task = next(m.content for m in request.messages if m.role == "user")
     if any(m.role == "assistant" for m in request.messages):
         return json.dumps({"tool": "final_answer", "args": {"answer": "done"}})
+    if task == "crash":
+        raise RuntimeError(f"model backend bug while holding {CRASH_SECRET}")
     if task == "note":
         return json.dumps({"tool": "note", "args": {"text": PAYLOAD}})
     return json.dumps({"tool": "leak", "args": {"payload": f"charge it with {ARG_SECRET}"}})

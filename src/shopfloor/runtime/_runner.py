@@ -24,7 +24,7 @@ from dbos import DBOS
 
 from shopfloor import errors
 from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner, rebuild_error
-from shopfloor.telemetry import redact
+from shopfloor.telemetry import redact, redact_exception
 
 __all__ = ["DBOSStepRunner", "approval_topic"]
 
@@ -85,6 +85,9 @@ class DBOSStepRunner(StepRunner):
                 result = {"raise": {"type": "TimeoutError", "message": redact(str(exc))}}
             except errors.ShopfloorError as exc:
                 result = {"raise": {"type": type(exc).__name__, "message": redact(str(exc))}}
+            except Exception as exc:  # DBOS records what a step raises: redacted like its output
+                redact_exception(exc)
+                raise
             result["elapsed"] = self._base + (time.monotonic() - self._mark)
             return result
 

@@ -25,7 +25,7 @@ from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.spec import load_spec
-from shopfloor.telemetry import redact, redact_value
+from shopfloor.telemetry import redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
 
@@ -145,7 +145,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     except Exception as exc:
         await _fail(ctx, record, runner, emit, "error", f"internal error: {type(exc).__name__}: {exc}")
         # DBOS records the exception a workflow raises (its arguments): redacted like the rest.
-        exc.args = tuple(redact_value(list(exc.args)))
+        redact_exception(exc)
         raise
     finally:
         if environment is not None:

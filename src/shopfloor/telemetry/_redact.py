@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_value"]
+__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value"]
 
 REDACTED = "[REDACTED]"
 
@@ -95,3 +95,8 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_value(item) for item in value]
     return value
+
+
+def redact_exception(exc: BaseException) -> None:
+    """Redact ``exc``'s arguments in place (what DBOS records of an exception it sees raised)."""
+    exc.args = tuple(redact_value(list(exc.args)))
