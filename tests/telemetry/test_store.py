@@ -21,6 +21,7 @@ from shopfloor.telemetry import (
     TraceStore,
     otlp_json,
     redact,
+    redact_value,
     span,
     trace_store_url,
 )
@@ -159,6 +160,20 @@ def test_json_logs_carry_trace_and_span_ids(telemetry: Telemetry) -> None:
         ("gh ghp_abcdefghijklmnopqrstuvwxyz0123", f"gh {REDACTED}"),
         ("jwt eyJhbGciOi.eyJzdWIiOiIx.c2lnbmF0dXJl", f"jwt {REDACTED}"),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", REDACTED),
+        ("cut: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg+/=", f"cut: {REDACTED}"),
+        ("stripe sk_live_51HxAbCdEfGh12345", f"stripe {REDACTED}"),
+        ("stripe rk_live_51HxAbCdEfGh12345", f"stripe {REDACTED}"),
+        ("stripe pk_live_51HxAbCdEfGh12345", f"stripe {REDACTED}"),
+        ("stripe sk_test_51HxAbCdEfGh12345", f"stripe {REDACTED}"),
+        ("hf hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", f"hf {REDACTED}"),
+        ("gh gho_abcdefghijklmnopqrstuvwxyz0123", f"gh {REDACTED}"),
+        ("gh github_pat_11ABCDEFG0123456789_abcdefghij", f"gh {REDACTED}"),
+        ("slack xoxb-1234567890-abcdefghijkl", f"slack {REDACTED}"),
+        ("slack xoxp-1234567890-abcdefghijkl", f"slack {REDACTED}"),
+        ("google AIzaSyA1234567890abcdefghijklmnopqrstuv", f"google {REDACTED}"),
+        ("api_key=abc123&x=1", f"api_key={REDACTED}&x=1"),
+        ("http://user:p@ss@host.example/v1", f"http://user:{REDACTED}@host.example/v1"),
+        ("https://user:pw@host.example:8443/v1", f"https://user:{REDACTED}@host.example:8443/v1"),
         (
             "max_tokens: 512, the author said input_tokens=3",
             "max_tokens: 512, the author said input_tokens=3",
@@ -167,3 +182,8 @@ def test_json_logs_carry_trace_and_span_ids(telemetry: Telemetry) -> None:
 )
 def test_redaction(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def test_redact_value_replaces_secret_fields_and_keeps_numbers() -> None:
+    value = {"password": "hunter2", "args": [{"note": "sk_live_51HxAbCdEfGh12345"}], "token_count": 3}
+    assert redact_value(value) == {"password": REDACTED, "args": [{"note": REDACTED}], "token_count": 3}

@@ -60,4 +60,4 @@ def test_root_is_refused_where_a_file_is_needed() -> None:
     ],
 )
 def test_glob(pattern: str, path: str, matches: bool) -> None:
-    assert bool(glob_regex(pattern).match(path)) is matches
+    assert glob_regex(pattern).fullmatch(path) is matches

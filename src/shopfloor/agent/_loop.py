@@ -41,6 +41,7 @@ from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
 from shopfloor.errors import ModelError, ToolArgumentsError, ToolError
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.spec import Limits
+from shopfloor.telemetry import redact, redact_value
 from shopfloor.tools import Tool, ToolContext
 
 __all__ = ["AgentLoop", "EventSink"]
@@ -100,7 +101,8 @@ class AgentLoop:
 
         async def emit(kind: Any, step: int, **data: Any) -> None:
             if on_event is not None:
-                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=data))
+                # Events are stored and shown: secrets in them (a task, a tool error) are redacted.
+                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redact_value(data)))
                 if inspect.isawaitable(maybe):
                     await maybe
 
@@ -116,10 +118,10 @@ class AgentLoop:
                 run_id=run_id,
                 status=status,
                 stop_reason=reason,
-                output=output,
+                output=None if output is None else redact(output),
                 steps=tuple(state.records),
                 usage=state.usage,
-                error=error,
+                error=None if error is None else redact(error),
             )
 
         with run_span(
@@ -165,7 +167,9 @@ class AgentLoop:
                 with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
                     async with asyncio.timeout(limits.step_timeout):
                         response = await self.model.request(request)
-                    return chat.response(response)
+                    # Recorded, replayed and fed on redacted: a secret the model wrote (in a
+                    # tool's arguments, say) is never stored, and the run sees what a replay sees.
+                    return redact_value(chat.response(response))
 
             try:
                 response = ModelResponse.from_dict(await runner.step(name, do))
@@ -325,7 +329,7 @@ class AgentLoop:
                 step_name=step_name,
                 arguments=action.arguments,
             ) as trace:
-                return trace.outcome(await attempt())
+                return trace.outcome(redact_value(await attempt()))
 
         async def attempt() -> dict[str, Any]:
             started = time.perf_counter()

@@ -38,7 +38,15 @@ def run_app() -> None:
     try:
         app()
     except ShopfloorError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        # The message may quote a model's or a user's text (markup, secrets): plain and redacted.
+        from rich.text import Text
+
+        from shopfloor.cli._untrusted import untrusted
+        from shopfloor.telemetry import redact
+
+        err_console.print(
+            Text.assemble(("error:", "bold red"), " ", untrusted(redact(str(exc)))), soft_wrap=True
+        )
         raise SystemExit(2) from None
 
 

@@ -11,6 +11,7 @@ from rich.panel import Panel
 
 from shopfloor.cli._app import app, console, get_settings, print_json
 from shopfloor.cli._run import _runtime, print_event
+from shopfloor.cli._untrusted import untrusted
 from shopfloor.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ def demo_cmd(
         raise typer.Exit(0 if record.status == "completed" else 1)
     run_id = record.run_id
     console.print()
-    console.print(Panel(record.output or record.error or "(no answer)", title=f"answer · {record.status}"))
+    answer = untrusted(record.output or record.error or "(no answer)")  # the model's text: never markup
+    console.print(Panel(answer, title=f"answer · {record.status}"))
     if record.workspace_commit:
         commit = record.workspace_commit[:12]
         console.print(f"workspace [bold]analyst[/] at commit {commit}:")

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
+from shopfloor.cli._untrusted import pretty_json, untrusted
 
 if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
     from shopfloor.runtime import RunRecord, Runtime, StoredEvent
@@ -45,68 +47,93 @@ def _runtime(body: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(main())
 
 
-def _short(value: Any, width: int = 100) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _pending_call(run_id: str, tool: Any, arguments: Any, approvers: Any) -> Text:
+    """The whole call waiting for approval: every argument, as indented JSON, never markup."""
+    who = ", ".join(str(name) for name in approvers or []) or "an administrator"
+    return Text.assemble(
+        ("⏸ waiting for ", "magenta"),
+        untrusted(who, style="magenta"),
+        (" to approve a call of ", "magenta"),
+        untrusted(tool, style="bold magenta"),
+        (" with the arguments:\n", "magenta"),
+        pretty_json(arguments),
+        f"\n  shopfloor runs approve {run_id}   |   shopfloor runs reject {run_id}"
+        f"   |   shopfloor runs show {run_id}",
+    )
+
+
 def print_event(stored: StoredEvent, *, answer: bool = True) -> None:
-    """One line per event, as ``shopfloor run`` follows a run (``answer``: print the final answer too)."""
+    """One line per event, as ``shopfloor run`` follows a run (``answer``: print the final answer too).
+
+    Everything a model, a tool or the task wrote is printed as plain text (``untrusted``).
+    """
     event, data = stored.event, stored.event.data
     kind = event.kind
+    line: Text | None = None
     if kind == "run_started":
-        console.print(
-            f"[bold]▶ run started[/] model [cyan]{data.get('model')}[/]"
-            f" tools {', '.join(data.get('tools', []))}"
+        line = Text.assemble(
+            ("▶ run started", "bold"),
+            " model ",
+            untrusted(data.get("model"), style="cyan"),
+            " tools ",
+            untrusted(", ".join(map(str, data.get("tools", [])))),
         )
     elif kind == "model_reply":
-        console.print(
-            f"[dim]step {event.step}[/] model → [bold]{data.get('tool')}[/]"
-            f" {_short(data.get('arguments'), 80)}"
-            f" [dim]({data.get('usage')} tokens)[/]"
+        line = Text.assemble(
+            (f"step {event.step}", "dim"),
+            " model → ",
+            untrusted(data.get("tool"), style="bold"),
+            " ",
+            untrusted(data.get("arguments"), width=80),
+            (f" ({data.get('usage')} tokens)", "dim"),
         )
     elif kind == "invalid_reply":
-        console.print(
-            f"[dim]step {event.step}[/] [yellow]invalid reply (try {data.get('attempt')}):[/] "
-            f"{_short(data.get('error'))}"
+        line = Text.assemble(
+            (f"step {event.step}", "dim"),
+            (f" invalid reply (try {data.get('attempt')}): ", "yellow"),
+            untrusted(data.get("error"), width=100),
         )
     elif kind == "tool_result":
         if data.get("error"):
-            console.print(f"  [red]✗ {data.get('tool')}: {_short(data['error'])}[/]")
+            line = Text.assemble(
+                "  ",
+                untrusted(f"✗ {data.get('tool')}: ", style="red"),
+                untrusted(data["error"], style="red", width=100),
+            )
         else:
-            console.print(
-                f"  [green]←[/] {_short(data.get('output'))}"
-                f" [dim]({1000 * float(data.get('duration') or 0):.1f} ms)[/]"
+            line = Text.assemble(
+                ("  ←", "green"),
+                " ",
+                untrusted(data.get("output"), width=100),
+                (f" ({1000 * float(data.get('duration') or 0):.1f} ms)", "dim"),
             )
     elif kind == "approval_requested":
-        who = ", ".join(data.get("approvers") or []) or "an operator"
-        console.print(
-            f"[magenta]⏸ waiting for {who} to approve {data.get('tool')}"
-            f" {_short(data.get('arguments'), 80)}[/]\n"
-            f"  shopfloor runs approve {event.run_id}   |   shopfloor runs reject {event.run_id}"
-        )
+        line = _pending_call(event.run_id, data.get("tool"), data.get("arguments"), data.get("approvers"))
     elif kind == "approval_decided":
-        verdict = "[green]approved[/]" if data.get("approved") else "[red]rejected[/]"
-        console.print(
-            f"  {verdict} by {data.get('by') or '?'}" + (f": {data['reason']}" if data.get("reason") else "")
-        )
+        verdict = ("approved", "green") if data.get("approved") else ("rejected", "red")
+        line = Text.assemble("  ", verdict, " by ", untrusted(data.get("by") or "?"))
+        if data.get("reason"):
+            line.append_text(Text.assemble(": ", untrusted(data["reason"])))
     elif kind == "context_trimmed":
-        console.print(f"[dim]  context trimmed: {data.get('dropped_turns')} older turns summarised[/]")
+        line = Text(f"  context trimmed: {data.get('dropped_turns')} older turns summarised", style="dim")
     elif kind == "run_finished":
         style = _STATUS_STYLE.get(str(data.get("status")), "white")
         usage = data.get("usage") or {}
-        console.print(
-            f"[bold {style}]■ {data.get('status')}[/] ({data.get('stop_reason')})"
-            + (f" · {usage.get('total_tokens')} tokens" if usage else "")
+        line = Text.assemble(
+            untrusted(f"■ {data.get('status')}", style=f"bold {style}"),
+            untrusted(f" ({data.get('stop_reason')})"),
+            f" · {usage.get('total_tokens')} tokens" if usage else "",
         )
         if data.get("error"):
-            console.print(f"[red]{data['error']}[/]")
+            line.append_text(Text.assemble("\n", untrusted(data["error"], style="red")))
         if answer and data.get("output"):
-            console.print(f"\n{data['output']}")
+            line.append_text(Text.assemble("\n\n", untrusted(data["output"])))
+    if line is not None:
+        console.print(line)
 
 
 def _exit_code(record: RunRecord) -> int:
@@ -170,12 +197,12 @@ def ls_cmd(
         style = _STATUS_STYLE.get(record.status, "white")
         table.add_row(
             record.run_id[:12],
-            record.agent,
-            f"[{style}]{record.status}[/]",
+            untrusted(record.agent),
+            Text(record.status, style=style),
             record.stop_reason or "",
             str(record.total_tokens),
             _when(record.created_at),
-            _short(record.task, 40),
+            untrusted(record.task, width=40),
         )
     console.print(table)
 
@@ -189,8 +216,13 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
         return
     style = _STATUS_STYLE.get(record.status, "white")
     console.print(
-        f"run [bold]{record.run_id}[/]  [{style}]{record.status}[/]"
-        + (f" ({record.stop_reason})" if record.stop_reason else "")
+        Text.assemble(
+            "run ",
+            (record.run_id, "bold"),
+            "  ",
+            (record.status, style),
+            f" ({record.stop_reason})" if record.stop_reason else "",
+        )
     )
     for label, value in (
         ("agent", f"{record.agent}  {record.release_digest[:19]}"),
@@ -203,20 +235,21 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
         ("started", _when(record.started_at)),
         ("finished", _when(record.finished_at)),
         ("executor", record.executor_id or "-"),
-        ("faults", _short(record.faults) if record.faults else "-"),
+        ("faults", record.faults or "-"),
         ("workspace", record.workspace_commit or "-"),
     ):
-        console.print(f"[dim]{label:>9}[/] {value}")
+        console.print(Text.assemble((f"{label:>9}", "dim"), " ", untrusted(value)))
     if record.approval:
         approval = record.approval
         console.print(
-            f"[magenta]waiting for {', '.join(approval.get('approvers') or []) or 'an operator'} to approve "
-            f"{approval.get('tool')} {_short(approval.get('arguments'))}[/]"
+            _pending_call(
+                record.run_id, approval.get("tool"), approval.get("arguments"), approval.get("approvers")
+            )
         )
     if record.error:
-        console.print(f"[red]{record.error}[/]")
+        console.print(untrusted(record.error, style="red"))
     if record.output:
-        console.print(f"\n{record.output}")
+        console.print(Text.assemble("\n", untrusted(record.output)))
 
 
 @runs_app.command("logs")
@@ -260,7 +293,14 @@ def cancel_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
         console.print(f"cancel requested for run [bold]{record.run_id}[/]: it stops after its current step")
 
 
-ByOpt = Annotated[str | None, typer.Option("--by", help="who decides (default: the current user)")]
+ByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="one of the spec's approvers (default: the current user); where the spec lists none, "
+        "only the local administrator decides and --by is refused",
+    ),
+]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why, recorded with the decision")]
 
 

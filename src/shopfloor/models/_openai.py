@@ -33,6 +33,7 @@ from shopfloor.models._base import (
 )
 from shopfloor.models._retry import RetryPolicy, parse_retry_after
 from shopfloor.models._sse import ServerFault, StreamParser, iter_sse_data
+from shopfloor.telemetry import redact
 
 __all__ = ["OpenAIModel", "make_openai_model"]
 
@@ -143,7 +144,8 @@ class OpenAIModel(Model):
                 await asyncio.sleep(self.retry.delay(attempt, failure.retry_after))
 
     def _where(self) -> str:
-        return f"model {self.ref} at {self.base_url}"
+        # A base URL may carry credentials (http://user:password@host): errors never show them.
+        return f"model {self.ref} at {redact(self.base_url)}"
 
     async def _attempt(
         self, request: ModelRequest, body: dict[str, Any]

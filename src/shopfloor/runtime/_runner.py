@@ -24,6 +24,7 @@ from dbos import DBOS
 
 from shopfloor import errors
 from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner, rebuild_error
+from shopfloor.telemetry import redact, redact_exception
 
 __all__ = ["DBOSStepRunner", "approval_topic"]
 
@@ -81,9 +82,12 @@ class DBOSStepRunner(StepRunner):
             try:
                 result: dict[str, Any] = {"result": await fn()}
             except TimeoutError as exc:
-                result = {"raise": {"type": "TimeoutError", "message": str(exc)}}
+                result = {"raise": {"type": "TimeoutError", "message": redact(str(exc))}}
             except errors.ShopfloorError as exc:
-                result = {"raise": {"type": type(exc).__name__, "message": str(exc)}}
+                result = {"raise": {"type": type(exc).__name__, "message": redact(str(exc))}}
+            except Exception as exc:  # DBOS records what a step raises: redacted like its output
+                redact_exception(exc)
+                raise
             result["elapsed"] = self._base + (time.monotonic() - self._mark)
             return result
 

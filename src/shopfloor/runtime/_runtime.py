@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -44,16 +45,21 @@ from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow, set_executi
 from shopfloor.spec import load_spec
 from shopfloor.telemetry import Telemetry, configure_telemetry, current_telemetry
 
-__all__ = ["Runtime"]
+__all__ = ["LOCAL_ADMIN", "Runtime"]
+
+#: How a decision by the local administrator is recorded (a run whose spec lists no approvers).
+LOCAL_ADMIN = "local-admin"
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, caller: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, caller: str | None = None, uid: int | None = None) -> None:
         self.settings = settings
         settings.ensure_home()
         self.store = RunStore.open(settings.db_url)
         self.event_log = EventLog(self.store, interval=min(0.1, settings.runtime.poll_interval))
         self.caller = caller or getpass.getuser()
+        #: the OS user deciding approvals (local CLI mode has no other identity yet)
+        self.uid = os.geteuid() if uid is None else uid
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
@@ -262,23 +268,50 @@ class Runtime:
 
     # people ----------------------------------------------------------------------------------
     async def approve(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
-        return await self._decide(run_id, approved=True, by=by or self.caller, reason=reason)
+        return await self._decide(run_id, approved=True, by=by, reason=reason)
 
     async def reject(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
-        return await self._decide(run_id, approved=False, by=by or self.caller, reason=reason)
+        return await self._decide(run_id, approved=False, by=by, reason=reason)
 
-    async def _decide(self, run_id: str, *, approved: bool, by: str, reason: str) -> RunRecord:
+    def _decider(self, run_id: str, approval: dict[str, Any], by: str | None) -> str:
+        """Who decides, as recorded: one of the spec's approvers, else the local administrator.
+
+        Local CLI mode knows no identities beyond the OS user: with no approvers listed, an
+        approval may only come from root or the owner of the Shopfloor home (whoever could
+        change the run's data anyway), never from a name given on the command line.
+        """
+        approvers = [str(name) for name in approval.get("approvers") or []]
+        if approvers:
+            who = by or self.caller
+            if who not in approvers:
+                raise RunStateError(
+                    f"{who!r} may not decide for run {run_id}: its approvers are "
+                    f"{', '.join(approvers)} (pass --by NAME)"
+                )
+            return who
+        home = self.settings.home
+        owner = home.stat().st_uid
+        if self.uid not in (0, owner):
+            raise RunStateError(
+                f"run {run_id} lists no approvers (permissions.approvers in its agent.yaml), so only "
+                f"the local administrator may decide: root or the owner of {home} (uid {owner}); "
+                f"you are uid {self.uid}"
+            )
+        if by is not None:
+            raise RunStateError(
+                f"--by {by!r}: run {run_id} lists no approvers, so the decision is the local "
+                f"administrator's and is recorded as {LOCAL_ADMIN!r}; leave --by out, or list approvers "
+                "under permissions.approvers in the agent.yaml"
+            )
+        return LOCAL_ADMIN
+
+    async def _decide(self, run_id: str, *, approved: bool, by: str | None, reason: str) -> RunRecord:
         record = await self.get_run(run_id)
         if record.status != "waiting_approval" or record.approval is None:
             raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
-        approvers = record.approval.get("approvers") or []
-        if approvers and by not in approvers:
-            raise RunStateError(
-                f"{by!r} may not decide for run {record.run_id}: its approvers are {', '.join(approvers)} "
-                "(pass --by NAME)"
-            )
+        who = self._decider(record.run_id, record.approval, by)
         client = await self.client()
-        message = {"approved": approved, "by": by, "reason": reason}
+        message = {"approved": approved, "by": who, "reason": reason}
         await client.send_async(record.run_id, message, topic=approval_topic(int(record.approval["step"])))
         return record
 

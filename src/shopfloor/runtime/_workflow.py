@@ -25,6 +25,7 @@ from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.spec import load_spec
+from shopfloor.telemetry import redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
 
@@ -143,6 +144,8 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         return await _fail(ctx, record, runner, emit, "error", f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         await _fail(ctx, record, runner, emit, "error", f"internal error: {type(exc).__name__}: {exc}")
+        # DBOS records the exception a workflow raises (its arguments): redacted like the rest.
+        redact_exception(exc)
         raise
     finally:
         if environment is not None:
@@ -170,6 +173,7 @@ async def _fail(
     reason: str,
     error: str,
 ) -> dict[str, Any]:
+    error = redact(error)  # from an exception: a model's base URL, a file's contents...
     emit(
         RunEvent(
             kind="run_finished",

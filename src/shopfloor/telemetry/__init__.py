@@ -72,7 +72,7 @@ from shopfloor.telemetry._metrics import (
     span_facts,
 )
 from shopfloor.telemetry._records import SpanRecord, otlp_json
-from shopfloor.telemetry._redact import REDACTED, redact
+from shopfloor.telemetry._redact import REDACTED, redact, redact_exception, redact_value
 from shopfloor.telemetry._setup import (
     ExporterFactory,
     Exporters,
@@ -156,6 +156,8 @@ __all__ = [
     "process_usage",
     "record_content",
     "redact",
+    "redact_exception",
+    "redact_value",
     "register_exporter",
     "render_prometheus",
     "run_scope",

@@ -84,11 +84,14 @@ def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> 
     if not target.is_recording() or not content_enabled(full=full):
         return
     text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
+    # redact every span again, ``_outbound.py``).
+    text = redact(text)
     if full and len(text) > MAX_CONTENT:
         # Input messages repeat the whole context at every call: cap them. Step outputs are
         # never cut, since replay from the trace store needs them whole.
         text = text[:MAX_CONTENT] + f"... [{len(text) - MAX_CONTENT} more characters]"
-    target.set_attribute(key, redact(text))
+    target.set_attribute(key, text)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Structured JSON logs that carry the current trace and span ids.
+"""Structured JSON logs that carry the current trace and span ids, with secrets redacted.
 
 A log line written inside a span can be joined with that span in any backend
 (``trace_id``/``span_id`` as 32/16 hex digits, the OpenTelemetry log data model).
@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from opentelemetry import trace
+
+from shopfloor.telemetry._redact import redact
 
 __all__ = ["JsonLogFormatter", "configure_json_logs"]
 
@@ -41,7 +43,7 @@ class JsonLogFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return redact(json.dumps(data, default=str))
 
 
 def configure_json_logs(logger: logging.Logger | None = None, level: int = logging.INFO) -> logging.Handler:

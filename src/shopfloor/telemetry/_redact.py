@@ -1,15 +1,23 @@
-"""Secret redaction for recorded content (prompts, tool arguments and results).
+"""Secret redaction: the one function every path that stores or exports text goes through.
 
-Patterns cover the secrets that end up in agent traffic: provider API keys,
-bearer tokens, JWTs, cloud access keys, private key blocks, and the values of
-fields named like a password or token (in JSON, ``key=value`` and headers).
+Patterns cover the secrets that end up in agent traffic: provider API keys (OpenAI
+``sk-``/``sk-proj-``, Stripe ``sk_live_``/``rk_live_``/``pk_live_``, Hugging Face ``hf_``,
+GitHub, GitLab, Slack, AWS, Google), bearer tokens, JWTs, private key blocks, the values of
+fields named like a password or token (in JSON, ``key=value`` and headers) and the password
+of a URL (``scheme://user:password@host``).
+
+Where it applies: spans (attributes, events, status) on their way to the trace store and
+every exporter (``_outbound.py``); run events, run errors and step outputs before they are
+written (``redact_value``); JSON log lines; errors printed by the CLI. What a model or a
+tool produced is therefore recorded redacted, and a recorded step replays redacted.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-__all__ = ["REDACTED", "redact"]
+__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value"]
 
 REDACTED = "[REDACTED]"
 
@@ -21,11 +29,17 @@ _SECRET_NAME = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
 # Case-insensitive search is ten times slower in ``re``: a cheap screen on the lowered text
 # (and the case-sensitive token shapes) lets the common text without secrets skip the patterns.
 _SCREEN_LOWER = re.compile(rf"{_KEYWORD}|bearer|basic")
-_SCREEN = re.compile(r"eyJ|[spr]k-|gh[pousr]_|github_pat|glpat|xox|AKIA|ASIA|AIza|PRIVATE KEY|://[^\s@/]*@")
+_SCREEN = re.compile(
+    r"eyJ|[spr]k[-_]|hf_|gh[pousr]_|github_pat|glpat|xox|AKIA|ASIA|AIza|PRIVATE KEY|://[^\s/]*@"
+)
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL),
+        # a whole block, or a block cut short (an error message that quotes the start of a file)
+        re.compile(
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s]*)",
+            re.DOTALL,
+        ),
         REDACTED,
     ),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), rf"\1 {REDACTED}"),
@@ -38,17 +52,51 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), REDACTED),
     (re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"), REDACTED),
+    # Stripe live and test keys (sk_live_, rk_live_, pk_live_, sk_test_...)
+    (re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"), REDACTED),
+    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), REDACTED),
     (re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr|github_pat|glpat|xox[abprs])[-_][A-Za-z0-9_-]{16,}"), REDACTED),
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), REDACTED),
-    (re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)"), rf"\1{REDACTED}\3"),
+    # URL credentials: the password up to the last @ before the host (a password may hold @)
+    (re.compile(r"(://[^/\s:@]+:)([^\s/]+)(@)"), rf"\1{REDACTED}\3"),
 )
+
+
+def may_hold_secret(text: str) -> bool:
+    """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged."""
+    return bool(_SCREEN.search(text) or _SCREEN_LOWER.search(text.lower()))
 
 
 def redact(text: str) -> str:
     """``text`` with every secret it recognises replaced by ``[REDACTED]``."""
-    if not (_SCREEN.search(text) or _SCREEN_LOWER.search(text.lower())):
+    if not may_hold_secret(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+_SECRET_KEY = re.compile(rf"{_SECRET_NAME}$", re.IGNORECASE)
+
+
+def redact_value(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with secrets redacted; the value of a key
+    named like a secret (``password``, ``api_key``...) is replaced whole."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {
+            key: REDACTED
+            if isinstance(key, str) and isinstance(item, str) and _SECRET_KEY.match(key)
+            else redact_value(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_value(item) for item in value]
+    return value
+
+
+def redact_exception(exc: BaseException) -> None:
+    """Redact ``exc``'s arguments in place (what DBOS records of an exception it sees raised)."""
+    exc.args = tuple(redact_value(list(exc.args)))

@@ -16,18 +16,19 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Tracer
 
 from shopfloor.config import Settings, TelemetrySettings
 from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.telemetry._context import RUN
-from shopfloor.telemetry._conventions import CONTENT_KEYS, RUN_ID
+from shopfloor.telemetry._conventions import RUN_ID
 from shopfloor.telemetry._lean import LeanTracer
 from shopfloor.telemetry._live import LiveMetrics
 from shopfloor.telemetry._logs import configure_json_logs
+from shopfloor.telemetry._outbound import Outbound
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
 
 __all__ = [
@@ -95,42 +96,6 @@ register_exporter("otlp-http", _otlp_http)
 register_exporter("otlp-grpc", _otlp_grpc)
 
 
-class _WithoutContent(SpanExporter):
-    """Strips message and tool content before spans leave the machine (``record_content`` off)."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.inner.export([_strip(span) for span in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _strip(span: ReadableSpan) -> ReadableSpan:
-    attributes = span.attributes or {}
-    if not CONTENT_KEYS.intersection(attributes):
-        return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes={k: v for k, v in attributes.items() if k not in CONTENT_KEYS},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
 class _RunStamp(SpanProcessor):
     """Stamps the current run's id on every span opened in it, ours or another library's."""
 
@@ -170,7 +135,9 @@ class Telemetry:
         #: what ends every span: the SDK's (other libraries') and the lean ones (ours, ``_lean.py``)
         self.processors: list[SpanProcessor] = []
         # Big queue, short delay: a burst of spans waits in memory rather than being dropped.
-        local = LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None)
+        # Every destination gets spans redacted (``_outbound.py``); those leaving the machine
+        # lose message and tool content too unless ``record_content`` is on.
+        local = Outbound(LocalStoreExporter(store, on_records=self.metrics.record if self.metrics else None))
         self.add_span_processor(
             BatchSpanProcessor(
                 local, max_queue_size=65536, schedule_delay_millis=500, max_export_batch_size=4096
@@ -178,7 +145,7 @@ class Telemetry:
         )
         for exporter in exporters:
             if exporter.spans is not None:
-                spans = exporter.spans if record_content else _WithoutContent(exporter.spans)
+                spans = Outbound(exporter.spans, strip_content=not record_content)
                 self.add_span_processor(BatchSpanProcessor(spans))
         self.tracer: Tracer = self.provider.get_tracer("shopfloor")
         self.lean = LeanTracer(resource=resource, processors=self.processors)

@@ -7,6 +7,8 @@ the input schema before it runs; a validation error goes back to the model.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -87,7 +89,14 @@ class Tool(ABC):
 
 
 class FunctionTool(Tool):
-    """A tool made from a typed Python function; its signature gives the input schema."""
+    """A tool made from a typed Python function; its signature gives the input schema.
+
+    A plain (synchronous) function runs in a worker thread, never on the event loop: its
+    arguments come from a model, and a call that computes for minutes must not stall every
+    other run of the worker or keep the step timeout from firing. A thread cannot be stopped,
+    so such a function must bound its own work (as the calculator does); at the timeout the
+    run goes on without waiting for it.
+    """
 
     def __init__(
         self,
@@ -104,6 +113,7 @@ class FunctionTool(Tool):
         self.requires_approval = requires_approval
         self.approval_timeout = approval_timeout
         self._takes_ctx = "ctx" in inspect.signature(function).parameters
+        self._is_async = inspect.iscoroutinefunction(function)
         fields: dict[str, Any] = {}
         # Resolve string annotations (``from __future__ import annotations``) with their extras.
         hints = get_type_hints(function, include_extras=True)
@@ -125,5 +135,7 @@ class FunctionTool(Tool):
         parsed = dict(self._args_model.model_validate(args))
         if self._takes_ctx:
             parsed["ctx"] = ctx
-        result = self.function(**parsed)
+        if self._is_async:
+            return await self.function(**parsed)
+        result = await asyncio.to_thread(functools.partial(self.function, **parsed))
         return await result if inspect.isawaitable(result) else result

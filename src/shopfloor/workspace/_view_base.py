@@ -8,12 +8,12 @@ Read-only mounts are routed here: a path under a mount point reads the outside s
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from shopfloor.errors import WorkspaceError, WorkspaceNotFoundError
 from shopfloor.workspace._history import FileInfo, GrepMatch, Quota
+from shopfloor.workspace._linear import LinearPattern, compile_linear
 from shopfloor.workspace._objects import Entry
 from shopfloor.workspace._paths import glob_regex, is_under, normalize, parent_dirs
 
@@ -224,10 +224,12 @@ class ViewBase:
     async def glob(self, pattern: str) -> list[str]:
         """File paths matching ``pattern`` (``*``, ``?``, ``[...]`` in a name; ``**`` across directories)."""
         regex = glob_regex(pattern)
-        found = [p for p, e in self._entries.items() if e.kind == "file" and regex.match(p)]
+        # Matching is linear per path, but a workspace may hold a million of them: off the loop.
+        entries = [p for p, e in self._entries.items() if e.kind == "file"]
+        found = await asyncio.to_thread(lambda: [p for p in entries if regex.fullmatch(p)])
         for point, source in self.mounts.items():
             files = await asyncio.to_thread(_walk, source)
-            found.extend(f"{point}/{i.path}" for i in files if regex.match(f"{point}/{i.path}"))
+            found.extend(f"{point}/{i.path}" for i in files if regex.fullmatch(f"{point}/{i.path}"))
         return sorted(found)
 
     async def grep(
@@ -239,13 +241,9 @@ class ViewBase:
         ignore_case: bool = False,
         max_matches: int = 200,
     ) -> list[GrepMatch]:
-        """Lines matching the regular expression ``pattern`` in the text files under ``path``."""
-        try:
-            regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-        except re.error as exc:
-            raise WorkspaceError(
-                f"grep pattern {pattern!r} is not a valid regular expression: {exc}"
-            ) from None
+        """Lines matching the regular expression ``pattern`` (RE2 syntax, linear time) in the text
+        files under ``path``."""
+        regex = compile_linear(pattern, ignore_case=ignore_case, what="grep pattern")
         root = normalize(path)
         candidates = [p for p in await self.glob(glob or "**") if is_under(p, root)]
         matches: list[GrepMatch] = []
@@ -253,12 +251,21 @@ class ViewBase:
             data = await self.read(candidate)
             if b"\x00" in data[:8192]:
                 continue
-            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-                if regex.search(line):
-                    matches.append(GrepMatch(path=candidate, line=number, text=line[:500]))
-                    if len(matches) >= max_matches:
-                        return matches
+            left = max_matches - len(matches)
+            matches += await asyncio.to_thread(_grep_lines, candidate, data, regex, left)
+            if len(matches) >= max_matches:
+                return matches
         return matches
+
+
+def _grep_lines(path: str, data: bytes, regex: LinearPattern, limit: int) -> list[GrepMatch]:
+    found: list[GrepMatch] = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if regex.search(line):
+            found.append(GrepMatch(path=path, line=number, text=line[:500]))
+            if len(found) >= limit:
+                break
+    return found
 
 
 def _walk(source: MountSource) -> list[FileInfo]:
