@@ -70,7 +70,7 @@ def _confine(
 ) -> Confinement:
     warnings: list[str] = []
     if os.geteuid() == 0:
-        uid = gid = tenant_uid(tenant, settings.sandbox.uid_base)
+        uid = gid = tenant_uid(tenant, settings)
     else:
         uid, gid = os.getuid(), os.getgid()
         warnings.append("not running as root: the sandbox runs as the current uid, not a per-tenant uid")
