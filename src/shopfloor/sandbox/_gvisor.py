@@ -49,7 +49,7 @@ def oci_spec(
         if (Path("/etc") / name).exists():
             mounts.append(_bind(f"/etc/{name}", f"/etc/{name}"))
     mounts.append(_bind(str(passwd), "/etc/passwd"))
-    mounts.append(_bind(str(c.workspace), "/workspace", read_only=False))
+    mounts.append(_bind(str(c.workspace_view), "/workspace", read_only=False))
     mounts.extend(_bind(str(m.host_path), m.sandbox_path, m.read_only) for m in c.mounts)
     policy = c.policy
     return {
