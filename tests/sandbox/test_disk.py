@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shopfloor.sandbox._disk import mount_writable_area
+from shopfloor.sandbox._disk import RUNTIME_PREFIX, mount_writable_area, sweep_writable_areas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting the area needs root")
 
@@ -57,3 +57,23 @@ def test_changes_are_applied_to_the_workspace(tmp_path: Path) -> None:
     assert os.readlink(workspace / "alias") == "keep.txt"
     assert (workspace / "big").stat().st_size <= 1 << 20
     assert not os.path.ismount(runtime / "disk") and not os.path.ismount(area.merged)
+
+
+def test_areas_a_crashed_host_left_are_swept(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
+    crashed = tmp_path / f"{RUNTIME_PREFIX}{dead}-abc"
+    live = tmp_path / f"{RUNTIME_PREFIX}{os.getpid()}-def"
+    areas = []
+    for runtime in (crashed, live):
+        runtime.mkdir()
+        areas.append(mount_writable_area(runtime, workspace, size=1 << 20, files=64, uid=0, gid=0))
+    try:
+        (areas[0].merged / "lost.txt").write_text("the crashed run's")
+        swept = sweep_writable_areas(tmp_path)
+        assert sorted(swept) == [crashed / "disk", crashed / "workspace"]
+        assert not crashed.exists() and not (workspace / "lost.txt").exists()
+        assert os.path.ismount(live / "disk") and os.path.ismount(live / "workspace")
+    finally:
+        areas[1].release()

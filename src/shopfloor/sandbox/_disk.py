@@ -11,6 +11,7 @@ mounts are detached. tmpfs pages are memory: what the sandbox writes also counts
 
 The overlay is mounted with ``redirect_dir=off,metacopy=off,index=off``, so every change is a whole file
 or a whiteout in the upper layer (renaming a workspace directory fails with EXDEV; ``mv`` then copies).
+Areas left mounted by a host that died are detached, unapplied, by ``sweep_writable_areas``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -26,7 +28,10 @@ from pathlib import Path
 
 from shopfloor.errors import SandboxError
 
-__all__ = ["WritableArea", "mount_writable_area"]
+__all__ = ["RUNTIME_PREFIX", "WritableArea", "mount_writable_area", "sweep_writable_areas"]
+
+# Runtime dirs are named PREFIX<pid>-<random> so that a sweep can tell whose they are.
+RUNTIME_PREFIX = "shopfloor-sandbox-"
 
 _MS_NOSUID = 2
 _MS_NODEV = 4
@@ -192,3 +197,25 @@ def _xattr(fd: int, name: str) -> bytes | None:
         return os.getxattr(fd, name)
     except OSError:
         return None
+
+
+def sweep_writable_areas(directory: Path) -> list[Path]:
+    """Detach the areas a crashed host left mounted under ``directory`` (runtime dirs of dead pids).
+
+    Their changes are discarded: the run they belonged to did not finish. A live process's areas, and
+    anything whose pid was reused, are left alone.
+    """
+    pattern = re.compile(rf"^{re.escape(str(directory))}/{RUNTIME_PREFIX}(\d+)-[^/]+/(disk|workspace)$")
+    swept = []
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4].replace("\\040", " ") for line in handle]
+    # Deepest first: the overlay before the tmpfs holding its upper layer.
+    for point in sorted(points, key=lambda p: p.endswith("/disk")):
+        match = pattern.match(point)
+        if match is None or os.path.exists(f"/proc/{match.group(1)}"):
+            continue
+        _unmount(Path(point))
+        swept.append(Path(point))
+    for runtime in {path.parent for path in swept}:
+        shutil.rmtree(runtime, ignore_errors=True)
+    return swept

@@ -38,10 +38,13 @@ def oci_spec(
     c: Confinement, argv: Sequence[str], env: dict[str, str], passwd: Path, cgroup: str
 ) -> dict[str, object]:
     """The OCI runtime spec for one command (root file system: an empty read-only directory)."""
-    mounts: list[dict[str, object]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
-    ]
+    mounts: list[dict[str, object]] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    if c.area is None:
+        mounts.append(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+        )
+    else:  # /tmp shares the sandbox's bounded writable area with the workspace
+        mounts.append(_bind(str(c.area.tmp), "/tmp", read_only=False))
     for path in _SYSTEM:
         if Path(path).exists():
             mounts.append(_bind(str(Path(path).resolve()), path))

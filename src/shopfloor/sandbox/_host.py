@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shopfloor.config import Settings
 from shopfloor.sandbox._cgroup import Cgroup, CgroupVersion, detect_cgroups
-from shopfloor.sandbox._disk import WritableArea, mount_writable_area
+from shopfloor.sandbox._disk import RUNTIME_PREFIX, WritableArea, mount_writable_area, sweep_writable_areas
 from shopfloor.sandbox._launcher import build_launcher, launcher_argv
 from shopfloor.sandbox._policy import Mount, SandboxPolicy
 from shopfloor.sandbox._tenant import prepare_workspace, tenant_uid
@@ -31,6 +31,12 @@ def host_cgroups() -> CgroupVersion | None:
     if cgroups is not None:
         cgroups.sweep()
     return cgroups
+
+
+@functools.cache
+def swept_writable_areas() -> list[Path]:
+    """Once per process, before the first area is mounted: what crashed hosts left (root only)."""
+    return sweep_writable_areas(Path(tempfile.gettempdir())) if os.geteuid() == 0 else []
 
 
 @dataclass(kw_only=True)
@@ -87,13 +93,14 @@ def _confine(
         warnings.append("not running as root: the sandbox runs as the current uid, not a per-tenant uid")
     prepare_workspace(workspace, uid)
     launcher = build_launcher(settings.home / "sandbox" / "bin")
-    runtime_dir = Path(tempfile.mkdtemp(prefix="shopfloor-sandbox-"))
+    runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     os.chmod(runtime_dir, 0o711)
     (runtime_dir / "stage").mkdir(mode=0o755)
     area = None
     cgroup: Cgroup | None = None
     try:
         if os.geteuid() == 0:
+            swept_writable_areas()
             area = mount_writable_area(
                 runtime_dir, workspace, size=policy.disk, files=policy.files, uid=uid, gid=gid
             )

@@ -73,9 +73,18 @@ def attack(
 
 
 @pytest.fixture(params=["bwrap", "landlock"])
-def isolation(request: pytest.FixtureRequest, sandbox_settings: Settings) -> str:
+def isolation(request: pytest.FixtureRequest) -> str:
     """Each backend that confines on this host; the test runs once per backend."""
-    name = str(request.param)
+    return _usable(str(request.param))
+
+
+@pytest.fixture(params=["bwrap", "landlock", "gvisor"])
+def any_isolation(request: pytest.FixtureRequest) -> str:
+    """As ``isolation``, and gVisor too (for tests without network)."""
+    return _usable(str(request.param))
+
+
+def _usable(name: str) -> str:
     reason = get_backend(name).unavailable(probe_capabilities())
     if reason is not None:
         pytest.skip(f"{name} backend unavailable here: {reason}")

@@ -94,10 +94,10 @@ time.sleep(60)
 
 
 async def test_total_disk_and_files_of_the_writable_area(
-    attack: Attack, isolation: str, workspace: Path
+    attack: Attack, any_isolation: str, workspace: Path
 ) -> None:
     # --disk 8M: 30 files of 7 MiB each were 210 MiB on the host disk when only each file was bounded.
-    policy = SandboxPolicy(isolation=isolation, disk=8 << 20, files=256, timeout=60)  # type: ignore[arg-type]
+    policy = SandboxPolicy(isolation=any_isolation, disk=8 << 20, files=256, timeout=60)  # type: ignore[arg-type]
     script = """
 def write(path, size):
     with open(path, 'wb') as f:
