@@ -24,6 +24,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -116,7 +117,11 @@ def forward(port: int, channel_fd: int) -> None:
 
     def serve() -> None:
         while True:
-            client, _ = server.accept()
+            try:
+                client, _ = server.accept()
+            except OSError:  # an aborted connection must not end the forwarder for the session
+                time.sleep(0.01)
+                continue
             try:
                 socket.send_fds(channel, [b"c"], [client.fileno()])
             except OSError:
