@@ -40,9 +40,9 @@ class Capabilities:
             CapabilityLine(
                 layer="root (per-tenant uid)",
                 ok=self.root,
-                detail="yes: a uid per tenant; total disk and files of each sandbox bounded"
+                detail="yes: own uid per tenant, total disk bounded"
                 if self.root
-                else "not root: one uid for every tenant; disk bounded per file only",
+                else "not root: shared uid, disk bounded per file only",
             ),
             CapabilityLine(
                 layer="bubblewrap",
