@@ -45,7 +45,10 @@ def _mount(source: str, target: Path, fstype: str, options: str) -> None:
     flags = _MS_NOSUID | _MS_NODEV
     if libc.mount(source.encode(), str(target).encode(), fstype.encode(), flags, options.encode()) != 0:
         err = ctypes.get_errno()
-        raise SandboxError(f"mounting the sandbox's {fstype} at {target} failed: {os.strerror(err)}")
+        raise SandboxError(
+            f"mounting the sandbox's {fstype} at {target} failed: {os.strerror(err)}; the bound on what a "
+            "sandbox writes needs tmpfs and overlayfs (fix: modprobe overlay)"
+        )
 
 
 def _unmount(target: Path) -> None:
