@@ -66,6 +66,9 @@ class SandboxSettings(_Section):
     #: tenant uids are allocated from [uid_base, uid_base + uid_count), one per tenant, never shared
     uid_base: Annotated[int, Field(ge=1)] = 200000
     uid_count: Annotated[int, Field(ge=1)] = 65536
+    #: the allocation table (default $SHOPFLOOR_HOME/sandbox/tenants.db); installs sharing a host share it,
+    #: or take disjoint uid ranges, else each hands out the same uids
+    uid_table: Path | None = None
 
 
 class TrustSettings(_Section):

@@ -87,3 +87,11 @@ def test_range_is_configurable_and_exhaustion_is_an_error(tmp_path: Path) -> Non
     moved = _settings(tmp_path, uid_base="600000", uid_count="4")
     assert 600000 <= tenant_uid("a", moved) < 600004
     assert tenant_uid("a", moved) != tenant_uid("b", moved)
+
+
+def test_installs_sharing_a_table_never_share_a_uid(tmp_path: Path) -> None:
+    table = str(tmp_path / "host-tenants.db")
+    first = _settings(tmp_path / "one", uid_table=table)
+    second = _settings(tmp_path / "two", uid_table=table)
+    assert tenant_uid("acme", first) != tenant_uid("globex", second)
+    assert tenant_uid("acme", second) == tenant_uid("acme", first)  # one table: one name, one uid

@@ -1,6 +1,7 @@
 """One uid per tenant, allocated from a persistent table so that two tenants never share one.
 
-The table is SQLite under ``$SHOPFLOOR_HOME/sandbox/tenants.db``: ``tenant`` is the primary key and
+The table is SQLite, ``settings.sandbox.uid_table`` or ``$SHOPFLOOR_HOME/sandbox/tenants.db`` (installs that
+share a host must share it, or take disjoint ranges): ``tenant`` is the primary key and
 ``uid`` is UNIQUE, and every allocation runs in one ``BEGIN IMMEDIATE`` transaction, so concurrent
 allocations (threads or processes, one host) serialise and a uid can never be handed out twice. Uids
 come from ``[settings.sandbox.uid_base, uid_base + settings.sandbox.uid_count)``; a tenant keeps its uid
@@ -24,7 +25,7 @@ _BUSY_TIMEOUT = 30.0
 
 
 def tenant_uid_table(settings: Settings) -> Path:
-    return settings.home / "sandbox" / "tenants.db"
+    return settings.sandbox.uid_table or settings.home / "sandbox" / "tenants.db"
 
 
 def tenant_uid(tenant: str, settings: Settings) -> int:
