@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,7 +63,12 @@ class WorkspaceSettings(_Section):
 
 class SandboxSettings(_Section):
     backend: str = "auto"
-    uid_base: int = 200000
+    #: tenant uids are allocated from [uid_base, uid_base + uid_count), one per tenant, never shared
+    uid_base: Annotated[int, Field(ge=1)] = 200000
+    uid_count: Annotated[int, Field(ge=1)] = 65536
+    #: the allocation table (default $SHOPFLOOR_HOME/sandbox/tenants.db); installs sharing a host share it,
+    #: or take disjoint uid ranges, else each hands out the same uids
+    uid_table: Path | None = None
 
 
 class TrustSettings(_Section):

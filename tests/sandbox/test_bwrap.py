@@ -29,7 +29,7 @@ async def test_one_shot_runs_as_tenant_in_workspace(
         stdin=b"in",
         env={"GREETING": "hi"},
     )
-    uid = tenant_uid("acme", sandbox_settings.sandbox.uid_base)
+    uid = tenant_uid("acme", sandbox_settings)
     assert result.stdout.decode().split() == [str(uid), "/workspace", "in", "hi"]
     assert result.exit_code == 0 and result.killed_by is None and result.backend == "bwrap"
     assert result.peak_memory > 0 and result.cpu_time > 0
@@ -221,7 +221,7 @@ async def test_no_process_or_zombie_survives(
         await session.exec(["python3", "-c", script])
         code = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
         assert (await session.exec(["python3", "-c", code])).stdout.strip() == b"2"
-    uid = tenant_uid("t", sandbox_settings.sandbox.uid_base)
+    uid = tenant_uid("t", sandbox_settings)
     # The event loop's child watcher reaps asynchronously: allow it a moment.
     for _ in range(40):
         left = await asyncio.to_thread(_leftovers, uid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -120,14 +121,14 @@ attempt('write_tmp', lambda: open('/tmp/x', 'w'))
 attempt('write_workspace', lambda: open('inside.txt', 'w').write('x'))
 attempt('write_private_tmp', lambda: open(os.path.join(os.environ['TMPDIR'], 'x'), 'w').write('x'))
 attempt('tcp', lambda: socket.create_connection(('127.0.0.1', 5432), timeout=1))
-attempt('signal_init', lambda: os.kill(1, 0))
+attempt('signal_host', lambda: os.kill(HOST_PID, 0))
 out['uid'] = os.getuid()
 print(json.dumps(out))
 """
     async with await open_sandbox(
         policy, workspace=workspace, tenant="ll", settings=sandbox_settings
     ) as session:
-        result = await session.exec(["python3", "-c", script])
+        result = await session.exec(["python3", "-c", script.replace("HOST_PID", str(os.getpid()))])
         again = await session.exec(["cat", "inside.txt"])
         timed = await session.exec(["sleep", "5"], timeout=0.3)
     import json
@@ -135,7 +136,7 @@ print(json.dumps(out))
     seen = json.loads(result.stdout)
     assert seen["read_hostname"] == 13 and seen["write_tmp"] == 13
     assert seen["write_workspace"] == "ok" and seen["write_private_tmp"] == "ok"
-    assert seen["tcp"] == 1 and seen["signal_init"] == 1
+    assert seen["tcp"] == 1 and seen["signal_host"] == 3  # ESRCH: no host process is visible
     assert seen["uid"] != 0
     assert again.stdout == b"x" and timed.killed_by == "timeout"
     with pytest.raises(SandboxPolicyError, match="host path"):

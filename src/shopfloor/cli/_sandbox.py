@@ -90,7 +90,7 @@ def exec_cmd(
     memory: Annotated[str | None, typer.Option(help="memory limit, e.g. 256M, 1G")] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU quota in cores")] = None,
     pids: Annotated[int | None, typer.Option(help="max processes")] = None,
-    disk: Annotated[str | None, typer.Option(help="largest file and /tmp size, e.g. 1G")] = None,
+    disk: Annotated[str | None, typer.Option(help="bytes the sandbox may write in all, e.g. 1G")] = None,
     network: Annotated[
         str | None, typer.Option(help="none, or HOST:PORT,... reachable via the proxy")
     ] = None,

@@ -6,12 +6,16 @@ a fresh one. Backends (``bwrap``, ``landlock``, ``gvisor``, ``none``) are regist
 ``policy.isolation``; ``auto`` takes bwrap, else Landlock, and refuses when neither can confine.
 
 Layers of the bwrap backend, outermost first: a cgroup per sandbox (v1 or v2: memory, CPU quota, pids;
-every process killed at the end), a per-tenant uid (``settings.sandbox.uid_base`` + hash of the tenant;
-the workspace is chowned to it, mode 0700) that a compiled C launcher drops to before any namespace is
-made, RLIMIT_AS/FSIZE/NOFILE, bubblewrap (all namespaces, no capabilities, read-only system dirs,
-minimal /etc, the workspace read-write at /workspace, private /tmp sized by ``policy.disk``, read-only
+every process killed at the end), a per-tenant uid (allocated once per tenant from a table under
+``SHOPFLOOR_HOME``, never shared; the workspace is chowned to it, mode 0700) that a compiled C launcher
+drops to before any namespace is made, RLIMIT_AS/FSIZE/NOFILE, a writable area bounded in total bytes
+(``policy.disk``) and files (``policy.files``): a tmpfs holding /tmp and an overlay's upper layer over
+the workspace, applied to the workspace at release (``_disk``), bubblewrap (all namespaces, no
+capabilities, read-only system dirs, minimal /etc, the workspace read-write at /workspace, read-only
 root), and a seccomp filter. Network is off unless the policy lists HOST:PORT pairs; then an HTTP
-CONNECT proxy outside the sandbox, reached through a unix socket, lets exactly those through.
+CONNECT proxy outside the sandbox, one per sandbox with connection and rate caps, lets exactly those
+through (names that resolve to private addresses only when allowed explicitly); the session helper
+hands it each connection's fd.
 
 Python inside: ``/usr/bin/python3`` (the host's /usr is visible read-only) and any venv made from it,
 mounted read-only at its host path; ``python_runtime(venv)`` returns the interpreter and the mounts.

@@ -50,7 +50,7 @@ class BwrapSession(HelperSession):
 
 class BwrapSandbox(Sandbox):
     name = "bwrap"
-    description = "bubblewrap namespaces, seccomp, cgroup, rlimits, per-tenant uid"
+    description = "bubblewrap namespaces, seccomp, cgroup, rlimits, bounded writable area, per-tenant uid"
 
     @classmethod
     def unavailable(cls, caps: Capabilities) -> str | None:

@@ -38,7 +38,11 @@ class Capabilities:
     def lines(self) -> list[CapabilityLine]:
         return [
             CapabilityLine(
-                layer="root (per-tenant uid)", ok=self.root, detail="yes" if self.root else "not root"
+                layer="root (per-tenant uid)",
+                ok=self.root,
+                detail="yes: own uid per tenant, total disk bounded"
+                if self.root
+                else "not root: shared uid, disk bounded per file only",
             ),
             CapabilityLine(
                 layer="bubblewrap",

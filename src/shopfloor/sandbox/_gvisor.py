@@ -38,10 +38,13 @@ def oci_spec(
     c: Confinement, argv: Sequence[str], env: dict[str, str], passwd: Path, cgroup: str
 ) -> dict[str, object]:
     """The OCI runtime spec for one command (root file system: an empty read-only directory)."""
-    mounts: list[dict[str, object]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
-    ]
+    mounts: list[dict[str, object]] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    if c.area is None:
+        mounts.append(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+        )
+    else:  # /tmp shares the sandbox's bounded writable area with the workspace
+        mounts.append(_bind(str(c.area.tmp), "/tmp", read_only=False))
     for path in _SYSTEM:
         if Path(path).exists():
             mounts.append(_bind(str(Path(path).resolve()), path))
@@ -49,7 +52,7 @@ def oci_spec(
         if (Path("/etc") / name).exists():
             mounts.append(_bind(f"/etc/{name}", f"/etc/{name}"))
     mounts.append(_bind(str(passwd), "/etc/passwd"))
-    mounts.append(_bind(str(c.workspace), "/workspace", read_only=False))
+    mounts.append(_bind(str(c.workspace_view), "/workspace", read_only=False))
     mounts.extend(_bind(str(m.host_path), m.sandbox_path, m.read_only) for m in c.mounts)
     policy = c.policy
     return {

@@ -24,6 +24,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -101,20 +102,14 @@ def apply_seccomp(fd: int) -> None:
     )
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+def forward(port: int, channel_fd: int) -> None:
+    """Loopback TCP -> the host proxy, so ordinary HTTP(S)_PROXY clients work inside.
 
-
-def forward(port: int, target: str) -> None:
-    """Loopback TCP -> the host proxy's unix socket, so ordinary HTTP(S)_PROXY clients work inside."""
+    Each accepted connection's fd goes to the host over ``channel_fd`` (a socket pair the host made):
+    nothing here opens a Unix socket, which the Landlock mode's seccomp filter forbids.
+    """
+    os.set_inheritable(channel_fd, False)
+    channel = socket.socket(fileno=channel_fd)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", port))
@@ -122,16 +117,17 @@ def forward(port: int, target: str) -> None:
 
     def serve() -> None:
         while True:
-            client, _ = server.accept()
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                upstream.connect(target)
-            except OSError:
-                client.close()
-                upstream.close()
+                client, _ = server.accept()
+            except OSError:  # an aborted connection must not end the forwarder for the session
+                time.sleep(0.01)
                 continue
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+            try:
+                socket.send_fds(channel, [b"c"], [client.fileno()])
+            except OSError:
+                pass
+            finally:
+                client.close()
 
     threading.Thread(target=serve, daemon=True).start()
 
@@ -232,7 +228,7 @@ def main() -> None:
     if config.get("cwd"):
         os.chdir(config["cwd"])
     if config.get("landlock") is not None:
-        ports = [int(config["proxy_port"])] if config.get("proxy") else []
+        ports = [int(config["proxy_port"])] if config.get("proxy_fd") is not None else []
         apply_landlock(config["landlock"]["ro"], config["landlock"]["rw"], ports)
     if config.get("seccomp_fd") is not None:
         apply_seccomp(int(config["seccomp_fd"]))
@@ -241,8 +237,8 @@ def main() -> None:
     if os.getpid() != 1:
         # Without a PID namespace, orphans must come back to us so that kill_others can find them.
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if config.get("proxy") is not None:
-        forward(int(config["proxy_port"]), str(config["proxy"]))
+    if config.get("proxy_fd") is not None:
+        forward(int(config["proxy_port"]), int(config["proxy_fd"]))
     control.send(json.dumps({"ready": True}).encode())
     while True:
         message, fds, _, _ = socket.recv_fds(control, 1 << 22, 3)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shopfloor.config import Settings
 from shopfloor.sandbox._cgroup import Cgroup, CgroupVersion, detect_cgroups
+from shopfloor.sandbox._disk import RUNTIME_PREFIX, WritableArea, mount_writable_area, sweep_writable_areas
 from shopfloor.sandbox._launcher import build_launcher, launcher_argv
 from shopfloor.sandbox._policy import Mount, SandboxPolicy
 from shopfloor.sandbox._tenant import prepare_workspace, tenant_uid
@@ -32,6 +33,12 @@ def host_cgroups() -> CgroupVersion | None:
     return cgroups
 
 
+@functools.cache
+def swept_writable_areas() -> list[Path]:
+    """Once per process, before the first area is mounted: what crashed hosts left (root only)."""
+    return sweep_writable_areas(Path(tempfile.gettempdir())) if os.geteuid() == 0 else []
+
+
 @dataclass(kw_only=True)
 class Confinement:
     """Everything one session holds on the host; ``release`` undoes it."""
@@ -45,6 +52,7 @@ class Confinement:
     cgroup: Cgroup | None
     launcher: Path
     runtime_dir: Path
+    area: WritableArea | None = None  # None: not root, so only RLIMIT_FSIZE bounds what is written
     warnings: list[str] = field(default_factory=list)
     # gVisor's runsc must start as root (it drops to the tenant's uid itself) and, being a Go program that
     # reserves far more address space and fds than it uses, gets its rlimits through its OCI spec instead.
@@ -54,6 +62,11 @@ class Confinement:
     def stage_dir(self) -> Path:
         return self.runtime_dir / "stage"
 
+    @property
+    def workspace_view(self) -> Path:
+        """What the sandbox sees as its workspace: the bounded overlay, else the workspace itself."""
+        return self.workspace if self.area is None else self.area.merged
+
     async def release(self) -> None:
         await asyncio.to_thread(self._release)
 
@@ -62,7 +75,11 @@ class Confinement:
             if self.cgroup is not None:
                 self.cgroup.remove()
         finally:
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            try:
+                if self.area is not None:
+                    self.area.release()
+            finally:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 def _confine(
@@ -70,22 +87,38 @@ def _confine(
 ) -> Confinement:
     warnings: list[str] = []
     if os.geteuid() == 0:
-        uid = gid = tenant_uid(tenant, settings.sandbox.uid_base)
+        uid = gid = tenant_uid(tenant, settings)
     else:
         uid, gid = os.getuid(), os.getgid()
         warnings.append("not running as root: the sandbox runs as the current uid, not a per-tenant uid")
     prepare_workspace(workspace, uid)
     launcher = build_launcher(settings.home / "sandbox" / "bin")
-    runtime_dir = Path(tempfile.mkdtemp(prefix="shopfloor-sandbox-"))
+    runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     os.chmod(runtime_dir, 0o711)
     (runtime_dir / "stage").mkdir(mode=0o755)
-    cgroups = host_cgroups()
+    area = None
     cgroup: Cgroup | None = None
-    if cgroups is None:
-        warnings.append("no usable cgroup: memory, cpu and pids are bounded by rlimits only")
-    else:
-        name = f"{tenant[:32]}-{secrets.token_hex(6)}".replace("/", "_")
-        cgroup = cgroups.create(name, memory=policy.memory, cpus=policy.cpus, pids=policy.pids)
+    try:
+        if os.geteuid() == 0:
+            swept_writable_areas()
+            area = mount_writable_area(
+                runtime_dir, workspace, size=policy.disk, files=policy.files, uid=uid, gid=gid
+            )
+        else:
+            warnings.append("not running as root: disk is bounded per file only, not in total or in files")
+        cgroups = host_cgroups()
+        if cgroups is None:
+            warnings.append("no usable cgroup: memory, cpu and pids are bounded by rlimits only")
+        else:
+            name = f"{tenant[:32]}-{secrets.token_hex(6)}".replace("/", "_")
+            cgroup = cgroups.create(name, memory=policy.memory, cpus=policy.cpus, pids=policy.pids)
+    except BaseException:
+        try:
+            if area is not None:
+                area.release()
+        finally:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
+        raise
     return Confinement(
         policy=policy,
         mounts=mounts,
@@ -96,6 +129,7 @@ def _confine(
         cgroup=cgroup,
         launcher=launcher,
         runtime_dir=runtime_dir,
+        area=area,
         warnings=warnings,
     )
 
@@ -112,7 +146,7 @@ async def spawn(
     *,
     pass_fds: list[int],
     staged: list[Path] | None = None,
-    private_network: bool = False,
+    private_namespaces: bool = False,
     stdin: int | None = None,
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` (bwrap, runsc, ...) through the launcher, inside the session's cgroup."""
@@ -131,7 +165,7 @@ async def spawn(
             nofile=0 if as_root else policy.nofile,
             cgroup_fds=cgroup_fds,
             argv=argv,
-            private_network=private_network,
+            private_namespaces=private_namespaces,
             stage_dir=confinement.stage_dir,
             staged=staged,
         )

@@ -1,19 +1,22 @@
-"""Fallback backend where bubblewrap or user namespaces are unavailable: Landlock + seccomp + netns.
+"""Fallback backend where bubblewrap or user namespaces are unavailable: Landlock + seccomp + namespaces.
 
-The launcher (still root) makes a network namespace with only loopback, joins the cgroup and drops to
-the tenant's uid; the session helper then confines itself with a Landlock ruleset (read-only system
-directories and mounts, read-write workspace and a private temp dir; TCP only to the proxy forwarder;
-on ABI 6+ no signals to processes outside) and the seccomp filter, and serves execs. There is no mount
-or PID namespace: paths inside are host paths, except the workspace, which the launcher bind-mounts
-where the tenant can reach it (the command starts there; ``$WORKSPACE`` names it). Mounts appear at
-their host path, so their parents must be traversable by the tenant (a venv under /usr, /opt, /srv...).
+The launcher (still root) joins the cgroup and makes network (only loopback), IPC, mount and PID
+namespaces; its child is PID 1 of the new PID namespace and mounts a fresh /proc there, so no host
+process is visible, then drops to the tenant's uid. The session helper then confines itself with a
+Landlock ruleset (read-only system directories and mounts, read-write workspace and a private temp dir;
+TCP only to the proxy forwarder; on ABI 6+ no signals to, and no abstract sockets of, processes outside)
+and a seccomp filter that also denies creating Unix sockets: Landlock cannot stop ``connect()`` to a
+host socket such as PostgreSQL's (only a connected stream ``socketpair`` stays). Paths inside are host
+paths, except the workspace, which the launcher bind-mounts where the tenant can reach it (the command
+starts there; ``$WORKSPACE`` names it). Mounts appear at their host path, so their parents must be
+traversable by the tenant (a venv under /usr, /opt, /srv...). Where the kernel refuses one of these
+namespaces the launcher fails and the sandbox does not start, saying which.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,18 +38,19 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"
 
 
 class LandlockSession(HelperSession):
-    private_network = True
+    private_namespaces = True
     workspace_path = ""
 
     @property
     def tmp_dir(self) -> Path:
-        return self.confinement.runtime_dir / "tmp"
+        area = self.confinement.area
+        return self.confinement.runtime_dir / "tmp" if area is None else area.tmp
 
     def helper_argv(self, control_fd: int, config: dict[str, object], fds: FdBag) -> list[str]:
         c = self.confinement
         # The tenant may not be able to traverse the workspace's host parents: the launcher bind-mounts
         # it at a path it can reach, in a private mount namespace.
-        workspace = fds.stage(c.workspace)
+        workspace = fds.stage(c.workspace_view)
         self.workspace_path = workspace
         read_only = [*_READ_ONLY, *(f"/etc/{name}" for name in _ETC)]
         read_write = [workspace, str(self.tmp_dir), "/dev/null", "/dev/full"]
@@ -56,10 +60,8 @@ class LandlockSession(HelperSession):
             **config,
             "cwd": workspace,
             "landlock": {"ro": read_only, "rw": read_write},
-            "seccomp_fd": fds.add(seccomp_memfd(c.policy.allows_network)),
+            "seccomp_fd": fds.add(seccomp_memfd(c.policy.allows_network, allow_unix=False)),
         }
-        if config.get("proxy"):
-            config["proxy"] = str(c.runtime_dir / "proxy.sock")
         python = str(SYSTEM_PYTHON) if SYSTEM_PYTHON.exists() else python_runtime().executable
         return [python, "-I", "-S", "-c", HELPER_SOURCE, str(control_fd), json.dumps(config)]
 
@@ -71,7 +73,10 @@ class LandlockSession(HelperSession):
 
 class LandlockSandbox(Sandbox):
     name = "landlock"
-    description = "Landlock file-system rules, seccomp, private network namespace, cgroup, tenant uid"
+    description = (
+        "Landlock file-system rules, seccomp (no Unix sockets), private network, PID (own /proc), IPC and "
+        "mount namespaces, cgroup, tenant uid"
+    )
 
     @classmethod
     def unavailable(cls, caps: Capabilities) -> str | None:
@@ -99,11 +104,11 @@ class LandlockSandbox(Sandbox):
         )
         session = LandlockSession(confinement, backend=self.name)
 
-        def make_tmp() -> None:
-            session.tmp_dir.mkdir(mode=0o700)
-            if os.geteuid() == 0:
-                os.chown(session.tmp_dir, confinement.uid, confinement.gid)
+        if confinement.area is None:  # not root: a private temp dir, unbounded in total
 
-        await asyncio.to_thread(make_tmp)
+            def make_tmp() -> None:
+                session.tmp_dir.mkdir(mode=0o700)
+
+            await asyncio.to_thread(make_tmp)
         await session.start()
         return session

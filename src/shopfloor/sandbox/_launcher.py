@@ -6,7 +6,7 @@ compiled once per host with the system C compiler into the data dir, keyed by th
 
 In order it: becomes a child subreaper (so no descendant is ever re-parented outside the sandbox's
 accounting), joins the sandbox's cgroups (writing 0 to fds the host opened: v1 "tasks", v2
-"cgroup.procs"), optionally makes a network namespace
+"cgroup.procs"), optionally makes private namespaces
 (Landlock mode), stages the host paths to mount in a private mount namespace
 where the unprivileged bwrap can reach them, sets RLIMIT_AS / FSIZE / NOFILE,
 drops every group and the uid to the tenant's (before any namespace exists, so bubblewrap runs
@@ -14,9 +14,14 @@ unprivileged and the sandbox's root is never host root), asks to be killed when 
 and execs its arguments (bubblewrap), then reaps until no descendant is left and exits with the
 program's status (128 + signal when it was killed).
 
+With private namespaces (Landlock mode: no bubblewrap to make them) it unshares the network (only
+loopback, up), IPC, mount and PID namespaces while still root; the forked child is PID 1 of the new PID
+namespace and, still root, mounts a fresh /proc (showing only the sandbox's processes) before it drops
+to the tenant's uid; the parent drops too, right after the fork.
+
 argv: UID GID AS FSIZE NOFILE CGFDS FLAGS STAGEDIR N PATH_1 .. PATH_N PROGRAM ARGS...
-(CGFDS: comma-separated fds or "-"; a limit of 0 keeps the current one; FLAGS "n" makes a private
-network namespace with loopback up, "-" nothing; PATH_i is bind-mounted at STAGEDIR/i.)
+(CGFDS: comma-separated fds or "-"; a limit of 0 keeps the current one; FLAGS "n" makes the private
+namespaces above, "-" nothing; PATH_i is bind-mounted at STAGEDIR/i.)
 """
 
 from __future__ import annotations
@@ -63,11 +68,14 @@ static void limit(int resource, const char *text) {
   if (setrlimit(resource, &rl) != 0) die("setrlimit");
 }
 
-/* Each host path is bind-mounted at DIR/<index> in a private mount namespace, by root, so the unprivileged
-   bwrap can reach paths whose parents the tenant may not traverse (/root/...). */
-static void stage(const char *dir, int count, char **paths) {
+static void private_mounts(void) {
   if (unshare(CLONE_NEWNS) != 0) die("unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("making mounts private");
+}
+
+/* Each host path is bind-mounted at DIR/<index> in the private mount namespace, by root, so the
+   unprivileged bwrap can reach paths whose parents the tenant may not traverse (/root/...). */
+static void stage(const char *dir, int count, char **paths) {
   if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0) die("staging tmpfs");
   for (int i = 0; i < count; i++) {
     char target[4096];
@@ -86,8 +94,8 @@ static void stage(const char *dir, int count, char **paths) {
 }
 
 /* A network namespace with only loopback, made while still privileged (Landlock mode). */
-static void private_network(void) {
-  if (unshare(CLONE_NEWNET) != 0) die("unshare(CLONE_NEWNET)");
+static void private_network_and_ipc(void) {
+  if (unshare(CLONE_NEWNET | CLONE_NEWIPC) != 0) die("unshare(CLONE_NEWNET | CLONE_NEWIPC)");
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
@@ -96,6 +104,17 @@ static void private_network(void) {
   ifr.ifr_flags |= IFF_UP;
   if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) die("bringing lo up");
   close(s);
+}
+
+static void drop(uid_t uid, gid_t gid) {
+  if (geteuid() != 0 || (uid == 0 && gid == 0)) return;
+  if (setgroups(0, NULL) != 0) die("setgroups");
+  if (setresgid(gid, gid, gid) != 0) die("setresgid");
+  if (setresuid(uid, uid, uid) != 0) die("setresuid");
+  if (getuid() != uid || geteuid() != uid || getgid() != gid) {
+    errno = EPERM;
+    die("uid drop");
+  }
 }
 
 int main(int argc, char **argv) {
@@ -120,8 +139,11 @@ int main(int argc, char **argv) {
       close(fd);
     }
   }
-  if (strchr(argv[7], 'n')) private_network();
+  int namespaces = strchr(argv[7], 'n') != NULL;
+  if (namespaces) private_network_and_ipc();
+  if (staged > 0 || namespaces) private_mounts();
   if (staged > 0) stage(argv[8], staged, argv + 10);
+  if (namespaces && unshare(CLONE_NEWPID) != 0) die("unshare(CLONE_NEWPID)");
   limit(RLIMIT_AS, argv[3]);
   limit(RLIMIT_FSIZE, argv[4]);
   limit(RLIMIT_NOFILE, argv[5]);
@@ -129,25 +151,29 @@ int main(int argc, char **argv) {
     errno = EPERM;
     die("changing uid without root");
   }
-  if (geteuid() == 0 && (uid != 0 || gid != 0)) {
-    if (setgroups(0, NULL) != 0) die("setgroups");
-    if (setresgid(gid, gid, gid) != 0) die("setresgid");
-    if (setresuid(uid, uid, uid) != 0) die("setresuid");
-    if (getuid() != uid || geteuid() != uid || getgid() != gid) {
-      errno = EPERM;
-      die("uid drop");
-    }
+  if (!namespaces) {
+    drop(uid, gid);
+    /* Credentials changed above, which clears the parent-death signal: set it only now. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
+    if (getppid() != parent) _exit(125);
   }
-  /* Credentials changed above, which clears the parent-death signal: set it only now. */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
-  if (getppid() != parent) _exit(125);
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
+    if (namespaces) {
+      /* PID 1 of the new namespace: this /proc shows the sandbox's processes only. */
+      if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) die("mounting /proc");
+      drop(uid, gid);
+    }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
     if (getppid() == 1) _exit(125);
     execv(argv[10 + staged], argv + 10 + staged);
     die(argv[10 + staged]);
+  }
+  if (namespaces) {
+    drop(uid, gid);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("PR_SET_PDEATHSIG");
+    if (getppid() != parent) _exit(125);
   }
   /* As the subreaper, reap the program and everything re-parented to us until nothing is left: no
      process of the sandbox outlives the launcher, and none is left a zombie for the host's init. */
@@ -205,7 +231,7 @@ def launcher_argv(
     nofile: int,
     cgroup_fds: list[int],
     argv: list[str],
-    private_network: bool = False,
+    private_namespaces: bool = False,
     stage_dir: Path | None = None,
     staged: list[Path] | None = None,
 ) -> list[str]:
@@ -221,7 +247,7 @@ def launcher_argv(
         str(file_size),
         str(nofile),
         joined(cgroup_fds),
-        "n" if private_network else "-",
+        "n" if private_namespaces else "-",
         str(stage_dir) if stage_dir is not None and staged else "-",
         str(len(staged)),
         *(str(path) for path in staged),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shopfloor.sandbox._host import Confinement
 
-__all__ = ["BASE_ENV", "PROXY_PORT", "PROXY_SOCKET", "FdBag", "bwrap_argv", "sandbox_env"]
+__all__ = ["BASE_ENV", "PROXY_PORT", "FdBag", "bwrap_argv", "sandbox_env"]
 
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -25,7 +25,6 @@ BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "WORKSPACE": "/workspace",
 }
-PROXY_SOCKET = "/run/shopfloor/proxy.sock"
 PROXY_PORT = 3128
 _ETC = (
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "ssl", "ca-certificates",
@@ -125,18 +124,15 @@ def bwrap_argv(
         "/proc",
         "--dev",
         "/dev",
-        "--size",
-        str(c.policy.disk),
-        "--tmpfs",
-        "/tmp",
+        # /tmp shares the bounded writable area with the workspace (root), else a tmpfs of the same size.
+        *(["--size", str(c.policy.disk), "--tmpfs", "/tmp"] if c.area is None else []),
+        *(["--bind", fds.stage(c.area.tmp), "/tmp"] if c.area is not None else []),
         "--bind",
-        fds.stage(c.workspace),
+        fds.stage(c.workspace_view),
         "/workspace",
     ]
     for mount in c.mounts:
         args += ["--ro-bind" if mount.read_only else "--bind", fds.stage(mount.host_path), mount.sandbox_path]
-    if c.policy.allows_network:
-        args += ["--bind", str(c.runtime_dir / "proxy.sock"), PROXY_SOCKET]
     args += ["--remount-ro", "/", "--chdir", "/workspace", "--seccomp", str(seccomp_fd), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]

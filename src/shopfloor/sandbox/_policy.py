@@ -65,12 +65,18 @@ class SandboxPolicy:
     cpus: float = 1.0
     pids: int = 128
     timeout: float = 30.0
-    disk: int = 1 << 30
+    disk: int = 1 << 30  # bytes of the whole writable area (workspace changes and /tmp together)
+    files: int = 1 << 16  # files and directories the sandbox may create there
     max_output: int = 1 << 20
     nofile: int = 256
     # RLIMIT_AS is only the second bound (the cgroup is the first); runtimes reserve far more address
     # space than they touch, so it is set well above the memory limit. 0 means unlimited.
     address_space: int | None = None
+    # Egress through the proxy, per sandbox: connections open at once, new connections a second, and
+    # whether allow-listed names may resolve to loopback, link-local or private addresses.
+    egress_connections: int = 32
+    egress_rate: float = 20.0
+    network_private: bool = False
 
     def __post_init__(self) -> None:
         if self.memory < 4 << 20:
@@ -83,10 +89,16 @@ class SandboxPolicy:
             raise SandboxPolicyError(f"timeout must be positive, got {self.timeout}")
         if self.disk < 1 << 20:
             raise SandboxPolicyError(f"disk must be at least 1M, got {self.disk} bytes")
+        if self.files < 16:
+            raise SandboxPolicyError(f"files must be at least 16, got {self.files}")
         if self.max_output < 1:
             raise SandboxPolicyError("max_output must be positive")
         if self.nofile < 16:
             raise SandboxPolicyError(f"nofile must be at least 16, got {self.nofile}")
+        if self.egress_connections < 1:
+            raise SandboxPolicyError(f"egress_connections must be at least 1, got {self.egress_connections}")
+        if self.egress_rate <= 0:
+            raise SandboxPolicyError(f"egress_rate must be positive, got {self.egress_rate}")
 
     @property
     def rlimit_as(self) -> int:

@@ -4,6 +4,11 @@ Default allow with a deny list: the sandbox already has no capabilities and its 
 filter removes the kernel surfaces that those do not (new namespaces, tracing, keyrings, io_uring, BPF,
 module loading) and every socket family but unix (plus inet when the policy allows network: the sandbox's
 network namespace has only loopback, and the allow-listing proxy is the only way out).
+
+``allow_unix=False`` (the Landlock backend, which shows the host's file system) also denies creating Unix
+sockets, since Landlock cannot stop ``connect()`` to a host socket such as PostgreSQL's; only
+``socketpair`` of a stream or seqpacket type stays, whose sockets are connected to each other and can
+reach nothing else (asyncio needs it). A datagram pair is denied: ``sendto`` could still name a path.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def seccomp_available() -> str | None:
 
 
 @functools.cache
-def seccomp_bpf(allow_network: bool) -> bytes:
+def seccomp_bpf(allow_network: bool, allow_unix: bool = True) -> bytes:
     """The filter as raw BPF, built with libseccomp (PyPI ``pyseccomp``)."""
     import pyseccomp as sc  # optional at import time: libseccomp may be missing where sandboxes are not used
 
@@ -71,6 +76,14 @@ def seccomp_bpf(allow_network: bool) -> bytes:
         if family not in allowed:
             flt.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
             flt.add_rule(deny, "socketpair", sc.Arg(0, sc.EQ, family))
+    if not allow_unix:
+        flt.add_rule(deny, "socket", sc.Arg(0, sc.EQ, socket.AF_UNIX))
+        flt.add_rule(
+            deny,
+            "socketpair",
+            sc.Arg(0, sc.EQ, socket.AF_UNIX),
+            sc.Arg(1, sc.MASKED_EQ, _SOCK_TYPE_MASK, socket.SOCK_DGRAM),
+        )
     if allow_network:
         for family in (socket.AF_INET, socket.AF_INET6):
             flt.add_rule(
@@ -87,9 +100,9 @@ def seccomp_bpf(allow_network: bool) -> bytes:
         return handle.read()
 
 
-def seccomp_memfd(allow_network: bool) -> int:
+def seccomp_memfd(allow_network: bool, allow_unix: bool = True) -> int:
     """A fresh fd at offset 0 holding the filter, for ``bwrap --seccomp FD`` (caller closes it)."""
-    data = seccomp_bpf(allow_network)
+    data = seccomp_bpf(allow_network, allow_unix)
     fd = os.memfd_create("shopfloor-seccomp", os.MFD_CLOEXEC)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)

@@ -14,7 +14,7 @@ from pathlib import Path
 from shopfloor.errors import SandboxError
 from shopfloor.sandbox._base import SandboxSession
 from shopfloor.sandbox._host import Confinement, spawn
-from shopfloor.sandbox._layout import PROXY_PORT, PROXY_SOCKET, FdBag, sandbox_env
+from shopfloor.sandbox._layout import PROXY_PORT, FdBag, sandbox_env
 from shopfloor.sandbox._policy import ExecResult
 from shopfloor.sandbox._proxy import AllowListProxy
 from shopfloor.sandbox._supervise import Watched, supervise
@@ -50,7 +50,7 @@ async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTrans
 class HelperSession(SandboxSession):
     """Backends say how to start the helper (``helper_argv``); the protocol and supervision are here."""
 
-    private_network = False  # the launcher makes the network namespace (when bwrap does not)
+    private_namespaces = False  # the launcher makes network, IPC, mount and PID namespaces (no bwrap)
 
     def __init__(self, confinement: Confinement, *, backend: str) -> None:
         self.confinement = confinement
@@ -75,14 +75,14 @@ class HelperSession(SandboxSession):
     async def start(self) -> None:
         c = self.confinement
         config: dict[str, object] = {}
-        if c.policy.allows_network:
-            self.proxy = AllowListProxy(
-                c.policy.network, c.runtime_dir / "proxy.sock", tenant=c.tenant, uid=c.uid
-            )
-            await self.proxy.start()
-            config.update({"proxy": PROXY_SOCKET, "proxy_port": PROXY_PORT})
-        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = FdBag(stage_dir=c.stage_dir)
+        if c.policy.allows_network:
+            # The helper hands each connection to 127.0.0.1:3128 inside to the proxy over this pair.
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.proxy = AllowListProxy(c.policy, ours, tenant=c.tenant)
+            await self.proxy.start()
+            config.update({"proxy_fd": fds.add(theirs.detach()), "proxy_port": PROXY_PORT})
+        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             argv = self.helper_argv(fds.add(child.detach()), config, fds)
             self._process = await spawn(
@@ -90,7 +90,7 @@ class HelperSession(SandboxSession):
                 argv,
                 pass_fds=fds.fds,
                 staged=list(fds.staged),
-                private_network=self.private_network,
+                private_namespaces=self.private_namespaces,
                 stdin=asyncio.subprocess.DEVNULL,
             )
         finally:

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import ExecResult, Mount, SandboxPolicy, open_sandbox, run_sandboxed
+from shopfloor.sandbox import (
+    ExecResult,
+    Mount,
+    SandboxPolicy,
+    get_backend,
+    open_sandbox,
+    probe_capabilities,
+    run_sandboxed,
+)
 
 Attack = Callable[..., Awaitable[ExecResult]]
 
@@ -62,6 +70,25 @@ def attack(
         )
 
     return run
+
+
+@pytest.fixture(params=["bwrap", "landlock"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    """Each backend that confines on this host; the test runs once per backend."""
+    return _usable(str(request.param))
+
+
+@pytest.fixture(params=["bwrap", "landlock", "gvisor"])
+def any_isolation(request: pytest.FixtureRequest) -> str:
+    """As ``isolation``, and gVisor too (for tests without network)."""
+    return _usable(str(request.param))
+
+
+def _usable(name: str) -> str:
+    reason = get_backend(name).unavailable(probe_capabilities())
+    if reason is not None:
+        pytest.skip(f"{name} backend unavailable here: {reason}")
+    return name
 
 
 def observed(result: ExecResult) -> dict[str, Any]:

@@ -43,7 +43,7 @@ async def test_other_tenants_workspace(tmp_path: Path, attack: Attack, sandbox_s
     seen = observed(await attack(script))
     assert seen["read"]["errno"] == "ENOENT"
     stat = await asyncio.to_thread(victim.stat)
-    assert stat.st_uid == tenant_uid("victim", sandbox_settings.sandbox.uid_base) != seen["uid"]
+    assert stat.st_uid == tenant_uid("victim", sandbox_settings) != seen["uid"]
     assert stat.st_mode & 0o777 == 0o700
 
 

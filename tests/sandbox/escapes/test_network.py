@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from shopfloor.sandbox import NetworkRule, SandboxPolicy
+from shopfloor.config import Settings
+from shopfloor.sandbox import NetworkRule, SandboxPolicy, open_sandbox
 
-from .conftest import Attack, observed
+from .conftest import PRELUDE, Attack, observed
 
 
 @dataclass
@@ -196,3 +197,81 @@ report(
         for kind in ("raw", "raw6", "packet", "netlink"):
             assert seen[kind]["errno"] == "EPERM", (kind, seen[kind])
         assert seen["unix"]["ok"]
+
+
+FLOOD = """
+held, replies = [], {}
+for _ in range(200):
+    try:
+        s = socket.create_connection(('127.0.0.1', 3128), timeout=5)
+        s.sendall(b'CONNECT 127.0.0.1:%d HTTP/1.1\\r\\n\\r\\n' % int(sys.argv[1]))
+        status = s.recv(100).split(b'\\r\\n')[0].decode() or 'closed'
+    except OSError as exc:
+        s, status = None, errno.errorcode.get(exc.errno, str(exc.errno))
+    replies[status] = replies.get(status, 0) + 1
+    held.append(s)
+time.sleep(float(sys.argv[2]))
+report(replies=replies)
+"""
+
+TUNNEL = """
+s = socket.create_connection(('127.0.0.1', 3128), timeout=5)
+s.sendall(b'CONNECT 127.0.0.1:%d HTTP/1.1\\r\\n\\r\\n' % int(sys.argv[1]))
+report(reply=s.recv(100).split(b'\\r\\n')[0].decode())
+"""
+
+
+async def test_proxy_flood_does_not_starve_another_sandbox(
+    isolation: str, sandbox_settings: Settings, tmp_path: Path
+) -> None:
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cap = 16
+    policy = SandboxPolicy(
+        isolation=isolation,  # type: ignore[arg-type]
+        network=(NetworkRule(host="127.0.0.1", port=port),),
+        egress_connections=cap,
+        egress_rate=1000,
+        timeout=40,
+    )
+
+    def host_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def argv(script: str, *args: str) -> list[str]:
+        return ["/usr/bin/python3", "-c", PRELUDE + script, str(port), *args]
+
+    try:
+        async with (
+            await open_sandbox(
+                policy, workspace=tmp_path / "a", tenant="flooder", settings=sandbox_settings
+            ) as flooder,
+            await open_sandbox(
+                policy, workspace=tmp_path / "b", tenant="neighbour", settings=sandbox_settings
+            ) as neighbour,
+        ):
+            proxy = getattr(flooder, "inner", flooder).proxy
+            before = host_fds()
+            flood = asyncio.ensure_future(flooder.exec(argv(FLOOD, "4")))
+            for _ in range(400):  # until the flood is held at the cap
+                if (proxy.open == cap and proxy.refused > 0) or flood.done():
+                    break
+                await asyncio.sleep(0.025)
+            during = host_fds()
+            other = await neighbour.exec(argv(TUNNEL))
+            flooded = await flood
+            after = await flooder.exec(argv(TUNNEL))  # the proxy survived and freed the slots
+    finally:
+        server.close()
+        await server.wait_closed()
+    replies = observed(flooded)["replies"]
+    assert replies.get("HTTP/1.1 200 Connection established") == cap, replies
+    assert sum(replies.values()) == 200
+    # Per allowed connection: the proxy's two fds and the upstream server's (it runs in this process too).
+    assert during - before <= 3 * cap + 8, (before, during)
+    assert observed(other)["reply"] == "HTTP/1.1 200 Connection established"
+    assert observed(after)["reply"] == "HTTP/1.1 200 Connection established"

@@ -81,7 +81,7 @@ report(
 async def test_kill_a_host_process(attack: Attack, sandbox_settings: Settings) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to start a host process as the tenant's uid")
-    uid = tenant_uid("attacker", sandbox_settings.sandbox.uid_base)
+    uid = tenant_uid("attacker", sandbox_settings)
     # The worst case: a host process with the sandbox's own uid.
     victim = await asyncio.create_subprocess_exec("sleep", "30", user=uid, group=uid, extra_groups=[])
     try:
