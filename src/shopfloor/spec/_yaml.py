@@ -9,7 +9,7 @@ one at a time, so a user sees them all at once.
 Every YAML file Shopfloor reads (agent specs, skill sidecars, SKILL.md front matter,
 sandbox policies) goes through this module, and all of it is bounded by
 :class:`YamlLimits`: the size is checked before parsing, the nesting depth and the
-number of aliases on libyaml's event stream before anything is built (a flat loop, so
+number of aliases and of values on libyaml's event stream before anything is built (a flat loop, so
 990 nested ``[`` are an error, not a RecursionError), and what aliases and merge keys
 (``<<``) expand to while the data is built. Each refusal names file:line and the limit.
 """
@@ -56,7 +56,8 @@ class YamlLimits:
     max_depth: int = 64
     #: alias uses (``*name``) in the text
     max_aliases: int = 256
-    #: values built, counting every copy an alias or a merge key makes ("billion laughs")
+    #: values (keys included) in the text, and values built counting every copy an alias or a merge
+    #: key makes ("billion laughs")
     max_values: int = 50_000
     #: mappings merged in through ``<<``, counting repeats (merge keys nest exponentially too)
     max_merges: int = 1_000
@@ -149,7 +150,7 @@ def read_yaml_file(path: Path, limits: YamlLimits = YAML_LIMITS) -> str:
 
 
 def check_yaml(text: str, file: str, limits: YamlLimits = YAML_LIMITS) -> None:
-    """Refuse text over the size, depth or alias limits, before anything is built.
+    """Refuse text over the size, depth, alias or value limits, before anything is built.
 
     Runs over libyaml's events in a flat loop, so its cost is linear in the text. A syntax
     error ends the check quietly: the parse that follows reports it.
@@ -159,10 +160,16 @@ def check_yaml(text: str, file: str, limits: YamlLimits = YAML_LIMITS) -> None:
     if len(raw) > limits.max_bytes:
         raise _over_size(file, raw, limits)
     loader = _LOADER(text)
-    depth = aliases = 0
+    depth = aliases = values = 0
     try:
         while loader.check_event():
             event = loader.get_event()
+            if isinstance(event, yaml.NodeEvent) and not isinstance(event, yaml.AliasEvent):
+                values += 1
+                if values > limits.max_values:
+                    raise _limit(
+                        file, event.start_mark, f"more than the YAML limit of {limits.max_values} values"
+                    )
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > limits.max_depth:
