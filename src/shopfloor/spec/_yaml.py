@@ -58,7 +58,7 @@ class YamlLimits:
     max_aliases: int = 256
     #: values (keys included) in the text, and values built counting every copy an alias or a merge
     #: key makes ("billion laughs")
-    max_values: int = 50_000
+    max_values: int = 20_000
     #: mappings merged in through ``<<``, counting repeats (merge keys nest exponentially too)
     max_merges: int = 1_000
 
