@@ -85,9 +85,15 @@ def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[str, int], list[Proble
     a few milliseconds (StrictYAML refuses anchors and flow style, but only after parsing them).
     """
     try:
-        check_yaml(text, str(file), FRONT_MATTER_LIMITS)
+        whole = check_yaml(text, str(file), FRONT_MATTER_LIMITS)
     except SpecError as error:
         raise _yaml_fatal(file, error) from None
+    lines = text.count("\n")
+    if not whole and lines > FRONT_MATTER_LIMITS.max_values:
+        # libyaml stopped at a syntax error, so the values after it were not counted; a line holds
+        # a value or two in the block style StrictYAML accepts: bound the lines instead.
+        message = f"not YAML that can be checked, and over {FRONT_MATTER_LIMITS.max_values} lines long"
+        raise _fatal(file, "yaml", f"front matter: {message}", 1)
     try:
         doc = strictyaml.load(text)
     except strictyaml.YAMLError as exc:

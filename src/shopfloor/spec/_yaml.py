@@ -149,11 +149,12 @@ def read_yaml_file(path: Path, limits: YamlLimits = YAML_LIMITS) -> str:
         ) from None
 
 
-def check_yaml(text: str, file: str, limits: YamlLimits = YAML_LIMITS) -> None:
+def check_yaml(text: str, file: str, limits: YamlLimits = YAML_LIMITS) -> bool:
     """Refuse text over the size, depth, alias or value limits, before anything is built.
 
     Runs over libyaml's events in a flat loop, so its cost is linear in the text. A syntax
-    error ends the check quietly: the parse that follows reports it.
+    error ends the check quietly (the parse that follows reports it): the result is False
+    when the check stopped there, True when it saw the whole text.
     """
     # A character is at least one byte: a long text is refused without encoding all of it.
     raw = text[: limits.max_bytes + 1].encode("utf-8", "surrogatepass")
@@ -189,9 +190,10 @@ def check_yaml(text: str, file: str, limits: YamlLimits = YAML_LIMITS) -> None:
                         f"more aliases (*{event.anchor}) than the YAML limit of {limits.max_aliases}",
                     )
     except yaml.YAMLError:
-        return
+        return False
     finally:
         loader.dispose()
+    return True
 
 
 def load_yaml_file(path: Path, limits: YamlLimits = YAML_LIMITS) -> YamlDocument:

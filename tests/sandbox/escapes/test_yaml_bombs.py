@@ -151,6 +151,15 @@ def test_front_matter_too_large_for_strictyaml_is_refused_before_it(tmp_path: Pa
     assert time.process_time() - started < 5
 
 
+def test_front_matter_past_a_syntax_error_is_bounded_by_lines(tmp_path: Path) -> None:
+    """Where libyaml stops at a syntax error, the values after it are not counted: StrictYAML only
+    ever sees a front matter of at most 256 lines then, whatever follows the error."""
+    keys = "a: b: c\n" + "".join(f"k{index}: v\n" for index in range(6000))
+    path, _, read = _front_matter(tmp_path, keys)
+    with pytest.raises(ShopfloorError, match=rf"{re.escape(str(path))}:1: .*over 256 lines long"):
+        read()
+
+
 def test_the_bombs_are_small() -> None:
     """The attack is a few hundred bytes: no size limit alone could stop it."""
     assert len(merge_keys()) < 500 and len(billion_laughs()) < 500
