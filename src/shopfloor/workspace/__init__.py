@@ -22,6 +22,7 @@ from shopfloor.workspace._quota import Quota
 from shopfloor.workspace._repo import Workspaces
 from shopfloor.workspace._store import (
     ObjectStore,
+    Readable,
     RefValue,
     StoredObject,
     open_store,
@@ -44,6 +45,7 @@ __all__ = [
     "MountSource",
     "ObjectStore",
     "Quota",
+    "Readable",
     "RefValue",
     "Retention",
     "S3Mount",
