@@ -14,7 +14,7 @@ from shopfloor.errors import ToolArgumentsError, ToolExecutionError
 from shopfloor.sandbox import SandboxPolicy
 from shopfloor.skills import SkillRun, SkillTool, load_skill, new_skill
 from shopfloor.tools import ToolContext
-from shopfloor.workspace import Workspaces
+from shopfloor.workspace import Quota, Workspaces
 
 
 @pytest.fixture
@@ -172,6 +172,29 @@ async def test_a_failed_run_commits_nothing(settings: Settings) -> None:
         with pytest.raises(ToolExecutionError, match="status 3"):
             await _tool(_skill(settings, script), settings).call({"text": "x"}, _ctx(workspace=view))
         assert "junk.txt" not in await view.workspace.files(await view.workspace.head())
+    finally:
+        repo.close()
+
+
+async def test_a_skills_output_is_held_to_the_workspace_quota(settings: Settings) -> None:
+    """The file tools kept the quota but a skill's captured output was committed whole (issue 12, 4)."""
+    script = """
+    import json
+    for index in range(3):
+        with open(f"big-{index}.bin", "wb") as handle:
+            handle.truncate(512 << 20)  # sparse: 1.5 GiB that take no disk
+    print(json.dumps({"result": "done"}))
+    """
+    repo = Workspaces.from_settings(settings)
+    try:
+        view = await repo.workspace("analyst", quota=Quota(max_bytes=64 << 20)).open()
+        await view.write("data.csv", "a\n1\n")
+        with pytest.raises(
+            ToolExecutionError, match=r"changes to the workspace were refused: .* limit of 67108864"
+        ):
+            await _tool(_skill(settings, script), settings).call({"text": "x"}, _ctx(workspace=view))
+        head = await view.workspace.head()
+        assert head == view.base and sorted(await view.workspace.files(head)) == ["data.csv"]
     finally:
         repo.close()
 

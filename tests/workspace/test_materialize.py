@@ -157,10 +157,11 @@ async def test_capture_refuses_bad_names_and_quota(file_repo: Workspaces, tmp_pa
         await ws.capture(directory)
     os.unlink(bad)
     (directory / "big.bin").write_bytes(b"x" * 1000)
-    with pytest.raises(WorkspaceQuotaError, match="file limit of 100"):
-        await ws.capture(directory, quota=Quota(max_file_bytes=100))
-    with pytest.raises(WorkspaceQuotaError, match="4 files, over the workspace limit of 3"):
-        await ws.capture(directory, quota=Quota(max_files=3))
+    too_big = r"'big\.bin' is 1000 bytes, over the file size limit of 100"
+    with pytest.raises(WorkspaceQuotaError, match=too_big):
+        await file_repo.workspace("w", quota=Quota(max_file_bytes=100)).capture(directory)
+    with pytest.raises(WorkspaceQuotaError, match="would hold 4 files, over its limit of 3"):
+        await file_repo.workspace("w", quota=Quota(max_files=3)).capture(directory)
     assert await ws.head() == seed  # nothing was committed
 
 

@@ -145,7 +145,7 @@ async def test_checkout_is_read_only(file_repo: Workspaces) -> None:
 async def test_quota_refuses_whole_write(
     file_repo: Workspaces, quota: Quota, path: str, size: int, why: str
 ) -> None:
-    view = await file_repo.workspace("w").open(quota=quota)
+    view = await file_repo.workspace("w", quota=quota).open()
     await view.write("one", b"x" * 10)
     await view.write("two", b"y" * 10)
     before = (view.total_bytes, view.file_count)

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from pydantic import ValidationError
 
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
-from shopfloor.errors import SandboxError, SandboxPolicyError
+from shopfloor.errors import SandboxError, SandboxPolicyError, SpecError
 from shopfloor.sandbox import (
     ExecResult,
     SandboxPolicy,
@@ -23,7 +22,7 @@ from shopfloor.sandbox import (
     run_sandboxed,
     select_backend,
 )
-from shopfloor.spec import SandboxPolicySpec
+from shopfloor.spec import SandboxPolicySpec, load_yaml_file
 
 __all__ = ["sandbox_app"]
 
@@ -48,9 +47,12 @@ def _policy(
     data: dict[str, object] = {}
     if policy_file is not None:
         try:
-            loaded = yaml.safe_load(policy_file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SandboxPolicyError(f"{policy_file}: cannot read the policy: {exc}") from exc
+            doc = load_yaml_file(policy_file)
+        except SpecError as exc:
+            raise SandboxPolicyError(f"cannot read the policy: {exc}") from exc
+        if doc.problems:
+            raise SandboxPolicyError("\n".join(f"{where}: {message}" for where, message in doc.problems))
+        loaded = doc.data
         if not isinstance(loaded, dict):
             raise SandboxPolicyError(
                 f"{policy_file}: a policy is a mapping (isolation, network, memory, ...)"

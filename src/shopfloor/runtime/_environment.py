@@ -126,12 +126,12 @@ async def open_environment(
     seeded: list[str] = []
     if spec.permissions.workspace != "none" and needs_workspace(spec):
         workspaces = await asyncio.to_thread(Workspaces.from_settings, settings)
-        workspace = workspaces.workspace(workspace_name(loaded, run_id))
+        workspace = workspaces.workspace(
+            workspace_name(loaded, run_id), quota=Quota.from_spec(spec.workspace)
+        )
         ref = "main" if spec.workspace.start_from == "last" else f"runs/{run_id}"
         view = await workspace.open(
-            ref,
-            quota=Quota.from_spec(spec.workspace),
-            mounts=mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir),
+            ref, mounts=mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir)
         )
         seeded = await _seed(view, loaded)
         if seeded:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shopfloor.errors import SkillDependencyError, SkillFormatError, SourceLocation, SpecError
 from shopfloor.skills._depfiles import confined_file
-from shopfloor.spec import compose_yaml, format_path
+from shopfloor.spec import format_path, load_yaml_file
 
 __all__ = ["SIDECAR", "SkillConfig", "SkillDependencies", "SkillSandboxNeeds", "load_sidecar"]
 
@@ -86,7 +86,7 @@ def load_sidecar(skill_dir: Path) -> tuple[SkillConfig, dict[str, Any], dict[str
     if not file.is_file():
         return None
     try:
-        doc = compose_yaml(file.read_text(encoding="utf-8"), str(file))
+        doc = load_yaml_file(file)
     except SpecError as exc:
         raise SkillFormatError(str(exc)) from exc
     if doc.problems:

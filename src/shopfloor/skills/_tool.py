@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopfloor.config import Settings
-from shopfloor.errors import SkillFormatError, ToolExecutionError
+from shopfloor.errors import SkillFormatError, ToolExecutionError, WorkspaceError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
 from shopfloor.skills._deps import SkillEnvironment, prepare_environment
 from shopfloor.skills._execute import SkillRun, run_entry_point
@@ -159,14 +159,21 @@ class SkillTool(Tool):
                     await view.workspace.materialize(view.base, directory)
             run: SkillRun = await run_in(directory)
             if view is not None and writes and run.error is None and not view.read_only and view.ref:
-                commit = await view.workspace.capture(
-                    directory,
-                    ref=view.ref,
-                    base=view.base,
-                    message=f"skill {self.name}",
-                    run_id=ctx.run_id,
-                    step=ctx.step,
-                )
+                try:
+                    # The workspace's quota holds here as for the file tools (checked in capture).
+                    commit = await view.workspace.capture(
+                        directory,
+                        ref=view.ref,
+                        base=view.base,
+                        message=f"skill {self.name}",
+                        run_id=ctx.run_id,
+                        step=ctx.step,
+                    )
+                except WorkspaceError as exc:
+                    return dataclasses.replace(
+                        run,
+                        error=f"skill {self.name} ran, but its changes to the workspace were refused: {exc}",
+                    )
                 await view.rebase()
                 run = dataclasses.replace(run, commit=commit)
             return run

@@ -44,10 +44,22 @@ from shopfloor.spec._validators import (
     register_validator,
     validate_path,
 )
-from shopfloor.spec._yaml import DataPath, NodePosition, YamlDocument, compose_yaml, format_path
+from shopfloor.spec._yaml import (
+    YAML_LIMITS,
+    DataPath,
+    NodePosition,
+    YamlDocument,
+    YamlLimits,
+    check_yaml,
+    compose_yaml,
+    format_path,
+    load_yaml_file,
+    read_yaml_file,
+)
 
 __all__ = [
     "SPEC_FILENAMES",
+    "YAML_LIMITS",
     "AgentSpec",
     "DataPath",
     "Limits",
@@ -64,7 +76,9 @@ __all__ = [
     "ValidationReport",
     "WorkspaceSpec",
     "YamlDocument",
+    "YamlLimits",
     "canonical_json",
+    "check_yaml",
     "compose_yaml",
     "compute_digest",
     "digest_document",
@@ -74,7 +88,9 @@ __all__ = [
     "is_agent_spec",
     "is_skill_dir",
     "load_spec",
+    "load_yaml_file",
     "parse_spec",
+    "read_yaml_file",
     "register_ref_resolver",
     "register_validator",
     "resolve_reference",

@@ -17,7 +17,7 @@ from shopfloor.spec._digest import (
 )
 from shopfloor.spec._messages import describe_value, validation_problems
 from shopfloor.spec._model import AgentSpec
-from shopfloor.spec._yaml import DataPath, Problem, YamlDocument, compose_yaml, format_path
+from shopfloor.spec._yaml import DataPath, Problem, YamlDocument, compose_yaml, format_path, read_yaml_file
 
 __all__ = ["SPEC_FILENAMES", "LoadedSpec", "find_spec_file", "load_spec", "parse_spec", "spec_digest"]
 
@@ -118,14 +118,7 @@ def load_spec(path: Path | str) -> LoadedSpec:
     Raises SpecError listing every problem, sorted by line, each with its location.
     """
     file = find_spec_file(path)
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise SpecError([(SourceLocation(file=str(file)), f"cannot read: {exc.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError([(SourceLocation(file=str(file)), f"not UTF-8 text (byte {exc.start})")]) from None
+    text = read_yaml_file(file)
     base_dir = file.parent.resolve()
     spec, digest, doc = _parse(text, str(file), base_dir)
     return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest, document=doc)

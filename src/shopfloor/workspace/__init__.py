@@ -12,16 +12,17 @@ from shopfloor.workspace._history import (
     Change,
     FileInfo,
     GrepMatch,
-    Quota,
     Retention,
     parse_address,
     text_diff,
 )
 from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mount_sources, open_mount
 from shopfloor.workspace._objects import Commit, Entry
+from shopfloor.workspace._quota import Quota
 from shopfloor.workspace._repo import Workspaces
 from shopfloor.workspace._store import (
     ObjectStore,
+    Readable,
     RefValue,
     StoredObject,
     open_store,
@@ -44,6 +45,7 @@ __all__ = [
     "MountSource",
     "ObjectStore",
     "Quota",
+    "Readable",
     "RefValue",
     "Retention",
     "S3Mount",

@@ -3,19 +3,22 @@
 Only files whose ``lstat`` differs from the record made when the directory was
 materialised are read and hashed. Everything captured is checked first: names must
 be valid UTF-8 workspace paths, symlinks and hard links must not point outside the
-directory, and devices, sockets and pipes are refused; quotas are checked before any
-blob is stored, so a refused capture commits nothing.
+directory, and devices, sockets and pipes are refused; the workspace's quota is checked
+on the sizes ``lstat`` reports before any file is read, so a refused capture reads,
+stores and commits nothing. Files are hashed and stored in chunks (``store_file``), so
+capturing a file of any size takes a few MiB of memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from shopfloor.errors import WorkspacePathError, WorkspaceQuotaError, WorkspaceReadOnlyError
-from shopfloor.workspace._history import Quota, compute_diff
+from shopfloor.errors import WorkspaceError, WorkspacePathError, WorkspaceReadOnlyError
+from shopfloor.workspace._history import compute_diff
 from shopfloor.workspace._materialize import (
     Record,
     is_clean,
@@ -25,8 +28,9 @@ from shopfloor.workspace._materialize import (
     save_state,
     scan_directory,
 )
-from shopfloor.workspace._objects import Entry, object_key, sha256
+from shopfloor.workspace._objects import Entry, object_key
 from shopfloor.workspace._paths import normalize
+from shopfloor.workspace._store import CHUNK, ObjectStore
 
 if TYPE_CHECKING:
     from shopfloor.workspace._workspace import Workspace
@@ -44,6 +48,82 @@ def _safe_rel(rel: str) -> str:
     return normalize(rel, allow_root=False)
 
 
+class _Slice:
+    """The first ``size`` bytes of an open file, read in chunks and hashed as they go.
+
+    At the end it checks that the file held exactly ``size`` bytes and, when ``expect`` is
+    given, that they hash to it: a file that changed since it was checked is an error,
+    never a blob under the wrong key. ``seek(0)`` starts over (an S3 client rereads a body).
+    """
+
+    def __init__(self, handle: BinaryIO, size: int, name: str, expect: str | None = None) -> None:
+        self._handle = handle
+        self._size = size
+        self._name = name
+        self._expect = expect
+        self.seek(0)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        if (offset, whence) != (0, os.SEEK_SET):
+            raise ValueError("a captured file is read from its start only")
+        self._handle.seek(0)
+        self._done = 0
+        self._hash = hashlib.sha256()
+        return 0
+
+    def tell(self) -> int:
+        return self._done
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size == 0:
+            return b""
+        left = self._size - self._done
+        want = left if size < 0 else min(size, left)
+        data = self._handle.read(min(want, CHUNK)) if want else b""
+        if not data:
+            self._finish()
+            return b""
+        self._done += len(data)
+        self._hash.update(data)
+        return data
+
+    def _finish(self) -> None:
+        if self._done != self._size or self._handle.read(1):
+            raise WorkspaceError(
+                f"{self._name!r} changed size while it was captured ({self._size} bytes when checked)"
+            )
+        if self._expect is not None and self._hash.hexdigest() != self._expect:
+            raise WorkspaceError(f"{self._name!r} changed while it was captured")
+
+    def digest(self) -> str:
+        while self.read(CHUNK):
+            pass
+        return self._hash.hexdigest()
+
+
+def store_file(store: ObjectStore, path: str, size: int, name: str) -> str:
+    """Hash the file at ``path`` and store it as a blob in chunks; returns the blob id.
+
+    Memory stays at a chunk or two whatever the size: a small file is read once, a larger
+    one twice (hashed, then streamed to the store under its hash and checked again).
+    """
+    with open(path, "rb") as handle:
+        if size <= CHUNK:
+            data = handle.read(size + 1)
+            if len(data) != size:
+                raise WorkspaceError(
+                    f"{name!r} changed size while it was captured ({size} bytes when checked)"
+                )
+            blob = hashlib.sha256(data).hexdigest()
+            store.put(object_key("blobs", blob), data)
+            return blob
+        blob = _Slice(handle, size, name).digest()
+        key = object_key("blobs", blob)
+        if not store.exists(key):
+            store.put_file(key, _Slice(handle, size, name, expect=blob), size)
+        return blob
+
+
 def capture_sync(
     ws: Workspace,
     directory: Path,
@@ -54,7 +134,6 @@ def capture_sync(
     run_id: str | None,
     step: int | None,
     identity: str | None,
-    quota: Quota | None,
 ) -> str:
     real = os.path.realpath(directory)
     state = load_state(ws, real)
@@ -110,40 +189,27 @@ def capture_sync(
     for rel in dirs:
         if is_empty(os.path.join(real, rel)):
             entries[_safe_rel(rel)] = Entry(kind="dir")
-    limits = quota or Quota()
-    total = sum(st.st_size for st in stats.values())
-    biggest = max(stats, key=lambda r: stats[r].st_size, default=None)
-    if limits.max_bytes is not None and total > limits.max_bytes:
-        raise WorkspaceQuotaError(
-            f"{real} holds {total} bytes, over the workspace limit of {limits.max_bytes}"
-        )
-    if limits.max_files is not None and len(stats) > limits.max_files:
-        raise WorkspaceQuotaError(
-            f"{real} holds {len(stats)} files, over the workspace limit of {limits.max_files}"
-        )
-    if (
-        limits.max_file_bytes is not None
-        and biggest is not None
-        and stats[biggest].st_size > limits.max_file_bytes
-    ):
-        raise WorkspaceQuotaError(
-            f"{biggest!r} in {real} is {stats[biggest].st_size} bytes, "
-            f"over the file limit of {limits.max_file_bytes}"
-        )
-
-    def put_file(rel: str) -> None:
-        with open(reads.get(rel, os.path.join(real, rel)), "rb") as handle:
-            data = handle.read()
-        blob = sha256(data)
-        ws.store.put(object_key("blobs", blob), data)
-        entries[_safe_rel(rel)] = Entry(
-            kind="file", blob=blob, size=len(data), executable=bool(stats[rel].st_mode & 0o100)
-        )
-
+    names = {rel: _safe_rel(rel) for rel in todo}
+    # The quota is checked on the sizes lstat gave, before a byte is read: a sparse file counts
+    # at its apparent size, which is what it would take in the store.
+    planned = dict(entries)
+    notes: dict[str, str] = {}
     for rel in todo:
-        _safe_rel(rel)
+        st = stats[rel]
+        planned[names[rel]] = Entry(kind="file", size=st.st_size)
+        if st.st_blocks * 512 < st.st_size:
+            notes[names[rel]] = f" (sparse: {st.st_blocks * 512} bytes on disk)"
+    ws.check_quota(planned, base=base_commit, changed=names.values(), note=notes)
+
+    def capture_file(rel: str) -> None:
+        st = stats[rel]
+        blob = store_file(ws.store, reads.get(rel, os.path.join(real, rel)), st.st_size, names[rel])
+        entries[names[rel]] = Entry(
+            kind="file", blob=blob, size=st.st_size, executable=bool(st.st_mode & 0o100)
+        )
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(put_file, todo))
+        list(pool.map(capture_file, todo))
     changes = compute_diff(base_entries, entries)
     commit_id = base_commit
     if changes or base_commit is None:

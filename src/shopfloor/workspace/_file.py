@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from shopfloor.errors import ConfigError, WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.workspace._store import ObjectStore, RefValue, StoredObject, flag
+from shopfloor.workspace._store import CHUNK, Exactly, ObjectStore, Readable, RefValue, StoredObject, flag
 
 __all__ = ["FileStore"]
 
@@ -53,21 +54,31 @@ class FileStore(ObjectStore):
             raise ValueError(f"bad object key {key!r}")
         return self._objects / kind / name[:2] / name[2:]
 
-    def _write_atomic(self, path: Path, data: bytes, mode: int) -> None:
-        tmp = path.parent / f"{_TMP}{os.getpid()}-{time.monotonic_ns()}"
+    def _write_atomic(self, path: Path, chunks: Iterable[bytes], mode: int) -> int:
+        """Write ``chunks`` to a temporary file and rename it to ``path``; returns the bytes written.
+        On any error the temporary file is removed and ``path`` is untouched."""
+        tmp = path.parent / f"{_TMP}{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        written = 0
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                for data in chunks:
+                    view = memoryview(data)
+                    written += len(view)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         os.replace(tmp, path)
         if self.fsync:
             dfd = os.open(path.parent, os.O_RDONLY)
@@ -75,11 +86,19 @@ class FileStore(ObjectStore):
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        return written
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         if not path.exists():
-            self._write_atomic(path, data, 0o444)
+            self._write_atomic(path, (data,), 0o444)
+
+    def put_file(self, key: str, source: Readable, size: int) -> None:
+        path = self._path(key)
+        if path.exists():
+            return
+        exact = Exactly(source, size, key)
+        self._write_atomic(path, iter(lambda: exact.read(CHUNK), b""), 0o444)
 
     def get(self, key: str) -> bytes:
         try:
@@ -169,7 +188,7 @@ class FileStore(ObjectStore):
                     f"ref {name} moved to {current.value[:12] if current else 'nothing'} meanwhile; "
                     "reload the head and retry"
                 )
-            self._write_atomic(path, value.encode(), 0o644)
+            self._write_atomic(path, (value.encode(),), 0o644)
         return RefValue(value=value, token=value)
 
     def delete_ref(self, name: str) -> None:

@@ -6,21 +6,17 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from shopfloor.errors import WorkspacePathError
 from shopfloor.workspace._objects import Entry
 from shopfloor.workspace._paths import normalize
-
-if TYPE_CHECKING:
-    from shopfloor.spec import WorkspaceSpec
 
 __all__ = [
     "Address",
     "Change",
     "FileInfo",
     "GrepMatch",
-    "Quota",
     "Retention",
     "compute_diff",
     "parse_address",
@@ -124,20 +120,6 @@ def text_diff(path: str, old: bytes | None, new: bytes | None, *, context: int =
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Quota:
-    """Limits on a working view; None means unlimited."""
-
-    max_bytes: int | None = None
-    max_files: int | None = None
-    max_file_bytes: int | None = None
-
-    @classmethod
-    def from_spec(cls, spec: WorkspaceSpec) -> Quota:
-        """The limits an agent spec's ``workspace:`` section declares."""
-        return cls(max_bytes=spec.max_bytes, max_files=spec.max_files, max_file_bytes=spec.max_file_bytes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from shopfloor.workspace._history import Retention, validate_name
 from shopfloor.workspace._objects import Commit, Entry, decode_commit, object_key
+from shopfloor.workspace._quota import Quota
 from shopfloor.workspace._store import ObjectStore, open_store
 from shopfloor.workspace._trees import TreeCache, read_verified
 from shopfloor.workspace._workspace import Workspace
@@ -46,8 +47,9 @@ class Workspaces:
             ),
         )
 
-    def workspace(self, name: str) -> Workspace:
-        return Workspace(self, validate_name(name))
+    def workspace(self, name: str, *, quota: Quota | None = None) -> Workspace:
+        """The workspace ``name``; every commit through it is held to ``quota`` (default: none)."""
+        return Workspace(self, validate_name(name), quota=quota)
 
     async def names(self) -> list[str]:
         refs = await asyncio.to_thread(self.store.list_refs, "ws/")

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from shopfloor.errors import ConfigError, WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.workspace._store import ObjectStore, RefValue, StoredObject
+from shopfloor.workspace._store import CHUNK, Exactly, ObjectStore, Readable, RefValue, StoredObject
 
 __all__ = ["SqliteStore"]
 
@@ -63,6 +63,28 @@ class SqliteStore(ObjectStore):
                 self._db.executemany(
                     "INSERT OR IGNORE INTO objects (key, data, created) VALUES (?, ?, ?)", rows
                 )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def put_file(self, key: str, source: Readable, size: int) -> None:
+        # The row is made at its final size and filled through incremental blob I/O, in one
+        # transaction: a source that fails or gives another size rolls it back.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO objects (key, data, created) VALUES (?, zeroblob(?), ?)",
+                    (key, size, time.time()),
+                )
+                if cursor.rowcount == 1:
+                    rowid = cursor.lastrowid
+                    assert rowid is not None
+                    exact = Exactly(source, size, key)
+                    with self._db.blobopen("objects", "data", rowid) as blob:
+                        while chunk := exact.read(CHUNK):
+                            blob.write(chunk)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

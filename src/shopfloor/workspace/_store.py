@@ -13,12 +13,68 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from shopfloor.errors import ConfigError
+from shopfloor.errors import ConfigError, WorkspaceError
 
-__all__ = ["ObjectStore", "RefValue", "StoredObject", "open_store", "register_store", "store_schemes"]
+__all__ = [
+    "CHUNK",
+    "Exactly",
+    "ObjectStore",
+    "Readable",
+    "RefValue",
+    "StoredObject",
+    "open_store",
+    "register_store",
+    "store_schemes",
+]
+
+#: how much of a large object is held in memory at once when it is streamed
+CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """What ``put_file`` reads: a binary stream that can start over (an S3 client reads a body
+    once for its checksum, then again to send it)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+class Exactly:
+    """``source``, checked to give exactly ``size`` bytes: the backends store through this, so a
+    source that ends early or runs long raises before a short or long object is kept (and before
+    an S3 request is sent with a length the body does not match)."""
+
+    def __init__(self, source: Readable, size: int, key: str) -> None:
+        self._source = source
+        self._size = size
+        self._key = key
+        self._done = source.tell()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self._done += len(data)
+        if self._done > self._size:
+            raise WorkspaceError(
+                f"object {self._key}: its source gave more than the {self._size} bytes announced"
+            )
+        if not data and size != 0 and self._done < self._size:
+            raise WorkspaceError(
+                f"object {self._key}: its source ended after {self._done} of the {self._size} bytes announced"
+            )
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        self._done = self._source.seek(offset, whence)
+        return self._done
+
+    def tell(self) -> int:
+        return self._done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +109,12 @@ class ObjectStore(ABC):
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         for key, data in items:
             self.put(key, data)
+
+    @abstractmethod
+    def put_file(self, key: str, source: Readable, size: int) -> None:
+        """Store the ``size`` bytes ``source`` yields under ``key``, reading ``CHUNK`` bytes at a time,
+        so an object of any size costs bounded memory. Atomic and idempotent like ``put``: when
+        ``source`` raises or yields another size, nothing is left under ``key``."""
 
     @abstractmethod
     def get(self, key: str) -> bytes:

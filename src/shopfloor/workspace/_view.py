@@ -14,13 +14,13 @@ from shopfloor.errors import (
     WorkspaceEditError,
     WorkspaceNotFoundError,
     WorkspacePathError,
-    WorkspaceQuotaError,
     WorkspaceReadOnlyError,
 )
 from shopfloor.telemetry import span
 from shopfloor.workspace._history import FileInfo, compute_diff
 from shopfloor.workspace._objects import Entry, object_key, sha256
 from shopfloor.workspace._paths import is_under, normalize, parent_dirs
+from shopfloor.workspace._quota import Usage
 from shopfloor.workspace._view_base import ViewBase
 
 __all__ = ["WorkspaceView"]
@@ -50,24 +50,14 @@ class WorkspaceView(ViewBase):
     # writing ----------------------------------------------------------------------------------------
 
     def _check_quota(self, path: str, new_size: int) -> None:
+        """The workspace's quota, checked at the write so that a refused write stores nothing."""
         old = self._entries.get(path)
-        quota = self.quota
-        if quota.max_file_bytes is not None and new_size > quota.max_file_bytes:
-            raise WorkspaceQuotaError(
-                f"writing {new_size} bytes to {path!r} exceeds the file size limit of {quota.max_file_bytes}"
-            )
-        total = self._bytes - (old.size if old else 0) + new_size
-        if quota.max_bytes is not None and total > quota.max_bytes:
-            raise WorkspaceQuotaError(
-                f"writing {path!r} would bring workspace {self.workspace.name} to {total} bytes, over its "
-                f"limit of {quota.max_bytes}; delete files or raise workspace.max_bytes"
-            )
-        files = self._files + (old is None or old.kind != "file")
-        if quota.max_files is not None and files > quota.max_files:
-            raise WorkspaceQuotaError(
-                f"creating {path!r} would bring workspace {self.workspace.name} to {files} files, over its "
-                f"limit of {quota.max_files}"
-            )
+        before = Usage(bytes=self._bytes, files=self._files)
+        after = Usage(
+            bytes=self._bytes - (old.size if old else 0) + new_size,
+            files=self._files + (old is None or old.kind != "file"),
+        )
+        self.workspace.quota.check(self.workspace.name, new=after, old=before, written=[(path, new_size)])
 
     async def write(self, path: str, data: bytes | str, *, executable: bool = False) -> FileInfo:
         """Create or replace a file; all of it is written or, on any error, none of it."""

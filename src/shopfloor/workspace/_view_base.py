@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from shopfloor.errors import WorkspaceError, WorkspaceNotFoundError
-from shopfloor.workspace._history import FileInfo, GrepMatch, Quota
+from shopfloor.workspace._history import FileInfo, GrepMatch
 from shopfloor.workspace._linear import LinearPattern, compile_linear
 from shopfloor.workspace._objects import Entry
 from shopfloor.workspace._paths import glob_regex, is_under, normalize, parent_dirs
@@ -35,14 +35,12 @@ class ViewBase:
         entries: Mapping[str, Entry],
         ref: str | None,
         read_only: bool,
-        quota: Quota | None = None,
         mounts: Mapping[str, MountSource] | None = None,
     ) -> None:
         self.workspace = workspace
         self.base = base
         self.ref = ref
         self.read_only = read_only or ref is None
-        self.quota = quota or Quota()
         self.mounts = {normalize(point, allow_root=False): src for point, src in (mounts or {}).items()}
         self._reset(entries)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shopfloor.errors import WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.workspace._history import Change, Quota, Retention, compute_diff, text_diff, validate_name
+from shopfloor.workspace._history import Change, Retention, compute_diff, text_diff, validate_name
 from shopfloor.workspace._objects import Commit, Entry, encode_commit, object_key, sha256
+from shopfloor.workspace._quota import Quota, Usage
 
 if TYPE_CHECKING:
     from shopfloor.workspace._mounts import MountSource
@@ -30,12 +31,16 @@ _BACK = re.compile(r"^(.+?)~(\d+)$")
 
 
 class Workspace:
-    """One named workspace: refs (``main`` and named refs), history, views, pins and retention."""
+    """One named workspace: refs (``main`` and named refs), history, views, pins and retention.
 
-    def __init__(self, repo: Workspaces, name: str) -> None:
+    ``quota`` bounds every commit made through this handle (see ``_quota.py``).
+    """
+
+    def __init__(self, repo: Workspaces, name: str, *, quota: Quota | None = None) -> None:
         self.repo = repo
         self.name = name
         self.store = repo.store
+        self.quota = quota or Quota()
 
     def ref_key(self, ref: str) -> str:
         return f"ws/{self.name}/heads/{validate_name(ref, 'ref')}"
@@ -184,7 +189,6 @@ class Workspace:
         self,
         ref: str = "main",
         *,
-        quota: Quota | None = None,
         mounts: Mapping[str, MountSource] | None = None,
         read_only: bool = False,
     ) -> WorkspaceView:
@@ -196,9 +200,7 @@ class Workspace:
             return head, self.repo.entries_sync(head)
 
         head, entries = await asyncio.to_thread(run)
-        return WorkspaceView(
-            self, base=head, entries=entries, ref=ref, read_only=read_only, quota=quota, mounts=mounts
-        )
+        return WorkspaceView(self, base=head, entries=entries, ref=ref, read_only=read_only, mounts=mounts)
 
     async def restore(
         self, rev: str, *, ref: str = "main", message: str | None = None, identity: str | None = None
@@ -240,12 +242,15 @@ class Workspace:
         identity: str | None = None,
         extra: dict[str, str] | None = None,
     ) -> str:
-        """Write the tree and commit, then move ``ref`` from ``expected_head`` by compare-and-swap.
+        """Check the quota, write the tree and commit, then move ``ref`` from ``expected_head`` by
+        compare-and-swap. Every commit of a workspace goes through here.
 
         Objects go first and the ref last, so a crash at any point leaves the ref on a
         complete commit; objects of a lost race stay unreferenced until gc.
         """
         key = self.ref_key(ref)
+        changed = set(changed)
+        self.check_quota(entries, base=expected_head, changed=changed)
         base_tree = self.repo.commit_sync(expected_head).tree if expected_head else None
         tree_id, tree_data = self.repo.trees.prepare(
             entries, base=base_tree, changed=changed, deleted=deleted
@@ -274,6 +279,30 @@ class Workspace:
             )
         self.store.set_ref(key, commit_id, expected=current)
         return commit_id
+
+    def check_quota(
+        self,
+        entries: Mapping[str, Entry],
+        *,
+        base: str | None,
+        changed: Iterable[str],
+        note: Mapping[str, str] | None = None,
+    ) -> None:
+        """Refuse the state ``entries`` (reached from commit ``base`` by writing ``changed``) where it
+        breaks the quota; ``note`` adds a remark to a path in the message."""
+        if self.quota.unlimited:
+            return
+        written = [
+            (p, e.size) for p in sorted(changed) if (e := entries.get(p)) is not None and e.kind == "file"
+        ]
+        new = Usage.of(entries)
+        # The base is only read when the new state is over a total: a state already over a lowered limit
+        # may still shrink.
+        over = (self.quota.max_bytes is not None and new.bytes > self.quota.max_bytes) or (
+            self.quota.max_files is not None and new.files > self.quota.max_files
+        )
+        old = Usage.of(self.repo.entries_sync(base)) if over and base is not None else None
+        self.quota.check(self.name, new=new, old=old, written=written, note=note)
 
     # retention and pins ------------------------------------------------------------------------
 
@@ -339,9 +368,10 @@ class Workspace:
         run_id: str | None = None,
         step: int | None = None,
         identity: str | None = None,
-        quota: Quota | None = None,
     ) -> str:
-        """Commit what changed in a materialised ``directory`` to ``ref``; returns the new commit id."""
+        """Commit what changed in a materialised ``directory`` to ``ref``; returns the new commit id.
+
+        Sizes are checked against the quota before any file is read; files are streamed."""
         from shopfloor.workspace._capture import capture_sync
 
         return await asyncio.to_thread(
@@ -354,5 +384,4 @@ class Workspace:
             run_id=run_id,
             step=step,
             identity=identity,
-            quota=quota,
         )
