@@ -53,7 +53,7 @@ from shopfloor.agent import InMemoryStepRunner, build_agent
 from shopfloor.config import Settings, load_settings
 from shopfloor.models import ModelRequest
 from shopfloor.runtime import Runtime
-from shopfloor.runtime._inline import restore_step_bookkeeping
+from shopfloor.runtime._dbos_internals import restore_step_bookkeeping
 from shopfloor.spec import load_spec
 from shopfloor.tools import ToolContext
 

@@ -88,7 +88,7 @@ class DBOSStepRunner(StepRunner):
             return result
 
         recorded = await DBOS.run_step_async({"name": name}, body)
-        # With DBOS's bookkeeping in place (SQLite, ``_inline.py``) a step whose body never
+        # With DBOS's bookkeeping in place (SQLite, ``_dbos_internals.py``) a step whose body never
         # waits would not give the loop back: yield once a step, so the other runs of this
         # worker, the event flusher and the runtime's own tasks take turns.
         await asyncio.sleep(0)

@@ -14,17 +14,24 @@ import contextlib
 import getpass
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
-from dbos._dbos import _get_dbos_instance
 
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError
+from shopfloor.runtime._dbos_internals import (
+    check_dbos,
+    inline_step_bookkeeping,
+    install_step_recorder,
+    restore_step_bookkeeping,
+    step_row_defaults,
+    workflow_tasks,
+)
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_VERSION,
@@ -36,7 +43,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
-from shopfloor.runtime._inline import inline_step_bookkeeping, restore_step_bookkeeping
+from shopfloor.runtime._recorder import open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
@@ -57,6 +64,8 @@ class Runtime:
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
+        #: takes the lean step recorder out from behind DBOS again
+        self._uninstall_recorder: Callable[[], None] | None = None
         #: the telemetry this runtime turned on (None where the process had its own already)
         self._telemetry: Telemetry | None = None
 
@@ -76,6 +85,7 @@ class Runtime:
         role = "worker" if worker else "cli"
         executor_id = executor_id or new_executor_id(role)
         supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
+        check_dbos()
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
@@ -92,6 +102,9 @@ class Runtime:
         DBOS.launch()
         if self.settings.db_url.startswith("sqlite"):
             inline_step_bookkeeping()
+        if self.settings.runtime.step_recorder == "lean":
+            recorder = open_recorder(self.settings.db_url, step_row_defaults())
+            self._uninstall_recorder = install_step_recorder(recorder)
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
@@ -142,7 +155,7 @@ class Runtime:
         if self.executor_id is not None:
             # Runs still executing here stop as if the process died; a worker recovers them.
             # (DBOS keeps its workflow tasks in a private set; it offers no public way to stop them.)
-            tasks = list(_get_dbos_instance()._workflow_tasks)
+            tasks = workflow_tasks()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -153,6 +166,9 @@ class Runtime:
                 ThreadPoolExecutor(thread_name_prefix="shopfloor")
             )
             await asyncio.to_thread(DBOS.destroy)
+            if self._uninstall_recorder is not None:
+                self._uninstall_recorder()
+                self._uninstall_recorder = None
             restore_step_bookkeeping()
             set_execution_context(None)
             if self.supervisor is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbos import DBOS
-from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
+from dbos import error as dbos_error
 
 from shopfloor.agent import ApprovalRequest, RunEvent
 from shopfloor.config import Settings
@@ -113,7 +113,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             loaded, ctx.settings, run_id=run_id, model=record.model, identity=record.caller
         )
         result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
-    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError):
+    except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):
         # Asked through the client: inside the workflow, DBOS's own status call would raise again.
         status = await ctx.dbos_status(run_id)
         if status is not None and status["status"] == "CANCELLED":
