@@ -21,8 +21,10 @@ import pytest
 import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, PortableWorkflowError, SetWorkflowID
 from dbos import error as dbos_error
+from runtime_support import AgentDir
 
-from shopfloor.config import Settings
+from shopfloor.config import Settings, load_settings
+from shopfloor.runtime import Runtime
 from shopfloor.runtime._dbos_internals import (
     StepRow,
     check_dbos,
@@ -313,3 +315,28 @@ async def test_the_look_up_returns_what_dbos_returns(launched: Harness, lean: An
     for look_up in (lean.look_up, dbos_check):
         with pytest.raises(AssertionError, match="does not exist"):
             look_up("no-such-workflow", 1, "step:1")
+
+
+@pytest.mark.parametrize("recorder", ["lean", "dbos"])
+async def test_the_setting_chooses_who_writes_the_step_rows(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch, recorder: str
+) -> None:
+    """A whole run: with ``lean`` DBOS's own engine writes no step row, with ``dbos`` it writes each."""
+    monkeypatch.setenv("SHOPFLOOR_RUNTIME__STEP_RECORDER", recorder)
+    settings = load_settings()
+    assert settings.runtime.step_recorder == recorder and settings.db_url == rt_settings.db_url
+    written: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO") and "operation_outputs" in statement:
+            written.append(statement)
+
+    async with Runtime(settings) as runtime:
+        await runtime.start_executor()
+        sa.event.listen(system_database().engine, "before_cursor_execute", count)
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(30):
+            record = await runtime.wait(run_id)
+        steps = await runtime.recorded_steps(run_id)
+    assert record.status == "completed" and len(steps) >= 5
+    assert len(written) == (0 if recorder == "lean" else len(steps))
