@@ -102,6 +102,9 @@ class RuntimeSettings(_Section):
     message_poll: float = Field(1.0, gt=0, description="how often waiting runs check for approvals, seconds")
     #: lean: DBOS's step rows written by runtime/_recorder.py; dbos: DBOS's own path (comparison, way out)
     step_recorder: Literal["lean", "dbos"] = "lean"
+    #: sync: every step committed before the next starts; batched: model and schema steps are
+    #: committed with the next step (a tool, an approval, a sleep and the run's end flush first)
+    durability: Literal["sync", "batched"] = "sync"
 
 
 class Settings(_Section):

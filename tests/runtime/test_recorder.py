@@ -340,3 +340,40 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
         steps = await runtime.recorded_steps(run_id)
     assert record.status == "completed" and len(steps) >= 5
     assert len(written) == (0 if recorder == "lean" else len(steps))
+
+
+def _renamed(row: StepRow, function_id: int, name: str) -> StepRow:
+    return StepRow(**{**row.__dict__, "function_id": function_id, "function_name": name})
+
+
+async def test_batched_durability_commits_a_model_step_with_the_next_step(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    sync = open_recorder(rt_settings.db_url, step_row_defaults())
+    batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
+    try:
+        for recorder in (sync, batched):
+            workflow_id = await _pending_workflow(launched, "me")
+            model = _renamed(_step_row(workflow_id, completed_at=3_000_000), 1, "model:1")
+            recorder.record(model, "me")
+            committed = sync.look_up(workflow_id, 1, "model:1") is not None
+            assert committed == (recorder is sync), "sync commits each step; batched defers a model step"
+            recorder.record(_renamed(model, 2, "tool:1:tick"), "me")
+            assert sync.look_up(workflow_id, 1, "model:1") is not None  # written with the tool's row
+            assert sync.look_up(workflow_id, 2, "tool:1:tick") is not None
+        # A deferred batch whose run changed owner is fenced off whole; a flush commits what waits.
+        workflow_id = await _pending_workflow(launched, "me")
+        model = _renamed(_step_row(workflow_id, completed_at=3_000_000), 1, "model:1")
+        batched.record(model, "me")
+        batched.record(_renamed(model, 2, "model:2"), "me")
+        await asyncio.to_thread(launched.set_status, workflow_id, owner_xid="another-execution")
+        with pytest.raises(dbos_error.DBOSWorkflowConflictIDError):
+            batched.record(_renamed(model, 3, "tool:2:x"), "me")
+        assert [sync.look_up(workflow_id, i, f"model:{i}") for i in (1, 2)] == [None, None]
+        batched.record(_renamed(model, 4, "model:4"), "another-execution")
+        assert sync.look_up(workflow_id, 4, "model:4") is None
+        batched.flush(workflow_id)
+        assert sync.look_up(workflow_id, 4, "model:4") is not None
+    finally:
+        sync.close()
+        batched.close()

@@ -27,12 +27,13 @@ each: the record is one autocommitted statement whose owner check locks the work
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar
 
 import psycopg
 from dbos import error as dbos_error
@@ -42,17 +43,36 @@ from sqlalchemy.engine import make_url
 from shopfloor.errors import ConfigError
 from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults
 
-__all__ = ["LeanRecorder", "PostgresStepRecorder", "SQLiteStepRecorder", "open_recorder"]
+__all__ = [
+    "DEFERRED_STEPS",
+    "Durability",
+    "LeanRecorder",
+    "PostgresStepRecorder",
+    "SQLiteStepRecorder",
+    "open_recorder",
+]
 
 _CANCELLED = "CANCELLED"
+T = TypeVar("T")
+Durability = Literal["sync", "batched"]
+#: Steps whose record ``durability = "batched"`` defers: a crash before their commit calls the
+#: model (or computes the staged schema) again; their results had no effect outside the run yet.
+DEFERRED_STEPS = ("model:", "schema:")
 
 
 class LeanRecorder(ABC):
     """A database's lean look-up and record of DBOS step rows (``open_recorder`` picks one by URL)."""
 
-    def __init__(self, url: str, defaults: StepRowDefaults) -> None:
+    #: whether its writes run on the event loop (SQLite, as the rest of DBOS's bookkeeping there)
+    in_place: ClassVar[bool] = False
+
+    def __init__(self, url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> None:
         self.url = url
         self.app_name = defaults.app_name
+        self.durability = durability
+        #: batched: model and schema steps recorded but not committed yet, by workflow
+        self._pending: dict[str, list[tuple[StepRow, str | None]]] = {}
+        self._pending_lock = threading.Lock()
 
     @abstractmethod
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
@@ -60,8 +80,9 @@ class LeanRecorder(ABC):
         of the workflow and its step; the step's columns None where it has no row."""
 
     @abstractmethod
-    def _insert(self, row: StepRow, owner_xid: str | None) -> list[tuple[Any, ...]]:
-        """Insert the row where the owner still matches; the RETURNING rows."""
+    def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
+        """Insert each row where its owner still matches, in one transaction, calling ``_check``
+        on each row's RETURNING rows before the commit (an error rolls the batch back)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -93,7 +114,24 @@ class LeanRecorder(ABC):
 
     def record(self, row: StepRow, owner_xid: str | None) -> None:
         assert row.error is None or row.output is None, "Only one of error or output can be set"
-        returned = self._insert(row, owner_xid)
+        with self._pending_lock:
+            pending = self._pending.pop(row.workflow_id, [])
+            if self.durability == "batched" and row.function_name.startswith(DEFERRED_STEPS):
+                # Committed with the next step's row (or at a flush): a crash before then calls
+                # the model again, nothing worse, since every other kind of step flushes first.
+                self._pending[row.workflow_id] = [*pending, (row, owner_xid)]
+                return
+        self._write([*pending, (row, owner_xid)])
+
+    def flush(self, workflow_id: str) -> None:
+        """Commit the workflow's deferred rows now (before a tool runs, a wait, the run's end)."""
+        with self._pending_lock:
+            pending = self._pending.pop(workflow_id, [])
+        if pending:
+            self._write(pending)
+
+    @staticmethod
+    def _check(row: StepRow, returned: list[tuple[Any, ...]]) -> None:
         if not returned:
             raise dbos_error.DBOSWorkflowConflictIDError(row.workflow_id)
         existing = returned[0][0]
@@ -102,8 +140,10 @@ class LeanRecorder(ABC):
 
 
 class SQLiteStepRecorder(LeanRecorder):
-    def __init__(self, url: str, defaults: StepRowDefaults) -> None:
-        super().__init__(url, defaults)
+    in_place = True
+
+    def __init__(self, url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> None:
+        super().__init__(url, defaults, durability=durability)
         path = make_url(url).database
         if not path:
             raise ConfigError(f"the SQLite URL {url!r} names no database file")
@@ -141,30 +181,30 @@ class SQLiteStepRecorder(LeanRecorder):
             ).fetchone()
         return found
 
-    def _insert(self, row: StepRow, owner_xid: str | None) -> list[tuple[Any, ...]]:
-        params = (
-            row.workflow_id,
-            row.function_id,
-            row.function_name,
-            row.started_at_ms,
-            row.completed_at_ms,
-            row.output,
-            row.error,
-            row.serialization,
-            self.app_name,
-            owner_xid,
-        )
+    def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
         with self._lock:
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                returned = conn.execute(self._insert_sql, params).fetchall()
+                for row, owner_xid in batch:
+                    params = (
+                        row.workflow_id,
+                        row.function_id,
+                        row.function_name,
+                        row.started_at_ms,
+                        row.completed_at_ms,
+                        row.output,
+                        row.error,
+                        row.serialization,
+                        self.app_name,
+                        owner_xid,
+                    )
+                    self._check(row, conn.execute(self._insert_sql, params).fetchall())
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return returned
 
     def close(self) -> None:
         with self._lock:
@@ -172,8 +212,8 @@ class SQLiteStepRecorder(LeanRecorder):
 
 
 class PostgresStepRecorder(LeanRecorder):
-    def __init__(self, url: str, defaults: StepRowDefaults) -> None:
-        super().__init__(url, defaults)
+    def __init__(self, url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> None:
+        super().__init__(url, defaults, durability=durability)
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         schema = '"' + (defaults.schema or "dbos").replace('"', '""') + '"'
         # DBOS calls the look-up and record from its worker threads: a connection per thread.
@@ -211,36 +251,46 @@ class PostgresStepRecorder(LeanRecorder):
         return conn
 
     def _execute(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return self._run(lambda conn: conn.execute(sql, params, prepare=True).fetchall(), sql)
+
+    def _run(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T], sql: str) -> T:
         conn = self._connection()
         try:
-            return conn.execute(sql, params, prepare=True).fetchall()
+            return work(conn)
         except psycopg.OperationalError as exc:
             # Raised as SQLAlchemy raises it for DBOS's own engine, so DBOS's retry waits for the
             # database to come back; this thread connects afresh on the next attempt.
             self._local.conn = None
             conn.close()
-            raise sa_exc.OperationalError(sql, params, exc, connection_invalidated=True) from exc
+            raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
 
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
         rows = self._execute(self._look_up_sql, {"workflow_id": workflow_id, "function_id": function_id})
         return rows[0] if rows else None
 
-    def _insert(self, row: StepRow, owner_xid: str | None) -> list[tuple[Any, ...]]:
-        return self._execute(
-            self._insert_sql,
-            {
-                "workflow_id": row.workflow_id,
-                "function_id": row.function_id,
-                "function_name": row.function_name,
-                "started_at": row.started_at_ms,
-                "completed_at": row.completed_at_ms,
-                "output": row.output,
-                "error": row.error,
-                "serialization": row.serialization,
-                "app_name": self.app_name,
-                "owner_xid": owner_xid,
-            },
-        )
+    def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
+        def write(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+            # One row (sync durability, the usual case) is one autocommitted statement.
+            with conn.transaction() if len(batch) > 1 else contextlib.nullcontext():
+                for row, owner_xid in batch:
+                    returned = conn.execute(self._insert_sql, self._params(row, owner_xid), prepare=True)
+                    self._check(row, returned.fetchall())
+
+        self._run(write, self._insert_sql)
+
+    def _params(self, row: StepRow, owner_xid: str | None) -> dict[str, Any]:
+        return {
+            "workflow_id": row.workflow_id,
+            "function_id": row.function_id,
+            "function_name": row.function_name,
+            "started_at": row.started_at_ms,
+            "completed_at": row.completed_at_ms,
+            "output": row.output,
+            "error": row.error,
+            "serialization": row.serialization,
+            "app_name": self.app_name,
+            "owner_xid": owner_xid,
+        }
 
     def close(self) -> None:
         with self._lock:
@@ -255,7 +305,7 @@ RECORDERS: Mapping[str, type[LeanRecorder]] = MappingProxyType(
 )
 
 
-def open_recorder(url: str, defaults: StepRowDefaults) -> LeanRecorder:
+def open_recorder(url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> LeanRecorder:
     dialect = make_url(url).get_backend_name()
     recorder = RECORDERS.get(dialect)
     if recorder is None:
@@ -263,4 +313,4 @@ def open_recorder(url: str, defaults: StepRowDefaults) -> LeanRecorder:
             f'[runtime] step_recorder = "lean" has no recorder for {dialect} databases '
             f'(it has {", ".join(sorted(RECORDERS))}): set step_recorder = "dbos"'
         )
-    return recorder(url, defaults)
+    return recorder(url, defaults, durability=durability)

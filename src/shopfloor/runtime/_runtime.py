@@ -23,7 +23,7 @@ from typing import Any
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
 
 from shopfloor.config import Settings
-from shopfloor.errors import RunStateError
+from shopfloor.errors import ConfigError, RunStateError
 from shopfloor.runtime._dbos_internals import (
     check_dbos,
     inline_step_bookkeeping,
@@ -43,7 +43,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
-from shopfloor.runtime._recorder import open_recorder
+from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
@@ -64,7 +64,8 @@ class Runtime:
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
-        #: takes the lean step recorder out from behind DBOS again
+        #: the lean step recorder behind DBOS, and what takes it out again
+        self._recorder: LeanRecorder | None = None
         self._uninstall_recorder: Callable[[], None] | None = None
         #: the telemetry this runtime turned on (None where the process had its own already)
         self._telemetry: Telemetry | None = None
@@ -86,6 +87,11 @@ class Runtime:
         executor_id = executor_id or new_executor_id(role)
         supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
         check_dbos()
+        if self.settings.runtime.durability == "batched" and self.settings.runtime.step_recorder != "lean":
+            raise ConfigError(
+                '[runtime] durability = "batched" defers step records in the lean recorder: '
+                'set step_recorder = "lean" (or durability = "sync")'
+            )
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
@@ -103,8 +109,10 @@ class Runtime:
         if self.settings.db_url.startswith("sqlite"):
             inline_step_bookkeeping()
         if self.settings.runtime.step_recorder == "lean":
-            recorder = open_recorder(self.settings.db_url, step_row_defaults())
+            durability = self.settings.runtime.durability
+            recorder = open_recorder(self.settings.db_url, step_row_defaults(), durability=durability)
             self._uninstall_recorder = install_step_recorder(recorder)
+            self._recorder = recorder
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
@@ -168,7 +176,7 @@ class Runtime:
             await asyncio.to_thread(DBOS.destroy)
             if self._uninstall_recorder is not None:
                 self._uninstall_recorder()
-                self._uninstall_recorder = None
+                self._uninstall_recorder = self._recorder = None
             restore_step_bookkeeping()
             set_execution_context(None)
             if self.supervisor is not None:
@@ -182,6 +190,15 @@ class Runtime:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         await asyncio.to_thread(self.store.close)
+
+    async def flush_steps(self, run_id: str) -> None:
+        """Commit the run's deferred step records (``durability = "batched"``; else nothing)."""
+        recorder = self._recorder
+        if recorder is not None and recorder.durability == "batched":
+            if recorder.in_place:
+                recorder.flush(run_id)
+            else:
+                await asyncio.to_thread(recorder.flush, run_id)
 
     async def client(self) -> DBOSClient:
         if self._client is None:

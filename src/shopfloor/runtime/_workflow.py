@@ -9,6 +9,7 @@ idempotent overwrite, so replaying it during recovery is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class ExecutionContext(Protocol):
     event_log: EventLog
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def flush_steps(self, run_id: str) -> None: ...
 
 
 @dataclass
@@ -94,7 +97,9 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     async def on_resume(request: ApprovalRequest) -> None:
         await asyncio.to_thread(store.update, run_id, unless_terminal=True, status="running", approval=None)
 
-    runner = DBOSStepRunner(run_id, on_wait=on_wait, on_resume=on_resume)
+    runner = DBOSStepRunner(
+        run_id, on_wait=on_wait, on_resume=on_resume, flush=lambda: ctx.flush_steps(run_id)
+    )
     environment: RunEnvironment | None = None
     try:
         loaded = await asyncio.to_thread(load_spec, record.spec_path)
@@ -197,6 +202,14 @@ async def _finish(
     usage: dict[str, int] | None = None,
     workspace_commit: str | None = None,
 ) -> None:
+    # The run's end is durable with every step before it (``durability = "batched"``); a cancelled
+    # run no longer owns its workflow, and its deferred steps run again if it is resumed.
+    with (
+        contextlib.suppress(dbos_error.DBOSWorkflowConflictIDError)
+        if status == "cancelled"
+        else contextlib.nullcontext()
+    ):
+        await runner.flush()
     await ctx.event_log.flush()
     values: dict[str, Any] = {
         "status": status,
