@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -376,4 +377,30 @@ async def test_batched_durability_commits_a_model_step_with_the_next_step(
         assert sync.look_up(workflow_id, 4, "model:4") is not None
     finally:
         sync.close()
+        batched.close()
+
+
+async def test_a_batch_that_failed_to_commit_is_written_by_the_retry(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """DBOS's retry calls ``record`` again after "database is locked": the deferred rows are kept."""
+    if not rt_settings.db_url.startswith("sqlite"):
+        pytest.skip("the lock is SQLite's single writer")
+    batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
+    blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        model = _renamed(_step_row(workflow_id, completed_at=4_000_000), 1, "model:1")
+        tool = _renamed(model, 2, "tool:1:tick")
+        batched.record(model, "me")
+        batched._conn.execute("PRAGMA busy_timeout=50")  # type: ignore[attr-defined]  # the fault
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            batched.record(tool, "me")
+        blocker.execute("ROLLBACK")
+        batched.record(tool, "me")
+        assert batched.look_up(workflow_id, 1, "model:1") is not None
+        assert batched.look_up(workflow_id, 2, "tool:1:tick") is not None
+    finally:
+        blocker.close()
         batched.close()

@@ -114,21 +114,36 @@ class LeanRecorder(ABC):
 
     def record(self, row: StepRow, owner_xid: str | None) -> None:
         assert row.error is None or row.output is None, "Only one of error or output can be set"
-        with self._pending_lock:
-            pending = self._pending.pop(row.workflow_id, [])
-            if self.durability == "batched" and row.function_name.startswith(DEFERRED_STEPS):
-                # Committed with the next step's row (or at a flush): a crash before then calls
-                # the model again, nothing worse, since every other kind of step flushes first.
-                self._pending[row.workflow_id] = [*pending, (row, owner_xid)]
-                return
-        self._write([*pending, (row, owner_xid)])
+        if self.durability == "batched" and row.function_name.startswith(DEFERRED_STEPS):
+            # Committed with the next step's row (or at a flush): a crash before then calls the
+            # model again, nothing worse, since every other kind of step flushes first.
+            with self._pending_lock:
+                self._pending.setdefault(row.workflow_id, []).append((row, owner_xid))
+            return
+        self._commit(row.workflow_id, [(row, owner_xid)])
 
     def flush(self, workflow_id: str) -> None:
         """Commit the workflow's deferred rows now (before a tool runs, a wait, the run's end)."""
+        self._commit(workflow_id, [])
+
+    def _commit(self, workflow_id: str, rows: list[tuple[StepRow, str | None]]) -> None:
         with self._pending_lock:
-            pending = self._pending.pop(workflow_id, [])
-        if pending:
-            self._write(pending)
+            pending = list(self._pending.get(workflow_id, ()))
+        if not pending and not rows:
+            return
+        try:
+            self._write([*pending, *rows])
+        except (dbos_error.DBOSWorkflowConflictIDError, dbos_error.DBOSStepNondeterminismError):
+            self._forget(workflow_id, len(pending))  # this execution can never write them
+            raise
+        # Kept until written: DBOS's retry ("database is locked") calls ``record`` again.
+        self._forget(workflow_id, len(pending))
+
+    def _forget(self, workflow_id: str, count: int) -> None:
+        with self._pending_lock:
+            rest = self._pending.pop(workflow_id, [])[count:]
+            if rest:
+                self._pending[workflow_id] = rest
 
     @staticmethod
     def _check(row: StepRow, returned: list[tuple[Any, ...]]) -> None:
