@@ -23,6 +23,11 @@ are one transaction. On PostgreSQL it is psycopg 3 with prepared statements, one
 each: the record is one autocommitted statement whose owner check locks the workflow's row
 ``FOR NO KEY UPDATE`` (as DBOS's ``_check_owner_txn`` does) until the row is written.
 ``[runtime] step_recorder = "dbos"`` keeps DBOS's own path.
+
+With ``[runtime] durability = "batched"`` the rows of model and schema steps wait in memory
+and are committed in the transaction of the next step's row, or when the runner flushes
+(before a tool step, an approval wait, a durable sleep, the run's end); a batch whose run
+changed owner is fenced off whole.
 """
 
 from __future__ import annotations
