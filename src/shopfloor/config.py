@@ -105,6 +105,11 @@ class RuntimeSettings(_Section):
     poll_interval: float = Field(0.2, gt=0, description="queue and event polling, seconds")
     #: on SQLite DBOS polls once per waiting run per interval (PostgreSQL uses LISTEN/NOTIFY)
     message_poll: float = Field(1.0, gt=0, description="how often waiting runs check for approvals, seconds")
+    #: lean: DBOS's step rows written by runtime/_recorder.py; dbos: DBOS's own path (comparison, way out)
+    step_recorder: Literal["lean", "dbos"] = "lean"
+    #: sync: every step committed before the next starts; batched: model and schema steps are
+    #: committed with the next step (a tool, an approval, a sleep and the run's end flush first)
+    durability: Literal["sync", "batched"] = "sync"
 
 
 class Settings(_Section):

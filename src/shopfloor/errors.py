@@ -35,7 +35,8 @@ ShopfloorError
 ├── RunError
 │   ├── RunNotFoundError        no run with that id
 │   ├── RunStateError           the run is not in a state that allows the operation
-│   └── ReplayDivergence        a replayed run asked for a step its record does not have
+│   ├── ReplayDivergence        a replayed run asked for a step its record does not have
+│   └── DurableEngineError      the installed DBOS is not the one the runtime was written for
 └── TelemetryError              trace store or exporter failure
 
 ShopfloorSignal (BaseException subclass of nothing of ours: not an error)
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 __all__ = [
     "ApprovalRequired",
     "ConfigError",
+    "DurableEngineError",
     "ModelError",
     "ModelInstallError",
     "ModelOutputError",
@@ -249,6 +251,10 @@ class ReplayDivergence(RunError):
         else:
             what = f"asked for {actual!r} where the record has {expected!r}"
         super().__init__(f"replay diverged at step {index}: the run {what}")
+
+
+class DurableEngineError(RunError):
+    pass
 
 
 class TelemetryError(ShopfloorError):

@@ -53,3 +53,33 @@ def test_huge_task_is_clipped_not_overflowing() -> None:
 def test_reserve_must_leave_room() -> None:
     with pytest.raises(ValueError, match="no room"):
         ContextWindow(context_length=100, reserve=100, count=count)
+
+
+def test_a_steps_cost_does_not_grow_with_the_history() -> None:
+    """Characters tokenised by one more step's fit, after 200 and after 2,000 steps: the same."""
+    counted = [0]
+
+    def counting(text: str) -> int:
+        counted[0] += len(text)
+        return count(text)
+
+    def next_step_cost(steps: int) -> int:
+        window = ContextWindow(context_length=300, reserve=50, count=counting)
+        turns = [turn(i) for i in range(1, steps + 1)]
+        window.fit(SYSTEM, TASK, turns[:-1])
+        counted[0] = 0
+        fit = window.fit(SYSTEM, TASK, turns)
+        assert fit.messages[2].content.startswith("(Earlier steps, summarised: step 1; step 2")
+        assert f"step {steps - 3}" in fit.messages[2].content or fit.dropped_turns < steps - 3
+        return counted[0]
+
+    assert next_step_cost(2000) <= next_step_cost(200) * 1.1
+
+
+def test_a_long_history_is_summarised_by_its_ends() -> None:
+    window = ContextWindow(context_length=300, reserve=50, count=count)
+    fit = window.fit(SYSTEM, TASK, [turn(i) for i in range(1, 5001)])
+    summary = fit.messages[2].content
+    assert summary.startswith("(Earlier steps, summarised: step 1; step 2")
+    assert "more ..." in summary or "clipped to fit" in summary
+    assert sum(window.tokens(m) for m in fit.messages) <= 250

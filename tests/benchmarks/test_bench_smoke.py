@@ -23,7 +23,10 @@ CASES = {
         "lean, sqlite store",
     ),
     "runtime": (
-        ["--iterations", "3", "--waiting", "3", "--resume", "2", "--reps", "1", "--skip-pg"],
+        [
+            *("--iterations", "3", "--waiting", "3", "--resume", "2", "--reps", "1", "--skip-pg"),
+            *("--concurrent", "3", "--lengths", "3,6"),
+        ],
         "Shopfloor durable run, vs stock DBOS steps alone",
     ),
 }

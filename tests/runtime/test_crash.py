@@ -2,7 +2,8 @@
 
 Counters in ``calls.log`` (written by the agent's tools and scripted model before
 they return) prove that a recorded step never runs again, and that the step that
-was cut off runs again with the same idempotency key.
+was cut off runs again with the same idempotency key. Every test runs on both step paths
+(the lean recorder and DBOS's own), on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from runtime_support import AgentDir, Workers
 from shopfloor.config import Settings
 from shopfloor.runtime import RunRecord, Runtime
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("db_url")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("db_url", "step_recorder")]
+
+
+@pytest.fixture(params=["lean", "dbos"])
+def step_recorder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The workers (subprocesses, which read the environment) record steps on this path."""
+    monkeypatch.setenv("SHOPFLOOR_RUNTIME__STEP_RECORDER", request.param)
+    return str(request.param)
 
 
 async def _wait(runtime: Runtime, run_id: str) -> RunRecord:

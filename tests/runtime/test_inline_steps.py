@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 
 import dbos._outcome as outcome
@@ -12,7 +11,7 @@ from runtime_support import AgentDir
 
 from shopfloor.config import Settings
 from shopfloor.runtime import Runtime
-from shopfloor.runtime._inline import InPlaceAsyncio, inline_step_bookkeeping, restore_step_bookkeeping
+from shopfloor.runtime._dbos_internals import InPlaceAsyncio
 
 
 async def test_in_place_to_thread_runs_on_the_calling_thread() -> None:
@@ -33,18 +32,6 @@ async def test_a_runtime_inlines_bookkeeping_on_sqlite_only(rt_settings: Setting
     assert record.status == "completed" and record.model_calls == 3
     assert agent.calls()[f"tool:{run_id}:2"] == 1  # each step ran once
     assert outcome.asyncio is asyncio  # closing the runtime gives DBOS its threads back
-
-
-def test_an_unknown_dbos_keeps_its_threads(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    other = object()
-    monkeypatch.setattr(outcome, "asyncio", other)
-    with caplog.at_level(logging.WARNING, logger="shopfloor.runtime"):
-        assert not inline_step_bookkeeping()
-    assert outcome.asyncio is other and "keep DBOS's threads" in caplog.text
-    restore_step_bookkeeping()
-    assert outcome.asyncio is other
 
 
 @pytest.mark.usefixtures("db_url")

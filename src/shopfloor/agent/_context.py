@@ -89,10 +89,10 @@ class ContextWindow:
             kept.append(turn)
             used += cost
         kept.reverse()
-        dropped = list(turns[: len(turns) - len(kept)])
+        dropped = len(turns) - len(kept)
         messages = [system, task]
         if dropped:
-            lines = "; ".join(t.summary for t in dropped)
+            lines = _summaries(turns, dropped, chars=16 * summary_room)
             summary = Message(role="user", content=f"(Earlier steps, summarised: {lines})")
             summary = self._clip(summary, max(summary_room, _PER_MESSAGE + 8))
             if used + self.tokens(summary) <= self.budget:
@@ -100,4 +100,31 @@ class ContextWindow:
                 used += self.tokens(summary)
         for turn in kept:
             messages.extend(turn.messages)
-        return WindowFit(messages=tuple(messages), dropped_turns=len(dropped), tokens=used)
+        return WindowFit(messages=tuple(messages), dropped_turns=dropped, tokens=used)
+
+
+def _summaries(turns: Sequence[Turn], dropped: int, *, chars: int) -> str:
+    """The summaries of the first ``dropped`` turns, joined; where they are longer than about
+    ``2 * chars``, only the first and last ``chars`` or so of them, as clipping would keep anyway.
+    So a step's cost does not grow with the run's history (the whole join, then counting its
+    tokens, did: O(steps) a step)."""
+    head: list[str] = []
+    size = 0
+    for turn in turns[:dropped]:
+        if size >= chars:
+            break
+        head.append(turn.summary)
+        size += len(turn.summary) + 2
+    if len(head) == dropped:
+        return "; ".join(head)
+    tail: list[str] = []
+    size = 0
+    for index in range(dropped - 1, len(head) - 1, -1):
+        if size >= chars:
+            break
+        tail.append(turns[index].summary)
+        size += len(turns[index].summary) + 2
+    tail.reverse()
+    elided = dropped - len(head) - len(tail)
+    middle = [f"... {elided} more ..."] if elided else []
+    return "; ".join(head + middle + tail)

@@ -13,6 +13,7 @@ at once through DBOS's launch-time recovery.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -22,12 +23,13 @@ import time
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer
-from dbos._dbos import _get_dbos_instance
-from dbos._error import DBOSAwaitedWorkflowCancelledError
+from dbos import error as dbos_error
 
 from shopfloor.config import Settings
-from shopfloor.runtime._store import RunStore
+from shopfloor.runtime._dbos_internals import reenqueue_for_recovery
+from shopfloor.runtime._store import RunStore, open_sqlite
 from shopfloor.runtime._workflow import WORKFLOW_NAME
 
 __all__ = [
@@ -58,7 +60,7 @@ class QuietCancellations(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
+        if isinstance(exc, dbos_error.DBOSAwaitedWorkflowCancelledError):
             return False
         message = record.getMessage()
         # Runtime.close() stops the runs still executing here on purpose (they resume elsewhere).
@@ -98,7 +100,7 @@ def new_executor_id(role: str) -> str:
 
 
 def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
-    return {
+    config: DBOSConfig = {
         "name": APP_NAME,
         "system_database_url": settings.db_url,
         "application_version": APP_VERSION,
@@ -109,6 +111,16 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
         "notification_listener_polling_interval_sec": settings.runtime.message_poll,
         "scheduler_polling_interval_sec": 60.0,
     }
+    url = sa.make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        # DBOS never sets the journal mode (its default is the rollback journal, ~10x the cost of a
+        # WAL commit here), and its pool pre-ping is a round trip per checkout to a local file that
+        # cannot drop the connection. DBOS still adds its IMMEDIATE, busy timeout and foreign keys.
+        config["db_engine_kwargs"] = {
+            "pool_pre_ping": False,
+            "creator": functools.partial(open_sqlite, url.database),
+        }
+    return config
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -153,14 +165,13 @@ class Supervisor(threading.Thread):
         pending = DBOS.list_workflows(
             status="PENDING", name=WORKFLOW_NAME, load_input=False, load_output=False
         )
-        sys_db = _get_dbos_instance()._sys_db
         recovered = []
         for workflow in pending:
             dead = workflow.executor_id
             if dead is None or dead in live:
                 continue
             # Queued runs keep their queue (and agent partition); runs started directly go to RECOVERY_QUEUE.
-            if sys_db.reenqueue_for_recovery(workflow.workflow_id, [dead], RECOVERY_QUEUE):
+            if reenqueue_for_recovery(workflow.workflow_id, [dead], RECOVERY_QUEUE):
                 log.warning("recovering run %s of silent executor %s", workflow.workflow_id, dead)
                 recovered.append(workflow.workflow_id)
         self.recovered += recovered

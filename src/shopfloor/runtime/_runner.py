@@ -50,8 +50,11 @@ class DBOSStepRunner(StepRunner):
         *,
         on_wait: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
         on_resume: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.run_id = run_id
+        #: commits deferred step records (``durability = "batched"``)
+        self._flush = flush
         self.cancelled = False
         #: timeouts and faults per component, counted from the (recorded) step results
         self.faults: dict[str, dict[str, int]] = {}
@@ -91,8 +94,11 @@ class DBOSStepRunner(StepRunner):
             result["elapsed"] = self._base + (time.monotonic() - self._mark)
             return result
 
+        if name.startswith("tool:"):
+            # A tool may act outside the run: the model call that chose it is durable first.
+            await self.flush()
         recorded = await DBOS.run_step_async({"name": name}, body)
-        # With DBOS's bookkeeping in place (SQLite, ``_inline.py``) a step whose body never
+        # With DBOS's bookkeeping in place (SQLite, ``_dbos_internals.py``) a step whose body never
         # waits would not give the loop back: yield once a step, so the other runs of this
         # worker, the event flusher and the runtime's own tasks take turns.
         await asyncio.sleep(0)
@@ -111,7 +117,12 @@ class DBOSStepRunner(StepRunner):
             raise rebuild_error(recorded["raise"])
         return recorded["result"]
 
+    async def flush(self) -> None:
+        if self._flush is not None:
+            await self._flush()
+
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        await self.flush()
         if self._on_wait is not None:
             await self._on_wait(request)
         message = await DBOS.recv_async(
@@ -137,6 +148,7 @@ class DBOSStepRunner(StepRunner):
 
     async def sleep(self, seconds: float) -> None:
         """A durable sleep: a recovered run sleeps only for what was left."""
+        await self.flush()
         await DBOS.sleep_async(seconds)
 
     def _count_faults(self, name: str, recorded: dict[str, Any]) -> None:

@@ -15,17 +15,24 @@ import getpass
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
-from dbos._dbos import _get_dbos_instance
 
 from shopfloor.config import Settings
-from shopfloor.errors import RunStateError
+from shopfloor.errors import ConfigError, RunStateError
+from shopfloor.runtime._dbos_internals import (
+    check_dbos,
+    inline_step_bookkeeping,
+    install_step_recorder,
+    restore_step_bookkeeping,
+    step_row_defaults,
+    workflow_tasks,
+)
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_VERSION,
@@ -37,7 +44,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
-from shopfloor.runtime._inline import inline_step_bookkeeping, restore_step_bookkeeping
+from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
@@ -63,6 +70,9 @@ class Runtime:
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
+        #: the lean step recorder behind DBOS, and what takes it out again
+        self._recorder: LeanRecorder | None = None
+        self._uninstall_recorder: Callable[[], None] | None = None
         #: the telemetry this runtime turned on (None where the process had its own already)
         self._telemetry: Telemetry | None = None
 
@@ -82,6 +92,12 @@ class Runtime:
         role = "worker" if worker else "cli"
         executor_id = executor_id or new_executor_id(role)
         supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
+        check_dbos()
+        if self.settings.runtime.durability == "batched" and self.settings.runtime.step_recorder != "lean":
+            raise ConfigError(
+                '[runtime] durability = "batched" defers step records in the lean recorder: '
+                'set step_recorder = "lean" (or durability = "sync")'
+            )
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
@@ -98,6 +114,11 @@ class Runtime:
         DBOS.launch()
         if self.settings.db_url.startswith("sqlite"):
             inline_step_bookkeeping()
+        if self.settings.runtime.step_recorder == "lean":
+            durability = self.settings.runtime.durability
+            recorder = open_recorder(self.settings.db_url, step_row_defaults(), durability=durability)
+            self._uninstall_recorder = install_step_recorder(recorder)
+            self._recorder = recorder
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
@@ -148,7 +169,7 @@ class Runtime:
         if self.executor_id is not None:
             # Runs still executing here stop as if the process died; a worker recovers them.
             # (DBOS keeps its workflow tasks in a private set; it offers no public way to stop them.)
-            tasks = list(_get_dbos_instance()._workflow_tasks)
+            tasks = workflow_tasks()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -159,6 +180,9 @@ class Runtime:
                 ThreadPoolExecutor(thread_name_prefix="shopfloor")
             )
             await asyncio.to_thread(DBOS.destroy)
+            if self._uninstall_recorder is not None:
+                self._uninstall_recorder()
+                self._uninstall_recorder = self._recorder = None
             restore_step_bookkeeping()
             set_execution_context(None)
             if self.supervisor is not None:
@@ -172,6 +196,15 @@ class Runtime:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         await asyncio.to_thread(self.store.close)
+
+    async def flush_steps(self, run_id: str) -> None:
+        """Commit the run's deferred step records (``durability = "batched"``; else nothing)."""
+        recorder = self._recorder
+        if recorder is not None and recorder.durability == "batched":
+            if recorder.in_place:
+                recorder.flush(run_id)
+            else:
+                await asyncio.to_thread(recorder.flush, run_id)
 
     async def client(self) -> DBOSClient:
         if self._client is None:

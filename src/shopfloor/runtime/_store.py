@@ -11,6 +11,7 @@ which makes re-emitting them during recovery harmless.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,13 +139,25 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+            sqlite_pragmas(dbapi_conn)
 
     return engine
+
+
+def sqlite_pragmas(dbapi_conn: Any) -> None:
+    """WAL, every commit synced (synchronous=FULL), and DBOS's busy timeout, on a new connection."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def open_sqlite(path: str) -> sqlite3.Connection:
+    """A connection to the SQLite file at ``path`` for a SQLAlchemy pool (``creator``), pragmas set."""
+    conn = sqlite3.connect(path, check_same_thread=False)
+    sqlite_pragmas(conn)
+    return conn
 
 
 def _json(value: Any) -> str | None:

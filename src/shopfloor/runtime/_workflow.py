@@ -9,13 +9,14 @@ idempotent overwrite, so replaying it during recovery is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbos import DBOS
-from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
+from dbos import error as dbos_error
 
 from shopfloor.agent import ApprovalRequest, RunEvent
 from shopfloor.config import Settings
@@ -40,6 +41,8 @@ class ExecutionContext(Protocol):
     event_log: EventLog
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def flush_steps(self, run_id: str) -> None: ...
 
 
 @dataclass
@@ -95,7 +98,9 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     async def on_resume(request: ApprovalRequest) -> None:
         await asyncio.to_thread(store.update, run_id, unless_terminal=True, status="running", approval=None)
 
-    runner = DBOSStepRunner(run_id, on_wait=on_wait, on_resume=on_resume)
+    runner = DBOSStepRunner(
+        run_id, on_wait=on_wait, on_resume=on_resume, flush=lambda: ctx.flush_steps(run_id)
+    )
     environment: RunEnvironment | None = None
     try:
         loaded = await asyncio.to_thread(load_spec, record.spec_path)
@@ -114,7 +119,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             loaded, ctx.settings, run_id=run_id, model=record.model, identity=record.caller
         )
         result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
-    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError):
+    except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):
         # Asked through the client: inside the workflow, DBOS's own status call would raise again.
         status = await ctx.dbos_status(run_id)
         if status is not None and status["status"] == "CANCELLED":
@@ -201,6 +206,14 @@ async def _finish(
     usage: dict[str, int] | None = None,
     workspace_commit: str | None = None,
 ) -> None:
+    # The run's end is durable with every step before it (``durability = "batched"``); a cancelled
+    # run no longer owns its workflow, and its deferred steps run again if it is resumed.
+    with (
+        contextlib.suppress(dbos_error.DBOSWorkflowConflictIDError)
+        if status == "cancelled"
+        else contextlib.nullcontext()
+    ):
+        await runner.flush()
     await ctx.event_log.flush()
     values: dict[str, Any] = {
         "status": status,

@@ -1,0 +1,83 @@
+"""DBOS's private internals are used in one module, checked against the DBOS they were written for."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from shopfloor.errors import DurableEngineError
+from shopfloor.runtime._dbos_internals import DBOS_VERSION, FINGERPRINTS, check_dbos, fingerprints
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+OWNER = SRC / "shopfloor" / "runtime" / "_dbos_internals.py"
+
+
+def _private_dbos_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None:
+            # ``from dbos import _core`` reaches a private module too.
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [f"{path.relative_to(SRC)}:{node.lineno}: {name}" for name in names if _private(name)]
+    return found
+
+
+def _private(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] == "dbos" and any(part.startswith("_") for part in parts[1:])
+
+
+def test_only_the_internals_module_imports_private_dbos_modules() -> None:
+    offenders = [
+        hit for path in sorted(SRC.rglob("*.py")) if path != OWNER for hit in _private_dbos_imports(path)
+    ]
+    assert offenders == [], "import these through shopfloor.runtime._dbos_internals:\n" + "\n".join(offenders)
+    assert _private_dbos_imports(OWNER), "the rule looks at the module that does import them"
+
+
+def test_the_rule_sees_every_form_of_private_import(tmp_path: Path) -> None:
+    probe = SRC / "probe_never_committed.py"
+    forms = [
+        "import dbos._core",
+        "from dbos._error import X",
+        "from dbos import _sys_db",
+        "from dbos import DBOS",
+    ]
+    try:
+        probe.write_text("\n".join(forms) + "\n")
+        hits = _private_dbos_imports(probe)
+    finally:
+        probe.unlink()
+    assert [hit.partition(": ")[2] for hit in hits] == [
+        "dbos._core",
+        "dbos._error",
+        "dbos._error.X",
+        "dbos._sys_db",
+    ]
+
+
+def test_the_installed_dbos_is_the_one_the_internals_were_written_for() -> None:
+    check_dbos()
+    assert set(FINGERPRINTS) == set(fingerprints())
+
+
+def test_another_dbos_version_is_refused_by_name() -> None:
+    with pytest.raises(DurableEngineError, match=rf"dbos 3\.5\.0 is installed.*install dbos=={DBOS_VERSION}"):
+        check_dbos(installed="3.5.0")
+
+
+def test_a_changed_internal_is_refused_by_name() -> None:
+    found = fingerprints()
+    found["SystemDatabase._check_owner_txn"] = "0" * 16
+    del found["dbos._outcome.Pending._wrap"]
+    with pytest.raises(DurableEngineError) as caught:
+        check_dbos(installed=DBOS_VERSION, found=found)
+    message = str(caught.value)
+    assert "SystemDatabase._check_owner_txn" in message and "dbos._outcome.Pending._wrap" in message
+    assert "SystemDatabase.record_operation_result," not in message  # only what changed is named

@@ -1,0 +1,406 @@
+"""The lean step recorder against DBOS's own path: the same rows, the same results, the same errors.
+
+Random scripts of steps, failing steps, cancels and owner changes run once through DBOS's
+own step look-up and record and once through the lean recorder, in one launched DBOS, on
+SQLite and on PostgreSQL. A cancel or an owner change stops the run at a step boundary; the
+harness then resumes it (DBOS's ``resume_workflow``), so every run also replays recorded
+steps, which must come back without their bodies running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from dbos import DBOS, DBOSClient, PortableWorkflowError, SetWorkflowID
+from dbos import error as dbos_error
+from runtime_support import AgentDir
+
+from shopfloor.config import Settings, load_settings
+from shopfloor.runtime import Runtime
+from shopfloor.runtime._dbos_internals import (
+    StepRow,
+    check_dbos,
+    inline_step_bookkeeping,
+    install_step_recorder,
+    restore_step_bookkeeping,
+    step_row_defaults,
+    system_database,
+)
+from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, dbos_config, new_executor_id
+from shopfloor.runtime._recorder import open_recorder
+from shopfloor.runtime._store import sqlalchemy_url
+
+pytestmark = pytest.mark.usefixtures("db_url")
+
+OPS = ("step", "step", "step", "fail", "cancel", "owner", "cancelled_status")
+#: columns that hold a time or an execution's random token, not the outcome
+VOLATILE = {"owner_xid", "creator_xid", "workflow_uuid", "retention_timestamp", "deadline_epoch_ms"}
+
+
+@dataclass
+class Harness:
+    """What the scripted workflow's step bodies do besides returning: count, cancel, steal."""
+
+    engine: sa.Engine
+    client: DBOSClient
+    #: where DBOS's tables are (PostgreSQL: the dbos schema)
+    schema: str | None
+    executions: Counter[str] = field(default_factory=Counter)
+    #: set when a step handed its workflow to another owner (whose outcome DBOS then waits for)
+    stolen: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def cancel(self, workflow_id: str) -> None:
+        self.client.cancel_workflow(workflow_id)
+
+    def set_status(self, workflow_id: str, **values: Any) -> None:
+        columns = (sa.column(k) for k in ("workflow_uuid", *values))
+        table = sa.table("workflow_status", *columns, schema=self.schema)
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(table).where(table.c.workflow_uuid == workflow_id).values(**values))
+
+
+@dataclass
+class _Current:
+    harness: Harness | None = None
+
+
+_current = _Current()
+
+
+@DBOS.workflow(name="shopfloor.tests.scripted")
+async def scripted(script: list[list[Any]]) -> list[Any]:
+    harness = _current.harness
+    assert harness is not None
+    workflow_id = DBOS.workflow_id
+    assert workflow_id is not None
+    results: list[Any] = []
+    for index, (op, arg) in enumerate(script):
+
+        async def body(index: int = index, op: str = op, arg: Any = arg) -> dict[str, Any]:
+            key = f"{workflow_id}:{index}"
+            harness.executions[key] += 1
+            first = harness.executions[key] == 1
+            if op == "fail":
+                raise ValueError(f"scripted failure {arg}")
+            if op == "cancel" and first:
+                await asyncio.to_thread(harness.cancel, workflow_id)
+            if op == "owner" and first:
+                await asyncio.to_thread(harness.set_status, workflow_id, owner_xid="another-execution")
+                harness.stolen.set()
+            if op == "cancelled_status" and first:
+                await asyncio.to_thread(harness.set_status, workflow_id, status="CANCELLED")
+            return {"index": index, "value": arg}
+
+        try:
+            results.append(await DBOS.run_step_async({"name": f"{op}:{index}"}, body))
+        except (ValueError, PortableWorkflowError) as exc:  # raised, then replayed from its record
+            results.append({"error": str(exc)})
+    return results
+
+
+def make_script(rng: random.Random, length: int) -> list[list[Any]]:
+    return [[rng.choice(OPS), rng.randrange(1000)] for _ in range(length)]
+
+
+@pytest.fixture
+async def launched(rt_settings: Settings) -> AsyncIterator[Harness]:
+    check_dbos()
+    rt_settings.ensure_home()
+    configure_dbos_logging()
+    DBOS(config=dbos_config(rt_settings, new_executor_id("test")))
+    DBOS.launch()
+    if rt_settings.db_url.startswith("sqlite"):
+        inline_step_bookkeeping()
+    engine = sa.create_engine(sqlalchemy_url(rt_settings.db_url))
+    client = DBOSClient(**client_kwargs(rt_settings))
+    _current.harness = Harness(engine=engine, client=client, schema=step_row_defaults().schema)
+    try:
+        yield _current.harness
+    finally:
+        _current.harness = None
+        client.destroy()
+        engine.dispose()
+        await asyncio.to_thread(DBOS.destroy)
+        restore_step_bookkeeping()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any
+    interruptions: list[str]
+    executions: list[int]
+    steps: list[dict[str, Any]]
+    status: dict[str, Any]
+
+
+async def run_script(harness: Harness, settings: Settings, script: list[list[Any]]) -> Outcome:
+    workflow_id = uuid.uuid4().hex
+    interruptions: list[str] = []
+    with SetWorkflowID(workflow_id):
+        handle = await DBOS.start_workflow_async(scripted, script)
+    for _ in range(len(script) + 1):
+        # A cancelled run ends its handle; a run whose owner changed waits for that owner's
+        # outcome, so the harness resumes it (as a recovery would) once the change is made.
+        harness.stolen.clear()
+        result_of = asyncio.ensure_future(handle.get_result())
+        stolen = asyncio.ensure_future(harness.stolen.wait())
+        done, _ = await asyncio.wait({result_of, stolen}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        stolen.cancel()
+        if result_of in done:
+            try:
+                result = result_of.result()
+                break
+            except dbos_error.DBOSAwaitedWorkflowCancelledError as exc:
+                interruptions.append(type(exc).__name__)
+        elif stolen in done:
+            result_of.cancel()
+            interruptions.append("owner changed")
+        else:
+            raise AssertionError(f"the script stalled: {script}, {interruptions}")
+        await asyncio.to_thread(harness.client.resume_workflow, workflow_id)
+        handle = await DBOS.retrieve_workflow_async(workflow_id)
+    else:
+        raise AssertionError(f"the script never finished: {interruptions}")
+    executions = [harness.executions[f"{workflow_id}:{i}"] for i in range(len(script))]
+    return Outcome(result, interruptions, executions, *rows(harness, workflow_id))
+
+
+def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    prefix = f"{harness.schema}." if harness.schema else ""
+
+    def stable(row: sa.Row[Any]) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in row._mapping.items()
+            if k not in VOLATILE and not k.endswith(("_at", "_epoch_ms"))
+        }
+
+    with harness.engine.connect() as conn:
+        steps = conn.execute(
+            sa.text(f"SELECT * FROM {prefix}operation_outputs WHERE workflow_uuid = :w ORDER BY function_id"),
+            {"w": workflow_id},
+        ).all()
+        (status,) = conn.execute(
+            sa.text(f"SELECT * FROM {prefix}workflow_status WHERE workflow_uuid = :w"), {"w": workflow_id}
+        ).all()
+        timed = conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM {prefix}operation_outputs WHERE workflow_uuid = :w "
+                "AND (started_at_epoch_ms IS NULL OR completed_at_epoch_ms < started_at_epoch_ms)"
+            ),
+            {"w": workflow_id},
+        ).scalar()
+    assert timed == 0, "every step row has a start and ends after it"
+    return [stable(s) for s in steps], stable(status)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_lean_and_dbos_paths_leave_the_same_rows(
+    launched: Harness, rt_settings: Settings, seed: int
+) -> None:
+    script = make_script(random.Random(seed), 8)
+    stock = await run_script(launched, rt_settings, script)
+    uninstall = install_step_recorder(open_recorder(rt_settings.db_url, step_row_defaults()))
+    try:
+        lean = await run_script(launched, rt_settings, script)
+    finally:
+        uninstall()
+    differing = {k: (v, stock.status[k]) for k, v in lean.status.items() if stock.status.get(k) != v}
+    assert differing == {}, script
+    assert lean == stock, script
+    # A recorded step never ran again; a step whose record was fenced off ran once more on resume.
+    fenced = sum(1 for op, _ in script if op in ("cancel", "owner"))
+    assert sum(stock.executions) == len(script) + fenced
+    assert [s["function_name"] for s in stock.steps] == [f"{op}:{i}" for i, (op, _) in enumerate(script)]
+
+
+def _step_row(workflow_id: str, *, completed_at: int, output: str = '"x"') -> StepRow:
+    return StepRow(
+        workflow_id=workflow_id,
+        function_id=1,
+        function_name="step:1",
+        started_at_ms=completed_at - 5,
+        completed_at_ms=completed_at,
+        output=output,
+        error=None,
+        serialization="portable_json",
+    )
+
+
+def _dbos_record(row: StepRow, owner_xid: str | None) -> None:
+    system_database().record_operation_result(
+        {
+            "workflow_uuid": row.workflow_id,
+            "function_id": row.function_id,
+            "function_name": row.function_name,
+            "started_at_epoch_ms": row.started_at_ms,
+            "output": row.output,
+            "error": row.error,
+            "serialization": row.serialization,
+            "child_workflow_id": None,
+        },
+        completed_at_epoch_ms=row.completed_at_ms,
+        owner_xid=owner_xid,
+    )
+
+
+async def _pending_workflow(harness: Harness, owner: str) -> str:
+    """A workflow row owned by ``owner`` (its one step recorded, then left PENDING)."""
+    workflow_id = uuid.uuid4().hex
+    with SetWorkflowID(workflow_id):
+        handle = await DBOS.start_workflow_async(scripted, [])
+    await handle.get_result()
+    await asyncio.to_thread(harness.set_status, workflow_id, status="PENDING", owner_xid=owner)
+    return workflow_id
+
+
+@pytest.fixture
+def lean(launched: Harness, rt_settings: Settings) -> Iterator[Any]:
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    yield recorder
+    recorder.close()
+
+
+async def test_retried_commit_nondeterminism_and_fencing_match_dbos(launched: Harness, lean: Any) -> None:
+    """Per path: the same record twice is a retry (no error); another completion time at the same
+    step is nondeterminism; a record by an execution that no longer owns the workflow is fenced."""
+    outcomes = []
+    for record in (_dbos_record, lean.record):
+        workflow_id = await _pending_workflow(launched, "me")
+        seen = []
+        row = _step_row(workflow_id, completed_at=1_000_000)
+        record(row, "me")
+        record(row, "me")
+        seen.append(lean.look_up(workflow_id, 1, "step:1"))
+        for attempt in (_step_row(workflow_id, completed_at=1_000_001, output='"y"'),):
+            with pytest.raises(dbos_error.DBOSStepNondeterminismError) as caught:
+                record(attempt, "me")
+            seen.append(str(caught.value).replace(workflow_id, "W"))
+        fenced = StepRow(**{**row.__dict__, "function_id": 2, "function_name": "step:2"})
+        with pytest.raises(dbos_error.DBOSWorkflowConflictIDError):
+            record(fenced, "someone-else")
+        seen.append(lean.look_up(workflow_id, 2, "step:2"))  # nothing was written
+        with pytest.raises(dbos_error.DBOSUnexpectedStepError) as unexpected:
+            lean.look_up(workflow_id, 1, "step:other")
+        seen.append(str(unexpected.value).replace(workflow_id, "W"))
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == {
+        "output": '"x"',
+        "error": None,
+        "serialization": "portable_json",
+        "child_workflow_id": None,
+        "child_shard_key": None,
+    }
+
+
+async def test_the_look_up_returns_what_dbos_returns(launched: Harness, lean: Any) -> None:
+    workflow_id = await _pending_workflow(launched, "me")
+    _dbos_record(_step_row(workflow_id, completed_at=2_000_000), "me")
+    dbos_check = system_database().check_operation_execution
+    for function_id, name in [(1, "step:1"), (2, "step:2")]:
+        assert lean.look_up(workflow_id, function_id, name) == dbos_check(workflow_id, function_id, name)
+    await asyncio.to_thread(launched.set_status, workflow_id, status="CANCELLED")
+    for look_up in (lean.look_up, dbos_check):
+        with pytest.raises(dbos_error.DBOSWorkflowCancelledError):
+            look_up(workflow_id, 1, "step:1")
+    for look_up in (lean.look_up, dbos_check):
+        with pytest.raises(AssertionError, match="does not exist"):
+            look_up("no-such-workflow", 1, "step:1")
+
+
+@pytest.mark.parametrize("recorder", ["lean", "dbos"])
+async def test_the_setting_chooses_who_writes_the_step_rows(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch, recorder: str
+) -> None:
+    """A whole run: with ``lean`` DBOS's own engine writes no step row, with ``dbos`` it writes each."""
+    monkeypatch.setenv("SHOPFLOOR_RUNTIME__STEP_RECORDER", recorder)
+    settings = load_settings()
+    assert settings.runtime.step_recorder == recorder and settings.db_url == rt_settings.db_url
+    written: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO") and "operation_outputs" in statement:
+            written.append(statement)
+
+    async with Runtime(settings) as runtime:
+        await runtime.start_executor()
+        sa.event.listen(system_database().engine, "before_cursor_execute", count)
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(30):
+            record = await runtime.wait(run_id)
+        steps = await runtime.recorded_steps(run_id)
+    assert record.status == "completed" and len(steps) >= 5
+    assert len(written) == (0 if recorder == "lean" else len(steps))
+
+
+def _renamed(row: StepRow, function_id: int, name: str) -> StepRow:
+    return StepRow(**{**row.__dict__, "function_id": function_id, "function_name": name})
+
+
+async def test_batched_durability_commits_a_model_step_with_the_next_step(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    sync = open_recorder(rt_settings.db_url, step_row_defaults())
+    batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
+    try:
+        for recorder in (sync, batched):
+            workflow_id = await _pending_workflow(launched, "me")
+            model = _renamed(_step_row(workflow_id, completed_at=3_000_000), 1, "model:1")
+            recorder.record(model, "me")
+            committed = sync.look_up(workflow_id, 1, "model:1") is not None
+            assert committed == (recorder is sync), "sync commits each step; batched defers a model step"
+            recorder.record(_renamed(model, 2, "tool:1:tick"), "me")
+            assert sync.look_up(workflow_id, 1, "model:1") is not None  # written with the tool's row
+            assert sync.look_up(workflow_id, 2, "tool:1:tick") is not None
+        # A deferred batch whose run changed owner is fenced off whole; a flush commits what waits.
+        workflow_id = await _pending_workflow(launched, "me")
+        model = _renamed(_step_row(workflow_id, completed_at=3_000_000), 1, "model:1")
+        batched.record(model, "me")
+        batched.record(_renamed(model, 2, "model:2"), "me")
+        await asyncio.to_thread(launched.set_status, workflow_id, owner_xid="another-execution")
+        with pytest.raises(dbos_error.DBOSWorkflowConflictIDError):
+            batched.record(_renamed(model, 3, "tool:2:x"), "me")
+        assert [sync.look_up(workflow_id, i, f"model:{i}") for i in (1, 2)] == [None, None]
+        batched.record(_renamed(model, 4, "model:4"), "another-execution")
+        assert sync.look_up(workflow_id, 4, "model:4") is None
+        batched.flush(workflow_id)
+        assert sync.look_up(workflow_id, 4, "model:4") is not None
+    finally:
+        sync.close()
+        batched.close()
+
+
+async def test_a_batch_that_failed_to_commit_is_written_by_the_retry(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """DBOS's retry calls ``record`` again after "database is locked": the deferred rows are kept."""
+    if not rt_settings.db_url.startswith("sqlite"):
+        pytest.skip("the lock is SQLite's single writer")
+    batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
+    blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        model = _renamed(_step_row(workflow_id, completed_at=4_000_000), 1, "model:1")
+        tool = _renamed(model, 2, "tool:1:tick")
+        batched.record(model, "me")
+        batched._conn.execute("PRAGMA busy_timeout=50")  # type: ignore[attr-defined]  # the fault
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            batched.record(tool, "me")
+        blocker.execute("ROLLBACK")
+        batched.record(tool, "me")
+        assert batched.look_up(workflow_id, 1, "model:1") is not None
+        assert batched.look_up(workflow_id, 2, "tool:1:tick") is not None
+    finally:
+        blocker.close()
+        batched.close()
