@@ -154,8 +154,19 @@ async def run_install(
     env: dict[str, str] | None = None,
 ) -> None:
     """Run one install command in the sandbox with ``environment`` writable at its own path."""
+    # The index hosts come from the operator's pip / npm configuration, never from the skill, and
+    # package mirrors commonly live on private addresses: the proxy may connect to them. npm fetches
+    # many tarballs at once, hence the higher connection and rate caps than an agent's sandbox gets.
     policy = SandboxPolicy(
-        network=network, memory=2 << 30, pids=256, timeout=900.0, disk=2 << 30, nofile=1024
+        network=network,
+        memory=2 << 30,
+        pids=256,
+        timeout=900.0,
+        disk=2 << 30,
+        nofile=1024,
+        network_private=True,
+        egress_connections=64,
+        egress_rate=200.0,
     )
     try:
         if select_backend(policy, settings).name == "none" and os.geteuid() == 0:
