@@ -15,9 +15,9 @@ from examples.analyst.evals.questions import QUESTIONS, expected
 from examples.analyst.evals.run import is_correct
 
 from shopfloor.config import Settings, load_settings
+from shopfloor.ops.replay import replay_run
 from shopfloor.runtime import Runtime, open_environment
 from shopfloor.spec import load_spec
-from shopfloor.telemetry.replay import replay_run
 from shopfloor.workspace import Workspaces
 
 ANALYST = Path(__file__).resolve().parents[2] / "examples" / "analyst"

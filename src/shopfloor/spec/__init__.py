@@ -28,6 +28,7 @@ from shopfloor.spec._loader import (
 )
 from shopfloor.spec._model import (
     AgentSpec,
+    Isolation,
     Limits,
     Mount,
     Permissions,
@@ -50,6 +51,7 @@ __all__ = [
     "SPEC_FILENAMES",
     "AgentSpec",
     "DataPath",
+    "Isolation",
     "Limits",
     "LoadedSpec",
     "Mount",

@@ -20,6 +20,7 @@ from shopfloor.workspace._history import (
 from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mount_sources, open_mount
 from shopfloor.workspace._objects import Commit, Entry
 from shopfloor.workspace._repo import Workspaces
+from shopfloor.workspace._sql import SqlStore
 from shopfloor.workspace._store import (
     ObjectStore,
     RefValue,
@@ -47,6 +48,7 @@ __all__ = [
     "RefValue",
     "Retention",
     "S3Mount",
+    "SqlStore",
     "StoredObject",
     "Workspace",
     "WorkspaceTool",
