@@ -21,7 +21,7 @@ lint:
 	.venv/bin/mypy --strict src
 
 fast:
-	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow" -x
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not postgres" -x
 
 bench:
 	.venv/bin/python -m benchmarks

@@ -176,6 +176,7 @@ async def test_a_failed_run_commits_nothing(settings: Settings) -> None:
         repo.close()
 
 
+@pytest.mark.slow  # installs packages with pip
 async def test_python_dependencies_are_installed_once(settings: Settings) -> None:
     script = """
     import json, sys, six
@@ -195,6 +196,7 @@ async def test_python_dependencies_are_installed_once(settings: Settings) -> Non
     assert [(p, p.stat().st_mtime_ns) for p in venvs] == stamp
 
 
+@pytest.mark.slow  # runs pip
 async def test_a_dependency_that_cannot_be_installed(settings: Settings) -> None:
     from shopfloor.errors import SkillDependencyError
 
