@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from home_support import model_for_tests
+from home_support import REAL_SETTINGS, model_for_tests
 from shopfloor.config import Settings, load_settings
 from shopfloor.models import allow_model_requests
 
-# Read before any test's isolated home is set: where `shopfloor models install` put the real models
-# (only read, never written), and the pip cache that subprocesses of tests keep using.
-_REAL_SETTINGS = load_settings()
+# Read before any test's isolated home is set: the pip cache that subprocesses of tests keep using.
 _PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
 
 
@@ -55,7 +53,7 @@ def embedded_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
     scratch = Settings(home=tmp_path_factory.mktemp("models-home"))
 
     def path(name: str) -> Path:
-        return model_for_tests(name, installed=_REAL_SETTINGS, scratch=scratch)
+        return model_for_tests(name, installed=REAL_SETTINGS, scratch=scratch)
 
     return path
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shopfloor.config import Settings
+from shopfloor.config import Settings, load_settings
 from shopfloor.errors import ModelInstallError
 from shopfloor.models import DEFAULT_CATALOGUE, Catalogue, install_model, model_path
+
+# Read when the test session starts, before any test's isolated home is set: where
+# `shopfloor models install` put the real models (only read, never written).
+REAL_SETTINGS = load_settings()
 
 
 def model_for_tests(

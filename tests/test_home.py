@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from home_support import model_for_tests, snapshot
+import pytest
+
+from home_support import REAL_SETTINGS, model_for_tests, snapshot
 from shopfloor.config import Settings, load_settings
 from shopfloor.models import Catalogue, CatalogueEntry, ModelPart
 
@@ -37,3 +40,15 @@ def test_installed_models_are_read_in_place_without_writing(tmp_path: Path) -> N
     assert path == real.models_dir / "tiny.gguf"
     assert snapshot(real.home) == before
     assert not (tmp_path / "scratch").exists()
+
+
+def test_the_embedded_model_fixture_leaves_the_real_data_dir_as_it_was(
+    embedded_model: Callable[[str], Path],
+) -> None:
+    """With the default model installed (`make test` installs it), the fixture reads it in place."""
+    real = REAL_SETTINGS.models_dir
+    if not (real / "qwen2.5-coder-0.5b.json").is_file():
+        pytest.skip(f"qwen2.5-coder-0.5b is not installed in {real}")
+    before = snapshot(real)
+    assert embedded_model("qwen2.5-coder-0.5b") == real / "qwen2.5-coder-0.5b.gguf"
+    assert snapshot(real) == before
