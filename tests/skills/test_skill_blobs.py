@@ -23,6 +23,19 @@ def _publish(sql_url: str, skill_dir: Path, key: KeyPair, policy: TrustPolicy, s
         registry.close()
 
 
+def _assert_resolves_from_a_fresh_cache(
+    sql_url: str, skill_dir: Path, policy: TrustPolicy, cache: Path
+) -> None:
+    registry = SkillRegistry(sql_url, cache, policy)
+    try:
+        resolved = registry.resolve("hello@0.1.0")
+        for path in skill_dir.rglob("*"):
+            if path.is_file():
+                assert (resolved / path.relative_to(skill_dir)).read_bytes() == path.read_bytes()
+    finally:
+        registry.close()
+
+
 def test_files_are_blobs_of_the_object_store_that_workspace_gc_never_sees(
     sql_url: str, skill_dir: Path, key: KeyPair, policy: TrustPolicy, settings: Settings
 ) -> None:
@@ -40,14 +53,7 @@ def test_files_are_blobs_of_the_object_store_that_workspace_gc_never_sees(
         asyncio.run(workspaces.gc(grace=0))
     finally:
         workspaces.close()
-    registry = SkillRegistry(sql_url, settings.home / "skills-again", policy)
-    try:
-        resolved = registry.resolve("hello@0.1.0")
-        assert (resolved / "scripts" / "run.py").read_bytes() == (
-            skill_dir / "scripts" / "run.py"
-        ).read_bytes()
-    finally:
-        registry.close()
+    _assert_resolves_from_a_fresh_cache(sql_url, skill_dir, policy, settings.home / "skills-again")
 
 
 def test_a_registry_of_the_old_layout_is_moved_over_once(
@@ -73,12 +79,7 @@ def test_a_registry_of_the_old_layout_is_moved_over_once(
             [{"sha256": k.removeprefix("blobs/"), "size": len(d), "content": d} for k, d in rows],
         )
         conn.execute(objects.delete())
-    registry = SkillRegistry(sql_url, settings.home / "skills-after", policy)
-    try:
-        resolved = registry.resolve("hello@0.1.0")
-        assert (resolved / "SKILL.md").read_bytes() == (skill_dir / "SKILL.md").read_bytes()
-    finally:
-        registry.close()
+    _assert_resolves_from_a_fresh_cache(sql_url, skill_dir, policy, settings.home / "skills-after")
     assert not sa.inspect(engine).has_table("skill_blobs")
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(objects)).scalar_one() == len(rows)
