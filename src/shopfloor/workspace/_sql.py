@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
@@ -54,8 +53,22 @@ class SqlStore(ObjectStore):
         self._engine = make_engine(url)
         meta, self._objects, self._refs = _tables(tables)
         meta.create_all(self._engine)
+        # Statements are built once, with bound parameters: building one costs more than running it.
+        objects, refs = self._objects.c, self._refs.c
         self._insert_objects = insert_ignore(self._engine, self._objects, ["key"])
-        self._insert_ref = insert_ignore(self._engine, self._refs, ["name"])
+        self._get = sa.select(objects.data).where(objects.key == sa.bindparam("key"))
+        self._exists = sa.select(sa.literal(1)).where(objects.key == sa.bindparam("key"))
+        self._get_ref = sa.select(refs.value).where(refs.name == sa.bindparam("name"))
+        # RETURNING says whether the statement wrote the row (drivers' rowcounts differ: psycopg
+        # reports -1 for an insert that skipped a conflict).
+        self._create_ref = insert_ignore(self._engine, self._refs, ["name"]).returning(refs.name)
+        self._swap_ref = (
+            sa.update(self._refs)
+            .where(refs.name == sa.bindparam("ref"), refs.value == sa.bindparam("expected"))
+            .values(value=sa.bindparam("new"))
+            .returning(refs.name)
+        )
+        self._delete_ref = sa.delete(self._refs).where(refs.name == sa.bindparam("name"))
 
     @property
     def engine(self) -> sa.Engine:
@@ -88,7 +101,7 @@ class SqlStore(ObjectStore):
 
     def get(self, key: str) -> bytes:
         with self._engine.connect() as conn:
-            data = conn.execute(sa.select(self._objects.c.data).where(self._objects.c.key == key)).scalar()
+            data = conn.execute(self._get, {"key": key}).scalar()
         if data is None:
             raise WorkspaceNotFoundError(f"object {key} is not in {self.url}")
         return bytes(data)
@@ -122,23 +135,17 @@ class SqlStore(ObjectStore):
 
     def get_ref(self, name: str) -> RefValue | None:
         with self._engine.connect() as conn:
-            value = conn.execute(sa.select(self._refs.c.value).where(self._refs.c.name == name)).scalar()
+            value = conn.execute(self._get_ref, {"name": name}).scalar()
         return None if value is None else RefValue(value=value, token=value)
 
     def set_ref(self, name: str, value: str, *, expected: RefValue | None) -> RefValue:
-        # RETURNING says whether this statement wrote the row (drivers' rowcounts differ: psycopg
-        # reports -1 for an insert that skips conflicts).
-        if expected is None:
-            query: Any = self._insert_ref.values(name=name, value=value).returning(self._refs.c.name)
-        else:
-            query = (
-                sa.update(self._refs)
-                .where(self._refs.c.name == name, self._refs.c.value == expected.token)
-                .values(value=value)
-                .returning(self._refs.c.name)
-            )
         with self._engine.begin() as conn:
-            won = conn.execute(query).first() is not None
+            if expected is None:
+                written = conn.execute(self._create_ref, {"name": name, "value": value})
+            else:
+                swap = {"ref": name, "expected": expected.token, "new": value}
+                written = conn.execute(self._swap_ref, swap)
+            won = written.first() is not None
         if not won:
             current = self.get_ref(name)
             raise WorkspaceConflictError(
@@ -149,7 +156,7 @@ class SqlStore(ObjectStore):
 
     def delete_ref(self, name: str) -> None:
         with self._engine.begin() as conn:
-            conn.execute(sa.delete(self._refs).where(self._refs.c.name == name))
+            conn.execute(self._delete_ref, {"name": name})
 
     def list_refs(self, prefix: str) -> dict[str, str]:
         query = sa.select(self._refs.c.name, self._refs.c.value).where(
