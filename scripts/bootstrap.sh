@@ -2,11 +2,21 @@
 # Installs what Shopfloor needs, idempotently, saying what it does:
 #   system packages (bubblewrap), the virtual environment with the package and its
 #   dependencies, and the embedded default model. Re-running skips what is there.
-# Usage: scripts/bootstrap.sh [--no-model]
+# Usage: scripts/bootstrap.sh [--no-model] [--extras local|dev,local]
+#   --extras: which optional dependencies to install (default dev,local: everything the tests need;
+#   `make demo` asks for local only, the runtime without the development tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_model=1
-[ "${1:-}" = "--no-model" ] && want_model=0
+extras="dev,local"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-model) want_model=0 ;;
+    --extras) extras="${2:?--extras needs a value: local or dev,local}"; shift ;;
+    *) echo "bootstrap.sh: unknown option $1 (use --no-model, --extras local|dev,local)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 skip() { printf '\033[2m    %s\033[0m\n' "$*"; }
@@ -51,14 +61,26 @@ else
   skip "virtual environment .venv present"
 fi
 
-stamp=".venv/.shopfloor-deps-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  step "installing Shopfloor and its dependencies (llama-cpp-python compiles once, ~6 min on 2 cores; pip caches the wheel)"
-  .venv/bin/pip install --progress-bar on -e '.[dev,local]'
+# One stamp per installed set of extras; a set that includes the wanted one will do (dev,local serves the demo).
+deps_hash="$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.shopfloor-deps-$deps_hash-$extras"
+installed=""
+for have in .venv/.shopfloor-deps-"$deps_hash"-*; do
+  [ -f "$have" ] || continue
+  have_extras="${have##*-}"
+  covered=1
+  for extra in ${extras//,/ }; do
+    case ",$have_extras," in *",$extra,"*) ;; *) covered=0 ;; esac
+  done
+  [ "$covered" = 1 ] && installed="$have_extras"
+done
+if [ -z "$installed" ]; then
+  step "installing Shopfloor and its dependencies [$extras] (llama-cpp-python compiles once, ~6 min on 2 cores; pip caches the wheel)"
+  .venv/bin/pip install --progress-bar on -e ".[$extras]"
   rm -f .venv/.shopfloor-deps-*
   touch "$stamp"
 else
-  skip "Python dependencies installed"
+  skip "Python dependencies installed [$installed]"
 fi
 
 if [ "$want_model" = 1 ]; then

@@ -114,6 +114,7 @@ def test_layer_hooks_import_only_layers_that_have_the_module() -> None:
     assert import_layer_hooks("_no_such_hook") == ()
 
 
+@pytest.mark.slow  # starts the installed console script
 def test_console_script_end_to_end(bad: Path) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).parent / "shopfloor"), "validate", str(bad)],

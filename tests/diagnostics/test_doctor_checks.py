@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +14,6 @@ from shopfloor.diagnostics import (
     BUILTIN_CHECKS,
     Check,
     CheckResult,
-    cgroup_controllers,
-    landlock_abi,
     ping_redis,
     postgres_target,
     register_check,
@@ -47,11 +43,6 @@ def test_builtin_checks_run_in_order_with_valid_statuses(settings: Settings) -> 
         "models",
         "postgresql",
         "redis",
-        "bubblewrap",
-        "user namespaces",
-        "cgroups",
-        "seccomp",
-        "landlock",
     ]
     for result in results:
         assert result.status in {"ok", "warn", "missing"}
@@ -66,17 +57,6 @@ def test_things_known_on_this_machine(settings: Settings) -> None:
     assert results["sqlite"].status == "ok"
     assert results["sqlite"].data["wal"] is True
     assert results["data dir"].status == "ok"
-    assert (results["bubblewrap"].status == "missing") == (shutil.which("bwrap") is None)
-    seccomp_kernel = Path("/proc/sys/kernel/seccomp/actions_avail").exists()
-    assert (results["seccomp"].status != "missing") == seccomp_kernel
-    abi, _ = landlock_abi()
-    assert (results["landlock"].status == "ok") == (abi is not None)
-    if abi is not None:
-        assert results["landlock"].detail == f"ABI {abi}"
-    usable = cgroup_controllers()
-    expected = "ok" if {"memory", "cpu", "pids"} <= set(usable["v1"]) | set(usable["v2"]) else None
-    if expected:
-        assert results["cgroups"].status == expected
 
 
 def test_models_missing_in_a_fresh_home_then_found(settings: Settings) -> None:
@@ -161,25 +141,6 @@ def test_redis_check_matches_a_real_ping(settings: Settings) -> None:
         assert version is not None and version in result.detail
     else:
         assert result.status in {"missing", "warn"}
-
-
-def test_cgroup_controllers_reads_mounts(tmp_path: Path) -> None:
-    memory = tmp_path / "memory"
-    frozen = tmp_path / "pids"
-    unified = tmp_path / "unified"
-    for directory in (memory, frozen, unified):
-        directory.mkdir()
-    (unified / "cgroup.controllers").write_text("cpu pids\n")
-    mounts = "\n".join(
-        [
-            f"cgroup {memory} cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0",
-            f"cgroup {frozen} cgroup ro,nosuid,relatime,pids 0 0",
-            f"cgroup2 {unified} cgroup2 rw,relatime 0 0",
-            "proc /proc proc rw 0 0",
-        ]
-    )
-    found = cgroup_controllers(mounts)
-    assert found == {"v1": {"memory": str(memory)}, "v2": {"cpu": str(unified), "pids": str(unified)}}
 
 
 def test_register_function_check_and_replace_in_place(settings: Settings, isolated_registry: None) -> None:

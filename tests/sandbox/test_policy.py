@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from shopfloor.errors import SandboxPolicyError
-from shopfloor.sandbox import ExecResult, Mount, NetworkRule, SandboxPolicy, parse_size
-from shopfloor.spec import SandboxPolicySpec
+from shopfloor.sandbox import ExecResult, Mount, NetworkRule, SandboxPolicy, parse_size, registered_backends
+from shopfloor.spec import Isolation, SandboxPolicySpec
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,8 @@ def test_exec_result_to_dict() -> None:
     data = result.to_dict()
     assert data["stdout"] == "hi\ufffd"
     assert result.ok and not result.truncated
+
+
+def test_the_spec_names_exactly_the_registered_backends() -> None:
+    """One list of backend names: the spec's ``isolation`` type, read by the sandbox policy."""
+    assert set(get_args(Isolation)) == {"auto", *registered_backends()}

@@ -13,7 +13,7 @@ from shopfloor.config import Settings
 from shopfloor.diagnostics import run_checks
 from shopfloor.sandbox._doctor import check_sandbox_backend
 
-pytestmark = pytest.mark.usefixtures("bwrap_ready")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("bwrap_ready")]  # one CLI process per test
 
 
 def _cli(args: list[str], home: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skills_ref.validator import validate
 
 from shopfloor.errors import SkillFormatError
 from shopfloor.skills import load_skill
+
+pytestmark = pytest.mark.slow  # hundreds of generated skills
 
 NAME_CHARS = st.sampled_from(list("abcxyz019-_AZé. "))
 names = st.one_of(

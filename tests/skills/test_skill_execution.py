@@ -199,6 +199,7 @@ async def test_a_skills_output_is_held_to_the_workspace_quota(settings: Settings
         repo.close()
 
 
+@pytest.mark.slow  # installs packages with pip
 async def test_python_dependencies_are_installed_once(settings: Settings) -> None:
     script = """
     import json, sys, six
@@ -218,6 +219,7 @@ async def test_python_dependencies_are_installed_once(settings: Settings) -> Non
     assert [(p, p.stat().st_mtime_ns) for p in venvs] == stamp
 
 
+@pytest.mark.slow  # runs pip
 async def test_a_dependency_that_cannot_be_installed(settings: Settings) -> None:
     from shopfloor.errors import SkillDependencyError
 

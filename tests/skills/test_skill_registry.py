@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError, ToolExecutionError
@@ -28,8 +25,8 @@ from shopfloor.tools import ToolContext
 
 
 @pytest.fixture
-def registry(settings: Settings, key: KeyPair) -> Iterator[SkillRegistry]:
-    registry = SkillRegistry.from_settings(settings)
+def registry(sql_url: str, settings: Settings, key: KeyPair, policy: TrustPolicy) -> Iterator[SkillRegistry]:
+    registry = SkillRegistry(sql_url, settings.home / "skills", policy)
     yield registry
     registry.close()
 
@@ -107,37 +104,16 @@ def test_a_damaged_cache_is_materialised_again(
     assert (again / "scripts" / "run.py").read_text() == (skill_dir / "scripts" / "run.py").read_text()
 
 
-@pytest.mark.postgres
-def test_registry_on_postgresql(
-    skill_dir: Path, key: KeyPair, policy: TrustPolicy, settings: Settings
-) -> None:
-    url = os.environ.get("SHOPFLOOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    probe = sa.create_engine(url)
-    try:
-        with probe.connect():
-            pass
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    finally:
-        probe.dispose()
-    registry = SkillRegistry(url, settings.home / "skills", policy)
-    try:
-        md = skill_dir / "SKILL.md"
-        version = f"0.1.0-{uuid.uuid4().hex[:8]}"  # the database outlives the test
-        md.write_text(md.read_text().replace('version: "0.1.0"', f'version: "{version}"'))
-        sign_skill(skill_dir, key.private_path)
-        published = registry.publish(skill_dir)
-        assert open_skill(registry.resolve(f"hello@{published.digest}"), policy).version == version
-    finally:
-        registry.close()
-
-
 def test_resolve_skill_by_path_registry_and_builtin(
-    registry: SkillRegistry, skill_dir: Path, key: KeyPair, settings: Settings
+    skill_dir: Path, key: KeyPair, settings: Settings
 ) -> None:
     sign_skill(skill_dir, key.private_path)
     by_path = resolve_skill("hello", settings, base_dir=skill_dir.parent)
-    published = registry.publish(skill_dir)
+    registry = SkillRegistry.from_settings(settings)
+    try:
+        published = registry.publish(skill_dir)
+    finally:
+        registry.close()
     by_version = resolve_skill("hello@0.1.0", settings)
     by_digest = resolve_skill(f"hello@{published.digest}", settings)
     assert by_path.digest == by_version.digest == by_digest.digest == published.digest

@@ -9,10 +9,10 @@ from tel_helpers import by_name
 
 from shopfloor.agent import build_agent
 from shopfloor.config import Settings
+from shopfloor.ops.replay import replay_run
 from shopfloor.runtime import Runtime
 from shopfloor.spec import load_spec
 from shopfloor.telemetry import TraceStore, configure_telemetry, current_telemetry, trace_store_url
-from shopfloor.telemetry.replay import replay_run
 
 SPEC = """\
 name: durable-calc

@@ -11,10 +11,7 @@ from tel_helpers import ADD, call, final, run_spans, scripted
 from shopfloor.agent import AgentLoop, ApprovalDecision, ApprovalRequest, InMemoryStepRunner
 from shopfloor.errors import ReplayDivergence
 from shopfloor.models import FunctionModel, ModelRequest, TestModel
-from shopfloor.spec import Limits
-from shopfloor.telemetry import Telemetry
-from shopfloor.telemetry.replay import (
-    Recorded,
+from shopfloor.ops.replay import (
     RecordingStepRunner,
     ReplayStepRunner,
     fork_run,
@@ -22,6 +19,9 @@ from shopfloor.telemetry.replay import (
     replay_run,
     run_info_from_spans,
 )
+from shopfloor.runtime import RecordedStep
+from shopfloor.spec import Limits
+from shopfloor.telemetry import Telemetry
 from shopfloor.tools import FunctionTool
 
 
@@ -47,7 +47,7 @@ class Counter:
         return FunctionModel(reply, name="counted")
 
 
-async def _record(loop: AgentLoop, task: str = "t", run_id: str = "orig") -> tuple[Any, list[Recorded]]:
+async def _record(loop: AgentLoop, task: str = "t", run_id: str = "orig") -> tuple[Any, list[RecordedStep]]:
     recorder = RecordingStepRunner()
     result = await loop.run(task, run_id=run_id, runner=recorder)
     return result, recorder.steps
@@ -108,7 +108,7 @@ async def test_replay_that_ends_early_or_asks_for_more_diverges() -> None:
     short = await replay_run(AgentLoop(model=TestModel(), tools=[ADD]), "t", recorded[:2], run_id="o")
     assert short.divergence is not None
     assert (short.divergence.expected, short.divergence.actual) == (None, "model:2")
-    extra = [*recorded, Recorded(name="model:3", output=recorded[0].output)]
+    extra = [*recorded, RecordedStep(name="model:3", output=recorded[0].output)]
     longer = await replay_run(AgentLoop(model=TestModel(), tools=[ADD]), "t", extra, run_id="o")
     assert longer.divergence is not None
     assert (longer.divergence.index, longer.divergence.expected, longer.divergence.actual) == (

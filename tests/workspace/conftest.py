@@ -20,7 +20,12 @@ import pytest
 
 from shopfloor.workspace import Workspaces, open_store
 
-BACKENDS = ["file", "sqlite", pytest.param("s3", marks=pytest.mark.slow)]
+BACKENDS = [
+    "file",
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("s3", marks=pytest.mark.slow),
+]
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "shopfloor",
     "AWS_SECRET_ACCESS_KEY": "shopfloor",
@@ -142,6 +147,8 @@ def store_url(
         return f"file://{tmp_path / 'store'}"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_schema_url"))
     weed: SeaweedFS = request.getfixturevalue("s3_weed")
     return f"s3://{weed.bucket}/{uuid.uuid4().hex}?endpoint_url={weed.endpoint}"
 

@@ -31,7 +31,7 @@ from shopfloor.telemetry import (
 )
 
 if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
-    from shopfloor.telemetry.replay import Recorded, ReplayReport, RunInfo
+    from shopfloor.ops.replay import ReplayReport, RunInfo
 
 __all__ = ["metrics_cmd", "replay_cmd", "trace_cmd"]
 
@@ -200,43 +200,6 @@ def metrics_cmd(
         _print_report(report)
 
 
-async def _load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[Recorded]]:
-    """The run and its recorded steps: from the runtime (DBOS) if it knows the run, else the trace store."""
-    from shopfloor.runtime import Runtime
-    from shopfloor.telemetry.replay import RunInfo, as_recorded, recorded_from_spans, run_info_from_spans
-
-    try:
-        async with Runtime(settings) as runtime:
-            record = await runtime.get_run(run_id)
-            steps = await runtime.recorded_steps(record.run_id)
-        info = RunInfo(
-            run_id=record.run_id,
-            agent=record.agent,
-            task=record.task,
-            spec_path=record.spec_path,
-            output=record.output,
-            status=record.status,
-            workspace_commit=record.workspace_commit,
-            digest=record.release_digest,
-            model=record.model,
-        )
-        return info, as_recorded(steps)
-    except RunNotFoundError:
-        pass
-    store = _store(settings)
-    try:
-        spans = await asyncio.to_thread(store.run_spans, run_id)
-    finally:
-        store.close()
-    found = run_info_from_spans(run_id, spans)
-    if found is None:
-        raise RunNotFoundError(f"no run {run_id!r} in the run store or the trace store")
-    try:
-        return found, recorded_from_spans(spans)
-    except ValueError as exc:
-        raise RunNotFoundError(f"run {run_id}: {exc}") from exc
-
-
 @app.command("replay")
 def replay_cmd(
     run_id: Annotated[str, typer.Argument(help="the run to replay")],
@@ -254,13 +217,13 @@ def replay_cmd(
     With --from, replay up to that step, then continue live (with --agent: as another agent version).
     Exits 1 where the replay diverged.
     """
+    from shopfloor.ops.replay import fork_run, load_record, replay_run
     from shopfloor.runtime import open_environment
-    from shopfloor.telemetry.replay import fork_run, replay_run
 
     settings = get_settings()
 
     async def main() -> tuple[RunInfo, ReplayReport]:
-        info, recorded = await _load_record(settings, run_id)
+        info, recorded = await load_record(settings, run_id)
         spec = agent or (Path(info.spec_path) if info.spec_path else None)
         if spec is None:
             raise RunNotFoundError(f"run {info.run_id} has no recorded agent spec: pass --agent PATH")

@@ -17,7 +17,6 @@ from shopfloor.diagnostics._checks import (
     run_checks,
     unregister_check,
 )
-from shopfloor.diagnostics._isolation import cgroup_controllers, landlock_abi
 from shopfloor.diagnostics._services import ping_redis, postgres_target
 
 __all__ = [
@@ -27,8 +26,6 @@ __all__ = [
     "CheckResult",
     "CheckStatus",
     "FunctionCheck",
-    "cgroup_controllers",
-    "landlock_abi",
     "ping_redis",
     "postgres_target",
     "register_check",

@@ -1,15 +1,12 @@
-"""The checks every installation gets, in the order the screen shows them."""
+"""The checks every installation gets, in the order the screen shows them.
+
+The isolation lines (bubblewrap, user namespaces, cgroups, seccomp, Landlock) come from the sandbox
+layer (``shopfloor.sandbox._doctor``), which reports its own probe.
+"""
 
 from __future__ import annotations
 
 from shopfloor.diagnostics._checks import register_check
-from shopfloor.diagnostics._isolation import (
-    check_bubblewrap,
-    check_cgroups,
-    check_landlock,
-    check_seccomp,
-    check_userns,
-)
 from shopfloor.diagnostics._services import check_postgres, check_redis
 from shopfloor.diagnostics._system import check_data_dir, check_models, check_python, check_sqlite
 
@@ -22,11 +19,6 @@ BUILTIN_CHECKS = {
     "models": check_models,
     "postgresql": check_postgres,
     "redis": check_redis,
-    "bubblewrap": check_bubblewrap,
-    "user namespaces": check_userns,
-    "cgroups": check_cgroups,
-    "seccomp": check_seccomp,
-    "landlock": check_landlock,
 }
 
 for _name, _function in BUILTIN_CHECKS.items():

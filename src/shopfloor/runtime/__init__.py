@@ -17,11 +17,12 @@ from shopfloor.runtime._executor import (
 )
 from shopfloor.runtime._runner import DBOSStepRunner, approval_topic
 from shopfloor.runtime._runtime import Runtime
-from shopfloor.runtime._steps import RecordedStep, StepKind, recorded_steps_from
-from shopfloor.runtime._store import RunRecord, RunState, RunStore, make_engine, sqlalchemy_url
+from shopfloor.runtime._steps import APPROVAL, RecordedStep, StepKind, recorded_steps_from, step_kind
+from shopfloor.runtime._store import RunRecord, RunState, RunStore
 from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow
 
 __all__ = [
+    "APPROVAL",
     "APP_NAME",
     "APP_VERSION",
     "RECOVERY_QUEUE",
@@ -40,12 +41,11 @@ __all__ = [
     "Supervisor",
     "approval_topic",
     "follow_events",
-    "make_engine",
     "needs_workspace",
     "new_executor_id",
     "open_environment",
     "recorded_steps_from",
     "run_workflow",
-    "sqlalchemy_url",
+    "step_kind",
     "workspace_name",
 ]

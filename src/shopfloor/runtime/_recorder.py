@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 from shopfloor.errors import ConfigError
 from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults
+from shopfloor.storage import open_sqlite
 
 __all__ = [
     "DEFERRED_STEPS",
@@ -169,12 +170,10 @@ class SQLiteStepRecorder(LeanRecorder):
             raise ConfigError(f"the SQLite URL {url!r} names no database file")
         # One connection, used under a lock: on SQLite the bookkeeping runs on the event loop,
         # and the rare call from another thread (a sync step) waits its turn.
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # DBOS's own connection settings (busy timeout, foreign keys), and WAL set explicitly (DBOS
+        # never sets it): what every SQLite store of ours gets.
+        self._conn = open_sqlite(path, autocommit=True)
         self._lock = threading.Lock()
-        # DBOS's own connection settings, and WAL set explicitly (DBOS never sets it).
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA journal_mode=WAL")
         self._look_up_sql = (
             "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
             "o.function_id FROM workflow_status AS s LEFT JOIN operation_outputs AS o "

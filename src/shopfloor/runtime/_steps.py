@@ -1,9 +1,10 @@
-"""A run's recorded steps, read back from DBOS: what ``shopfloor replay`` feeds into the loop.
+"""A run's recorded steps: the one type for them, and how they are read back from DBOS.
 
-Each model or tool step is recorded as ``{"result": <the step's JSON>, "elapsed": s}``
-(or ``{"raise": {...}}`` when it failed in a way the loop reacts to); an approval
-is DBOS's record of the received message (``None`` after a timeout). This module
-is the one place that knows that shape.
+``RecordedStep`` is what ``shopfloor replay`` feeds into the loop, whether the record came
+from DBOS, from the local trace store or from a ``RecordingStepRunner``. Each model or tool step
+is recorded in DBOS as ``{"result": <the step's JSON>, "elapsed": s}`` (or ``{"raise": {...}}``
+when it failed in a way the loop reacts to); an approval is DBOS's record of the received message
+(``None`` after a timeout). This module is the one place that knows that shape.
 """
 
 from __future__ import annotations
@@ -12,34 +13,51 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["RecordedStep", "StepKind", "recorded_steps_from"]
+__all__ = ["APPROVAL", "RecordedStep", "StepKind", "recorded_steps_from", "step_kind"]
 
 StepKind = Literal["model", "tool", "schema", "approval"]
+#: the name of an approval decision in a record
+APPROVAL = "approval"
+
+
+def step_kind(name: str) -> StepKind:
+    """The kind of step a durable step name (``model:3``, ``tool:2:search``, ``approval``) names."""
+    if name == APPROVAL:
+        return "approval"
+    prefix = name.partition(":")[0]
+    return "model" if prefix == "model" else "schema" if prefix == "schema" else "tool"
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordedStep:
-    #: position among the run's recorded operations (DBOS function id)
-    index: int
     #: ``model:N``, ``tool:STEP:NAME`` or ``approval``
     name: str
-    kind: StepKind
     #: the JSON the step returned to the loop (an approval: the decision message, None on timeout)
-    output: Any
+    output: Any = None
     #: set when the step ended in an exception the loop handles: {"type": ..., "message": ...}
     raised: dict[str, str] | None = None
     #: the run's active seconds when the step ended (the clock the wall-time limit reads)
     elapsed: float | None = None
+    #: position among the run's recorded operations (DBOS function id); None outside DBOS
+    index: int | None = None
     started_at: float | None = None
     completed_at: float | None = None
 
+    @property
+    def kind(self) -> StepKind:
+        return step_kind(self.name)
+
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-def _kind(name: str) -> StepKind:
-    prefix = name.partition(":")[0]
-    return "model" if prefix == "model" else "schema" if prefix == "schema" else "tool"
+        return {
+            "index": self.index,
+            "name": self.name,
+            "kind": self.kind,
+            **{
+                name: getattr(self, name)
+                for name in self.__dataclass_fields__
+                if name not in ("index", "name")
+            },
+        }
 
 
 def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
@@ -59,7 +77,6 @@ def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
                 RecordedStep(
                     index=info["function_id"],
                     name=name,
-                    kind=_kind(name),
                     output=recorded.get("result"),
                     raised=recorded.get("raise"),
                     elapsed=recorded.get("elapsed"),
@@ -70,8 +87,7 @@ def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
             steps.append(
                 RecordedStep(
                     index=info["function_id"],
-                    name="approval",
-                    kind="approval",
+                    name=APPROVAL,
                     output=info["output"],
                     **times,
                 )

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from shopfloor.errors import RunNotFoundError
+from shopfloor.storage import insert_ignore, make_engine
 
-__all__ = ["RunRecord", "RunState", "RunStore", "make_engine", "sqlalchemy_url"]
+__all__ = ["RunRecord", "RunState", "RunStore"]
 
 RunState = Literal["queued", "running", "waiting_approval", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -123,43 +123,6 @@ class RunRecord:
         return data
 
 
-def sqlalchemy_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here (what DBOS uses too); other URLs pass through."""
-    parsed = sa.make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url``; SQLite gets WAL with synchronous=FULL: every commit durable, ~10x
-    cheaper than the rollback journal (measured, FACTS.md)."""
-    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=False)
-    if engine.dialect.name == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            sqlite_pragmas(dbapi_conn)
-
-    return engine
-
-
-def sqlite_pragmas(dbapi_conn: Any) -> None:
-    """WAL, every commit synced (synchronous=FULL), and DBOS's busy timeout, on a new connection."""
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def open_sqlite(path: str) -> sqlite3.Connection:
-    """A connection to the SQLite file at ``path`` for a SQLAlchemy pool (``creator``), pragmas set."""
-    conn = sqlite3.connect(path, check_same_thread=False)
-    sqlite_pragmas(conn)
-    return conn
-
-
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
 
@@ -177,8 +140,7 @@ class RunStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         _meta.create_all(engine)
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._insert_events = insert(events).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+        self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
 
     @classmethod
     def open(cls, url: str) -> RunStore:

@@ -1,4 +1,6 @@
-"""What isolation this host can provide, probed (never assumed); ``shopfloor doctor`` prints it."""
+"""What isolation this host can provide, probed (never assumed): the one probe that the backends
+choose by and that ``shopfloor doctor``'s isolation lines report (``_host_checks``), so the two
+cannot disagree."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Capabilities", "CapabilityLine", "landlock_abi", "probe_capabilities"]
+__all__ = ["Capabilities", "CapabilityLine", "landlock_status", "probe_capabilities"]
 
 _SYS_LANDLOCK_CREATE_RULESET = 444  # same number on every architecture (new syscalls are unified)
 _LANDLOCK_CREATE_RULESET_VERSION = 1
@@ -34,6 +36,10 @@ class Capabilities:
     landlock_abi: int  # 0: unavailable
     runsc: str | None
     compiler: str | None
+    #: which of memory, cpu and pids the cgroup setup limits
+    cgroup_limits: tuple[str, ...] = ()
+    #: why Landlock is unavailable (errno of the probe; 0 when it is available)
+    landlock_errno: int = 0
 
     def lines(self) -> list[CapabilityLine]:
         return [
@@ -80,12 +86,16 @@ class Capabilities:
         ]
 
 
-def landlock_abi() -> int:
+def landlock_status() -> tuple[int, int]:
+    """Landlock's ABI version (0: unavailable) and the errno that says why not."""
     libc = ctypes.CDLL(None, use_errno=True)
-    version = libc.syscall(
-        _SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), _LANDLOCK_CREATE_RULESET_VERSION
-    )
-    return max(int(version), 0)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
+    version = int(syscall(_SYS_LANDLOCK_CREATE_RULESET, None, 0, _LANDLOCK_CREATE_RULESET_VERSION))
+    if version < 0:
+        return 0, ctypes.get_errno()
+    return version, 0
 
 
 def _userns_problem(bwrap: str | None) -> str | None:
@@ -130,6 +140,7 @@ def probe_capabilities() -> Capabilities:
         result = subprocess.run([bwrap, "--version"], capture_output=True, text=True, check=False)
         version = result.stdout.strip() or None
     cgroups = host_cgroups()
+    abi, landlock_errno = landlock_status()
     return Capabilities(
         root=os.geteuid() == 0,
         bwrap=bwrap,
@@ -137,7 +148,9 @@ def probe_capabilities() -> Capabilities:
         userns=_userns_problem(bwrap),
         cgroup=cgroups.describe() if cgroups else None,
         seccomp=seccomp_available(),
-        landlock_abi=landlock_abi(),
+        landlock_abi=abi,
         runsc=shutil.which("runsc"),
         compiler=shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"),
+        cgroup_limits=cgroups.limits() if cgroups else (),
+        landlock_errno=landlock_errno,
     )

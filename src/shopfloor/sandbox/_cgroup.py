@@ -81,6 +81,10 @@ class CgroupVersion(ABC):
     def describe(self) -> str: ...
 
     @abstractmethod
+    def limits(self) -> tuple[str, ...]:
+        """Which of memory, cpu and pids this setup can limit."""
+
+    @abstractmethod
     def groups(self) -> list[Path]:
         """The sandbox groups that exist now (for leak checks and clean-up after a crash)."""
 
@@ -190,6 +194,9 @@ class CgroupV1(CgroupVersion):
     def describe(self) -> str:
         return "cgroup v1 (" + ", ".join(sorted(self.mounts)) + ")"
 
+    def limits(self) -> tuple[str, ...]:
+        return tuple(name for name in ("memory", "cpu", "pids") if name in self.mounts)
+
     def _parent(self, controller: str) -> Path:
         return self.mounts[controller] / self.own.get(controller, "/").lstrip("/") / "shopfloor"
 
@@ -271,6 +278,9 @@ class CgroupV2(CgroupVersion):
 
     def describe(self) -> str:
         return f"cgroup v2 at {self.base}"
+
+    def limits(self) -> tuple[str, ...]:
+        return ("memory", "cpu", "pids")  # detect_cgroups takes v2 only with all of NEEDED
 
     def groups(self) -> list[Path]:
         return sorted(path for path in self.base.glob("*") if path.is_dir())

@@ -1,16 +1,24 @@
-"""``shopfloor doctor`` lines for sandboxes: which backend ``auto`` picks and which layers it stacks.
-
-The kernel features themselves (bubblewrap, user namespaces, cgroups, seccomp, Landlock) have their own
-lines in ``shopfloor.diagnostics``; these say what the sandbox layer makes of them.
+"""``shopfloor doctor`` lines for sandboxes: the kernel features (bubblewrap, user namespaces, cgroups,
+seccomp, Landlock, as the sandbox's own probe finds them: ``_host_checks``), then which backend ``auto``
+picks and which layers it stacks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from shopfloor.config import Settings
 from shopfloor.diagnostics import CheckResult, register_check
 from shopfloor.errors import SandboxError
 from shopfloor.sandbox._base import select_backend
-from shopfloor.sandbox._caps import probe_capabilities
+from shopfloor.sandbox._caps import Capabilities, probe_capabilities
+from shopfloor.sandbox._host_checks import (
+    bubblewrap_line,
+    cgroups_line,
+    landlock_line,
+    seccomp_line,
+    userns_line,
+)
 from shopfloor.sandbox._policy import SandboxPolicy
 
 __all__ = ["check_gvisor", "check_sandbox_backend"]
@@ -53,5 +61,20 @@ def check_gvisor(settings: Settings) -> CheckResult:
     return CheckResult(name="gvisor", status="ok", detail=f"runsc at {caps.runsc} (isolation: gvisor)")
 
 
+def _probed(line: Callable[[Capabilities], CheckResult]) -> Callable[[Settings], CheckResult]:
+    def check(settings: Settings) -> CheckResult:
+        return line(probe_capabilities())
+
+    return check
+
+
+for _name, _line in (
+    ("bubblewrap", bubblewrap_line),
+    ("user namespaces", userns_line),
+    ("cgroups", cgroups_line),
+    ("seccomp", seccomp_line),
+    ("landlock", landlock_line),
+):
+    register_check(_name, _probed(_line))
 register_check("sandbox", check_sandbox_backend)
 register_check("gvisor", check_gvisor)

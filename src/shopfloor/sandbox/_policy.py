@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from shopfloor.errors import SandboxPolicyError
+from shopfloor.spec import Isolation
 
 if TYPE_CHECKING:
     from shopfloor.spec import SandboxPolicySpec
 
 __all__ = ["ExecResult", "KilledBy", "Mount", "NetworkRule", "SandboxPolicy", "parse_size"]
 
-Isolation = Literal["auto", "bwrap", "landlock", "gvisor", "none"]
 KilledBy = Literal["timeout", "memory", "pids", "output"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)

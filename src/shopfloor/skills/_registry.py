@@ -22,21 +22,16 @@ import sqlalchemy as sa
 
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
+from shopfloor.skills._blobs import blob_key, open_blob_store
 from shopfloor.skills._builtin import builtin_skill_dir
 from shopfloor.skills._frontmatter import unsafe_name
 from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest, build_manifest
 from shopfloor.skills._signing import TrustPolicy, open_skill
+from shopfloor.storage import make_engine
 
 __all__ = ["PublishedSkill", "SkillRegistry", "parse_ref"]
 
 _meta = sa.MetaData()
-_blobs = sa.Table(
-    "skill_blobs",
-    _meta,
-    sa.Column("sha256", sa.String(64), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("content", sa.LargeBinary, nullable=False),
-)
 _versions = sa.Table(
     "skill_versions",
     _meta,
@@ -110,8 +105,9 @@ def _member(rel: str) -> str:
 
 class SkillRegistry:
     def __init__(self, url: str, cache_dir: Path, policy: TrustPolicy) -> None:
-        self._engine = sa.create_engine(url)
+        self._engine = make_engine(url)
         _meta.create_all(self._engine)
+        self._blobs = open_blob_store(url)
         self.cache_dir = cache_dir
         self.policy = policy
 
@@ -121,6 +117,7 @@ class SkillRegistry:
         return cls(settings.db_url, settings.home / "skills", TrustPolicy.from_settings(settings))
 
     def close(self) -> None:
+        self._blobs.close()
         self._engine.dispose()
 
     def publish(self, skill_dir: Path | str) -> PublishedSkill:
@@ -149,8 +146,10 @@ class SkillRegistry:
                     )
                 return self.get(f"{skill.name}@sha256:{skill.digest.removeprefix('sha256:')}")
             paths = [f.path for f in skill.manifest.files] + ([SIGNATURE_FILE] if sig.is_file() else [])
-            for rel in paths:
-                self._put_blob(conn, (skill.path / rel).read_bytes())
+            self._blobs.put_many(
+                (blob_key(hashlib.sha256(data).hexdigest()), data)
+                for data in ((skill.path / rel).read_bytes() for rel in paths)
+            )
             conn.execute(
                 _versions.insert().values(
                     digest=skill.digest,
@@ -164,12 +163,6 @@ class SkillRegistry:
                 )
             )
         return self.get(f"{skill.name}@{skill.version}")
-
-    def _put_blob(self, conn: sa.Connection, content: bytes) -> str:
-        digest = hashlib.sha256(content).hexdigest()
-        if conn.execute(sa.select(_blobs.c.sha256).where(_blobs.c.sha256 == digest)).first() is None:
-            conn.execute(_blobs.insert().values(sha256=digest, size=len(content), content=content))
-        return digest
 
     def list(self, name: str | None = None) -> list[PublishedSkill]:
         query = sa.select(_versions).order_by(_versions.c.name, _versions.c.published_at)
@@ -250,12 +243,10 @@ class SkillRegistry:
             wanted[SIGNATURE_FILE] = row.signature_sha256
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache_dir))
-        with self._engine.connect() as conn:
-            for rel, sha in wanted.items():
-                content = conn.execute(sa.select(_blobs.c.content).where(_blobs.c.sha256 == sha)).scalar_one()
-                dest = staging / row.name / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(content)
+        for rel, sha in wanted.items():
+            dest = staging / row.name / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self._blobs.get(blob_key(sha)))
         if target.parent.exists():
             shutil.rmtree(target.parent)
         try:

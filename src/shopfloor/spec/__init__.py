@@ -28,6 +28,7 @@ from shopfloor.spec._loader import (
 )
 from shopfloor.spec._model import (
     AgentSpec,
+    Isolation,
     Limits,
     Mount,
     Permissions,
@@ -62,6 +63,7 @@ __all__ = [
     "YAML_LIMITS",
     "AgentSpec",
     "DataPath",
+    "Isolation",
     "Limits",
     "LoadedSpec",
     "Mount",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "AgentSpec",
+    "Isolation",
     "Limits",
     "Mount",
     "Permissions",
@@ -25,6 +26,11 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _SOURCE = re.compile(r"^(builtin:[A-Za-z0-9_.-]+|[^:\s]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
 _SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?$", re.IGNORECASE)
+
+
+#: the sandbox backends an agent may ask for: ``auto`` plus every backend ``shopfloor.sandbox``
+#: registers (the sandbox layer reads this type; a test checks the two agree)
+Isolation = Literal["auto", "bwrap", "landlock", "gvisor", "none"]
 
 
 class _Strict(BaseModel):
@@ -41,7 +47,7 @@ class Limits(_Strict):
 
 
 class SandboxPolicySpec(_Strict):
-    isolation: Literal["auto", "bwrap", "landlock", "gvisor", "none"] = "auto"
+    isolation: Isolation = "auto"
     network: list[str] | Literal["none"] = "none"
     memory: str = "1G"
     cpus: float = Field(1.0, gt=0)

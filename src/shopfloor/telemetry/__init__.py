@@ -4,7 +4,7 @@ Configure once per process with ``configure_telemetry(settings)``; add spans wit
 ``span(name, component=..., attributes=...)``; read runs back with ``TraceStore``;
 compute metrics with ``compute_metrics``; render a run with ``waterfall``. Exporters
 are an extension point (``register_exporter``). Replay of recorded runs lives in
-``shopfloor.telemetry.replay`` (it imports the agent layer, so this package does not).
+``shopfloor.ops.replay``, above the agent and the runtime; this package imports neither.
 """
 
 from shopfloor.telemetry._api import (

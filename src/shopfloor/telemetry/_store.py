@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from shopfloor.errors import TelemetryError
+from shopfloor.errors import ConfigError, TelemetryError
+from shopfloor.storage import make_engine
 from shopfloor.telemetry._conventions import (
     AGENT_NAME,
     AGENT_VERSION,
@@ -146,24 +147,16 @@ def _decode(text: str, run_id: str | None, component: str | None) -> dict[str, A
     return attributes
 
 
-def _engine_url(url: str) -> str:
-    # psycopg 3 is the PostgreSQL driver we ship; SQLAlchemy's bare scheme means psycopg2.
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 class TraceStore:
     """Spans by run, by time and by agent. Blocking: call from a thread in async code."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine = sa.create_engine(_engine_url(url))
-        except (sa.exc.ArgumentError, ImportError) as exc:
+            # Traces are diagnostics: a power loss may drop the last batch, never corrupts.
+            self.engine = make_engine(url, durability="normal")
+        except ConfigError as exc:
             raise TelemetryError(f"trace store URL {url!r} is not usable: {exc}") from exc
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.Lock()
         compiled = spans_table.insert().compile(dialect=self.engine.dialect, column_keys=_COLUMNS)
         self._insert = compiled.string
@@ -243,15 +236,6 @@ class TraceStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # Traces are diagnostics: WAL + NORMAL may lose the last batch on power loss, never corrupts.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
 
 
 def _record(row: Any) -> SpanRecord:

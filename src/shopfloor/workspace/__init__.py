@@ -20,6 +20,7 @@ from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mou
 from shopfloor.workspace._objects import Commit, Entry
 from shopfloor.workspace._quota import Quota
 from shopfloor.workspace._repo import Workspaces
+from shopfloor.workspace._sql import SqlStore
 from shopfloor.workspace._store import (
     ObjectStore,
     Readable,
@@ -49,6 +50,7 @@ __all__ = [
     "RefValue",
     "Retention",
     "S3Mount",
+    "SqlStore",
     "StoredObject",
     "Workspace",
     "WorkspaceTool",

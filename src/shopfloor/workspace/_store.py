@@ -171,7 +171,9 @@ class ObjectStore(ABC):
 
 _BACKENDS: dict[str, str] = {
     "file": "shopfloor.workspace._file:FileStore",
-    "sqlite": "shopfloor.workspace._sqlite:SqliteStore",
+    "sqlite": "shopfloor.workspace._sql:SqlStore",
+    "postgresql": "shopfloor.workspace._sql:SqlStore",
+    "postgres": "shopfloor.workspace._sql:SqlStore",
     "s3": "shopfloor.workspace._s3:S3Store",
 }
 
@@ -189,7 +191,8 @@ def store_schemes() -> list[str]:
 
 
 def open_store(url: str) -> ObjectStore:
-    """Open the workspace store at ``url`` (``file:///dir``, ``sqlite:///file.db``, ``s3://bucket/prefix``)."""
+    """Open the workspace store at ``url`` (``file:///dir``, ``sqlite:///file.db``, ``postgresql://...``,
+    ``s3://bucket/prefix``)."""
     parts = urlsplit(url)
     target = _BACKENDS.get(parts.scheme)
     if target is None:

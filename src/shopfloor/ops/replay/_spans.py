@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.models import ModelResponse, ToolCall, Usage
-from shopfloor.telemetry._conventions import (
+from shopfloor.runtime import RecordedStep
+from shopfloor.telemetry import (
     ERROR_TYPE,
     INPUT_TOKENS,
     OPERATION_NAME,
@@ -29,9 +30,8 @@ from shopfloor.telemetry._conventions import (
     STEP_NAME,
     STEP_OUTPUT,
     TIME_TO_FIRST_CHUNK,
+    SpanRecord,
 )
-from shopfloor.telemetry._records import SpanRecord
-from shopfloor.telemetry.replay._runner import Recorded
 
 __all__ = ["RunInfo", "recorded_from_spans", "run_info_from_spans"]
 
@@ -51,7 +51,7 @@ class RunInfo:
     model: str | None = None
 
 
-def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
+def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[RecordedStep]:
     """The run's steps in the order they ran; raises ValueError where a step's output was not stored."""
     steps = []
     for span in sorted(spans, key=lambda s: s.start_ns):
@@ -64,7 +64,7 @@ def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
                 "type": "TimeoutError" if kind == "timeout" else kind,
                 "message": span.status_message or "",
             }
-            steps.append(Recorded(name=str(name), raised=raised))
+            steps.append(RecordedStep(name=str(name), raised=raised))
             continue
         if STEP_OUTPUT not in span.attributes:
             raise ValueError(
@@ -73,7 +73,7 @@ def recorded_from_spans(spans: Sequence[SpanRecord]) -> list[Recorded]:
         output = json.loads(span.attributes[STEP_OUTPUT])
         if span.attributes.get(OPERATION_NAME) == "chat":
             output = _model_output(span, output)
-        steps.append(Recorded(name=str(name), output=output))
+        steps.append(RecordedStep(name=str(name), output=output))
     return steps
 
 

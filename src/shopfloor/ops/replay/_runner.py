@@ -1,11 +1,11 @@
 """Step runners for replay: one records a live run's steps, one feeds a record back.
 
-A record is the run's steps in order, each a name (``model:3``, ``tool:2:search``,
-``approval``) and its JSON output, in the shape ``shopfloor.runtime`` reads out of
-DBOS: a step that failed in a way the loop reacts to carries ``raised``
-(``{"type": "TimeoutError", "message": ...}``) instead of an output, and the
-run's active seconds at the step's end (``elapsed``) so the wall-time limit
-sees the clock the original saw.
+A record is the run's steps in order, each a ``RecordedStep`` (the runtime's type, the
+shape it reads out of DBOS): a name (``model:3``, ``tool:2:search``, ``approval``) and
+its JSON output; a step that failed in a way the loop reacts to carries ``raised``
+(``{"type": "TimeoutError", "message": ...}``) instead of an output, and the run's
+active seconds at the step's end (``elapsed``) so the wall-time limit sees the clock
+the original saw.
 """
 
 from __future__ import annotations
@@ -13,49 +13,24 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from shopfloor import errors
 from shopfloor.agent import ApprovalDecision, ApprovalRequest, InMemoryStepRunner, StepRunner, rebuild_error
 from shopfloor.errors import ReplayDivergence
+from shopfloor.runtime import APPROVAL, RecordedStep
 
-__all__ = ["APPROVAL", "Recorded", "RecordingStepRunner", "ReplayStepRunner", "as_recorded"]
+__all__ = ["RecordingStepRunner", "ReplayStepRunner", "as_recorded"]
 
 JSON = Any
-#: the name of an approval decision in a record
-APPROVAL = "approval"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recorded:
-    name: str
-    output: JSON = None
-    raised: dict[str, str] | None = None
-    elapsed: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "output": self.output, "raised": self.raised, "elapsed": self.elapsed}
-
-
-def as_recorded(steps: Iterable[Any]) -> list[Recorded]:
-    """A record from ``(name, output)`` pairs or objects with ``name`` and ``output`` (runtime steps)."""
-    out = []
-    for item in steps:
-        if isinstance(item, Recorded):
-            out.append(item)
-        elif isinstance(item, tuple):
-            out.append(Recorded(name=item[0], output=item[1]))
-        else:
-            out.append(
-                Recorded(
-                    name=item.name,
-                    output=item.output,
-                    raised=getattr(item, "raised", None),
-                    elapsed=getattr(item, "elapsed", None),
-                )
-            )
-    return out
+def as_recorded(steps: Iterable[RecordedStep | tuple[str, JSON]]) -> list[RecordedStep]:
+    """A record from recorded steps or ``(name, output)`` pairs."""
+    return [
+        item if isinstance(item, RecordedStep) else RecordedStep(name=item[0], output=item[1])
+        for item in steps
+    ]
 
 
 def _decision(message: Any) -> ApprovalDecision:
@@ -73,22 +48,22 @@ class RecordingStepRunner(StepRunner):
 
     def __init__(self, inner: StepRunner | None = None) -> None:
         self.inner = inner or InMemoryStepRunner()
-        self.steps: list[Recorded] = []
+        self.steps: list[RecordedStep] = []
 
     async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
         try:
             output = await self.inner.step(name, fn)
         except (TimeoutError, errors.ShopfloorError) as exc:
             raised = {"type": type(exc).__name__, "message": str(exc)}
-            self.steps.append(Recorded(name=name, raised=raised, elapsed=self.inner.elapsed()))
+            self.steps.append(RecordedStep(name=name, raised=raised, elapsed=self.inner.elapsed()))
             raise
-        self.steps.append(Recorded(name=name, output=copy.deepcopy(output), elapsed=self.inner.elapsed()))
+        self.steps.append(RecordedStep(name=name, output=copy.deepcopy(output), elapsed=self.inner.elapsed()))
         return output
 
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
         decision = await self.inner.wait_for_approval(request)
         message = {"approved": decision.approved, "by": decision.by, "reason": decision.reason}
-        self.steps.append(Recorded(name=APPROVAL, output=message, elapsed=self.inner.elapsed()))
+        self.steps.append(RecordedStep(name=APPROVAL, output=message, elapsed=self.inner.elapsed()))
         return decision
 
     def elapsed(self) -> float:
@@ -106,8 +81,10 @@ class ReplayStepRunner(StepRunner):
     without, asking for more steps than were recorded is a divergence too.
     """
 
-    def __init__(self, recorded: Iterable[Any], *, live: StepRunner | None = None) -> None:
-        self.recorded: Sequence[Recorded] = as_recorded(recorded)
+    def __init__(
+        self, recorded: Iterable[RecordedStep | tuple[str, JSON]], *, live: StepRunner | None = None
+    ) -> None:
+        self.recorded: Sequence[RecordedStep] = as_recorded(recorded)
         self.live = live
         #: names the loop asked for, in order
         self.asked: list[str] = []
@@ -117,10 +94,10 @@ class ReplayStepRunner(StepRunner):
         self._live_since: float | None = None
 
     @property
-    def remaining(self) -> Sequence[Recorded]:
+    def remaining(self) -> Sequence[RecordedStep]:
         return self.recorded[self.position :]
 
-    def _next(self, name: str) -> Recorded | None:
+    def _next(self, name: str) -> RecordedStep | None:
         self.asked.append(name)
         if self.position >= len(self.recorded):
             if self.live is None:

@@ -16,7 +16,8 @@ from typing import Any
 
 from shopfloor.agent import AgentLoop, InMemoryStepRunner, RunResult, StepRunner
 from shopfloor.errors import ReplayDivergence
-from shopfloor.telemetry.replay._runner import Recorded, ReplayStepRunner, as_recorded
+from shopfloor.ops.replay._runner import ReplayStepRunner, as_recorded
+from shopfloor.runtime import RecordedStep
 
 __all__ = ["ReplayReport", "StepCheck", "fork_index", "fork_run", "replay_run"]
 
@@ -79,7 +80,9 @@ def _check_dict(check: StepCheck) -> dict[str, Any]:
     }
 
 
-def _checks(recorded: Sequence[Recorded], asked: Sequence[str], *, live_from: int | None) -> list[StepCheck]:
+def _checks(
+    recorded: Sequence[RecordedStep], asked: Sequence[str], *, live_from: int | None
+) -> list[StepCheck]:
     checks = []
     for i in range(max(len(recorded), len(asked))):
         live = live_from is not None and i + 1 >= live_from
@@ -107,7 +110,7 @@ async def _run(
 async def replay_run(
     loop: AgentLoop,
     task: str,
-    recorded: Iterable[Any],
+    recorded: Iterable[RecordedStep | tuple[str, Any]],
     *,
     run_id: str,
     expected_output: str | None = None,
@@ -131,7 +134,7 @@ async def replay_run(
     )
 
 
-def fork_index(recorded: Sequence[Recorded], at: str | int) -> int:
+def fork_index(recorded: Sequence[RecordedStep], at: str | int) -> int:
     """The 1-based position of step ``at`` (a position or a step name) in the record."""
     if isinstance(at, int) or at.isdigit():
         index = int(at)
@@ -148,7 +151,7 @@ def fork_index(recorded: Sequence[Recorded], at: str | int) -> int:
 async def fork_run(
     loop: AgentLoop,
     task: str,
-    recorded: Iterable[Any],
+    recorded: Iterable[RecordedStep | tuple[str, Any]],
     *,
     at: str | int,
     run_id: str,

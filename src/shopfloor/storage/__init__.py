@@ -1,0 +1,29 @@
+"""Storage seam: the one engine factory every SQL store opens its database with."""
+
+from shopfloor.storage._engine import (
+    Dialect,
+    Durability,
+    PostgresDialect,
+    SqliteDialect,
+    dialect_for,
+    engine_url,
+    insert_ignore,
+    make_engine,
+    open_sqlite,
+    register_dialect,
+    starts_with,
+)
+
+__all__ = [
+    "Dialect",
+    "Durability",
+    "PostgresDialect",
+    "SqliteDialect",
+    "dialect_for",
+    "engine_url",
+    "insert_ignore",
+    "make_engine",
+    "open_sqlite",
+    "register_dialect",
+    "starts_with",
+]

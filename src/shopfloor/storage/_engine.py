@@ -1,0 +1,191 @@
+"""One SQLAlchemy engine factory for every SQL store: runs, traces, the skill registry, workspaces.
+
+What differs between databases lives in one ``Dialect`` subclass per database, picked by the
+URL's backend name (as DBOS keeps one system-database class per dialect): which driver a bare
+URL means, what each new connection is set to, how an insert skips rows that exist. The stores
+above never branch on the database's name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from shopfloor.errors import ConfigError
+
+__all__ = [
+    "Dialect",
+    "Durability",
+    "PostgresDialect",
+    "SqliteDialect",
+    "dialect_for",
+    "engine_url",
+    "insert_ignore",
+    "make_engine",
+    "open_sqlite",
+    "register_dialect",
+    "starts_with",
+]
+
+#: ``full``: every commit survives power loss (runs, the registry, workspaces);
+#: ``normal``: a power loss may drop the last commits, never corrupts (traces, diagnostics).
+Durability = Literal["full", "normal"]
+
+#: SQLite waits this long for another process's write lock before failing.
+BUSY_TIMEOUT_MS = 30_000
+_HIGHEST = "\U0010ffff"
+
+
+class Dialect(ABC):
+    """What one database needs from Shopfloor's stores; registered by SQLAlchemy backend name."""
+
+    backend: ClassVar[str]
+
+    def normalise(self, url: sa.URL) -> sa.URL:
+        """The URL SQLAlchemy should open (a bare scheme may name a driver we do not ship)."""
+        return url
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_pre_ping": False}
+
+    @abstractmethod
+    def on_connect(self, dbapi_connection: Any, durability: Durability) -> None:
+        """Settings every new connection gets."""
+
+    @abstractmethod
+    def insert_ignore(self, table: sa.Table, keys: list[str]) -> Insert:
+        """An insert that skips rows whose ``keys`` exist already (idempotent re-writes)."""
+
+    def starts_with(self, column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+        """``column`` starts with ``prefix``, exactly (no LIKE wildcards or case folding) and as a
+        range an index can serve: code-point order, where ``prefix + U+10FFFF`` sorts after every
+        string that starts with ``prefix``."""
+        return sa.and_(column >= prefix, column < prefix + _HIGHEST)
+
+
+class SqliteDialect(Dialect):
+    """WAL (with synchronous=FULL every commit is durable at ~10x less than the rollback journal,
+    FACTS.md), a busy timeout so that writers of several processes wait instead of failing, and
+    foreign keys enforced."""
+
+    backend = "sqlite"
+
+    def on_connect(self, dbapi_connection: Any, durability: Durability) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={durability.upper()}")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    def insert_ignore(self, table: sa.Table, keys: list[str]) -> Insert:
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+class PostgresDialect(Dialect):
+    """``postgresql://`` means psycopg 3, the driver Shopfloor depends on (and DBOS uses): SQLAlchemy
+    2.0 would load psycopg2 for the bare scheme, which is not installed."""
+
+    backend = "postgresql"
+
+    def normalise(self, url: sa.URL) -> sa.URL:
+        if url.drivername in ("postgresql", "postgres"):
+            return url.set(drivername="postgresql+psycopg")
+        return url
+
+    def on_connect(self, dbapi_connection: Any, durability: Durability) -> None:
+        # The server's own settings (synchronous_commit) decide durability; nothing per connection.
+        return None
+
+    def insert_ignore(self, table: sa.Table, keys: list[str]) -> Insert:
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    def starts_with(self, column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+        # The database's default collation may ignore punctuation ('/' in keys); "C" compares bytes,
+        # which for UTF-8 is code-point order.
+        return super().starts_with(sa.collate(column, "C"), prefix)
+
+
+_DIALECTS: dict[str, str] = {
+    "sqlite": "shopfloor.storage._engine:SqliteDialect",
+    "postgresql": "shopfloor.storage._engine:PostgresDialect",
+    "postgres": "shopfloor.storage._engine:PostgresDialect",
+}
+
+
+def register_dialect(backend: str, target: str | type[Dialect]) -> None:
+    """Register a ``Dialect`` for a SQLAlchemy backend name: a class or ``"module:Class"``."""
+    _DIALECTS[backend] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+
+
+def _parse(url: str) -> sa.URL:
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(
+            f"database URL {url!r} is not a URL: write sqlite:///path/to/file.db or "
+            "postgresql://user@host:5432/database"
+        ) from exc
+
+
+def dialect_for(url: str | sa.URL) -> Dialect:
+    """The ``Dialect`` of ``url``; ConfigError naming the supported schemes for any other."""
+    parsed = _parse(url) if isinstance(url, str) else url
+    target = _DIALECTS.get(parsed.get_backend_name())
+    if target is None:
+        raise ConfigError(
+            f"database URL {parsed.render_as_string()!r}: unsupported database "
+            f"{parsed.get_backend_name()!r}; use one of " + ", ".join(f"{s}://" for s in sorted(_DIALECTS))
+        )
+    module_name, _, class_name = target.partition(":")
+    cls: type[Dialect] = getattr(importlib.import_module(module_name), class_name)
+    return cls()
+
+
+def engine_url(url: str) -> str:
+    """``url`` as SQLAlchemy should open it (password kept)."""
+    parsed = _parse(url)
+    return dialect_for(parsed).normalise(parsed).render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, durability: Durability = "full", **options: Any) -> sa.Engine:
+    """An engine for ``url`` set up for its database; ``options`` go to ``sqlalchemy.create_engine``."""
+    parsed = _parse(url)
+    dialect = dialect_for(parsed)
+    try:
+        engine = sa.create_engine(dialect.normalise(parsed), **{**dialect.engine_options(), **options})
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"database URL {parsed.render_as_string()!r} cannot be opened: {exc}") from exc
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dialect.on_connect(dbapi_connection, durability)
+
+    return engine
+
+
+def starts_with(engine: sa.Engine, column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+    """``column`` starts with ``prefix``, on ``engine``'s database (see ``Dialect.starts_with``)."""
+    return dialect_for(engine.url).starts_with(column, prefix)
+
+
+def insert_ignore(engine: sa.Engine, table: sa.Table, keys: list[str]) -> Insert:
+    """An insert into ``table`` on ``engine``'s database that skips rows whose ``keys`` exist."""
+    return dialect_for(engine.url).insert_ignore(table, keys)
+
+
+def open_sqlite(path: str, *, durability: Durability = "full", autocommit: bool = False) -> sqlite3.Connection:
+    """A raw ``sqlite3`` connection to the file at ``path`` with the settings every SQLite store gets:
+    for a pool's ``creator`` (DBOS's engine) or a hand-written statement path (the step recorder).
+    Usable from any thread; the caller serialises its use."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None if autocommit else "")
+    SqliteDialect().on_connect(conn, durability)
+    return conn

@@ -1,0 +1,92 @@
+"""The one engine factory: URL normalisation, per-connection settings and dialect differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shopfloor.config import Settings
+from shopfloor.errors import ConfigError
+from shopfloor.runtime import RunStore
+from shopfloor.skills import SkillRegistry, TrustPolicy
+from shopfloor.storage import dialect_for, engine_url, insert_ignore, make_engine
+from shopfloor.telemetry import TraceStore
+
+
+def test_postgresql_urls_mean_psycopg3() -> None:
+    assert engine_url("postgresql://u:pw@h:5432/db") == "postgresql+psycopg://u:pw@h:5432/db"
+    assert engine_url("postgres://u@h/db?sslmode=require") == "postgresql+psycopg://u@h/db?sslmode=require"
+    # A driver the user named is the user's choice.
+    assert engine_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert engine_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    engine = make_engine("postgresql://u@h/db")  # no connection is made
+    assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "psycopg")
+    engine.dispose()
+
+
+def test_unknown_or_broken_urls_say_what_to_write() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unsupported database 'mysql'; use one of .*postgresql://.*sqlite://"
+    ):
+        make_engine("mysql://u@h/db")
+    with pytest.raises(ConfigError, match="not a URL"):
+        dialect_for("not a url")
+
+
+def _pragmas(engine: sa.Engine) -> tuple[str, int, int, int]:
+    with engine.connect() as conn:
+        return (
+            conn.exec_driver_sql("PRAGMA journal_mode").scalar_one(),
+            conn.exec_driver_sql("PRAGMA synchronous").scalar_one(),
+            conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one(),
+            conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one(),
+        )
+
+
+def test_sqlite_connections_get_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    durable = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    relaxed = make_engine(f"sqlite:///{tmp_path / 'b.db'}", durability="normal")
+    assert _pragmas(durable) == ("wal", 2, 30000, 1)  # synchronous 2 = FULL
+    assert _pragmas(relaxed) == ("wal", 1, 30000, 1)  # 1 = NORMAL
+    durable.dispose()
+    relaxed.dispose()
+
+
+def test_every_sql_store_opens_through_the_factory(tmp_path: Path, settings: Settings) -> None:
+    """The run store, the trace store and the skill registry all get the same SQLite set-up
+    (the registry used to open a bare engine: rollback journal, no busy timeout)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    runs = RunStore.open(url)
+    traces = TraceStore(url)
+    registry = SkillRegistry(url, tmp_path / "skills", TrustPolicy.from_settings(settings))
+    try:
+        assert _pragmas(runs.engine)[0::2] == ("wal", 30000)
+        assert _pragmas(traces.engine) == ("wal", 1, 30000, 1)
+        assert _pragmas(registry._engine) == ("wal", 2, 30000, 1)
+    finally:
+        runs.close()
+        traces.close()
+        registry.close()
+
+
+def test_insert_ignore_skips_existing_rows(sql_url: str) -> None:
+    meta = sa.MetaData()
+    table = sa.Table("t", meta, sa.Column("k", sa.String(8), primary_key=True), sa.Column("v", sa.Integer))
+    engine = make_engine(sql_url)
+    try:
+        meta.create_all(engine)
+        insert = insert_ignore(engine, table, ["k"])
+        with engine.begin() as conn:
+            conn.execute(insert, [{"k": "a", "v": 1}, {"k": "b", "v": 2}])
+        with engine.begin() as conn:
+            conn.execute(insert, [{"k": "a", "v": 9}, {"k": "c", "v": 3}])
+        with engine.connect() as conn:
+            assert dict(conn.execute(sa.select(table.c.k, table.c.v)).all()) == {
+                "a": 1,
+                "b": 2,
+                "c": 3,
+            }
+    finally:
+        engine.dispose()
