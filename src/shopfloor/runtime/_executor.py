@@ -30,8 +30,8 @@ from dbos import error as dbos_error
 from shopfloor.config import Settings
 from shopfloor.runtime._dbos_internals import reenqueue_for_recovery
 from shopfloor.runtime._store import RunStore
-from shopfloor.storage import open_sqlite
 from shopfloor.runtime._workflow import WORKFLOW_NAME
+from shopfloor.storage import open_sqlite
 
 __all__ = [
     "APP_NAME",

@@ -33,7 +33,6 @@ changed owner is fenced off whole.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping

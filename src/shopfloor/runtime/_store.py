@@ -11,7 +11,6 @@ which makes re-emitting them during recovery harmless.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field

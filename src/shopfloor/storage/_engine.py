@@ -182,10 +182,14 @@ def insert_ignore(engine: sa.Engine, table: sa.Table, keys: list[str]) -> Insert
     return dialect_for(engine.url).insert_ignore(table, keys)
 
 
-def open_sqlite(path: str, *, durability: Durability = "full", autocommit: bool = False) -> sqlite3.Connection:
+def open_sqlite(
+    path: str, *, durability: Durability = "full", autocommit: bool = False
+) -> sqlite3.Connection:
     """A raw ``sqlite3`` connection to the file at ``path`` with the settings every SQLite store gets:
     for a pool's ``creator`` (DBOS's engine) or a hand-written statement path (the step recorder).
     Usable from any thread; the caller serialises its use."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None if autocommit else "")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    if autocommit:
+        conn.isolation_level = None
     SqliteDialect().on_connect(conn, durability)
     return conn
