@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from shopfloor.cli._app import app, console, err_console, get_settings, print_json
+from shopfloor.cli._app import app, console, err_console, get_services, print_json
 
 if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
     from shopfloor.runtime import RunRecord, Runtime, StoredEvent
@@ -39,7 +39,7 @@ def _runtime(body: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     async def main() -> T:
         from shopfloor.runtime import Runtime
 
-        async with Runtime(get_settings()) as runtime:
+        async with Runtime(get_services()) as runtime:
             return await body(runtime)
 
     return asyncio.run(main())
@@ -310,14 +310,13 @@ def worker_cmd(
             loop.add_signal_handler(sig, stop.set)
         from shopfloor.runtime import Runtime
 
-        runtime = Runtime(get_settings())
-        executor = await runtime.start_executor(worker=True, concurrency=concurrency, executor_id=executor_id)
-        err_console.print(
-            f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
+        await Runtime(get_services()).serve(
+            concurrency=concurrency,
+            executor_id=executor_id,
+            stop=stop,
+            on_ready=lambda executor: err_console.print(
+                f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
+            ),
         )
-        try:
-            await stop.wait()
-        finally:
-            await runtime.close()
 
     asyncio.run(main())

@@ -16,7 +16,6 @@ from rich.table import Table
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.spec import load_spec
 from shopfloor.telemetry import (
     LiveMetrics,
     MetricsReport,
@@ -45,10 +44,10 @@ def _store(settings: Settings) -> TraceStore:
 
 async def _resolve(settings: Settings, run_id: str) -> str:
     """The full id of a run the runtime knows by a prefix; ``run_id`` itself otherwise."""
-    from shopfloor.runtime import Runtime
+    from shopfloor.runtime import Runtime, compose
 
     try:
-        async with Runtime(settings) as runtime:
+        async with Runtime(compose(settings)) as runtime:
             return (await runtime.get_run(run_id)).run_id
     except RunNotFoundError:
         return run_id
@@ -202,11 +201,11 @@ def metrics_cmd(
 
 async def _load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[Recorded]]:
     """The run and its recorded steps: from the runtime (DBOS) if it knows the run, else the trace store."""
-    from shopfloor.runtime import Runtime
+    from shopfloor.runtime import Runtime, compose
     from shopfloor.telemetry.replay import RunInfo, as_recorded, recorded_from_spans, run_info_from_spans
 
     try:
-        async with Runtime(settings) as runtime:
+        async with Runtime(compose(settings)) as runtime:
             record = await runtime.get_run(run_id)
             steps = await runtime.recorded_steps(record.run_id)
         info = RunInfo(
@@ -254,7 +253,7 @@ def replay_cmd(
     With --from, replay up to that step, then continue live (with --agent: as another agent version).
     Exits 1 where the replay diverged.
     """
-    from shopfloor.runtime import open_environment
+    from shopfloor.runtime import compose, open_environment
     from shopfloor.telemetry.replay import fork_run, replay_run
 
     settings = get_settings()
@@ -268,7 +267,8 @@ def replay_cmd(
             raise RunNotFoundError(
                 f"run {info.run_id}: its task was not recorded (telemetry.store_content off)"
             )
-        loaded = load_spec(spec)
+        services = compose(settings)
+        loaded = services.load_spec(spec)
         if agent is None and info.digest and loaded.digest != info.digest:
             err_console.print(
                 f"[yellow]warning:[/] {spec} changed since run {info.run_id} ({info.digest[:19]} -> "
@@ -278,7 +278,7 @@ def replay_cmd(
         # tools; a replay calls none of them, a fork calls them from its fork point on.
         fork_id = f"{info.run_id}-fork-{uuid.uuid4().hex[:8]}"
         env = await open_environment(
-            loaded, settings, run_id=info.run_id if from_step is None else fork_id, model=info.model
+            loaded, services, run_id=info.run_id if from_step is None else fork_id, model=info.model
         )
         try:
             if from_step is None:

@@ -7,13 +7,13 @@ lines in ``shopfloor.diagnostics``; these say what the sandbox layer makes of th
 from __future__ import annotations
 
 from shopfloor.config import Settings
-from shopfloor.diagnostics import CheckResult, register_check
+from shopfloor.diagnostics import CheckFn, CheckResult
 from shopfloor.errors import SandboxError
 from shopfloor.sandbox._base import select_backend
 from shopfloor.sandbox._caps import probe_capabilities
 from shopfloor.sandbox._policy import SandboxPolicy
 
-__all__ = ["check_gvisor", "check_sandbox_backend"]
+__all__ = ["check_gvisor", "check_sandbox_backend", "sandbox_checks"]
 
 
 def check_sandbox_backend(settings: Settings) -> CheckResult:
@@ -53,5 +53,6 @@ def check_gvisor(settings: Settings) -> CheckResult:
     return CheckResult(name="gvisor", status="ok", detail=f"runsc at {caps.runsc} (isolation: gvisor)")
 
 
-register_check("sandbox", check_sandbox_backend)
-register_check("gvisor", check_gvisor)
+def sandbox_checks() -> dict[str, CheckFn]:
+    """The sandbox layer's doctor lines."""
+    return {"sandbox": check_sandbox_backend, "gvisor": check_gvisor}

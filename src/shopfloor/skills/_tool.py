@@ -1,13 +1,9 @@
 """A skill as a tool: the model sees its name and description; the body only once it chooses it.
 
-Services the tool reads from ``ToolContext.services`` (each falls back to the constructor's value):
-
-- ``workspace``: a ``WorkspaceView`` (materialised for the call; the changes become the next
-  commit of its ref) or a directory ``Path`` used as it is; without one the skill gets an empty,
-  throw-away ``/workspace``.
-- ``sandbox_policy``: the agent's ``SandboxPolicy``; ``sandbox``: a ``Sandbox`` backend instance.
-- ``tenant``: the tenant name the sandbox uid is derived from.
-- ``skill_runs``: a list; each call appends its ``SkillRun`` (exit status, stderr, timing, commit).
+The workspace is a ``WorkspaceView`` (materialised for the call; the changes become the next
+commit of its ref) or a directory ``Path`` used as it is; without one the skill gets an empty,
+throw-away ``/workspace``. The run's ``ToolServices`` (workspace, tenant, sandbox) take
+precedence over the constructor's values.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SkillFormatError, ToolExecutionError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
@@ -49,12 +46,15 @@ class SkillTool(Tool):
         tenant: str = "default",
         requires_approval: bool = False,
         approval_timeout: float | None = None,
+        backends: Registry[type[Sandbox]] | None = None,
     ) -> None:
         self.skill = skill
         self.settings = settings
         self.policy = policy or SandboxPolicy()
         self.workspace = workspace
         self.sandbox = sandbox
+        #: the sandbox backends to choose from (the built-in ones by default)
+        self.backends = backends
         self.tenant = tenant
         self.name = skill.name
         # Progressive disclosure: only the front-matter description until the model picks the skill.
@@ -104,8 +104,7 @@ class SkillTool(Tool):
         """Run the entry point against the workspace; commit the changes when it succeeds."""
         services = ctx.services
         env = await prepare_environment(self.skill, environments_dir(self.settings))
-        workspace = services.get("workspace", self.workspace)
-        policy: SandboxPolicy = services.get("sandbox_policy", self.policy)
+        workspace = services.workspace if services.workspace is not None else self.workspace
         config = self.skill.config
         assert config is not None
         writes = mode is None and config.sandbox.workspace == "read-write"
@@ -116,20 +115,18 @@ class SkillTool(Tool):
                 args,
                 env=env,
                 workspace=directory,
-                policy=policy,
+                policy=self.policy,
                 settings=self.settings,
-                tenant=services.get("tenant", self.tenant),
-                sandbox=services.get("sandbox", self.sandbox),
+                tenant=services.tenant or self.tenant,
+                sandbox=services.sandbox or self.sandbox,
                 mode=mode,
+                backends=self.backends,
             )
 
         if isinstance(workspace, Path):
             run = await run_in(workspace)
         else:
             run = await self._in_view(workspace, ctx, run_in, writes=writes)
-        runs = services.get("skill_runs")
-        if isinstance(runs, list):
-            runs.append(run)
         logger.info(
             "skill %s exit %s in %.2fs%s",
             self.name,
@@ -154,15 +151,9 @@ class SkillTool(Tool):
                     await view.workspace.materialize(view.base, directory)
             run: SkillRun = await run_in(directory)
             if view is not None and writes and run.error is None and not view.read_only and view.ref:
-                commit = await view.workspace.capture(
-                    directory,
-                    ref=view.ref,
-                    base=view.base,
-                    message=f"skill {self.name}",
-                    run_id=ctx.run_id,
-                    step=ctx.step,
+                commit = await view.capture(
+                    directory, message=f"skill {self.name}", run_id=ctx.run_id, step=ctx.step
                 )
-                await view.rebase()
                 run = dataclasses.replace(run, commit=commit)
             return run
         finally:

@@ -3,8 +3,9 @@
 Configure once per process with ``configure_telemetry(settings)``; add spans with
 ``span(name, component=..., attributes=...)``; read runs back with ``TraceStore``;
 compute metrics with ``compute_metrics``; render a run with ``waterfall``. Exporters
-are an extension point (``register_exporter``). Replay of recorded runs lives in
-``shopfloor.telemetry.replay`` (it imports the agent layer, so this package does not).
+are an extension point (``telemetry_exporters()``, a registry passed to ``configure_telemetry``).
+Replay of recorded runs lives in ``shopfloor.telemetry.replay`` (it imports the agent layer, so
+this package does not).
 """
 
 from shopfloor.telemetry._api import (
@@ -80,8 +81,8 @@ from shopfloor.telemetry._setup import (
     configure_telemetry,
     current_telemetry,
     exporter_names,
-    register_exporter,
     shutdown_telemetry,
+    telemetry_exporters,
     trace_store_url,
 )
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
@@ -156,7 +157,6 @@ __all__ = [
     "process_usage",
     "record_content",
     "redact",
-    "register_exporter",
     "render_prometheus",
     "run_scope",
     "shutdown_telemetry",
@@ -164,6 +164,7 @@ __all__ = [
     "span_cost",
     "span_facts",
     "span_tree",
+    "telemetry_exporters",
     "trace_store_url",
     "tracer",
     "tree_json",

@@ -2,12 +2,19 @@
 
 Every write stores its blob at once and changes only the in-memory path map, so a
 write is all or nothing; ``commit`` then writes one tree (usually a small delta)
-and one commit and moves the ref by compare-and-swap.
+and one commit and moves the ref by compare-and-swap. ``capture`` commits what a
+skill changed in a directory materialised from the view. The view owns every commit
+made to its ref, and each is traced as a ``workspace.commit`` span.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from opentelemetry.trace import Span
 
 from shopfloor.errors import (
     WorkspaceConflictError,
@@ -167,19 +174,58 @@ class WorkspaceView(ViewBase):
         ``retries`` the view rebases onto the new head and tries again while no path
         was changed on both sides.
         """
-        if self.read_only or self.ref is None:
-            raise WorkspaceReadOnlyError(f"this view of workspace {self.workspace.name} is read-only")
+        self._writable_ref()
         if not self.dirty and self.base is not None and not allow_empty:
             return self.base
-        attributes = {
-            "shopfloor.workspace.name": self.workspace.name,
-            "shopfloor.workspace.ref": self.ref,
-            "shopfloor.workspace.changed": len(self._changed) + len(self._deleted),
-        }
-        with span("workspace.commit", component="workspace", attributes=attributes) as current:
+        with self._commit_span(changed=len(self._changed) + len(self._deleted)) as current:
             commit_id = await self._commit(message, run_id, step, identity, retries)
             current.set_attribute("shopfloor.workspace.commit", commit_id)
         return commit_id
+
+    async def capture(
+        self,
+        directory: Path,
+        *,
+        message: str = "",
+        run_id: str | None = None,
+        step: int | None = None,
+        identity: str | None = None,
+    ) -> str:
+        """Commit what changed in ``directory`` (materialised from this view's base) to the view's ref,
+        within the view's quota, and move the view onto that commit (its own uncommitted changes stay).
+        Returns the commit id (the base when nothing changed)."""
+        ref = self._writable_ref()
+        with self._commit_span(source="capture") as current:
+            commit_id = await self.workspace.capture(
+                directory,
+                ref=ref,
+                base=self.base,
+                message=message,
+                run_id=run_id,
+                step=step,
+                identity=identity,
+                quota=self.quota,
+            )
+            current.set_attribute("shopfloor.workspace.commit", commit_id)
+        await self.rebase()
+        return commit_id
+
+    def _writable_ref(self) -> str:
+        if self.read_only or self.ref is None:
+            raise WorkspaceReadOnlyError(f"this view of workspace {self.workspace.name} is read-only")
+        return self.ref
+
+    @contextmanager
+    def _commit_span(self, *, changed: int | None = None, source: str = "view") -> Iterator[Span]:
+        attributes: dict[str, str | int] = {
+            "shopfloor.workspace.name": self.workspace.name,
+            "shopfloor.workspace.ref": str(self.ref),
+            "shopfloor.workspace.source": source,
+        }
+        if changed is not None:
+            attributes["shopfloor.workspace.changed"] = changed
+        with span("workspace.commit", component="workspace", attributes=attributes) as current:
+            yield current
 
     async def _commit(
         self, message: str, run_id: str | None, step: int | None, identity: str | None, retries: int
