@@ -162,6 +162,9 @@ async def test_workspace_is_materialised_and_changes_are_committed(settings: Set
         assert "old.txt" not in await view.workspace.files(head)
         commit = await view.workspace.commit_info(head)
         assert (commit.run_id, commit.step) == ("run-1", 3)
+        # One commit for the step: the view's own writes went in with the skill's changes.
+        assert commit.parents == () and not view.dirty
+        assert [c.message for c in await view.workspace.log()] == ["skill probe"]
     finally:
         repo.close()
 
@@ -174,7 +177,9 @@ async def test_a_failed_run_commits_nothing(settings: Settings) -> None:
         await view.write("data.csv", "a\n1\n")
         with pytest.raises(ToolExecutionError, match="status 3"):
             await _tool(_skill(settings, script), settings).call({"text": "x"}, _ctx(workspace=view))
-        assert "junk.txt" not in await view.workspace.files(await view.workspace.head())
+        # Not even the view's own write: it stays uncommitted in the view, for the caller to commit.
+        assert await view.workspace.head() is None
+        assert view.dirty and await view.read("data.csv") == b"a\n1\n" and not await view.exists("junk.txt")
     finally:
         repo.close()
 

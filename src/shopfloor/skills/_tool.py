@@ -144,11 +144,8 @@ class SkillTool(Tool):
         directory = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=scratch))
         try:
             if view is not None:
-                if view.dirty and not view.read_only:
-                    # The skill must see what the file tools wrote before it.
-                    await view.commit(f"before skill {self.name}", run_id=ctx.run_id, step=ctx.step)
-                if view.base is not None:
-                    await view.workspace.materialize(view.base, directory)
+                # What the file tools wrote before is there too, uncommitted: the capture commits it.
+                await view.materialize(directory)
             run: SkillRun = await run_in(directory)
             if view is not None and writes and run.error is None and not view.read_only and view.ref:
                 commit = await view.capture(
