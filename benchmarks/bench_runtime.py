@@ -52,9 +52,9 @@ from dbos import DBOS, SetWorkflowID
 from shopfloor.agent import InMemoryStepRunner, build_agent
 from shopfloor.config import Settings, load_settings
 from shopfloor.models import ModelRequest
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import restore_step_bookkeeping
-from shopfloor.spec import load_spec
+from shopfloor.spec import load_spec, spec_resolvers
 from shopfloor.tools import ToolContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def _row(label: str, value: float, baseline: float | None = None, unit: Callable
 
 
 async def _durable_run(settings: Settings, agent: Path, model: str) -> tuple[float, dict[str, Any]]:
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         run_id = await runtime.start_run(agent, "bench", model=model)
         record = await runtime.wait(run_id)
     assert record.finished_at and record.started_at, record
@@ -212,7 +212,9 @@ async def in_memory(root: Path, n: int) -> float:
 
     async def run(steps: int) -> float:
         loop = build_agent(
-            load_spec(_agent(root, steps)), settings, model="function:benchmarks.bench_runtime:instant_model"
+            load_spec(_agent(root, steps), resolvers=spec_resolvers()),
+            settings,
+            model="function:benchmarks.bench_runtime:instant_model",
         )
         start = time.perf_counter()
         await loop.run("bench", run_id="mem", runner=InMemoryStepRunner())
@@ -273,7 +275,7 @@ async def bare_dbos(root: Path, n: int, delay: float = 0.0, tag: str = "", *, st
     its thread hops. Seconds per iteration (slope), or with ``delay`` the wall time of ``n`` iterations."""
     workflow = _bare()
     settings = _settings(root / f"bare-{delay}-{tag}-{stock}", recorder="dbos" if stock else "lean")
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
         if stock:
             restore_step_bookkeeping()
@@ -374,7 +376,9 @@ async def orchestration_share(root: Path, n: int) -> float:
 
 async def in_memory_wall(root: Path, n: int) -> float:
     model = "function:benchmarks.bench_runtime:slow_model"
-    loop = build_agent(load_spec(_agent(root, n)), _settings(root / "mem"), model=model)
+    loop = build_agent(
+        load_spec(_agent(root, n), resolvers=spec_resolvers()), _settings(root / "mem"), model=model
+    )
     start = time.perf_counter()
     await loop.run("bench", run_id="mem", runner=InMemoryStepRunner())
     return time.perf_counter() - start
@@ -393,7 +397,7 @@ async def waiting_runs(root: Path, count: int) -> dict[str, float]:
     settings = load_settings({"SHOPFLOOR_HOME": str(root / "waiting")})
     agent = _agent(root, 5)
     model = "function:benchmarks.bench_runtime:approval_model"
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         warm = await runtime.start_run(agent, "warm", model=model)
         await _until(lambda: _status_is(runtime, warm, "waiting_approval"), 0.05)
         rss0, threads0 = _rss(), threading.active_count()
@@ -463,7 +467,7 @@ async def resume(root: Path, count: int) -> tuple[float, float]:
         os.environ["SHOPFLOOR_BENCH_GATE"] = str(gate_file)
         settings = load_settings(env)
         agent = _agent(root, 5)
-        async with Runtime(settings) as runtime:
+        async with Runtime(compose(settings)) as runtime:
             for i in range(count):
                 await runtime.start_run(
                     agent, f"r{i}", model="function:benchmarks.bench_runtime:gated_model", detach=True
@@ -491,7 +495,7 @@ async def throughput(root: Path, count: int, db_url: str | None) -> float:
     settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url)
     agent = _agent(root, 10)
     model = "function:benchmarks.bench_runtime:instant_model"
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
         start = time.perf_counter()
         run_ids = [await runtime.start_run(agent, f"t{i}", model=model) for i in range(count)]

@@ -81,9 +81,9 @@ async def main() -> None:
     loaded = timed(lambda: load_skill(skill_dir), args.reps)
     line("verify", timed(lambda: open_skill(skill_dir, policy), args.reps), loaded, "load_skill")
 
-    tool = SkillTool(load_skill(skill_dir), settings=settings, tenant="bench")
     workspace = root / "ws"
-    ctx = ToolContext(run_id="b", step=0, call_id="b", idempotency_key="b", services={"workspace": workspace})
+    tool = SkillTool(load_skill(skill_dir), settings=settings, tenant="bench", workspace=workspace)
+    ctx = ToolContext(run_id="b", step=0, call_id="b", idempotency_key="b")
     runtime = python_runtime()
     mounts = [Mount(host_path=skill_dir, sandbox_path="/skill"), *runtime.mounts]
 

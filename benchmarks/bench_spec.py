@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from shopfloor.errors import SpecError
-from shopfloor.spec import AgentSpec, load_spec
+from shopfloor.spec import AgentSpec, load_spec, spec_resolvers
 
 SPEC = """
 name: bench
@@ -52,6 +52,7 @@ def median_ms(function: Callable[[], object], repeat: int = 300) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        resolvers = spec_resolvers()
         (root / "agent.yaml").write_text(SPEC)
         (root / "tools.py").write_text("def convert(x: float) -> float:\n    return x\n")
         (root / "data").mkdir()
@@ -67,13 +68,13 @@ def main() -> None:
 
         def failing() -> None:
             try:
-                load_spec(bad)
+                load_spec(bad, resolvers=resolvers)
             except SpecError:
                 return
             raise AssertionError("the bad spec loaded")
 
         base = median_ms(baseline)
-        full = median_ms(lambda: load_spec(root))
+        full = median_ms(lambda: load_spec(root, resolvers=resolvers))
         errors = median_ms(failing)
     print(f"baseline safe YAML load + model_validate:  {base:.3f} ms")
     print(f"load_spec (positions + digest of 22 files): {full:.3f} ms  ratio {full / base:.2f}x")

@@ -38,7 +38,7 @@ from benchmarks import bench_runtime
 from shopfloor.agent import AgentLoop
 from shopfloor.config import Settings, load_settings
 from shopfloor.models import FunctionModel, ModelRequest
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 from shopfloor.spec import Limits
 from shopfloor.telemetry import (
     LocalStoreExporter,
@@ -114,7 +114,7 @@ async def _durable_pairs(settings: Settings, agent: Path, pairs: int) -> dict[st
     deactivated, which no public API does: the benchmark sets the module's active telemetry."""
     samples: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     telemetry = configure_telemetry(settings)
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
         for state in ("off", "on"):  # warm both paths
             _setup._active = telemetry if state == "on" else None

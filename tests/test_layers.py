@@ -3,6 +3,7 @@
 Every ``import`` and ``from ... import`` counts, at module level or inside a function, relative ones
 resolved, and so do lazy registrations spelled ``"shopfloor.PACKAGE.module:Name"``. A package may
 import only packages of a lower rank in the document's table; an upward or sideways import fails.
+Imports under ``if TYPE_CHECKING:`` are annotations only (nothing runs them) and do not count.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ def _targets(node: ast.AST, module: list[str], package: Path) -> list[str]:
     return []
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The nodes inside ``if TYPE_CHECKING:`` bodies (their ``else`` runs, so it still counts)."""
+    return {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+
+
 def layer_violations(package: Path, ranks: dict[str, int]) -> list[Violation]:
     """Every import in ``package`` that is not to a strictly lower rank (or within its own layer)."""
     found = []
@@ -91,7 +109,10 @@ def layer_violations(package: Path, ranks: dict[str, int]) -> list[Violation]:
             source = module[0]
         source_rank = ranks.get(source)
         tree = ast.parse(path.read_text(), str(path))
+        annotations_only = _type_checking_nodes(tree)
         for node in ast.walk(tree):
+            if id(node) in annotations_only:
+                continue
             for target in _targets(node, [*module_for_relative, "_"], package):
                 if target == source:
                     continue
@@ -169,6 +190,27 @@ def test_downward_and_internal_imports_pass(tmp_path: Path) -> None:
         },
     )
     assert layer_violations(package, SYNTHETIC_RANKS) == []
+
+
+def test_an_import_for_annotations_only_passes(tmp_path: Path) -> None:
+    package = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "errors.py": "",
+            "agent/__init__.py": (
+                "from typing import TYPE_CHECKING\n"
+                "import typing\n"
+                "if TYPE_CHECKING:\n    from shopfloor.runtime import Runtime\n"
+                "if typing.TYPE_CHECKING:\n    import shopfloor.runtime\n"
+                "else:\n    from shopfloor.runtime import _x\n"
+            ),
+            "runtime/__init__.py": "",
+            "runtime/_x.py": "",
+        },
+    )
+    (violation,) = layer_violations(package, SYNTHETIC_RANKS)  # the else branch runs: it counts
+    assert (violation.source, violation.target) == ("agent", "runtime")
 
 
 def test_an_unlisted_package_fails(tmp_path: Path) -> None:

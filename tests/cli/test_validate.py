@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.cli import app
-from shopfloor.errors import SkillFormatError
-from shopfloor.spec import ValidationReport, is_skill_dir, load_spec, register_validator, validate_path
-from shopfloor.spec import _validators as validators_module
+from shopfloor.config import load_settings
+from shopfloor.errors import SkillFormatError, SpecError
+from shopfloor.runtime import compose
+from shopfloor.spec import (
+    ValidationReport,
+    Validator,
+    agent_validator,
+    is_skill_dir,
+    spec_resolvers,
+    validate_path,
+)
 
 runner = CliRunner()
 
@@ -32,16 +39,10 @@ def bad(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def isolated_validators(monkeypatch: pytest.MonkeyPatch) -> None:
-    import_layer_hooks("_validate")  # the layers' own registrations first, so the copy keeps them
-    monkeypatch.setattr(validators_module, "_VALIDATORS", list(validators_module._VALIDATORS))
-
-
 def test_ok_line_has_name_version_digest(good: Path) -> None:
     result = runner.invoke(app, ["validate", str(good)])
     assert result.exit_code == 0, result.output
-    digest = load_spec(good).digest
+    digest = compose(load_settings()).load_spec(good).digest
     assert result.output.strip() == f"ok helper 0.3.0 {digest}"
 
 
@@ -79,7 +80,7 @@ def test_missing_path(tmp_path: Path) -> None:
     assert f"{tmp_path / 'nope'}: no such file or directory" in result.output
 
 
-def test_registered_validator_handles_its_kind(tmp_path: Path, isolated_validators: None) -> None:
+def test_a_validator_handles_its_kind(tmp_path: Path) -> None:
     skill = tmp_path / "pdf"
     skill.mkdir()
     (skill / "SKILL.md").write_text("---\nname: pdf\n---\n")
@@ -91,27 +92,26 @@ def test_registered_validator_handles_its_kind(tmp_path: Path, isolated_validato
             kind="skill", name="pdf", version="1.0", digest="sha256:" + "1" * 64, path=path
         )
 
-    register_validator(is_skill_dir, validate_skill)
-    result = runner.invoke(app, ["validate", str(skill)])
-    assert result.exit_code == 1
-    assert result.output.startswith(f"{skill}: {skill / 'SKILL.md'}:2: missing version")
+    validators = [Validator(kind="skill", accepts=is_skill_dir, validate=validate_skill)]
+    with pytest.raises(SkillFormatError, match="missing version"):
+        validate_path(skill, validators)
     (skill / "SKILL.md").write_text("---\nname: pdf\nversion: 1.0\n---\n")
-    assert validate_path(skill).kind == "skill"
+    assert validate_path(skill, validators).digest == "sha256:" + "1" * 64
+
+
+def test_the_cli_validates_skills_with_the_skills_layer(tmp_path: Path) -> None:
+    skill = tmp_path / "pdf"
+    skill.mkdir()
+    (skill / "SKILL.md").write_text("---\nname: pdf\ndescription: Read PDFs.\n---\nRead it.\n")
     result = runner.invoke(app, ["validate", str(skill)])
-    assert result.output.strip() == f"ok pdf 1.0 sha256:{'1' * 64}"
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok pdf ")
 
 
-def test_skill_dir_without_a_registered_validator_says_so(tmp_path: Path, isolated_validators: None) -> None:
-    validators_module._VALIDATORS[:] = [v for v in validators_module._VALIDATORS if v[0] is not is_skill_dir]
+def test_skill_dir_without_a_skill_validator_says_so(tmp_path: Path) -> None:
     (tmp_path / "SKILL.md").write_text("---\nname: x\n---\n")
-    result = runner.invoke(app, ["validate", str(tmp_path)])
-    assert result.exit_code == 1
-    assert "a skill directory" in result.output
-
-
-def test_layer_hooks_import_only_layers_that_have_the_module() -> None:
-    assert import_layer_hooks("_model") == ("shopfloor.spec._model",)
-    assert import_layer_hooks("_no_such_hook") == ()
+    with pytest.raises(SpecError, match="a skill directory, but no skill validator was given"):
+        validate_path(tmp_path, [agent_validator(spec_resolvers())])
 
 
 @pytest.mark.slow  # starts the installed console script

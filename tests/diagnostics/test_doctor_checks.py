@@ -14,19 +14,11 @@ from shopfloor.diagnostics import (
     BUILTIN_CHECKS,
     Check,
     CheckResult,
+    doctor_checks,
     ping_redis,
     postgres_target,
-    register_check,
-    registered_checks,
     run_checks,
-    unregister_check,
 )
-from shopfloor.diagnostics import _checks as checks_module
-
-
-@pytest.fixture
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks_module, "_CHECKS", dict(checks_module._CHECKS))
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -34,7 +26,7 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
 
 
 def test_builtin_checks_run_in_order_with_valid_statuses(settings: Settings) -> None:
-    results = run_checks(settings, names=list(BUILTIN_CHECKS))
+    results = run_checks(settings, doctor_checks(), names=list(BUILTIN_CHECKS))
     assert [r.name for r in results] == list(BUILTIN_CHECKS)
     assert list(BUILTIN_CHECKS) == [
         "python",
@@ -52,7 +44,7 @@ def test_builtin_checks_run_in_order_with_valid_statuses(settings: Settings) -> 
 
 
 def test_things_known_on_this_machine(settings: Settings) -> None:
-    results = by_name(run_checks(settings))
+    results = by_name(run_checks(settings, doctor_checks()))
     assert results["python"].status == "ok"
     assert results["sqlite"].status == "ok"
     assert results["sqlite"].data["wal"] is True
@@ -60,12 +52,12 @@ def test_things_known_on_this_machine(settings: Settings) -> None:
 
 
 def test_models_missing_in_a_fresh_home_then_found(settings: Settings) -> None:
-    result = by_name(run_checks(settings, names=["models"]))["models"]
+    result = by_name(run_checks(settings, doctor_checks(), names=["models"]))["models"]
     assert result.status == "missing"
     assert result.fix == "shopfloor models install qwen2.5-coder-0.5b"
     settings.models_dir.mkdir(parents=True)
     (settings.models_dir / "tiny.gguf").write_bytes(b"GGUF" + b"\0" * 2048)
-    result = by_name(run_checks(settings, names=["models"]))["models"]
+    result = by_name(run_checks(settings, doctor_checks(), names=["models"]))["models"]
     runtime = importlib.util.find_spec("llama_cpp") is not None
     assert result.status == ("ok" if runtime else "warn")
     assert result.data["files"] == ["tiny.gguf"]
@@ -83,7 +75,7 @@ def test_postgres_unreachable_is_missing_with_fix(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"postgresql+psycopg://postgres:pw@127.0.0.1:{port}/test")
     settings = load_settings()
     assert postgres_target(settings) == (f"postgresql://postgres:pw@127.0.0.1:{port}/test", True)
-    result = by_name(run_checks(settings, names=["postgresql"]))["postgresql"]
+    result = by_name(run_checks(settings, doctor_checks(), names=["postgresql"]))["postgresql"]
     assert result.status == "missing"
     assert f"127.0.0.1:{port}" in result.detail
     assert "SHOPFLOOR_DATABASE_URL" in result.fix
@@ -92,13 +84,13 @@ def test_postgres_unreachable_is_missing_with_fix(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.postgres
 def test_postgres_reachable_and_bad_login(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = by_name(run_checks(load_settings(), names=["postgresql"]))["postgresql"]
+    result = by_name(run_checks(load_settings(), doctor_checks(), names=["postgresql"]))["postgresql"]
     if result.status == "missing":
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     assert result.status == "ok"
     assert result.detail.startswith("PostgreSQL ")
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", "postgresql://no_such_role_xyz@127.0.0.1:5432/test")
-    result = by_name(run_checks(load_settings(), names=["postgresql"]))["postgresql"]
+    result = by_name(run_checks(load_settings(), doctor_checks(), names=["postgresql"]))["postgresql"]
     assert result.status == "warn"
     assert "login failed" in result.detail
 
@@ -135,7 +127,7 @@ def test_redis_check_matches_a_real_ping(settings: Settings) -> None:
         reply, version = ping_redis("127.0.0.1", 6379)
     except OSError:
         reply, version = "", None
-    result = by_name(run_checks(settings, names=["redis"]))["redis"]
+    result = by_name(run_checks(settings, doctor_checks(), names=["redis"]))["redis"]
     if reply == "+PONG":
         assert result.status == "ok"
         assert version is not None and version in result.detail
@@ -143,46 +135,51 @@ def test_redis_check_matches_a_real_ping(settings: Settings) -> None:
         assert result.status in {"missing", "warn"}
 
 
-def test_register_function_check_and_replace_in_place(settings: Settings, isolated_registry: None) -> None:
-    register_check("gpu", lambda s: CheckResult(name="gpu", status="missing", detail="none", fix="add one"))
-    assert registered_checks()[-1] == "gpu"
+def test_register_function_check_and_replace_in_place(settings: Settings) -> None:
+    checks = doctor_checks()
+    checks.register("gpu", lambda s: CheckResult(name="gpu", status="missing", detail="none", fix="add one"))
+    assert checks.names()[-1] == "gpu"
 
-    @register_check("python")
     def newer(settings: Settings) -> CheckResult:
         return CheckResult(name="anything", status="warn", detail="replaced", fix="nothing")
 
-    names = registered_checks()
+    checks.register("python", newer)
+    names = checks.names()
     assert names.index("python") == 0
-    results = by_name(run_checks(settings, names=["python", "gpu"]))
+    results = by_name(run_checks(settings, checks, names=["python", "gpu"]))
     assert results["python"].detail == "replaced"
     assert results["gpu"].fix == "add one"
-    unregister_check("gpu")
-    assert "gpu" not in registered_checks()
+    checks.unregister("gpu")
+    assert "gpu" not in checks
+    # The registry was the test's own: a fresh one has only the built-in lines.
+    assert doctor_checks().names() == list(BUILTIN_CHECKS)
 
 
-def test_check_subclass_and_a_crashing_check(settings: Settings, isolated_registry: None) -> None:
+def test_check_subclass_and_a_crashing_check(settings: Settings) -> None:
     class Broken(Check):
         name = "broken"
 
         def run(self, settings: Settings) -> CheckResult:
             raise RuntimeError("probe exploded")
 
-    register_check("broken", Broken())
-    [result] = run_checks(settings, names=["broken"])
+    checks = doctor_checks()
+    checks.register("broken", Broken())
+    [result] = run_checks(settings, checks, names=["broken"])
     assert result.status == "warn"
     assert result.detail == "the check itself failed: RuntimeError: probe exploded"
 
 
-def test_a_hanging_check_does_not_block_the_screen(settings: Settings, isolated_registry: None) -> None:
+def test_a_hanging_check_does_not_block_the_screen(settings: Settings) -> None:
     release = threading.Event()
 
     def hangs(settings: Settings) -> CheckResult:
         release.wait(10)
         return CheckResult(name="hangs", status="ok", detail="late")
 
-    register_check("hangs", hangs)
+    checks = doctor_checks()
+    checks.register("hangs", hangs)
     try:
-        results = by_name(run_checks(settings, names=["python", "hangs"], timeout=0.3))
+        results = by_name(run_checks(settings, checks, names=["python", "hangs"], timeout=0.3))
     finally:
         release.set()
     assert results["python"].status == "ok"

@@ -16,8 +16,7 @@ from examples.analyst.evals.run import is_correct
 
 from shopfloor.config import Settings, load_settings
 from shopfloor.ops.replay import replay_run
-from shopfloor.runtime import Runtime, open_environment
-from shopfloor.spec import load_spec
+from shopfloor.runtime import Runtime, compose, open_environment
 from shopfloor.workspace import Workspaces
 
 ANALYST = Path(__file__).resolve().parents[2] / "examples" / "analyst"
@@ -44,7 +43,7 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.slow  # the data-analysis skill's pandas in a sandbox, several times
 async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     settings = load_settings()
-    async with Runtime(settings, caller="tester") as runtime:
+    async with Runtime(compose(settings), caller="tester") as runtime:
         run_id = await runtime.start_run(ANALYST, QUESTION.text, model="function:analyst_script:script")
         async with asyncio.timeout(300):
             record = await runtime.wait(run_id)
@@ -67,7 +66,8 @@ async def test_analyst_answers_with_figures_report_chart_and_replays() -> None:
     assert any(n.startswith("schema:") for n in names), names
 
     # Replay: the loop fed the recorded outputs (no model, no sandbox) comes out the same.
-    env = await open_environment(load_spec(ANALYST), settings, run_id=run_id, model="test")
+    services = compose(settings)
+    env = await open_environment(services.load_spec(ANALYST), services, run_id=run_id, model="test")
     try:
         replayed = await replay_run(
             env.loop, QUESTION.text, steps, run_id=run_id, expected_output=record.output
@@ -82,7 +82,7 @@ async def test_analyst_run_is_traced() -> None:
     from shopfloor.telemetry import TraceStore, trace_store_url
 
     settings = load_settings()
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         run_id = await runtime.start_run(ANALYST, QUESTION.text, model="function:analyst_script:script")
         async with asyncio.timeout(300):
             record = await runtime.wait(run_id)
@@ -108,7 +108,7 @@ async def test_embedded_model_answers_the_default_question_and_replays(
 
     model = f"local:{embedded_model('qwen2.5-coder-0.5b')}"
     settings = load_settings()
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         run_id = await runtime.start_run(ANALYST, QUESTION.text, model=model)
         async with asyncio.timeout(900):
             record = await runtime.wait(run_id)

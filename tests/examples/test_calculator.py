@@ -9,13 +9,13 @@ import pytest
 
 from shopfloor.agent import build_agent, calculate
 from shopfloor.config import load_settings
-from shopfloor.spec import load_spec
+from shopfloor.spec import load_spec, spec_resolvers
 
 CALCULATOR = Path(__file__).resolve().parents[2] / "examples" / "calculator"
 
 
 async def test_calculator_runs_on_the_test_model() -> None:
-    loop = build_agent(load_spec(CALCULATOR), load_settings(), model="test")
+    loop = build_agent(load_spec(CALCULATOR, resolvers=spec_resolvers()), load_settings(), model="test")
     result = await loop.run("How many km is 26.2 miles?", run_id="calc-test")
     assert result.stop_reason == "final_answer"
     assert [step.tool for step in result.steps] == ["calculator", "convert_units"]
@@ -28,7 +28,9 @@ async def test_embedded_model_uses_the_calculator_and_answers_391(
     embedded_model: Callable[[str], Path],
 ) -> None:
     path = embedded_model("qwen2.5-coder-0.5b")
-    loop = build_agent(load_spec(CALCULATOR), load_settings(), model=f"local:{path}")
+    loop = build_agent(
+        load_spec(CALCULATOR, resolvers=spec_resolvers()), load_settings(), model=f"local:{path}"
+    )
     result = await loop.run("What is 17*23? Use the calculator.", run_id="calc-real")
     calls = [step for step in result.steps if step.tool == "calculator"]
     assert calls, result.steps

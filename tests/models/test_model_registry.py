@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from shopfloor.config import Settings
@@ -14,9 +12,7 @@ from shopfloor.models import (
     ModelRequest,
     OpenAIModel,
     TestModel,
-    _registry,
-    provider_names,
-    register_provider,
+    model_providers,
     resolve_model,
 )
 
@@ -27,16 +23,8 @@ def shout(request: ModelRequest) -> str:
     return request.messages[-1].content.upper()
 
 
-@pytest.fixture
-def restore_providers() -> Iterator[None]:
-    saved = dict(_registry._PROVIDERS)
-    yield
-    _registry._PROVIDERS.clear()
-    _registry._PROVIDERS.update(saved)
-
-
 def test_builtin_providers(settings: Settings) -> None:
-    assert {"test", "function", "openai", "local"} <= set(provider_names())
+    assert {"test", "function", "openai", "local"} <= set(model_providers().names())
     assert isinstance(resolve_model("test", settings), TestModel)
     assert isinstance(resolve_model("openai:gpt-4o-mini", settings), OpenAIModel)
     assert resolve_model("openai:gpt-4o-mini", settings).ref == "openai:gpt-4o-mini"
@@ -69,13 +57,17 @@ async def test_function_reference_imports_the_callable(settings: Settings) -> No
     assert (await model.request(REQUEST)).text == "HI"
 
 
-@pytest.mark.usefixtures("restore_providers")
 async def test_registered_provider_by_factory_and_by_path(settings: Settings) -> None:
-    register_provider("echo", lambda name, s: FunctionModel(shout, name=name))
-    register_provider("scripted", "shopfloor.models._test:make_test_model")
-    assert "echo" in provider_names() and "scripted" in provider_names()
-    assert (await resolve_model("echo:x", settings).request(REQUEST)).text == "HI"
-    assert isinstance(resolve_model("scripted", settings), TestModel)
+    providers = model_providers()
+    providers.register("echo", lambda name, s: FunctionModel(shout, name=name))
+    providers.register("scripted", "shopfloor.models._test:make_test_model")
+    assert "echo" in providers and "scripted" in providers
+    assert (await resolve_model("echo:x", settings, providers).request(REQUEST)).text == "HI"
+    assert isinstance(resolve_model("scripted", settings, providers), TestModel)
+    # Only that registry has them: nothing was added for the rest of the process.
+    assert "echo" not in model_providers()
+    with pytest.raises(UnknownModelError, match="'echo:x'"):
+        resolve_model("echo:x", settings)
 
 
 async def test_real_requests_are_blocked_without_the_fixture() -> None:

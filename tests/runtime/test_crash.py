@@ -14,7 +14,7 @@ import pytest
 from runtime_support import AgentDir, Workers
 
 from shopfloor.config import Settings
-from shopfloor.runtime import RunRecord, Runtime
+from shopfloor.runtime import RunRecord, Runtime, compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("db_url", "step_recorder")]
 
@@ -36,7 +36,7 @@ async def test_kill9_mid_step_then_a_new_worker_finishes_the_run(
     rt_settings: Settings, agent: AgentDir, workers: Workers, cut: str
 ) -> None:
     agent.block(cut)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=3", detach=True)
         first = workers.start()
         cut_call = "model:2" if cut == "model-2" else f"tool:{run_id}:2"
@@ -57,7 +57,7 @@ async def test_restart_with_the_same_executor_id_resumes_at_once(
     rt_settings: Settings, agent: AgentDir, workers: Workers
 ) -> None:
     agent.block("tool-1")
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2", detach=True)
         first = workers.start("--executor-id", "worker-a")
         await asyncio.to_thread(agent.wait_for_call, f"tool:{run_id}:1")
@@ -72,7 +72,7 @@ async def test_restart_with_the_same_executor_id_resumes_at_once(
 async def test_approval_survives_a_worker_crash(
     rt_settings: Settings, agent: AgentDir, workers: Workers
 ) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1 tool=transfer", detach=True)
         first = workers.start()
         async with asyncio.timeout(30):
@@ -93,7 +93,7 @@ async def test_two_workers_share_the_queue_and_one_recovers_the_others_run(
 ) -> None:
     agent.block("tool-1")
     procs = [workers.start(), workers.start()]
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2", detach=True)
         await asyncio.to_thread(agent.wait_for_call, f"tool:{run_id}:1")
         owner = (await runtime.get_run(run_id)).executor_id or ""
@@ -115,7 +115,7 @@ async def test_cancel_while_the_worker_is_dead_is_recorded_by_the_next_worker(
     rt_settings: Settings, agent: AgentDir, workers: Workers
 ) -> None:
     agent.block("tool-1")
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2", detach=True)
         first = workers.start()
         await asyncio.to_thread(agent.wait_for_call, f"tool:{run_id}:1")

@@ -8,8 +8,7 @@ import pytest
 
 from shopfloor.config import Settings
 from shopfloor.errors import WorkspaceQuotaError
-from shopfloor.runtime import open_environment
-from shopfloor.spec import load_spec
+from shopfloor.runtime import compose, open_environment
 
 
 async def test_the_specs_quota_holds_for_writes_and_captured_output(
@@ -25,7 +24,8 @@ async def test_the_specs_quota_holds_for_writes_and_captured_output(
         "tools: [{name: files, source: builtin:workspace}]\n"
         "workspace: {name: quota-agent, max_bytes: 100, max_file_bytes: 60}\n"
     )
-    env = await open_environment(load_spec(agent), settings, run_id="run-q", model="test")
+    services = compose(settings)
+    env = await open_environment(services.load_spec(agent), services, run_id="run-q", model="test")
     try:
         view = env.view
         assert view is not None and view.ref is not None

@@ -10,7 +10,7 @@ import pytest
 from runtime_support import AgentDir
 
 from shopfloor.config import Settings
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import InPlaceAsyncio
 
 
@@ -23,7 +23,7 @@ async def test_in_place_to_thread_runs_on_the_calling_thread() -> None:
 @pytest.mark.usefixtures("db_url")
 async def test_a_runtime_inlines_bookkeeping_on_sqlite_only(rt_settings: Settings, agent: AgentDir) -> None:
     assert outcome.asyncio is asyncio
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2")
         inlined = isinstance(outcome.asyncio, InPlaceAsyncio)
         async with asyncio.timeout(20):
@@ -37,7 +37,7 @@ async def test_a_runtime_inlines_bookkeeping_on_sqlite_only(rt_settings: Setting
 @pytest.mark.usefixtures("db_url")
 async def test_runs_in_one_process_take_turns(rt_settings: Settings, agent: AgentDir) -> None:
     # The ticker's model and tool never wait: only the runner's yield lets the two runs interleave.
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         first = await runtime.start_run(agent.path, "ticks=6")
         second = await runtime.start_run(agent.path, "ticks=6")
         async with asyncio.timeout(30):

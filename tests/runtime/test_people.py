@@ -11,7 +11,7 @@ from runtime_support import AgentDir, make_agent
 
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError
-from shopfloor.runtime import RunRecord, Runtime
+from shopfloor.runtime import RunRecord, Runtime, compose
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -30,7 +30,7 @@ async def _waiting(runtime: Runtime, run_id: str) -> RunRecord:
 async def test_approved_call_runs_once_with_who_and_what_recorded(
     rt_settings: Settings, agent: AgentDir
 ) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1 tool=transfer")
         waiting = await _waiting(runtime, run_id)
         assert agent.calls()[f"transfer:{run_id}:1"] == 0
@@ -54,7 +54,7 @@ async def test_approved_call_runs_once_with_who_and_what_recorded(
 
 
 async def test_rejected_call_never_runs_and_the_model_is_told(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1 tool=transfer")
         await _waiting(runtime, run_id)
         await runtime.reject(run_id, by="alice", reason="too much")
@@ -74,7 +74,7 @@ async def test_approval_timeout_counts_as_rejection(
     made = make_agent(tmp_path / "timed", approval_timeout=0.5)
     monkeypatch.syspath_prepend(str(made.path))
     monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(made.path, "ticks=1 tool=transfer")
         async with asyncio.timeout(20):
             record = await runtime.wait(run_id)
@@ -88,7 +88,7 @@ async def test_approval_timeout_counts_as_rejection(
 
 
 async def test_decisions_need_a_waiting_run(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1")
         async with asyncio.timeout(20):
             await runtime.wait(run_id)
@@ -99,7 +99,7 @@ async def test_decisions_need_a_waiting_run(rt_settings: Settings, agent: AgentD
 
 
 async def test_cancel_a_queued_run_before_it_starts(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1", detach=True)
         cancelled = await runtime.cancel(run_id, by="bob")
         await runtime.start_executor(worker=True)
@@ -114,7 +114,7 @@ async def test_cancel_a_running_run_lets_the_step_finish_and_starts_no_other(
     rt_settings: Settings, agent: AgentDir
 ) -> None:
     agent.block("tool-2")
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=4")
         await asyncio.to_thread(agent.wait_for_call, f"tool:{run_id}:2")
         requested = await runtime.cancel(run_id)
@@ -129,7 +129,7 @@ async def test_cancel_a_running_run_lets_the_step_finish_and_starts_no_other(
 
 
 async def test_cancel_a_run_waiting_for_approval(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2 tool=transfer")
         await _waiting(runtime, run_id)
         record = await runtime.cancel(run_id)

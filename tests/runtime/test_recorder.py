@@ -25,7 +25,7 @@ from dbos import error as dbos_error
 from runtime_support import AgentDir
 
 from shopfloor.config import Settings, load_settings
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import (
     StepRow,
     check_dbos,
@@ -332,7 +332,7 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
         if statement.lstrip().upper().startswith("INSERT INTO") and "operation_outputs" in statement:
             written.append(statement)
 
-    async with Runtime(settings) as runtime:
+    async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
         sa.event.listen(system_database().engine, "before_cursor_execute", count)
         run_id = await runtime.start_run(agent.path, "ticks=2")

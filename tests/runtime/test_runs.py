@@ -10,13 +10,13 @@ from runtime_support import AgentDir, make_agent
 
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
 
 async def test_run_completes_with_record_events_and_steps(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings, caller="tester") as runtime:
+    async with Runtime(compose(rt_settings), caller="tester") as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=2")
         async with asyncio.timeout(20):
             kinds = [stored.event.kind async for stored in runtime.events(run_id)]
@@ -68,7 +68,7 @@ async def test_run_completes_with_record_events_and_steps(rt_settings: Settings,
 
 
 async def test_events_can_be_read_again_from_any_point(rt_settings: Settings, agent: AgentDir) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1")
         async with asyncio.timeout(20):
             await runtime.wait(run_id)
@@ -102,7 +102,7 @@ async def test_every_limit_ends_the_run_with_its_reason(
     made = make_agent(tmp_path / "limited", limits=limits)
     monkeypatch.syspath_prepend(str(made.path))
     monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(made.path, task)
         async with asyncio.timeout(20):
             record = await runtime.wait(run_id)
@@ -120,7 +120,7 @@ async def test_tool_timeout_is_counted_per_component(
     made = make_agent(tmp_path / "slow", limits="  step_timeout: 0.2\n  max_steps: 3")
     monkeypatch.syspath_prepend(str(made.path))
     monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(made.path, "ticks=2 tool=sleepy")
         async with asyncio.timeout(20):
             record = await runtime.wait(run_id)
@@ -131,7 +131,7 @@ async def test_tool_timeout_is_counted_per_component(
 async def test_a_changed_spec_fails_the_run_instead_of_replaying_another_agent(
     rt_settings: Settings, agent: AgentDir
 ) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1", detach=True)
         spec = agent.path / "agent.yaml"
         spec.write_text(spec.read_text().replace("Tick as asked.", "Tick differently."))
@@ -143,7 +143,7 @@ async def test_a_changed_spec_fails_the_run_instead_of_replaying_another_agent(
 
 
 async def test_unknown_run_ids_say_how_to_find_runs(rt_settings: Settings) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         with pytest.raises(RunNotFoundError, match="runs ls"):
             await runtime.get_run("nope")
 
@@ -151,7 +151,7 @@ async def test_unknown_run_ids_say_how_to_find_runs(rt_settings: Settings) -> No
 async def test_retention_drops_events_and_steps_but_keeps_the_summary(
     rt_settings: Settings, agent: AgentDir
 ) -> None:
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1")
         async with asyncio.timeout(20):
             await runtime.wait(run_id)
@@ -173,7 +173,7 @@ async def test_the_workspace_commit_the_run_produced_is_recorded(
     made = make_agent(tmp_path / "seeded", extra="workspace:\n  seed:\n    - agent_tools.py\n")
     monkeypatch.syspath_prepend(str(made.path))
     monkeypatch.delitem(sys.modules, "agent_tools", raising=False)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(made.path, "ticks=1")
         async with asyncio.timeout(20):
             record = await runtime.wait(run_id)

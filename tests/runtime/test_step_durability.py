@@ -15,7 +15,7 @@ import pytest
 from runtime_support import AgentDir, Workers
 
 from shopfloor.config import Settings
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("db_url")]
 
@@ -31,7 +31,7 @@ async def test_kill9_loses_what_the_durability_says(
 ) -> None:
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__DURABILITY", durability)
     agent.block("model-3")
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(agent.path, "ticks=1 garbage", detach=True)
         first = workers.start()
         await asyncio.to_thread(agent.wait_for_call, "model:3")

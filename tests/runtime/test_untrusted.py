@@ -17,7 +17,7 @@ from untrusted_agent import PAYLOAD, write_untrusted_agent
 from shopfloor.cli import app
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError
-from shopfloor.runtime import Runtime
+from shopfloor.runtime import Runtime, compose
 
 pytestmark = pytest.mark.usefixtures("db_url")
 cli = CliRunner()
@@ -85,13 +85,13 @@ async def test_without_approvers_a_user_who_is_not_the_administrator_cannot_deci
     rt_settings: Settings, hostile: Path
 ) -> None:
     path = write_untrusted_agent(hostile.parent / "slow", approval_timeout=60)
-    async with Runtime(rt_settings) as runtime:
+    async with Runtime(compose(rt_settings)) as runtime:
         run_id = await runtime.start_run(path, "note")
         async with asyncio.timeout(20):
             async for stored in runtime.events(run_id):
                 if stored.event.kind == "approval_requested":
                     break
-        outsider = Runtime(rt_settings, caller="mallory", uid=4242)
+        outsider = Runtime(compose(rt_settings), caller="mallory", uid=4242)
         try:
             for decide in (outsider.approve, outsider.reject):
                 with pytest.raises(RunStateError, match=r"only the local administrator .* you are uid 4242"):

@@ -6,8 +6,8 @@ import dataclasses
 import errno
 
 from shopfloor.config import Settings
-from shopfloor.diagnostics import run_checks
-from shopfloor.sandbox import Capabilities, probe_capabilities
+from shopfloor.diagnostics import doctor_checks, run_checks
+from shopfloor.sandbox import Capabilities, probe_capabilities, sandbox_checks
 from shopfloor.sandbox._host_checks import (
     bubblewrap_line,
     cgroups_line,
@@ -32,11 +32,12 @@ LAYERS = ("bubblewrap", "user namespaces", "cgroups", "seccomp", "landlock")
 
 
 def test_doctor_lines_follow_the_probe_on_this_machine(settings: Settings) -> None:
-    import shopfloor.sandbox._doctor  # noqa: F401  (registers the sandbox's doctor lines)
-
+    checks = doctor_checks()
+    for name, check in sandbox_checks().items():
+        checks.register(name, check)
     caps = probe_capabilities()
     probed = {line.layer: line.ok for line in caps.lines()}
-    results = {result.name: result for result in run_checks(settings, names=list(LAYERS))}
+    results = {result.name: result for result in run_checks(settings, checks, names=list(LAYERS))}
     for layer in LAYERS:
         assert (results[layer].status == "ok") == probed[layer], (layer, results[layer], caps)
 

@@ -20,8 +20,8 @@ from shopfloor.sandbox import (
     get_backend,
     open_sandbox,
     probe_capabilities,
-    registered_backends,
     run_sandboxed,
+    sandbox_backends,
     select_backend,
 )
 
@@ -39,7 +39,7 @@ NOTHING = Capabilities(
 
 
 def test_registry_lists_backends() -> None:
-    assert {"bwrap", "landlock", "gvisor", "none"} <= set(registered_backends())
+    assert {"bwrap", "landlock", "gvisor", "none"} <= set(sandbox_backends().names())
     with pytest.raises(SandboxUnavailableError, match="unknown sandbox backend 'docker'"):
         get_backend("docker")
 

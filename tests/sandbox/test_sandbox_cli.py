@@ -11,6 +11,7 @@ import pytest
 
 from shopfloor.config import Settings
 from shopfloor.diagnostics import run_checks
+from shopfloor.runtime import compose
 from shopfloor.sandbox._doctor import check_sandbox_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("bwrap_ready")]  # one CLI process per test
@@ -82,5 +83,5 @@ def test_layers_json(sandbox_settings: Settings) -> None:
 def test_doctor_line(sandbox_settings: Settings) -> None:
     result = check_sandbox_backend(sandbox_settings)
     assert result.data["backend"] == "bwrap" and result.status in ("ok", "warn")
-    [line] = run_checks(sandbox_settings, names=["sandbox"])
+    [line] = run_checks(sandbox_settings, compose(sandbox_settings).checks, names=["sandbox"])
     assert line.detail.startswith("bwrap:")

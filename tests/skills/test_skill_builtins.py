@@ -16,7 +16,7 @@ import vega_datasets
 from shopfloor.config import Settings, load_settings
 from shopfloor.errors import ToolExecutionError
 from shopfloor.skills import BUILTIN_DIR, SkillTool, TrustPolicy, open_skill
-from shopfloor.tools import ToolContext
+from shopfloor.tools import ToolContext, ToolServices
 from shopfloor.workspace import Workspaces, WorkspaceView
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,9 @@ def _tool(name: str, settings: Settings, view: WorkspaceView) -> SkillTool:
 
 
 def _ctx(view: WorkspaceView) -> ToolContext:
-    return ToolContext(run_id="r", step=1, call_id="c", idempotency_key="r:1", services={"workspace": view})
+    return ToolContext(
+        run_id="r", step=1, call_id="c", idempotency_key="r:1", services=ToolServices(workspace=view)
+    )
 
 
 async def _analyse(settings: Settings, view: WorkspaceView, **args: Any) -> Any:

@@ -12,9 +12,9 @@ import pytest
 from shopfloor.config import Settings
 from shopfloor.errors import ToolArgumentsError, ToolExecutionError
 from shopfloor.sandbox import SandboxPolicy
-from shopfloor.skills import SkillRun, SkillTool, load_skill, new_skill
-from shopfloor.tools import ToolContext
-from shopfloor.workspace import Quota, Workspaces
+from shopfloor.skills import SkillTool, load_skill, new_skill
+from shopfloor.tools import ToolContext, ToolServices
+from shopfloor.workspace import Quota, Workspaces, WorkspaceView
 
 
 @pytest.fixture
@@ -22,7 +22,8 @@ def skill_dir(settings: Settings) -> Path:
     return new_skill("hello", settings.home.parent / "skills")
 
 
-def _ctx(**services: Any) -> ToolContext:
+def _ctx(workspace: WorkspaceView | None = None) -> ToolContext:
+    services = ToolServices(workspace=workspace)
     return ToolContext(run_id="run-1", step=3, call_id="call-1", idempotency_key="run-1:3", services=services)
 
 
@@ -39,9 +40,8 @@ def _tool(skill_dir: Path, settings: Settings, **kwargs: Any) -> SkillTool:
 
 
 async def test_runs_in_the_sandbox_with_input_on_stdin(skill_dir: Path, settings: Settings) -> None:
-    runs: list[SkillRun] = []
-    assert await _tool(skill_dir, settings).call({"text": "abc"}, _ctx(skill_runs=runs)) == {"result": "ABC"}
-    (run,) = runs
+    run = await _tool(skill_dir, settings).execute({"text": "abc"}, _ctx())
+    assert run.output == {"result": "ABC"}
     assert run.exit_code == 0 and run.backend and run.error is None
 
 
@@ -79,12 +79,13 @@ async def test_crash_reports_exit_status_and_stderr(settings: Settings) -> None:
     script = (
         "import json, sys\nargs = json.load(sys.stdin)\nraise KeyError('no column named ' + args['text'])\n"
     )
-    runs: list[SkillRun] = []
+    tool = _tool(_skill(settings, script), settings)
     with pytest.raises(ToolExecutionError) as info:
-        await _tool(_skill(settings, script), settings).call({"text": "price"}, _ctx(skill_runs=runs))
+        await tool.call({"text": "price"}, _ctx())
     assert "exited with status 1" in str(info.value)
     assert "KeyError: 'no column named price'" in str(info.value)
-    assert runs[0].exit_code == 1 and "KeyError" in runs[0].stderr
+    run = await tool.execute({"text": "price"}, _ctx())
+    assert run.exit_code == 1 and "KeyError" in run.stderr
 
 
 async def test_output_that_is_not_json(settings: Settings) -> None:
@@ -102,9 +103,11 @@ async def test_timeout_is_reported(settings: Settings) -> None:
 
 
 async def test_the_agent_policy_caps_the_timeout(settings: Settings) -> None:
-    tool = _tool(_skill(settings, "import time\ntime.sleep(30)\n"), settings)
+    tool = _tool(
+        _skill(settings, "import time\ntime.sleep(30)\n"), settings, policy=SandboxPolicy(timeout=0.5)
+    )
     with pytest.raises(ToolExecutionError, match=r"timed out after 0.5 s"):
-        await tool.call({"text": "x"}, _ctx(sandbox_policy=SandboxPolicy(timeout=0.5)))
+        await tool.call({"text": "x"}, _ctx())
 
 
 async def test_unmet_sandbox_needs_are_explained(settings: Settings) -> None:
@@ -149,16 +152,19 @@ async def test_workspace_is_materialised_and_changes_are_committed(settings: Set
         view = await repo.workspace("analyst").open()
         await view.write("data.csv", "a,b\n1,2\n3,4\n")
         await view.write("old.txt", "bye")
-        runs: list[SkillRun] = []
         tool = _tool(_skill(settings, script), settings)
-        assert await tool.call({"text": "ok"}, _ctx(workspace=view, skill_runs=runs)) == {"result": "ok"}
+        run = await tool.execute({"text": "ok"}, _ctx(workspace=view))
+        assert run.output == {"result": "ok"}
         head = await view.workspace.head()
-        assert runs[0].commit == head == view.base
+        assert run.commit == head == view.base
         assert await view.workspace.read(head, "out/summary.txt") == b"3 lines"
         assert set(await view.workspace.files(head)) >= {"data.csv", "out/summary.txt"}
         assert "old.txt" not in await view.workspace.files(head)
         commit = await view.workspace.commit_info(head)
         assert (commit.run_id, commit.step) == ("run-1", 3)
+        # One commit for the step: the view's own writes went in with the skill's changes.
+        assert commit.parents == () and not view.dirty
+        assert [c.message for c in await view.workspace.log()] == ["skill probe"]
     finally:
         repo.close()
 
@@ -171,7 +177,9 @@ async def test_a_failed_run_commits_nothing(settings: Settings) -> None:
         await view.write("data.csv", "a\n1\n")
         with pytest.raises(ToolExecutionError, match="status 3"):
             await _tool(_skill(settings, script), settings).call({"text": "x"}, _ctx(workspace=view))
-        assert "junk.txt" not in await view.workspace.files(await view.workspace.head())
+        # Not even the view's own write: it stays uncommitted in the view, for the caller to commit.
+        assert await view.workspace.head() is None
+        assert view.dirty and await view.read("data.csv") == b"a\n1\n" and not await view.exists("junk.txt")
     finally:
         repo.close()
 
@@ -193,8 +201,9 @@ async def test_a_skills_output_is_held_to_the_workspace_quota(settings: Settings
             ToolExecutionError, match=r"changes to the workspace were refused: .* limit of 67108864"
         ):
             await _tool(_skill(settings, script), settings).call({"text": "x"}, _ctx(workspace=view))
-        head = await view.workspace.head()
-        assert head == view.base and sorted(await view.workspace.files(head)) == ["data.csv"]
+        # Nothing is committed, not even the view's own write: it stays in the view, uncommitted.
+        assert await view.workspace.head() is None
+        assert view.dirty and await view.read("data.csv") == b"a\n1\n"
     finally:
         repo.close()
 
@@ -208,9 +217,8 @@ async def test_python_dependencies_are_installed_once(settings: Settings) -> Non
     """
     skill_dir = _skill(settings, script, sidecar_extra="dependencies:\n  python: requirements.txt\n")
     (skill_dir / "requirements.txt").write_text("six==1.16.0\n")
-    runs: list[SkillRun] = []
     tool = _tool(skill_dir, settings)
-    first = await tool.call({"text": "x"}, _ctx(skill_runs=runs))
+    first = await tool.call({"text": "x"}, _ctx())
     assert "skill-envs/python/" in first["result"]
     venvs = [p for p in (settings.home / "cache" / "skill-envs" / "python").iterdir() if p.is_dir()]
     stamp = [(p, p.stat().st_mtime_ns) for p in venvs]

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.errors import SpecError
+from shopfloor.runtime import agent_resolvers
 from shopfloor.spec import (
     SpecReference,
     file_digest,
     load_spec,
-    register_ref_resolver,
     spec_digest,
     spec_references,
+    spec_resolvers,
     tree_digest,
 )
-from shopfloor.spec import _digest as digest_module
+
+RESOLVERS = agent_resolvers()
 
 SPEC = """
 name: helper
@@ -61,20 +64,20 @@ def agent(tmp_path: Path) -> Path:
 
 
 def test_digest_is_stable_and_recomputable(agent: Path) -> None:
-    first = load_spec(agent)
-    second = load_spec(agent / "agent.yaml")
-    assert first.digest == second.digest == spec_digest(first)
+    first = load_spec(agent, resolvers=RESOLVERS)
+    second = load_spec(agent / "agent.yaml", resolvers=RESOLVERS)
+    assert first.digest == second.digest == spec_digest(first, RESOLVERS)
 
 
 def test_moving_the_agent_dir_keeps_the_digest(agent: Path, tmp_path: Path) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     moved = tmp_path / "elsewhere" / "deeper" / "copy"
     shutil.copytree(agent, moved)
-    assert load_spec(moved).digest == before
+    assert load_spec(moved, resolvers=RESOLVERS).digest == before
 
 
 def test_key_order_and_formatting_do_not_matter(agent: Path) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     (agent / "agent.yaml").write_text(
         textwrap.dedent(
             f"""
@@ -90,18 +93,18 @@ def test_key_order_and_formatting_do_not_matter(agent: Path) -> None:
             """
         ).lstrip()
     )
-    assert load_spec(agent).digest == before
+    assert load_spec(agent, resolvers=RESOLVERS).digest == before
 
 
 def test_explicit_defaults_give_the_same_digest(agent: Path) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     text = (agent / "agent.yaml").read_text()
     (agent / "agent.yaml").write_text(
         text
         + "limits:\n  max_steps: 20\n  wall_time: 600\nsandbox:\n  isolation: auto\n  network: none\n"
         + "permissions:\n  workspace: read-write\nmodel: local:qwen2.5-coder-0.5b\n"
     )
-    assert load_spec(agent).digest == before
+    assert load_spec(agent, resolvers=RESOLVERS).digest == before
 
 
 @pytest.mark.parametrize(
@@ -116,9 +119,9 @@ def test_explicit_defaults_give_the_same_digest(agent: Path) -> None:
     ],
 )
 def test_any_referenced_change_gives_a_new_digest(agent: Path, relative: str, content: str) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     (agent / relative).write_text(content)
-    assert load_spec(agent).digest != before
+    assert load_spec(agent, resolvers=RESOLVERS).digest != before
 
 
 @pytest.mark.parametrize(
@@ -132,19 +135,19 @@ def test_any_referenced_change_gives_a_new_digest(agent: Path, relative: str, co
     ],
 )
 def test_any_spec_change_gives_a_new_digest(agent: Path, old: str, new: str) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     path = agent / "agent.yaml"
     path.write_text(path.read_text().replace(old, new))
-    assert load_spec(agent).digest != before
+    assert load_spec(agent, resolvers=RESOLVERS).digest != before
 
 
 def test_caches_in_a_seed_dir_do_not_change_the_digest(agent: Path) -> None:
-    before = load_spec(agent).digest
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     cache = agent / "data" / "__pycache__"
     cache.mkdir()
     (cache / "x.cpython-311.pyc").write_bytes(b"\0compiled")
     (agent / "data" / "y.pyc").write_bytes(b"\0compiled")
-    assert load_spec(agent).digest == before
+    assert load_spec(agent, resolvers=RESOLVERS).digest == before
 
 
 def test_renaming_a_file_in_a_tree_changes_its_digest(tmp_path: Path) -> None:
@@ -172,7 +175,7 @@ def test_file_digest_is_sha256_of_the_bytes(tmp_path: Path) -> None:
 
 
 def test_references_are_classified(agent: Path) -> None:
-    refs = spec_references(load_spec(agent).spec)
+    refs = spec_references(load_spec(agent, resolvers=RESOLVERS).spec)
     assert [(r.kind, r.ref) for r in refs] == [
         ("tool-file", "tools.py:convert"),
         ("skill-path", "./skills/summarise"),
@@ -184,30 +187,49 @@ def test_references_are_classified(agent: Path) -> None:
     assert refs[0].where == ("tools", 0, "source")
 
 
-def test_resolvers_are_pluggable(agent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import_layer_hooks("_validate")  # the layers' own resolvers first, so the copy keeps them
-    monkeypatch.setattr(digest_module, "_RESOLVERS", dict(digest_module._RESOLVERS))
-    before = load_spec(agent).digest
+def test_resolvers_are_passed_in(agent: Path) -> None:
+    before = load_spec(agent, resolvers=RESOLVERS).digest
     seen: list[tuple[str, Path]] = []
 
     def registry_lookup(ref: str, base_dir: Path) -> str:
         seen.append((ref, base_dir))
         return "sha256:" + "0" * 64
 
-    register_ref_resolver("skill-version", registry_lookup)
-    after = load_spec(agent)
+    after = load_spec(agent, resolvers={**RESOLVERS, "skill-version": registry_lookup})
     assert seen == [("pdf@2.1.0", agent.resolve())]
     assert after.digest != before
+    # Nothing was registered anywhere: the same resolvers give the same digest again.
+    assert load_spec(agent, resolvers=RESOLVERS).digest == before
 
     def unknown(ref: str, base_dir: Path) -> str:
         raise ValueError(f"skill {ref!r} is not in the registry")
 
-    register_ref_resolver("skill-version", unknown)
     with pytest.raises(SpecError) as info:
-        load_spec(agent)
+        load_spec(agent, resolvers={**RESOLVERS, "skill-version": unknown})
     [(loc, message)] = info.value.problems
     assert (loc.line, loc.column) == (11, 5)
     assert message == "skills[1].ref: skill 'pdf@2.1.0' is not in the registry"
+
+
+def test_a_skill_path_digests_as_the_resolvers_say(agent: Path) -> None:
+    # The spec layer's own resolver digests the tree; the skills layer's, the skill's manifest.
+    assert load_spec(agent, resolvers=spec_resolvers()).digest != load_spec(agent, resolvers=RESOLVERS).digest
+
+
+def test_the_spec_layer_imports_no_higher_layer(agent: Path) -> None:
+    # Loading a spec with the spec layer's resolvers reaches no other layer (no hidden hook imports).
+    code = (
+        "import sys\n"
+        "from shopfloor.spec import load_spec, spec_resolvers, validate_path, agent_validator\n"
+        f"load_spec({str(agent)!r}, resolvers=spec_resolvers())\n"
+        f"validate_path({str(agent)!r}, [agent_validator(spec_resolvers())])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('shopfloor.'))\n"
+        "print(' '.join(m for m in loaded if not m.startswith(('shopfloor.spec', 'shopfloor._'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert set(done.stdout.split()) <= {"shopfloor.config", "shopfloor.errors"}
 
 
 def test_spec_reference_is_a_frozen_value() -> None:

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from shopfloor.errors import SpecError
+from shopfloor.runtime import agent_resolvers
 from shopfloor.spec import AgentSpec, LoadedSpec, load_spec, parse_spec
+
+RESOLVERS = agent_resolvers()
 
 
 def write(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
@@ -19,7 +22,7 @@ def write(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
 
 def problems(path: Path) -> list[tuple[int | None, int | None, str]]:
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_spec(path, resolvers=RESOLVERS)
     for loc, _ in info.value.problems:
         assert loc.file == str(path)
     return [(loc.line, loc.column, message) for loc, message in info.value.problems]
@@ -36,7 +39,7 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
             source: builtin:calculator
         """,
     )
-    loaded = load_spec(tmp_path)
+    loaded = load_spec(tmp_path, resolvers=RESOLVERS)
     assert isinstance(loaded, LoadedSpec)
     assert loaded.path == path.resolve()
     assert loaded.base_dir == tmp_path.resolve()
@@ -306,29 +309,29 @@ def test_merge_keys_and_anchors_are_understood(tmp_path: Path) -> None:
           pids: 10
         """,
     )
-    spec = load_spec(path).spec
+    spec = load_spec(path, resolvers=RESOLVERS).spec
     assert spec.limits.max_steps == 4
     assert spec.sandbox.cpus == 2 and spec.sandbox.pids == 10
 
 
 def test_missing_path_and_directory_without_spec(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"no agent\.yaml in this directory"):
-        load_spec(tmp_path)
+        load_spec(tmp_path, resolvers=RESOLVERS)
     with pytest.raises(SpecError, match="no such file or directory"):
-        load_spec(tmp_path / "absent.yaml")
+        load_spec(tmp_path / "absent.yaml", resolvers=RESOLVERS)
 
 
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_bytes(b"name: \xff\n")
     with pytest.raises(SpecError, match="not UTF-8"):
-        load_spec(path)
+        load_spec(path, resolvers=RESOLVERS)
 
 
 def test_error_string_is_one_line_per_problem(tmp_path: Path) -> None:
     path = write(tmp_path, "name: a\nlimits: 3\nfoo: 1\n")
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_spec(path, resolvers=RESOLVERS)
     lines = str(info.value).splitlines()
     assert lines[0].startswith(f"{path}:2:9: limits: expected a mapping")
     assert lines[1].startswith(f"{path}:3:1: unknown key 'foo'")

@@ -10,8 +10,8 @@ from tel_helpers import by_name
 from shopfloor.agent import build_agent
 from shopfloor.config import Settings
 from shopfloor.ops.replay import replay_run
-from shopfloor.runtime import Runtime
-from shopfloor.spec import load_spec
+from shopfloor.runtime import Runtime, compose
+from shopfloor.spec import load_spec, spec_resolvers
 from shopfloor.telemetry import TraceStore, configure_telemetry, current_telemetry, trace_store_url
 
 SPEC = """\
@@ -29,7 +29,7 @@ async def test_a_durable_run_is_traced_and_replays_the_same_from_dbos(
     spec = tmp_path / "agent.yaml"
     spec.write_text(SPEC)
     with configure_telemetry(settings) as telemetry:
-        async with Runtime(settings, caller="tester") as runtime:
+        async with Runtime(compose(settings), caller="tester") as runtime:
             run_id = await runtime.start_run(spec, "what is 17*23?")
             async with asyncio.timeout(60):
                 record = await runtime.wait(run_id)
@@ -49,7 +49,7 @@ async def test_a_durable_run_is_traced_and_replays_the_same_from_dbos(
     ]
 
     report = await replay_run(
-        build_agent(load_spec(spec), settings),
+        build_agent(load_spec(spec, resolvers=spec_resolvers()), settings),
         record.task,
         recorded,
         run_id=run_id,
@@ -66,7 +66,7 @@ async def test_runs_are_traced_unless_telemetry_is_off(settings: Settings, tmp_p
         configured = settings.model_copy(
             update={"telemetry": settings.telemetry.model_copy(update={"enabled": enabled})}
         )
-        async with Runtime(configured) as runtime:
+        async with Runtime(compose(configured)) as runtime:
             run_id = await runtime.start_run(spec, "what is 17*23?")
             async with asyncio.timeout(60):
                 record = await runtime.wait(run_id)

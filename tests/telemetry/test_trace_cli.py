@@ -16,7 +16,7 @@ from shopfloor.agent import build_agent
 from shopfloor.cli import app
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.spec import load_spec
+from shopfloor.spec import load_spec, spec_resolvers
 from shopfloor.telemetry import configure_telemetry
 
 runner = CliRunner()
@@ -42,7 +42,7 @@ def _spec(tmp_path: Path, name: str, tool: str = "calculator") -> Path:
 def traced_run(tmp_path: Path, settings: Settings) -> Path:
     spec = _spec(tmp_path, "calc")
     with configure_telemetry(settings):
-        loop = build_agent(load_spec(spec), settings)
+        loop = build_agent(load_spec(spec, resolvers=spec_resolvers()), settings)
         result = asyncio.run(loop.run("what is 17*23?", run_id="cli-run"))
     assert result.output is not None and "391" in result.output
     return spec

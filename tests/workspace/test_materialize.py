@@ -6,8 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from shopfloor.config import Settings
 from shopfloor.errors import WorkspaceError, WorkspacePathError, WorkspaceQuotaError, WorkspaceReadOnlyError
+from shopfloor.telemetry import configure_telemetry
 from shopfloor.workspace import Quota, Workspaces
 
 
@@ -210,3 +214,32 @@ async def test_records_of_deleted_directories_are_released(file_repo: Workspaces
     shutil.rmtree(two)
     assert (await file_repo.gc()).leftovers == 1
     assert list(records.glob("*.json")) == []
+
+
+async def test_a_view_capture_is_a_traced_commit_within_the_quota(
+    repo: Workspaces, tmp_path: Path, settings: Settings
+) -> None:
+    telemetry = configure_telemetry(settings)
+    exported = InMemorySpanExporter()
+    telemetry.add_span_processor(SimpleSpanProcessor(exported))
+    try:
+        view = await repo.workspace("w").open(quota=Quota(max_files=3))
+        await view.write("a.txt", "alpha\n")
+        seed = await view.commit("seed")
+        directory = await view.workspace.materialize(seed, tmp_path / "m")
+        (directory / "b.txt").write_text("beta\n")
+        await view.write("pending.txt", "mine")  # an uncommitted change of the view stays on top
+        commit = await view.capture(directory, message="skill x", run_id="r1", step=4)
+        assert view.base == commit == await view.workspace.head()
+        assert await view.read("pending.txt") == b"mine" and view.dirty
+        assert (await view.workspace.commit_info(commit)).step == 4
+        (directory / "c.txt").write_text("c")
+        (directory / "d.txt").write_text("d")
+        with pytest.raises(WorkspaceQuotaError, match="over the workspace limit of 3"):
+            await view.capture(directory, message="too many")
+    finally:
+        telemetry.shutdown()
+    spans = [s for s in exported.get_finished_spans() if s.name == "workspace.commit"]
+    attributes = [dict(s.attributes or {}) for s in spans]
+    assert [a["shopfloor.workspace.source"] for a in attributes] == ["view", "capture", "capture"]
+    assert attributes[1]["shopfloor.workspace.commit"] == commit

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.errors import ConfigError, WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.workspace import Workspaces, open_store, register_store, store_schemes
+from shopfloor.workspace import Workspaces, open_store, store_backends, store_schemes
 from shopfloor.workspace._file import FileStore
 
 
@@ -76,11 +76,15 @@ def test_unknown_scheme_and_bad_urls(tmp_path: Path) -> None:
         open_store("s3:///prefix")
 
 
-def test_register_store_adds_a_scheme(tmp_path: Path) -> None:
-    register_store("localdisk", FileStore)
-    assert "localdisk" in store_schemes()
-    store = open_store(f"localdisk://{tmp_path}")
+def test_a_registry_of_ones_own_adds_a_scheme(tmp_path: Path) -> None:
+    backends = store_backends()
+    backends.register("localdisk", FileStore)
+    store = open_store(f"localdisk://{tmp_path}", backends)
     assert isinstance(store, FileStore)
+    # Only that registry has it: the process's default stores do not.
+    assert "localdisk" not in store_schemes()
+    with pytest.raises(ConfigError, match="unknown scheme 'localdisk'"):
+        open_store(f"localdisk://{tmp_path}")
 
 
 async def test_corrupt_object_is_detected(tmp_path: Path) -> None:

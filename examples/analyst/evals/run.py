@@ -22,8 +22,7 @@ from typing import Any
 
 from examples.analyst.evals.questions import QUESTIONS, Question, expected
 from shopfloor.config import load_settings
-from shopfloor.runtime._environment import open_environment
-from shopfloor.spec import load_spec
+from shopfloor.runtime import compose, open_environment
 
 ANALYST = Path(__file__).resolve().parents[1]
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
@@ -63,10 +62,11 @@ def is_correct(answer: str, truth: dict[str, Any]) -> bool:
 
 async def ask(question: Question, model: str | None) -> dict[str, Any]:
     settings = load_settings()
-    loaded = load_spec(ANALYST)
+    services = compose(settings)
+    loaded = services.load_spec(ANALYST)
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
-    env = await open_environment(loaded, settings, run_id=run_id, model=model)
+    env = await open_environment(loaded, services, run_id=run_id, model=model)
     try:
         result = await env.loop.run(question.text, run_id=run_id)
     finally:

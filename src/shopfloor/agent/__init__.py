@@ -1,7 +1,7 @@
 """The agent loop: structured tool choice, budgets, context management, built-in tools."""
 
 from shopfloor.agent._build import build_agent
-from shopfloor.agent._builtin import BuiltinFactory, builtin_names, calculate, load_tool, register_builtin
+from shopfloor.agent._builtin import BuiltinFactory, builtin_tools, calculate, load_tool
 from shopfloor.agent._context import ContextWindow, Turn, WindowFit
 from shopfloor.agent._decide import (
     FINAL_ANSWER,
@@ -53,11 +53,10 @@ __all__ = [
     "TwoPhase",
     "WindowFit",
     "build_agent",
-    "builtin_names",
+    "builtin_tools",
     "calculate",
     "load_tool",
     "rank_choices",
     "rebuild_error",
-    "register_builtin",
     "strategy_for",
 ]

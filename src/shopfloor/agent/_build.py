@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from shopfloor.agent._builtin import load_tool
+from shopfloor._registry import Registry
+from shopfloor.agent._builtin import BuiltinFactory, load_tool
 from shopfloor.agent._loop import AgentLoop
 from shopfloor.config import Settings
-from shopfloor.models import Model, resolve_model
+from shopfloor.models import Model, ProviderFactory, resolve_model
 from shopfloor.spec import LoadedSpec
-from shopfloor.tools import Tool
+from shopfloor.tools import Tool, ToolServices
 
 __all__ = ["build_agent"]
 
@@ -21,17 +21,20 @@ def build_agent(
     *,
     model: str | Model | None = None,
     extra_tools: Sequence[Tool] = (),
-    services: Mapping[str, Any] | None = None,
+    services: ToolServices | None = None,
     wrap_tool: Callable[[Tool], Tool] | None = None,
+    providers: Registry[ProviderFactory] | None = None,
+    builtins: Registry[BuiltinFactory] | None = None,
 ) -> AgentLoop:
     """Make the loop for ``loaded``: its model (or ``model``, overriding the spec's for one run),
     its declared tools and ``extra_tools`` (skills) given by the runtime. Built-in tools get
     ``services`` (the run's workspace view...); ``wrap_tool`` wraps every tool (the runtime
-    commits the workspace after each call that changed it)."""
+    commits the workspace after each call that changed it); ``providers`` make the model from its
+    reference and ``builtins`` the ``builtin:NAME`` tools (the built-in ones by default)."""
     spec = loaded.spec
     chosen = model or spec.model
-    resolved = chosen if isinstance(chosen, Model) else resolve_model(chosen, settings)
-    tools = [made for tool in spec.tools for made in load_tool(tool, loaded.base_dir, services)]
+    resolved = chosen if isinstance(chosen, Model) else resolve_model(chosen, settings, providers)
+    tools = [made for tool in spec.tools for made in load_tool(tool, loaded.base_dir, services, builtins)]
     tools += extra_tools
     if wrap_tool is not None:
         tools = [wrap_tool(tool) for tool in tools]

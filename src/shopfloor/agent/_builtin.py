@@ -1,7 +1,8 @@
 """Built-in tools an agent spec can grant as ``builtin:NAME``, and how a spec's tool
 sources (``builtin:NAME``, ``FILE.py:ATTR``, ``module:attr``) become Tool objects.
 
-Other packages add built-ins with ``register_builtin`` (the workspace file tools do).
+``builtin_tools()`` is a fresh registry of the built-ins; the composition root holds one
+(other packages may add to it) and passes it to ``load_tool``.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ import importlib
 import importlib.util
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from shopfloor._registry import Registry
 from shopfloor.errors import ConfigError, ToolExecutionError
 from shopfloor.spec import ToolSpec
-from shopfloor.tools import FunctionTool, Tool
+from shopfloor.tools import FunctionTool, Tool, ToolServices
 
-__all__ = ["BuiltinFactory", "builtin_names", "calculate", "load_tool", "register_builtin"]
+__all__ = ["BuiltinFactory", "builtin_tools", "calculate", "load_tool"]
 
 #: Makes the tools of a ``builtin:NAME`` entry; ``services`` are the run's (the workspace view...).
-BuiltinFactory = Callable[[ToolSpec, Mapping[str, Any]], Tool | list[Tool]]
+BuiltinFactory = Callable[[ToolSpec, ToolServices], Tool | list[Tool]]
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -124,7 +126,7 @@ def calculate(expression: Annotated[str, Field(examples=["17*23"])]) -> float | 
     return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
 
 
-def _calculator(spec: ToolSpec, services: Mapping[str, Any]) -> Tool:
+def _calculator(spec: ToolSpec, services: ToolServices) -> Tool:
     return FunctionTool(
         calculate,
         name=spec.name,
@@ -134,12 +136,12 @@ def _calculator(spec: ToolSpec, services: Mapping[str, Any]) -> Tool:
     )
 
 
-def _workspace_files(spec: ToolSpec, services: Mapping[str, Any]) -> list[Tool]:
+def _workspace_files(spec: ToolSpec, services: ToolServices) -> list[Tool]:
     """read_file, write_file, edit_file, list_files, grep_files over the run's workspace view."""
-    from shopfloor.workspace import WorkspaceView, workspace_tools
+    from shopfloor.workspace import workspace_tools
 
-    view = services.get("workspace")
-    if not isinstance(view, WorkspaceView):
+    view = services.workspace
+    if view is None:
         raise ConfigError(
             f"tool {spec.name!r}: builtin:workspace needs the run's workspace; run the agent with "
             "`shopfloor run`, which opens it"
@@ -147,15 +149,9 @@ def _workspace_files(spec: ToolSpec, services: Mapping[str, Any]) -> list[Tool]:
     return workspace_tools(view)
 
 
-_BUILTINS: dict[str, BuiltinFactory] = {"calculator": _calculator, "workspace": _workspace_files}
-
-
-def register_builtin(name: str, factory: BuiltinFactory) -> None:
-    _BUILTINS[name] = factory
-
-
-def builtin_names() -> list[str]:
-    return sorted(_BUILTINS)
+def builtin_tools() -> Registry[BuiltinFactory]:
+    """The ``builtin:NAME`` tools: ``calculator`` and ``workspace`` (the file tools)."""
+    return Registry("built-in tool", {"calculator": _calculator, "workspace": _workspace_files})
 
 
 def _import_attr(source: str, base_dir: Path) -> Any:
@@ -176,15 +172,23 @@ def _import_attr(source: str, base_dir: Path) -> Any:
     return getattr(module, attr)
 
 
-def load_tool(spec: ToolSpec, base_dir: Path, services: Mapping[str, Any] | None = None) -> list[Tool]:
-    """Make the tools that a spec's tool entry names (a built-in may give several)."""
+def load_tool(
+    spec: ToolSpec,
+    base_dir: Path,
+    services: ToolServices | None = None,
+    builtins: Registry[BuiltinFactory] | None = None,
+) -> list[Tool]:
+    """Make the tools that a spec's tool entry names (a built-in may give several); ``builtin:NAME``
+    comes from ``builtins`` (``builtin_tools()`` by default)."""
     kind, _, rest = spec.source.partition(":")
     if kind == "builtin":
-        if rest not in _BUILTINS:
+        builtins = builtins if builtins is not None else builtin_tools()
+        if rest not in builtins:
             raise ConfigError(
-                f"tool {spec.name!r}: no built-in tool {rest!r}; built-ins: {', '.join(builtin_names())}"
+                f"tool {spec.name!r}: no built-in tool {rest!r}; "
+                f"built-ins: {', '.join(sorted(builtins.names()))}"
             )
-        made = _BUILTINS[rest](spec, services or {})
+        made = builtins.get(rest)(spec, services or ToolServices())
         return made if isinstance(made, list) else [made]
     if not rest:
         raise ConfigError(

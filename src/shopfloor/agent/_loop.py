@@ -42,7 +42,7 @@ from shopfloor.errors import ModelError, ToolArgumentsError, ToolError
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Tool, ToolContext
+from shopfloor.tools import Tool, ToolContext, ToolServices
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -73,7 +73,7 @@ class AgentLoop:
         limits: Limits | None = None,
         decision: str = "auto",
         approvers: tuple[str, ...] = (),
-        services: Mapping[str, Any] | None = None,
+        services: ToolServices | None = None,
         name: str = "agent",
         trace_attributes: Mapping[str, Any] | None = None,
         answer: str = "model",
@@ -91,7 +91,7 @@ class AgentLoop:
         self.strategy: DecisionStrategy = strategy_for(decision, native_supported=model.supports_native_tools)
         self.instructions = instructions
         self.approvers = approvers
-        self.services = dict(services or {})
+        self.services = services or ToolServices()
 
     async def run(
         self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +12,10 @@ from rich.console import Console
 from shopfloor.config import Settings, load_settings
 from shopfloor.errors import ShopfloorError
 
-__all__ = ["app", "console", "err_console", "get_settings", "print_json", "run_app"]
+if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
+    from shopfloor.runtime import Services
+
+__all__ = ["app", "console", "err_console", "get_services", "get_settings", "print_json", "run_app"]
 
 app = typer.Typer(
     name="shopfloor",
@@ -27,6 +30,13 @@ err_console = Console(stderr=True, highlight=False)
 
 def get_settings() -> Settings:
     return load_settings()
+
+
+def get_services() -> Services:
+    """The process's services, from the composition root."""
+    from shopfloor.runtime import compose
+
+    return compose(get_settings())
 
 
 def print_json(data: Any) -> None:

@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shopfloor._layer_hooks import import_layer_hooks
-from shopfloor.cli._app import app, console, get_settings, print_json
+from shopfloor.cli._app import app, console, get_services, print_json
 from shopfloor.diagnostics import run_checks
 
 _STYLE = {"ok": ("✓ ok", "green"), "warn": ("! warn", "yellow"), "missing": ("✗ missing", "red")}
@@ -22,8 +21,8 @@ def doctor_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="print the checks as a JSON list")] = False,
 ) -> None:
     """Say what this machine offers Shopfloor and what is missing, each with its fix (always exits 0)."""
-    import_layer_hooks("_doctor")
-    results = run_checks(get_settings())
+    services = get_services()
+    results = run_checks(services.settings, services.checks)
     if json_output:
         print_json([asdict(result) for result in results])
         return

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shopfloor.cli._app import app, console, err_console, get_settings, print_json
+from shopfloor.cli._app import app, console, err_console, get_services, print_json
 from shopfloor.cli._untrusted import pretty_json, untrusted
 
 if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
@@ -41,7 +41,7 @@ def _runtime(body: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     async def main() -> T:
         from shopfloor.runtime import Runtime
 
-        async with Runtime(get_settings()) as runtime:
+        async with Runtime(get_services()) as runtime:
             return await body(runtime)
 
     return asyncio.run(main())
@@ -350,14 +350,13 @@ def worker_cmd(
             loop.add_signal_handler(sig, stop.set)
         from shopfloor.runtime import Runtime
 
-        runtime = Runtime(get_settings())
-        executor = await runtime.start_executor(worker=True, concurrency=concurrency, executor_id=executor_id)
-        err_console.print(
-            f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
+        await Runtime(get_services()).serve(
+            concurrency=concurrency,
+            executor_id=executor_id,
+            stop=stop,
+            on_ready=lambda executor: err_console.print(
+                f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
+            ),
         )
-        try:
-            await stop.wait()
-        finally:
-            await runtime.close()
 
     asyncio.run(main())

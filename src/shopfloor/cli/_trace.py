@@ -16,7 +16,6 @@ from rich.table import Table
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
-from shopfloor.spec import load_spec
 from shopfloor.telemetry import (
     LiveMetrics,
     MetricsReport,
@@ -45,10 +44,10 @@ def _store(settings: Settings) -> TraceStore:
 
 async def _resolve(settings: Settings, run_id: str) -> str:
     """The full id of a run the runtime knows by a prefix; ``run_id`` itself otherwise."""
-    from shopfloor.runtime import Runtime
+    from shopfloor.runtime import Runtime, compose
 
     try:
-        async with Runtime(settings) as runtime:
+        async with Runtime(compose(settings)) as runtime:
             return (await runtime.get_run(run_id)).run_id
     except RunNotFoundError:
         return run_id
@@ -218,12 +217,13 @@ def replay_cmd(
     Exits 1 where the replay diverged.
     """
     from shopfloor.ops.replay import fork_run, load_record, replay_run
-    from shopfloor.runtime import open_environment
+    from shopfloor.runtime import compose, open_environment
 
     settings = get_settings()
 
     async def main() -> tuple[RunInfo, ReplayReport]:
-        info, recorded = await load_record(settings, run_id)
+        services = compose(settings)
+        info, recorded = await load_record(services, run_id)
         spec = agent or (Path(info.spec_path) if info.spec_path else None)
         if spec is None:
             raise RunNotFoundError(f"run {info.run_id} has no recorded agent spec: pass --agent PATH")
@@ -231,7 +231,7 @@ def replay_cmd(
             raise RunNotFoundError(
                 f"run {info.run_id}: its task was not recorded (telemetry.store_content off)"
             )
-        loaded = load_spec(spec)
+        loaded = services.load_spec(spec)
         if agent is None and info.digest and loaded.digest != info.digest:
             err_console.print(
                 f"[yellow]warning:[/] {spec} changed since run {info.run_id} ({info.digest[:19]} -> "
@@ -241,7 +241,7 @@ def replay_cmd(
         # tools; a replay calls none of them, a fork calls them from its fork point on.
         fork_id = f"{info.run_id}-fork-{uuid.uuid4().hex[:8]}"
         env = await open_environment(
-            loaded, settings, run_id=info.run_id if from_step is None else fork_id, model=info.model
+            loaded, services, run_id=info.run_id if from_step is None else fork_id, model=info.model
         )
         try:
             if from_step is None:
@@ -249,7 +249,7 @@ def replay_cmd(
                     env.loop, info.task, recorded, run_id=info.run_id, expected_output=info.output
                 )
                 return info, report
-            with configure_telemetry(settings):
+            with configure_telemetry(settings, destinations=services.exporters):
                 try:
                     report = await fork_run(env.loop, info.task, recorded, at=from_step, run_id=fork_id)
                 except ValueError as exc:

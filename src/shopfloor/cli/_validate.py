@@ -8,9 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from shopfloor.cli._app import app, console, print_json
+from shopfloor.cli._app import app, console, get_services, print_json
 from shopfloor.errors import ShopfloorError, SourceLocation, SpecError
-from shopfloor.spec import validate_path
 
 
 def _problems(exc: ShopfloorError, path: Path) -> list[tuple[SourceLocation, str]]:
@@ -28,7 +27,7 @@ def validate_cmd(
 ) -> None:
     """Check a spec; print [green]ok NAME VERSION DIGEST[/] or each problem as file:line:col: message."""
     try:
-        report = validate_path(path)
+        report = get_services().validate(path)
     except ShopfloorError as exc:
         problems = _problems(exc, path)
         if json_output:

@@ -1,21 +1,18 @@
 """What this machine offers Shopfloor, and what is missing with its fix (``shopfloor doctor``).
 
-Layers add lines with ``register_check(name, fn)`` where ``fn(settings) -> CheckResult``;
-``shopfloor doctor`` imports ``shopfloor.<layer>._doctor`` modules so such registrations
-happen only when the doctor runs.
+``doctor_checks()`` is a registry of the built-in lines; layers bring their own as functions
+``fn(settings) -> CheckResult`` (``shopfloor.sandbox.sandbox_checks()``,
+``shopfloor.skills.skill_checks()``) and the composition root adds them to it.
 """
 
-from shopfloor.diagnostics._builtin import BUILTIN_CHECKS
+from shopfloor.diagnostics._builtin import BUILTIN_CHECKS, doctor_checks
 from shopfloor.diagnostics._checks import (
     Check,
     CheckFn,
     CheckResult,
     CheckStatus,
     FunctionCheck,
-    register_check,
-    registered_checks,
     run_checks,
-    unregister_check,
 )
 from shopfloor.diagnostics._services import ping_redis, postgres_target
 
@@ -26,10 +23,8 @@ __all__ = [
     "CheckResult",
     "CheckStatus",
     "FunctionCheck",
+    "doctor_checks",
     "ping_redis",
     "postgres_target",
-    "register_check",
-    "registered_checks",
     "run_checks",
-    "unregister_check",
 ]

@@ -6,11 +6,12 @@ layer (``shopfloor.sandbox._doctor``), which reports its own probe.
 
 from __future__ import annotations
 
-from shopfloor.diagnostics._checks import register_check
+from shopfloor._registry import Registry
+from shopfloor.diagnostics._checks import Check, CheckFn
 from shopfloor.diagnostics._services import check_postgres, check_redis
 from shopfloor.diagnostics._system import check_data_dir, check_models, check_python, check_sqlite
 
-__all__ = ["BUILTIN_CHECKS"]
+__all__ = ["BUILTIN_CHECKS", "doctor_checks"]
 
 BUILTIN_CHECKS = {
     "python": check_python,
@@ -21,5 +22,7 @@ BUILTIN_CHECKS = {
     "redis": check_redis,
 }
 
-for _name, _function in BUILTIN_CHECKS.items():
-    register_check(_name, _function)
+
+def doctor_checks() -> Registry[Check | CheckFn]:
+    """A fresh registry of the checks every installation gets; layers add theirs to it."""
+    return Registry("doctor check", BUILTIN_CHECKS)

@@ -1,8 +1,9 @@
-"""The framework behind ``shopfloor doctor``: checks registered by name, run side by side.
+"""The framework behind ``shopfloor doctor``: checks in a registry by name, run side by side.
 
 A check looks at one thing the machine offers (a Python version, a service, a kernel
 feature) and says ``ok``, ``warn`` (usable with a caveat) or ``missing``, with the
-command that fixes it. Layers add their own lines with ``register_check``; a check
+command that fixes it. Layers bring their own lines (``sandbox_checks()``,
+``skill_checks()``), which the composition root adds to ``doctor_checks()``; a check
 never raises (a crash is reported as a ``warn`` line naming the exception) and never
 takes more than a few seconds, so one slow probe cannot hide the rest of the screen.
 """
@@ -14,8 +15,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 
 __all__ = [
@@ -24,10 +26,7 @@ __all__ = [
     "CheckResult",
     "CheckStatus",
     "FunctionCheck",
-    "register_check",
-    "registered_checks",
     "run_checks",
-    "unregister_check",
 ]
 
 CheckStatus = Literal["ok", "warn", "missing"]
@@ -69,37 +68,6 @@ class FunctionCheck(Check):
         return self.function(settings)
 
 
-_CHECKS: dict[str, Check] = {}
-
-
-@overload
-def register_check(name: str, fn: CheckFn | Check) -> None: ...
-@overload
-def register_check(name: str, fn: None = None) -> Callable[[CheckFn], CheckFn]: ...
-def register_check(name: str, fn: CheckFn | Check | None = None) -> Callable[[CheckFn], CheckFn] | None:
-    """Add a line to ``shopfloor doctor`` (a function of the settings, or a Check).
-
-    Registering a name again replaces that check in place. Without ``fn``, returns a decorator.
-    """
-    if fn is None:
-
-        def decorator(function: CheckFn) -> CheckFn:
-            register_check(name, function)
-            return function
-
-        return decorator
-    _CHECKS[name] = fn if isinstance(fn, Check) else FunctionCheck(name, fn)
-    return None
-
-
-def unregister_check(name: str) -> None:
-    _CHECKS.pop(name, None)
-
-
-def registered_checks() -> list[str]:
-    return list(_CHECKS)
-
-
 def _run_one(check: Check, settings: Settings, out: dict[str, CheckResult]) -> None:
     try:
         result = check.run(settings)
@@ -114,10 +82,19 @@ def _run_one(check: Check, settings: Settings, out: dict[str, CheckResult]) -> N
 
 
 def run_checks(
-    settings: Settings, *, names: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    settings: Settings,
+    registry: Registry[Check | CheckFn],
+    *,
+    names: list[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> list[CheckResult]:
-    """Run the registered checks (or those named) concurrently; results in registration order."""
-    checks = [check for name, check in _CHECKS.items() if names is None or name in names]
+    """Run the checks of ``registry`` (or those named) concurrently; results in registration order.
+    An entry is a Check or a function of the settings."""
+    checks: list[Check] = []
+    for name in registry:
+        if names is None or name in names:
+            entry = registry.get(name)
+            checks.append(entry if isinstance(entry, Check) else FunctionCheck(name, entry))
     results: dict[str, CheckResult] = {}
     # Daemon threads: a probe stuck in a kernel call must not keep the process alive.
     threads = [

@@ -25,7 +25,7 @@ from shopfloor.models._install import (
 )
 from shopfloor.models._local import LocalModel
 from shopfloor.models._openai import OpenAIModel
-from shopfloor.models._registry import ProviderFactory, provider_names, register_provider, resolve_model
+from shopfloor.models._registry import ProviderFactory, model_providers, resolve_model
 from shopfloor.models._retry import RetryPolicy
 from shopfloor.models._test import TestModel
 
@@ -57,8 +57,7 @@ __all__ = [
     "install_model",
     "list_models",
     "model_path",
-    "provider_names",
-    "register_provider",
+    "model_providers",
     "remove_model",
     "resolve_model",
 ]

@@ -1,55 +1,45 @@
 """Model providers by reference prefix (``openai:gpt-4o``, ``local:qwen2.5-coder-0.5b``, ``test``).
 
-Providers are registered as ``module:attribute`` strings and imported on first
-use, so ``llama_cpp`` is loaded only when a local model is asked for.
+Providers are given as ``module:attribute`` paths and imported on first use, so
+``llama_cpp`` is loaded only when a local model is asked for. ``model_providers()``
+returns a fresh registry of the built-in ones; the composition root holds one and
+passes it to ``resolve_model``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import UnknownModelError
 from shopfloor.models._base import Model
 
-__all__ = ["ProviderFactory", "provider_names", "register_provider", "resolve_model"]
+__all__ = ["ProviderFactory", "model_providers", "resolve_model"]
 
 ProviderFactory = Callable[[str, Settings], Model]
 
-_PROVIDERS: dict[str, str | ProviderFactory] = {
-    "test": "shopfloor.models._test:make_test_model",
-    "function": "shopfloor.models._function:make_function_model",
-    "openai": "shopfloor.models._openai:make_openai_model",
-    "local": "shopfloor.models._local:make_local_model",
-}
+
+def model_providers() -> Registry[ProviderFactory]:
+    """The built-in providers: ``test``, ``function``, ``openai``, ``local``."""
+    return Registry(
+        "model provider",
+        {
+            "test": "shopfloor.models._test:make_test_model",
+            "function": "shopfloor.models._function:make_function_model",
+            "openai": "shopfloor.models._openai:make_openai_model",
+            "local": "shopfloor.models._local:make_local_model",
+        },
+    )
 
 
-def register_provider(prefix: str, factory: str | ProviderFactory) -> None:
-    """Register a provider for ``prefix:NAME`` references (a factory or its ``module:attr`` path)."""
-    _PROVIDERS[prefix] = factory
-
-
-def provider_names() -> list[str]:
-    return sorted(_PROVIDERS)
-
-
-def _load(prefix: str) -> ProviderFactory:
-    entry = _PROVIDERS[prefix]
-    if isinstance(entry, str):
-        module_name, _, attr = entry.partition(":")
-        factory: ProviderFactory = getattr(importlib.import_module(module_name), attr)
-        _PROVIDERS[prefix] = factory
-        return factory
-    return entry
-
-
-def resolve_model(ref: str, settings: Settings) -> Model:
-    """Make the model a reference string names."""
+def resolve_model(ref: str, settings: Settings, providers: Registry[ProviderFactory] | None = None) -> Model:
+    """Make the model a reference string names, with ``providers`` (the built-in ones by default)."""
+    providers = providers if providers is not None else model_providers()
     prefix, _, name = ref.partition(":")
-    if prefix not in _PROVIDERS:
+    if prefix not in providers:
         raise UnknownModelError(
             f"unknown model reference {ref!r}: expected one of "
-            + ", ".join(f"'{p}:NAME'" if p not in ("test",) else f"'{p}'" for p in provider_names())
+            + ", ".join(f"'{p}:NAME'" if p not in ("test",) else f"'{p}'" for p in sorted(providers.names()))
         )
-    return _load(prefix)(name, settings)
+    return providers.get(prefix)(name, settings)

@@ -3,6 +3,8 @@
 ``Runtime`` is the API (start, follow, wait, approve, reject, cancel, list, recorded
 steps); ``DBOSStepRunner`` is the durable ``StepRunner`` of the agent loop;
 ``RunStore`` keeps one row per run and its events in the same database as DBOS.
+``compose(settings)`` is the composition root: it builds the ``Services`` that the
+command line, the worker and the server pass down.
 """
 
 from shopfloor.runtime._environment import RunEnvironment, needs_workspace, open_environment, workspace_name
@@ -17,6 +19,7 @@ from shopfloor.runtime._executor import (
 )
 from shopfloor.runtime._runner import DBOSStepRunner, approval_topic
 from shopfloor.runtime._runtime import Runtime
+from shopfloor.runtime._services import Services, agent_resolvers, compose
 from shopfloor.runtime._steps import APPROVAL, RecordedStep, StepKind, recorded_steps_from, step_kind
 from shopfloor.runtime._store import RunRecord, RunState, RunStore
 from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow
@@ -36,10 +39,13 @@ __all__ = [
     "RunState",
     "RunStore",
     "Runtime",
+    "Services",
     "StepKind",
     "StoredEvent",
     "Supervisor",
+    "agent_resolvers",
     "approval_topic",
+    "compose",
     "follow_events",
     "needs_workspace",
     "new_executor_id",

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopfloor.agent import AgentLoop, build_agent
-from shopfloor.config import Settings
 from shopfloor.models import Model
+from shopfloor.runtime._services import Services
 from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
-from shopfloor.tools import Tool, ToolContext
+from shopfloor.tools import Tool, ToolContext, ToolServices
 from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
 
 __all__ = ["RunEnvironment", "needs_workspace", "open_environment", "workspace_name"]
@@ -111,7 +111,7 @@ async def _seed(view: WorkspaceView, loaded: LoadedSpec) -> list[str]:
 
 async def open_environment(
     loaded: LoadedSpec,
-    settings: Settings,
+    services: Services,
     *,
     run_id: str,
     model: str | Model | None = None,
@@ -120,6 +120,7 @@ async def open_environment(
     """Open the run's workspace, seed it, resolve its skills and build its agent loop."""
     from shopfloor.skills import skill_tools
 
+    settings = services.settings
     spec = loaded.spec
     view: WorkspaceView | None = None
     workspaces: Workspaces | None = None
@@ -142,10 +143,10 @@ async def open_environment(
             mounts = mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir)
             view = await workspace.open(ref, mounts=mounts, read_only=True)
     tenant = spec.name
-    skills = await skill_tools(spec, settings, base_dir=loaded.base_dir, workspace=view, tenant=tenant)
-    services: dict[str, Any] = {"tenant": tenant}
-    if view is not None:
-        services["workspace"] = view
+    skills = await skill_tools(
+        spec, settings, base_dir=loaded.base_dir, workspace=view, tenant=tenant, backends=services.sandboxes
+    )
+    lent = ToolServices(workspace=view, tenant=tenant)
     committing = view if view is not None and not view.read_only else None
     loop = await asyncio.to_thread(
         build_agent,
@@ -153,8 +154,10 @@ async def open_environment(
         settings,
         model=model,
         extra_tools=skills,
-        services=services,
+        services=lent,
         wrap_tool=(lambda tool: _Committing(tool, committing)) if committing is not None else None,
+        providers=services.models,
+        builtins=services.builtins,
     )
     return RunEnvironment(
         loop=loop,

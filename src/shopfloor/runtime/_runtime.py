@@ -23,7 +23,6 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
 
-from shopfloor.config import Settings
 from shopfloor.errors import ConfigError, RunStateError
 from shopfloor.runtime._dbos_internals import (
     check_dbos,
@@ -46,10 +45,10 @@ from shopfloor.runtime._executor import (
 )
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
+from shopfloor.runtime._services import Services
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow, set_execution_context
-from shopfloor.spec import load_spec
 from shopfloor.telemetry import Telemetry, configure_telemetry, current_telemetry
 
 __all__ = ["LOCAL_ADMIN", "Runtime"]
@@ -59,8 +58,9 @@ LOCAL_ADMIN = "local-admin"
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, caller: str | None = None, uid: int | None = None) -> None:
-        self.settings = settings
+    def __init__(self, services: Services, *, caller: str | None = None, uid: int | None = None) -> None:
+        self.services = services
+        self.settings = settings = services.settings
         settings.ensure_home()
         self.store = RunStore.open(settings.db_url)
         self.event_log = EventLog(self.store, interval=min(0.1, settings.runtime.poll_interval))
@@ -104,7 +104,7 @@ class Runtime:
         if current_telemetry() is None and self.settings.telemetry.enabled:
             # Every run executed here is traced: spans to the local store (batched, off the
             # step's path) and to the configured OTLP collectors.
-            self._telemetry = configure_telemetry(self.settings)
+            self._telemetry = configure_telemetry(self.settings, destinations=self.services.exporters)
         DBOS(config=dbos_config(self.settings, executor_id))
         if not worker:
             DBOS.listen_queues([])
@@ -157,10 +157,16 @@ class Runtime:
         concurrency: int | None = None,
         executor_id: str | None = None,
         stop: asyncio.Event | None = None,
+        on_ready: Callable[[str], object] | None = None,
     ) -> None:
-        """Run as a worker until ``stop`` is set (or the task is cancelled)."""
-        await self.start_executor(worker=True, concurrency=concurrency, executor_id=executor_id)
+        """Run as a worker until ``stop`` is set (or the task is cancelled), then close;
+        ``on_ready`` is called with the executor id once runs are being dequeued."""
         try:
+            executor = await self.start_executor(
+                worker=True, concurrency=concurrency, executor_id=executor_id
+            )
+            if on_ready is not None:
+                on_ready(executor)
             await (stop or asyncio.Event()).wait()
         finally:
             await self.close()
@@ -226,7 +232,7 @@ class Runtime:
     ) -> str:
         """Create a run of the agent at ``spec_path`` and return its id. Detached runs go to the queue
         for ``shopfloor worker``; the others execute in this process (which becomes an executor)."""
-        loaded = await asyncio.to_thread(load_spec, spec_path)
+        loaded = await asyncio.to_thread(self.services.load_spec, spec_path)
         run_id = uuid.uuid4().hex
         record = RunRecord(
             run_id=run_id,

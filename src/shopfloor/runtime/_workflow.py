@@ -24,8 +24,8 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.runtime._environment import RunEnvironment, open_environment
 from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
+from shopfloor.runtime._services import Services
 from shopfloor.runtime._store import RunRecord, RunStore
-from shopfloor.spec import load_spec
 from shopfloor.telemetry import redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
@@ -36,6 +36,7 @@ WORKFLOW_NAME = "shopfloor.run"
 
 
 class ExecutionContext(Protocol):
+    services: Services
     settings: Settings
     store: RunStore
     event_log: EventLog
@@ -103,7 +104,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     )
     environment: RunEnvironment | None = None
     try:
-        loaded = await asyncio.to_thread(load_spec, record.spec_path)
+        loaded = await asyncio.to_thread(ctx.services.load_spec, record.spec_path)
         if loaded.digest != record.release_digest:
             return await _fail(
                 ctx,
@@ -116,7 +117,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             )
         # Its workspace (a commit per tool call that changed files), skills and tools.
         environment = await open_environment(
-            loaded, ctx.settings, run_id=run_id, model=record.model, identity=record.caller
+            loaded, ctx.services, run_id=run_id, model=record.model, identity=record.caller
         )
         result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
     except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):

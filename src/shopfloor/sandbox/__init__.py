@@ -27,13 +27,21 @@ from shopfloor.sandbox._base import (
     SandboxSession,
     get_backend,
     open_sandbox,
-    register_backend,
-    registered_backends,
     run_sandboxed,
+    sandbox_backends,
     select_backend,
 )
 from shopfloor.sandbox._caps import Capabilities, CapabilityLine, probe_capabilities
-from shopfloor.sandbox._policy import ExecResult, KilledBy, Mount, NetworkRule, SandboxPolicy, parse_size
+from shopfloor.sandbox._doctor import sandbox_checks
+from shopfloor.sandbox._policy import (
+    ExecRequest,
+    ExecResult,
+    KilledBy,
+    Mount,
+    NetworkRule,
+    SandboxPolicy,
+    parse_size,
+)
 from shopfloor.sandbox._proxy import ProxyRecord
 from shopfloor.sandbox._python import SYSTEM_PYTHON, PythonRuntime, python_runtime
 from shopfloor.sandbox._tenant import tenant_uid
@@ -43,6 +51,7 @@ __all__ = [
     "SYSTEM_PYTHON",
     "Capabilities",
     "CapabilityLine",
+    "ExecRequest",
     "ExecResult",
     "KilledBy",
     "Mount",
@@ -57,9 +66,9 @@ __all__ = [
     "parse_size",
     "probe_capabilities",
     "python_runtime",
-    "register_backend",
-    "registered_backends",
     "run_sandboxed",
+    "sandbox_backends",
+    "sandbox_checks",
     "select_backend",
     "tenant_uid",
 ]

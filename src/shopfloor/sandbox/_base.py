@@ -1,10 +1,10 @@
-"""The extension point: a ``Sandbox`` backend opens ``SandboxSession``s; backends live in a registry."""
+"""The extension point: a ``Sandbox`` backend opens ``SandboxSession``s; backends live in a registry
+(``sandbox_backends()``, which the composition root holds and passes down)."""
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -12,10 +12,11 @@ from typing import ClassVar
 
 from opentelemetry.trace import Span
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxUnavailableError
 from shopfloor.sandbox._caps import Capabilities, probe_capabilities
-from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+from shopfloor.sandbox._policy import ExecRequest, ExecResult, Mount, SandboxPolicy
 from shopfloor.telemetry import SANDBOX_CPU, SANDBOX_MEMORY, mark_error, span
 
 __all__ = [
@@ -24,9 +25,8 @@ __all__ = [
     "SandboxSession",
     "get_backend",
     "open_sandbox",
-    "register_backend",
-    "registered_backends",
     "run_sandboxed",
+    "sandbox_backends",
     "select_backend",
 ]
 
@@ -78,30 +78,10 @@ class Sandbox(ABC):
         """A session whose every exec is traced as a ``sandbox.exec`` span."""
         return _TracedSession(await self._open(policy, mounts, workspace=workspace, tenant=tenant), tenant)
 
-    async def run(
-        self,
-        policy: SandboxPolicy,
-        mounts: Sequence[Mount],
-        argv: Sequence[str],
-        *,
-        workspace: Path,
-        tenant: str,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
+    async def run(self, request: ExecRequest) -> ExecResult:
         """One command in a fresh sandbox, traced as a ``sandbox.exec`` span (CPU time, peak memory)."""
-        with _exec_span(argv, self.name, tenant) as current:
-            result = await self._run(
-                policy,
-                mounts,
-                argv,
-                workspace=workspace,
-                tenant=tenant,
-                stdin=stdin,
-                env=env,
-                timeout=timeout,
-            )
+        with _exec_span(request.argv, self.name, request.tenant) as current:
+            result = await self._run(request)
             _record(current, result)
         return result
 
@@ -110,75 +90,64 @@ class Sandbox(ABC):
         self, policy: SandboxPolicy, mounts: Sequence[Mount], *, workspace: Path, tenant: str
     ) -> SandboxSession: ...
 
-    async def _run(
-        self,
-        policy: SandboxPolicy,
-        mounts: Sequence[Mount],
-        argv: Sequence[str],
-        *,
-        workspace: Path,
-        tenant: str,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
+    async def _run(self, request: ExecRequest) -> ExecResult:
         """One command in a fresh sandbox; backends override this when they have a cheaper one-shot path."""
-        async with await self._open(policy, mounts, workspace=workspace, tenant=tenant) as session:
-            return await session.exec(argv, stdin=stdin, env=env, timeout=timeout)
+        session = await self._open(
+            request.policy, request.mounts, workspace=request.workspace, tenant=request.tenant
+        )
+        async with session:
+            env = dict(request.env) if request.env is not None else None
+            return await session.exec(request.argv, stdin=request.stdin, env=env, timeout=request.timeout)
 
 
-_REGISTRY: dict[str, Callable[[], type[Sandbox]]] = {}
 # "auto" takes the first available. gVisor is stronger but costs ~200 ms per exec, so it is used only
 # when a policy or settings.sandbox.backend names it.
 AUTO_ORDER = ("bwrap", "landlock")
 
 
-def register_backend(name: str, loader: Callable[[], type[Sandbox]]) -> None:
-    """Register a backend by name; ``loader`` imports it lazily (optional dependencies stay optional)."""
-    _REGISTRY[name] = loader
+def sandbox_backends() -> Registry[type[Sandbox]]:
+    """The built-in backends, each imported when first chosen (optional dependencies stay optional)."""
+    return Registry(
+        "sandbox backend",
+        {
+            "bwrap": "shopfloor.sandbox._bwrap:BwrapSandbox",
+            "landlock": "shopfloor.sandbox._landlock:LandlockSandbox",
+            "gvisor": "shopfloor.sandbox._gvisor:GvisorSandbox",
+            "none": "shopfloor.sandbox._none:NoSandbox",
+        },
+    )
 
 
-def _lazy(module: str, attribute: str) -> Callable[[], type[Sandbox]]:
-    def load() -> type[Sandbox]:
-        cls: type[Sandbox] = getattr(importlib.import_module(module), attribute)
-        return cls
-
-    return load
-
-
-register_backend("bwrap", _lazy("shopfloor.sandbox._bwrap", "BwrapSandbox"))
-register_backend("landlock", _lazy("shopfloor.sandbox._landlock", "LandlockSandbox"))
-register_backend("gvisor", _lazy("shopfloor.sandbox._gvisor", "GvisorSandbox"))
-register_backend("none", _lazy("shopfloor.sandbox._none", "NoSandbox"))
-
-
-def registered_backends() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_backend(name: str) -> type[Sandbox]:
-    if name not in _REGISTRY:
+def get_backend(name: str, backends: Registry[type[Sandbox]] | None = None) -> type[Sandbox]:
+    """The backend called ``name`` in ``backends`` (the built-in ones by default)."""
+    backends = backends if backends is not None else sandbox_backends()
+    if name not in backends:
         raise SandboxUnavailableError(
-            f"unknown sandbox backend {name!r}; known: {', '.join(registered_backends())}"
+            f"unknown sandbox backend {name!r}; known: {', '.join(sorted(backends.names()))}"
         )
-    return _REGISTRY[name]()
+    return backends.get(name)
 
 
 def select_backend(
-    policy: SandboxPolicy, settings: Settings, caps: Capabilities | None = None
+    policy: SandboxPolicy,
+    settings: Settings,
+    caps: Capabilities | None = None,
+    backends: Registry[type[Sandbox]] | None = None,
 ) -> type[Sandbox]:
-    """The backend ``policy`` names, else the settings' one, else the first usable of ``AUTO_ORDER``."""
+    """The backend ``policy`` names, else the settings' one, else the first usable of ``AUTO_ORDER``
+    (from ``backends``, the built-in ones by default)."""
     caps = caps or probe_capabilities()
+    backends = backends if backends is not None else sandbox_backends()
     wanted = policy.isolation if policy.isolation != "auto" else settings.sandbox.backend
     if wanted != "auto":
-        backend = get_backend(wanted)
+        backend = get_backend(wanted, backends)
         reason = backend.unavailable(caps)
         if reason is not None:
             raise SandboxUnavailableError(f"sandbox backend {wanted!r} cannot run here: {reason}")
         return backend
     reasons = []
     for name in AUTO_ORDER:
-        backend = get_backend(name)
+        backend = get_backend(name, backends)
         reason = backend.unavailable(caps)
         if reason is None:
             return backend
@@ -214,9 +183,17 @@ async def run_sandboxed(
 ) -> ExecResult:
     """One command in a fresh sandbox, by the cheapest path the backend has (no session helper)."""
     backend = select_backend(policy, settings)
-    return await backend(settings).run(
-        policy, mounts, argv, workspace=workspace, tenant=tenant, stdin=stdin, env=env, timeout=timeout
+    request = ExecRequest(
+        policy=policy,
+        argv=tuple(argv),
+        workspace=workspace,
+        tenant=tenant,
+        mounts=tuple(mounts),
+        stdin=stdin,
+        env=env,
+        timeout=timeout,
     )
+    return await backend(settings).run(request)
 
 
 @contextmanager

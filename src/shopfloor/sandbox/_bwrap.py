@@ -12,7 +12,7 @@ from shopfloor.sandbox._base import Sandbox, SandboxSession
 from shopfloor.sandbox._caps import Capabilities
 from shopfloor.sandbox._host import Confinement, confine
 from shopfloor.sandbox._layout import BASE_ENV, FdBag, bwrap_argv, sandbox_env
-from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+from shopfloor.sandbox._policy import ExecRequest, ExecResult, Mount, SandboxPolicy
 from shopfloor.sandbox._process import run_process
 from shopfloor.sandbox._python import SYSTEM_PYTHON, python_runtime
 from shopfloor.sandbox._seccomp import seccomp_memfd
@@ -79,48 +79,29 @@ class BwrapSandbox(Sandbox):
         await session.start()
         return session
 
-    async def _run(
-        self,
-        policy: SandboxPolicy,
-        mounts: Sequence[Mount],
-        argv: Sequence[str],
-        *,
-        workspace: Path,
-        tenant: str,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
+    async def _run(self, request: ExecRequest) -> ExecResult:
+        policy, timeout = request.policy, request.timeout
         if policy.allows_network:
             # The proxy forwarder lives in the session helper.
-            return await super()._run(
-                policy,
-                mounts,
-                argv,
-                workspace=workspace,
-                tenant=tenant,
-                stdin=stdin,
-                env=env,
-                timeout=timeout,
-            )
-        confinement = await self._confine(policy, mounts, workspace, tenant)
+            return await super()._run(request)
+        confinement = await self._confine(policy, request.mounts, request.workspace, request.tenant)
         fds = FdBag(stage_dir=confinement.stage_dir)
         try:
             seccomp = fds.add(seccomp_memfd(False))
             command = bwrap_argv(
                 confinement,
-                list(argv),
+                list(request.argv),
                 fds,
                 bwrap=_bwrap(),
                 seccomp_fd=seccomp,
-                env=sandbox_env(confinement, env),
+                env=sandbox_env(confinement, dict(request.env) if request.env is not None else None),
             )
             return await run_process(
                 confinement,
                 command,
                 pass_fds=list(fds.fds),
                 staged=list(fds.staged),
-                stdin=stdin,
+                stdin=request.stdin,
                 timeout=policy.timeout if timeout is None else timeout,
                 backend=self.name,
                 warnings=tuple(confinement.warnings),

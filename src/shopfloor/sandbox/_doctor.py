@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shopfloor.config import Settings
-from shopfloor.diagnostics import CheckResult, register_check
+from shopfloor.diagnostics import CheckFn, CheckResult
 from shopfloor.errors import SandboxError
 from shopfloor.sandbox._base import select_backend
 from shopfloor.sandbox._caps import Capabilities, probe_capabilities
@@ -21,7 +21,7 @@ from shopfloor.sandbox._host_checks import (
 )
 from shopfloor.sandbox._policy import SandboxPolicy
 
-__all__ = ["check_gvisor", "check_sandbox_backend"]
+__all__ = ["check_gvisor", "check_sandbox_backend", "sandbox_checks"]
 
 
 def check_sandbox_backend(settings: Settings) -> CheckResult:
@@ -61,20 +61,22 @@ def check_gvisor(settings: Settings) -> CheckResult:
     return CheckResult(name="gvisor", status="ok", detail=f"runsc at {caps.runsc} (isolation: gvisor)")
 
 
-def _probed(line: Callable[[Capabilities], CheckResult]) -> Callable[[Settings], CheckResult]:
+def _probed(line: Callable[[Capabilities], CheckResult]) -> CheckFn:
     def check(settings: Settings) -> CheckResult:
         return line(probe_capabilities())
 
     return check
 
 
-for _name, _line in (
-    ("bubblewrap", bubblewrap_line),
-    ("user namespaces", userns_line),
-    ("cgroups", cgroups_line),
-    ("seccomp", seccomp_line),
-    ("landlock", landlock_line),
-):
-    register_check(_name, _probed(_line))
-register_check("sandbox", check_sandbox_backend)
-register_check("gvisor", check_gvisor)
+def sandbox_checks() -> dict[str, CheckFn]:
+    """The sandbox layer's doctor lines: what the host offers each isolation layer (from the
+    sandbox's own probe), then the backend it picks and gVisor."""
+    return {
+        "bubblewrap": _probed(bubblewrap_line),
+        "user namespaces": _probed(userns_line),
+        "cgroups": _probed(cgroups_line),
+        "seccomp": _probed(seccomp_line),
+        "landlock": _probed(landlock_line),
+        "sandbox": check_sandbox_backend,
+        "gvisor": check_gvisor,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -13,7 +14,7 @@ from shopfloor.spec import Isolation
 if TYPE_CHECKING:
     from shopfloor.spec import SandboxPolicySpec
 
-__all__ = ["ExecResult", "KilledBy", "Mount", "NetworkRule", "SandboxPolicy", "parse_size"]
+__all__ = ["ExecRequest", "ExecResult", "KilledBy", "Mount", "NetworkRule", "SandboxPolicy", "parse_size"]
 
 KilledBy = Literal["timeout", "memory", "pids", "output"]
 
@@ -148,6 +149,23 @@ class Mount:
             raise SandboxPolicyError(
                 f"mount target must be an absolute path without '..', got {self.sandbox_path!r}"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecRequest:
+    """One command to run in a fresh sandbox: what, where, as whom, under which policy."""
+
+    policy: SandboxPolicy
+    argv: tuple[str, ...]
+    #: the host directory mounted read-write at /workspace
+    workspace: Path
+    #: the tenant the command runs as (its uid is derived from the name)
+    tenant: str
+    mounts: tuple[Mount, ...] = ()
+    stdin: bytes = b""
+    env: Mapping[str, str] | None = None
+    #: seconds; None: the policy's timeout
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,12 +4,14 @@ A skill is a directory in the open Agent Skills format (``SKILL.md`` with YAML f
 ``scripts/``, ``references/``, ``assets/``) plus Shopfloor's sidecar ``shopfloor.yaml`` (entry
 point, runtime, JSON Schemas, dependencies, sandbox needs) and signature ``shopfloor.sig``.
 
-Importing this package (through ``_validate``) teaches ``shopfloor validate`` about skill
-directories and makes an agent's digest use a skill directory's manifest digest.
+``skill_validator`` teaches ``validate_path`` about skill directories and
+``skill_ref_resolvers()`` makes an agent's digest use a skill directory's manifest digest;
+the composition root (``shopfloor.runtime.compose``) hands both to the spec layer.
 """
 
 from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_dir, builtin_skill_names
 from shopfloor.skills._deps import NODE_MODULES_MOUNT, SkillEnvironment, environments_dir, prepare_environment
+from shopfloor.skills._doctor import skill_checks
 from shopfloor.skills._execute import SKILL_MOUNT, SkillRun, effective_policy, run_entry_point
 from shopfloor.skills._frontmatter import FrontMatter, Problem, find_skill_md, read_front_matter
 from shopfloor.skills._manifest import SIGNATURE_FILE, FileEntry, Manifest, build_manifest
@@ -30,7 +32,7 @@ from shopfloor.skills._signing import (
 )
 from shopfloor.skills._skill import Skill, load_skill
 from shopfloor.skills._tool import SkillReferenceTool, SkillTool
-from shopfloor.skills._validate import register_with_spec, validate_skill_dir
+from shopfloor.skills._validate import skill_ref_resolvers, skill_validator, validate_skill_dir
 
 __all__ = [
     "BUILTIN_DIR",
@@ -71,11 +73,13 @@ __all__ = [
     "parse_ref",
     "prepare_environment",
     "read_front_matter",
-    "register_with_spec",
     "resolve_skill",
     "run_entry_point",
     "sign_skill",
+    "skill_checks",
+    "skill_ref_resolvers",
     "skill_tools",
+    "skill_validator",
     "validate_skill_dir",
     "verify_skill",
 ]

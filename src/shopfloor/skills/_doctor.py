@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 
 from shopfloor.config import Settings
-from shopfloor.diagnostics import CheckResult, register_check
+from shopfloor.diagnostics import CheckFn, CheckResult
 from shopfloor.errors import ShopfloorError
 from shopfloor.sandbox import SYSTEM_PYTHON
 from shopfloor.skills._builtin import BUILTIN_DIR, builtin_skill_names
 from shopfloor.skills._signing import TrustPolicy, open_skill
 
-__all__ = ["check_skill_runtimes", "check_skills"]
+__all__ = ["check_skill_runtimes", "check_skills", "skill_checks"]
 
 
 def check_skills(settings: Settings) -> CheckResult:
@@ -57,5 +57,6 @@ def check_skill_runtimes(settings: Settings) -> CheckResult:
     )
 
 
-register_check("skills", check_skills)
-register_check("skill runtimes", check_skill_runtimes)
+def skill_checks() -> dict[str, CheckFn]:
+    """The skills layer's doctor lines."""
+    return {"skills": check_skills, "skill runtimes": check_skill_runtimes}

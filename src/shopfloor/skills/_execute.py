@@ -15,9 +15,18 @@ from typing import Any
 
 import jsonschema
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxPolicyError, ToolExecutionError
-from shopfloor.sandbox import ExecResult, Mount, Sandbox, SandboxPolicy, parse_size, select_backend
+from shopfloor.sandbox import (
+    ExecRequest,
+    ExecResult,
+    Mount,
+    Sandbox,
+    SandboxPolicy,
+    parse_size,
+    select_backend,
+)
 from shopfloor.skills._deps import SkillEnvironment
 from shopfloor.skills._skill import Skill
 
@@ -130,6 +139,7 @@ async def run_entry_point(
     tenant: str,
     sandbox: Sandbox | None = None,
     mode: str | None = None,
+    backends: Registry[type[Sandbox]] | None = None,
 ) -> SkillRun:
     """Run once. A failure of the skill comes back in ``SkillRun.error``; one of the setup raises."""
     if skill.config is None:
@@ -138,20 +148,21 @@ async def run_entry_point(
         )
     try:
         policy = effective_policy(skill, policy)
-        backend = sandbox or select_backend(policy, settings)(settings)
+        backend = sandbox or select_backend(policy, settings, backends=backends)(settings)
     except SandboxPolicyError as exc:
         raise ToolExecutionError(f"{skill.name}: {exc}") from exc
     mounts = [Mount(host_path=skill.path, sandbox_path=SKILL_MOUNT, read_only=True), *env.mounts]
-    result = await backend.run(
-        policy,
-        mounts,
-        _argv(skill, env, mode),
+    request = ExecRequest(
+        policy=policy,
+        argv=tuple(_argv(skill, env, mode)),
         workspace=workspace,
         tenant=tenant,
+        mounts=tuple(mounts),
         stdin=json.dumps(args).encode(),
         env={"SHOPFLOOR_SKILL_DIR": SKILL_MOUNT, "PYTHONUNBUFFERED": "1", **env.env},
         timeout=policy.timeout,
     )
+    result = await backend.run(request)
     run = SkillRun(
         skill=skill.name,
         digest=skill.digest,

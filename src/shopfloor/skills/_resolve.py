@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SkillRegistryError
-from shopfloor.sandbox import SandboxPolicy
+from shopfloor.sandbox import Sandbox, SandboxPolicy
 from shopfloor.skills._deps import prepare_environment
 from shopfloor.skills._registry import SkillRegistry, parse_ref
 from shopfloor.skills._signing import TrustPolicy, open_skill
@@ -49,6 +50,7 @@ async def skill_tools(
     workspace: WorkspaceView | Path | None = None,
     tenant: str | None = None,
     prepare: bool = True,
+    backends: Registry[type[Sandbox]] | None = None,
 ) -> list[Tool]:
     """One tool per skill the spec grants, sandboxed with the spec's policy, and ``read_skill_reference``
     when a granted skill has reference files. With ``prepare`` the skills' dependencies are installed
@@ -68,6 +70,7 @@ async def skill_tools(
                 requires_approval=ref.requires_approval,
                 approval_timeout=ref.approval_timeout,
                 environment=environment,
+                backends=backends,
             )
         )
     if any(tool.skill.references() for tool in tools):

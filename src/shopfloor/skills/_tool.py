@@ -1,13 +1,9 @@
 """A skill as a tool: the model sees its name and description; the body only once it chooses it.
 
-Services the tool reads from ``ToolContext.services`` (each falls back to the constructor's value):
-
-- ``workspace``: a ``WorkspaceView`` (materialised for the call; the changes become the next
-  commit of its ref) or a directory ``Path`` used as it is; without one the skill gets an empty,
-  throw-away ``/workspace``.
-- ``sandbox_policy``: the agent's ``SandboxPolicy``; ``sandbox``: a ``Sandbox`` backend instance.
-- ``tenant``: the tenant name the sandbox uid is derived from.
-- ``skill_runs``: a list; each call appends its ``SkillRun`` (exit status, stderr, timing, commit).
+The workspace is a ``WorkspaceView`` (materialised for the call; the changes become the next
+commit of its ref) or a directory ``Path`` used as it is; without one the skill gets an empty,
+throw-away ``/workspace``. The run's ``ToolServices`` (workspace, tenant, sandbox) take
+precedence over the constructor's values.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SkillFormatError, ToolExecutionError, WorkspaceError
 from shopfloor.sandbox import Sandbox, SandboxPolicy
@@ -50,6 +47,7 @@ class SkillTool(Tool):
         requires_approval: bool = False,
         approval_timeout: float | None = None,
         environment: SkillEnvironment | None = None,
+        backends: Registry[type[Sandbox]] | None = None,
     ) -> None:
         self.skill = skill
         # Prepared (and checked against its lock) once per tool, that is once per run.
@@ -58,6 +56,8 @@ class SkillTool(Tool):
         self.policy = policy or SandboxPolicy()
         self.workspace = workspace
         self.sandbox = sandbox
+        #: the sandbox backends to choose from (the built-in ones by default)
+        self.backends = backends
         self.tenant = tenant
         self.name = skill.name
         # Progressive disclosure: only the front-matter description until the model picks the skill.
@@ -109,8 +109,7 @@ class SkillTool(Tool):
         if self.environment is None:
             self.environment = await prepare_environment(self.skill, self.settings)
         env = self.environment
-        workspace = services.get("workspace", self.workspace)
-        policy: SandboxPolicy = services.get("sandbox_policy", self.policy)
+        workspace = services.workspace if services.workspace is not None else self.workspace
         config = self.skill.config
         assert config is not None
         writes = mode is None and config.sandbox.workspace == "read-write"
@@ -121,20 +120,18 @@ class SkillTool(Tool):
                 args,
                 env=env,
                 workspace=directory,
-                policy=policy,
+                policy=self.policy,
                 settings=self.settings,
-                tenant=services.get("tenant", self.tenant),
-                sandbox=services.get("sandbox", self.sandbox),
+                tenant=services.tenant or self.tenant,
+                sandbox=services.sandbox or self.sandbox,
                 mode=mode,
+                backends=self.backends,
             )
 
         if isinstance(workspace, Path):
             run = await run_in(workspace)
         else:
             run = await self._in_view(workspace, ctx, run_in, writes=writes)
-        runs = services.get("skill_runs")
-        if isinstance(runs, list):
-            runs.append(run)
         logger.info(
             "skill %s exit %s in %.2fs%s",
             self.name,
@@ -152,29 +149,20 @@ class SkillTool(Tool):
         directory = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=scratch))
         try:
             if view is not None:
-                if view.dirty and not view.read_only:
-                    # The skill must see what the file tools wrote before it.
-                    await view.commit(f"before skill {self.name}", run_id=ctx.run_id, step=ctx.step)
-                if view.base is not None:
-                    await view.workspace.materialize(view.base, directory)
+                # What the file tools wrote before is there too, uncommitted: the capture commits it.
+                await view.materialize(directory)
             run: SkillRun = await run_in(directory)
             if view is not None and writes and run.error is None and not view.read_only and view.ref:
                 try:
-                    # The workspace's quota holds here as for the file tools (checked in capture).
-                    commit = await view.workspace.capture(
-                        directory,
-                        ref=view.ref,
-                        base=view.base,
-                        message=f"skill {self.name}",
-                        run_id=ctx.run_id,
-                        step=ctx.step,
+                    # The workspace's quota holds here as for the file tools (checked where it commits).
+                    commit = await view.capture(
+                        directory, message=f"skill {self.name}", run_id=ctx.run_id, step=ctx.step
                     )
                 except WorkspaceError as exc:
                     return dataclasses.replace(
                         run,
                         error=f"skill {self.name} ran, but its changes to the workspace were refused: {exc}",
                     )
-                await view.rebase()
                 run = dataclasses.replace(run, commit=commit)
             return run
         finally:

@@ -1,4 +1,5 @@
-"""Hooks into the spec layer: ``shopfloor validate DIR`` for skills, and skill digests in agent digests."""
+"""What the skills layer adds to the spec layer: ``shopfloor validate DIR`` for skills, and skill
+digests in agent digests. The composition root (``shopfloor.runtime.compose``) hands both to it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 
 from shopfloor.skills._builtin import builtin_skill_dir
 from shopfloor.skills._skill import load_skill
-from shopfloor.spec import ValidationReport, is_skill_dir, register_ref_resolver, register_validator
+from shopfloor.spec import RefResolver, ValidationReport, Validator, is_skill_dir
 
-__all__ = ["register_with_spec", "validate_skill_dir"]
+__all__ = ["skill_ref_resolvers", "skill_validator", "validate_skill_dir"]
 
 
 def validate_skill_dir(path: Path) -> ValidationReport:
@@ -33,10 +34,11 @@ def _skill_path_digest(ref: str, base_dir: Path) -> str:
     return load_skill(path, strict=False).digest
 
 
-def register_with_spec() -> None:
-    register_validator(is_skill_dir, validate_skill_dir)
-    register_ref_resolver("skill-path", _skill_path_digest)
+def skill_ref_resolvers() -> dict[str, RefResolver]:
+    """The skills layer's resolvers, to put over ``spec_resolvers()``: a skill path (or a built-in
+    skill's name) digests as its manifest."""
+    return {"skill-path": _skill_path_digest}
 
 
-# ``shopfloor validate`` imports ``shopfloor.<layer>._validate`` modules for their registrations.
-register_with_spec()
+#: ``shopfloor validate`` for skill directories
+skill_validator = Validator(kind="skill", accepts=is_skill_dir, validate=validate_skill_dir)

@@ -1,21 +1,22 @@
 """Declarative agent specs (agent.yaml): models, loading with file:line errors, digests.
 
-Extension points: ``register_ref_resolver(kind, fn)`` decides what a reference of a
+Extension points, passed in by the caller: ``RefResolvers`` decide what a reference of a
 kind (``skill-path``, ``skill-digest``...) contributes to an agent's digest, and
-``register_validator(predicate, fn)`` teaches ``shopfloor validate`` a new kind of file.
+``Validator`` values teach ``validate_path`` a new kind of file.
 """
 
 from shopfloor.spec._digest import (
     RefResolver,
+    RefResolvers,
     SpecReference,
     canonical_json,
     compute_digest,
     digest_document,
     file_digest,
-    register_ref_resolver,
     resolve_reference,
     seed_path,
     spec_references,
+    spec_resolvers,
     tree_digest,
 )
 from shopfloor.spec._loader import (
@@ -40,9 +41,10 @@ from shopfloor.spec._model import (
 from shopfloor.spec._validators import (
     ValidateFn,
     ValidationReport,
+    Validator,
+    agent_validator,
     is_agent_spec,
     is_skill_dir,
-    register_validator,
     validate_path,
 )
 from shopfloor.spec._yaml import (
@@ -70,15 +72,18 @@ __all__ = [
     "NodePosition",
     "Permissions",
     "RefResolver",
+    "RefResolvers",
     "SandboxPolicySpec",
     "SkillRef",
     "SpecReference",
     "ToolSpec",
     "ValidateFn",
     "ValidationReport",
+    "Validator",
     "WorkspaceSpec",
     "YamlDocument",
     "YamlLimits",
+    "agent_validator",
     "canonical_json",
     "check_yaml",
     "compose_yaml",
@@ -93,12 +98,11 @@ __all__ = [
     "load_yaml_file",
     "parse_spec",
     "read_yaml_file",
-    "register_ref_resolver",
-    "register_validator",
     "resolve_reference",
     "seed_path",
     "spec_digest",
     "spec_references",
+    "spec_resolvers",
     "tree_digest",
     "validate_path",
 ]

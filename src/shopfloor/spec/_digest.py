@@ -7,10 +7,11 @@ changes nothing, because the canonical form is the validated model with every
 default filled in.
 
 What a reference's digest is depends on its kind, and the skills layer knows
-better than this one what a skill's digest is, so references are resolved by a
-small registry of functions keyed by kind (``register_ref_resolver``), filled by the
-layers' ``_validate`` hooks (see ``shopfloor._layer_hooks``) before the first reference
-is resolved.
+better than this one what a skill's digest is, so references are resolved by
+functions keyed by kind (``RefResolvers``) that the caller passes in: this layer's
+own (``spec_resolvers()``) with the skills layer's over them, as the composition root
+(``shopfloor.runtime.compose``) puts them together. Nothing is registered globally,
+so an agent's digest depends only on the resolvers handed to the loader.
 """
 
 from __future__ import annotations
@@ -20,24 +21,24 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.spec._model import AgentSpec
 from shopfloor.spec._yaml import DataPath
 
 __all__ = [
     "RefResolver",
+    "RefResolvers",
     "SpecReference",
     "canonical_json",
     "compute_digest",
     "digest_document",
     "file_digest",
-    "register_ref_resolver",
     "resolve_reference",
     "spec_references",
+    "spec_resolvers",
     "tree_digest",
 ]
 
@@ -46,6 +47,8 @@ DIGEST_FORMAT = "shopfloor.agent/v1"
 #: resolves a reference as written in the spec, relative to the spec's directory,
 #: to ``sha256:<hex>``; raises ValueError or OSError with a message for the user.
 RefResolver = Callable[[str, Path], str]
+#: the resolver of each kind of reference
+RefResolvers = Mapping[str, RefResolver]
 
 _REGISTRY_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]*)@(?P<target>.+)$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -157,25 +160,21 @@ def _seed(ref: str, base_dir: Path) -> str:
     raise ValueError(f"seed {ref!r} not found (looked for {path})")
 
 
-_RESOLVERS: dict[str, RefResolver] = {
-    "tool-file": _tool_file,
-    "skill-path": _skill_path,
-    "skill-digest": _skill_digest,
-    "skill-version": _skill_version,
-    "seed": _seed,
-}
+def spec_resolvers() -> dict[str, RefResolver]:
+    """This layer's resolvers, one per kind (a skill directory counts as a tree of files here;
+    the skills layer has a better one, its manifest digest)."""
+    return {
+        "tool-file": _tool_file,
+        "skill-path": _skill_path,
+        "skill-digest": _skill_digest,
+        "skill-version": _skill_version,
+        "seed": _seed,
+    }
 
 
-def register_ref_resolver(kind: str, resolver: RefResolver) -> None:
-    """Make ``resolver`` compute the digest of references of ``kind`` (replacing the default)."""
-    _RESOLVERS[kind] = resolver
-
-
-def resolve_reference(reference: SpecReference, base_dir: Path) -> str:
+def resolve_reference(reference: SpecReference, base_dir: Path, resolvers: RefResolvers) -> str:
     """The digest of one reference; ValueError or OSError says why it cannot be had."""
-    # Layers that know better (skills) register their resolvers in their _validate hooks.
-    import_layer_hooks("_validate")
-    resolver = _RESOLVERS.get(reference.kind)
+    resolver = resolvers.get(reference.kind)
     if resolver is None:
         raise ValueError(f"no resolver for references of kind {reference.kind!r}")
     return resolver(reference.ref, base_dir)
@@ -220,7 +219,7 @@ def digest_document(spec: AgentSpec, resolved: list[tuple[SpecReference, str]]) 
     return f"sha256:{_sha256_hex(canonical_json(document))}"
 
 
-def compute_digest(spec: AgentSpec, base_dir: Path) -> str:
+def compute_digest(spec: AgentSpec, base_dir: Path, resolvers: RefResolvers) -> str:
     """Resolve every reference relative to ``base_dir`` and digest the whole."""
-    resolved = [(ref, resolve_reference(ref, base_dir)) for ref in spec_references(spec)]
+    resolved = [(ref, resolve_reference(ref, base_dir, resolvers)) for ref in spec_references(spec)]
     return digest_document(spec, resolved)

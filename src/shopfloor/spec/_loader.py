@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from shopfloor.errors import ShopfloorError, SourceLocation, SpecError
 from shopfloor.spec._digest import (
+    RefResolvers,
     SpecReference,
     compute_digest,
     digest_document,
@@ -84,12 +85,12 @@ def _validate(doc: YamlDocument) -> AgentSpec:
     return spec
 
 
-def _resolve(spec: AgentSpec, doc: YamlDocument, base_dir: Path) -> str:
+def _resolve(spec: AgentSpec, doc: YamlDocument, base_dir: Path, resolvers: RefResolvers) -> str:
     resolved: list[tuple[SpecReference, str]] = []
     problems: list[Problem] = []
     for ref in spec_references(spec):
         try:
-            resolved.append((ref, resolve_reference(ref, base_dir)))
+            resolved.append((ref, resolve_reference(ref, base_dir, resolvers)))
         except (OSError, ValueError, ShopfloorError) as exc:
             problems.append((doc.location(ref.where), f"{format_path(ref.where)}: {exc}"))
     if problems:
@@ -97,33 +98,43 @@ def _resolve(spec: AgentSpec, doc: YamlDocument, base_dir: Path) -> str:
     return digest_document(spec, resolved)
 
 
-def parse_spec(text: str, *, file: str = "agent.yaml", base_dir: Path | None = None) -> tuple[AgentSpec, str]:
-    """Validate spec text; with ``base_dir`` also resolve its references. Returns the spec and its digest
-    (without ``base_dir``, references are not checked and the digest covers the spec alone)."""
-    spec, digest, _ = _parse(text, file, base_dir)
+def parse_spec(
+    text: str,
+    *,
+    file: str = "agent.yaml",
+    references: tuple[Path, RefResolvers] | None = None,
+) -> tuple[AgentSpec, str]:
+    """Validate spec text; with ``references`` (the base directory and the resolvers) also resolve
+    its references. Returns the spec and its digest (without ``references``, references are not
+    checked and the digest covers the spec alone)."""
+    spec, digest, _ = _parse(text, file, references)
     return spec, digest
 
 
-def _parse(text: str, file: str, base_dir: Path | None) -> tuple[AgentSpec, str, YamlDocument]:
+def _parse(
+    text: str, file: str, references: tuple[Path, RefResolvers] | None
+) -> tuple[AgentSpec, str, YamlDocument]:
     doc = compose_yaml(text, file)
     spec = _validate(doc)
-    if base_dir is None:
+    if references is None:
         return spec, digest_document(spec, []), doc
-    return spec, _resolve(spec, doc, base_dir), doc
+    base_dir, resolvers = references
+    return spec, _resolve(spec, doc, base_dir, resolvers), doc
 
 
-def load_spec(path: Path | str) -> LoadedSpec:
-    """Read and validate an agent spec (the file, or a directory holding agent.yaml).
+def load_spec(path: Path | str, *, resolvers: RefResolvers) -> LoadedSpec:
+    """Read and validate an agent spec (the file, or a directory holding agent.yaml); ``resolvers``
+    give the digest of each kind of reference (``spec_resolvers()``, or the composition root's).
 
     Raises SpecError listing every problem, sorted by line, each with its location.
     """
     file = find_spec_file(path)
     text = read_yaml_file(file)
     base_dir = file.parent.resolve()
-    spec, digest, doc = _parse(text, str(file), base_dir)
+    spec, digest, doc = _parse(text, str(file), (base_dir, resolvers))
     return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest, document=doc)
 
 
-def spec_digest(loaded: LoadedSpec) -> str:
+def spec_digest(loaded: LoadedSpec, resolvers: RefResolvers) -> str:
     """Recompute the digest from the spec and the current content of what it references."""
-    return compute_digest(loaded.spec, loaded.base_dir)
+    return compute_digest(loaded.spec, loaded.base_dir, resolvers)

@@ -1,27 +1,27 @@
-"""What ``shopfloor validate PATH`` can check: a registry of (predicate, validator) pairs.
+"""What ``shopfloor validate PATH`` can check: validators, each a predicate and a function.
 
-Agent specs are built in. Other layers add their own kinds of file without this
-package importing them: the skills layer, for example, calls
-``register_validator(is_skill_dir, validate_skill)`` in its ``_validate`` hook module,
-which ``validate_path`` imports (see ``shopfloor._layer_hooks``).
+Agent specs are built in (``agent_validator``). Other layers bring their own kinds of
+file without this package importing them: the skills layer has ``skill_validator``,
+and the composition root (``shopfloor.runtime.compose``) hands both to ``validate_path``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopfloor._layer_hooks import import_layer_hooks
 from shopfloor.errors import SourceLocation, SpecError
+from shopfloor.spec._digest import RefResolvers
 from shopfloor.spec._loader import SPEC_FILENAMES, load_spec
 
 __all__ = [
     "ValidateFn",
     "ValidationReport",
+    "Validator",
+    "agent_validator",
     "is_agent_spec",
     "is_skill_dir",
-    "register_validator",
     "validate_path",
 ]
 
@@ -42,12 +42,14 @@ class ValidationReport:
 ValidateFn = Callable[[Path], ValidationReport]
 Predicate = Callable[[Path], bool]
 
-_VALIDATORS: list[tuple[Predicate, ValidateFn]] = []
 
+@dataclass(frozen=True, kw_only=True)
+class Validator:
+    """Validates the paths ``accepts`` is true for."""
 
-def register_validator(predicate: Predicate, validate_fn: ValidateFn) -> None:
-    """Validate paths for which ``predicate`` is true with ``validate_fn``; later registrations win."""
-    _VALIDATORS.insert(0, (predicate, validate_fn))
+    kind: str
+    accepts: Predicate
+    validate: ValidateFn
 
 
 def is_agent_spec(path: Path) -> bool:
@@ -60,31 +62,32 @@ def is_skill_dir(path: Path) -> bool:
     return path.is_dir() and (path / "SKILL.md").is_file()
 
 
-def _validate_agent(path: Path) -> ValidationReport:
-    loaded = load_spec(path)
-    return ValidationReport(
-        kind="agent",
-        name=loaded.spec.name,
-        version=loaded.spec.version,
-        digest=loaded.digest,
-        path=loaded.path,
-    )
+def agent_validator(resolvers: RefResolvers) -> Validator:
+    """Agent specs, their references resolved by ``resolvers``."""
+
+    def validate(path: Path) -> ValidationReport:
+        loaded = load_spec(path, resolvers=resolvers)
+        return ValidationReport(
+            kind="agent",
+            name=loaded.spec.name,
+            version=loaded.spec.version,
+            digest=loaded.digest,
+            path=loaded.path,
+        )
+
+    return Validator(kind="agent", accepts=is_agent_spec, validate=validate)
 
 
-def validate_path(path: Path | str) -> ValidationReport:
-    """Validate whatever ``path`` is with the validator registered for its kind."""
-    import_layer_hooks("_validate")
+def validate_path(path: Path | str, validators: Sequence[Validator]) -> ValidationReport:
+    """Validate whatever ``path`` is with the first of ``validators`` that accepts it."""
     path = Path(path)
     if not path.exists():
         raise SpecError([(SourceLocation(file=str(path)), "no such file or directory")])
-    for predicate, validate_fn in _VALIDATORS:
-        if predicate(path):
-            return validate_fn(path)
+    for validator in validators:
+        if validator.accepts(path):
+            return validator.validate(path)
     if is_skill_dir(path):
-        message = "a skill directory, but no skill validator is registered (it comes with shopfloor.skills)"
+        message = "a skill directory, but no skill validator was given (it comes with shopfloor.skills)"
     else:
         message = "not something shopfloor can validate: expected an agent.yaml or a directory containing one"
     raise SpecError([(SourceLocation(file=str(path)), message)])
-
-
-register_validator(is_agent_spec, _validate_agent)

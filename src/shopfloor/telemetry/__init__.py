@@ -3,8 +3,9 @@
 Configure once per process with ``configure_telemetry(settings)``; add spans with
 ``span(name, component=..., attributes=...)``; read runs back with ``TraceStore``;
 compute metrics with ``compute_metrics``; render a run with ``waterfall``. Exporters
-are an extension point (``register_exporter``). Replay of recorded runs lives in
-``shopfloor.ops.replay``, above the agent and the runtime; this package imports neither.
+are an extension point (``telemetry_exporters()``, a registry passed to ``configure_telemetry``).
+Replay of recorded runs lives in ``shopfloor.ops.replay``, above the agent and the runtime; this
+package imports neither.
 """
 
 from shopfloor.telemetry._api import (
@@ -80,8 +81,8 @@ from shopfloor.telemetry._setup import (
     configure_telemetry,
     current_telemetry,
     exporter_names,
-    register_exporter,
     shutdown_telemetry,
+    telemetry_exporters,
     trace_store_url,
 )
 from shopfloor.telemetry._store import LocalStoreExporter, TraceStore
@@ -158,7 +159,6 @@ __all__ = [
     "redact",
     "redact_exception",
     "redact_value",
-    "register_exporter",
     "render_prometheus",
     "run_scope",
     "shutdown_telemetry",
@@ -166,6 +166,7 @@ __all__ = [
     "span_cost",
     "span_facts",
     "span_tree",
+    "telemetry_exporters",
     "trace_store_url",
     "tracer",
     "tree_json",

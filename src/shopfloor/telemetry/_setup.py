@@ -1,7 +1,7 @@
 """Tracing and metrics set up from ``settings.telemetry``: providers, processors, exporters.
 
 The local trace store is always on; OTLP over HTTP and gRPC are added when an
-endpoint is configured; more exporters register by name. Every exporter sits
+endpoint is configured; more come from the registry passed in. Every exporter sits
 behind its own ``BatchSpanProcessor``, so a run only appends finished spans to
 in-memory queues and a slow collector never slows the local store.
 """
@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Tracer
 
+from shopfloor._registry import Registry
 from shopfloor.config import Settings, TelemetrySettings
 from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.telemetry._context import RUN
@@ -38,8 +39,8 @@ __all__ = [
     "configure_telemetry",
     "current_telemetry",
     "exporter_names",
-    "register_exporter",
     "shutdown_telemetry",
+    "telemetry_exporters",
     "trace_store_url",
 ]
 
@@ -54,15 +55,15 @@ class Exporters:
 
 #: Returns the destination's exporters, or None where the settings do not enable it.
 ExporterFactory = Callable[[TelemetrySettings], Exporters | None]
-_EXPORTERS: dict[str, ExporterFactory] = {}
 
 
-def register_exporter(name: str, factory: ExporterFactory) -> None:
-    _EXPORTERS[name] = factory
+def telemetry_exporters() -> Registry[ExporterFactory]:
+    """The built-in destinations: ``otlp-http`` and ``otlp-grpc``, each on where its endpoint is set."""
+    return Registry("telemetry exporter", {"otlp-http": _otlp_http, "otlp-grpc": _otlp_grpc})
 
 
 def exporter_names() -> list[str]:
-    return sorted(_EXPORTERS)
+    return sorted(telemetry_exporters().names())
 
 
 def _otlp_http(settings: TelemetrySettings) -> Exporters | None:
@@ -90,10 +91,6 @@ def _otlp_grpc(settings: TelemetrySettings) -> Exporters | None:
         spans=OTLPSpanExporter(endpoint=endpoint, insecure=insecure),
         metrics=OTLPMetricExporter(endpoint=endpoint, insecure=insecure) if settings.otlp_metrics else None,
     )
-
-
-register_exporter("otlp-http", _otlp_http)
-register_exporter("otlp-grpc", _otlp_grpc)
 
 
 class _RunStamp(SpanProcessor):
@@ -209,18 +206,21 @@ def configure_telemetry(
     record_content: bool | None = None,
     store_content: bool | None = None,
     live_metrics: bool = False,
+    destinations: Registry[ExporterFactory] | None = None,
 ) -> Telemetry:
     """Make the process's telemetry from ``settings.telemetry`` and activate it (replacing any other).
 
     ``live_metrics`` keeps OpenTelemetry instruments fed from the spans in this process (for
     ``prometheus_text()``); they are on anyway where an OTLP metrics exporter is configured.
+    ``destinations`` are the exporter factories to consult (``telemetry_exporters()`` by default).
     """
     global _active
     conf = settings.telemetry
+    destinations = destinations if destinations is not None else telemetry_exporters()
     exporters: list[Exporters] = []
-    for name, factory in _EXPORTERS.items():
+    for name in destinations:
         try:
-            made = factory(conf)
+            made = destinations.get(name)(conf)
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"telemetry exporter {name!r}: {exc}") from exc
         if made is not None:

@@ -14,16 +14,32 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
 
 import jsonschema
 from pydantic import create_model
 
 from shopfloor.errors import ToolArgumentsError
 
-__all__ = ["FunctionTool", "Tool", "ToolContext", "ToolKind"]
+if TYPE_CHECKING:
+    from shopfloor.sandbox import Sandbox
+    from shopfloor.workspace import WorkspaceView
+
+__all__ = ["FunctionTool", "Tool", "ToolContext", "ToolKind", "ToolServices"]
 
 ToolKind = Literal["function", "extension", "datastore"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolServices:
+    """What a run lends its tools, built by the runtime and passed down; every field may be absent."""
+
+    #: the run's workspace view: file tools read and write it, a skill runs against a copy of it
+    workspace: WorkspaceView | None = None
+    #: the tenant a sandboxed call runs as (its uid is derived from the name)
+    tenant: str | None = None
+    #: the sandbox backend instance to run in (None: the one the settings choose)
+    sandbox: Sandbox | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,8 +52,8 @@ class ToolContext:
     #: run id + step: the same for a call that is re-executed after a crash, so a
     #: tool with side effects can make the re-execution a no-op.
     idempotency_key: str
-    #: services of the run (the workspace, the sandbox factory...) by name
-    services: dict[str, Any] = field(default_factory=dict)
+    #: the run's services (its workspace view, tenant, sandbox)
+    services: ToolServices = field(default_factory=ToolServices)
 
 
 class Tool(ABC):

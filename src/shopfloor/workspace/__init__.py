@@ -27,7 +27,7 @@ from shopfloor.workspace._store import (
     RefValue,
     StoredObject,
     open_store,
-    register_store,
+    store_backends,
     store_schemes,
 )
 from shopfloor.workspace._tools import WorkspaceTool, workspace_tools
@@ -60,7 +60,7 @@ __all__ = [
     "open_mount",
     "open_store",
     "parse_address",
-    "register_store",
+    "store_backends",
     "store_schemes",
     "text_diff",
     "workspace_tools",

@@ -1,4 +1,4 @@
-"""The storage backend ABC and the registry that picks a backend by URL scheme.
+"""The storage backend ABC and the registry that picks a backend by URL scheme (``store_backends()``).
 
 A backend stores two things: immutable objects under string keys (written once,
 idempotently, because keys are content hashes) and a few mutable *refs* updated only
@@ -8,7 +8,6 @@ worker thread so the event loop never waits on disk or network.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from shopfloor._registry import Registry
 from shopfloor.errors import ConfigError, WorkspaceError
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "RefValue",
     "StoredObject",
     "open_store",
-    "register_store",
+    "store_backends",
     "store_schemes",
 ]
 
@@ -169,39 +169,36 @@ class ObjectStore(ABC):
         self.close()
 
 
-_BACKENDS: dict[str, str] = {
-    "file": "shopfloor.workspace._file:FileStore",
-    "sqlite": "shopfloor.workspace._sql:SqlStore",
-    "postgresql": "shopfloor.workspace._sql:SqlStore",
-    "postgres": "shopfloor.workspace._sql:SqlStore",
-    "s3": "shopfloor.workspace._s3:S3Store",
-}
-
-
-def register_store(scheme: str, target: str | type[ObjectStore]) -> None:
-    """Register a backend for ``scheme``: a class, or ``"module:Class"`` imported on first use."""
-    if isinstance(target, str):
-        _BACKENDS[scheme] = target
-    else:
-        _BACKENDS[scheme] = f"{target.__module__}:{target.__qualname__}"
+def store_backends() -> Registry[type[ObjectStore]]:
+    """The backends by URL scheme, each imported when first opened (``boto3`` only for ``s3://``)."""
+    return Registry(
+        "workspace store",
+        {
+            "file": "shopfloor.workspace._file:FileStore",
+            "sqlite": "shopfloor.workspace._sql:SqlStore",
+            "postgresql": "shopfloor.workspace._sql:SqlStore",
+            "postgres": "shopfloor.workspace._sql:SqlStore",
+            "s3": "shopfloor.workspace._s3:S3Store",
+        },
+    )
 
 
 def store_schemes() -> list[str]:
-    return sorted(_BACKENDS)
+    return sorted(store_backends().names())
 
 
-def open_store(url: str) -> ObjectStore:
+def open_store(url: str, backends: Registry[type[ObjectStore]] | None = None) -> ObjectStore:
     """Open the workspace store at ``url`` (``file:///dir``, ``sqlite:///file.db``, ``postgresql://...``,
-    ``s3://bucket/prefix``)."""
+    ``s3://bucket/prefix``) with the backend that ``backends`` (the built-in ones by default) has for
+    its scheme."""
     parts = urlsplit(url)
-    target = _BACKENDS.get(parts.scheme)
-    if target is None:
+    backends = backends if backends is not None else store_backends()
+    if parts.scheme not in backends:
         raise ConfigError(
             f"workspace store URL {url!r}: unknown scheme {parts.scheme!r}; use one of "
-            + ", ".join(f"{s}://" for s in store_schemes())
+            + ", ".join(f"{s}://" for s in sorted(backends.names()))
         )
-    module_name, _, class_name = target.partition(":")
-    cls: Any = getattr(importlib.import_module(module_name), class_name)
+    cls: Any = backends.get(parts.scheme)
     options = dict(parse_qsl(parts.query))
     store: ObjectStore = cls.from_url(url, options)
     return store

@@ -2,12 +2,24 @@
 
 Every write stores its blob at once and changes only the in-memory path map, so a
 write is all or nothing; ``commit`` then writes one tree (usually a small delta)
-and one commit and moves the ref by compare-and-swap.
+and one commit and moves the ref by compare-and-swap. ``materialize`` writes the
+view's files, its uncommitted changes included, into a directory for a sandboxed
+program, and ``capture`` commits what the program left there, those changes with it:
+one commit per step. The view owns every commit made to its ref, and each is traced
+as a ``workspace.commit`` span.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.trace import Span
 
 from shopfloor.errors import (
     WorkspaceConflictError,
@@ -30,6 +42,12 @@ _DIR = Entry(kind="dir")
 
 class WorkspaceView(ViewBase):
     """A view that can change files and commit them to its ref (read-only for a checkout)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the directory ``materialize`` last wrote (as given) and the uncommitted changes it wrote there
+        #: (None: a deletion)
+        self._handed: tuple[str, dict[str, Entry | None]] | None = None
 
     def _writable(self, path: str, *, allow_root: bool = False) -> str:
         path = normalize(path, allow_root=allow_root)
@@ -157,19 +175,86 @@ class WorkspaceView(ViewBase):
         ``retries`` the view rebases onto the new head and tries again while no path
         was changed on both sides.
         """
-        if self.read_only or self.ref is None:
-            raise WorkspaceReadOnlyError(f"this view of workspace {self.workspace.name} is read-only")
+        self._writable_ref()
         if not self.dirty and self.base is not None and not allow_empty:
             return self.base
-        attributes = {
-            "shopfloor.workspace.name": self.workspace.name,
-            "shopfloor.workspace.ref": self.ref,
-            "shopfloor.workspace.changed": len(self._changed) + len(self._deleted),
-        }
-        with span("workspace.commit", component="workspace", attributes=attributes) as current:
+        with self._commit_span(changed=len(self._changed) + len(self._deleted)) as current:
             commit_id = await self._commit(message, run_id, step, identity, retries)
             current.set_attribute("shopfloor.workspace.commit", commit_id)
         return commit_id
+
+    async def capture(
+        self,
+        directory: Path,
+        *,
+        message: str = "",
+        run_id: str | None = None,
+        step: int | None = None,
+        identity: str | None = None,
+    ) -> str:
+        """Commit what changed in ``directory`` (materialised from this view's base) to the view's ref,
+        within the workspace's quota, and move the view onto that commit (its own uncommitted changes stay).
+        Returns the commit id (the base when nothing changed)."""
+        ref = self._writable_ref()
+        handed = self._handed[1] if self._handed and self._handed[0] == str(directory) else {}
+        self._handed = None
+        with self._commit_span(source="capture") as current:
+            commit_id = await self.workspace.capture(
+                directory,
+                ref=ref,
+                base=self.base,
+                message=message,
+                run_id=run_id,
+                step=step,
+                identity=identity,
+            )
+            current.set_attribute("shopfloor.workspace.commit", commit_id)
+        # Changes the directory was given are in that commit (or the program changed them further).
+        for path, entry in handed.items():
+            if entry is None and path in self._deleted:
+                self._deleted.discard(path)
+            elif entry is not None and self._entries.get(path) == entry:
+                self._changed.discard(path)
+        await self.rebase()
+        return commit_id
+
+    async def materialize(self, directory: Path) -> Path:
+        """Write the view's files into ``directory``: its base commit, then its uncommitted changes
+        on top (nothing is committed); ``capture`` of that directory commits them with the rest."""
+        if self.base is not None:
+            await self.workspace.materialize(self.base, directory)
+        handed: dict[str, Entry | None] = {path: None for path in self._deleted}
+        for path in self._changed:
+            entry = self._entries[path]
+            handed[path] = entry
+            target = directory / path
+            await asyncio.to_thread(_clear, target)
+            if entry.kind == "dir":
+                await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+                continue
+            data = await self.read(path)
+            await asyncio.to_thread(_write, target, data, entry.executable)
+        for path in self._deleted:
+            await asyncio.to_thread(_clear, directory / path)
+        self._handed = (str(directory), handed)
+        return directory
+
+    def _writable_ref(self) -> str:
+        if self.read_only or self.ref is None:
+            raise WorkspaceReadOnlyError(f"this view of workspace {self.workspace.name} is read-only")
+        return self.ref
+
+    @contextmanager
+    def _commit_span(self, *, changed: int | None = None, source: str = "view") -> Iterator[Span]:
+        attributes: dict[str, str | int] = {
+            "shopfloor.workspace.name": self.workspace.name,
+            "shopfloor.workspace.ref": str(self.ref),
+            "shopfloor.workspace.source": source,
+        }
+        if changed is not None:
+            attributes["shopfloor.workspace.changed"] = changed
+        with span("workspace.commit", component="workspace", attributes=attributes) as current:
+            yield current
 
     async def _commit(
         self, message: str, run_id: str | None, step: int | None, identity: str | None, retries: int
@@ -234,3 +319,18 @@ class WorkspaceView(ViewBase):
             self._set(path, entry)
         self.base = head
         return head
+
+
+def _clear(path: Path) -> None:
+    """Remove what is at ``path`` (a materialised file is replaced, never written through)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _write(path: Path, data: bytes, executable: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if executable else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

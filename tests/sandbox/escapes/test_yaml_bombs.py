@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from shopfloor.cli import app
 from shopfloor.errors import ShopfloorError
 from shopfloor.skills import load_skill, new_skill
-from shopfloor.spec import load_spec
+from shopfloor.spec import load_spec, spec_resolvers
 
 
 def merge_keys(levels: int = 7, refs: int = 10) -> str:
@@ -67,7 +67,7 @@ runner = CliRunner()
 def _agent_yaml(tmp: Path, text: str) -> tuple[Path, int, Callable[[], object]]:
     path = tmp / "agent.yaml"
     path.write_text(text)
-    return path, 0, lambda: load_spec(path)
+    return path, 0, lambda: load_spec(path, resolvers=spec_resolvers())
 
 
 def _sidecar(tmp: Path, text: str) -> tuple[Path, int, Callable[[], object]]:

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
-from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
 from shopfloor.ops.replay._spans import RunInfo, recorded_from_spans, run_info_from_spans
-from shopfloor.runtime import RecordedStep, Runtime
+from shopfloor.runtime import RecordedStep, Runtime, Services
 from shopfloor.telemetry import TraceStore, trace_store_url
 
 __all__ = ["load_record"]
 
 
-async def load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[RecordedStep]]:
+async def load_record(services: Services, run_id: str) -> tuple[RunInfo, list[RecordedStep]]:
     """The run (``run_id`` or a prefix of it) and its recorded steps; RunNotFoundError where neither
     the run store nor the trace store has it, or the trace store lacks its step outputs."""
     try:
-        async with Runtime(settings) as runtime:
+        async with Runtime(services) as runtime:
             record = await runtime.get_run(run_id)
             steps = await runtime.recorded_steps(record.run_id)
         info = RunInfo(
@@ -35,7 +34,7 @@ async def load_record(settings: Settings, run_id: str) -> tuple[RunInfo, list[Re
         return info, steps
     except RunNotFoundError:
         pass
-    store = TraceStore(trace_store_url(settings))
+    store = TraceStore(trace_store_url(services.settings))
     try:
         spans = await asyncio.to_thread(store.run_spans, run_id)
     finally:
