@@ -5,7 +5,7 @@ from typing import get_args
 import pytest
 
 from shopfloor.errors import SandboxPolicyError
-from shopfloor.sandbox import ExecResult, Mount, NetworkRule, SandboxPolicy, parse_size, registered_backends
+from shopfloor.sandbox import ExecResult, Mount, NetworkRule, SandboxPolicy, parse_size, sandbox_backends
 from shopfloor.spec import Isolation, SandboxPolicySpec
 
 
@@ -92,6 +92,6 @@ def test_exec_result_to_dict() -> None:
     assert result.ok and not result.truncated
 
 
-def test_the_spec_names_exactly_the_registered_backends() -> None:
+def test_the_spec_names_exactly_the_built_in_backends() -> None:
     """One list of backend names: the spec's ``isolation`` type, read by the sandbox policy."""
-    assert set(get_args(Isolation)) == {"auto", *registered_backends()}
+    assert set(get_args(Isolation)) == {"auto", *sandbox_backends().names()}

@@ -223,7 +223,7 @@ async def test_a_view_capture_is_a_traced_commit_within_the_quota(
     exported = InMemorySpanExporter()
     telemetry.add_span_processor(SimpleSpanProcessor(exported))
     try:
-        view = await repo.workspace("w").open(quota=Quota(max_files=3))
+        view = await repo.workspace("w", quota=Quota(max_files=3)).open()
         await view.write("a.txt", "alpha\n")
         seed = await view.commit("seed")
         directory = await view.workspace.materialize(seed, tmp_path / "m")
@@ -235,7 +235,7 @@ async def test_a_view_capture_is_a_traced_commit_within_the_quota(
         assert (await view.workspace.commit_info(commit)).step == 4
         (directory / "c.txt").write_text("c")
         (directory / "d.txt").write_text("d")
-        with pytest.raises(WorkspaceQuotaError, match="over the workspace limit of 3"):
+        with pytest.raises(WorkspaceQuotaError, match="files, over its limit of 3"):
             await view.capture(directory, message="too many")
     finally:
         telemetry.shutdown()
