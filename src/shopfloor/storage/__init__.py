@@ -10,7 +10,7 @@ from shopfloor.storage._engine import (
     insert_ignore,
     make_engine,
     open_sqlite,
-    register_dialect,
+    sql_dialects,
     starts_with,
 )
 
@@ -24,6 +24,6 @@ __all__ = [
     "insert_ignore",
     "make_engine",
     "open_sqlite",
-    "register_dialect",
+    "sql_dialects",
     "starts_with",
 ]

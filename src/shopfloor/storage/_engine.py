@@ -8,7 +8,6 @@ above never branch on the database's name.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from shopfloor._registry import Registry
 from shopfloor.errors import ConfigError
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "insert_ignore",
     "make_engine",
     "open_sqlite",
-    "register_dialect",
+    "sql_dialects",
     "starts_with",
 ]
 
@@ -114,16 +114,12 @@ class PostgresDialect(Dialect):
         return super().starts_with(sa.collate(column, "C"), prefix)
 
 
-_DIALECTS: dict[str, str] = {
-    "sqlite": "shopfloor.storage._engine:SqliteDialect",
-    "postgresql": "shopfloor.storage._engine:PostgresDialect",
-    "postgres": "shopfloor.storage._engine:PostgresDialect",
-}
-
-
-def register_dialect(backend: str, target: str | type[Dialect]) -> None:
-    """Register a ``Dialect`` for a SQLAlchemy backend name: a class or ``"module:Class"``."""
-    _DIALECTS[backend] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+def sql_dialects() -> Registry[type[Dialect]]:
+    """The ``Dialect`` of each SQLAlchemy backend name (a fresh registry: extend your own copy)."""
+    return Registry(
+        "SQL dialect",
+        {"sqlite": SqliteDialect, "postgresql": PostgresDialect, "postgres": PostgresDialect},
+    )
 
 
 def _parse(url: str) -> sa.URL:
@@ -136,18 +132,18 @@ def _parse(url: str) -> sa.URL:
         ) from exc
 
 
-def dialect_for(url: str | sa.URL) -> Dialect:
-    """The ``Dialect`` of ``url``; ConfigError naming the supported schemes for any other."""
+def dialect_for(url: str | sa.URL, dialects: Registry[type[Dialect]] | None = None) -> Dialect:
+    """The ``Dialect`` ``dialects`` (the built-in ones by default) has for ``url``; ConfigError naming
+    the supported schemes for any other."""
     parsed = _parse(url) if isinstance(url, str) else url
-    target = _DIALECTS.get(parsed.get_backend_name())
-    if target is None:
+    dialects = dialects if dialects is not None else sql_dialects()
+    backend = parsed.get_backend_name()
+    if backend not in dialects:
         raise ConfigError(
-            f"database URL {parsed.render_as_string()!r}: unsupported database "
-            f"{parsed.get_backend_name()!r}; use one of " + ", ".join(f"{s}://" for s in sorted(_DIALECTS))
+            f"database URL {parsed.render_as_string()!r}: unsupported database {backend!r}; use one of "
+            + ", ".join(f"{s}://" for s in sorted(dialects.names()))
         )
-    module_name, _, class_name = target.partition(":")
-    cls: type[Dialect] = getattr(importlib.import_module(module_name), class_name)
-    return cls()
+    return dialects.get(backend)()
 
 
 def engine_url(url: str) -> str:
