@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from shopfloor.config import Settings
 from shopfloor.errors import ConfigError
 from shopfloor.runtime import RunStore
 from shopfloor.skills import SkillRegistry, TrustPolicy
-from shopfloor.storage import dialect_for, engine_url, insert_ignore, make_engine
+from shopfloor.storage import create_tables, dialect_for, engine_url, insert_ignore, make_engine
 from shopfloor.telemetry import TraceStore
 
 
@@ -90,3 +91,33 @@ def test_insert_ignore_skips_existing_rows(sql_url: str) -> None:
             }
     finally:
         engine.dispose()
+
+
+def test_several_processes_create_the_tables_of_a_fresh_database_at_once(sql_url: str) -> None:
+    """Writers opening a fresh database at once both issued CREATE TABLE, and one failed ("already
+    exists" on SQLite, the catalogue's unique index on PostgreSQL; a flaky two-process workspace test)."""
+    metadata = sa.MetaData()
+    sa.Table("things", metadata, sa.Column("key", sa.String(64), primary_key=True))
+    engines = [make_engine(sql_url) for _ in range(6)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def open_one(engine: sa.Engine) -> None:
+        barrier.wait()
+        try:
+            create_tables(engine, metadata)
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with engines[0].connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM things")).scalar_one() == 0
+    finally:
+        for engine in engines:
+            engine.dispose()

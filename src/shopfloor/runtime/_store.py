@@ -19,7 +19,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from shopfloor.errors import RunNotFoundError
-from shopfloor.storage import insert_ignore, make_engine
+from shopfloor.storage import create_tables, insert_ignore, make_engine
 
 __all__ = ["RunRecord", "RunState", "RunStore"]
 
@@ -138,7 +138,7 @@ class RunStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        _meta.create_all(engine)
+        create_tables(engine, _meta)
         self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
 
     @classmethod

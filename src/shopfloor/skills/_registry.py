@@ -27,7 +27,7 @@ from shopfloor.skills._builtin import builtin_skill_dir
 from shopfloor.skills._frontmatter import unsafe_name
 from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest, build_manifest
 from shopfloor.skills._signing import TrustPolicy, open_skill
-from shopfloor.storage import make_engine
+from shopfloor.storage import create_tables, make_engine
 
 __all__ = ["PublishedSkill", "SkillRegistry", "parse_ref"]
 
@@ -106,7 +106,7 @@ def _member(rel: str) -> str:
 class SkillRegistry:
     def __init__(self, url: str, cache_dir: Path, policy: TrustPolicy) -> None:
         self._engine = make_engine(url)
-        _meta.create_all(self._engine)
+        create_tables(self._engine, _meta)
         self._blobs = open_blob_store(url)
         self.cache_dir = cache_dir
         self.policy = policy

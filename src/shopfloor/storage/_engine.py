@@ -24,6 +24,7 @@ __all__ = [
     "Durability",
     "PostgresDialect",
     "SqliteDialect",
+    "create_tables",
     "dialect_for",
     "engine_url",
     "insert_ignore",
@@ -40,6 +41,8 @@ Durability = Literal["full", "normal"]
 #: SQLite waits this long for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 30_000
 _HIGHEST = "\U0010ffff"
+#: the PostgreSQL advisory lock key held while tables are created ("shopflor" in ASCII)
+_SCHEMA_LOCK = 0x73686F70666C6F72
 
 
 class Dialect(ABC):
@@ -68,6 +71,10 @@ class Dialect(ABC):
         string that starts with ``prefix``."""
         return sa.and_(column >= prefix, column < prefix + _HIGHEST)
 
+    def create_tables(self, metadata: sa.MetaData, engine: sa.Engine) -> None:
+        """Create what ``metadata`` lacks on ``engine``'s database."""
+        metadata.create_all(engine)
+
 
 class SqliteDialect(Dialect):
     """WAL (with synchronous=FULL every commit is durable at ~10x less than the rollback journal,
@@ -88,6 +95,14 @@ class SqliteDialect(Dialect):
 
     def insert_ignore(self, table: sa.Table, keys: list[str]) -> Insert:
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    def create_tables(self, metadata: sa.MetaData, engine: sa.Engine) -> None:
+        # The driver runs DDL outside a transaction, so two processes could both find a table
+        # missing and both create it: take the write lock first (others wait, busy_timeout).
+        with engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            metadata.create_all(connection)
+            connection.commit()
 
 
 class PostgresDialect(Dialect):
@@ -112,6 +127,14 @@ class PostgresDialect(Dialect):
         # The database's default collation may ignore punctuation ('/' in keys); "C" compares bytes,
         # which for UTF-8 is code-point order.
         return super().starts_with(sa.collate(column, "C"), prefix)
+
+    def create_tables(self, metadata: sa.MetaData, engine: sa.Engine) -> None:
+        # Two processes opening a fresh database at once would both issue CREATE TABLE, and one
+        # fails on the catalogue's unique index: a transaction-scoped advisory lock makes the
+        # second wait, then find the tables.
+        with engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            metadata.create_all(connection)
 
 
 def sql_dialects() -> Registry[type[Dialect]]:
@@ -171,6 +194,12 @@ def make_engine(url: str, *, durability: Durability = "full", **options: Any) ->
 def starts_with(engine: sa.Engine, column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
     """``column`` starts with ``prefix``, on ``engine``'s database (see ``Dialect.starts_with``)."""
     return dialect_for(engine.url).starts_with(column, prefix)
+
+
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables of ``metadata`` that ``engine``'s database lacks, safely when several
+    processes open a fresh database at once."""
+    dialect_for(engine.url).create_tables(metadata, engine)
 
 
 def insert_ignore(engine: sa.Engine, table: sa.Table, keys: list[str]) -> Insert:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from shopfloor.errors import ConfigError, TelemetryError
-from shopfloor.storage import make_engine
+from shopfloor.storage import create_tables, make_engine
 from shopfloor.telemetry._conventions import (
     AGENT_NAME,
     AGENT_VERSION,
@@ -164,7 +164,7 @@ class TraceStore:
         if self._positional and list(compiled.positiontup or ()) != _COLUMNS:
             raise TelemetryError(f"unexpected parameter order for {self.engine.dialect.name}")
         try:
-            _metadata.create_all(self.engine)
+            create_tables(self.engine, _metadata)
         except sa.exc.SQLAlchemyError as exc:
             raise TelemetryError(f"cannot open the trace store at {url}: {exc}") from exc
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 
 from shopfloor.errors import ConfigError, WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.storage import insert_ignore, make_engine, starts_with
+from shopfloor.storage import create_tables, insert_ignore, make_engine, starts_with
 from shopfloor.workspace._store import CHUNK, Exactly, ObjectStore, Readable, RefValue, StoredObject
 
 __all__ = ["SqlStore"]
@@ -52,7 +52,7 @@ class SqlStore(ObjectStore):
         self.url = url
         self._engine = make_engine(url)
         meta, self._objects, self._refs = _tables(tables)
-        meta.create_all(self._engine)
+        create_tables(self._engine, meta)
         # Statements are built once, with bound parameters: building one costs more than running it.
         objects, refs = self._objects.c, self._refs.c
         self._insert_objects = insert_ignore(self._engine, self._objects, ["key"])
