@@ -34,6 +34,7 @@ from shopfloor.runtime._dbos_internals import (
     restore_step_bookkeeping,
     step_row_defaults,
     system_database,
+    workflow_tasks,
 )
 from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, dbos_config, new_executor_id
 from shopfloor.runtime._recorder import open_recorder
@@ -145,6 +146,8 @@ class Outcome:
 async def run_script(harness: Harness, settings: Settings, script: list[list[Any]]) -> Outcome:
     workflow_id = uuid.uuid4().hex
     interruptions: list[str] = []
+    # Executions fenced off by an owner change wait for the new owner's outcome until the end.
+    parked: set[asyncio.Task[Any]] = set()
     with SetWorkflowID(workflow_id):
         handle = await DBOS.start_workflow_async(scripted, script)
     for _ in range(len(script) + 1):
@@ -161,9 +164,15 @@ async def run_script(harness: Harness, settings: Settings, script: list[list[Any
                 break
             except dbos_error.DBOSAwaitedWorkflowCancelledError as exc:
                 interruptions.append(type(exc).__name__)
+                # The handle reports the cancel as soon as the status says so; the cancelled
+                # execution itself stops at its next step boundary. Resuming before it got there
+                # would let it run the next step's body beside the resumed execution, a race of
+                # the harness (on both paths alike), not a difference between them.
+                await _until_ended(parked)
         elif stolen in done:
             result_of.cancel()
             interruptions.append("owner changed")
+            parked |= {task for task in workflow_tasks() if not task.done()}
         else:
             raise AssertionError(f"the script stalled: {script}, {interruptions}")
         await asyncio.to_thread(harness.client.resume_workflow, workflow_id)
@@ -172,6 +181,14 @@ async def run_script(harness: Harness, settings: Settings, script: list[list[Any
         raise AssertionError(f"the script never finished: {interruptions}")
     executions = [harness.executions[f"{workflow_id}:{i}"] for i in range(len(script))]
     return Outcome(result, interruptions, executions, *rows(harness, workflow_id))
+
+
+async def _until_ended(parked: set[asyncio.Task[Any]]) -> None:
+    """Wait until every workflow execution of this process but the ``parked`` ones has ended."""
+    running = [task for task in workflow_tasks() if not task.done() and task not in parked]
+    if running:
+        _, pending = await asyncio.wait(running, timeout=15)
+        assert not pending, "a cancelled execution did not stop at its next step boundary"
 
 
 def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
