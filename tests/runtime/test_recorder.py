@@ -37,7 +37,7 @@ from shopfloor.runtime._dbos_internals import (
 )
 from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, dbos_config, new_executor_id
 from shopfloor.runtime._recorder import open_recorder
-from shopfloor.runtime._store import sqlalchemy_url
+from shopfloor.storage import engine_url
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -120,7 +120,7 @@ async def launched(rt_settings: Settings) -> AsyncIterator[Harness]:
     DBOS.launch()
     if rt_settings.db_url.startswith("sqlite"):
         inline_step_bookkeeping()
-    engine = sa.create_engine(sqlalchemy_url(rt_settings.db_url))
+    engine = sa.create_engine(engine_url(rt_settings.db_url))
     client = DBOSClient(**client_kwargs(rt_settings))
     _current.harness = Harness(engine=engine, client=client, schema=step_row_defaults().schema)
     try:
