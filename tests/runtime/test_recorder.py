@@ -397,12 +397,11 @@ async def test_batched_durability_commits_a_model_step_with_the_next_step(
         batched.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the lock is SQLite's single writer
 async def test_a_batch_that_failed_to_commit_is_written_by_the_retry(
     launched: Harness, rt_settings: Settings
 ) -> None:
     """DBOS's retry calls ``record`` again after "database is locked": the deferred rows are kept."""
-    if not rt_settings.db_url.startswith("sqlite"):
-        pytest.skip("the lock is SQLite's single writer")
     batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
     blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
     try:
