@@ -17,7 +17,7 @@ from rich.text import Text
 __all__ = ["pretty_json", "untrusted"]
 
 # C0 and C1 controls (but newline and tab), DEL, and the Unicode bidirectional formatting
-# characters ("Trojan Source"): shown as \uXXXX.
+# characters ("Trojan Source"): each shown as a backslash-u escape of four hex digits.
 _HIDDEN = [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]
 _HIDDEN += [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _ESCAPES = {code: f"\\u{code:04x}" for code in _HIDDEN}
