@@ -1,7 +1,8 @@
 """Run every benchmark, one after the other: ``python -m benchmarks [NAME ...]``.
 
 Each prints its measurements next to a baseline measured in the same run, with the ratio.
-Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry (default: all).
+Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry, evals, governance, gateway,
+gateway_tail, releases, retrieval, console (default: all).
 """
 
 from __future__ import annotations
@@ -9,7 +10,23 @@ from __future__ import annotations
 import runpy
 import sys
 
-ALL = ("spec", "agent", "models", "workspace", "sandbox", "skills", "runtime", "telemetry")
+ALL = (
+    "spec",
+    "agent",
+    "models",
+    "workspace",
+    "sandbox",
+    "skills",
+    "runtime",
+    "telemetry",
+    "evals",
+    "governance",
+    "gateway",
+    "gateway_tail",
+    "releases",
+    "retrieval",
+    "console",
+)
 
 
 def main(names: list[str]) -> int:

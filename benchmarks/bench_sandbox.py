@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 from shopfloor.config import load_settings
-from shopfloor.sandbox import SandboxPolicy, open_sandbox, probe_capabilities, run_sandboxed
+from shopfloor.sandbox import (
+    Command,
+    ExecRequest,
+    SandboxPolicy,
+    open_sandbox,
+    probe_capabilities,
+    run_sandboxed,
+)
 
 ARGV = ["/usr/bin/python3", "-c", "pass"]
 
@@ -46,24 +53,32 @@ async def main(runs: int, gvisor_runs: int) -> None:
         seccomp = "on" if caps.seccomp is None else caps.seccomp
         print(f"layers: cgroup={caps.cgroup}, seccomp={seccomp}, root={caps.root}")
         # Warm-up: compiles the launcher once, fills the page cache.
-        await run_sandboxed(policy, ARGV, workspace=workspace, tenant="bench", settings=settings)
+        await run_sandboxed(
+            ExecRequest(
+                policy=policy, command=Command(argv=tuple(ARGV)), workspace=workspace, tenant="bench"
+            ),
+            settings=settings,
+        )
         bare: list[float] = []
         cold: list[float] = []
         warm: list[float] = []
         async with await open_sandbox(
             policy, workspace=workspace, tenant="bench", settings=settings
         ) as session:
-            await session.exec(ARGV)
+            await session.exec(Command(argv=tuple(ARGV)))
             for _ in range(runs):
                 bare.append(await _bare())
                 start = time.perf_counter()
                 result = await run_sandboxed(
-                    policy, ARGV, workspace=workspace, tenant="bench", settings=settings
+                    ExecRequest(
+                        policy=policy, command=Command(argv=tuple(ARGV)), workspace=workspace, tenant="bench"
+                    ),
+                    settings=settings,
                 )
                 cold.append(time.perf_counter() - start)
                 assert result.exit_code == 0, result
                 start = time.perf_counter()
-                result = await session.exec(ARGV)
+                result = await session.exec(Command(argv=tuple(ARGV)))
                 warm.append(time.perf_counter() - start)
                 assert result.exit_code == 0, result
         base = statistics.median(bare)
@@ -76,7 +91,10 @@ async def main(runs: int, gvisor_runs: int) -> None:
             for _ in range(gvisor_runs):
                 start = time.perf_counter()
                 result = await run_sandboxed(
-                    gvisor, ARGV, workspace=workspace, tenant="bench", settings=settings
+                    ExecRequest(
+                        policy=gvisor, command=Command(argv=tuple(ARGV)), workspace=workspace, tenant="bench"
+                    ),
+                    settings=settings,
                 )
                 samples.append(time.perf_counter() - start)
                 assert result.exit_code == 0, result

@@ -25,7 +25,7 @@ from typing import Any
 from skills_ref.validator import validate
 
 from shopfloor.config import load_settings
-from shopfloor.sandbox import Mount, SandboxPolicy, python_runtime, run_sandboxed
+from shopfloor.sandbox import Command, ExecRequest, Mount, SandboxPolicy, python_runtime, run_sandboxed
 from shopfloor.skills import (
     SkillTool,
     TrustPolicy,
@@ -89,13 +89,16 @@ async def main() -> None:
 
     async def direct() -> Any:
         return await run_sandboxed(
-            SandboxPolicy(),
-            [runtime.executable, "-B", "/skill/scripts/run.py"],
-            mounts,
-            workspace=workspace,
-            tenant="bench",
+            ExecRequest(
+                policy=SandboxPolicy(),
+                command=Command(
+                    argv=(runtime.executable, "-B", "/skill/scripts/run.py"), stdin=b'{"text": "x"}'
+                ),
+                workspace=workspace,
+                tenant="bench",
+                mounts=tuple(mounts),
+            ),
             settings=settings,
-            stdin=b'{"text": "x"}',
         )
 
     await tool.call({"text": "x"}, ctx)  # warm: launcher build, cgroup

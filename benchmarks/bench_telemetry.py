@@ -43,7 +43,7 @@ from shopfloor.spec import Limits
 from shopfloor.telemetry import (
     LocalStoreExporter,
     TraceStore,
-    _setup,
+    build_telemetry,
     configure_telemetry,
     shutdown_telemetry,
 )
@@ -110,19 +110,19 @@ async def _durable_pairs(settings: Settings, agent: Path, pairs: int) -> dict[st
     """Runs alternating telemetry off and on in one runtime (one database, one DBOS): per run, the
     wall seconds from its start to its end as the run store has them (not ``wait``'s polling) and
     the process's CPU seconds across it, the span flush of an "on" run included. One Telemetry
-    serves every "on" run, as in a worker (its store connected once); between runs it is only
-    deactivated, which no public API does: the benchmark sets the module's active telemetry."""
+    serves every "on" run, as in a worker (its store connected once); between runs the runtime's
+    ``telemetry`` (what it activates around each run it executes) is switched off and on."""
     samples: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
-    telemetry = configure_telemetry(settings)
+    telemetry = build_telemetry(settings)
     async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
         for state in ("off", "on"):  # warm both paths
-            _setup._active = telemetry if state == "on" else None
+            runtime.telemetry = telemetry if state == "on" else None
             await runtime.wait(await runtime.start_run(agent, "warm", model=INSTANT))
             telemetry.force_flush()
         for i in range(pairs):
             for state in ("off", "on") if i % 2 == 0 else ("on", "off"):
-                _setup._active = telemetry if state == "on" else None
+                runtime.telemetry = telemetry if state == "on" else None
                 gc.collect()
                 cpu = time.process_time()
                 record = await runtime.wait(await runtime.start_run(agent, f"run {i}", model=INSTANT))
@@ -131,8 +131,8 @@ async def _durable_pairs(settings: Settings, agent: Path, pairs: int) -> dict[st
                 cpu = time.process_time() - cpu
                 assert record.started_at is not None and record.finished_at is not None, record
                 samples[state].append((record.finished_at - record.started_at, cpu))
-    _setup._active = telemetry
-    shutdown_telemetry()
+        runtime.telemetry = None
+    telemetry.shutdown()
     return samples
 
 

@@ -22,12 +22,16 @@ import asyncio
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from shopfloor.workspace import Workspaces, open_store
+import sqlalchemy as sa
+
+from shopfloor.storage import EngineReader
+from shopfloor.workspace import SqlStore, Workspaces, open_store
 
 
 def _content(rng: random.Random) -> bytes:
@@ -144,6 +148,66 @@ async def bench_storage(base: Path, files: int, commits: int, rng: random.Random
     )
 
 
+def _per_call_us(call: object, keys: list[str], rounds: int = 5) -> float:
+    """The median over ``rounds`` of the mean microseconds per call of ``call(key)`` over ``keys``."""
+    assert callable(call)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for key in keys:
+            call(key)
+        samples.append((time.perf_counter() - start) / len(keys) * 1e6)
+    return statistics.median(samples)
+
+
+def bench_reads(base: Path, rng: random.Random, objects: int = 2000) -> None:
+    """Point reads of the SQLite object store (``get``, ``exists``, a ref), side by side: raw
+    ``sqlite3`` (the SQLite store before ``SqlStore``, the baseline), ``SqlStore`` reading through
+    its SQLAlchemy engine (as it did before ``storage.reader``), and ``SqlStore`` as it reads now."""
+    file = base / "reads.db"
+    store = SqlStore(f"sqlite:///{file}")
+    keys = [f"blobs/{i:064x}" for i in range(objects)]
+    store.put_many((key, _content(rng)) for key in keys)
+    store.set_ref("ws/bench/main", "c" * 64, expected=None)
+    sample = rng.sample(keys, 500)
+    raw = sqlite3.connect(file)
+    engine_reads = EngineReader(store.engine)
+    objects_table = sa.table("objects", sa.column("key"), sa.column("data"))
+    refs_table = sa.table("refs", sa.column("name"), sa.column("value"))
+    key_param, name_param = sa.bindparam("key"), sa.bindparam("name")
+    get_q = sa.select(objects_table.c.data).where(objects_table.c.key == key_param)
+    exists_q = sa.select(sa.literal(1)).where(objects_table.c.key == key_param)
+    ref_q = sa.select(refs_table.c.value).where(refs_table.c.name == name_param)
+    cases = {
+        "get": (
+            lambda k: raw.execute("SELECT data FROM objects WHERE key = ?", (k,)).fetchone(),
+            lambda k: engine_reads.scalar(get_q, {"key": k}),
+            store.get,
+        ),
+        "exists": (
+            lambda k: raw.execute("SELECT 1 FROM objects WHERE key = ?", (k,)).fetchone(),
+            lambda k: engine_reads.scalar(exists_q, {"key": k}),
+            store.exists,
+        ),
+        "get_ref": (
+            lambda _: raw.execute("SELECT value FROM refs WHERE name = ?", ("ws/bench/main",)).fetchone(),
+            lambda _: engine_reads.scalar(ref_q, {"name": "ws/bench/main"}),
+            lambda _: store.get_ref("ws/bench/main"),
+        ),
+    }
+    for what, (baseline, before, now) in cases.items():
+        for call in (baseline, before, now):
+            _per_call_us(call, sample[:50], rounds=1)  # warm: connections, statement caches
+        base_us, before_us, now_us = (_per_call_us(c, sample) for c in (baseline, before, now))
+        print(
+            f"{'SqlStore.' + what + ' (sqlite://), mean of 500':<40} before {before_us:>8.1f} us  "
+            f"now {now_us:>8.1f} us  baseline raw sqlite3 {base_us:>6.1f} us  "
+            f"ratio now {now_us / base_us:>6.2f} (before {before_us / base_us:.2f})"
+        )
+    raw.close()
+    store.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
@@ -164,6 +228,7 @@ async def main() -> None:
             runs.append((time.perf_counter() - start) * 1000)
         copy_ms = statistics.median(runs)
         print(f"baseline: shutil.copytree of {args.files} files: {copy_ms:.1f} ms (median of 3)\n")
+        bench_reads(base, rng)
         await bench_commit(base, args.files, rng, copy_ms)
         await bench_materialise(base, args.files, rng, copy_ms)
         await bench_storage(base, args.files, args.commits, rng)

@@ -26,7 +26,14 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PIP_CACHE_DIR", _PIP_CACHE)
-    for name in ("SHOPFLOOR_CONFIG", "SHOPFLOOR_DATABASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+    for name in (
+        "SHOPFLOOR_CONFIG",
+        "SHOPFLOOR_DATABASE_URL",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "SHOPFLOOR_URL",
+        "SHOPFLOOR_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     previous = allow_model_requests(False)
     yield

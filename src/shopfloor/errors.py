@@ -10,13 +10,16 @@ ShopfloorError
 ├── ModelError
 │   ├── UnknownModelError       a model reference names no provider or catalogue entry
 │   ├── ModelRequestError       the server refused the request (4xx): fix the request
+│   │   └── ModelCapabilityError the model cannot do this (raw completion, embeddings): use another
 │   ├── ModelUnavailableError   the server failed or timed out after retries (5xx, 429, network)
 │   ├── ModelRequestsBlocked    a real model request was made where tests forbid it
 │   ├── ModelOutputError        the model's output could not be parsed as the required JSON
 │   └── ModelInstallError       an embedded model could not be installed or verified
 ├── ToolError
 │   ├── ToolArgumentsError      arguments do not match the tool's input schema
-│   └── ToolExecutionError      the tool ran and failed
+│   ├── ToolExecutionError      the tool ran and failed
+│   └── ConnectorError          an MCP server or database connector failed: unreachable, crashed,
+│                               timed out, broke the protocol, or refused a query (a write, DDL)
 ├── WorkspaceError
 │   ├── WorkspacePathError      a path escapes the workspace or is malformed
 │   ├── WorkspaceNotFoundError  a file, commit, ref or workspace does not exist
@@ -37,7 +40,22 @@ ShopfloorError
 │   ├── RunStateError           the run is not in a state that allows the operation
 │   ├── ReplayDivergence        a replayed run asked for a step its record does not have
 │   └── DurableEngineError      the installed DBOS is not the one the runtime was written for
-└── TelemetryError              trace store or exporter failure
+├── TelemetryError              trace store or exporter failure
+├── EvalError                   an evaluation cannot be found, resumed or compared (says which and why)
+├── ReleaseError                a release cannot be made, found or verified (names the file, skill or digest)
+│   ├── DeploymentError         a deploy, rollback, canary or feedback refused (names the agent and why)
+│   └── GitOpsError             a repository cannot be fetched, read, verified or applied (commit, file:line)
+├── GatewayError                the inference gateway could not answer a request
+│   ├── GatewayRequestError     a request is invalid (HTTP 4xx: body, field, size, model); names the field
+│   └── UpstreamError           every replica of a route and its fallbacks failed (HTTP 502, 504 on timeout)
+├── AgentNotFoundError          no agent registered with the server under that name (HTTP 404)
+├── RemoteCallError             the server the command line talks to (SHOPFLOOR_URL) refused or failed
+└── SecurityError
+    ├── AuthenticationError     no credentials, or credentials that do not verify (HTTP 401)
+    ├── PermissionDeniedError   the principal lacks a permission; names it (HTTP 403)
+    ├── BudgetExceededError     a budget or rate limit refuses the request; names it (HTTP 429)
+    ├── SecretError             a secret is missing, or its store or key is unusable
+    └── KeyNotFoundError        no API key with that id (HTTP 404)
 
 ShopfloorSignal (BaseException subclass of nothing of ours: not an error)
 ├── ApprovalRequired            a tool call needs a person's approval before it runs
@@ -49,15 +67,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AgentNotFoundError",
     "ApprovalRequired",
+    "AuthenticationError",
+    "BudgetExceededError",
     "ConfigError",
+    "ConnectorError",
+    "DeploymentError",
     "DurableEngineError",
+    "EvalError",
+    "GatewayError",
+    "GatewayRequestError",
+    "GitOpsError",
+    "KeyNotFoundError",
+    "ModelCapabilityError",
     "ModelError",
     "ModelInstallError",
     "ModelOutputError",
     "ModelRequestError",
     "ModelRequestsBlocked",
     "ModelUnavailableError",
+    "PermissionDeniedError",
+    "ReleaseError",
+    "RemoteCallError",
     "ReplayDivergence",
     "RunCancelled",
     "RunError",
@@ -66,6 +98,8 @@ __all__ = [
     "SandboxError",
     "SandboxPolicyError",
     "SandboxUnavailableError",
+    "SecretError",
+    "SecurityError",
     "ShopfloorError",
     "ShopfloorSignal",
     "SkillDependencyError",
@@ -80,6 +114,7 @@ __all__ = [
     "ToolError",
     "ToolExecutionError",
     "UnknownModelError",
+    "UpstreamError",
     "WorkspaceConflictError",
     "WorkspaceEditError",
     "WorkspaceError",
@@ -137,6 +172,10 @@ class ModelRequestError(ModelError):
         super().__init__(message)
 
 
+class ModelCapabilityError(ModelRequestError):
+    """The model has no such capability (raw text completion, embeddings): call another model."""
+
+
 class ModelUnavailableError(ModelError):
     pass
 
@@ -162,6 +201,10 @@ class ToolArgumentsError(ToolError):
 
 
 class ToolExecutionError(ToolError):
+    pass
+
+
+class ConnectorError(ToolError):
     pass
 
 
@@ -257,7 +300,106 @@ class DurableEngineError(RunError):
     pass
 
 
+class EvalError(ShopfloorError):
+    pass
+
+
+class ReleaseError(ShopfloorError):
+    """A release cannot be made, found or verified (names the file, skill or digest)."""
+
+
+class GitOpsError(ReleaseError):
+    """The GitOps controller cannot fetch, read, verify or apply a repository's desired state."""
+
+
+class DeploymentError(ReleaseError):
+    """A deploy, rollback, canary, evaluation or feedback was refused (names the agent and why)."""
+
+
 class TelemetryError(ShopfloorError):
+    pass
+
+
+class GatewayError(ShopfloorError):
+    pass
+
+
+class GatewayRequestError(GatewayError):
+    """A request the gateway refuses before calling any upstream: HTTP ``status``, the OpenAI error
+    ``code`` and the body field ``param`` it is about (``messages[2].role``), if any."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None):
+        self.status = status
+        self.param = param
+        self.code = code
+        super().__init__(message)
+
+
+class UpstreamError(GatewayError):
+    """An upstream failed. Raised by one attempt, ``retryable`` says whether another try (or a fallback)
+    may succeed and ``retry_after`` how long the upstream asked to wait; raised to the caller, ``status`` is
+    what it gets (502, 504 for a timeout, or an upstream's own 4xx with its error ``body``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(message)
+
+
+class SecurityError(ShopfloorError):
+    pass
+
+
+class AuthenticationError(SecurityError):
+    """The request carries no credentials or ones that do not verify. The message is safe to show the
+    caller: it says what kind of check failed, never the token or which part of a key matched."""
+
+
+class PermissionDeniedError(SecurityError):
+    """``principal`` lacks ``permission`` (e.g. ``runs:approve``) on ``resource``."""
+
+    def __init__(self, permission: str, *, principal: str, resource: str | None = None) -> None:
+        self.permission = permission
+        self.principal = principal
+        self.resource = resource
+        on = f" on {resource}" if resource else ""
+        super().__init__(f"{principal} lacks the permission {permission!r}{on}")
+
+
+class BudgetExceededError(SecurityError):
+    """The limit named ``limit`` (e.g. ``team:research tokens/min``) refuses the request; it may be
+    retried after ``retry_after`` seconds (None: not before the period ends or the budget is raised)."""
+
+    def __init__(self, limit: str, *, retry_after: float | None = None) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        when = f"; retry after {retry_after:.0f} s" if retry_after is not None else ""
+        super().__init__(f"over the limit {limit}{when}")
+
+
+class SecretError(SecurityError):
+    pass
+
+
+class KeyNotFoundError(SecurityError):
+    pass
+
+
+class AgentNotFoundError(ShopfloorError):
+    pass
+
+
+class RemoteCallError(ShopfloorError):
     pass
 
 

@@ -17,6 +17,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
+    "evals": (["--items", "3", "--reps", "1"], "--concurrency 8"),
+    "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
+    "releases": ([], "route by deployment + load"),
+    "gateway": (
+        [
+            *("--duration", "1", "--warmup", "0.5", "--streams", "8", "--memory-requests", "0"),
+            *("--skip-litellm", "--concurrency", "1"),
+        ],
+        "added latency at c=1",
+    ),
+    "gateway_tail": (["--pairs", "300", "--warmup", "50", "--resamples", "20"], "added p99"),
     "workspace": (["--files", "300", "--commits", "3"], "materialise 300 files (fresh directory)"),
     "telemetry": (
         ["--steps", "3", "--runs", "2", "--spans", "2000", "--pairs", "2"],

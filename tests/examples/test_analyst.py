@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from examples.analyst.evals.questions import QUESTIONS, expected
-from examples.analyst.evals.run import is_correct
+from examples.analyst.evals.scoring import is_correct
 
 from shopfloor.config import Settings, load_settings
 from shopfloor.ops.replay import replay_run

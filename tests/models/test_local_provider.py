@@ -15,6 +15,7 @@ import pytest
 from shopfloor.config import Settings
 from shopfloor.errors import ModelInstallError, ModelRequestError, ModelRequestsBlocked, UnknownModelError
 from shopfloor.models import (
+    LoadedWeights,
     LocalModel,
     Message,
     Model,
@@ -69,7 +70,7 @@ PROMPT = (
 )
 
 
-def local(embedded_model: Callable[[str], Path], name: str = "smollm2-135m", **kwargs: int) -> LocalModel:
+def local(embedded_model: Callable[[str], Path], name: str = "smollm2-135m", **kwargs: Any) -> LocalModel:
     return LocalModel(name, path=embedded_model(name), **kwargs)
 
 
@@ -156,7 +157,8 @@ async def test_count_tokens_uses_the_model_tokenizer(embedded_model: Callable[[s
 @pytest.mark.slow
 @pytest.mark.usefixtures("real_models")
 async def test_weights_are_shared_and_generations_serialised(embedded_model: Callable[[str], Path]) -> None:
-    first, second = local(embedded_model), local(embedded_model)
+    weights = LoadedWeights()  # what the composition root shares between a process's local models
+    first, second = local(embedded_model, weights=weights), local(embedded_model, weights=weights)
     assert first.llama is second.llama
     request = ModelRequest(messages=(Message(role="user", content="Say hi."),), max_tokens=16)
     alone = await first.request(request)

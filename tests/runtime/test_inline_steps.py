@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import dbos._outcome as outcome
 import pytest
@@ -12,6 +14,7 @@ from runtime_support import AgentDir
 from shopfloor.config import Settings
 from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import InPlaceAsyncio
+from shopfloor.runtime._recorder import SQLiteStepRecorder
 
 
 async def test_in_place_to_thread_runs_on_the_calling_thread() -> None:
@@ -46,3 +49,32 @@ async def test_runs_in_one_process_take_turns(rt_settings: Settings, agent: Agen
         steps = [await runtime.recorded_steps(run_id) for run_id in (first, second)]
     spans = [(min(s.started_at or 0 for s in run), max(s.completed_at or 0 for s in run)) for run in steps]
     assert spans[0][0] <= spans[1][1] and spans[1][0] <= spans[0][1], spans  # their steps overlap in time
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL keeps DBOS's threads
+async def test_the_record_of_a_runs_end_is_written_off_the_loop(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBOS's commit of a workflow's end runs in a thread (the loop goes on with the other runs),
+    and is written: DBOS reports the run's workflow a success."""
+    ended_on: list[int] = []
+    off_loop = SQLiteStepRecorder.off_loop
+
+    async def noting_the_thread(self: SQLiteStepRecorder, call: Callable[[], Any]) -> Any:
+        def where() -> Any:
+            ended_on.append(threading.get_ident())
+            return call()
+
+        return await off_loop(self, where)
+
+    monkeypatch.setattr(SQLiteStepRecorder, "off_loop", noting_the_thread)
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+            # DBOS records the workflow's end after the run's record says it ended, in a thread.
+            while (status := await runtime.dbos_status(run_id)) and status["status"] == "PENDING":  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    assert record.status == "completed"
+    assert status is not None and status["status"] == "SUCCESS"
+    assert len(ended_on) == 1 and ended_on[0] != threading.get_ident()

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
 
 from shopfloor.errors import DurableEngineError
-from shopfloor.runtime._dbos_internals import DBOS_VERSION, FINGERPRINTS, check_dbos, fingerprints
+from shopfloor.runtime._dbos_internals import (
+    DBOS_VERSION,
+    FINGERPRINTS,
+    _check_key,
+    check_dbos,
+    fingerprints,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 OWNER = SRC / "shopfloor" / "runtime" / "_dbos_internals.py"
@@ -81,3 +88,26 @@ def test_a_changed_internal_is_refused_by_name() -> None:
     message = str(caught.value)
     assert "SystemDatabase._check_owner_txn" in message and "dbos._outcome.Pending._wrap" in message
     assert "SystemDatabase.record_operation_result," not in message  # only what changed is named
+
+
+def test_a_passed_check_is_remembered_only_for_the_files_it_read(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    check_dbos(cache_dir=cache)
+    remembered = json.loads((cache / "dbos-check.json").read_text())
+    assert remembered == {"passed": _check_key(DBOS_VERSION)}
+    check_dbos(cache_dir=cache)  # from the cache: the same pass, nothing rewritten
+    assert json.loads((cache / "dbos-check.json").read_text()) == remembered
+    # What was remembered never stands in for a check of other sources or another version.
+    found = fingerprints()
+    found["SystemDatabase._check_owner_txn"] = "0" * 16
+    with pytest.raises(DurableEngineError, match=r"SystemDatabase\._check_owner_txn"):
+        check_dbos(installed=DBOS_VERSION, found=found, cache_dir=cache)
+    with pytest.raises(DurableEngineError, match=r"dbos 3\.5\.0 is installed"):
+        check_dbos(installed="3.5.0", cache_dir=cache)
+    # A pass remembered for other files (another key) is checked again, then replaced.
+    (cache / "dbos-check.json").write_text(json.dumps({"passed": "0" * 64}))
+    check_dbos(cache_dir=cache)
+    assert json.loads((cache / "dbos-check.json").read_text()) == remembered
+    (cache / "dbos-check.json").write_text("not json")
+    check_dbos(cache_dir=cache)
+    assert json.loads((cache / "dbos-check.json").read_text()) == remembered

@@ -38,7 +38,8 @@ from shopfloor.runtime._dbos_internals import (
 )
 from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, dbos_config, new_executor_id
 from shopfloor.runtime._recorder import open_recorder
-from shopfloor.storage import engine_url
+from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.storage import engine_url, make_engine
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -226,10 +227,15 @@ async def test_lean_and_dbos_paths_leave_the_same_rows(
 ) -> None:
     script = make_script(random.Random(seed), 8)
     stock = await run_script(launched, rt_settings, script)
-    uninstall = install_step_recorder(open_recorder(rt_settings.db_url, step_row_defaults()))
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    uninstall = install_step_recorder(recorder)
+    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit
+        inline_step_bookkeeping(recorder.settle)
     try:
         lean = await run_script(launched, rt_settings, script)
     finally:
+        if recorder.in_place:
+            inline_step_bookkeeping()
         uninstall()
     differing = {k: (v, stock.status[k]) for k, v in lean.status.items() if stock.status.get(k) != v}
     assert differing == {}, script
@@ -420,3 +426,128 @@ async def test_a_batch_that_failed_to_commit_is_written_by_the_retry(
     finally:
         blocker.close()
         batched.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit is SQLite's
+async def test_steps_of_concurrent_runs_share_one_commit_and_fail_alone(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Steps recorded together (the runs of one worker) are written in one transaction; each step
+    returns once its row is committed, and a fenced-off one fails without failing the others."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    commits: list[str] = []
+    # Counting what reaches SQLite: groups begin on the loop's connection, records from
+    # elsewhere go through the writer's.
+    for conn in (recorder._conn, recorder._eager):  # type: ignore[attr-defined]
+        conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    try:
+        workflows = [await _pending_workflow(launched, "me") for _ in range(8)]
+        rows = [_step_row(w, completed_at=5_000_000 + i) for i, w in enumerate(workflows)]
+        owners = ["me"] * 7 + ["someone-else"]  # the last run changed owner meanwhile
+
+        async def step(row: StepRow, owner: str) -> bool:
+            await recorder.settle(lambda: recorder.record(row, owner))
+            return recorder.look_up(row.workflow_id, 1, "step:1") is not None  # durable on return
+
+        outcomes = await asyncio.gather(*map(step, rows, owners), return_exceptions=True)
+        assert outcomes[:7] == [True] * 7
+        assert isinstance(outcomes[7], dbos_error.DBOSWorkflowConflictIDError)
+        assert recorder.look_up(workflows[7], 1, "step:1") is None
+        assert len(commits) == 1
+        # A failed step raises its error once the row recording that error is durable.
+        failed = await _pending_workflow(launched, "me")
+        error_row = StepRow(**{**_step_row(failed, completed_at=5_500_000).__dict__, "output": None})
+        error_row = StepRow(**{**error_row.__dict__, "error": '"boom"'})
+
+        def record_then_raise() -> None:
+            recorder.record(error_row, "me")
+            raise ValueError("the step failed")
+
+        with pytest.raises(ValueError, match="the step failed"):
+            await recorder.settle(record_then_raise)
+        assert recorder.look_up(failed, 1, "step:1") is not None and len(commits) == 2
+        # A record outside ``settle`` (another thread's step, a direct call) commits at once.
+        alone = await _pending_workflow(launched, "me")
+        recorder.record(_step_row(alone, completed_at=6_000_000), "me")
+        assert recorder.look_up(alone, 1, "step:1") is not None and len(commits) == 3
+    finally:
+        recorder.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit is SQLite's
+async def test_a_run_store_statement_shares_the_step_rows_commit(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """A statement of ours (a run's start or end in the run store) staged beside step rows is
+    committed with them, its row count returned once durable; one that fails fails alone."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    store = RunStore(make_engine(rt_settings.db_url))
+    commits: list[str] = []
+    for conn in (recorder._conn, recorder._eager):  # type: ignore[attr-defined]
+        conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    try:
+        run = RunRecord(
+            run_id=uuid.uuid4().hex,
+            agent="a",
+            spec_path="/a",
+            release_digest="d",
+            caller="me",
+            status="queued",
+            task="t",
+            created_at=1.0,
+        )
+        await asyncio.to_thread(store.create, run)
+        workflow_id = await _pending_workflow(launched, "me")
+        row = _step_row(workflow_id, completed_at=8_000_000)
+        started = store.update_statement(run.run_id, unless_terminal=True, status="running", started_at=2.0)
+        missing = store.update_statement("no-such-run", status="running")
+        broken = ("UPDATE shopfloor_runs SET status = NULL WHERE run_id = ?", [(run.run_id,)])  # NOT NULL
+        event = {"run_id": run.run_id, "kind": "step", "step": 0, "data": "{}", "at": 3.0}
+        events = store.append_events_statement([{**event, "seq": seq} for seq in (0, 1, 0)])  # one again
+        outcomes = await asyncio.gather(
+            recorder.settle(lambda: recorder.record(row, "me")),
+            recorder.execute_beside(*started),
+            recorder.execute_beside(*missing),
+            recorder.execute_beside(*broken),
+            recorder.execute_beside(*events),
+            return_exceptions=True,
+        )
+        assert outcomes[:3] == [None, 1, 0]
+        assert isinstance(outcomes[3], sqlite3.IntegrityError)
+        assert outcomes[4] == 2  # insert-or-ignore: the repeated event is skipped
+        assert len(commits) == 1  # one commit for the step row and the statements
+        recorded = await asyncio.to_thread(store.get, run.run_id)
+        assert (recorded.status, recorded.started_at) == ("running", 2.0)
+        assert [e["seq"] for e in await asyncio.to_thread(store.read_events, run.run_id)] == [0, 1]
+        assert recorder.look_up(workflow_id, 1, "step:1") is not None
+    finally:
+        recorder.close()
+        store.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_group_commit_that_found_the_database_locked_is_retried(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Another process holding SQLite's write lock past the busy timeout delays the staged rows
+    (the loop stays free meanwhile); they are written once the lock is released."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        recorder._conn.execute("PRAGMA busy_timeout=20")  # type: ignore[attr-defined]  # the fault
+        blocker.execute("BEGIN IMMEDIATE")
+        row = _step_row(workflow_id, completed_at=7_000_000)
+        waiting = asyncio.ensure_future(recorder.settle(lambda: recorder.record(row, "me")))
+        for _ in range(200):  # bounded: the step keeps waiting while the lock is held
+            await asyncio.sleep(0.01)
+            if recorder._backoff > 0.2:  # type: ignore[attr-defined]  # retried a few times
+                break
+        assert not waiting.done()
+        blocker.execute("ROLLBACK")
+        async with asyncio.timeout(30):
+            await waiting
+        assert recorder.look_up(workflow_id, 1, "step:1") is not None
+    finally:
+        blocker.close()
+        recorder.close()

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import SandboxPolicy, open_sandbox, python_runtime, run_sandboxed, tenant_uid
+from shopfloor.sandbox import (
+    Command,
+    ExecRequest,
+    SandboxPolicy,
+    open_sandbox,
+    python_runtime,
+    run_sandboxed,
+    tenant_uid,
+)
 
 pytestmark = pytest.mark.usefixtures("bwrap_ready")
 
@@ -21,13 +29,13 @@ async def test_one_shot_runs_as_tenant_in_workspace(
 ) -> None:
     code = "import os,sys; print(os.getuid(), os.getcwd(), sys.stdin.read(), os.environ.get('GREETING'))"
     result = await run_sandboxed(
-        policy,
-        ["python3", "-c", code],
-        workspace=workspace,
-        tenant="acme",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=("python3", "-c", code), stdin=b"in", env={"GREETING": "hi"}),
+            workspace=workspace,
+            tenant="acme",
+        ),
         settings=sandbox_settings,
-        stdin=b"in",
-        env={"GREETING": "hi"},
     )
     uid = tenant_uid("acme", sandbox_settings)
     assert result.stdout.decode().split() == [str(uid), "/workspace", "in", "hi"]
@@ -41,15 +49,20 @@ async def test_exit_status_and_missing_command(
     policy: SandboxPolicy, workspace: Path, sandbox_settings: Settings
 ) -> None:
     result = await run_sandboxed(
-        policy,
-        ["sh", "-c", "echo err >&2; exit 7"],
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=("sh", "-c", "echo err >&2; exit 7")),
+            workspace=workspace,
+            tenant="t",
+        ),
         settings=sandbox_settings,
     )
     assert (result.exit_code, result.stderr) == (7, b"err\n")
     missing = await run_sandboxed(
-        policy, ["no-such-command"], workspace=workspace, tenant="t", settings=sandbox_settings
+        ExecRequest(
+            policy=policy, command=Command(argv=("no-such-command",)), workspace=workspace, tenant="t"
+        ),
+        settings=sandbox_settings,
     )
     assert missing.exit_code != 0 and b"no-such-command" in missing.stderr
 
@@ -60,17 +73,19 @@ async def test_session_keeps_state_between_execs(
     async with await open_sandbox(
         policy, workspace=workspace, tenant="t", settings=sandbox_settings
     ) as session:
-        first = await session.exec(["sh", "-c", "echo one > /tmp/state; echo two > /workspace/out.txt"])
+        first = await session.exec(
+            Command(argv=("sh", "-c", "echo one > /tmp/state; echo two > /workspace/out.txt"))
+        )
         assert first.exit_code == 0, first.stderr
-        second = await session.exec(["cat", "/tmp/state", "/workspace/out.txt"])
+        second = await session.exec(Command(argv=("cat", "/tmp/state", "/workspace/out.txt")))
         assert second.stdout == b"one\ntwo\n"
-        piped = await session.exec(["wc", "-c"], stdin=b"x" * 200_000)
+        piped = await session.exec(Command(argv=("wc", "-c"), stdin=b"x" * 200_000))
         assert piped.stdout.strip() == b"200000"
-        missing = await session.exec(["no-such-command"])
+        missing = await session.exec(Command(argv=("no-such-command",)))
         assert missing.exit_code == 127 and b"no-such-command" in missing.stderr
     assert (workspace / "out.txt").read_text() == "two\n"
     with pytest.raises(Exception, match="closed"):
-        await session.exec(["true"])
+        await session.exec(Command(argv=("true",)))
 
 
 async def test_timeout_kills_children_that_ignore_sigterm(
@@ -89,20 +104,21 @@ async def test_timeout_kills_children_that_ignore_sigterm(
     async with await open_sandbox(
         policy, workspace=workspace, tenant="t", settings=sandbox_settings
     ) as session:
-        result = await session.exec(["python3", "-c", script], timeout=0.5)
+        result = await session.exec(Command(argv=("python3", "-c", script), timeout=0.5))
         assert result.killed_by == "timeout" and result.exit_code == 137
         assert 0.5 <= result.wall_time < 3
         code = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
-        after = await session.exec(["python3", "-c", code])
+        after = await session.exec(Command(argv=("python3", "-c", code)))
         # Only the helper (pid 1) and this python are left.
         assert after.stdout.strip() == b"2"
     one_shot = await run_sandboxed(
-        policy,
-        ["python3", "-c", script],
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=("python3", "-c", script), timeout=0.5),
+            workspace=workspace,
+            tenant="t",
+        ),
         settings=sandbox_settings,
-        timeout=0.5,
     )
     assert one_shot.killed_by == "timeout"
     await asyncio.sleep(1.5)
@@ -112,12 +128,16 @@ async def test_timeout_kills_children_that_ignore_sigterm(
 async def test_output_is_capped(workspace: Path, sandbox_settings: Settings) -> None:
     policy = SandboxPolicy(isolation="bwrap", max_output=1000, timeout=10)
     result = await run_sandboxed(
-        policy, ["sh", "-c", "yes flood"], workspace=workspace, tenant="t", settings=sandbox_settings
+        ExecRequest(
+            policy=policy, command=Command(argv=("sh", "-c", "yes flood")), workspace=workspace, tenant="t"
+        ),
+        settings=sandbox_settings,
     )
     assert result.killed_by == "output" and result.stdout_truncated
     assert len(result.stdout) == 1000 and result.wall_time < 5
     small = await run_sandboxed(
-        policy, ["echo", "ok"], workspace=workspace, tenant="t", settings=sandbox_settings
+        ExecRequest(policy=policy, command=Command(argv=("echo", "ok")), workspace=workspace, tenant="t"),
+        settings=sandbox_settings,
     )
     assert small.killed_by is None and not small.truncated
 
@@ -134,21 +154,27 @@ async def test_venv_from_system_python_runs_inside(
     runtime = python_runtime(venv)
     assert runtime.executable == str(venv / "bin" / "python")
     result = await run_sandboxed(
-        policy,
-        [runtime.executable, "-c", "import skilldep, sys; print(skilldep.VALUE, sys.prefix)"],
-        runtime.mounts,
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(
+                argv=(runtime.executable, "-c", "import skilldep, sys; print(skilldep.VALUE, sys.prefix)")
+            ),
+            workspace=workspace,
+            tenant="t",
+            mounts=tuple(runtime.mounts),
+        ),
         settings=sandbox_settings,
     )
     assert result.stdout.decode().split() == ["42", str(venv)], result.stderr
     # The venv is read-only inside.
     write = await run_sandboxed(
-        policy,
-        [runtime.executable, "-c", f"open('{site}/x.py', 'w')"],
-        runtime.mounts,
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=(runtime.executable, "-c", f"open('{site}/x.py', 'w')")),
+            workspace=workspace,
+            tenant="t",
+            mounts=tuple(runtime.mounts),
+        ),
         settings=sandbox_settings,
     )
     assert write.exit_code == 1 and b"Read-only file system" in write.stderr
@@ -160,11 +186,13 @@ async def test_interpreter_outside_usr_is_mounted(
     base = Path(sys.base_prefix) / "bin" / "python3"
     runtime = python_runtime(interpreter=base)
     result = await run_sandboxed(
-        policy,
-        [runtime.executable, "-c", "import sys; print(sys.version_info[:2])"],
-        runtime.mounts,
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=(runtime.executable, "-c", "import sys; print(sys.version_info[:2])")),
+            workspace=workspace,
+            tenant="t",
+            mounts=tuple(runtime.mounts),
+        ),
         settings=sandbox_settings,
     )
     assert result.stdout.strip() == str(sys.version_info[:2]).encode(), result.stderr
@@ -179,11 +207,13 @@ async def test_writable_mount(
     shared.mkdir(mode=0o777)
     os.chmod(shared, 0o777)
     result = await run_sandboxed(
-        policy,
-        ["sh", "-c", "echo hi > /data/f && cat /data/f"],
-        [Mount(host_path=shared, sandbox_path="/data", read_only=False)],
-        workspace=workspace,
-        tenant="t",
+        ExecRequest(
+            policy=policy,
+            command=Command(argv=("sh", "-c", "echo hi > /data/f && cat /data/f")),
+            workspace=workspace,
+            tenant="t",
+            mounts=(Mount(host_path=shared, sandbox_path="/data", read_only=False),),
+        ),
         settings=sandbox_settings,
     )
     assert result.stdout == b"hi\n", result.stderr
@@ -213,14 +243,17 @@ async def test_no_process_or_zombie_survives(
         "import os, time\nfor _ in range(5):\n    if os.fork() == 0:\n        os.setsid(); time.sleep(30)\n"
     )
     await run_sandboxed(
-        policy, ["python3", "-c", script], workspace=workspace, tenant="t", settings=sandbox_settings
+        ExecRequest(
+            policy=policy, command=Command(argv=("python3", "-c", script)), workspace=workspace, tenant="t"
+        ),
+        settings=sandbox_settings,
     )
     async with await open_sandbox(
         policy, workspace=workspace, tenant="t", settings=sandbox_settings
     ) as session:
-        await session.exec(["python3", "-c", script])
+        await session.exec(Command(argv=("python3", "-c", script)))
         code = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
-        assert (await session.exec(["python3", "-c", code])).stdout.strip() == b"2"
+        assert (await session.exec(Command(argv=("python3", "-c", code)))).stdout.strip() == b"2"
     uid = tenant_uid("t", sandbox_settings)
     # The event loop's child watcher reaps asynchronously: allow it a moment.
     for _ in range(40):

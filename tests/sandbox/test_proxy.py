@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import NetworkRule, SandboxPolicy, open_sandbox
+from shopfloor.sandbox import Command, NetworkRule, SandboxPolicy, open_sandbox
 from shopfloor.sandbox._proxy import AllowListProxy, is_public_address
 from shopfloor.sandbox._session import HelperSession
 
@@ -59,7 +59,9 @@ async def test_allow_listed_destination_only(
         async with await open_sandbox(
             policy, workspace=workspace, tenant="net", settings=sandbox_settings
         ) as session:
-            result = await session.exec(["python3", "-c", CLIENT, str(allowed_port), str(other_port)])
+            result = await session.exec(
+                Command(argv=("python3", "-c", CLIENT, str(allowed_port), str(other_port)))
+            )
             helper = getattr(session, "inner", session)  # sessions come wrapped in their tracing
             assert isinstance(helper, HelperSession) and helper.proxy is not None
             records = list(helper.proxy.records)

@@ -15,6 +15,8 @@ from shopfloor.errors import SandboxPolicyError, SandboxUnavailableError
 from shopfloor.sandbox import (
     AUTO_ORDER,
     Capabilities,
+    Command,
+    ExecRequest,
     Mount,
     SandboxPolicy,
     get_backend,
@@ -88,8 +90,8 @@ async def test_none_backend_warns_on_every_exec(
     async with await open_sandbox(
         policy, workspace=workspace, tenant="dev", settings=sandbox_settings
     ) as session:
-        first = await session.exec(["pwd"])
-        second = await session.exec(["sleep", "5"], timeout=0.3)
+        first = await session.exec(Command(argv=("pwd",)))
+        second = await session.exec(Command(argv=("sleep", "5"), timeout=0.3))
     assert first.stdout.decode().strip() == str(workspace)
     assert second.killed_by == "timeout"
     assert all("SANDBOX DISABLED" in w for w in (*first.warnings, *second.warnings))
@@ -117,7 +119,7 @@ def attempt(name, action):
     except OSError as exc:
         out[name] = exc.errno
 attempt('read_hostname', lambda: open('/etc/hostname').read())
-attempt('write_tmp', lambda: open('/tmp/x', 'w'))
+attempt('write_tmp', lambda: open('/tmp/shopfloor-landlock-probe-' + os.urandom(8).hex(), 'w'))
 attempt('write_workspace', lambda: open('inside.txt', 'w').write('x'))
 attempt('write_private_tmp', lambda: open(os.path.join(os.environ['TMPDIR'], 'x'), 'w').write('x'))
 attempt('tcp', lambda: socket.create_connection(('127.0.0.1', 5432), timeout=1))
@@ -128,9 +130,11 @@ print(json.dumps(out))
     async with await open_sandbox(
         policy, workspace=workspace, tenant="ll", settings=sandbox_settings
     ) as session:
-        result = await session.exec(["python3", "-c", script.replace("HOST_PID", str(os.getpid()))])
-        again = await session.exec(["cat", "inside.txt"])
-        timed = await session.exec(["sleep", "5"], timeout=0.3)
+        result = await session.exec(
+            Command(argv=("python3", "-c", script.replace("HOST_PID", str(os.getpid()))))
+        )
+        again = await session.exec(Command(argv=("cat", "inside.txt")))
+        timed = await session.exec(Command(argv=("sleep", "5"), timeout=0.3))
     import json
 
     seen = json.loads(result.stdout)
@@ -154,10 +158,18 @@ print(json.dumps(out))
 async def test_gvisor_runs_confined(workspace: Path, sandbox_settings: Settings) -> None:
     policy = SandboxPolicy(isolation="gvisor", memory=512 << 20, timeout=30)
     result = await run_sandboxed(
-        policy,
-        ["sh", "-c", "id -u; cat /etc/shadow; echo out > /workspace/f; test -d /root || echo no-root"],
-        workspace=workspace,
-        tenant="gv",
+        ExecRequest(
+            policy=policy,
+            command=Command(
+                argv=(
+                    "sh",
+                    "-c",
+                    "id -u; cat /etc/shadow; echo out > /workspace/f; test -d /root || echo no-root",
+                )
+            ),
+            workspace=workspace,
+            tenant="gv",
+        ),
         settings=sandbox_settings,
     )
     lines = result.stdout.decode().split()

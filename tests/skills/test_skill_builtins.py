@@ -178,6 +178,34 @@ async def test_staged_schemas_come_from_the_data_and_the_task(
     assert column_args is not None and "weather" not in column_args["properties"]["column"]["enum"]
 
 
+async def test_the_schema_plan_gives_each_stage_as_its_own_run_does(
+    shared_home: Settings, view: WorkspaceView
+) -> None:
+    """data-analysis answers a decision's stages from one run: the same schemas, stage by stage."""
+    task = "Which month of 2015 had the most rain in Seattle?"
+    chosen = {"operation": "best_group", "file": "seattle-weather.csv"}
+    stages = [
+        ({}, 0),
+        ({"operation": "best_group"}, 1),
+        (chosen, 2),
+        ({**chosen, "group_by": "date.month", "stat": "sum", "column": "precipitation", "order": "max"}, 3),
+        ({**chosen, "where_match": "date.year == 2015"}, 4),
+        ({"operation": "describe", "file": "cars.json"}, 2),
+        ({"operation": "filter", "file": "cars.json"}, 2),
+    ]
+    planned = _tool("data-analysis", shared_home, view)
+    from_plan = [await planned.next_schema(c, s, task=task) for c, s in stages]
+    ctx = ToolContext(run_id="schema", step=0, call_id="schema", idempotency_key="schema")
+    alone = []
+    for c, s in stages:  # a fresh tool per stage has no plan: each stage is a run of its own
+        run = await _tool("data-analysis", shared_home, view).execute(
+            {"stage": s, "chosen": c, "task": task}, ctx, mode="schema"
+        )
+        alone.append(run.output)
+    assert from_plan == alone
+    assert from_plan[4] is None and from_plan[5] is None
+
+
 async def test_python_skill_writes_parquet_that_data_analysis_reads(
     shared_home: Settings, view: WorkspaceView
 ) -> None:

@@ -276,3 +276,17 @@ async def test_shell_skill(settings: Settings) -> None:
     )
     out = await _tool(skill_dir, settings).call({"text": "x"}, _ctx())
     assert out["result"].split() == ["SKILL.md", "scripts", "shopfloor.yaml"]
+
+
+async def test_a_sandbox_kill_is_reported_to_the_audit_hook(settings: Settings) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    services = ToolServices(security_event=lambda kind, details: events.append((kind, details)))
+    ctx = ToolContext(run_id="run-9", step=1, call_id="c", idempotency_key="run-9:1", services=services)
+    tool = _tool(
+        _skill(settings, "import time\ntime.sleep(30)\n"), settings, policy=SandboxPolicy(timeout=0.5)
+    )
+    with pytest.raises(ToolExecutionError, match="timed out"):
+        await tool.call({"text": "x"}, ctx)
+    [(kind, details)] = events
+    assert kind == "sandbox.killed"
+    assert (details["skill"], details["killed_by"], details["run_id"]) == ("probe", "timeout", "run-9")

@@ -56,7 +56,7 @@ def test_typo_in_key_names_it_suggests_closest_and_lists_allowed(tmp_path: Path)
     assert (line, column) == (2, 1)
     assert "unknown key 'instrucions'" in message
     assert "did you mean 'instructions'?" in message
-    assert "Allowed keys: answer, decision, description, instructions, limits" in message
+    assert "Allowed keys: answer, connectors, decision, description, guardrails, instructions" in message
 
 
 def test_typo_in_nested_key_points_at_the_key(tmp_path: Path) -> None:

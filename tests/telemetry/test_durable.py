@@ -12,7 +12,7 @@ from shopfloor.config import Settings
 from shopfloor.ops.replay import replay_run
 from shopfloor.runtime import Runtime, compose
 from shopfloor.spec import load_spec, spec_resolvers
-from shopfloor.telemetry import TraceStore, configure_telemetry, current_telemetry, trace_store_url
+from shopfloor.telemetry import TraceStore, configure_telemetry, trace_store_url
 
 SPEC = """\
 name: durable-calc
@@ -70,7 +70,7 @@ async def test_runs_are_traced_unless_telemetry_is_off(settings: Settings, tmp_p
             run_id = await runtime.start_run(spec, "what is 17*23?")
             async with asyncio.timeout(60):
                 record = await runtime.wait(run_id)
-            traced = current_telemetry() is not None
+            traced = runtime.telemetry is not None
         assert record.status == "completed" and traced == enabled
         stored.append(len(TraceStore(trace_store_url(settings)).run_spans(run_id)))
     assert stored[0] >= 3 and stored[1] == 0

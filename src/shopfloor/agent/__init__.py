@@ -1,7 +1,7 @@
 """The agent loop: structured tool choice, budgets, context management, built-in tools."""
 
 from shopfloor.agent._build import build_agent
-from shopfloor.agent._builtin import BuiltinFactory, builtin_tools, calculate, load_tool
+from shopfloor.agent._builtin import BuiltinFactory, builtin_tools, calculate, import_source, load_tool
 from shopfloor.agent._context import ContextWindow, Turn, WindowFit
 from shopfloor.agent._decide import (
     FINAL_ANSWER,
@@ -11,6 +11,7 @@ from shopfloor.agent._decide import (
     Native,
     OneShot,
     TwoPhase,
+    only_option,
     rank_choices,
     strategy_for,
 )
@@ -55,7 +56,9 @@ __all__ = [
     "build_agent",
     "builtin_tools",
     "calculate",
+    "import_source",
     "load_tool",
+    "only_option",
     "rank_choices",
     "rebuild_error",
     "strategy_for",

@@ -23,7 +23,7 @@ from shopfloor.errors import ConfigError, ToolExecutionError
 from shopfloor.spec import ToolSpec
 from shopfloor.tools import FunctionTool, Tool, ToolServices
 
-__all__ = ["BuiltinFactory", "builtin_tools", "calculate", "load_tool"]
+__all__ = ["BuiltinFactory", "builtin_tools", "calculate", "import_source", "load_tool"]
 
 #: Makes the tools of a ``builtin:NAME`` entry; ``services`` are the run's (the workspace view...).
 BuiltinFactory = Callable[[ToolSpec, ToolServices], Tool | list[Tool]]
@@ -154,7 +154,8 @@ def builtin_tools() -> Registry[BuiltinFactory]:
     return Registry("built-in tool", {"calculator": _calculator, "workspace": _workspace_files})
 
 
-def _import_attr(source: str, base_dir: Path) -> Any:
+def import_source(source: str, base_dir: Path) -> Any:
+    """The attribute ``FILE.py:NAME`` (relative to ``base_dir``) or ``MODULE:NAME`` names."""
     target, _, attr = source.rpartition(":")
     if target.endswith(".py"):
         path = (base_dir / target).resolve()
@@ -194,7 +195,7 @@ def load_tool(
         raise ConfigError(
             f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr"
         )
-    target = _import_attr(spec.source, base_dir)
+    target = import_source(spec.source, base_dir)
     if isinstance(target, Tool):
         return [target]
     if callable(target):

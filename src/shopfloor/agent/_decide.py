@@ -31,6 +31,7 @@ __all__ = [
     "Native",
     "OneShot",
     "TwoPhase",
+    "only_option",
     "rank_choices",
     "strategy_for",
 ]
@@ -113,6 +114,25 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     return {**schema, "properties": ranked}
 
 
+def only_option(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one object a stage's schema allows, where each of its properties is required and an enum
+    (or const) of a single value; otherwise None."""
+    props = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(props, dict) or not props:
+        return None
+    if set(schema.get("required", ())) != set(props) or schema.get("additionalProperties", True):
+        return None
+    forced: dict[str, Any] = {}
+    for name, prop in props.items():
+        if isinstance(prop, dict) and isinstance(prop.get("enum"), list) and len(prop["enum"]) == 1:
+            forced[name] = prop["enum"][0]
+        elif isinstance(prop, dict) and "const" in prop:
+            forced[name] = prop["const"]
+        else:
+            return None
+    return forced
+
+
 class DecisionStrategy(ABC):
     name: ClassVar[str]
 
@@ -191,7 +211,10 @@ class TwoPhase(DecisionStrategy):
     message most), and the choice of tool with the last result's summary, so a model
     that has its answer stops instead of calling the tool again. The schema of each
     argument stage is a recorded step: it may read the workspace (a file's columns),
-    and a replay must see the same schema without running anything.
+    and a replay must see the same schema without running anything. The argument stages
+    read the chosen tool's instructions at the end of the system prompt (the same first
+    tokens every run, which a model can keep processed) and each extends the one before;
+    a stage with one valid option is answered without a model call.
     """
 
     name = "two_phase"
@@ -227,7 +250,9 @@ class TwoPhase(DecisionStrategy):
         }
         question = Message(role="user", content=self._reminder(ctx))
         first = await ctx.call(
-            ModelRequest(messages=(*messages, question), json_schema=choice_schema, max_tokens=64)
+            ModelRequest(
+                messages=(*messages, question), json_schema=choice_schema, max_tokens=64, cache_prefix=1
+            )
         )
         parsed = self._parse(first.text, ctx.step)
         if isinstance(parsed, str) or parsed[0] not in names:
@@ -241,6 +266,12 @@ class TwoPhase(DecisionStrategy):
             stages, details = tools[name], await tools[name].details()
         args: dict[str, Any] = {}
         history = (*messages, Message(role="assistant", content=first.text))
+        if details and history[0].role == "system":
+            # The tool's instructions join the system prompt: instructions, tools and the tool's own
+            # instructions are then the same first tokens in every run, whose processed state the
+            # model can keep (``cache_prefix``) instead of reading them again after each task.
+            system = Message(role="system", content=f"{history[0].content}\n\n{details.strip()}")
+            history, details = (system, *history[1:]), None
         for stage_no in range(_MAX_STAGES + 1):
             schema = await ctx.record(
                 f"schema:{ctx.step}:{stage_no}",
@@ -256,21 +287,28 @@ class TwoPhase(DecisionStrategy):
             if details:
                 prompt, details = f"{details.strip()}\n\n{prompt}", None
             history = (*history, Message(role="user", content=prompt))
-            second = await ctx.call(
-                ModelRequest(messages=history, json_schema=schema, max_tokens=ctx.max_tokens)
-            )
-            try:
-                stage = json.loads(second.text)
-            except json.JSONDecodeError as exc:
-                reply = Message(
-                    role="assistant", content=json.dumps({"tool": name, "args": args}) + second.text
+            forced = only_option(schema)
+            if forced is not None:
+                # The grammar would force this reply token by token: no model call is needed. The
+                # exchange still goes into the history, so later stages read what they read before.
+                text = json.dumps(forced)
+            else:
+                second = await ctx.call(
+                    ModelRequest(
+                        messages=history, json_schema=schema, max_tokens=ctx.max_tokens, cache_prefix=1
+                    )
                 )
+                text = second.text
+            try:
+                stage = json.loads(text)
+            except json.JSONDecodeError as exc:
+                reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}) + text)
                 return Invalid(reply=reply, error=f"the arguments are not valid JSON ({exc.msg})")
             if not isinstance(stage, dict):
                 reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
                 return Invalid(reply=reply, error="the arguments must be a JSON object")
             args.update(stage)
-            history = (*history, Message(role="assistant", content=second.text))
+            history = (*history, Message(role="assistant", content=text))
         reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
         return Action(tool=name, arguments=args, call_id=f"call_{ctx.step}", reply=reply)
 

@@ -6,17 +6,25 @@ back, a bounded number of times), ask for approval where the spec says so, run
 the tool, feed the result back. Model calls and tool calls go through the
 ``StepRunner`` as named steps with JSON results, so the same loop runs in memory,
 durably on DBOS, and as a replay of a recorded run.
+
+With an ``Admission`` (the runtime's budgets), each model call is admitted against the budgets of the
+run's identity (its agent, the agent's team, the model's route) inside its step, before the model is
+asked, and settled with what it used: a replayed step neither asks nor counts again. A refusal ends
+the run with ``stop_reason="budget"`` and the limit's name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry import trace as otel_trace
 
 from shopfloor.agent._context import ContextWindow, Turn
 from shopfloor.agent._decide import (
@@ -38,17 +46,22 @@ from shopfloor.agent._records import (
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
 from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
-from shopfloor.errors import ModelError, ToolArgumentsError, ToolError
+from shopfloor.errors import BudgetExceededError, ModelError, ToolArgumentsError, ToolError
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
+from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Tool, ToolContext, ToolServices
+from shopfloor.tools import Ask, Tool, ToolContext, ToolServices
 
 __all__ = ["AgentLoop", "EventSink"]
 
 EventSink = Callable[[RunEvent], Awaitable[None] | None]
 #: Longest tool result, in characters, that goes back into the context.
 _MAX_OBSERVATION = 4000
+
+
+class _OverBudget(Exception):
+    """A model call its budgets refused (the recorded message, the same in a replay)."""
 
 
 class _StepTimeout(Exception):
@@ -77,8 +90,16 @@ class AgentLoop:
         name: str = "agent",
         trace_attributes: Mapping[str, Any] | None = None,
         answer: str = "model",
+        guardrails: Guardrails | None = None,
+        admission: Admission | None = None,
+        principal: Principal | None = None,
     ) -> None:
         self.model = model
+        #: budgets each model call is admitted against, as ``principal`` (the agent's identity)
+        self.admission = admission
+        self.principal = principal or Principal(id=f"agent:{name}", kind="agent", name=name, method="run")
+        #: checks on the task (input), the model's actions (output) and tool results, per agent
+        self.guardrails = guardrails
         #: "tool_result": a tool result's ``answer`` summary ends the run as the final answer
         self.answer_from_tool = answer == "tool_result"
         self.name = name
@@ -92,6 +113,8 @@ class AgentLoop:
         self.instructions = instructions
         self.approvers = approvers
         self.services = services or ToolServices()
+        #: tools the model named that the spec does not grant, not yet reported to the audit hook
+        self.refused: list[str] = []
 
     async def run(
         self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None
@@ -124,11 +147,21 @@ class AgentLoop:
                 error=None if error is None else redact(error),
             )
 
+        blocked: GuardrailResult | None = None
+        if self.guardrails is not None:
+            guarded = self.guardrails.apply(task, "input")
+            await _record_guardrail(emit, 0, "input", guarded)
+            task, blocked = (task, guarded) if guarded.action == "block" else (guarded.text, None)
         with run_span(
             agent=self.name, run_id=run_id, model=self.model, task=task, attributes=self.trace_attributes
         ) as trace:
+            if blocked is not None:
+                task = ""
             await emit("run_started", 0, task=task, model=self.model.ref, tools=list(self.tools))
-            result = await self._turns(task, run_id, runner, state, emit, finish)
+            if blocked is not None:
+                result = finish("guardrail", error=_blocked_message("the task", blocked))
+            else:
+                result = await self._turns(task, run_id, runner, state, emit, finish)
             trace.finish(result)
         await emit(
             "run_finished",
@@ -137,7 +170,7 @@ class AgentLoop:
             stop_reason=result.stop_reason,
             output=result.output,
             error=result.error,
-            usage=result.to_dict()["usage"],
+            usage=result.usage.to_dict(),
         )
         return result
 
@@ -164,17 +197,32 @@ class AgentLoop:
             name = f"model:{state.model_calls}"
 
             async def do() -> Any:
-                with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                    async with asyncio.timeout(limits.step_timeout):
-                        response = await self.model.request(request)
-                    # Recorded, replayed and fed on redacted: a secret the model wrote (in a
-                    # tool's arguments, say) is never stored, and the run sees what a replay sees.
-                    return redact_value(chat.response(response))
+                try:
+                    grant = await self._admit(request)
+                except BudgetExceededError as exc:
+                    return {"over_budget": str(exc)}  # recorded: a replay ends the same way
+                used = Usage()
+                try:
+                    with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
+                        async with asyncio.timeout(limits.step_timeout):
+                            response = await self.model.request(request)
+                        used = Usage(
+                            tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens
+                        )
+                        # Recorded, replayed and fed on redacted: a secret the model wrote (in a
+                        # tool's arguments, say) is never stored, and the run sees what a replay sees.
+                        return redact_value(chat.response(response))
+                finally:
+                    if grant is not None:
+                        await asyncio.to_thread(grant.settle, used)
 
             try:
-                response = ModelResponse.from_dict(await runner.step(name, do))
+                recorded = await runner.step(name, do)
             except TimeoutError as exc:
                 raise _StepTimeout(f"model call took longer than {limits.step_timeout:g} s") from exc
+            if "over_budget" in recorded:
+                raise _OverBudget(recorded["over_budget"])
+            response = ModelResponse.from_dict(recorded)
             state.usage = state.usage.add(response.usage.input_tokens, response.usage.output_tokens)
             return response
 
@@ -212,6 +260,8 @@ class AgentLoop:
                         )
                 except _StepTimeout as exc:
                     return finish("step_timeout", error=str(exc))
+                except _OverBudget as exc:
+                    return finish("budget", error=str(exc))
                 except ModelError as exc:
                     return finish("model_error", error=f"{type(exc).__name__}: {exc}")
                 error = self._check(decided, state.records)
@@ -224,17 +274,26 @@ class AgentLoop:
                 await emit(
                     "invalid_reply", step, attempt=attempt + 1, error=error, reply=decided.reply.content
                 )
+                await self._report_refused(run_id, step)
             else:
                 return finish(
                     "invalid_output", error=f"step {step}: no valid action after {attempt + 1} tries: {error}"
                 )
             action = decided
+            if self.guardrails is not None:
+                arguments, guarded = self.guardrails.apply_value(action.arguments, "output")
+                await _record_guardrail(emit, step, "output", guarded)
+                if guarded.action == "block":
+                    return finish(
+                        "guardrail", error=_blocked_message(f"the model's {action.tool} call", guarded)
+                    )
+                action = dataclasses.replace(action, arguments=arguments)
             await emit(
                 "model_reply", step, tool=action.tool, arguments=action.arguments, usage=state.usage.total
             )
             if action.tool == FINAL_ANSWER:
                 return finish("final_answer", output=str(action.arguments["answer"]))
-            record = await self._act(action, step, run_id, runner, emit)
+            record = await self._act(action, step, run_id, runner, emit, state)
             state.records.append(record)
             summary_answer = _answer_of(state.records) if self.answer_from_tool else None
             if summary_answer is not None:
@@ -267,6 +326,7 @@ class AgentLoop:
             )
         tool = self.tools.get(decided.tool)
         if tool is None:
+            self.refused.append(decided.tool)
             return f"unknown tool {decided.tool!r}; the tools are: {', '.join([*self.tools, FINAL_ANSWER])}"
         try:
             tool.validate(decided.arguments)
@@ -275,7 +335,13 @@ class AgentLoop:
         return None
 
     async def _act(
-        self, action: Action, step: int, run_id: str, runner: StepRunner, emit: Callable[..., Awaitable[None]]
+        self,
+        action: Action,
+        step: int,
+        run_id: str,
+        runner: StepRunner,
+        emit: Callable[..., Awaitable[None]],
+        state: _State,
     ) -> StepRecord:
         tool = self.tools[action.tool]
         await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
@@ -315,7 +381,7 @@ class AgentLoop:
             step=step,
             call_id=action.call_id,
             idempotency_key=f"{run_id}:{step}",
-            services=self.services,
+            services=dataclasses.replace(self.services, ask=self._asker(run_id, step, state)),
         )
         timeout = self.limits.step_timeout
         step_name = f"tool:{step}:{tool.name}"
@@ -329,7 +395,7 @@ class AgentLoop:
                 step_name=step_name,
                 arguments=action.arguments,
             ) as trace:
-                return trace.outcome(redact_value(await attempt()))
+                return trace.outcome(self._guard_result(redact_value(await attempt())))
 
         async def attempt() -> dict[str, Any]:
             started = time.perf_counter()
@@ -349,6 +415,19 @@ class AgentLoop:
             return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
 
         outcome = await runner.step(step_name, do)
+        if "guardrail" in outcome:
+            verdict = outcome["guardrail"]
+            await _record_guardrail(
+                emit,
+                step,
+                "tool_result",
+                GuardrailResult(
+                    action=verdict["action"],
+                    guardrail=verdict["guardrail"],
+                    reasons=tuple(verdict["reasons"]),
+                    text="",
+                ),
+            )
         record = StepRecord(
             step=step,
             tool=tool.name,
@@ -368,6 +447,103 @@ class AgentLoop:
             duration=record.duration,
         )
         return record
+
+    def _asker(self, run_id: str, step: int, state: _State) -> Ask:
+        """The run's model lent to a tool: each question a ``chat`` span under the tool's span, its tokens
+        the run's. The tool's step records the tool's result, so a replay asks nothing again."""
+        asked = 0
+
+        async def ask(prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256) -> str:
+            nonlocal asked
+            if state.usage.total >= self.limits.max_tokens:
+                raise ToolError(f"the run's token budget of {self.limits.max_tokens} is used up")
+            asked += 1
+            head = (Message(role="system", content=system),) if system else ()
+            request = ModelRequest(
+                messages=(*head, Message(role="user", content=prompt)),
+                json_schema=schema,
+                max_tokens=max_tokens,
+                cache_prefix=len(head),
+            )
+            name = f"tool:{step}:ask:{asked}"
+            try:  # a tool's question counts against the budgets as the run's own model calls do
+                grant = await self._admit(request)
+            except BudgetExceededError as exc:
+                raise ToolError(str(exc)) from exc
+            used = Usage()
+            try:
+                with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
+                    response = await self.model.request(request)
+                    chat.response(response)
+                used = Usage(tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens)
+            finally:
+                if grant is not None:
+                    await asyncio.to_thread(grant.settle, used)
+            state.usage = state.usage.add(response.usage.input_tokens, response.usage.output_tokens)
+            # as the run's own replies are: a tool keeps, writes or shows what it is told (a report, a span)
+            return redact(response.text)
+
+        return ask
+
+    async def _admit(self, request: ModelRequest) -> Grant | None:
+        """Admit one model call against the budgets (None: no budgets), or raise
+        ``BudgetExceededError`` naming the limit it would exceed."""
+        if self.admission is None:
+            return None
+        usage = UsageRequest(
+            principal=self.principal,
+            route=self.model.ref,
+            agent=self.name,
+            estimated_tokens=self.model.count_message_tokens(request.messages) + request.max_tokens,
+        )
+        return await asyncio.to_thread(self.admission.admit, usage)
+
+    async def _report_refused(self, run_id: str, step: int) -> None:
+        """Least privilege: a model output naming a tool the spec does not grant is refused (the model is
+        told, as for any invalid reply) and reported to the run's audit hook."""
+        refused, self.refused = self.refused, []
+        hook = self.services.security_event
+        for name in refused if hook is not None else ():
+            details = {"tool": name[:200], "run_id": run_id, "step": step}
+            await asyncio.to_thread(hook, "tool.refused", details)  # type: ignore[arg-type]
+
+    def _guard_result(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """A tool's outcome through the tool-result guardrails (inside its step: what is recorded, and what a
+        replay feeds back, is the guarded outcome)."""
+        if self.guardrails is None or "output" not in outcome:
+            return outcome
+        output, guarded = self.guardrails.apply_value(outcome["output"], "tool_result")
+        if guarded.action == "pass":
+            return outcome
+        verdict = {"action": guarded.action, "guardrail": guarded.guardrail, "reasons": list(guarded.reasons)}
+        if guarded.action == "block":
+            return {
+                "error": _blocked_message("the tool's result", guarded),
+                "error_kind": "guardrail",
+                "duration": outcome["duration"],
+                "guardrail": verdict,
+            }
+        return {**outcome, "output": output, "guardrail": verdict}
+
+
+def _blocked_message(what: str, result: GuardrailResult) -> str:
+    return f"{what} was blocked by the {result.guardrail} guardrail: {'; '.join(result.reasons)}"
+
+
+async def _record_guardrail(
+    emit: Callable[..., Awaitable[None]], step: int, stage: str, result: GuardrailResult
+) -> None:
+    """A guardrail that acted: an event of the run and an event on the current span."""
+    if result.action == "pass":
+        return
+    attributes = {
+        "stage": stage,
+        "action": result.action,
+        "guardrail": result.guardrail,
+        "reasons": list(result.reasons),
+    }
+    otel_trace.get_current_span().add_event("guardrail", attributes)
+    await emit("guardrail", step, **attributes)
 
 
 def _answer_of(records: list[StepRecord]) -> str | None:

@@ -29,6 +29,8 @@ StopReason = Literal[
     "invalid_output",
     "model_error",
     "cancelled",
+    "guardrail",
+    "budget",
 ]
 RunStatus = Literal["completed", "failed", "cancelled"]
 
@@ -41,6 +43,7 @@ EventKind = Literal[
     "approval_requested",
     "approval_decided",
     "context_trimmed",
+    "guardrail",
     "run_finished",
 ]
 
@@ -65,7 +68,7 @@ class StepRecord:
     arguments: dict[str, Any]
     output: Any = None
     error: str | None = None
-    error_kind: Literal["arguments", "execution", "timeout", "rejected"] | None = None
+    error_kind: Literal["arguments", "execution", "timeout", "rejected", "guardrail"] | None = None
     duration: float = 0.0
 
 
@@ -78,6 +81,9 @@ class TokenTotals:
     @property
     def total(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {**vars(self), "total_tokens": self.total}
 
     def add(self, input_tokens: int, output_tokens: int) -> TokenTotals:
         return TokenTotals(
@@ -99,7 +105,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["usage"]["total_tokens"] = self.usage.total
+        data["usage"] = self.usage.to_dict()
         return data
 
 

@@ -20,6 +20,7 @@ from shopfloor.agent._records import RunResult
 from shopfloor.models import Model, ModelRequest, ModelResponse
 from shopfloor.telemetry import (
     AGENT_NAME,
+    CACHED_INPUT_TOKENS,
     COMPONENT,
     CONVERSATION_ID,
     INPUT_MESSAGES,
@@ -149,6 +150,7 @@ class ChatTrace:
             RESPONSE_FINISH_REASONS: (response.finish_reason,),
             INPUT_TOKENS: usage.input_tokens,
             OUTPUT_TOKENS: usage.output_tokens,
+            CACHED_INPUT_TOKENS: usage.cached_input_tokens,
         }
         if usage.time_to_first_token is not None:
             attrs[TIME_TO_FIRST_CHUNK] = usage.time_to_first_token

@@ -11,9 +11,22 @@ from rich.table import Table
 from rich.text import Text
 
 from shopfloor.cli._app import app, console, get_services, print_json
-from shopfloor.diagnostics import run_checks
+from shopfloor.diagnostics import CheckResult, run_checks
 
 _STYLE = {"ok": ("✓ ok", "green"), "warn": ("! warn", "yellow"), "missing": ("✗ missing", "red")}
+
+
+def _identity() -> CheckResult:
+    """Who the local command line acts as: the machine's administrator (no key, no server)."""
+    from shopfloor.security import LOCAL_ADMIN
+
+    roles = ", ".join(LOCAL_ADMIN.roles)
+    return CheckResult(
+        name="identity",
+        status="ok",
+        detail=f"local CLI mode: acting as {LOCAL_ADMIN.id} ({roles}: every permission)",
+        data={"principal": LOCAL_ADMIN.id, "roles": list(LOCAL_ADMIN.roles), "mode": "local"},
+    )
 
 
 @app.command("doctor")
@@ -22,7 +35,7 @@ def doctor_cmd(
 ) -> None:
     """Say what this machine offers Shopfloor and what is missing, each with its fix (always exits 0)."""
     services = get_services()
-    results = run_checks(services.settings, services.checks)
+    results = [*run_checks(services.settings, services.checks), _identity()]
     if json_output:
         print_json([asdict(result) for result in results])
         return

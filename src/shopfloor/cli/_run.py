@@ -7,14 +7,16 @@ import json
 import signal
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from shopfloor.cli._app import app, console, err_console, get_services, print_json
+from shopfloor.cli._app import app, console, err_console, get_services, get_settings, print_json
 from shopfloor.cli._untrusted import pretty_json, untrusted
+from shopfloor.errors import EvalError
 
 if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS and the agent
     from shopfloor.runtime import RunRecord, Runtime, StoredEvent
@@ -38,11 +40,23 @@ _STATUS_STYLE = {
 
 
 def _runtime(body: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    async def main() -> T:
-        from shopfloor.runtime import Runtime
+    """Run ``body`` with this machine's runtime, or with a server's Runs API where ``SHOPFLOOR_URL``
+    is set (same commands, same output)."""
+    settings = get_settings()
 
-        async with Runtime(get_services()) as runtime:
-            return await body(runtime)
+    async def main() -> T:
+        if settings.client.url:
+            from shopfloor.cli._remote import RemoteRuntime
+
+            async with RemoteRuntime(settings.client) as remote:
+                # RemoteRuntime answers every Runtime method these commands call, with the same types.
+                return await body(cast("Runtime", remote))
+        services = get_services()
+        try:
+            async with services.runtime() as runtime:
+                return await body(runtime)
+        finally:
+            await asyncio.to_thread(services.close)
 
     return asyncio.run(main())
 
@@ -142,7 +156,10 @@ def _exit_code(record: RunRecord) -> int:
 
 @app.command("run")
 def run_cmd(
-    agent: Annotated[str, typer.Argument(help="the agent: a directory with agent.yaml, or the file")],
+    agent: Annotated[
+        str,
+        typer.Argument(help="the agent: a directory with agent.yaml, the file, or a deployed agent's name"),
+    ],
     task: Annotated[str, typer.Argument(help="what the agent should do")],
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="enqueue for `shopfloor worker` and return")
@@ -154,8 +171,13 @@ def run_cmd(
 ) -> None:
     """Run an agent durably: prints the run id, then follows the run live (steps, tool calls, tokens)."""
 
+    # A name that is no path is a deployed agent: its deployment picks the release.
+    by_name = not Path(agent).exists() and "/" not in agent
+
     async def body(runtime: Runtime) -> RunRecord:
-        run_id = await runtime.start_run(agent, task, model=model, detach=detach)
+        run_id = await runtime.start_run(
+            None if by_name else agent, task, model=model, detach=detach, agent=agent if by_name else None
+        )
         if not json_out:
             console.print(f"run [bold]{run_id}[/]")
         if detach:
@@ -185,17 +207,37 @@ def ls_cmd(
     status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
     agent: Annotated[str | None, typer.Option(help="only runs of this agent")] = None,
     limit: Annotated[int, typer.Option(help="most recent N runs")] = 50,
+    eval_id: Annotated[
+        str | None, typer.Option("--eval", help="only the runs of this evaluation's items (id or prefix)")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List runs, newest first."""
-    records = _runtime(lambda rt: rt.list_runs(limit=limit, status=status, agent=agent))
+    """List runs, newest first (with --eval: an evaluation's item runs, in its items' order)."""
+    items = _eval_runs(eval_id) if eval_id is not None else {}
+    if eval_id is not None:
+
+        async def each(rt: Runtime) -> list[RunRecord]:
+            return list(await asyncio.gather(*(rt.get_run(run_id) for run_id in items)))
+
+        records = [
+            r
+            for r in _runtime(each)
+            if (status is None or r.status == status) and (agent is None or r.agent == agent)
+        ][:limit]
+    else:
+        records = _runtime(lambda rt: rt.list_runs(limit=limit, status=status, agent=agent))
     if json_out:
-        print_json([record.to_dict() for record in records])
+        print_json(
+            [record.to_dict() | ({"eval_item": items[record.run_id]} if items else {}) for record in records]
+        )
         return
-    table = Table("run", "agent", "status", "stop reason", "tokens", "created", "task")
+    table = Table(
+        *(["item"] if items else []), "run", "agent", "status", "stop reason", "tokens", "created", "task"
+    )
     for record in records:
         style = _STATUS_STYLE.get(record.status, "white")
         table.add_row(
+            *([untrusted(items[record.run_id])] if items else []),
             record.run_id[:12],
             untrusted(record.agent),
             Text(record.status, style=style),
@@ -205,6 +247,25 @@ def ls_cmd(
             untrusted(record.task, width=40),
         )
     console.print(table)
+
+
+def _eval_runs(eval_id: str) -> dict[str, str]:
+    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat)."""
+    settings = get_settings()
+    if settings.client.url:
+        raise EvalError("--eval reads this machine's evaluation store: unset SHOPFLOOR_URL")
+    from shopfloor.evals import EvalStore
+
+    store = EvalStore.open(settings.db_url)
+    try:
+        record = store.find(eval_id)
+        return {
+            row.run_id: row.item_id + (f"#{row.repeat}" if row.repeat else "")
+            for row in store.items(record.eval_id)
+            if row.run_id is not None
+        }
+    finally:
+        store.close()
 
 
 @runs_app.command("show")
@@ -226,6 +287,7 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
     )
     for label, value in (
         ("agent", f"{record.agent}  {record.release_digest[:19]}"),
+        ("release", f"{record.release} ({record.track} track)" if record.release else "-"),
         ("caller", record.caller),
         ("task", record.task),
         ("model", record.model or "(the spec's)"),
@@ -348,15 +410,17 @@ def worker_cmd(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        from shopfloor.runtime import Runtime
-
-        await Runtime(get_services()).serve(
-            concurrency=concurrency,
-            executor_id=executor_id,
-            stop=stop,
-            on_ready=lambda executor: err_console.print(
-                f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
-            ),
-        )
+        services = get_services()
+        try:
+            await services.runtime().serve(
+                concurrency=concurrency,
+                executor_id=executor_id,
+                stop=stop,
+                on_ready=lambda executor: err_console.print(
+                    f"worker [bold]{executor}[/] ready (Ctrl-C stops; unfinished runs resume elsewhere)"
+                ),
+            )
+        finally:
+            await asyncio.to_thread(services.close)
 
     asyncio.run(main())

@@ -12,14 +12,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from shopfloor.cli._app import app, console, err_console, get_settings, print_json
+from shopfloor.cli._app import app, console, err_console, get_services, get_settings, print_json
 from shopfloor.errors import SandboxError, SandboxPolicyError, SpecError
 from shopfloor.sandbox import (
+    Command,
+    ExecRequest,
     ExecResult,
     SandboxPolicy,
     parse_size,
     probe_capabilities,
-    run_sandboxed,
     select_backend,
 )
 from shopfloor.spec import SandboxPolicySpec, load_yaml_file
@@ -104,23 +105,21 @@ def exec_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Run CMD in a sandbox; exit with its status. Example: shopfloor sandbox exec --memory 256M -- ls"""
-    settings = get_settings()
+    services = get_services()
     policy = _policy(policy_file, isolation, timeout, memory, cpus, pids, network, disk)
     scratch = None
     if workspace is None:
         scratch = Path(tempfile.mkdtemp(prefix="shopfloor-ws-"))
     data = sys.stdin.buffer.read() if stdin else b""
     try:
-        result: ExecResult = asyncio.run(
-            run_sandboxed(
-                policy,
-                command,
-                workspace=(workspace or scratch or Path.cwd()).resolve(),
-                tenant=tenant,
-                settings=settings,
-                stdin=data,
-            )
+        request = ExecRequest(
+            policy=policy,
+            command=Command(argv=tuple(command), stdin=data),
+            workspace=(workspace or scratch or Path.cwd()).resolve(),
+            tenant=tenant,
         )
+        # The backend the policy picks among the process's (the cheapest one-shot path it has).
+        result: ExecResult = asyncio.run(services.sandbox(policy).run(request))
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shopfloor.cli._app import app, console, err_console, get_settings, print_json
+from shopfloor.cli._app import app, console, err_console, get_services, get_settings, print_json
 from shopfloor.errors import SkillSignatureError
 from shopfloor.skills import (
-    SkillRegistry,
     TrustPolicy,
     builtin_skill_names,
     fingerprint,
@@ -136,7 +135,7 @@ def publish_cmd(
     path: Annotated[Path, typer.Argument(help="the skill directory")], json_output: JsonFlag = False
 ) -> None:
     """Store a signed skill version in the local registry (same version, other content: refused)."""
-    registry = SkillRegistry.from_settings(get_settings())
+    registry = get_services().skill_registry()
     try:
         published = registry.publish(path)
     finally:
@@ -153,7 +152,7 @@ def ls_cmd(
     json_output: JsonFlag = False,
 ) -> None:
     """List published skill versions (and the built-in skills)."""
-    registry = SkillRegistry.from_settings(get_settings())
+    registry = get_services().skill_registry()
     try:
         rows = registry.list(name)
         rows += [registry.get(n) for n in builtin_skill_names() if name in (None, n)]
@@ -175,11 +174,10 @@ def show_cmd(
     json_output: JsonFlag = False,
 ) -> None:
     """Show a skill's front matter, schemas, files and instructions."""
-    settings = get_settings()
     if Path(ref).is_dir():
         skill = load_skill(ref, strict=False)
     else:
-        registry = SkillRegistry.from_settings(settings)
+        registry = get_services().skill_registry()
         try:
             skill = open_skill(registry.resolve(ref), registry.policy)
         finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from shopfloor.cli._app import app, console, err_console, get_settings, print_json
 from shopfloor.config import Settings
-from shopfloor.errors import RunNotFoundError
+from shopfloor.errors import ConfigError, RunNotFoundError
 from shopfloor.telemetry import (
     LiveMetrics,
     MetricsReport,
@@ -46,14 +45,21 @@ async def _resolve(settings: Settings, run_id: str) -> str:
     """The full id of a run the runtime knows by a prefix; ``run_id`` itself otherwise."""
     from shopfloor.runtime import Runtime, compose
 
+    services = compose(settings)
     try:
-        async with Runtime(compose(settings)) as runtime:
+        async with Runtime(services) as runtime:
             return (await runtime.get_run(run_id)).run_id
     except RunNotFoundError:
         return run_id
+    finally:
+        services.close()
 
 
 def _run_spans(settings: Settings, run_id: str) -> tuple[str, list[SpanRecord]]:
+    if settings.client.url:  # SHOPFLOOR_URL: the server's trace store
+        from shopfloor.cli._remote import remote_spans
+
+        return remote_spans(settings.client, run_id)
     store = _store(settings)
     try:
         spans = store.run_spans(run_id)
@@ -181,18 +187,28 @@ def metrics_cmd(
 ) -> None:
     """Agent metrics from the trace store: latencies, TTFT, tokens/s, completion, fault and timeout rates."""
     settings = get_settings()
-    store = _store(settings)
-    try:
-        spans = store.spans(since_ns=_since(since), agent=agent)
-    finally:
-        store.close()
-    if prometheus:
-        live = LiveMetrics()
-        live.record(spans)
-        console.out(live.prometheus_text(), end="")
-        live.shutdown()
-        return
-    report = compute_metrics(spans, prices=settings.telemetry.prices)
+    if settings.client.url:  # SHOPFLOOR_URL: the server's trace store
+        if prometheus:
+            raise ConfigError(
+                "--prometheus reads this machine's trace store: run it on the server's machine, "
+                "or use --json or the table through SHOPFLOOR_URL"
+            )
+        from shopfloor.cli._remote import remote_metrics
+
+        report = remote_metrics(settings.client, since_ns=_since(since), agent=agent)
+    else:
+        store = _store(settings)
+        try:
+            spans = store.spans(since_ns=_since(since), agent=agent)
+        finally:
+            store.close()
+        if prometheus:
+            live = LiveMetrics()
+            live.record(spans)
+            console.out(live.prometheus_text(), end="")
+            live.shutdown()
+            return
+        report = compute_metrics(spans, prices=settings.telemetry.prices)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -216,47 +232,29 @@ def replay_cmd(
     With --from, replay up to that step, then continue live (with --agent: as another agent version).
     Exits 1 where the replay diverged.
     """
-    from shopfloor.ops.replay import fork_run, load_record, replay_run
-    from shopfloor.runtime import compose, open_environment
+    from shopfloor.ops.replay import replay_recorded
+    from shopfloor.runtime import compose
 
     settings = get_settings()
 
     async def main() -> tuple[RunInfo, ReplayReport]:
         services = compose(settings)
-        info, recorded = await load_record(services, run_id)
-        spec = agent or (Path(info.spec_path) if info.spec_path else None)
-        if spec is None:
-            raise RunNotFoundError(f"run {info.run_id} has no recorded agent spec: pass --agent PATH")
-        if info.task is None:
-            raise RunNotFoundError(
-                f"run {info.run_id}: its task was not recorded (telemetry.store_content off)"
-            )
-        loaded = services.load_spec(spec)
-        if agent is None and info.digest and loaded.digest != info.digest:
-            err_console.print(
-                f"[yellow]warning:[/] {spec} changed since run {info.run_id} ({info.digest[:19]} -> "
-                f"{loaded.digest[:19]}): replaying the current version"
-            )
-        # The run's own environment (workspace, skills): the replayed loop must offer the same
-        # tools; a replay calls none of them, a fork calls them from its fork point on.
-        fork_id = f"{info.run_id}-fork-{uuid.uuid4().hex[:8]}"
-        env = await open_environment(
-            loaded, services, run_id=info.run_id if from_step is None else fork_id, model=info.model
-        )
+        # A fork runs live: its spans go to this process's telemetry.
+        traced = configure_telemetry(settings, destinations=services.exporters) if from_step else None
         try:
-            if from_step is None:
-                report = await replay_run(
-                    env.loop, info.task, recorded, run_id=info.run_id, expected_output=info.output
-                )
-                return info, report
-            with configure_telemetry(settings, destinations=services.exporters):
-                try:
-                    report = await fork_run(env.loop, info.task, recorded, at=from_step, run_id=fork_id)
-                except ValueError as exc:
-                    raise typer.BadParameter(str(exc), param_hint="--from") from None
-            return info, report
+            replayed = await replay_recorded(services, run_id, at=from_step, agent=agent)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--from") from None
         finally:
-            await env.close()
+            if traced is not None:
+                traced.shutdown()
+        if replayed.changed:
+            info = replayed.info
+            err_console.print(
+                f"[yellow]warning:[/] {info.spec_path} changed since run {info.run_id} "
+                f"({(info.digest or '')[:19]} -> {replayed.changed[:19]}): replaying the current version"
+            )
+        return replayed.info, replayed.report
 
     info, report = asyncio.run(main())
     if json_output:

@@ -1,4 +1,9 @@
-"""``shopfloor ws``: inspect and manage versioned workspaces."""
+"""``shopfloor ws``: inspect and manage versioned workspaces.
+
+With ``SHOPFLOOR_URL`` set (and no ``--url``), ``ls``, ``cat``, ``log`` and ``diff`` read the server's
+workspaces through its API and print what they print locally; the commands that write (``checkout``,
+``restore``, ``gc``) stay on the machine that holds the store.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,13 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import typer
 
-from shopfloor.cli._app import app, console, get_settings, print_json
-from shopfloor.workspace import Workspaces, open_store, parse_address
-from shopfloor.workspace._history import Retention
+from shopfloor.cli._app import app, console, get_services, get_settings, print_json
+from shopfloor.config import ClientSettings
+from shopfloor.workspace import Workspaces, parse_address
 
 __all__ = ["ws_app"]
 
@@ -28,16 +34,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _run(url: str | None, body: Callable[[Workspaces], Coroutine[Any, Any, T]]) -> T:
-    settings = get_settings()
-    repo = Workspaces(
-        open_store(url or settings.workspace_url),
-        cache_dir=settings.home / "cache" / "workspace",
-        retention=Retention(keep_last=settings.workspace.keep_last, keep_days=settings.workspace.keep_days),
-    )
+    repo = get_services().workspaces(url)
     try:
         return asyncio.run(body(repo))
     finally:
         repo.close()
+
+
+def _server(url: str | None) -> ClientSettings | None:
+    """The server to read from: SHOPFLOOR_URL's, unless ``--url`` names a store here."""
+    client = get_settings().client
+    return client if client.url and url is None else None
+
+
+def _get(client: ClientSettings, name: str, what: str, **params: Any) -> Any:
+    from shopfloor.cli._remote import remote_get
+
+    return remote_get(client, f"/v1/workspaces/{quote(name, safe='')}/{what}", params)
 
 
 def _when(ts: float) -> str:
@@ -51,6 +64,7 @@ def ls_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """List workspaces, or the files of one at a commit."""
+    server = _server(url)
 
     async def body(repo: Workspaces) -> Any:
         if target is None:
@@ -63,7 +77,15 @@ def ls_cmd(
         view = await repo.workspace(address.workspace).checkout(address.rev)
         return {"commit": view.base, "files": [i.to_json() for i in await view.ls(address.path)]}
 
-    result = _run(url, body)
+    if server is None:
+        result = _run(url, body)
+    elif target is None:
+        from shopfloor.cli._remote import remote_get
+
+        result = remote_get(server, "/v1/workspaces").json()
+    else:
+        address = parse_address(target if (":" in target) else f"{target}:")
+        result = _get(server, address.workspace, "ls", rev=address.rev, path=address.path).json()
     if json_out:
         print_json(result)
     elif target is None:
@@ -93,7 +115,13 @@ def cat_cmd(
         assert view.base is not None
         return view.base, await view.read(parsed.path)
 
-    commit, data = _run(url, body)
+    server = _server(url)
+    if server is None:
+        commit, data = _run(url, body)
+    else:
+        parsed = parse_address(address)
+        response = _get(server, parsed.workspace, "file", path=parsed.path, rev=parsed.rev)
+        commit, data = response.headers["x-shopfloor-commit"], response.content
     if json_out:
         print_json({"commit": commit, "address": address, "content": data.decode("utf-8", "replace")})
     else:
@@ -110,13 +138,19 @@ def log_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a workspace's commits, newest first."""
-    commits = _run(url, lambda repo: repo.workspace(name).log(ref, limit=limit))
+    server = _server(url)
+    if server is None:
+        commits = [c.to_json() for c in _run(url, lambda repo: repo.workspace(name).log(ref, limit=limit))]
+    else:
+        commits = _get(server, name, "log", ref=ref, limit=limit).json()
     if json_out:
-        print_json([c.to_json() for c in commits])
+        print_json(commits)
         return
     for c in commits:
-        where = f" run={c.run_id} step={c.step}" if c.run_id else ""
-        console.print(f"[yellow]{c.id[:12]}[/] {_when(c.time)}{where} {c.identity or ''}  {c.message}")
+        where = f" run={c['run_id']} step={c['step']}" if c["run_id"] else ""
+        console.print(
+            f"[yellow]{c['id'][:12]}[/] {_when(c['time'])}{where} {c['identity'] or ''}  {c['message']}"
+        )
 
 
 @ws_app.command("diff")
@@ -135,7 +169,12 @@ def diff_cmd(
         changes = await ws.diff(a, b)
         return [c.to_json() for c in changes], (await ws.text_diff(a, b) if text or json_out else "")
 
-    changes, patch = _run(url, body)
+    server = _server(url)
+    if server is None:
+        changes, patch = _run(url, body)
+    else:
+        answer = _get(server, name, "diff", a=a, b=b).json()
+        changes, patch = answer["changes"], answer["text"]
     if json_out:
         print_json({"changes": changes, "text": patch})
     elif text:

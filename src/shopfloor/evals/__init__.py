@@ -1,3 +1,90 @@
-"""evals layer (see ARCHITECTURE.md)."""
+"""The evaluation harness: suites (YAML) over datasets, each item a durable run of the agent in a
+fresh workspace, scored from what it recorded; results with confidence intervals, comparisons,
+gates and a self-contained report. ``build_harness(services)`` makes the ``Harness``."""
 
-__all__: list[str] = []
+from shopfloor.evals._bfcl import BFCL_CATEGORIES, BfclPackage, BfclSource, bfcl_prompt
+from shopfloor.evals._bfcl_scorer import BfclScorer, decode_calls
+from shopfloor.evals._canary import RunQualityJudge, finished_evaluations
+from shopfloor.evals._case import build_case, calls_of
+from shopfloor.evals._compare import compare, sign_test
+from shopfloor.evals._dataset import (
+    MAX_DATASET_BYTES,
+    Dataset,
+    Item,
+    dataset_loaders,
+    load_dataset,
+    load_datasets,
+)
+from shopfloor.evals._harness import EvalOptions, Harness, ProgressFn, build_harness, score_case
+from shopfloor.evals._report import report_html, report_json
+from shopfloor.evals._scorer import (
+    Case,
+    Metric,
+    ScoreOptions,
+    Scorer,
+    ScorerEnv,
+    ToolCallRecord,
+    eval_scorers,
+    expected_value,
+)
+from shopfloor.evals._sources import DatasetSource, SourceEntry, SourceOptions, dataset_sources, load_source
+from shopfloor.evals._stats import bootstrap_ci, evaluate_gates, item_values, pass_at_k, pass_hat_k, summarise
+from shopfloor.evals._store import EvalItemRow, EvalRecord, EvalStore, ItemState
+from shopfloor.evals._suite import GateSpec, LoadedSuite, ScorerEntry, SuiteSpec, build_scorers, load_suite
+
+__all__ = [
+    "BFCL_CATEGORIES",
+    "MAX_DATASET_BYTES",
+    "BfclPackage",
+    "BfclScorer",
+    "BfclSource",
+    "Case",
+    "Dataset",
+    "DatasetSource",
+    "EvalItemRow",
+    "EvalOptions",
+    "EvalRecord",
+    "EvalStore",
+    "GateSpec",
+    "Harness",
+    "Item",
+    "ItemState",
+    "LoadedSuite",
+    "Metric",
+    "ProgressFn",
+    "RunQualityJudge",
+    "ScoreOptions",
+    "Scorer",
+    "ScorerEntry",
+    "ScorerEnv",
+    "SourceEntry",
+    "SourceOptions",
+    "SuiteSpec",
+    "ToolCallRecord",
+    "bfcl_prompt",
+    "bootstrap_ci",
+    "build_case",
+    "build_harness",
+    "build_scorers",
+    "calls_of",
+    "compare",
+    "dataset_loaders",
+    "dataset_sources",
+    "decode_calls",
+    "eval_scorers",
+    "evaluate_gates",
+    "expected_value",
+    "finished_evaluations",
+    "item_values",
+    "load_dataset",
+    "load_datasets",
+    "load_source",
+    "load_suite",
+    "pass_at_k",
+    "pass_hat_k",
+    "report_html",
+    "report_json",
+    "score_case",
+    "sign_test",
+    "summarise",
+]

@@ -1,11 +1,13 @@
 """Models: the Model ABC and its providers, chosen by reference string."""
 
 from shopfloor.models._base import (
+    Embeddings,
     Message,
     Model,
     ModelRequest,
     ModelResponse,
     TextDelta,
+    TextRequest,
     ToolCall,
     ToolDef,
     Usage,
@@ -26,15 +28,19 @@ from shopfloor.models._install import (
 from shopfloor.models._local import LocalModel
 from shopfloor.models._openai import OpenAIModel
 from shopfloor.models._registry import ProviderFactory, model_providers, resolve_model
-from shopfloor.models._retry import RetryPolicy
+from shopfloor.models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from shopfloor.models._test import TestModel
+from shopfloor.models._weights import LoadedWeights
 
 __all__ = [
     "DEFAULT_CATALOGUE",
+    "RETRYABLE_STATUS",
     "Catalogue",
     "CatalogueEntry",
+    "Embeddings",
     "FunctionModel",
     "InstallResult",
+    "LoadedWeights",
     "LocalModel",
     "Message",
     "Model",
@@ -48,6 +54,7 @@ __all__ = [
     "RetryPolicy",
     "TestModel",
     "TextDelta",
+    "TextRequest",
     "ToolCall",
     "ToolDef",
     "Usage",
@@ -58,6 +65,7 @@ __all__ = [
     "list_models",
     "model_path",
     "model_providers",
+    "parse_retry_after",
     "remove_model",
     "resolve_model",
 ]

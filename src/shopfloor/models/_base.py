@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from shopfloor.errors import ModelRequestsBlocked
+from shopfloor.errors import ModelCapabilityError, ModelRequestsBlocked
 
 __all__ = [
+    "Embeddings",
     "Message",
     "Model",
     "ModelRequest",
     "ModelResponse",
     "TextDelta",
+    "TextRequest",
     "ToolCall",
     "ToolDef",
     "Usage",
@@ -61,12 +63,35 @@ class ModelRequest:
     tools: tuple[ToolDef, ...] = ()  # native tool calling, for models that support it
     max_tokens: int = 512
     temperature: float = 0.0
+    #: how many leading messages repeat across requests (an agent's instructions and tools): a
+    #: provider may keep their processed state for the next request that starts with them
+    cache_prefix: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextRequest:
+    """A raw text completion: continue ``prompt`` as it is, no chat template (OpenAI's completions)."""
+
+    prompt: str
+    max_tokens: int = 16
+    temperature: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Embeddings:
+    """One vector per input text, in input order, and the tokens the inputs took."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    input_tokens: int
 
 
 @dataclass(frozen=True, kw_only=True)
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    #: input tokens the provider reused from a cache (a prompt prefix it had seen) instead of processing
+    cached_input_tokens: int = 0
     time_to_first_token: float | None = None  # seconds
     duration: float = 0.0  # seconds, whole request
 
@@ -92,7 +117,15 @@ class ModelResponse:
     tool_calls: tuple[ToolCall, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What ``asdict`` gives, without its deep copy of every value (one of these per model step).
+        return {
+            "text": self.text,
+            "model": self.model,
+            "provider": self.provider,
+            "finish_reason": self.finish_reason,
+            "usage": dict(vars(self.usage)),
+            "tool_calls": tuple(dict(vars(call)) for call in self.tool_calls),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelResponse:
@@ -122,10 +155,11 @@ class UsageMeter:
         if self._first is None:
             self._first = time.perf_counter() - self._start
 
-    def usage(self, input_tokens: int, output_tokens: int) -> Usage:
+    def usage(self, input_tokens: int, output_tokens: int, *, cached_input_tokens: int = 0) -> Usage:
         return Usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            cached_input_tokens=cached_input_tokens,
             time_to_first_token=self._first,
             duration=time.perf_counter() - self._start,
         )
@@ -146,6 +180,7 @@ class Model(ABC):
     def __init__(self, name: str, *, context_length: int = 4096) -> None:
         self.name = name
         self.context_length = context_length
+        self._counted_messages: dict[Message, int] = {}
 
     @property
     def ref(self) -> str:
@@ -166,20 +201,47 @@ class Model(ABC):
             raise RuntimeError(f"model {self.ref} stream ended without a response")
         return final
 
+    def stream_text(self, request: TextRequest) -> AsyncIterator[TextDelta | ModelResponse]:
+        """Like ``stream``, for a raw text completion; ``ModelCapabilityError`` where the model has
+        none (a chat-only server, a scripted model)."""
+        raise ModelCapabilityError(f"model {self.ref} has no raw text completion: use chat completions")
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """An embedding of each text; ``ModelCapabilityError`` where the model cannot embed."""
+        raise ModelCapabilityError(f"model {self.ref} cannot embed text: use an embedding model")
+
     def count_tokens(self, text: str) -> int:
         """Token count of ``text``; providers with a tokenizer override this estimate."""
         return max(1, (len(text) + 3) // 4)
 
     def count_message_tokens(self, messages: tuple[Message, ...] | list[Message]) -> int:
-        return sum(self.count_tokens(m.content) + 4 for m in messages) + sum(
-            self.count_tokens(json.dumps([c.arguments for c in m.tool_calls]))
-            for m in messages
-            if m.tool_calls
-        )
+        # Each request repeats the history: each message is counted once (frozen, so a key).
+        counted = self._counted_messages
+        if len(counted) > _COUNTED_MESSAGES:
+            counted.clear()
+        total = 0
+        for message in messages:
+            tokens = counted.get(message)
+            if tokens is None:
+                tokens = counted[message] = self._message_tokens(message)
+            total += tokens
+        return total
+
+    def _message_tokens(self, message: Message) -> int:
+        tokens = self.count_tokens(message.content) + 4
+        if message.tool_calls:
+            tokens += self.count_tokens(json.dumps([c.arguments for c in message.tool_calls]))
+        return tokens
+
+    async def aload(self) -> None:  # noqa: B027 - optional hook, most models load nothing
+        """Get ready for requests (load weights) without blocking the event loop; once per holder."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most models hold nothing
         """Release what the model holds (HTTP pools, weights)."""
 
+
+#: messages whose token count a model remembers (a few long histories' worth)
+_COUNTED_MESSAGES = 8192
 
 _allow_requests = True
 

@@ -1,8 +1,9 @@
 """``local:<name>``: an embedded GGUF model run in process by llama.cpp (``llama-cpp-python``).
 
 ``<name>`` is a catalogue name (installed with ``shopfloor models install``) or a
-path to a ``.gguf`` file. Weights are loaded once per process and shared by every
-LocalModel on the same file; one generation runs at a time on each, because a
+path to a ``.gguf`` file. Weights are loaded at first use into the ``LoadedWeights`` the model
+was given (the composition root holds one per process, shared by every LocalModel on the same
+file; a model made without one has its own); one generation runs at a time on each, because a
 llama.cpp context is not thread-safe. Generation is blocking C code, so it runs in
 a worker thread that hands chunks to the event loop through an asyncio queue.
 
@@ -13,29 +14,30 @@ works without it.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import json
 import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from shopfloor.config import Settings
 from shopfloor.errors import ModelInstallError, ModelRequestError, UnknownModelError
 from shopfloor.models._base import (
+    Embeddings,
+    Message,
     Model,
     ModelRequest,
     ModelResponse,
     TextDelta,
+    TextRequest,
     UsageMeter,
     check_model_requests_allowed,
 )
 from shopfloor.models._install import model_path
+from shopfloor.models._threads import threads_for
+from shopfloor.models._weights import Loaded, LoadedWeights
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -44,97 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalModel", "make_local_model"]
 
 
-@dataclass(kw_only=True)
-class _TokenCounts:
-    prompt: int = 0
-    sampled: int = 0  # includes the end-of-generation token when there is one
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Loaded:
-    llama: Llama
-    lock: threading.Lock  # one generation at a time per llama.cpp context
-    counts: _TokenCounts  # of the last generation, read under ``lock``
-    # Its own worker: requests queued behind a long generation wait here, not in the
-    # event loop's default executor that file and sandbox I/O also need.
-    executor: ThreadPoolExecutor
-
-
-_CACHE: dict[tuple[str, int, int], _Loaded] = {}
-_CACHE_LOCK = threading.Lock()
 _DONE = object()
-
-
-def _counting_llama(counts: _TokenCounts, **kwargs: Any) -> Llama:
-    from llama_cpp import Llama
-
-    class CountingLlama(Llama):
-        """Counts prompt and sampled tokens, which llama-cpp-python's stream does not report."""
-
-        def generate(
-            self, tokens: Sequence[int], *args: Any, **kwargs: Any
-        ) -> Generator[int, Sequence[int] | None, None]:
-            counts.prompt, counts.sampled = len(tokens), 0
-            inner = super().generate(tokens, *args, **kwargs)
-            sent: Sequence[int] | None = None
-            while True:
-                try:
-                    token = inner.send(sent)
-                except StopIteration:
-                    return
-                counts.sampled += 1
-                sent = yield token
-
-    return CountingLlama(**kwargs)
-
-
-def _close_all() -> None:
-    """Free the loaded models while llama.cpp's bindings still exist (left to the interpreter's
-    teardown, each model's ``__del__`` finds them gone and prints a traceback), then close the two
-    /dev/null files llama-cpp-python opens at import and never closes (a ResourceWarning at exit).
-    Every model this process made is in the cache, so nothing needs those files afterwards."""
-    with _CACHE_LOCK:
-        loaded = list(_CACHE.values())
-        _CACHE.clear()
-    for entry in loaded:
-        entry.executor.shutdown(wait=True)
-        entry.llama.close()
-    utils = sys.modules.get("llama_cpp._utils")
-    for name in ("outnull_file", "errnull_file"):
-        handle = getattr(utils, name, None)
-        if handle is not None:
-            handle.close()
-
-
-atexit.register(_close_all)
-
-
-def _load(path: Path, n_ctx: int, threads: int) -> _Loaded:
-    key = (str(path.resolve()), n_ctx, threads)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            counts = _TokenCounts()
-            try:
-                llama = _counting_llama(
-                    counts,
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=False,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise ModelInstallError(
-                    f"llama.cpp could not load {path}: {exc}; reinstall it with "
-                    f"`shopfloor models install {path.stem} --force`"
-                ) from exc
-            _CACHE[key] = _Loaded(
-                llama=llama,
-                lock=threading.Lock(),
-                counts=counts,
-                executor=ThreadPoolExecutor(1, thread_name_prefix=f"llama-{path.stem}"),
-            )
-        return _CACHE[key]
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,17 +64,26 @@ class LocalModel(Model):
     provider = "local"
 
     def __init__(
-        self, name: str, *, path: Path, context_length: int = 4096, threads: int | None = None
+        self,
+        name: str,
+        *,
+        path: Path,
+        context_length: int = 4096,
+        threads: int | None = None,
+        weights: LoadedWeights | None = None,
     ) -> None:
         super().__init__(name, context_length=context_length)
         self.path = path
         self.threads = threads or os.cpu_count() or 1
+        #: unset, each generation takes the cores idle when it starts (``threads_for``), up to all of them
+        self.adaptive_threads = threads is None
+        self.weights = weights if weights is not None else LoadedWeights()
 
-    def _loaded(self) -> _Loaded:
-        return _load(self.path, self.context_length, self.threads)
+    def _loaded(self, *, embedding: bool = False) -> Loaded:
+        return self.weights.load(self.path, self.context_length, self.threads, embedding=embedding)
 
     async def aload(self) -> None:
-        """Load the weights in a worker thread (once per process), so ``count_tokens`` will not block."""
+        """Load the weights in a worker thread (once per ``weights``), so ``count_tokens`` will not block."""
         await asyncio.to_thread(self._loaded)
 
     @property
@@ -191,8 +112,56 @@ class LocalModel(Model):
         return kwargs
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[TextDelta | ModelResponse]:
-        check_model_requests_allowed(self.ref)
         kwargs = self.completion_kwargs(request)
+        async for event in self._run(
+            lambda llama: llama.create_chat_completion(stream=True, **kwargs),
+            lambda choice: choice["delta"].get("content"),
+            tuple(request.messages[: request.cache_prefix]),
+        ):
+            yield event
+
+    async def stream_text(self, request: TextRequest) -> AsyncIterator[TextDelta | ModelResponse]:
+        """Continue the prompt as it is (``Llama.create_completion``: no chat template)."""
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stop": list(request.stop) or None,
+        }
+        async for event in self._run(
+            lambda llama: llama.create_completion(stream=True, **kwargs),
+            lambda choice: choice.get("text"),
+        ):
+            yield event
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Mean-pooled embeddings from a second, embedding context on the same file (loaded at the
+        first call), one call at a time on it."""
+        check_model_requests_allowed(self.ref)
+        loaded = await asyncio.to_thread(self._loaded, embedding=True)
+
+        def run() -> dict[str, Any]:
+            with loaded.lock:
+                try:
+                    return cast("dict[str, Any]", loaded.llama.create_embedding(list(texts)))
+                except ValueError as exc:  # an input longer than the context
+                    raise ModelRequestError(f"model {self.ref}: {exc}") from exc
+
+        answer = await asyncio.get_running_loop().run_in_executor(loaded.executor, run)
+        return Embeddings(
+            vectors=tuple(tuple(item["embedding"]) for item in answer["data"]),
+            input_tokens=int(answer["usage"]["prompt_tokens"]),
+        )
+
+    async def _run(
+        self,
+        start: Callable[[Llama], Any],
+        text_of: Callable[[dict[str, Any]], str | None],
+        keep: tuple[Message, ...] = (),
+    ) -> AsyncIterator[TextDelta | ModelResponse]:
+        """One generation on the loaded context; ``keep``: the leading messages whose prompt state is
+        saved for the next request that starts with them (``ModelRequest.cache_prefix``)."""
+        check_model_requests_allowed(self.ref)
         meter = UsageMeter()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -205,7 +174,7 @@ class LocalModel(Model):
                 stop.set()
 
         loaded = await asyncio.to_thread(self._loaded)  # loads the weights the first time
-        worker = loop.run_in_executor(loaded.executor, self._generate, loaded, kwargs, emit, stop)
+        worker = loop.run_in_executor(loaded.executor, self._generate, loaded, start, keep, emit, stop)
         # Scheduled after every chunk the worker emitted, so it arrives last.
         worker.add_done_callback(lambda _: queue.put_nowait(_DONE))
         parts: list[str] = []
@@ -213,13 +182,13 @@ class LocalModel(Model):
         try:
             while (chunk := await queue.get()) is not _DONE:
                 choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
+                text = text_of(choice)
                 if text:
                     meter.first_token()
                     parts.append(text)
                     yield TextDelta(text=text)
                 finish_reason = choice.get("finish_reason") or finish_reason
-            prompt_tokens, sampled = await worker
+            prompt_tokens, evaluated, sampled = await worker
         finally:
             stop.set()  # the caller stopped early or was cancelled: let the worker quit
         # A stop at end-of-generation samples one more (end) token than it returns.
@@ -229,19 +198,26 @@ class LocalModel(Model):
             model=self.name,
             provider=self.provider,
             finish_reason=finish_reason,
-            usage=meter.usage(prompt_tokens, output_tokens),
+            usage=meter.usage(
+                prompt_tokens, output_tokens, cached_input_tokens=max(prompt_tokens - evaluated, 0)
+            ),
         )
 
     def _generate(
-        self, loaded: _Loaded, kwargs: dict[str, Any], emit: Callable[[object], None], stop: threading.Event
-    ) -> tuple[int, int]:
+        self,
+        loaded: Loaded,
+        start: Callable[[Llama], Any],
+        keep: tuple[Message, ...],
+        emit: Callable[[object], None],
+        stop: threading.Event,
+    ) -> tuple[int, int, int]:
+        """Runs the generation; returns the prompt tokens, those evaluated (not reused), those sampled."""
         with loaded.lock:
             if stop.is_set():  # cancelled while queued
-                return 0, 0
-            chunks = cast(
-                "Generator[dict[str, Any], None, None]",
-                loaded.llama.create_chat_completion(stream=True, **kwargs),
-            )
+                return 0, 0, 0
+            if self.adaptive_threads:
+                loaded.llama.use_threads(threads_for(self.threads))  # type: ignore[attr-defined]
+            chunks = cast("Generator[dict[str, Any], None, None]", start(loaded.llama))
             try:
                 for chunk in chunks:
                     if stop.is_set():
@@ -252,10 +228,15 @@ class LocalModel(Model):
             finally:
                 # Closing ends generation now, while we still hold the lock on this context.
                 chunks.close()
-            return loaded.counts.prompt, loaded.counts.sampled
+            if keep and not stop.is_set():
+                llama = loaded.llama
+                # The messages' text, a little less than the prompt's tokens for them (no template).
+                length = sum(len(llama.tokenize(m.content.encode(), add_bos=False)) for m in keep)
+                llama.keep_prefix(length)  # type: ignore[attr-defined]
+            return loaded.counts.prompt, loaded.counts.evaluated, loaded.counts.sampled
 
 
-def make_local_model(name: str, settings: Settings) -> Model:
+def make_local_model(name: str, settings: Settings, *, weights: LoadedWeights | None = None) -> Model:
     if not name:
         raise UnknownModelError(
             "'local:' needs a catalogue name or a .gguf path, e.g. 'local:qwen2.5-coder-0.5b'"
@@ -267,5 +248,9 @@ def make_local_model(name: str, settings: Settings) -> Model:
     else:
         path = model_path(name, settings)
     return LocalModel(
-        name, path=path, context_length=settings.models.context_length, threads=settings.models.threads
+        name,
+        path=path,
+        context_length=settings.models.context_length,
+        threads=settings.models.threads,
+        weights=weights,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Literal
@@ -33,7 +34,8 @@ from shopfloor.models._base import (
 )
 from shopfloor.models._retry import RetryPolicy, parse_retry_after
 from shopfloor.models._sse import ServerFault, StreamParser, iter_sse_data
-from shopfloor.telemetry import redact
+from shopfloor.security import resolve_setting
+from shopfloor.telemetry import redact, register_secret
 
 __all__ = ["OpenAIModel", "make_openai_model"]
 
@@ -63,8 +65,11 @@ class OpenAIModel(Model):
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
         structured_output: Literal["json_schema", "json_object"] = "json_schema",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(name, context_length=context_length)
+        # Making a TLS context loads the CA bundle (tens of ms); a provider passes one shared by its models.
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self.structured_output = structured_output
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
@@ -85,6 +90,7 @@ class OpenAIModel(Model):
                 headers=self._headers,
                 timeout=httpx.Timeout(self.timeout),
                 transport=self._transport,
+                verify=self._tls,
             )
             self._http_loop = loop
         return self._http
@@ -256,16 +262,23 @@ def _message(message: Message) -> dict[str, Any]:
     return out
 
 
-def make_openai_model(name: str, settings: Settings) -> Model:
+def make_openai_model(name: str, settings: Settings, *, tls: ssl.SSLContext | None = None) -> Model:
+    """``openai:NAME`` from ``settings.openai``; ``tls`` is the TLS context its HTTP client uses (one made
+    for it when None)."""
     if not name:
         raise UnknownModelError("'openai:' needs a model name, for example 'openai:gpt-4o-mini'")
     cfg = settings.openai
+    # `api_key = "secret:NAME"`: read when the model is made, redacted by value from then on
+    api_key = resolve_setting(settings, cfg.api_key, actor=f"model:openai:{name}")
+    if api_key is not None and api_key != cfg.api_key:
+        register_secret(api_key)
     return OpenAIModel(
         name,
         base_url=cfg.base_url,
-        api_key=cfg.api_key,
+        api_key=api_key,
         timeout=cfg.timeout,
         retry=RetryPolicy(max_retries=cfg.max_retries),
         context_length=settings.models.context_length,
         structured_output=cfg.structured_output,
+        tls=tls,
     )

@@ -5,21 +5,36 @@ schema offers a choice of tool (an ``anyOf`` of ``{"tool": {"const": ...}}``
 branches or a ``tool`` enum), it takes the granted tools in order, one per step,
 then ``final_answer``. Arguments are generated from each tool's input schema. It
 keeps no state: the step number is read from the conversation, so a replayed or
-resumed run gets the same outputs.
+resumed run gets the same outputs. A raw text completion is answered with the same fixed text; an
+embedding is a hashed bag of words (``EMBEDDING_DIMENSIONS`` numbers, unit length), so texts that share
+words are closer than texts that share none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import AsyncIterator
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from shopfloor.config import Settings
-from shopfloor.models._base import Message, Model, ModelRequest, ModelResponse, TextDelta, UsageMeter
+from shopfloor.models._base import (
+    Embeddings,
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    TextRequest,
+    UsageMeter,
+)
 
-__all__ = ["FINAL_ANSWER", "TestModel", "make_test_model"]
+__all__ = ["EMBEDDING_DIMENSIONS", "FINAL_ANSWER", "TestModel", "make_test_model"]
 
 FINAL_ANSWER = "final_answer"
+EMBEDDING_DIMENSIONS = 32
 
 
 class TestModel(Model):
@@ -45,6 +60,33 @@ class TestModel(Model):
             provider=self.provider,
             usage=meter.usage(self.count_message_tokens(request.messages), self.count_tokens(text)),
         )
+
+    async def stream_text(self, request: TextRequest) -> AsyncIterator[TextDelta | ModelResponse]:
+        meter = UsageMeter()
+        text = _final_text(())
+        meter.first_token()
+        yield TextDelta(text=text)
+        yield ModelResponse(
+            text=text,
+            model="test",
+            provider=self.provider,
+            usage=meter.usage(self.count_tokens(request.prompt), self.count_tokens(text)),
+        )
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        return Embeddings(
+            vectors=tuple(_hashed_words(text) for text in texts),
+            input_tokens=sum(self.count_tokens(text) for text in texts),
+        )
+
+
+def _hashed_words(text: str) -> tuple[float, ...]:
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest()) % EMBEDDING_DIMENSIONS
+        vector[slot] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return tuple(v / norm for v in vector)
 
 
 def _final_text(messages: tuple[Message, ...]) -> str:

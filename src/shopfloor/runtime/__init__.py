@@ -7,7 +7,13 @@ steps); ``DBOSStepRunner`` is the durable ``StepRunner`` of the agent loop;
 command line, the worker and the server pass down.
 """
 
-from shopfloor.runtime._environment import RunEnvironment, needs_workspace, open_environment, workspace_name
+from shopfloor.runtime._environment import (
+    RunEnvironment,
+    audit_event,
+    needs_workspace,
+    open_environment,
+    workspace_name,
+)
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_NAME,
@@ -19,9 +25,18 @@ from shopfloor.runtime._executor import (
 )
 from shopfloor.runtime._runner import DBOSStepRunner, approval_topic
 from shopfloor.runtime._runtime import Runtime
-from shopfloor.runtime._services import Services, agent_resolvers, compose
+from shopfloor.runtime._services import (
+    EvalFinder,
+    RoutedRun,
+    RunJudge,
+    RunJudgement,
+    RunRouter,
+    Services,
+    agent_resolvers,
+    compose,
+)
 from shopfloor.runtime._steps import APPROVAL, RecordedStep, StepKind, recorded_steps_from, step_kind
-from shopfloor.runtime._store import RunRecord, RunState, RunStore
+from shopfloor.runtime._store import RunRecord, RunState, RunStore, Track
 from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow
 
 __all__ = [
@@ -32,10 +47,15 @@ __all__ = [
     "RUN_QUEUE",
     "WORKFLOW_NAME",
     "DBOSStepRunner",
+    "EvalFinder",
     "EventLog",
     "RecordedStep",
+    "RoutedRun",
     "RunEnvironment",
+    "RunJudge",
+    "RunJudgement",
     "RunRecord",
+    "RunRouter",
     "RunState",
     "RunStore",
     "Runtime",
@@ -43,8 +63,10 @@ __all__ = [
     "StepKind",
     "StoredEvent",
     "Supervisor",
+    "Track",
     "agent_resolvers",
     "approval_topic",
+    "audit_event",
     "compose",
     "follow_events",
     "needs_workspace",

@@ -13,18 +13,28 @@ fingerprint taken of it, and refuses to start, naming what changed, rather than 
 silently. After upgrading DBOS, read what changed in each named internal, adapt this module
 and ``_recorder.py``, then update ``DBOS_VERSION`` and ``FINGERPRINTS``
 (``fingerprints()`` gives the new ones).
+
+Taking the fingerprints reads and parses the source (~0.1 s, at every start of an executor), so
+a passed check is remembered in the data dir (``cache/dbos-check.json``) under the DBOS version
+and the path, size and mtime of every module the internals live in: any change to those files,
+or another DBOS, misses the cache and checks again. Only a pass is remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
+import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import dbos._context as _context
@@ -39,10 +49,13 @@ __all__ = [
     "DBOS_VERSION",
     "FINGERPRINTS",
     "InPlaceAsyncio",
+    "OffLoop",
+    "Settle",
     "StepRecorder",
     "StepRow",
     "StepRowDefaults",
     "check_dbos",
+    "dbos_executor",
     "fingerprints",
     "inline_step_bookkeeping",
     "install_step_recorder",
@@ -66,8 +79,11 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "dbos._outcome.Pending._wrap", _outcome.Pending._wrap
     yield "dbos._outcome.Pending._intercept", _outcome.Pending._intercept
     yield "dbos._core.invoke_step", _core.invoke_step
+    yield "dbos._core._get_wf_invoke_func", _core._get_wf_invoke_func
+    yield "dbos._core._execute_workflow_async", _core._execute_workflow_async
     yield "dbos._dbos._get_dbos_instance", _dbos._get_dbos_instance
     yield "dbos._dbos.DBOS.__init__", _dbos.DBOS.__init__
+    yield "dbos._dbos.DBOS._destroy", _dbos.DBOS._destroy
     yield "dbos._context.current_owner_xid", _context.current_owner_xid
     yield "dbos._sys_db.db_retry", _sys_db.db_retry
     yield "SystemDatabase.check_operation_execution", sys_db.check_operation_execution
@@ -93,8 +109,11 @@ FINGERPRINTS: dict[str, str] = {
     "dbos._outcome.Pending._wrap": "ed2dee2ae3a28d04",
     "dbos._outcome.Pending._intercept": "68d426af693b07de",
     "dbos._core.invoke_step": "f60e7b0bb683cf4f",
+    "dbos._core._get_wf_invoke_func": "6d4ded69610f99a2",
+    "dbos._core._execute_workflow_async": "ab534cdce293e4b2",
     "dbos._dbos._get_dbos_instance": "d1b6a79d190d7742",
     "dbos._dbos.DBOS.__init__": "64b496c49b09b5a1",
+    "dbos._dbos.DBOS._destroy": "09e06f5ebe7bcf77",
     "dbos._context.current_owner_xid": "d736075a61a21c5a",
     "dbos._sys_db.db_retry": "c548d54a31c8ccbd",
     "SystemDatabase.check_operation_execution": "ab119f8c55582f82",
@@ -107,15 +126,55 @@ FINGERPRINTS: dict[str, str] = {
 }
 
 
-def check_dbos(*, installed: str | None = None, found: dict[str, str] | None = None) -> None:
+_MODULES = (_context, _core, _dbos, _outcome, _sys_db)
+_CHECK_FILE = "dbos-check.json"
+
+
+def _check_key(installed: str) -> str:
+    """What a remembered pass is valid for: this module's expectations, the DBOS version and the
+    stat of every file the internals are in."""
+    stats = []
+    for module in _MODULES:
+        path = os.path.realpath(str(module.__file__))
+        info = os.stat(path)
+        stats.append([path, info.st_size, info.st_mtime_ns])
+    material = json.dumps([DBOS_VERSION, installed, FINGERPRINTS, stats], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _remembered(cache_dir: Path, key: str) -> bool:
+    try:
+        return bool(json.loads((cache_dir / _CHECK_FILE).read_text()).get("passed") == key)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _remember(cache_dir: Path, key: str) -> None:
+    # Written whole and renamed into place: a reader never sees half of it.
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        part = cache_dir / f".{_CHECK_FILE}.{os.getpid()}"
+        part.write_text(json.dumps({"passed": key}))
+        part.replace(cache_dir / _CHECK_FILE)
+    except OSError as exc:  # a read-only data dir costs the check at every start, nothing more
+        log.debug("cannot remember the DBOS check in %s: %s", cache_dir, exc)
+
+
+def check_dbos(
+    *, installed: str | None = None, found: dict[str, str] | None = None, cache_dir: Path | None = None
+) -> None:
     """Refuse to start unless the installed DBOS is the version, and each internal the source,
-    that this module was written for (``installed``/``found`` stand in for what is installed)."""
+    that this module was written for (``installed``/``found`` stand in for what is installed).
+    With ``cache_dir`` a pass is remembered there, keyed by what could change it."""
     installed = installed if installed is not None else version("dbos")
     if installed != DBOS_VERSION:
         raise DurableEngineError(
             f"dbos {installed} is installed, but Shopfloor's runtime relies on internals of dbos "
             f"{DBOS_VERSION} (src/shopfloor/runtime/_dbos_internals.py): install dbos=={DBOS_VERSION}"
         )
+    key = _check_key(installed) if cache_dir is not None and found is None else None
+    if key is not None and cache_dir is not None and _remembered(cache_dir, key):
+        return
     found = found if found is not None else fingerprints()
     changed = sorted(name for name, digest in FINGERPRINTS.items() if found.get(name) != digest)
     if changed:
@@ -124,6 +183,8 @@ def check_dbos(*, installed: str | None = None, found: dict[str, str] | None = N
             f"{', '.join(changed)}: reinstall dbos=={DBOS_VERSION} (a patched copy is installed), or "
             "adapt src/shopfloor/runtime/_dbos_internals.py to the change and update its FINGERPRINTS"
         )
+    if key is not None and cache_dir is not None:
+        _remember(cache_dir, key)
 
 
 # Step bookkeeping on the event loop ---------------------------------------------------------
@@ -132,28 +193,54 @@ def check_dbos(*, installed: str | None = None, found: dict[str, str] | None = N
 # result). On 2-core VMs a hop costs ~0.3 ms, more than the SQLite work it carries, and SQLite
 # admits one writer at a time, so the threads buy a worker's concurrent runs nothing. So on
 # SQLite DBOS's outcome module sees an ``asyncio`` whose ``to_thread`` calls the function in
-# place: the event loop waits out each step's commit (and, rarely, SQLite's busy timeout while
-# another process writes). Heartbeats beat from their own thread, so a waiting loop never looks
-# like a dead executor. PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
+# place, through the lean recorder's ``settle``: a step's record waits for a group commit shared
+# with the other runs of the worker (in place for a run stepping alone, else committed in a writer
+# thread while the loop runs the others). DBOS's record of a workflow's end (``_get_wf_invoke_func``'s
+# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead: its own commit, in
+# a thread. DBOS's other writes there (a durable sleep, a recv) still commit on the loop.
+# Heartbeats beat from their own thread, so a waiting loop never looks like a dead executor.
+# PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
 
 
-async def _in_place(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    return func(*args, **kwargs)
+#: ``settle(call)``: run DBOS's bookkeeping ``call`` in place and return its result once what it
+#: recorded is committed (the SQLite recorder's group commit, ``_recorder.py``)
+Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+#: ``off_loop(call)``: run ``call`` off the event loop, in the order of the recorder's commits
+OffLoop = Callable[[Callable[[], Any]], Awaitable[Any]]
+#: What DBOS hands ``to_thread`` to record an async workflow's end (``_core._get_wf_invoke_func``):
+#: one commit per run, of DBOS's own, which no recorder of ours writes.
+_WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
 
 
 class InPlaceAsyncio:
-    """The asyncio module, except that ``to_thread`` runs the function on the calling thread."""
+    """The asyncio module, except that ``to_thread`` runs the function on the calling thread
+    (through ``settle`` when given: there a step's record may wait for its group commit), but
+    for the record of a workflow's end, which goes through ``off_loop`` when given: its commit
+    would hold up every other run of the loop."""
 
-    to_thread = staticmethod(_in_place)
+    def __init__(self, settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
+        self._settle = settle
+        self._off_loop = off_loop
+
+    async def to_thread(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if self._off_loop is not None and getattr(func, "__qualname__", None) == _WORKFLOW_END:
+            ended: T = await self._off_loop(functools.partial(func, *args, **kwargs))
+            return ended
+        if self._settle is None:
+            return func(*args, **kwargs)
+        result: T = await self._settle(functools.partial(func, *args, **kwargs))
+        return result
 
     def __getattr__(self, name: str) -> Any:
         return getattr(asyncio, name)
 
 
-def inline_step_bookkeeping() -> None:
-    """Run DBOS's step bookkeeping on the calling thread (``check_dbos`` vouched for the module)."""
-    if not isinstance(getattr(_outcome, "asyncio", None), InPlaceAsyncio):
-        setattr(_outcome, "asyncio", InPlaceAsyncio())  # noqa: B010 - a private name, on purpose
+def inline_step_bookkeeping(settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
+    """Run DBOS's step bookkeeping on the calling thread (``check_dbos`` vouched for the module),
+    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given."""
+    setattr(_outcome, "asyncio", InPlaceAsyncio(settle, off_loop))  # noqa: B010 - a private name, on purpose
 
 
 def restore_step_bookkeeping() -> None:
@@ -167,6 +254,15 @@ def restore_step_bookkeeping() -> None:
 def system_database() -> Any:
     """The launched DBOS's ``SystemDatabase``."""
     return _dbos._get_dbos_instance()._sys_db
+
+
+def dbos_executor() -> ThreadPoolExecutor | None:
+    """The launched DBOS's own thread pool (``DBOS._executor_field``, made at launch), where its
+    ``to_thread`` work runs: a workflow's record of its end among it. ``DBOS.destroy`` shuts it down
+    without waiting, so a record still being written goes on after the runtime closed (and, with its
+    database gone, retries for ever in a thread that keeps the process from exiting)."""
+    executor: ThreadPoolExecutor | None = _dbos._get_dbos_instance()._executor_field
+    return executor
 
 
 def workflow_tasks() -> list[asyncio.Task[Any]]:

@@ -10,17 +10,24 @@ commit, stamped with the run id and step. The loop itself knows none of this.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shopfloor.agent import AgentLoop, build_agent
+from shopfloor.config import Settings
+from shopfloor.connectors import Connectors, ingest_sources
+from shopfloor.errors import ConfigError
 from shopfloor.models import Model
 from shopfloor.runtime._services import Services
+from shopfloor.security import Admission, build_audit_log, build_secret_store
 from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
+from shopfloor.telemetry import register_secret
 from shopfloor.tools import Tool, ToolContext, ToolServices
 from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
 
-__all__ = ["RunEnvironment", "needs_workspace", "open_environment", "workspace_name"]
+__all__ = ["RunEnvironment", "audit_event", "needs_workspace", "open_environment", "workspace_name"]
 
 
 def needs_workspace(spec: AgentSpec) -> bool:
@@ -109,6 +116,33 @@ async def _seed(view: WorkspaceView, loaded: LoadedSpec) -> list[str]:
     return written
 
 
+def granted_secrets(loaded: LoadedSpec, settings: Settings) -> Callable[[], dict[str, str]] | None:
+    """The resolver of the secrets ``permissions.secrets`` grants the agent: read at each call as the
+    agent's identity (``agent:NAME``, audited), and redacted by value from then on in this process."""
+    names = list(loaded.spec.permissions.secrets)
+    if not names:
+        return None
+    actor = f"agent:{loaded.spec.name}"
+
+    def resolve() -> dict[str, str]:
+        with build_secret_store(settings, audit=build_audit_log(settings)) as store:
+            values = {name: store.reveal(name, actor=actor) for name in names}
+        for value in values.values():
+            register_secret(value)
+        return values
+
+    return resolve
+
+
+def audit_event(settings: Settings, actor: str, kind: str, details: dict[str, Any]) -> None:
+    """A security event of a run or a gateway call (a sandbox kill, a refused tool), appended to the audit
+    log as ``actor``'s."""
+    with build_audit_log(settings) as audit:
+        audit.append(
+            kind, actor=actor, outcome="denied", resource=str(details.get("run_id", "")), details=details
+        )
+
+
 async def open_environment(
     loaded: LoadedSpec,
     services: Services,
@@ -116,17 +150,34 @@ async def open_environment(
     run_id: str,
     model: str | Model | None = None,
     identity: str | None = None,
+    connectors: Connectors | None = None,
+    admission: Admission | None = None,
 ) -> RunEnvironment:
-    """Open the run's workspace, seed it, resolve its skills and build its agent loop."""
+    """Open the run's workspace, seed it, resolve its skills and build its agent loop; the tools of
+    the spec's connectors come from the worker's pool ``connectors``; its model calls are admitted
+    against ``admission`` (the runtime's budgets)."""
     from shopfloor.skills import skill_tools
 
     settings = services.settings
     spec = loaded.spec
+    # Connectors first: a server that cannot be reached fails the run before its workspace is opened.
+    connector_tools: list[Tool] = []
+    if spec.connectors:
+        if connectors is None:
+            raise ConfigError(
+                f"agent {spec.name!r} declares connectors ({', '.join(c.name for c in spec.connectors)}), "
+                "but this worker was given no connector pool (shopfloor.connectors.build_connectors)"
+            )
+        for connector in spec.connectors:
+            if connector.docs is not None and connector.docs.sources:
+                paths = [seed_path(ref, loaded.base_dir) for ref in connector.docs.sources]
+                await asyncio.to_thread(ingest_sources, settings.home, connector.docs, paths)
+        connector_tools = await connectors.tools(spec.connectors)
     view: WorkspaceView | None = None
     workspaces: Workspaces | None = None
     seeded: list[str] = []
     if spec.permissions.workspace != "none" and needs_workspace(spec):
-        workspaces = await asyncio.to_thread(Workspaces.from_settings, settings)
+        workspaces = await asyncio.to_thread(services.workspaces)
         workspace = workspaces.workspace(
             workspace_name(loaded, run_id), quota=Quota.from_spec(spec.workspace)
         )
@@ -144,21 +195,35 @@ async def open_environment(
             view = await workspace.open(ref, mounts=mounts, read_only=True)
     tenant = spec.name
     skills = await skill_tools(
-        spec, settings, base_dir=loaded.base_dir, workspace=view, tenant=tenant, backends=services.sandboxes
+        spec,
+        settings,
+        base_dir=loaded.base_dir,
+        workspace=view,
+        tenant=tenant,
+        backends=services.sandboxes,
+        engines=services.engines,
     )
-    lent = ToolServices(workspace=view, tenant=tenant)
+    lent = ToolServices(
+        workspace=view,
+        tenant=tenant,
+        secrets=granted_secrets(loaded, settings),
+        security_event=functools.partial(audit_event, settings, f"agent:{spec.name}"),
+    )
     committing = view if view is not None and not view.read_only else None
     loop = await asyncio.to_thread(
         build_agent,
         loaded,
         settings,
         model=model,
-        extra_tools=skills,
+        extra_tools=[*skills, *connector_tools],
         services=lent,
         wrap_tool=(lambda tool: _Committing(tool, committing)) if committing is not None else None,
         providers=services.models,
         builtins=services.builtins,
+        admission=admission,
     )
+    # Weights load here, in a worker thread, once per process: not at the first token count, on the loop.
+    await loop.model.aload()
     return RunEnvironment(
         loop=loop,
         view=view,

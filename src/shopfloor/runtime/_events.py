@@ -5,7 +5,8 @@ step, and DBOS already spends it recording the step's output. Writing each event
 in its own commit (or as a DBOS stream entry, which is another recorded
 operation) would double that. So events go to an in-memory buffer and a
 background task appends them in one transaction every ``interval`` seconds, and
-at once when a run ends or starts waiting for a person.
+at once when a run ends or starts waiting for a person (on SQLite, the executing
+runtime's ``write`` puts the batch into the step recorder's next group commit).
 
 What a crash loses is at most the buffered tail, and recovery regenerates it:
 the loop is deterministic given its recorded steps, so a recovered run re-emits
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,17 @@ class StoredEvent:
 class EventLog:
     """The process-wide buffered writer of run events."""
 
-    def __init__(self, store: RunStore, *, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        interval: float = 0.1,
+        write: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+    ) -> None:
+        """``write``: how a batch is written (the runtime's: beside the step rows where it can),
+        else ``store.append_events`` in a thread."""
         self._store = store
+        self._write = write
         self._interval = interval
         self._buffer: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
@@ -68,7 +78,9 @@ class EventLog:
     async def flush(self) -> None:
         async with self._lock:
             batch, self._buffer = self._buffer, []
-            if batch:
+            if batch and self._write is not None:
+                await self._write(batch)
+            elif batch:
                 await asyncio.to_thread(self._store.append_events, batch)
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -136,10 +137,19 @@ class Supervisor(threading.Thread):
     """Heartbeat of this executor and, in workers, the sweep that recovers runs of dead executors."""
 
     def __init__(
-        self, store: RunStore, settings: Settings, *, executor_id: str, role: str, sweep: bool
+        self,
+        store: RunStore,
+        settings: Settings,
+        *,
+        executor_id: str,
+        role: str,
+        sweep: bool,
+        on_ended: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name=f"shopfloor-supervisor-{executor_id}", daemon=True)
         self.store = store
+        #: told the id of each run the sweep recorded the end of (its concurrent-run slots go back)
+        self.on_ended = on_ended
         self.executor_id = executor_id
         self.role = role
         self.sweeping = sweep
@@ -198,6 +208,8 @@ class Supervisor(threading.Thread):
                 approval=None,
                 finished_at=time.time(),
             )
+            if self.on_ended is not None:
+                self.on_ended(workflow.workflow_id)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -5,6 +5,20 @@ A ``Runtime`` is a client of the run store and of DBOS's system database (throug
 executor (DBOS launched in this process, on this event loop) when it runs a run
 itself (``start_run(detach=False)``) or serves as a worker (``serve``). DBOS is
 one per process, so so is an executing Runtime.
+
+It takes everything from the ``Services`` it is given (``compose(settings)``): its database's
+engine (shared with the other stores of the process), the registries, and the telemetry that
+every run it executes is traced to (``telemetry``: the one active where it started executing,
+else the services' own). It finds its workflows through ``EXECUTORS`` (``_workflow.py``).
+
+Concurrent-run limits (``concurrent_runs`` of ``[[security.limits]]``, per key, team, agent or route)
+are held through the ``Admission`` seam: ``start_run`` takes a slot for the run before its record
+exists (a refused run leaves nothing behind), and every place that records a run's end gives it back
+(the workflow's end, a cancel, the sweep that settles runs cancelled while their executor was dead, a
+recovered run found already ended); giving back is idempotent, so an end seen twice frees one slot.
+The same budgets admit each model call of the runs executed here (requests, tokens and spend per
+agent, team and route: ``AgentLoop``), so processes sharing counters (Redis, or ``shared-database``)
+enforce one limit together.
 """
 
 from __future__ import annotations
@@ -13,19 +27,23 @@ import asyncio
 import contextlib
 import getpass
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
 
-from shopfloor.errors import ConfigError, RunStateError
+from shopfloor.config import Settings
+from shopfloor.errors import AgentNotFoundError, ConfigError, ReleaseError, RunStateError, ShopfloorError
 from shopfloor.runtime._dbos_internals import (
     check_dbos,
+    dbos_executor,
     inline_step_bookkeeping,
     install_step_recorder,
     restore_step_bookkeeping,
@@ -45,36 +63,73 @@ from shopfloor.runtime._executor import (
 )
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
-from shopfloor.runtime._services import Services
+from shopfloor.runtime._services import RoutedRun, Services
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
-from shopfloor.runtime._workflow import WORKFLOW_NAME, run_workflow, set_execution_context
-from shopfloor.telemetry import Telemetry, configure_telemetry, current_telemetry
+from shopfloor.runtime._workflow import EXECUTORS, WORKFLOW_NAME, run_workflow
+from shopfloor.security import LOCAL_ADMIN as ADMIN
+from shopfloor.security import (
+    Admission,
+    Budgets,
+    Governance,
+    Principal,
+    UsageRequest,
+    approval_resource,
+    build_budgets,
+    build_governance,
+    limits_from_settings,
+)
+from shopfloor.spec import LoadedSpec
+from shopfloor.telemetry import Telemetry, current_telemetry
 
 __all__ = ["LOCAL_ADMIN", "Runtime"]
 
+#: How long closing waits for DBOS's pool to finish what it is writing (a run's record of its end; a
+#: blocking step of a cancelled run may take longer, and is left to finish on its own).
+_DRAIN_SECONDS = 10.0
 #: How a decision by the local administrator is recorded (a run whose spec lists no approvers).
 LOCAL_ADMIN = "local-admin"
 
 
 class Runtime:
-    def __init__(self, services: Services, *, caller: str | None = None, uid: int | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        caller: str | None = None,
+        uid: int | None = None,
+        governance: Governance | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         self.services = services
+        #: authorisation, approval policy and audit log (built from the settings at first use)
+        self._governance = governance
+        self._owns_governance = governance is None
+        #: holds concurrent-run slots (built from the settings at first use where they limit runs)
+        self._admission = admission
+        self._owns_admission = admission is None
+        self._budgets: Budgets | None = None  # the budgets it built itself (and closes)
         self.settings = settings = services.settings
+        #: where its own budgets' limits come from (``use_limits``: a server's reloaded GitOps policy)
+        self._limits_from = settings
         settings.ensure_home()
-        self.store = RunStore.open(settings.db_url)
-        self.event_log = EventLog(self.store, interval=min(0.1, settings.runtime.poll_interval))
+        self.store = RunStore(services.engines.get(settings.db_url), owns_engine=False)
+        self.event_log = EventLog(
+            self.store, interval=min(0.1, settings.runtime.poll_interval), write=self._append_events
+        )
         self.caller = caller or getpass.getuser()
         #: the OS user deciding approvals (local CLI mode has no other identity yet)
         self.uid = os.geteuid() if uid is None else uid
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
         self._client: DBOSClient | None = None
+        self._client_lock = threading.Lock()
         #: the lean step recorder behind DBOS, and what takes it out again
         self._recorder: LeanRecorder | None = None
         self._uninstall_recorder: Callable[[], None] | None = None
-        #: the telemetry this runtime turned on (None where the process had its own already)
-        self._telemetry: Telemetry | None = None
+        #: where the runs executed here are traced (None: nowhere); set when it starts executing
+        self.telemetry: Telemetry | None = None
+        self._leave: Callable[[], None] | None = None
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -91,8 +146,15 @@ class Runtime:
             return self.executor_id
         role = "worker" if worker else "cli"
         executor_id = executor_id or new_executor_id(role)
-        supervisor = Supervisor(self.store, self.settings, executor_id=executor_id, role=role, sweep=worker)
-        check_dbos()
+        supervisor = Supervisor(
+            self.store,
+            self.settings,
+            executor_id=executor_id,
+            role=role,
+            sweep=worker,
+            on_ended=self._end_run_now,
+        )
+        check_dbos(cache_dir=self.settings.home / "cache")
         if self.settings.runtime.durability == "batched" and self.settings.runtime.step_recorder != "lean":
             raise ConfigError(
                 '[runtime] durability = "batched" defers step records in the lean recorder: '
@@ -101,24 +163,29 @@ class Runtime:
         # Beat before launching, so no sweeper ever sees a run of ours with an unknown executor.
         await asyncio.to_thread(supervisor.beat)
         configure_dbos_logging()
-        if current_telemetry() is None and self.settings.telemetry.enabled:
-            # Every run executed here is traced: spans to the local store (batched, off the
-            # step's path) and to the configured OTLP collectors.
-            self._telemetry = configure_telemetry(self.settings, destinations=self.services.exporters)
+        # Every run executed here is traced: spans to the local store (batched, off the step's
+        # path) and to the configured OTLP collectors.
+        self.telemetry = current_telemetry() or self.services.telemetry
         DBOS(config=dbos_config(self.settings, executor_id))
         if not worker:
             DBOS.listen_queues([])
-        set_execution_context(self)
+        self._leave = EXECUTORS.enter(executor_id, self)
         # Launched from the running loop, DBOS runs the dequeued workflows on this loop. It blocks
         # the loop once per process (schema check, recovery scan): nothing else runs here yet.
         DBOS.launch()
-        if self.settings.db_url.startswith("sqlite"):
-            inline_step_bookkeeping()
+        recorder = None
         if self.settings.runtime.step_recorder == "lean":
             durability = self.settings.runtime.durability
             recorder = open_recorder(self.settings.db_url, step_row_defaults(), durability=durability)
             self._uninstall_recorder = install_step_recorder(recorder)
             self._recorder = recorder
+        if self.settings.db_url.startswith("sqlite"):
+            # The lean recorder settles each step's record in its group commit.
+            # The record of a run's end (DBOS's own commit) goes to the recorder's writer thread.
+            if recorder is not None:
+                inline_step_bookkeeping(recorder.settle, recorder.off_loop)
+            else:
+                inline_step_bookkeeping()
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
@@ -185,63 +252,159 @@ class Runtime:
             asyncio.get_running_loop().set_default_executor(
                 ThreadPoolExecutor(thread_name_prefix="shopfloor")
             )
+            # Let what DBOS's pool is writing (a finished run's record of its end) commit first: destroy
+            # does not wait for it, and the write would go on after this runtime (and its database) closed.
+            executor = dbos_executor()
+            if executor is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_SECONDS):
+                        await asyncio.to_thread(executor.shutdown, wait=True)
             await asyncio.to_thread(DBOS.destroy)
             if self._uninstall_recorder is not None:
                 self._uninstall_recorder()
                 self._uninstall_recorder = self._recorder = None
             restore_step_bookkeeping()
-            set_execution_context(None)
             if self.supervisor is not None:
                 await asyncio.to_thread(self.supervisor.stop)
             self.executor_id = self.supervisor = None
-        if self._telemetry is not None:
-            await asyncio.to_thread(self._telemetry.shutdown)
-            self._telemetry = None
+        if self._leave is not None:  # also after a launch that failed
+            self._leave()
+            self._leave = None
+        if self.telemetry is not None:
+            # The telemetry belongs to the services (``Services.close`` stops it): only flushed here.
+            await asyncio.to_thread(self.telemetry.force_flush)
         await self.event_log.close()
+        await self.services.close_connectors()
         if self._client is not None:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         await asyncio.to_thread(self.store.close)
+        if self._governance is not None and self._owns_governance:
+            self._governance.audit.close()
+            self._governance = None
+        if self._budgets is not None:
+            await asyncio.to_thread(self._budgets.close)
+            self._budgets = self._admission = None
 
     async def flush_steps(self, run_id: str) -> None:
         """Commit the run's deferred step records (``durability = "batched"``; else nothing)."""
         recorder = self._recorder
         if recorder is not None and recorder.durability == "batched":
-            if recorder.in_place:
-                recorder.flush(run_id)
-            else:
-                await asyncio.to_thread(recorder.flush, run_id)
+            await recorder.flush_async(run_id)
+
+    async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:
+        """``store.update`` from a run executing here: on SQLite (lean recorder) in the recorder's
+        group commit, beside other runs' step rows, rather than in a commit of its own."""
+        recorder = self._recorder
+        if recorder is not None and recorder.in_place:
+            sql, rows = self.store.update_statement(run_id, unless_terminal=unless_terminal, **values)
+            return await recorder.execute_beside(sql, rows) > 0
+        return await asyncio.to_thread(self.store.update, run_id, unless_terminal=unless_terminal, **values)
+
+    async def _append_events(self, batch: list[dict[str, Any]]) -> None:
+        """The event log's writes: beside the step rows where ``update_run``'s go there."""
+        recorder = self._recorder
+        if recorder is not None and recorder.in_place:
+            await recorder.execute_beside(*self.store.append_events_statement(batch))
+        else:
+            await asyncio.to_thread(self.store.append_events, batch)
 
     async def client(self) -> DBOSClient:
-        if self._client is None:
-            if self.executor_id is None:
-                # The client never creates DBOS's tables; a fresh database may not have them yet.
-                await asyncio.to_thread(DBOS.migrate, self.settings.db_url)
-            self._client = await asyncio.to_thread(lambda: DBOSClient(**client_kwargs(self.settings)))
-        return self._client
+        if self._client is not None:
+            return self._client
+        return await asyncio.to_thread(self._make_client)
+
+    def _make_client(self) -> DBOSClient:
+        # Under a lock: concurrent first starts each made a client, and the one overwritten was never
+        # destroyed (its pool's connections left to the garbage collector: a ResourceWarning on PostgreSQL).
+        with self._client_lock:
+            if self._client is None:
+                if self.executor_id is None:
+                    # The client never creates DBOS's tables; a fresh database may not have them yet.
+                    DBOS.migrate(self.settings.db_url)
+                self._client = DBOSClient(**client_kwargs(self.settings))
+            return self._client
 
     # runs ------------------------------------------------------------------------------------
     async def start_run(
         self,
-        spec_path: str | Path,
+        spec_path: str | Path | None,
         task: str,
         *,
         model: str | None = None,
         detach: bool = False,
         caller: str | None = None,
+        agent: str | None = None,
+        routed: RoutedRun | None = None,
+        principal: Principal | None = None,
     ) -> str:
         """Create a run of the agent at ``spec_path`` and return its id. Detached runs go to the queue
-        for ``shopfloor worker``; the others execute in this process (which becomes an executor)."""
+        for ``shopfloor worker``; the others execute in this process (which becomes an executor).
+
+        ``agent``: the run is started by the agent's name, so the deployment of that name (the services'
+        ``run_router``) picks the release that serves it, ``spec_path`` where none is deployed;
+        ``routed``: that choice, where the caller made it already (``route``).
+        ``principal``: who starts it, authenticated (a server passes the request's; else the local
+        administrator); its key and team, the agent's team and the agent count against concurrent-run
+        limits (``BudgetExceededError`` when one is full)."""
+        who = caller or self.caller
+        if routed is None and agent is not None:
+            routed = await self.route(agent, who)
+        if routed is not None:
+            spec_path = routed.spec_path
+        if spec_path is None:
+            raise AgentNotFoundError(
+                f"no agent {agent!r} is registered or deployed; `shopfloor deploy {agent}@VERSION` "
+                "deploys a release of it"
+            )
         loaded = await asyncio.to_thread(self.services.load_spec, spec_path)
+        if routed is not None and loaded.digest != routed.digest:
+            raise ReleaseError(
+                f"release {routed.release} no longer verifies: its files at {routed.spec_path} changed "
+                f"({routed.digest} -> {loaded.digest}); `shopfloor release verify {routed.release}`"
+            )
         run_id = uuid.uuid4().hex
+        admission = self.admission
+        if admission is not None:
+            starter = principal or ADMIN
+            if starter.team is None and loaded.spec.permissions.team is not None:
+                starter = replace(starter, team=loaded.spec.permissions.team)
+            request = UsageRequest(
+                principal=starter, route=f"agent/{loaded.spec.name}", agent=loaded.spec.name
+            )
+            await asyncio.to_thread(admission.start_run, request, run_id)
+        try:
+            await self._create_run(
+                loaded, run_id, task, model=model, detach=detach, caller=who, routed=routed
+            )
+        except BaseException:
+            if admission is not None:
+                # Nothing runs: give the slot back (a run the queue has already is released at its end).
+                await asyncio.to_thread(admission.end_run, run_id)
+            raise
+        return run_id
+
+    async def _create_run(
+        self,
+        loaded: LoadedSpec,
+        run_id: str,
+        task: str,
+        *,
+        model: str | None,
+        detach: bool,
+        caller: str,
+        routed: RoutedRun | None = None,
+    ) -> None:
         record = RunRecord(
             run_id=run_id,
             agent=loaded.spec.name,
             spec_path=str(loaded.path),
             release_digest=loaded.digest,
-            caller=caller or self.caller,
+            caller=caller,
             status="queued",
             task=task,
+            release=routed.release if routed is not None else None,
+            track=routed.track if routed is not None else None,
             model=model,
             created_at=time.time(),
         )
@@ -260,16 +423,52 @@ class Runtime:
             await self.start_executor()
             with SetWorkflowID(run_id):
                 await DBOS.start_workflow_async(run_workflow, run_id)
-        return run_id
+
+    @property
+    def admission(self) -> Admission | None:
+        """What holds concurrent-run slots and admits the model calls of the runs executed here: the one
+        given, else the budgets of ``[[security.limits]]`` (None where there are none)."""
+        if self._admission is None and self._owns_admission and self._limits_from.security.limits:
+            self._admission = self._budgets = build_budgets(self._limits_from)
+        return self._admission
+
+    def use_limits(self, settings: Settings) -> None:
+        """Hold concurrent-run slots under the ``[[security.limits]]`` of ``settings`` from now on (a
+        server's reloaded GitOps policy); slots already held stay held until their runs end."""
+        self._limits_from = settings
+        if self._budgets is not None:
+            self._budgets.set_limits(limits_from_settings(settings))
+
+    def _end_run_now(self, run_id: str) -> None:
+        if self.admission is not None:
+            self.admission.end_run(run_id)
+
+    async def end_run(self, run_id: str) -> None:
+        """Give back the concurrent-run slots of a run that has ended (idempotent)."""
+        await asyncio.to_thread(self._end_run_now, run_id)
+
+    async def route(self, agent: str, caller: str) -> RoutedRun | None:
+        """The release the deployment of ``agent`` picks for ``caller`` (None: not deployed here)."""
+        router = self.services.run_router
+        if router is None:
+            return None
+        return await asyncio.to_thread(router, self.services, agent, caller)
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run (``run_id`` may be a unique prefix of its id)."""
         return await asyncio.to_thread(self.store.find, run_id)
 
     async def list_runs(
-        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        status: str | None = None,
+        agent: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        return await asyncio.to_thread(self.store.list_runs, limit=limit, status=status, agent=agent)
+        return await asyncio.to_thread(
+            self.store.list_runs, limit=limit, status=status, agent=agent, before=before
+        )
 
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
@@ -306,11 +505,31 @@ class Runtime:
         return pruned
 
     # people ----------------------------------------------------------------------------------
-    async def approve(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
-        return await self._decide(run_id, approved=True, by=by, reason=reason)
+    @property
+    def governance(self) -> Governance:
+        if self._governance is None:
+            self._governance = build_governance(self.settings)
+        return self._governance
 
-    async def reject(self, run_id: str, *, by: str | None = None, reason: str = "") -> RunRecord:
-        return await self._decide(run_id, approved=False, by=by, reason=reason)
+    async def approve(
+        self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
+    ) -> RunRecord:
+        """Approve the waiting call. ``principal``: who asks, authenticated (a server passes the request's);
+        without one this is the local command line, whose rules ``_decider`` keeps."""
+        return await self._decide(run_id, approved=True, by=by, reason=reason, principal=principal)
+
+    async def reject(
+        self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
+    ) -> RunRecord:
+        return await self._decide(run_id, approved=False, by=by, reason=reason, principal=principal)
+
+    async def _team_of(self, record: RunRecord) -> str | None:
+        """The team owning the run's agent (``permissions.team`` of its spec), None if it names none."""
+        try:
+            loaded = await asyncio.to_thread(self.services.load_spec, record.spec_path)
+        except (ShopfloorError, OSError):
+            return None
+        return loaded.spec.permissions.team
 
     def _decider(self, run_id: str, approval: dict[str, Any], by: str | None) -> str:
         """Who decides, as recorded: one of the spec's approvers, else the local administrator.
@@ -344,14 +563,79 @@ class Runtime:
             )
         return LOCAL_ADMIN
 
-    async def _decide(self, run_id: str, *, approved: bool, by: str | None, reason: str) -> RunRecord:
+    async def _decide(
+        self, run_id: str, *, approved: bool, by: str | None, reason: str, principal: Principal | None
+    ) -> RunRecord:
+        """Check who decides, record the decision in the audit log, then send it to the run, once.
+
+        The audit entry is written first and names the call (run and step): a decision repeated, or
+        retried after a crash between the two writes, is re-sent as recorded under the same idempotency
+        key (DBOS delivers it once); a different decision for the same call is refused."""
         record = await self.get_run(run_id)
         if record.status != "waiting_approval" or record.approval is None:
-            raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
-        who = self._decider(record.run_id, record.approval, by)
-        client = await self.client()
+            # The run may have moved on because this very decision was applied: a retry answers as the
+            # first call did, a contrary decision names the one that was taken.
+            earlier = await asyncio.to_thread(
+                self.governance.audit.latest, "approval.decided", f"runs/{record.run_id}#step"
+            )
+            if earlier is None:
+                raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
+            asked_by = principal.id if principal is not None else (by or LOCAL_ADMIN)
+            if (earlier.details.get("approved"), earlier.details.get("by")) == (approved, asked_by):
+                return record
+            raise RunStateError(
+                f"the last call of run {record.run_id} that waited was already "
+                f"{'approved' if earlier.details.get('approved') else 'rejected'} by {earlier.actor}"
+            )
+        approval = record.approval
+        step = int(approval["step"])
+        approvers = [str(name) for name in approval.get("approvers") or []]
+        team = await self._team_of(record)
+        governance = self.governance
+        if principal is None:
+            # the local command line: the spec's approvers by name, else the machine's administrator
+            who = self._decider(record.run_id, approval, by)
+            actor = ADMIN if who == LOCAL_ADMIN else Principal(id=who, kind="person", name=who)
+            governance.approvals.check_separation(actor, run_id=record.run_id, started_by=record.caller)
+        else:
+            actor, who = principal, principal.id
+            await asyncio.to_thread(
+                governance.approvals.check,
+                actor,
+                run_id=record.run_id,
+                approvers=approvers,
+                team=team,
+                started_by=record.caller,
+            )
         message = {"approved": approved, "by": who, "reason": reason}
-        await client.send_async(record.run_id, message, topic=approval_topic(int(record.approval["step"])))
+        subject = approval_resource(record.run_id, step)
+        earlier = await asyncio.to_thread(governance.audit.find, "approval.decided", subject)
+        if earlier is None:
+            await asyncio.to_thread(
+                governance.audit.append,
+                "approval.decided",
+                actor=who,
+                resource=subject,
+                details={
+                    **message,
+                    "tool": approval.get("tool"),
+                    "arguments": approval.get("arguments"),
+                    "approvers": approvers,
+                    "team": team,
+                    "method": actor.method,
+                },
+            )
+        elif (earlier.details.get("approved"), earlier.details.get("by")) != (approved, who):
+            raise RunStateError(
+                f"the call at step {step} of run {record.run_id} was already "
+                f"{'approved' if earlier.details.get('approved') else 'rejected'} by {earlier.actor}"
+            )
+        else:
+            message = {key: earlier.details[key] for key in ("approved", "by", "reason")}
+        client = await self.client()
+        await client.send_async(
+            record.run_id, message, topic=approval_topic(step), idempotency_key=f"{subject}:decision"
+        )
         return record
 
     async def cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:
@@ -380,7 +664,10 @@ class Runtime:
                 approval=None,
                 finished_at=time.time(),
             )
-        return await self.get_run(record.run_id)
+        current = await self.get_run(record.run_id)
+        if current.done:
+            await self.end_run(current.run_id)
+        return current
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None:
         """DBOS's view of the run's workflow (status, executor, queue), for diagnostics."""

@@ -19,11 +19,13 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from shopfloor.errors import RunNotFoundError
-from shopfloor.storage import create_tables, insert_ignore, make_engine
+from shopfloor.storage import add_columns, create_tables, insert_ignore, make_engine
 
-__all__ = ["RunRecord", "RunState", "RunStore"]
+__all__ = ["RunRecord", "RunState", "RunStore", "Track"]
 
 RunState = Literal["queued", "running", "waiting_approval", "completed", "failed", "cancelled"]
+#: which side of its deployment's canary a run started on
+Track = Literal["stable", "candidate"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 _meta = sa.MetaData()
@@ -34,6 +36,8 @@ runs = sa.Table(
     sa.Column("agent", sa.String(128), nullable=False, index=True),
     sa.Column("spec_path", sa.Text, nullable=False),
     sa.Column("release_digest", sa.String(80), nullable=False),
+    sa.Column("release", sa.String(200)),
+    sa.Column("track", sa.String(16)),
     sa.Column("caller", sa.String(256), nullable=False),
     sa.Column("status", sa.String(32), nullable=False, index=True),
     sa.Column("task", sa.Text, nullable=False),
@@ -88,6 +92,10 @@ class RunRecord:
     caller: str
     status: RunState
     task: str
+    #: ``NAME@VERSION`` where the run was started on a deployed release (None: a spec started directly)
+    release: str | None = None
+    #: the deployment's track that release was on when the run started
+    track: Track | None = None
     model: str | None = None
     output: str | None = None
     stop_reason: str | None = None
@@ -126,6 +134,16 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
 
 
+def _update(run_id: str, unless_terminal: bool, values: dict[str, Any]) -> sa.Update:
+    for key in ("faults", "approval"):
+        if key in values and not isinstance(values[key], str | None):
+            values[key] = _json(values[key])
+    query = sa.update(runs).where(runs.c.run_id == run_id).values(**values)
+    if unless_terminal:
+        query = query.where(runs.c.status.not_in(TERMINAL))
+    return query
+
+
 def _row_to_record(row: Any) -> RunRecord:
     data = dict(row)
     data["faults"] = json.loads(data["faults"]) if data.get("faults") else {}
@@ -136,9 +154,13 @@ def _row_to_record(row: Any) -> RunRecord:
 class RunStore:
     """Synchronous store; the runtime calls it through ``asyncio.to_thread``."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, owns_engine: bool = True) -> None:
+        """``owns_engine``: ``close`` disposes ``engine`` (False for a shared one, ``storage.Engines``)."""
+        self._owns_engine = owns_engine
         self.engine = engine
         create_tables(engine, _meta)
+        # (columns added since the table was first made)
+        add_columns(engine, runs, ["release", "track"])
         self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
 
     @classmethod
@@ -146,7 +168,8 @@ class RunStore:
         return cls(make_engine(url))
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     # runs -----------------------------------------------------------------------------------
     def create(self, record: RunRecord) -> None:
@@ -159,14 +182,29 @@ class RunStore:
 
     def update(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:
         """Set columns of one run; with ``unless_terminal`` only while it has not ended."""
-        for key in ("faults", "approval"):
-            if key in values and not isinstance(values[key], str | None):
-                values[key] = _json(values[key])
-        query = sa.update(runs).where(runs.c.run_id == run_id).values(**values)
-        if unless_terminal:
-            query = query.where(runs.c.status.not_in(TERMINAL))
         with self.engine.begin() as conn:
-            return conn.execute(query).rowcount > 0
+            return conn.execute(_update(run_id, unless_terminal, values)).rowcount > 0
+
+    def update_statement(
+        self, run_id: str, *, unless_terminal: bool = False, **values: Any
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        """``update`` as SQL and positional parameter rows for this store's database driver, for a
+        writer that executes it in a transaction of its own (the step recorder's group commit)."""
+        return self._positional(_update(run_id, unless_terminal, values), [{}])
+
+    def append_events_statement(self, rows: Sequence[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+        """``append_events`` as SQL and positional parameter rows (see ``update_statement``)."""
+        return self._positional(self._insert_events, rows)
+
+    def _positional(
+        self, query: sa.Executable, rows: Sequence[dict[str, Any]]
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        keys = list(rows[0]) if rows else []
+        compiled = query.compile(  # type: ignore[attr-defined]
+            dialect=self.engine.dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
+        )
+        names = compiled.positiontup or ()
+        return str(compiled), [tuple(compiled.construct_params(row)[name] for name in names) for row in rows]
 
     def get(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:
@@ -191,13 +229,36 @@ class RunStore:
         raise RunNotFoundError(f"no run {prefix!r}; `shopfloor runs ls` lists the runs")
 
     def list_runs(
-        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        status: str | None = None,
+        agent: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        """Newest first; ``before`` (created_at, run_id) of the last run of a page gives the next page."""
+        query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if before is not None:
+            at, run_id = before
+            query = query.where(
+                sa.or_(runs.c.created_at < at, sa.and_(runs.c.created_at == at, runs.c.run_id < run_id))
+            )
         if status:
             query = query.where(runs.c.status == status)
         if agent:
             query = query.where(runs.c.agent == agent)
+        with self.engine.connect() as conn:
+            return [_row_to_record(row) for row in conn.execute(query).mappings()]
+
+    def by_release(self, agent: str, release: str, *, since: float, limit: int = 10_000) -> list[RunRecord]:
+        """The runs of ``agent`` started on ``release`` (``NAME@VERSION``) since ``since`` (newest first):
+        what the metrics of one release are computed from."""
+        query = (
+            sa.select(runs)
+            .where(runs.c.agent == agent, runs.c.release == release, runs.c.created_at >= since)
+            .order_by(runs.c.created_at.desc())
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [_row_to_record(row) for row in conn.execute(query).mappings()]
 

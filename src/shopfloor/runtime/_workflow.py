@@ -4,15 +4,21 @@ The workflow's only input is the run id: everything else (spec path, task, model
 override, release digest) is in the run store row written before the workflow
 was started or enqueued. Everything the workflow writes to the run store is an
 idempotent overwrite, so replaying it during recovery is harmless.
+
+DBOS calls a workflow by its registered name, so the function is module-level and finds the
+runtime that executes it in ``EXECUTORS``: the one lookup of live state in this package, keyed by
+the DBOS executor id that the ``Runtime`` launched DBOS with, entered by that runtime when it
+launches and removed when it closes (``Executors.enter``). Everything else reaches the workflow
+through that runtime: its services, its stores, its telemetry (active around the run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbos import DBOS
@@ -26,11 +32,12 @@ from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._services import Services
 from shopfloor.runtime._store import RunRecord, RunStore
-from shopfloor.telemetry import redact, redact_exception
+from shopfloor.security import Admission
+from shopfloor.telemetry import Telemetry, redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
 
-__all__ = ["WORKFLOW_NAME", "ExecutionContext", "run_workflow", "set_execution_context"]
+__all__ = ["EXECUTORS", "WORKFLOW_NAME", "ExecutionContext", "Executors", "run_workflow"]
 
 WORKFLOW_NAME = "shopfloor.run"
 
@@ -40,40 +47,73 @@ class ExecutionContext(Protocol):
     settings: Settings
     store: RunStore
     event_log: EventLog
+    #: where the run's spans go (None: not traced)
+    telemetry: Telemetry | None
+
+    @property
+    def admission(self) -> Admission | None: ...
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None: ...
 
     async def flush_steps(self, run_id: str) -> None: ...
 
+    async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool: ...
 
-@dataclass
-class _Active:
-    context: ExecutionContext | None = None
-
-
-_active = _Active()
+    async def end_run(self, run_id: str) -> None: ...
 
 
-def set_execution_context(context: ExecutionContext | None) -> None:
-    """The runtime that executes workflows in this process (DBOS itself is one per process)."""
-    _active.context = context
+class Executors:
+    """The runtimes executing workflows in this process, by DBOS executor id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, ExecutionContext] = {}
+
+    def enter(self, executor_id: str, context: ExecutionContext) -> Callable[[], None]:
+        """Make ``context`` the executor of the workflows DBOS runs as ``executor_id``; returns what
+        takes it out again."""
+        with self._lock:
+            if executor_id in self._by_id:
+                raise RuntimeError(f"executor {executor_id} is executing already in this process")
+            self._by_id[executor_id] = context
+
+        def leave() -> None:
+            with self._lock:
+                if self._by_id.get(executor_id) is context:
+                    del self._by_id[executor_id]
+
+        return leave
+
+    def get(self, executor_id: str) -> ExecutionContext:
+        with self._lock:
+            context = self._by_id.get(executor_id)
+        if context is None:
+            raise RuntimeError(
+                f"a Shopfloor run was dispatched to executor {executor_id}, which has no active Runtime here"
+            )
+        return context
+
+
+EXECUTORS = Executors()
 
 
 @DBOS.workflow(name=WORKFLOW_NAME)
 async def run_workflow(run_id: str) -> dict[str, Any]:
-    context = _active.context
-    if context is None:
-        raise RuntimeError("a Shopfloor run was dispatched to a process without an active Runtime")
-    return await _execute(context, run_id)
+    context = EXECUTORS.get(DBOS.executor_id)
+    telemetry = context.telemetry
+    with telemetry.activate() if telemetry is not None else contextlib.nullcontext():
+        return await _execute(context, run_id)
 
 
 async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     store = ctx.store
     record = await asyncio.to_thread(store.get, run_id)
     if record.done:
+        # Recovered after its end was recorded (the process died before DBOS saw the workflow
+        # return): its slots may not have been given back yet.
+        await ctx.end_run(run_id)
         return {"run_id": run_id, "status": record.status}
-    await asyncio.to_thread(
-        store.update,
+    await ctx.update_run(
         run_id,
         unless_terminal=True,
         status="running",
@@ -91,13 +131,11 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             "timeout": request.timeout,
             "requested_at": time.time(),
         }
-        await asyncio.to_thread(
-            store.update, run_id, unless_terminal=True, status="waiting_approval", approval=approval
-        )
+        await ctx.update_run(run_id, unless_terminal=True, status="waiting_approval", approval=approval)
         await ctx.event_log.flush()
 
     async def on_resume(request: ApprovalRequest) -> None:
-        await asyncio.to_thread(store.update, run_id, unless_terminal=True, status="running", approval=None)
+        await ctx.update_run(run_id, unless_terminal=True, status="running", approval=None)
 
     runner = DBOSStepRunner(
         run_id, on_wait=on_wait, on_resume=on_resume, flush=lambda: ctx.flush_steps(run_id)
@@ -117,8 +155,17 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             )
         # Its workspace (a commit per tool call that changed files), skills and tools.
         environment = await open_environment(
-            loaded, ctx.services, run_id=run_id, model=record.model, identity=record.caller
+            loaded,
+            ctx.services,
+            run_id=run_id,
+            model=record.model,
+            identity=record.caller,
+            connectors=ctx.services.connectors() if loaded.spec.connectors else None,
+            admission=ctx.admission,
         )
+        if record.release is not None:
+            environment.loop.trace_attributes["shopfloor.release"] = record.release
+            environment.loop.trace_attributes["shopfloor.release.track"] = record.track or "stable"
         result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
     except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):
         # Asked through the client: inside the workflow, DBOS's own status call would raise again.
@@ -165,7 +212,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         output=result.output,
         error=result.error,
         steps=len(result.steps),
-        usage=result.to_dict()["usage"],
+        usage=result.usage.to_dict(),
         workspace_commit=environment.commit,
     )
     return result.to_dict()
@@ -232,4 +279,7 @@ async def _finish(
         values["steps"] = steps
     if workspace_commit is not None:
         values["workspace_commit"] = workspace_commit
-    await asyncio.to_thread(ctx.store.update, run_id, **values)
+    # Its concurrent-run slots go back first, so whoever sees the run ended can start another at once
+    # (a crash in between: the recovered workflow replays to here and records the end).
+    await ctx.end_run(run_id)
+    await ctx.update_run(run_id, **values)

@@ -34,6 +34,7 @@ from shopfloor.sandbox._base import (
 from shopfloor.sandbox._caps import Capabilities, CapabilityLine, probe_capabilities
 from shopfloor.sandbox._doctor import sandbox_checks
 from shopfloor.sandbox._policy import (
+    Command,
     ExecRequest,
     ExecResult,
     KilledBy,
@@ -51,6 +52,7 @@ __all__ = [
     "SYSTEM_PYTHON",
     "Capabilities",
     "CapabilityLine",
+    "Command",
     "ExecRequest",
     "ExecResult",
     "KilledBy",

@@ -16,7 +16,7 @@ from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxUnavailableError
 from shopfloor.sandbox._caps import Capabilities, probe_capabilities
-from shopfloor.sandbox._policy import ExecRequest, ExecResult, Mount, SandboxPolicy
+from shopfloor.sandbox._policy import Command, ExecRequest, ExecResult, Mount, SandboxPolicy
 from shopfloor.telemetry import SANDBOX_CPU, SANDBOX_MEMORY, mark_error, span
 
 __all__ = [
@@ -37,15 +37,8 @@ class SandboxSession(ABC):
     backend: str
 
     @abstractmethod
-    async def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
-        """Run ``argv`` inside (``timeout`` defaults to the policy's); a failing command is a result."""
+    async def exec(self, command: Command) -> ExecResult:
+        """Run ``command`` inside (its timeout defaults to the policy's); a failing command is a result."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -80,7 +73,7 @@ class Sandbox(ABC):
 
     async def run(self, request: ExecRequest) -> ExecResult:
         """One command in a fresh sandbox, traced as a ``sandbox.exec`` span (CPU time, peak memory)."""
-        with _exec_span(request.argv, self.name, request.tenant) as current:
+        with _exec_span(request.command.argv, self.name, request.tenant) as current:
             result = await self._run(request)
             _record(current, result)
         return result
@@ -96,8 +89,7 @@ class Sandbox(ABC):
             request.policy, request.mounts, workspace=request.workspace, tenant=request.tenant
         )
         async with session:
-            env = dict(request.env) if request.env is not None else None
-            return await session.exec(request.argv, stdin=request.stdin, env=env, timeout=request.timeout)
+            return await session.exec(request.command)
 
 
 # "auto" takes the first available. gVisor is stronger but costs ~200 ms per exec, so it is used only
@@ -170,29 +162,10 @@ async def open_sandbox(
 
 
 async def run_sandboxed(
-    policy: SandboxPolicy,
-    argv: Sequence[str],
-    mounts: Sequence[Mount] = (),
-    *,
-    workspace: Path,
-    tenant: str,
-    settings: Settings,
-    stdin: bytes = b"",
-    env: dict[str, str] | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
+    request: ExecRequest, *, settings: Settings, backends: Registry[type[Sandbox]] | None = None
 ) -> ExecResult:
     """One command in a fresh sandbox, by the cheapest path the backend has (no session helper)."""
-    backend = select_backend(policy, settings)
-    request = ExecRequest(
-        policy=policy,
-        argv=tuple(argv),
-        workspace=workspace,
-        tenant=tenant,
-        mounts=tuple(mounts),
-        stdin=stdin,
-        env=env,
-        timeout=timeout,
-    )
+    backend = select_backend(request.policy, settings, backends=backends)
     return await backend(settings).run(request)
 
 
@@ -228,16 +201,9 @@ class _TracedSession(SandboxSession):
         self.backend = inner.backend
         self.tenant = tenant
 
-    async def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
-        with _exec_span(argv, self.backend, self.tenant) as current:
-            result = await self.inner.exec(argv, stdin=stdin, env=env, timeout=timeout)
+    async def exec(self, command: Command) -> ExecResult:
+        with _exec_span(command.argv, self.backend, self.tenant) as current:
+            result = await self.inner.exec(command)
             _record(current, result)
         return result
 

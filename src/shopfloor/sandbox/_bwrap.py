@@ -80,7 +80,7 @@ class BwrapSandbox(Sandbox):
         return session
 
     async def _run(self, request: ExecRequest) -> ExecResult:
-        policy, timeout = request.policy, request.timeout
+        policy, timeout = request.policy, request.command.timeout
         if policy.allows_network:
             # The proxy forwarder lives in the session helper.
             return await super()._run(request)
@@ -90,18 +90,18 @@ class BwrapSandbox(Sandbox):
             seccomp = fds.add(seccomp_memfd(False))
             command = bwrap_argv(
                 confinement,
-                list(request.argv),
+                list(request.command.argv),
                 fds,
                 bwrap=_bwrap(),
                 seccomp_fd=seccomp,
-                env=sandbox_env(confinement, dict(request.env) if request.env is not None else None),
+                env=sandbox_env(confinement, request.command.env),
             )
             return await run_process(
                 confinement,
                 command,
                 pass_fds=list(fds.fds),
                 staged=list(fds.staged),
-                stdin=request.stdin,
+                stdin=request.command.stdin,
                 timeout=policy.timeout if timeout is None else timeout,
                 backend=self.name,
                 warnings=tuple(confinement.warnings),

@@ -20,7 +20,7 @@ from shopfloor.sandbox._base import Sandbox, SandboxSession
 from shopfloor.sandbox._caps import Capabilities
 from shopfloor.sandbox._host import Confinement, confine
 from shopfloor.sandbox._layout import BASE_ENV
-from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+from shopfloor.sandbox._policy import Command, ExecResult, Mount, SandboxPolicy
 from shopfloor.sandbox._process import run_process
 
 __all__ = ["GvisorSandbox", "GvisorSession", "oci_spec"]
@@ -100,18 +100,13 @@ class GvisorSession(SandboxSession):
         self._closed = False
         self._lock = asyncio.Lock()
 
-    async def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
+    async def exec(self, command: Command) -> ExecResult:
         if self._closed:
             raise SandboxError("sandbox session is closed")
         async with self._lock:
-            return await self._exec(list(argv), stdin, {**BASE_ENV, **(env or {})}, timeout)
+            return await self._exec(
+                list(command.argv), command.stdin, {**BASE_ENV, **(command.env or {})}, command.timeout
+            )
 
     async def _exec(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from shopfloor.errors import SandboxPolicyError
@@ -65,7 +65,7 @@ class LandlockSession(HelperSession):
         python = str(SYSTEM_PYTHON) if SYSTEM_PYTHON.exists() else python_runtime().executable
         return [python, "-I", "-S", "-c", HELPER_SOURCE, str(control_fd), json.dumps(config)]
 
-    def exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+    def exec_env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         tmp = str(self.tmp_dir)
         env = {**BASE_ENV, "HOME": tmp, "TMPDIR": tmp, "WORKSPACE": self.workspace_path}
         return {**super().exec_env(None), **env, **(extra or {})}

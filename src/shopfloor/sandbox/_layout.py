@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def _system_args() -> tuple[str, ...]:
     return tuple(args)
 
 
-def sandbox_env(confinement: Confinement, extra: dict[str, str] | None) -> dict[str, str]:
+def sandbox_env(confinement: Confinement, extra: Mapping[str, str] | None) -> dict[str, str]:
     env = dict(BASE_ENV)
     if confinement.policy.allows_network:
         proxy = f"http://127.0.0.1:{PROXY_PORT}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shopfloor.sandbox._base import Sandbox, SandboxSession
 from shopfloor.sandbox._caps import Capabilities
-from shopfloor.sandbox._policy import ExecResult, Mount, SandboxPolicy
+from shopfloor.sandbox._policy import Command, ExecResult, Mount, SandboxPolicy
 from shopfloor.sandbox._supervise import Watched, exit_status, feed_stdin, supervise
 
 __all__ = ["NoSandbox", "UnconfinedSession"]
@@ -30,22 +30,15 @@ class UnconfinedSession(SandboxSession):
         self.policy = policy
         self.workspace = workspace
 
-    async def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
+    async def exec(self, command: Command) -> ExecResult:
         log.warning(WARNING)
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *command.argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=self.workspace,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(command.env or {})},
             start_new_session=True,
         )
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
@@ -66,9 +59,9 @@ class UnconfinedSession(SandboxSession):
                     stderr=process.stderr,
                     wait=wait(),
                     kill=kill,
-                    stdin_task=asyncio.ensure_future(feed_stdin(process.stdin, stdin)),
+                    stdin_task=asyncio.ensure_future(feed_stdin(process.stdin, command.stdin)),
                 ),
-                timeout=self.policy.timeout if timeout is None else timeout,
+                timeout=self.policy.timeout if command.timeout is None else command.timeout,
                 max_output=self.policy.max_output,
                 cgroup=None,
                 backend=self.backend,

@@ -14,7 +14,16 @@ from shopfloor.spec import Isolation
 if TYPE_CHECKING:
     from shopfloor.spec import SandboxPolicySpec
 
-__all__ = ["ExecRequest", "ExecResult", "KilledBy", "Mount", "NetworkRule", "SandboxPolicy", "parse_size"]
+__all__ = [
+    "Command",
+    "ExecRequest",
+    "ExecResult",
+    "KilledBy",
+    "Mount",
+    "NetworkRule",
+    "SandboxPolicy",
+    "parse_size",
+]
 
 KilledBy = Literal["timeout", "memory", "pids", "output"]
 
@@ -152,20 +161,27 @@ class Mount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Command:
+    """What one exec runs: the program, its input and environment, how long it may take."""
+
+    argv: tuple[str, ...]
+    stdin: bytes = b""
+    env: Mapping[str, str] | None = None
+    #: seconds; None: the policy's timeout
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExecRequest:
-    """One command to run in a fresh sandbox: what, where, as whom, under which policy."""
+    """One command to run in a fresh sandbox: what (``command``), where, as whom, under which policy."""
 
     policy: SandboxPolicy
-    argv: tuple[str, ...]
+    command: Command
     #: the host directory mounted read-write at /workspace
     workspace: Path
     #: the tenant the command runs as (its uid is derived from the name)
     tenant: str
     mounts: tuple[Mount, ...] = ()
-    stdin: bytes = b""
-    env: Mapping[str, str] | None = None
-    #: seconds; None: the policy's timeout
-    timeout: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

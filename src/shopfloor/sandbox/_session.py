@@ -8,14 +8,14 @@ import json
 import os
 import socket
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from shopfloor.errors import SandboxError
 from shopfloor.sandbox._base import SandboxSession
 from shopfloor.sandbox._host import Confinement, spawn
 from shopfloor.sandbox._layout import PROXY_PORT, FdBag, sandbox_env
-from shopfloor.sandbox._policy import ExecResult
+from shopfloor.sandbox._policy import Command, ExecResult
 from shopfloor.sandbox._proxy import AllowListProxy
 from shopfloor.sandbox._supervise import Watched, supervise
 
@@ -68,7 +68,7 @@ class HelperSession(SandboxSession):
     def helper_argv(self, control_fd: int, config: dict[str, object], fds: FdBag) -> list[str]:
         """The launcher's program and arguments that start the helper with ``control_fd`` and ``config``."""
 
-    def exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+    def exec_env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         """The environment of one command: the sandbox's base, proxy settings, then the caller's."""
         return sandbox_env(self.confinement, extra)
 
@@ -133,28 +133,21 @@ class HelperSession(SandboxSession):
             except BlockingIOError:
                 await asyncio.sleep(0.001)
 
-    async def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the public interface takes a timeout)
-    ) -> ExecResult:
-        if not argv:
+    async def exec(self, command: Command) -> ExecResult:
+        if not command.argv:
             raise SandboxError("exec needs a command")
         async with self._lock:
             if self._closed or self._dead:
                 raise SandboxError(
                     f"sandbox session is {'closed' if self._closed else 'dead: ' + str(self._dead)}"
                 )
-            return await self._exec(list(argv), stdin, env, timeout)
+            return await self._exec(list(command.argv), command.stdin, command.env, command.timeout)
 
     async def _exec(
         self,
         argv: list[str],
         stdin: bytes,
-        env: dict[str, str] | None,
+        env: Mapping[str, str] | None,
         timeout: float | None,  # noqa: ASYNC109 (the public interface takes a timeout)
     ) -> ExecResult:
         c = self.confinement

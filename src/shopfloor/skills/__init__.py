@@ -27,7 +27,9 @@ from shopfloor.skills._signing import (
     fingerprint,
     generate_key,
     open_skill,
+    sign_payload,
     sign_skill,
+    verify_payload,
     verify_skill,
 )
 from shopfloor.skills._skill import Skill, load_skill
@@ -75,11 +77,13 @@ __all__ = [
     "read_front_matter",
     "resolve_skill",
     "run_entry_point",
+    "sign_payload",
     "sign_skill",
     "skill_checks",
     "skill_ref_resolvers",
     "skill_tools",
     "skill_validator",
     "validate_skill_dir",
+    "verify_payload",
     "verify_skill",
 ]

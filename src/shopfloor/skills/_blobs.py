@@ -23,8 +23,8 @@ def blob_key(sha256: str) -> str:
     return f"blobs/{sha256}"
 
 
-def open_blob_store(url: str) -> ObjectStore:
-    store = SqlStore(url, tables="skill_")
+def open_blob_store(url: str, engine: sa.Engine | None = None) -> ObjectStore:
+    store = SqlStore(url, tables="skill_", engine=engine)
     _adopt_legacy_blobs(store.engine, store)
     return store
 

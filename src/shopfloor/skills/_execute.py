@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from shopfloor._registry import Registry
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxPolicyError, ToolExecutionError
 from shopfloor.sandbox import (
+    Command,
     ExecRequest,
     ExecResult,
     Mount,
@@ -140,8 +142,10 @@ async def run_entry_point(
     sandbox: Sandbox | None = None,
     mode: str | None = None,
     backends: Registry[type[Sandbox]] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> SkillRun:
-    """Run once. A failure of the skill comes back in ``SkillRun.error``; one of the setup raises."""
+    """Run once. A failure of the skill comes back in ``SkillRun.error``; one of the setup raises.
+    ``extra_env``: the secrets the agent grants, as environment variables."""
     if skill.config is None:
         raise ToolExecutionError(
             f"{skill.name}: has no entry point (no shopfloor.yaml); read its instructions"
@@ -154,13 +158,15 @@ async def run_entry_point(
     mounts = [Mount(host_path=skill.path, sandbox_path=SKILL_MOUNT, read_only=True), *env.mounts]
     request = ExecRequest(
         policy=policy,
-        argv=tuple(_argv(skill, env, mode)),
+        command=Command(
+            argv=tuple(_argv(skill, env, mode)),
+            stdin=json.dumps(args).encode(),
+            env={**(extra_env or {}), "SHOPFLOOR_SKILL_DIR": SKILL_MOUNT, "PYTHONUNBUFFERED": "1", **env.env},
+            timeout=policy.timeout,
+        ),
         workspace=workspace,
         tenant=tenant,
         mounts=tuple(mounts),
-        stdin=json.dumps(args).encode(),
-        env={"SHOPFLOOR_SKILL_DIR": SKILL_MOUNT, "PYTHONUNBUFFERED": "1", **env.env},
-        timeout=policy.timeout,
     )
     result = await backend.run(request)
     run = SkillRun(

@@ -19,7 +19,15 @@ from urllib.parse import urlsplit
 
 from shopfloor.config import Settings
 from shopfloor.errors import SandboxError, SkillDependencyError
-from shopfloor.sandbox import Mount, NetworkRule, SandboxPolicy, run_sandboxed, select_backend
+from shopfloor.sandbox import (
+    Command,
+    ExecRequest,
+    Mount,
+    NetworkRule,
+    SandboxPolicy,
+    run_sandboxed,
+    select_backend,
+)
 
 __all__ = ["INSTALL_TENANT", "NpmRegistry", "PackageIndex", "run_install"]
 
@@ -174,15 +182,14 @@ async def run_install(
                 f"{what}: refused: the sandbox backend is 'none' and this process is root, so the "
                 "installer would run as root; set sandbox.backend to a confining backend"
             )
-        result = await run_sandboxed(
-            policy,
-            list(argv),
-            [*mounts, Mount(host_path=environment, sandbox_path=str(environment), read_only=False)],
+        request = ExecRequest(
+            policy=policy,
+            command=Command(argv=tuple(argv), env=env),
             workspace=environment,
             tenant=INSTALL_TENANT,
-            settings=settings,
-            env=env,
+            mounts=(*mounts, Mount(host_path=environment, sandbox_path=str(environment), read_only=False)),
         )
+        result = await run_sandboxed(request, settings=settings)
     except SandboxError as exc:
         raise SkillDependencyError(f"{what}: the sandbox could not run the installer: {exc}") from exc
     if result.killed_by is not None:

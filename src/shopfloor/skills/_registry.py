@@ -27,7 +27,7 @@ from shopfloor.skills._builtin import builtin_skill_dir
 from shopfloor.skills._frontmatter import unsafe_name
 from shopfloor.skills._manifest import SIGNATURE_FILE, Manifest, build_manifest
 from shopfloor.skills._signing import TrustPolicy, open_skill
-from shopfloor.storage import create_tables, make_engine
+from shopfloor.storage import Engines, create_tables, make_engine
 
 __all__ = ["PublishedSkill", "SkillRegistry", "parse_ref"]
 
@@ -104,21 +104,30 @@ def _member(rel: str) -> str:
 
 
 class SkillRegistry:
-    def __init__(self, url: str, cache_dir: Path, policy: TrustPolicy) -> None:
-        self._engine = make_engine(url)
+    def __init__(
+        self, url: str, cache_dir: Path, policy: TrustPolicy, *, engine: sa.Engine | None = None
+    ) -> None:
+        """``engine``: the database's shared engine (``storage.Engines``), which ``close`` leaves open."""
+        self._owns_engine = engine is None
+        self._engine = engine if engine is not None else make_engine(url)
         create_tables(self._engine, _meta)
-        self._blobs = open_blob_store(url)
+        self._blobs = open_blob_store(url, self._engine)
         self.cache_dir = cache_dir
         self.policy = policy
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SkillRegistry:
+    def from_settings(cls, settings: Settings, engines: Engines | None = None) -> SkillRegistry:
+        """The registry in the settings' database, on its engine in ``engines`` where given."""
         settings.ensure_home()
-        return cls(settings.db_url, settings.home / "skills", TrustPolicy.from_settings(settings))
+        engine = engines.get(settings.db_url) if engines is not None else None
+        return cls(
+            settings.db_url, settings.home / "skills", TrustPolicy.from_settings(settings), engine=engine
+        )
 
     def close(self) -> None:
         self._blobs.close()
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def publish(self, skill_dir: Path | str) -> PublishedSkill:
         """Store a verified skill; the same version with other content is refused."""

@@ -16,6 +16,7 @@ from shopfloor.skills._signing import TrustPolicy, open_skill
 from shopfloor.skills._skill import Skill
 from shopfloor.skills._tool import SkillReferenceTool, SkillTool
 from shopfloor.spec import AgentSpec
+from shopfloor.storage import Engines
 from shopfloor.tools import Tool
 
 if TYPE_CHECKING:
@@ -24,13 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["resolve_skill", "skill_tools"]
 
 
-def resolve_skill(ref: str, settings: Settings, *, base_dir: Path | None = None) -> Skill:
+def resolve_skill(
+    ref: str, settings: Settings, *, base_dir: Path | None = None, engines: Engines | None = None
+) -> Skill:
     """A directory (relative to ``base_dir``), ``name@version``, ``name@sha256:DIGEST`` or a built-in
-    name, loaded in the trust policy's mode and verified. Blocking: async callers use a thread."""
+    name, loaded in the trust policy's mode and verified; the registry is opened on its database's
+    engine in ``engines`` where given. Blocking: async callers use a thread."""
     path = (base_dir or Path.cwd()) / ref
     if "@" not in ref and path.is_dir():
         return open_skill(path, TrustPolicy.from_settings(settings))
-    registry = SkillRegistry.from_settings(settings)
+    registry = SkillRegistry.from_settings(settings, engines)
     try:
         skill = open_skill(registry.resolve(ref), registry.policy)
     finally:
@@ -51,6 +55,7 @@ async def skill_tools(
     tenant: str | None = None,
     prepare: bool = True,
     backends: Registry[type[Sandbox]] | None = None,
+    engines: Engines | None = None,
 ) -> list[Tool]:
     """One tool per skill the spec grants, sandboxed with the spec's policy, and ``read_skill_reference``
     when a granted skill has reference files. With ``prepare`` the skills' dependencies are installed
@@ -58,7 +63,7 @@ async def skill_tools(
     policy = SandboxPolicy.from_spec(spec.sandbox)
     tools: list[SkillTool] = []
     for ref in spec.skills:
-        skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir)
+        skill = await asyncio.to_thread(resolve_skill, ref.ref, settings, base_dir=base_dir, engines=engines)
         environment = await prepare_environment(skill, settings) if prepare and skill.executable else None
         tools.append(
             SkillTool(

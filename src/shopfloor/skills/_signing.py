@@ -32,7 +32,9 @@ __all__ = [
     "fingerprint",
     "generate_key",
     "open_skill",
+    "sign_payload",
     "sign_skill",
+    "verify_payload",
     "verify_skill",
 ]
 
@@ -124,6 +126,32 @@ def sign_skill(skill_dir: Path | str, private_key: Path) -> SignatureInfo:
     }
     (skill.path / SIGNATURE_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return SignatureInfo(key=_public_text(key.public_key()), digest=skill.digest)
+
+
+def sign_payload(payload: bytes, private_key: Path) -> tuple[str, str]:
+    """Sign ``payload`` (canonical bytes of a document other than a skill, e.g. an agent release) with
+    the key at ``private_key``: (``ed25519:BASE64`` public key, base64 signature)."""
+    key = _load_private(private_key)
+    return _public_text(key.public_key()), base64.b64encode(key.sign(payload)).decode()
+
+
+def verify_payload(payload: bytes, *, key: str, signature: str, policy: TrustPolicy, what: str) -> str:
+    """Check ``signature`` of ``payload`` by ``key`` and that ``policy`` trusts the key; returns the
+    normalised key. ``what`` names the signed thing in the error (``release calculator@1.0``)."""
+    public = _parse_public(key)
+    try:
+        public.verify(base64.b64decode(signature, validate=True), payload)
+    except (InvalidSignature, ValueError) as exc:
+        raise SkillSignatureError(
+            f"{what}: the signature does not match the signed content (key {fingerprint(key)})"
+        ) from exc
+    normalised = _public_text(public)
+    if normalised not in policy.trusted_keys:
+        raise SkillSignatureError(
+            f"{what} is signed by an unknown key {normalised} (fingerprint {fingerprint(normalised)}); "
+            "add it to trust.trusted_keys in config.toml if you trust its owner"
+        )
+    return normalised
 
 
 @dataclass(frozen=True, kw_only=True)

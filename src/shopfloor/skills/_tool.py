@@ -22,6 +22,7 @@ from shopfloor.errors import SkillFormatError, ToolExecutionError, WorkspaceErro
 from shopfloor.sandbox import Sandbox, SandboxPolicy
 from shopfloor.skills._deps import SkillEnvironment, prepare_environment
 from shopfloor.skills._execute import SkillRun, run_entry_point
+from shopfloor.skills._plan import SchemaPlan, parse_plan
 from shopfloor.skills._skill import Skill
 from shopfloor.tools import Tool, ToolContext
 
@@ -66,6 +67,8 @@ class SkillTool(Tool):
         self.output_schema = skill.output_schema
         self.requires_approval = requires_approval
         self.approval_timeout = approval_timeout
+        #: the current decision's schemas, from its stage-0 run (None: none, or the skill does not plan)
+        self._plan: SchemaPlan | None = None
 
     async def details(self) -> str:
         """The SKILL.md body, and the reference files the model may ask to read."""
@@ -79,11 +82,30 @@ class SkillTool(Tool):
         self, chosen: dict[str, Any], stage: int, *, task: str = ""
     ) -> dict[str, Any] | None:
         """A staged skill derives each stage's schema from the workspace (say, the chosen file's columns)
-        and the task (say, only the filter values the task names)."""
+        and the task (say, only the filter values the task names); one that plans answers all the
+        stages of a decision in its stage-0 run (``SchemaPlan``), and later stages read that plan."""
         if self.skill.config is None or not self.skill.config.staged:
             return await super().next_schema(chosen, stage, task=task)
+        if stage == 0:
+            self._plan = None  # a decision starts here, and the workspace may have changed since the last
+        elif self._plan is not None and self._plan.task == task:
+            found, schema = self._plan.lookup(stage, chosen)
+            if found:
+                return schema
         ctx = ToolContext(run_id="schema", step=stage, call_id="schema", idempotency_key="schema")
-        run = await self.execute({"stage": stage, "chosen": chosen, "task": task}, ctx, mode="schema")
+        request = {"stage": stage, "chosen": chosen, "task": task}
+        # At stage 0 ask for every stage at once (a skill that cannot plan answers stage 0 alone).
+        run = await self.execute({**request, "plan": True} if stage == 0 else request, ctx, mode="schema")
+        plan = parse_plan(run.output, task) if run.error is None and stage == 0 else None
+        if isinstance(plan, str):
+            logger.warning("skill %s: ignoring its schema plan: %s", self.name, plan)
+            run = await self.execute(request, ctx, mode="schema")
+        elif plan is not None:
+            self._plan = plan
+            found, schema = plan.lookup(stage, chosen)
+            if found:
+                return schema
+            run = await self.execute(request, ctx, mode="schema")
         if run.error is None and (run.output is None or isinstance(run.output, dict)):
             return run.output
         # Asking for everything at once still works; only the narrowing is lost.
@@ -114,6 +136,9 @@ class SkillTool(Tool):
         assert config is not None
         writes = mode is None and config.sandbox.workspace == "read-write"
 
+        # resolved at call time, never stored with the skill: a rotated secret is used at the next call
+        secret_env = await asyncio.to_thread(services.secrets) if services.secrets is not None else {}
+
         async def run_in(directory: Path) -> SkillRun:
             return await run_entry_point(
                 self.skill,
@@ -126,12 +151,21 @@ class SkillTool(Tool):
                 sandbox=services.sandbox or self.sandbox,
                 mode=mode,
                 backends=self.backends,
+                extra_env=secret_env,
             )
 
         if isinstance(workspace, Path):
             run = await run_in(workspace)
         else:
             run = await self._in_view(workspace, ctx, run_in, writes=writes)
+        if run.killed_by is not None and services.security_event is not None:
+            details = {
+                "skill": self.name,
+                "killed_by": run.killed_by,
+                "backend": run.backend,
+                "run_id": ctx.run_id,
+            }
+            await asyncio.to_thread(services.security_event, "sandbox.killed", details)
         logger.info(
             "skill %s exit %s in %.2fs%s",
             self.name,

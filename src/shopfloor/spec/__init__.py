@@ -5,6 +5,15 @@ kind (``skill-path``, ``skill-digest``...) contributes to an agent's digest, and
 ``Validator`` values teach ``validate_path`` a new kind of file.
 """
 
+from shopfloor.spec._connectors import (
+    SECRET_PREFIX,
+    A2AAgentSpec,
+    ConnectorSpec,
+    DocsConnectorSpec,
+    McpServerSpec,
+    ResearchSpec,
+    SqlConnectorSpec,
+)
 from shopfloor.spec._digest import (
     RefResolver,
     RefResolvers,
@@ -27,8 +36,10 @@ from shopfloor.spec._loader import (
     parse_spec,
     spec_digest,
 )
+from shopfloor.spec._messages import describe_value, validation_problems
 from shopfloor.spec._model import (
     AgentSpec,
+    GuardrailSpec,
     Isolation,
     Limits,
     Mount,
@@ -51,6 +62,7 @@ from shopfloor.spec._yaml import (
     YAML_LIMITS,
     DataPath,
     NodePosition,
+    Problem,
     YamlDocument,
     YamlLimits,
     check_yaml,
@@ -61,21 +73,30 @@ from shopfloor.spec._yaml import (
 )
 
 __all__ = [
+    "SECRET_PREFIX",
     "SPEC_FILENAMES",
     "YAML_LIMITS",
+    "A2AAgentSpec",
     "AgentSpec",
+    "ConnectorSpec",
     "DataPath",
+    "DocsConnectorSpec",
+    "GuardrailSpec",
     "Isolation",
     "Limits",
     "LoadedSpec",
+    "McpServerSpec",
     "Mount",
     "NodePosition",
     "Permissions",
+    "Problem",
     "RefResolver",
     "RefResolvers",
+    "ResearchSpec",
     "SandboxPolicySpec",
     "SkillRef",
     "SpecReference",
+    "SqlConnectorSpec",
     "ToolSpec",
     "ValidateFn",
     "ValidationReport",
@@ -88,6 +109,7 @@ __all__ = [
     "check_yaml",
     "compose_yaml",
     "compute_digest",
+    "describe_value",
     "digest_document",
     "file_digest",
     "find_spec_file",
@@ -105,4 +127,5 @@ __all__ = [
     "spec_resolvers",
     "tree_digest",
     "validate_path",
+    "validation_problems",
 ]

@@ -206,11 +206,30 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+#: fields added after ``DIGEST_FORMAT`` was fixed, with their defaults: left out of the document while at
+#: their default, so an agent that uses none of them keeps the digest it had before they existed (its runs
+#: in flight resume across an upgrade instead of failing as "the spec changed")
+_LATER_FIELDS: tuple[tuple[tuple[str, ...], object], ...] = (
+    (("connectors",), []),
+    (("guardrails",), []),
+    (("permissions", "team"), None),
+    (("permissions", "secrets"), []),
+)
+
+
 def digest_document(spec: AgentSpec, resolved: list[tuple[SpecReference, str]]) -> str:
     """The digest from the spec and its already-resolved references."""
+    dumped = spec.model_dump(mode="json")
+    for path, default in _LATER_FIELDS:
+        *parents, name = path
+        holder = dumped
+        for parent in parents:
+            holder = holder[parent]
+        if holder[name] == default:
+            del holder[name]
     document = {
         "format": DIGEST_FORMAT,
-        "spec": spec.model_dump(mode="json"),
+        "spec": dumped,
         "references": sorted(
             ({"kind": ref.kind, "ref": ref.ref, "digest": digest} for ref, digest in resolved),
             key=lambda item: (item["kind"], item["ref"]),

@@ -6,12 +6,15 @@ Every model forbids unknown keys, so a typo is an error, not a silent default.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shopfloor.spec._connectors import ConnectorSpec
+
 __all__ = [
     "AgentSpec",
+    "GuardrailSpec",
     "Isolation",
     "Limits",
     "Mount",
@@ -82,6 +85,16 @@ class WorkspaceSpec(_Strict):
 class Permissions(_Strict):
     workspace: Literal["read-write", "read-only", "none"] = "read-write"
     approvers: list[str] = Field(default_factory=list)
+    #: the team owning the agent: holders of ``approver`` for it may decide its calls, its runs are its
+    team: str | None = Field(None, description="the team that owns this agent (role bindings are per team)")
+    #: secrets (``shopfloor secrets set NAME``) its skills and tools get as environment variables NAME
+    secrets: list[str] = Field(default_factory=list)
+
+
+class GuardrailSpec(_Strict):
+    name: str = Field(description="pii, deny-topics, prompt-injection, or another registered guardrail")
+    #: the guardrail's own options (pii: block, kinds; deny-topics: topics, stages)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ToolSpec(_Strict):
@@ -128,10 +141,14 @@ class AgentSpec(_Strict):
     answer: Literal["model", "tool_result"] = "model"
     skills: list[SkillRef] = Field(default_factory=list)
     tools: list[ToolSpec] = Field(default_factory=list)
+    #: MCP servers and databases whose tools the agent may use (``shopfloor.connectors``)
+    connectors: list[ConnectorSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
     sandbox: SandboxPolicySpec = Field(default_factory=SandboxPolicySpec)  # type: ignore[arg-type]
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)  # type: ignore[arg-type]
-    permissions: Permissions = Field(default_factory=Permissions)
+    permissions: Permissions = Field(default_factory=Permissions)  # type: ignore[arg-type]
+    #: checks on the task, the model's actions and tool results, in order (pass, redact or block)
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -149,6 +166,15 @@ class AgentSpec(_Strict):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"each tool needs its own name; used more than once: {', '.join(repeated)}")
+        return value
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_connectors(cls, value: list[ConnectorSpec]) -> list[ConnectorSpec]:
+        names = [connector.name for connector in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"each connector needs its own name; used more than once: {', '.join(repeated)}")
         return value
 
     @field_validator("skills", mode="before")

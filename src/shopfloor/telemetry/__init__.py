@@ -1,6 +1,8 @@
 """Telemetry: OpenTelemetry traces (GenAI semantic conventions), metrics, the local trace store.
 
-Configure once per process with ``configure_telemetry(settings)``; add spans with
+Build it with ``build_telemetry(settings)`` (the composition root holds one per process) and
+activate it where spans should go (``with telemetry.activate():``; ``configure_telemetry`` does
+both in the caller's context); add spans with
 ``span(name, component=..., attributes=...)``; read runs back with ``TraceStore``;
 compute metrics with ``compute_metrics``; render a run with ``waterfall``. Exporters
 are an extension point (``telemetry_exporters()``, a registry passed to ``configure_telemetry``).
@@ -23,6 +25,7 @@ from shopfloor.telemetry._api import (
 from shopfloor.telemetry._conventions import (
     AGENT_NAME,
     AGENT_VERSION,
+    CACHED_INPUT_TOKENS,
     COMPONENT,
     CONTENT_KEYS,
     CONVERSATION_ID,
@@ -69,15 +72,17 @@ from shopfloor.telemetry._metrics import (
     SpanFacts,
     WorkerStats,
     compute_metrics,
+    model_cost,
     span_cost,
     span_facts,
 )
 from shopfloor.telemetry._records import SpanRecord, otlp_json
-from shopfloor.telemetry._redact import REDACTED, redact, redact_exception, redact_value
+from shopfloor.telemetry._redact import REDACTED, redact, redact_exception, redact_value, register_secret
 from shopfloor.telemetry._setup import (
     ExporterFactory,
     Exporters,
     Telemetry,
+    build_telemetry,
     configure_telemetry,
     current_telemetry,
     exporter_names,
@@ -91,6 +96,7 @@ from shopfloor.telemetry._waterfall import SpanNode, span_tree, tree_json, water
 __all__ = [
     "AGENT_NAME",
     "AGENT_VERSION",
+    "CACHED_INPUT_TOKENS",
     "COMPONENT",
     "CONTENT_KEYS",
     "CONVERSATION_ID",
@@ -143,6 +149,7 @@ __all__ = [
     "Telemetry",
     "TraceStore",
     "WorkerStats",
+    "build_telemetry",
     "compute_metrics",
     "configure_json_logs",
     "configure_telemetry",
@@ -152,6 +159,7 @@ __all__ = [
     "error_type",
     "exporter_names",
     "mark_error",
+    "model_cost",
     "open_span",
     "otlp_json",
     "process_usage",
@@ -159,6 +167,7 @@ __all__ = [
     "redact",
     "redact_exception",
     "redact_value",
+    "register_secret",
     "render_prometheus",
     "run_scope",
     "shutdown_telemetry",

@@ -24,8 +24,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
-from shopfloor.telemetry import _setup
-from shopfloor.telemetry._context import RUN
+from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
 from shopfloor.telemetry._redact import redact
 
@@ -49,7 +48,7 @@ MAX_CONTENT = 32_000
 
 def tracer() -> Tracer:
     """The active tracer (a no-op one where telemetry is not configured)."""
-    active = _setup.current_telemetry()
+    active = ACTIVE.get()
     return active.tracer if active is not None else _NOOP
 
 
@@ -59,7 +58,7 @@ def current_run_id() -> str | None:
 
 def content_enabled(*, full: bool = True) -> bool:
     """Whether content goes on spans: ``full`` (messages, tool arguments) or just what replay needs."""
-    active = _setup.current_telemetry()
+    active = ACTIVE.get()
     if active is None:
         return False
     return active.record_content if full else active.store_content
@@ -113,7 +112,7 @@ def open_span(
     What ``start_as_current_span`` does, with a lean span (``_lean.py``) and without its two
     context-manager layers: it runs for every step, and the tracing benchmark shows each layer.
     """
-    active = _setup.current_telemetry()
+    active = ACTIVE.get()
     if active is None:
         yield None
         return

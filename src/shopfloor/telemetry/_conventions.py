@@ -11,6 +11,7 @@ from typing import Final, Literal
 __all__ = [
     "AGENT_NAME",
     "AGENT_VERSION",
+    "CACHED_INPUT_TOKENS",
     "COMPONENT",
     "CONTENT_KEYS",
     "CONVERSATION_ID",
@@ -60,6 +61,8 @@ REQUEST_MODEL: Final = "gen_ai.request.model"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
 RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+#: of the input tokens, those read from the provider's cache (a reused prompt prefix), not processed again
+CACHED_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 AGENT_NAME: Final = "gen_ai.agent.name"

@@ -124,15 +124,21 @@ def span_facts(span: SpanRecord) -> SpanFacts:
     )
 
 
+def model_cost(model: str, input_tokens: int, output_tokens: int, prices: Prices) -> float | None:
+    """USD that many tokens of ``model`` cost (its price by its full ref, or by the ref after its
+    ``provider:`` prefix); None where it has no price."""
+    price = prices.get(model) or prices.get(model.partition(":")[2])
+    if price is None:
+        return None
+    return (input_tokens * price[0] + output_tokens * price[1]) / 1e6
+
+
 def span_cost(span: SpanRecord, prices: Prices) -> float | None:
     """USD the model call cost, where its model has a price; None otherwise."""
     facts = span_facts(span)
     if facts.component != "model" or facts.model is None:
         return None
-    price = prices.get(facts.model) or prices.get(facts.model.split(":", 1)[1])
-    if price is None:
-        return None
-    return (facts.input_tokens * price[0] + facts.output_tokens * price[1]) / 1e6
+    return model_cost(facts.model, facts.input_tokens, facts.output_tokens, prices)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +222,37 @@ class MetricsReport:
             out["fault_rate"] = stats.fault_rate
             out["timeout_rate"] = stats.timeout_rate
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricsReport:
+        """The report ``to_dict`` gave (its derived rates dropped: they are recomputed)."""
+
+        def dist(value: dict[str, Any]) -> Distribution:
+            return Distribution(**value)
+
+        return cls(
+            runs=data["runs"],
+            completed=data["completed"],
+            run_latency=dist(data["run_latency"]),
+            ttft=dist(data["ttft"]),
+            tokens_per_second=dist(data["tokens_per_second"]),
+            input_tokens=data["input_tokens"],
+            output_tokens=data["output_tokens"],
+            cost_usd=data["cost_usd"],
+            components=tuple(
+                ComponentStats(
+                    component=c["component"],
+                    calls=c["calls"],
+                    faults=c["faults"],
+                    timeouts=c["timeouts"],
+                    latency=dist(c["latency"]),
+                )
+                for c in data["components"]
+            ),
+            sandbox_cpu_seconds=dist(data["sandbox_cpu_seconds"]),
+            sandbox_peak_memory_bytes=dist(data["sandbox_peak_memory_bytes"]),
+            workers=tuple(WorkerStats(**w) for w in data["workers"]),
+        )
 
 
 def compute_metrics(spans: Iterable[SpanRecord], *, prices: Prices | None = None) -> MetricsReport:

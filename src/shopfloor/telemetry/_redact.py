@@ -15,9 +15,10 @@ tool produced is therefore recorded redacted, and a recorded step replays redact
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
-__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value"]
+__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value", "register_secret"]
 
 REDACTED = "[REDACTED]"
 
@@ -63,15 +64,51 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+class _KnownValues:
+    """The values of the secrets this process has revealed (``secret:NAME`` references resolved for a
+    run), redacted by value wherever they appear, whatever their shape.
+
+    One per process, like the patterns above: ``redact`` is called on every path that stores or
+    exports text, far from the run that revealed the secret, with nothing but the text."""
+
+    #: shorter values would redact ordinary words
+    MIN_LENGTH = 6
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: tuple[str, ...] = ()
+
+    def add(self, value: str) -> None:
+        if len(value) < self.MIN_LENGTH or value in self.values:
+            return
+        with self._lock:
+            # longest first: a value that contains another is replaced whole
+            self.values = tuple(sorted({*self.values, value}, key=len, reverse=True))
+
+
+_KNOWN = _KnownValues()
+
+
+def register_secret(value: str) -> None:
+    """Redact ``value`` by value from now on, in this process (a secret revealed for a run)."""
+    _KNOWN.add(value)
+
+
 def may_hold_secret(text: str) -> bool:
     """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged."""
-    return bool(_SCREEN.search(text) or _SCREEN_LOWER.search(text.lower()))
+    return bool(
+        _SCREEN.search(text)
+        or _SCREEN_LOWER.search(text.lower())
+        or any(value in text for value in _KNOWN.values)
+    )
 
 
 def redact(text: str) -> str:
-    """``text`` with every secret it recognises replaced by ``[REDACTED]``."""
+    """``text`` with every secret it recognises, or knows by value, replaced by ``[REDACTED]``."""
     if not may_hold_secret(text):
         return text
+    for value in _KNOWN.values:
+        text = text.replace(value, REDACTED)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

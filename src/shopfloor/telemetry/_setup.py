@@ -1,5 +1,10 @@
 """Tracing and metrics set up from ``settings.telemetry``: providers, processors, exporters.
 
+``build_telemetry(settings)`` makes a ``Telemetry`` (the composition root holds one per process);
+spans reach the one active in the current context (``Telemetry.activate()``, a context variable
+in ``_context.py``: no module state). ``configure_telemetry`` builds one and activates it in the
+caller's context, for scripts and tests.
+
 The local trace store is always on; OTLP over HTTP and gRPC are added when an
 endpoint is configured; more come from the registry passed in. Every exporter sits
 behind its own ``BatchSpanProcessor``, so a run only appends finished spans to
@@ -8,9 +13,11 @@ in-memory queues and a slow collector never slows the local store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
@@ -24,7 +31,8 @@ from opentelemetry.trace import Tracer
 from shopfloor._registry import Registry
 from shopfloor.config import Settings, TelemetrySettings
 from shopfloor.errors import ConfigError, TelemetryError
-from shopfloor.telemetry._context import RUN
+from shopfloor.storage import Engines
+from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import RUN_ID
 from shopfloor.telemetry._lean import LeanTracer
 from shopfloor.telemetry._live import LiveMetrics
@@ -36,6 +44,7 @@ __all__ = [
     "ExporterFactory",
     "Exporters",
     "Telemetry",
+    "build_telemetry",
     "configure_telemetry",
     "current_telemetry",
     "exporter_names",
@@ -167,12 +176,21 @@ class Telemetry:
         return self.provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        global _active
+        """Flush and stop every exporter; spans opened afterwards are not recorded."""
         self.provider.shutdown()
         if self.metrics is not None:
             self.metrics.shutdown()
-        if _active is self:
-            _active = None
+        if ACTIVE.get() is self:
+            ACTIVE.set(None)
+
+    @contextmanager
+    def activate(self) -> Iterator[Telemetry]:
+        """Spans opened in this block (and in tasks and threads it starts) go to this telemetry."""
+        token = ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            ACTIVE.reset(token)
 
     def __enter__(self) -> Telemetry:
         return self
@@ -181,12 +199,9 @@ class Telemetry:
         self.shutdown()
 
 
-_active: Telemetry | None = None
-
-
 def current_telemetry() -> Telemetry | None:
-    """The active telemetry of this process, or None (then spans are no-ops)."""
-    return _active
+    """The telemetry active in this context, or None (then spans are no-ops)."""
+    return ACTIVE.get()
 
 
 def trace_store_url(settings: Settings) -> str:
@@ -198,7 +213,7 @@ def trace_store_url(settings: Settings) -> str:
     return f"sqlite:///{settings.ensure_home() / 'traces.db'}"
 
 
-def configure_telemetry(
+def build_telemetry(
     settings: Settings,
     *,
     extra_exporters: Sequence[SpanExporter] = (),
@@ -207,14 +222,15 @@ def configure_telemetry(
     store_content: bool | None = None,
     live_metrics: bool = False,
     destinations: Registry[ExporterFactory] | None = None,
+    engines: Engines | None = None,
 ) -> Telemetry:
-    """Make the process's telemetry from ``settings.telemetry`` and activate it (replacing any other).
+    """Make telemetry from ``settings.telemetry``, not yet active anywhere (``activate()``).
 
     ``live_metrics`` keeps OpenTelemetry instruments fed from the spans in this process (for
     ``prometheus_text()``); they are on anyway where an OTLP metrics exporter is configured.
-    ``destinations`` are the exporter factories to consult (``telemetry_exporters()`` by default).
+    ``destinations`` are the exporter factories to consult (``telemetry_exporters()`` by default);
+    ``engines`` the process's shared engines, where the trace store's database is opened.
     """
-    global _active
     conf = settings.telemetry
     destinations = destinations if destinations is not None else telemetry_exporters()
     exporters: list[Exporters] = []
@@ -227,22 +243,31 @@ def configure_telemetry(
             exporters.append(made)
     exporters += [Exporters(spans=exporter) for exporter in extra_exporters]
     telemetry = Telemetry(
-        store=TraceStore(trace_store_url(settings)),
+        store=TraceStore(trace_store_url(settings), engines=engines),
         exporters=exporters,
         record_content=conf.record_content if record_content is None else record_content,
         store_content=conf.store_content if store_content is None else store_content,
         metric_readers=metric_readers,
         live_metrics=live_metrics,
     )
-    if _active is not None:
-        _active.shutdown()
-    _active = telemetry
     if conf.json_logs:
         configure_json_logs()
     return telemetry
 
 
+def configure_telemetry(settings: Settings, **options: Any) -> Telemetry:
+    """``build_telemetry(settings, **options)`` and activate the result in the caller's context
+    (shutting down the one active there before); ``shutdown()`` (or ``with``) deactivates it again."""
+    telemetry = build_telemetry(settings, **options)
+    previous = ACTIVE.get()
+    if previous is not None:
+        previous.shutdown()
+    ACTIVE.set(telemetry)
+    return telemetry
+
+
 def shutdown_telemetry() -> None:
-    """Flush every exporter and deactivate the process's telemetry."""
-    if _active is not None:
-        _active.shutdown()
+    """Flush every exporter of the telemetry active in this context and deactivate it."""
+    active = ACTIVE.get()
+    if active is not None:
+        active.shutdown()

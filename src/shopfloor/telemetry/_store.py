@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from shopfloor.errors import ConfigError, TelemetryError
-from shopfloor.storage import create_tables, make_engine
+from shopfloor.storage import Engines, create_tables, make_engine
 from shopfloor.telemetry._conventions import (
     AGENT_NAME,
     AGENT_VERSION,
@@ -150,11 +150,17 @@ def _decode(text: str, run_id: str | None, component: str | None) -> dict[str, A
 class TraceStore:
     """Spans by run, by time and by agent. Blocking: call from a thread in async code."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, engines: Engines | None = None) -> None:
+        """``engines``: the process's shared engines (``storage.Engines``), else one of its own."""
         self.url = url
+        self._owns_engine = engines is None
         try:
             # Traces are diagnostics: a power loss may drop the last batch, never corrupts.
-            self.engine = make_engine(url, durability="normal")
+            self.engine = (
+                engines.get(url, durability="normal")
+                if engines is not None
+                else make_engine(url, durability="normal")
+            )
         except ConfigError as exc:
             raise TelemetryError(f"trace store URL {url!r} is not usable: {exc}") from exc
         self._lock = threading.Lock()
@@ -235,7 +241,8 @@ class TraceStore:
             return conn.execute(spans_table.delete().where(spans_table.c.start_ns < before_ns)).rowcount
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
 
 def _record(row: Any) -> SpanRecord:

@@ -14,7 +14,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_type_hints
 
 import jsonschema
 from pydantic import create_model
@@ -25,9 +25,19 @@ if TYPE_CHECKING:
     from shopfloor.sandbox import Sandbox
     from shopfloor.workspace import WorkspaceView
 
-__all__ = ["FunctionTool", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = ["Ask", "FunctionTool", "Tool", "ToolContext", "ToolKind", "ToolServices"]
 
 ToolKind = Literal["function", "extension", "datastore"]
+
+
+class Ask(Protocol):
+    """Asks the run's model one question whose reply must match ``schema`` (a JSON schema); returns the
+    reply's text. A tool that reasons with the model (the research tool's planner, writer and judge) gets
+    one from its run: the calls are traced under the tool's span and count against the run's tokens."""
+
+    async def __call__(
+        self, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+    ) -> str: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +50,14 @@ class ToolServices:
     tenant: str | None = None
     #: the sandbox backend instance to run in (None: the one the settings choose)
     sandbox: Sandbox | None = None
+    #: the secrets the agent's spec grants, as environment variables (NAME -> value), resolved at each
+    #: call (blocking: call it in a thread) and each read audited; None where none is granted
+    secrets: Callable[[], dict[str, str]] | None = None
+    #: the run's audit hook for security events (``sandbox.killed``, ``tool.refused``): kind and details,
+    #: recorded as the agent's (blocking: call it in a thread); None where nothing audits
+    security_event: Callable[[str, dict[str, Any]], None] | None = None
+    #: the run's model, for a tool that asks it questions under a schema; None outside a run's loop
+    ask: Ask | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,13 +93,25 @@ class Tool(ABC):
             raise ToolArgumentsError(
                 f"{self.name}: arguments must be a JSON object, got {json.dumps(args)[:100]}"
             )
-        errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(args), key=str)
+        errors = sorted(self._validator().iter_errors(args), key=str)
         if errors:
             details = "; ".join(
                 f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors
             )
             raise ToolArgumentsError(f"{self.name}: invalid arguments: {details}")
         return args
+
+    def _validator(self) -> jsonschema.Draft202012Validator:
+        # Built once per schema, not once per call (it was ~2% of a durable step's CPU); a tool
+        # that replaces its ``input_schema`` gets a new one.
+        schema = self.input_schema
+        cached: tuple[dict[str, Any], jsonschema.Draft202012Validator] | None = self.__dict__.get(
+            "_schema_validator"
+        )
+        if cached is None or cached[0] is not schema:
+            cached = (schema, jsonschema.Draft202012Validator(schema))
+            self.__dict__["_schema_validator"] = cached
+        return cached[1]
 
     async def details(self) -> str | None:
         """Longer instructions shown only once the model has chosen this tool (progressive disclosure)."""

@@ -16,6 +16,7 @@ from shopfloor.workspace._history import (
     parse_address,
     text_diff,
 )
+from shopfloor.workspace._linear import LinearPattern, compile_linear
 from shopfloor.workspace._mounts import LocalDirMount, MountSource, S3Mount, mount_sources, open_mount
 from shopfloor.workspace._objects import Commit, Entry
 from shopfloor.workspace._quota import Quota
@@ -42,6 +43,7 @@ __all__ = [
     "FileInfo",
     "GcReport",
     "GrepMatch",
+    "LinearPattern",
     "LocalDirMount",
     "MountSource",
     "ObjectStore",
@@ -56,6 +58,7 @@ __all__ = [
     "WorkspaceTool",
     "WorkspaceView",
     "Workspaces",
+    "compile_linear",
     "mount_sources",
     "open_mount",
     "open_store",

@@ -38,9 +38,10 @@ class Workspaces:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Workspaces:
+    def from_settings(cls, settings: Settings, url: str | None = None) -> Workspaces:
+        """The workspaces in the settings' store (or the store at ``url``), with their cache and retention."""
         return cls(
-            open_store(settings.workspace_url),
+            open_store(url or settings.workspace_url),
             cache_dir=settings.home / "cache" / "workspace",
             retention=Retention(
                 keep_last=settings.workspace.keep_last, keep_days=settings.workspace.keep_days

@@ -2,9 +2,11 @@
 
 The engine comes from the one storage seam (``shopfloor.storage.make_engine``): on SQLite, WAL with
 ``synchronous=FULL`` makes each transaction durable at ~0.1 ms and a busy timeout makes writers of
-several processes wait for each other. A ref compare-and-swap is one conditional statement (an
-``UPDATE ... WHERE value = expected``, or an insert that skips an existing name), atomic on every
-database, so two writers can never both win.
+several processes wait for each other. Point reads (objects, existence, refs) take the database's
+cheapest path (``storage.reader``: raw ``sqlite3`` on SQLite, one connection per thread), and
+``put_file`` streams a large object in (``storage.stream_insert``). A ref compare-and-swap is one
+conditional statement (an ``UPDATE ... WHERE value = expected``, or an insert that skips an
+existing name), atomic on every database, so two writers can never both win.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 
 from shopfloor.errors import ConfigError, WorkspaceConflictError, WorkspaceNotFoundError
-from shopfloor.storage import create_tables, insert_ignore, make_engine, starts_with
+from shopfloor.storage import create_tables, insert_ignore, make_engine, reader, starts_with, stream_insert
 from shopfloor.workspace._store import CHUNK, Exactly, ObjectStore, Readable, RefValue, StoredObject
 
 __all__ = ["SqlStore"]
@@ -48,9 +50,11 @@ class SqlStore(ObjectStore):
     separate lifetimes (workspaces, published skills) can share one database without one's garbage
     collection seeing the other's objects."""
 
-    def __init__(self, url: str, *, tables: str = "") -> None:
+    def __init__(self, url: str, *, tables: str = "", engine: sa.Engine | None = None) -> None:
+        """``engine``: the database's shared engine (``storage.Engines``), which ``close`` leaves open."""
         self.url = url
-        self._engine = make_engine(url)
+        self._owns_engine = engine is None
+        self._engine = engine if engine is not None else make_engine(url)
         meta, self._objects, self._refs = _tables(tables)
         create_tables(self._engine, meta)
         # Statements are built once, with bound parameters: building one costs more than running it.
@@ -69,6 +73,7 @@ class SqlStore(ObjectStore):
             .returning(refs.name)
         )
         self._delete_ref = sa.delete(self._refs).where(refs.name == sa.bindparam("name"))
+        self._reads = reader(self._engine)
 
     @property
     def engine(self) -> sa.Engine:
@@ -100,29 +105,23 @@ class SqlStore(ObjectStore):
                 conn.execute(self._insert_objects, rows)
 
     def put_file(self, key: str, source: Readable, size: int) -> None:
-        # A SQL value is written whole (no portable streaming insert of a BLOB / bytea), so the
-        # object is held once in memory here, read in chunks through Exactly so that a source of
-        # another size stores nothing; capture has already checked its size against the quota.
+        # One chunk in memory at a time; read through Exactly, so a source of another size raises
+        # inside the transaction and nothing is stored. Capture has checked the size against the quota.
         if self.exists(key):
             return
         exact = Exactly(source, size, key)
-        data = bytearray()
-        while chunk := exact.read(CHUNK):
-            data += chunk
-        self.put(key, bytes(data))
+        values = {"key": key, "created": time.time()}
+        with self._engine.begin() as conn:
+            stream_insert(conn, self._objects, values, "data", iter(lambda: exact.read(CHUNK), b""), size)
 
     def get(self, key: str) -> bytes:
-        with self._engine.connect() as conn:
-            data = conn.execute(self._get, {"key": key}).scalar()
+        data = self._reads.scalar(self._get, {"key": key})
         if data is None:
             raise WorkspaceNotFoundError(f"object {key} is not in {self.url}")
         return bytes(data)
 
     def exists(self, key: str) -> bool:
-        with self._engine.connect() as conn:
-            return (
-                conn.execute(sa.select(sa.literal(1)).where(self._objects.c.key == key)).first() is not None
-            )
+        return self._reads.scalar(self._exists, {"key": key}) is not None
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         query = sa.select(
@@ -146,8 +145,7 @@ class SqlStore(ObjectStore):
             )
 
     def get_ref(self, name: str) -> RefValue | None:
-        with self._engine.connect() as conn:
-            value = conn.execute(self._get_ref, {"name": name}).scalar()
+        value = self._reads.scalar(self._get_ref, {"name": name})
         return None if value is None else RefValue(value=value, token=value)
 
     def set_ref(self, name: str, value: str, *, expected: RefValue | None) -> RefValue:
@@ -178,4 +176,6 @@ class SqlStore(ObjectStore):
             return {name: value for name, value in conn.execute(query)}
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._reads.close()
+        if self._owns_engine:
+            self._engine.dispose()

@@ -15,6 +15,8 @@ import pytest
 
 from shopfloor.config import Settings
 from shopfloor.sandbox import (
+    Command,
+    ExecRequest,
     ExecResult,
     Mount,
     SandboxPolicy,
@@ -58,15 +60,16 @@ def attack(
             async with await open_sandbox(
                 policy, mounts, workspace=workspace, tenant=tenant, settings=sandbox_settings
             ) as live:
-                return await live.exec(argv, timeout=timeout)
+                return await live.exec(Command(argv=tuple(argv), timeout=timeout))
         return await run_sandboxed(
-            policy,
-            argv,
-            mounts,
-            workspace=workspace,
-            tenant=tenant,
+            ExecRequest(
+                policy=policy,
+                command=Command(argv=tuple(argv), timeout=timeout),
+                workspace=workspace,
+                tenant=tenant,
+                mounts=tuple(mounts),
+            ),
             settings=sandbox_settings,
-            timeout=timeout,
         )
 
     return run

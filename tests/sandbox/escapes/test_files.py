@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import SandboxPolicy, run_sandboxed, tenant_uid
+from shopfloor.sandbox import Command, ExecRequest, SandboxPolicy, run_sandboxed, tenant_uid
 
 from .conftest import Attack, observed
 
@@ -38,7 +38,10 @@ async def test_other_tenants_workspace(tmp_path: Path, attack: Attack, sandbox_s
     (victim / "secret.txt").write_text("victim data")
     # The victim ran once: its workspace now belongs to its uid, mode 0700.
     policy = SandboxPolicy(isolation="bwrap", timeout=10)
-    await run_sandboxed(policy, ["true"], workspace=victim, tenant="victim", settings=sandbox_settings)
+    await run_sandboxed(
+        ExecRequest(policy=policy, command=Command(argv=("true",)), workspace=victim, tenant="victim"),
+        settings=sandbox_settings,
+    )
     script = f"report(read=attempt(lambda: open({str(victim / 'secret.txt')!r}).read()), uid=os.getuid())"
     seen = observed(await attack(script))
     assert seen["read"]["errno"] == "ENOENT"
@@ -97,10 +100,12 @@ report(read=attempt(lambda: open('/workspace/evil').read()), up=attempt(lambda: 
     assert seen["read"]["errno"] == "ENOENT" and seen["up"]["errno"] == "ENOENT"
     # The next sandbox chowns the workspace to the tenant: the links must not hand it the host's files.
     await run_sandboxed(
-        SandboxPolicy(isolation="bwrap"),
-        ["true"],
-        workspace=workspace,
-        tenant="attacker",
+        ExecRequest(
+            policy=SandboxPolicy(isolation="bwrap"),
+            command=Command(argv=("true",)),
+            workspace=workspace,
+            tenant="attacker",
+        ),
         settings=sandbox_settings,
     )
     after = await asyncio.to_thread(target.stat)

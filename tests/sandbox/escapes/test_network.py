@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import NetworkRule, SandboxPolicy, open_sandbox
+from shopfloor.sandbox import Command, NetworkRule, SandboxPolicy, open_sandbox
 
 from .conftest import PRELUDE, Attack, observed
 
@@ -256,15 +256,17 @@ async def test_proxy_flood_does_not_starve_another_sandbox(
         ):
             proxy = getattr(flooder, "inner", flooder).proxy
             before = host_fds()
-            flood = asyncio.ensure_future(flooder.exec(argv(FLOOD, "4")))
+            flood = asyncio.ensure_future(flooder.exec(Command(argv=tuple(argv(FLOOD, "4")))))
             for _ in range(400):  # until the flood is held at the cap
                 if (proxy.open == cap and proxy.refused > 0) or flood.done():
                     break
                 await asyncio.sleep(0.025)
             during = host_fds()
-            other = await neighbour.exec(argv(TUNNEL))
+            other = await neighbour.exec(Command(argv=tuple(argv(TUNNEL))))
             flooded = await flood
-            after = await flooder.exec(argv(TUNNEL))  # the proxy survived and freed the slots
+            after = await flooder.exec(
+                Command(argv=tuple(argv(TUNNEL)))
+            )  # the proxy survived and freed the slots
     finally:
         server.close()
         await server.wait_closed()

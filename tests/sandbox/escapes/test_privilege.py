@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.sandbox import tenant_uid
+from shopfloor.sandbox import Command, tenant_uid
 
 from .conftest import Attack, observed
 
@@ -163,7 +163,9 @@ async def test_commands_cannot_kill_or_read_the_session_helper(
     async with await open_sandbox(
         policy, workspace=workspace, tenant="attacker", settings=sandbox_settings
     ) as live:
-        attack = await live.exec(["sh", "-c", "kill -9 1; kill -TERM 1; cat /proc/1/environ; echo done"])
+        attack = await live.exec(
+            Command(argv=("sh", "-c", "kill -9 1; kill -TERM 1; cat /proc/1/environ; echo done"))
+        )
         assert attack.stdout == b"done\n"
-        after = await live.exec(["echo", "still serving"])
+        after = await live.exec(Command(argv=("echo", "still serving")))
     assert after.stdout == b"still serving\n"

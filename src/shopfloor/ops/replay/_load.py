@@ -13,13 +13,20 @@ from shopfloor.telemetry import TraceStore, trace_store_url
 __all__ = ["load_record"]
 
 
-async def load_record(services: Services, run_id: str) -> tuple[RunInfo, list[RecordedStep]]:
-    """The run (``run_id`` or a prefix of it) and its recorded steps; RunNotFoundError where neither
-    the run store nor the trace store has it, or the trace store lacks its step outputs."""
+async def load_record(
+    services: Services, run_id: str, *, runtime: Runtime | None = None
+) -> tuple[RunInfo, list[RecordedStep]]:
+    """The run (``run_id`` or a prefix of it) and its recorded steps, read through ``runtime`` (a
+    server's) or a runtime opened for it; RunNotFoundError where neither the run store nor the trace
+    store has it, or the trace store lacks its step outputs."""
     try:
-        async with Runtime(services) as runtime:
+        if runtime is not None:
             record = await runtime.get_run(run_id)
             steps = await runtime.recorded_steps(record.run_id)
+        else:
+            async with Runtime(services) as opened:
+                record = await opened.get_run(run_id)
+                steps = await opened.recorded_steps(record.run_id)
         info = RunInfo(
             run_id=record.run_id,
             agent=record.agent,
@@ -34,7 +41,7 @@ async def load_record(services: Services, run_id: str) -> tuple[RunInfo, list[Re
         return info, steps
     except RunNotFoundError:
         pass
-    store = TraceStore(trace_store_url(services.settings))
+    store = TraceStore(trace_store_url(services.settings), engines=services.engines)
     try:
         spans = await asyncio.to_thread(store.run_spans, run_id)
     finally:

@@ -1,6 +1,6 @@
 {
   "format": "shopfloor-skill-signature/1",
-  "key": "ed25519:mLzQPjzTR5pS05t1ViAHb8TiCjhylbcvJBlwaSYbmqY=",
+  "key": "ed25519:jDfiOdrAZaCrOLu/KvoPl/7OE1KljX6z59aFLrm1zVA=",
   "manifest": {
     "files": [
       {
@@ -25,8 +25,8 @@
       },
       {
         "path": "scripts/analyze.py",
-        "sha256": "12c0b8a1238c5cdbe7598859aeb8cb6461d38c8b85a43da902a3bca898b1e519",
-        "size": 25417
+        "sha256": "db16daac13abd34a1a6bf0c67a3ba74f5657e75003f7c191f2d856cdec09ae60",
+        "size": 26931
       },
       {
         "path": "shopfloor.yaml",
@@ -46,5 +46,5 @@
       "name": "data-analysis"
     }
   },
-  "signature": "xoBglmrumMEWEc9zKhAEPhE+QY1eO4cFVl4AWqBkSimuwS7uUfjIKMuc+SsECOIM76DKzU2JT5wuwzRONDvwBA=="
+  "signature": "E4MHCh3iLT9//XzY0ILoXqTipk02pjf5mlLOFLa4d2t/LTnD+gQ+yJD/kj1W8qdQcTJhXEXjVJOcYBNZxKNsCQ=="
 }

@@ -1,6 +1,6 @@
 {
   "format": "shopfloor-skill-signature/1",
-  "key": "ed25519:mLzQPjzTR5pS05t1ViAHb8TiCjhylbcvJBlwaSYbmqY=",
+  "key": "ed25519:jDfiOdrAZaCrOLu/KvoPl/7OE1KljX6z59aFLrm1zVA=",
   "manifest": {
     "files": [
       {
@@ -36,5 +36,5 @@
       "name": "python"
     }
   },
-  "signature": "5AOcsJGxq4dT7GdDCj1iqenPI83bY+62NxpID75jJHwR154oEbs25/cHnzh9kDdMZKF04u/WwhANAKnTN6fqAQ=="
+  "signature": "HZ1YIFJJ9upRiCojFDTXAhRKKDJF1OkIIIk/AidAJYBXK8Nmm33wadDmebODy6uqwzF7Teb7FEyP/qzDdtNsAA=="
 }

@@ -3,10 +3,13 @@
 Run as ``analyze.py`` (arguments on stdin, result on stdout) or ``analyze.py schema`` (stdin
 ``{"stage": N, "chosen": {...}}``, stdout the JSON Schema of the next arguments, or null): the
 schema mode derives the choices from the data, so a small model can only ask for what makes sense.
+With ``"plan": true`` the schema mode answers every stage at once, for every operation and file
+(a ``shopfloor-schema-plan/1``): one run instead of one per stage.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -395,9 +398,15 @@ RUN = {
 }
 
 
+@functools.cache
+def schema_frame(file: str) -> pd.DataFrame:
+    """A file as the schema mode reads it: loaded once per run, never changed."""
+    return load(file)
+
+
 def _file_line(name: str) -> str:
     try:
-        columns = ", ".join(map(str, load(name).columns))
+        columns = ", ".join(map(str, schema_frame(name).columns))
     except (ValueError, OSError) as exc:
         columns = f"unreadable: {exc}"
     return f"{name} (columns: {columns})"
@@ -508,7 +517,7 @@ def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str,
     operation = chosen.get("operation")
     if operation not in NEEDS or operation == "describe":
         return None
-    frame = load(chosen["file"])
+    frame = schema_frame(chosen["file"])
     mentioned = mentioned_values(frame, group_columns(frame), task)
     steps: list[str] = []
     if operation != "filter" and _operation_args(operation, frame) is not None:
@@ -531,6 +540,26 @@ def next_schema(stage: int, chosen: dict[str, Any], task: str = "") -> dict[str,
         options,
         "The task names these values of the data: which condition selects the rows it asks about?",
     )
+
+
+def schema_plan(task: str) -> dict[str, Any]:
+    """Every stage's schema for this task: the first two for all, the others for each operation and
+    file (``when``), ending with null where the arguments are complete."""
+    stages: list[dict[str, Any]] = [
+        {"stage": stage, "when": {}, "schema": next_schema(stage, {}, task)} for stage in (0, 1)
+    ]
+    for file in data_files():
+        for operation in OPERATIONS:
+            chosen = {"operation": operation, "file": file}
+            for stage in range(2, 10):  # next_schema ends each with null well before
+                try:
+                    schema = next_schema(stage, chosen, task)
+                except (ValueError, OSError):
+                    break  # an unreadable file: its stage runs on its own and reports the error
+                stages.append({"stage": stage, "when": chosen, "schema": schema})
+                if schema is None:
+                    break
+    return {"format": "shopfloor-schema-plan/1", "stages": stages}
 
 
 def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -582,6 +611,9 @@ def write_report(request: dict[str, Any], result: dict[str, Any]) -> dict[str, A
 
 def main() -> None:
     request = json.load(sys.stdin)
+    if sys.argv[1:] == ["schema"] and request.get("plan"):
+        print(json.dumps(schema_plan(request.get("task", ""))))
+        return
     if sys.argv[1:] == ["schema"]:
         schema = next_schema(int(request["stage"]), request.get("chosen", {}), request.get("task", ""))
         print(json.dumps(schema))

@@ -1,0 +1,235 @@
+"""A document collection as a connector: the ``NAME__retrieve`` tool searches it (hybrid by default)
+and returns passages with their source, heading, ranks and a citation id the answer can name; the
+``NAME__research`` tool answers a question from it with verified citations (``docs/_research.py``),
+asking the run's model, and writes its report to the workspace. Each search is a ``retrieval`` span
+with the query, the ids and the scores."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+
+from shopfloor.connectors._base import Connector, Secrets, tool_name
+from shopfloor.errors import ConnectorError, ToolExecutionError
+from shopfloor.spec import ConnectorSpec, DocsConnectorSpec
+from shopfloor.telemetry import COMPONENT, open_span, record_content
+from shopfloor.tools import Tool, ToolContext
+
+__all__ = ["DocsConnector", "ingest_sources"]
+
+_MAX_QUERY_CHARS = 2_000
+_log = logging.getLogger(__name__)
+
+
+def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
+    """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
+    by digest, safe beside another run doing the same. Each document's id is its path under its source
+    directory. The reports (``IngestReport``), one per path; documents that failed are logged."""
+    from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
+
+    reports = []
+    with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
+        for path in paths:
+            report = index.add([path], base=path if path.is_dir() else path.parent)
+            for source, error in report.failed:
+                _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
+            reports.append(report)
+    return reports
+
+
+class DocsConnector(Connector):
+    def __init__(self, spec: ConnectorSpec, secrets: Secrets, *, home: Path) -> None:
+        super().__init__(spec, secrets)
+        assert spec.docs is not None
+        self.docs: DocsConnectorSpec = spec.docs
+        self.home = home
+        self._index: Any = None
+        self._lock = asyncio.Lock()
+
+    async def index(self) -> Any:
+        async with self._lock:
+            if self._index is None:
+                from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
+
+                path = collection_path(self.home, self.docs.collection)
+                if not path.is_file():
+                    raise ConnectorError(
+                        f"no document collection {self.docs.collection!r}; "
+                        f"add documents with `shopfloor docs add {self.docs.collection} PATH`"
+                    )
+                self._index = await asyncio.to_thread(DocIndex, path, MiniLM())
+            return self._index
+
+    async def retrieve(self, query: str, k: int | None) -> list[dict[str, Any]]:
+        index = await self.index()
+        collection = self.docs.collection
+        attributes = {
+            "gen_ai.operation.name": "retrieval",
+            "gen_ai.data_source.id": collection,
+            "shopfloor.retrieval.mode": self.docs.mode,
+            COMPONENT: "retrieval",
+        }
+        with open_span(f"retrieval {collection}", attributes) as span:
+            hits = await asyncio.to_thread(
+                index.search, query[:_MAX_QUERY_CHARS], k=k or self.docs.k, mode=self.docs.mode
+            )
+            if span is not None:
+                record_content(span, "shopfloor.retrieval.query", query[:_MAX_QUERY_CHARS], full=False)
+                span.set_attribute("shopfloor.retrieval.ids", [f"{collection}:{h.chunk_id}" for h in hits])
+                span.set_attribute("shopfloor.retrieval.scores", [h.score for h in hits])
+        return [
+            {
+                "id": f"{self.docs.collection}:{hit.chunk_id}",
+                "source": hit.source,
+                "title": hit.title,
+                "heading": hit.heading,
+                "text": hit.text,
+                "score": hit.score,
+                "bm25_rank": hit.bm25_rank,
+                "dense_rank": hit.dense_rank,
+            }
+            for hit in hits
+        ]
+
+    async def tools(self) -> list[Tool]:
+        await self.index()  # a run does not start without its collection
+        return self.allowed(
+            [_RetrieveTool(self), _ResearchTool(self)], lambda tool: tool.name.rpartition("__")[2]
+        )
+
+    async def aclose(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+
+class _RetrieveTool(Tool):
+    kind = "datastore"
+
+    def __init__(self, connector: DocsConnector) -> None:
+        self.connector = connector
+        self.name = tool_name(connector.name, "retrieve")
+        self.description = (
+            f"Search the {connector.docs.collection} documents for passages about a question; each passage "
+            "comes with an id to cite, its source and heading"
+        )
+        self.input_schema = {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 1, "maxLength": _MAX_QUERY_CHARS},
+                "k": {"type": "integer", "minimum": 1, "maximum": 20, "description": "how many passages"},
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+        }
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        k = args.get("k")
+        return await self.connector.retrieve(str(args["query"]), int(k) if k is not None else None)
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class _ResearchTool(Tool):
+    """Answers a question from the collection: routed, planned, retrieved in parallel, written with numbered
+    citations and verified; the output's ``answer`` is the answer with its sources (an agent with
+    ``answer: tool_result`` ends its run with it)."""
+
+    kind = "datastore"
+
+    def __init__(self, connector: DocsConnector) -> None:
+        self.connector = connector
+        self.name = tool_name(connector.name, "research")
+        self.description = (
+            f"Research a question in the {connector.docs.collection} documents and answer it with "
+            "verified citations to the passages"
+        )
+        self.input_schema = {
+            "type": "object",
+            "properties": {
+                "question": {"type": "string", "minLength": 1, "maxLength": _MAX_QUERY_CHARS},
+                "depth": {"enum": ["shallow", "deep"], "description": "leave out to let the router choose"},
+            },
+            "required": ["question"],
+            "additionalProperties": False,
+        }
+
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
+        """The question is the run's task: a small model is not asked to copy (and so reword) it."""
+        if stage > 0:
+            return None
+        if not task.strip():
+            return {
+                **self.input_schema,
+                "properties": {"question": self.input_schema["properties"]["question"]},
+            }
+        return {
+            "type": "object",
+            "properties": {"question": {"enum": [task[:_MAX_QUERY_CHARS]]}},
+            "required": ["question"],
+            "additionalProperties": False,
+        }
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        from shopfloor.connectors.docs import CitationVerifier, Passage, Researcher, Router
+
+        ask = ctx.services.ask
+        if ask is None:
+            raise ToolExecutionError(f"{self.name} asks the run's model and has none here")
+        settings = self.connector.docs.research
+        index = await self.connector.index()
+
+        async def retrieve(query: str, k: int) -> list[Passage]:
+            hits = await self.connector.retrieve(query, k)
+            return [
+                Passage(
+                    id=h["id"],
+                    source=h["source"],
+                    title=h["title"],
+                    heading=h["heading"],
+                    text=h["text"],
+                    score=h["score"],
+                )
+                for h in hits
+            ]
+
+        researcher = Researcher(
+            retrieve=retrieve,
+            verifier=CitationVerifier(index.embedder, judge=ask if settings.judge else None),
+            ask=ask,
+            router=Router(ask=ask if settings.router == "model" else None),
+            max_passages=settings.passages,
+            max_sub_questions=settings.sub_questions,
+            max_claims=settings.sentences,
+        )
+        question = str(args["question"])
+        depth = args.get("depth") or (None if settings.depth == "auto" else settings.depth)
+        report = await researcher.research(question, depth=depth)
+        # The routing decision and what the verifier did, on the tool's span (the output records them too).
+        otel_trace.get_current_span().set_attributes(
+            {
+                "shopfloor.research.route.depth": report.route.depth,
+                "shopfloor.research.route.by": report.route.by,
+                "shopfloor.research.route.reason": report.route.reason,
+                "shopfloor.research.depth": report.depth,
+                "shopfloor.research.escalated": report.escalated or "",
+                "shopfloor.research.sentences_kept": len(report.claims),
+                "shopfloor.research.sentences_removed": len(report.removed),
+            }
+        )
+        output = report.to_json()
+        workspace = ctx.services.workspace
+        if settings.report_dir is not None and workspace is not None:
+            slug = _SLUG.sub("-", question.lower()).strip("-")[:60] or "report"
+            path = f"{settings.report_dir.rstrip('/')}/{slug}.md"
+            await workspace.write(path, report.markdown())
+            output["report"] = path
+        return output

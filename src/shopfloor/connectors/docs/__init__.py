@@ -1,0 +1,57 @@
+"""Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
+model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
+research over it: routed, planned, written with citations and verified (``Researcher``)."""
+
+from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
+from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
+from shopfloor.connectors.docs._index import (
+    DocIndex,
+    Hit,
+    IngestReport,
+    SearchMode,
+    collection_path,
+    fts_query,
+)
+from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
+from shopfloor.connectors.docs._research import (
+    Claim,
+    Depth,
+    Passage,
+    Removed,
+    Researcher,
+    ResearchReport,
+    Route,
+    Router,
+)
+from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
+
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "Chunk",
+    "CitationVerifier",
+    "Claim",
+    "Depth",
+    "DocIndex",
+    "Embedder",
+    "Hit",
+    "IngestReport",
+    "MiniLM",
+    "Parsed",
+    "Parser",
+    "Passage",
+    "Removed",
+    "ResearchReport",
+    "Researcher",
+    "Route",
+    "Router",
+    "SearchMode",
+    "Section",
+    "Support",
+    "chunk_sections",
+    "collection_path",
+    "content_words",
+    "embedders",
+    "fts_query",
+    "parser_for",
+    "parsers",
+]

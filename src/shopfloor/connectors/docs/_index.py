@@ -1,0 +1,297 @@
+"""A document collection: a SQLite file with BM25 (FTS5) and dense vectors, searched hybrid.
+
+``add`` ingests files and directories incrementally: a document whose bytes did not change (sha256) is
+skipped, a changed one replaced in one transaction, a document that fails to parse (truncated PDF,
+binary, too large) reported with its path and skipped; nothing indexed before it is lost. ``search``
+fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them.
+Vectors are float32 blobs searched exactly with numpy (10k chunks: one 15 MB matrix); the index
+records its embedding model and refuses to mix vectors of another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from shopfloor.connectors.docs._chunk import chunk_sections
+from shopfloor.connectors.docs._embed import Embedder
+from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
+from shopfloor.errors import ConfigError, ConnectorError
+from shopfloor.storage import open_sqlite
+
+__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "collection_path"]
+
+SearchMode = Literal["hybrid", "bm25", "dense"]
+_COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
+_TERM = re.compile(r"\w+", re.UNICODE)
+RRF_K = 60
+#: candidates each ranking contributes to the fusion
+CANDIDATES = 50
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, digest TEXT NOT NULL,
+    title TEXT NOT NULL, chunks INTEGER NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, heading, content='chunks', content_rowid='chunk_id', tokenize='porter unicode61');
+"""
+
+
+def collection_path(home: Path, name: str) -> Path:
+    if not _COLLECTION.match(name):
+        raise ConfigError(f"collection {name[:80]!r}: lower-case letters, digits, '-' and '_' (at most 63)")
+    return home / "docs" / f"{name}.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    chunk_id: int
+    source: str
+    title: str
+    heading: str
+    text: str
+    score: float
+    bm25_rank: int | None
+    dense_rank: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(kw_only=True)
+class IngestReport:
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["failed"] = [{"path": path, "error": error} for path, error in self.failed]
+        return data
+
+
+def _files(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from (p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink())
+        elif path.is_file():
+            yield path
+        else:
+            raise ConnectorError(f"{path}: no such file or directory")
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 query that cannot be a syntax error: each term quoted, any may match."""
+    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))[:64]
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+class DocIndex:
+    """One collection. Blocking (async callers use ``asyncio.to_thread``); one writer at a time."""
+
+    def __init__(self, path: Path, embedder: Embedder) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.embedder = embedder
+        self._lock = threading.Lock()
+        self._conn = open_sqlite(str(path), autocommit=True)
+        self._conn.executescript(_SCHEMA)
+        found = self._conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        if found is None:
+            self._conn.execute("INSERT INTO meta VALUES ('embedder', ?)", (embedder.name,))
+        elif found[0] != embedder.name:
+            raise ConnectorError(
+                f"{path}: indexed with {found[0]}, not {embedder.name}; "
+                "re-create the collection to change the model"
+            )
+        self._matrix: Any = None
+        self._ids: Any = None
+        self._version: int | None = None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> DocIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ingest ----------------------------------------------------------------------------------
+    def add(self, paths: Iterable[Path | str], *, base: Path | None = None) -> IngestReport:
+        report = IngestReport()
+        started = time.monotonic()
+        for file in _files(Path(p) for p in paths):
+            source = (
+                str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
+            )
+            try:
+                self._add_one(file, source, report)
+            except (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError) as exc:
+                report.failed.append((source, str(exc)[:500]))
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _add_one(self, file: Path, source: str, report: IngestReport) -> None:
+        parser = parser_for(file)
+        if parser is None:
+            return  # not a document kind (images, scripts ...): silently not ours
+        size = file.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise ConnectorError(
+                f"{source}: {size:,} bytes, over the {MAX_DOCUMENT_BYTES:,} a document may have"
+            )
+        data = file.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        old = self._conn.execute(
+            "SELECT doc_id, digest FROM documents WHERE source = ?", (source,)
+        ).fetchone()
+        if old is not None and old[1] == digest:
+            report.unchanged += 1
+            return
+        parsed = parser.parse(data, source)
+        chunks = chunk_sections(parsed.sections)
+        vectors = self.embedder.embed([f"{parsed.title}\n{c.heading}\n{c.text}" for c in chunks])
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another writer (a run starting beside this one) may have ingested it meanwhile.
+                old = self._conn.execute(
+                    "SELECT doc_id, digest FROM documents WHERE source = ?", (source,)
+                ).fetchone()
+                if old is not None and old[1] == digest:
+                    self._conn.execute("COMMIT")
+                    report.unchanged += 1
+                    return
+                if old is not None:
+                    self._delete(old[0])
+                doc_id = self._conn.execute(
+                    "INSERT INTO documents (source, digest, title, chunks, added_at) VALUES (?, ?, ?, ?, ?)",
+                    (source, digest, parsed.title, len(chunks), time.time()),
+                ).lastrowid
+                for ord_, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+                    chunk_id = self._conn.execute(
+                        "INSERT INTO chunks (doc_id, ord, heading, text, vector) VALUES (?, ?, ?, ?, ?)",
+                        (doc_id, ord_, chunk.heading, chunk.text, vector.astype(np.float32).tobytes()),
+                    ).lastrowid
+                    self._conn.execute(
+                        "INSERT INTO chunks_fts (rowid, text, heading) VALUES (?, ?, ?)",
+                        (chunk_id, chunk.text, chunk.heading),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._matrix = None
+        report.chunks += len(chunks)
+        if old is None:
+            report.added += 1
+        else:
+            report.replaced += 1
+
+    def _delete(self, doc_id: int) -> None:
+        for chunk_id, text, heading in self._conn.execute(
+            "SELECT chunk_id, text, heading FROM chunks WHERE doc_id = ?", (doc_id,)
+        ).fetchall():
+            self._conn.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, text, heading) VALUES ('delete', ?, ?, ?)",
+                (chunk_id, text, heading),
+            )
+        self._conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        self._conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    # reading ---------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        documents, chunks = self._conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
+        return {
+            "collection": self.path.stem,
+            "documents": documents,
+            "chunks": chunks,
+            "embedder": self.embedder.name,
+            # the file and its write-ahead log (recent writes live there until a checkpoint)
+            "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
+        }
+
+    def _bm25(self, query: str, limit: int) -> list[int]:
+        match = fts_query(query)
+        if not match:
+            return []
+        rows = self._conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def _dense(self, query: str, limit: int) -> list[int]:
+        # Another connection's commit (an ingest by another process or handle) changes data_version.
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        with self._lock:
+            if self._matrix is None or version != self._version:
+                self._version = version
+                rows = self._conn.execute("SELECT chunk_id, vector FROM chunks ORDER BY chunk_id").fetchall()
+                self._ids = np.array([r[0] for r in rows], dtype=np.int64)
+                blob = b"".join(r[1] for r in rows)
+                self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.embedder.dim)
+            matrix, ids = self._matrix, self._ids
+        if len(ids) == 0:
+            return []
+        scores = matrix @ self.embedder.embed([query])[0]
+        top = min(limit, len(ids))
+        best = np.argpartition(-scores, top - 1)[:top]
+        return [int(i) for i in ids[best[np.argsort(-scores[best])]]]
+
+    def search(self, query: str, *, k: int = 5, mode: SearchMode = "hybrid") -> list[Hit]:
+        if not query.strip():
+            raise ConnectorError("an empty query: say what to look for")
+        k = max(1, min(k, 50))
+        bm25 = self._bm25(query, CANDIDATES) if mode in ("hybrid", "bm25") else []
+        dense = self._dense(query, CANDIDATES) if mode in ("hybrid", "dense") else []
+        bm25_rank = {cid: i for i, cid in enumerate(bm25, 1)}
+        dense_rank = {cid: i for i, cid in enumerate(dense, 1)}
+        fused = {
+            cid: sum(1.0 / (RRF_K + r[cid]) for r in (bm25_rank, dense_rank) if cid in r)
+            for cid in set(bm25_rank) | set(dense_rank)
+        }
+        best = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+        if not best:
+            return []
+        marks = ",".join("?" * len(best))
+        rows = {
+            r[0]: r
+            for r in self._conn.execute(
+                "SELECT c.chunk_id, d.source, d.title, c.heading, c.text FROM chunks c "
+                f"JOIN documents d ON d.doc_id = c.doc_id WHERE c.chunk_id IN ({marks})",
+                best,
+            )
+        }
+        return [
+            Hit(
+                chunk_id=cid,
+                source=rows[cid][1],
+                title=rows[cid][2],
+                heading=rows[cid][3],
+                text=rows[cid][4],
+                score=round(fused[cid], 6),
+                bm25_rank=bm25_rank.get(cid),
+                dense_rank=dense_rank.get(cid),
+            )
+            for cid in best
+            if cid in rows
+        ]

@@ -1,0 +1,417 @@
+"""Research over document collections: route, plan, retrieve in parallel, write with citations, verify.
+
+A ``Router`` chooses the depth of each question, by rules (words that ask for a comparison or for
+several things, several question marks, a long question: deep) and, where configured, the model as a
+classifier under a schema; each decision carries its reason. **Shallow** is one retrieval pass for the
+question, written from its best passages; **deep** has the model plan sub-questions (under a schema),
+retrieved in parallel beside the question itself, and one researcher per sub-question writes from the
+passages its own search found, side by side. A writer sees its passages numbered and answers under a
+schema: a few sentences, each naming the one passage it states (small models follow that far better
+than free text with bracketed numbers). The ``CitationVerifier`` then checks every sentence against the
+passage it cites: a sentence its passage does not support is re-cited to a passage that does, or
+removed and recorded. A shallow answer left without support is researched again deep, once, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shopfloor.connectors.docs._verify import CitationVerifier, Support
+from shopfloor.errors import ToolExecutionError
+from shopfloor.tools import Ask
+
+__all__ = ["Claim", "Depth", "Passage", "Removed", "ResearchReport", "Researcher", "Route", "Router"]
+
+Depth = Literal["shallow", "deep"]
+_DEEP_HINT = re.compile(
+    r"\b(compare[sd]?|comparison|differen(?:ce|ces|t from)|versus|vs\.?|between|pros and cons|"
+    r"trade-?offs?|both|and (?:how|why|what|when|which)|as well as)\b"
+)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Passage:
+    #: ``COLLECTION:CHUNK``, the citable id
+    id: str
+    source: str
+    title: str
+    heading: str
+    text: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+#: retrieves the passages of one query: (query, how many) -> passages, best first
+Retrieve = Callable[[str, int], Awaitable[list[Passage]]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    depth: Depth
+    reason: str
+    #: "rules", "model" or "asked" (the caller chose)
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    sentence: str
+    #: the passage it cites (after verification), and its number in the answer
+    cited: str
+    number: int
+    support: Support
+    #: the passage the writer cited, where the verifier moved the citation to another
+    recited_from: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Removed:
+    sentence: str
+    cited: str | None
+    reason: str
+
+
+@dataclass(kw_only=True)
+class ResearchReport:
+    question: str
+    #: the router's decision
+    route: Route
+    #: the depth researched: the route's, or deep after an escalation
+    depth: Depth
+    plan: list[str] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    removed: list[Removed] = field(default_factory=list)
+    #: why a shallow attempt was researched again deep (None when it was not)
+    escalated: str | None = None
+
+    @property
+    def cited(self) -> list[Passage]:
+        """The passages the answer cites, in citation-number order."""
+        by_id = {p.id: p for p in self.passages}
+        numbers: dict[str, int] = {}
+        for claim in self.claims:
+            numbers.setdefault(claim.cited, claim.number)
+        return [by_id[i] for i in sorted(numbers, key=numbers.__getitem__)]
+
+    @property
+    def grounded(self) -> bool:
+        return bool(self.claims) and len(self.removed) <= len(self.claims)
+
+    @property
+    def answer(self) -> str:
+        if not self.claims:
+            return "The documents searched do not support an answer to this question" + (
+                f" ({len(self.removed)} unsupported sentences were removed)." if self.removed else "."
+            )
+        body = " ".join(f"{c.sentence.rstrip()} [{c.number}]" for c in self.claims)
+        sources = "\n".join(
+            f"[{n}] {p.title}{' > ' + p.heading if p.heading else ''} ({p.source}, {p.id})"
+            for n, p in enumerate(self.cited, 1)
+        )
+        return f"{body}\n\nSources:\n{sources}"
+
+    def markdown(self) -> str:
+        lines = [f"# {self.question}", "", self.answer, ""]
+        lines += [f"Depth: {self.depth}; routed {self.route.depth} ({self.route.by}: {self.route.reason})."]
+        if self.escalated:
+            lines.append(f"Escalated: {self.escalated}.")
+        if self.plan:
+            lines += ["", "## Plan", "", *(f"- {q}" for q in self.plan)]
+        if self.removed:
+            lines += ["", "## Removed by the verifier", ""]
+            lines += [f"- {r.sentence} (cited {r.cited or 'nothing'}: {r.reason})" for r in self.removed]
+        lines += ["", "## Sources", ""]
+        for n, p in enumerate(self.cited, 1):
+            lines += [f"[{n}] **{p.title}**{' > ' + p.heading if p.heading else ''} ({p.source}, `{p.id}`)"]
+            lines += ["", *(f"> {line}" for line in p.text.splitlines()), ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "question": self.question,
+            "depth": self.depth,
+            "route": {"depth": self.route.depth, "reason": self.route.reason, "by": self.route.by},
+            "escalated": self.escalated,
+            "plan": self.plan,
+            "claims": [
+                {
+                    "sentence": c.sentence,
+                    "cited": c.cited,
+                    "number": c.number,
+                    "recited_from": c.recited_from,
+                    "support": c.support.to_json(),
+                }
+                for c in self.claims
+            ],
+            "removed": [{"sentence": r.sentence, "cited": r.cited, "reason": r.reason} for r in self.removed],
+            # what the answer cites, with the text it was checked against; ``doc`` the document's id
+            "sources": [
+                {"n": n, "id": p.id, "doc": p.source, "title": p.title, "heading": p.heading, "text": p.text}
+                for n, p in enumerate(self.cited, 1)
+            ],
+            # every passage retrieved, best first (the evaluation's retrieval scorer reads ``results``)
+            "results": [{"id": p.id, "doc": p.source, "score": p.score} for p in self.passages],
+        }
+
+
+def _parse(reply: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(reply)
+    except json.JSONDecodeError as exc:
+        raise ToolExecutionError(f"the {what} reply is not JSON ({exc.msg}): {reply[:120]!r}") from None
+    if not isinstance(data, dict):
+        raise ToolExecutionError(f"the {what} reply is not a JSON object: {reply[:120]!r}")
+    return data
+
+
+class Router:
+    """The depth of a question: rules first, then the model as a classifier where ``ask`` is given."""
+
+    _SCHEMA: dict[str, Any] = {
+        "type": "object",
+        "properties": {"depth": {"enum": ["shallow", "deep"]}},
+        "required": ["depth"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, *, ask: Ask | None = None, long_question: int = 25) -> None:
+        self.ask = ask
+        #: a question of at least this many words is researched deep
+        self.long_question = long_question
+
+    async def route(self, question: str) -> Route:
+        lowered = question.lower()
+        hint = _DEEP_HINT.search(lowered)
+        if hint:
+            return Route(
+                depth="deep", reason=f"it asks {hint.group(0)!r}: several things to research", by="rules"
+            )
+        if question.count("?") > 1:
+            return Route(depth="deep", reason="it asks several questions", by="rules")
+        words = len(_WORD.findall(question))
+        if words >= self.long_question:
+            return Route(depth="deep", reason=f"a long question ({words} words)", by="rules")
+        if self.ask is not None:
+            reply = _parse(
+                await self.ask(
+                    f"Question: {question}\nDoes answering it need one search (shallow) or several "
+                    "searches on different topics (deep)?",
+                    schema=self._SCHEMA,
+                    system="You classify questions for a research assistant.",
+                    max_tokens=16,
+                ),
+                "router",
+            )
+            depth: Depth = "deep" if reply.get("depth") == "deep" else "shallow"
+            return Route(depth=depth, reason="the model's classification", by="model")
+        return Route(depth="shallow", reason="one thing asked: one retrieval pass", by="rules")
+
+
+class Researcher:
+    def __init__(
+        self,
+        *,
+        retrieve: Retrieve,
+        verifier: CitationVerifier,
+        ask: Ask,
+        router: Router | None = None,
+        per_query: int = 4,
+        max_passages: int = 6,
+        max_sub_questions: int = 3,
+        max_claims: int = 4,
+        passage_chars: int = 700,
+    ) -> None:
+        self.retrieve = retrieve
+        self.verifier = verifier
+        self.ask = ask
+        self.router = router or Router()
+        self.per_query = per_query
+        self.max_passages = max_passages
+        self.max_sub_questions = max_sub_questions
+        self.max_claims = max_claims
+        self.passage_chars = passage_chars
+
+    async def research(self, question: str, *, depth: Depth | None = None) -> ResearchReport:
+        route = (
+            Route(depth=depth, reason="the caller asked for it", by="asked")
+            if depth is not None
+            else await self.router.route(question)
+        )
+        report = await self._attempt(question, route, route.depth)
+        if route.depth == "shallow" and not report.grounded:
+            why = (
+                f"the shallow answer kept {len(report.claims)} supported sentences and "
+                f"lost {len(report.removed)}"
+            )
+            deep = await self._attempt(question, route, "deep")
+            deep.escalated = why
+            return deep
+        return report
+
+    async def plan(self, question: str) -> list[str]:
+        schema = {
+            "type": "object",
+            "properties": {
+                "sub_questions": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 3, "maxLength": 160},
+                    "minItems": 1,
+                    "maxItems": self.max_sub_questions,
+                }
+            },
+            "required": ["sub_questions"],
+            "additionalProperties": False,
+        }
+        reply = _parse(
+            await self.ask(
+                f"Question: {question}\nWrite up to {self.max_sub_questions} short search queries, "
+                "each about one thing the question asks.",
+                schema=schema,
+                system="You plan the searches of a research assistant over documentation.",
+                max_tokens=160,
+            ),
+            "planner",
+        )
+        asked = reply.get("sub_questions")
+        queries = [q.strip() for q in asked if isinstance(q, str)] if isinstance(asked, list) else []
+        seen = {question.strip().lower()}
+        plan = []
+        for query in queries:
+            if query and query.lower() not in seen:
+                seen.add(query.lower())
+                plan.append(query)
+        return plan[: self.max_sub_questions]
+
+    async def _attempt(self, question: str, route: Route, depth: Depth) -> ResearchReport:
+        plan = await self.plan(question) if depth == "deep" else []
+        found = await asyncio.gather(*(self.retrieve(q, self.per_query) for q in [question, *plan]))
+        if plan:
+            # One researcher per sub-question, side by side, each writing from what its own search found:
+            # a small model answers one narrow question from a few passages far better than two from many.
+            subsets = found[1:]
+            passages = _interleave(found, self.per_query * len(found))
+            at = {p.id: i for i, p in enumerate(passages)}
+            share = -(-self.max_claims // len(plan))
+            written = await asyncio.gather(
+                *(
+                    self._write(sub, subset, share)
+                    for sub, subset in zip(plan, subsets, strict=True)
+                    if subset
+                )
+            )
+            kept = [subset for subset in subsets if subset]
+            drafted = [
+                (sentence, at[subset[i].id])
+                for subset, drafts in zip(kept, written, strict=True)
+                for sentence, i in drafts
+            ]
+        else:
+            passages = _interleave(found, self.max_passages)
+            drafted = await self._write(question, passages, self.max_claims) if passages else []
+        report = ResearchReport(question=question, route=route, depth=depth, plan=plan, passages=passages)
+        numbers: dict[str, int] = {}
+        seen: set[str] = set()
+        for sentence, cited in drafted:
+            key = " ".join(sentence.lower().split())
+            if key in seen:
+                continue
+            seen.add(key)
+            supports = await self.verifier.check_many(sentence, [p.text for p in passages])
+            chosen = cited
+            if not supports[cited].supported:
+                backing = [i for i, s in enumerate(supports) if s.supported]
+                if not backing:
+                    report.removed.append(
+                        Removed(sentence=sentence, cited=passages[cited].id, reason=supports[cited].reason)
+                    )
+                    continue
+                chosen = max(backing, key=lambda i: (supports[i].lexical, supports[i].semantic))
+            passage = passages[chosen]
+            number = numbers.setdefault(passage.id, len(numbers) + 1)
+            report.claims.append(
+                Claim(
+                    sentence=sentence,
+                    cited=passage.id,
+                    number=number,
+                    support=supports[chosen],
+                    recited_from=passages[cited].id if chosen != cited else None,
+                )
+            )
+        return report
+
+    async def _write(
+        self, question: str, passages: Sequence[Passage], sentences: int
+    ) -> list[tuple[str, int]]:
+        numbered = "\n\n".join(
+            f"[{n}] ({p.title}{' > ' + p.heading if p.heading else ''})\n{p.text[: self.passage_chars]}"
+            for n, p in enumerate(passages, 1)
+        )
+        schema = {
+            "type": "object",
+            "properties": {
+                "claims": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "sentence": {"type": "string", "minLength": 8, "maxLength": 280},
+                            "source": {"enum": list(range(1, len(passages) + 1))},
+                        },
+                        "required": ["sentence", "source"],
+                        "additionalProperties": False,
+                    },
+                    "minItems": 1,
+                    "maxItems": sentences,
+                }
+            },
+            "required": ["claims"],
+            "additionalProperties": False,
+        }
+        reply = _parse(
+            await self.ask(
+                f"Passages:\n{numbered}\n\nQuestion: {question}\n"
+                f"Answer in at most {sentences} sentences. Each sentence states one fact from one "
+                "passage, in the passage's words, and gives that passage's number as its source.",
+                schema=schema,
+                system=(
+                    "You answer questions from numbered documentation passages. Use only what the "
+                    "passages say; never add facts of your own."
+                ),
+                max_tokens=400,
+            ),
+            "writer",
+        )
+        drafted: list[tuple[str, int]] = []
+        claims = reply.get("claims")
+        for claim in claims if isinstance(claims, list) else []:
+            if not isinstance(claim, dict):
+                continue
+            sentence, source = claim.get("sentence"), claim.get("source")
+            number = source if isinstance(source, int) and 1 <= source <= len(passages) else None
+            if isinstance(sentence, str) and sentence.strip() and number is not None:
+                drafted.append((sentence.strip(), number - 1))
+        return drafted
+
+
+def _interleave(found: Sequence[list[Passage]], limit: int) -> list[Passage]:
+    """The passages of every query, best of each first in turn, without repeats, at most ``limit``."""
+    out: list[Passage] = []
+    seen: set[str] = set()
+    for rank in range(max((len(f) for f in found), default=0)):
+        for hits in found:
+            if rank < len(hits) and hits[rank].id not in seen:
+                seen.add(hits[rank].id)
+                out.append(hits[rank])
+                if len(out) == limit:
+                    return out
+    return out

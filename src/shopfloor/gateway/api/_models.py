@@ -1,0 +1,45 @@
+"""The request and response bodies of the control plane's API (pydantic; requests forbid extra fields)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shopfloor.runtime import RunRecord
+
+__all__ = ["AgentRegister", "DecisionIn", "RunCreate", "RunPage"]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class AgentRegister(BaseModel):
+    """An agent to register: a directory (or agent.yaml) on the server, or the spec's YAML itself."""
+
+    model_config = _STRICT
+    path: str | None = Field(None, min_length=1, max_length=4096, description="agent directory or file")
+    spec: str | None = Field(None, min_length=1, max_length=262_144, description="agent.yaml's text")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AgentRegister:
+        if (self.path is None) == (self.spec is None):
+            raise ValueError("give exactly one of path (a directory on the server) or spec (the YAML)")
+        return self
+
+
+class RunCreate(BaseModel):
+    model_config = _STRICT
+    agent: str = Field(min_length=1, max_length=128, description="a registered agent's name")
+    input: str = Field(min_length=1, max_length=100_000, description="the task")
+    model: str | None = Field(None, min_length=1, max_length=256, description="overrides the spec's model")
+
+
+class DecisionIn(BaseModel):
+    model_config = _STRICT
+    reason: str = Field("", max_length=4096)
+
+
+class RunPage(BaseModel):
+    """A page of runs (each as ``shopfloor runs show --json`` prints it), newest first."""
+
+    runs: list[RunRecord]
+    #: pass as ``cursor`` for the next (older) page; null on the last page
+    next_cursor: str | None = None

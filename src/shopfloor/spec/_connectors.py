@@ -1,0 +1,202 @@
+"""The ``connectors:`` section of ``agent.yaml``: MCP servers (stdio or Streamable HTTP) and SQL databases.
+
+A value written ``secret:NAME`` (in an MCP server's ``env`` or ``headers``, or in a SQL URL) is a
+reference, resolved when the connector connects; the spec, and so the agent's digest, holds only the
+reference, never the secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "SECRET_PREFIX",
+    "A2AAgentSpec",
+    "ConnectorSpec",
+    "DocsConnectorSpec",
+    "McpServerSpec",
+    "ResearchSpec",
+    "SqlConnectorSpec",
+]
+
+#: the prefix of a value that names a secret instead of holding one
+SECRET_PREFIX = "secret:"
+_CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_SQL_SCHEMES = ("postgresql", "postgres", "sqlite")
+
+
+def _check_headers(value: dict[str, str]) -> dict[str, str]:
+    for name, item in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not an HTTP header name")
+        if "\r" in item or "\n" in item:
+            raise ValueError(f"the value of header {name!r} may not contain a line break")
+        _check_secret(item)
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_secret(value: str) -> str:
+    if value.startswith(SECRET_PREFIX) and not _SECRET_NAME.match(value.removeprefix(SECRET_PREFIX)):
+        raise ValueError(f"expected secret:NAME with NAME of letters, digits, '_', '.' or '-', got {value!r}")
+    return value
+
+
+class McpServerSpec(_Strict):
+    """An MCP server: a command run over stdio, or a Streamable HTTP URL; exactly one of the two."""
+
+    command: list[str] | None = Field(None, min_length=1, description="argv of a stdio server")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of a stdio server")
+    url: str | None = Field(None, description="http(s) URL of a Streamable HTTP server")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers (e.g. Authorization)")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not part or "\0" in part for part in value):
+            raise ValueError("each part of the command must be a non-empty string without NUL bytes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            _check_secret(item)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_headers(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Self:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                "give either command (a stdio server) or url (Streamable HTTP), not both or none"
+            )
+        if self.url is not None and self.env:
+            raise ValueError("env is for a stdio server (command); an HTTP server takes headers")
+        if self.command is not None and self.headers:
+            raise ValueError("headers are for an HTTP server (url); a stdio server takes env")
+        return self
+
+
+class A2AAgentSpec(_Strict):
+    """A remote A2A agent called as a tool: its base URL (the card is at ``URL/.well-known/agent-card.json``)
+    and HTTP headers (e.g. ``Authorization: secret:NAME``)."""
+
+    url: str = Field(description="the agent's base URL, e.g. http://127.0.0.1:8080/a2a/researcher")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers (e.g. Authorization)")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_headers(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class SqlConnectorSpec(_Strict):
+    """A database queried read-only: ``postgresql://...`` or ``sqlite:///PATH``."""
+
+    url: str = Field(description="postgresql://USER@HOST:PORT/DB, sqlite:///PATH, or secret:NAME")
+    row_limit: int = Field(200, ge=1, le=10_000, description="rows one query may return")
+    statement_timeout: float = Field(10.0, gt=0, le=600, description="seconds one query may run")
+    sample_rows: int = Field(3, ge=0, le=20, description="rows per table shown by schema discovery")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value.startswith(SECRET_PREFIX):
+            return _check_secret(value)
+        scheme = value.partition("://")[0].split("+")[0]
+        if scheme not in _SQL_SCHEMES:
+            raise ValueError(f"expected a postgresql:// or sqlite:/// URL (or secret:NAME), got {value!r}")
+        return value
+
+
+class ResearchSpec(_Strict):
+    """How the collection's ``research`` tool researches a question (route, plan, write, verify)."""
+
+    #: ``auto``: the router decides per question; ``shallow`` or ``deep`` always
+    depth: Literal["auto", "shallow", "deep"] = "auto"
+    #: ``rules`` alone, or ``model``: the run's model classifies what the rules leave open
+    router: Literal["rules", "model"] = "rules"
+    passages: int = Field(6, ge=1, le=12, description="passages a shallow answer is written from at most")
+    sub_questions: int = Field(3, ge=1, le=6, description="sub-questions a deep plan has at most")
+    sentences: int = Field(4, ge=1, le=10, description="sentences the answer has at most")
+    #: the run's model judges the sentences the lexical and embedding checks leave undecided
+    judge: bool = False
+    #: where in the workspace the report goes as Markdown (none: not written)
+    report_dir: str | None = Field("reports", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,120}$")
+
+
+class DocsConnectorSpec(_Strict):
+    """A document collection (``shopfloor docs add COLLECTION PATH``) searched by a ``retrieve`` tool and
+    researched by a ``research`` tool (grounded answers with verified citations)."""
+
+    collection: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="the collection's name")
+    k: int = Field(5, ge=1, le=50, description="passages a search returns by default")
+    mode: Literal["hybrid", "bm25", "dense"] = Field("hybrid", description="how passages are ranked")
+    research: ResearchSpec = Field(default_factory=ResearchSpec)  # type: ignore[arg-type]
+    #: files or directories (relative to the spec, or ``pkg:PACKAGE/PATH``) ingested into the collection
+    #: as a run starts; unchanged documents cost a hash, a broken one is reported and skipped
+    sources: list[str] = Field(default_factory=list, max_length=64)
+
+
+class ConnectorSpec(_Strict):
+    """One data source of the agent; its tools are named ``NAME__TOOL``."""
+
+    name: str
+    mcp: McpServerSpec | None = None
+    sql: SqlConnectorSpec | None = None
+    docs: DocsConnectorSpec | None = None
+    a2a: A2AAgentSpec | None = None
+    #: the tools of the server the agent may use (all of them when absent)
+    tools: list[str] | None = None
+    #: seconds one call may take before it fails with a tool error
+    timeout: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _CONNECTOR_NAME.match(value):
+            raise ValueError("expected 1-31 lowercase letters, digits, '_' or '-', starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if sum(kind is not None for kind in (self.mcp, self.sql, self.docs, self.a2a)) != 1:
+            raise ValueError(
+                "give exactly one of mcp (an MCP server), sql (a database), docs (a document collection) "
+                "or a2a (a remote agent)"
+            )
+        return self

@@ -1,0 +1,183 @@
+"""The harness end to end with a scripted agent: durable runs in fresh workspaces, broken items,
+timeouts, runs listed with the others, resumption after kill -9, re-scoring without running anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eval_support import AgentDir, write_suite
+
+from shopfloor.config import load_settings
+from shopfloor.evals import Harness, load_suite
+from shopfloor.runtime import Runtime, compose
+from shopfloor.telemetry import TraceStore, trace_store_url
+
+ITEMS = [
+    '{"id": "a", "input": "answer=paris", "expected": "paris", "tags": ["easy"]}',
+    '{"id": "b", "input": "answer=rome", "expected": "lyon", "tags": ["hard"]}',
+    '{"id": "c", "input": "fail", "expected": "x"}',
+]
+
+
+@pytest.mark.usefixtures("eval_db")
+async def test_each_item_is_a_durable_run_in_a_fresh_seeded_workspace(
+    agent: AgentDir, tmp_path: Path
+) -> None:
+    suite_path = write_suite(
+        tmp_path,
+        agent.path,
+        ITEMS,
+        scorers="  - {type: operational}\n",
+        extra="repeat: 2\nconcurrency: 3\ngates:\n  - {metric: contains, min: 0.9}\n",
+    )
+    services = compose(load_settings())
+    harness = Harness(services)
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        seen: list[tuple[str, int]] = []
+        record = await harness.run(suite, progress=lambda row, done, total: seen.append((row.item_id, total)))
+        rows = harness.store.items(record.eval_id)
+    finally:
+        harness.close()
+
+    assert sorted(seen) == sorted((i, 6) for i in "aabbcc")
+    assert {(r.item_id, r.status) for r in rows} == {("a", "done"), ("b", "done"), ("c", "broken")}
+    broken = [r for r in rows if r.item_id == "c"]
+    assert all(r.reason and r.reason.startswith("run failed") for r in broken), broken[0].reason
+    for row in rows:
+        if row.item_id != "c":
+            answer = row.case["output"]  # type: ignore[index]
+            assert '"before": []' in answer and '"seeded": true' in answer, (
+                f"the workspace leaked or was not seeded: {answer}"
+            )
+    assert agent.calls() == {"paris": 2, "rome": 2, "fail": 2}
+
+    summary = record.summary
+    assert summary is not None and record.status == "completed"
+    assert (
+        summary["metrics"]["contains"]["mean"] == 1 / 3 and summary["metrics"]["trajectory"]["mean"] == 2 / 3
+    )
+    assert summary["tags"]["easy"]["contains"]["mean"] == 1.0
+    assert summary["gates_passed"] is False and len(summary["broken"]) == 2
+    assert record.agent == "evaluated" and record.agent_digest.startswith("sha256:")
+
+    async with Runtime(services) as runtime:
+        listed = {r.run_id for r in await runtime.list_runs(agent="evaluated")}
+    assert listed == {r.run_id for r in rows}, "every item's run is an ordinary run"
+
+    operational = {m["name"]: m["value"] for m in rows[0].metrics if m["name"].startswith("operational.")}
+    assert operational["operational.latency"] > 0 and operational["operational.tokens"] > 0
+    assert operational["operational.ttft"] is not None, "time to first token from the run's spans"
+    store = TraceStore(trace_store_url(services.settings))
+    try:
+        spans = store.spans()
+    finally:
+        store.close()
+    [evaluation] = [s for s in spans if s.name == "eval smoke"]
+    assert evaluation.attributes["shopfloor.eval.id"] == record.eval_id
+    traced = {s.run_id for s in spans if s.trace_id == evaluation.trace_id and s.run_id}
+    assert traced == {r.run_id for r in rows}, "the items' runs are traced under the evaluation's span"
+
+
+async def test_a_timeout_is_recorded_and_the_evaluation_goes_on(agent: AgentDir, tmp_path: Path) -> None:
+    (agent.path / "block").touch()
+    items = [
+        '{"id": "slow", "input": "block answer=x", "expected": "x"}',
+        '{"id": "ok", "input": "answer=y", "expected": "y"}',
+    ]
+    suite_path = write_suite(tmp_path, agent.path, items, extra="timeout: 1.0\n")
+    harness = Harness(compose(load_settings()))
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        async with asyncio.timeout(60):
+            record = await harness.run(suite)
+        rows = {r.item_id: r for r in harness.store.items(record.eval_id)}
+    finally:
+        (agent.path / "block").unlink()
+        harness.close()
+    assert rows["slow"].status == "broken" and "timeout" in (rows["slow"].reason or "")
+    assert rows["ok"].status == "done"
+
+
+async def test_rescoring_runs_nothing(agent: AgentDir, tmp_path: Path) -> None:
+    suite_path = write_suite(tmp_path, agent.path, ITEMS[:2])
+    harness = Harness(compose(load_settings()))
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        record = await harness.run(suite)
+        calls = agent.calls()
+        again = await harness.rescore(
+            record.eval_id, scorers=[{"type": "exact", "name": "strict"}, {"type": "contains"}]
+        )
+    finally:
+        harness.close()
+    assert agent.calls() == calls, "re-scoring ran nothing"
+    assert again.summary is not None and again.summary["metrics"]["strict"]["mean"] == 0.0
+    assert again.summary["metrics"]["contains"] == record.summary["metrics"]["contains"]  # type: ignore[index]
+
+
+def _eval_process(suite: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = "from shopfloor.cli import main; main()"
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, "eval", "run", str(suite), "--json"],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=dict(os.environ),
+        )
+
+
+@pytest.mark.usefixtures("eval_db")
+async def test_kill9_then_resume_never_reruns_a_finished_item(agent: AgentDir, tmp_path: Path) -> None:
+    (agent.path / "block").touch()
+    items = [
+        '{"id": "first", "input": "answer=one", "expected": "one"}',
+        '{"id": "cut", "input": "block answer=two", "expected": "two"}',
+        '{"id": "last", "input": "answer=three", "expected": "three"}',
+    ]
+    suite = write_suite(tmp_path, agent.path, items)
+    log = tmp_path / "eval.log"
+    proc = _eval_process(suite, log)
+    try:
+        deadline = time.monotonic() + 60
+        while agent.calls()["blocktwo"] == 0:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the evaluation never reached the blocking item"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    (agent.path / "block").unlink()
+    await asyncio.sleep(1.5)  # the killed executor's heartbeat goes stale
+
+    harness = Harness(compose(load_settings()))
+    try:
+        [record] = harness.store.list_evals()
+        before = {r.item_id: r for r in harness.store.items(record.eval_id)}
+        async with asyncio.timeout(60):
+            record = await harness.execute(record.eval_id)
+        rows = {r.item_id: r for r in harness.store.items(record.eval_id)}
+    finally:
+        harness.close()
+    assert (
+        before["first"].status == "done"
+        and before["cut"].status == "running"
+        and before["last"].status == "pending"
+    )
+    assert {i: r.status for i, r in rows.items()} == {"first": "done", "cut": "done", "last": "done"}
+    assert rows["cut"].run_id == before["cut"].run_id, "the interrupted run was recovered, not started again"
+    calls = agent.calls()
+    assert calls["one"] == 1 and calls["three"] == 1, f"a finished item ran again: {calls}"
+    assert calls["blocktwo"] == 2, "the step cut off by the kill runs again, once"
+    assert json.loads(json.dumps(record.summary))["metrics"]["contains"]["mean"] == 1.0

@@ -1,0 +1,37 @@
+"""Running an example's evaluation suite over a few of its items, with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shopfloor.config import load_settings
+from shopfloor.evals import EvalItemRow, EvalOptions, EvalRecord, Harness, load_suite
+from shopfloor.runtime import compose
+
+
+def by_id(lines: list[str]) -> dict[str, str]:
+    """JSONL dataset lines by their item's id."""
+    return {json.loads(line)["id"]: line for line in lines if line.strip()}
+
+
+def subset_suite(suite_path: Path, tmp_path: Path, lines: list[str]) -> Path:
+    """A copy in ``tmp_path`` of the suite at ``suite_path`` (its agent ``..``, its dataset
+    ``questions.jsonl`` and its ``scoring.py`` beside it) with ``lines`` (JSONL items) for its dataset."""
+    (tmp_path / "some.jsonl").write_text("".join(line + "\n" for line in lines))
+    text = suite_path.read_text().replace("agent: ..", f"agent: {suite_path.parents[1]}")
+    (tmp_path / "suite.yaml").write_text(text.replace("dataset: questions.jsonl", "dataset: some.jsonl"))
+    (tmp_path / "scoring.py").write_text((suite_path.parent / "scoring.py").read_text())
+    return tmp_path / "suite.yaml"
+
+
+async def run_suite(suite_path: Path, *, model: str) -> tuple[EvalRecord, dict[str, EvalItemRow]]:
+    """The evaluation of the suite at ``suite_path`` with ``model``, two items at a time: its record and
+    its rows by item id."""
+    harness = Harness(compose(load_settings()))
+    try:
+        suite, _ = load_suite(suite_path, harness.env(suite_path.parent))
+        record = await harness.run(suite, EvalOptions(model=model, concurrency=2))
+        return record, {r.item_id: r for r in harness.store.items(record.eval_id)}
+    finally:
+        harness.close()

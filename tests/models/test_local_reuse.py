@@ -1,0 +1,104 @@
+"""The embedded model's speed paths give the answers of the plain ones: greedy grammar sampling that
+checks the likeliest tokens first, and prompt states kept and restored across requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopfloor.models import LoadedWeights, LocalModel, Message, ModelRequest
+
+MODEL = "qwen2.5-coder-0.5b"
+SCHEMAS: list[dict[str, Any]] = [
+    {
+        "type": "object",
+        "properties": {"tool": {"enum": ["data-analysis", "python", "files", "final_answer"]}},
+        "required": ["tool"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "properties": {
+            "group_by": {"enum": ["date.month", "date.year", "weather"]},
+            "stat": {"enum": ["sum", "mean", "max"]},
+            "order": {"enum": ["max", "min"]},
+        },
+        "required": ["group_by", "stat", "order"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    },
+]
+QUESTION = "Which month of 2015 had the most rain in Seattle, and how much? Reply with JSON."
+
+
+def model(embedded_model: Callable[[str], Path], weights: LoadedWeights | None = None) -> LocalModel:
+    return LocalModel(MODEL, path=embedded_model(MODEL), threads=1, weights=weights)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_models")
+@pytest.mark.parametrize("schema", SCHEMAS, ids=["tool", "arguments", "free-text"])
+async def test_greedy_grammar_picks_the_tokens_of_llama_cpps_grammar_sampler(
+    embedded_model: Callable[[str], Path], schema: dict[str, Any]
+) -> None:
+    from llama_cpp import Llama
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    ours = model(embedded_model)
+    messages = (Message(role="user", content=QUESTION),)
+    response = await ours.request(ModelRequest(messages=messages, json_schema=schema, max_tokens=24))
+    assert ours.llama._greedy is not None  # type: ignore[attr-defined]  # the fast path ran
+
+    plain = Llama(model_path=str(embedded_model(MODEL)), n_ctx=4096, n_threads=1, verbose=False)
+    try:
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        direct: Any = plain.create_chat_completion(
+            messages=[{"role": "user", "content": QUESTION}], grammar=grammar, temperature=0.0, max_tokens=24
+        )
+    finally:
+        plain.close()
+    assert response.text == direct["choices"][0]["message"]["content"]
+    assert response.usage.output_tokens == direct["usage"]["completion_tokens"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_models")
+async def test_a_kept_prefix_is_restored_and_answers_as_a_cold_prompt(
+    embedded_model: Callable[[str], Path],
+) -> None:
+    system = Message(
+        role="system",
+        content="You are a data analyst. Files: seattle-weather.csv (date, precipitation, temp_max, "
+        "temp_min, wind, weather); cars.json (Name, Miles_per_Gallon, Cylinders, Horsepower, Origin). "
+        "Reply with JSON naming the file for the question.",
+    )
+    other = Message(role="system", content="You translate English into French. Reply with JSON.")
+    schema = {"type": "object", "properties": {"file": {"enum": ["seattle-weather.csv", "cars.json"]}}}
+
+    def ask(first: Message, question: str) -> ModelRequest:
+        messages = (first, Message(role="user", content=question))
+        return ModelRequest(messages=messages, json_schema=schema, max_tokens=16, cache_prefix=1)
+
+    warm = model(embedded_model)
+    first = await warm.request(ask(system, "How windy was Seattle?"))
+    assert len(warm.llama.prefixes) == 1  # type: ignore[attr-defined]
+    await warm.request(ask(other, "Good morning"))  # the context now holds another prompt
+    again = await warm.request(ask(system, "What is the mean horsepower of the cars?"))
+    assert warm.llama.prefixes.restores == 1  # type: ignore[attr-defined]
+    # Everything up to the question came from the kept state: only the question was evaluated.
+    assert again.usage.cached_input_tokens >= first.usage.input_tokens - 16
+    assert again.usage.input_tokens - again.usage.cached_input_tokens < 40
+
+    cold = model(embedded_model, weights=LoadedWeights())
+    fresh = await cold.request(ask(system, "What is the mean horsepower of the cars?"))
+    assert fresh.usage.cached_input_tokens == 0
+    assert again.text == fresh.text
