@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from console_support import evaluation, hostile_run, hostile_workspace, release_of
 from gateway_support import Keys, LiveServer, wait_status, wait_trace
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -126,6 +127,25 @@ def _confirm(driver: WebDriver, wait: WebDriverWait[WebDriver]) -> None:
     driver.switch_to.alert.accept()
 
 
+class _LiveWait(WebDriverWait[WebDriver]):
+    """A wait whose condition may read a live part of the page (replaced as it changes): an element that
+    went stale, or was taken out of the document while a command on it ran (Chromium's driver then answers
+    'Node with given id does not belong to the document'), is looked for again instead of failing."""
+
+    def until(self, method: Callable[[WebDriver], Any], message: str = "") -> Any:
+        def settled(driver: WebDriver) -> Any:
+            try:
+                return method(driver)
+            except StaleElementReferenceException:
+                return False
+            except WebDriverException as error:
+                if "does not belong to the document" in (error.msg or ""):
+                    return False
+                raise
+
+        return super().until(settled, message)
+
+
 def _untouched(driver: WebDriver) -> None:
     """Nothing a hostile value carried ran: no flag set, no title changed, no dialog open."""
     assert driver.execute_script("return window.__pwned === undefined") is True
@@ -151,9 +171,7 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
     hostile = hostile_run(settings, status="failed")
     asyncio.run(hostile_workspace(settings))
     # the live parts of a page are replaced as they change: an element found may go stale, so look again
-    wait = WebDriverWait(
-        browser, 30, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
-    )
+    wait = _LiveWait(browser, 30, poll_frequency=0.1)
     with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}) as api:
         api.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
 
@@ -198,6 +216,15 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         wait.until(lambda d: "transfer" in d.find_element(By.CSS_SELECTOR, ".approval").text)
         _shot(browser, tmp_path, "run-waiting")
         _accessible(browser, axe_js)
+        # A refresh that finds the live part unchanged leaves it be: the button about to be clicked is the
+        # same node after two more fetches of the part (replacing it anyway would take the click away).
+        fetches = "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/live')).length"
+        browser.execute_script("document.querySelector('form.decide button.approve').dataset.kept = 'yes'")
+        seen = browser.execute_script(fetches)
+        wait.until(lambda d: d.execute_script(fetches) >= seen + 2)
+        assert browser.execute_script(
+            "return document.querySelector('form.decide button.approve').dataset.kept"
+        ) == "yes"
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.decide button.approve").click() is None)
         wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
         fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

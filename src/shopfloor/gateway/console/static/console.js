@@ -36,12 +36,16 @@ function live(element) {
         return;
       }
       const html = response.ok ? await response.text() : null;
-      // unchanged, or someone is typing in it (a reason): leave it, opened details and all
+      // unchanged, or someone is typing in it (a reason): leave it, opened details and all. "Unchanged"
+      // is judged on the parsed markup too: the first fetch of a part the server rendered into the page
+      // matches it, and replacing it anyway would take away a button being clicked or text being selected.
       if (html !== null && html !== last && !element.contains(document.activeElement)) {
         last = html;
         const template = document.createElement("template");
         template.innerHTML = html;
-        element.replaceChildren(template.content);
+        if (template.innerHTML !== element.innerHTML) {
+          element.replaceChildren(template.content);
+        }
         const status = element.querySelector("#run-status");
         if (status && ["completed", "failed", "cancelled"].includes(status.textContent.trim())) {
           element.dataset.done = "true";
