@@ -43,7 +43,7 @@ function live(element) {
         last = html;
         const template = document.createElement("template");
         template.innerHTML = html;
-        if (template.innerHTML !== element.innerHTML) {
+        if (template.innerHTML.trim() !== element.innerHTML.trim()) {
           element.replaceChildren(template.content);
         }
         const status = element.querySelector("#run-status");
