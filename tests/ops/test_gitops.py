@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
-from shopfloor.errors import ConfigError, DeploymentError, GitOpsError
-from shopfloor.ops.gitops import GitOpsController, GitSource, shown_url
+from shopfloor.errors import ConfigError, DeploymentError, GitOpsError, SpecError
+from shopfloor.ops.gitops import GitOpsController, GitSource, read_desired, shown_url
 from shopfloor.ops.releases import Deployment, Deployments, Releases
 from shopfloor.skills import new_skill, sign_skill
 
@@ -142,6 +142,33 @@ def test_a_bad_commit_is_reported_with_file_and_line_and_changes_nothing(
     assert releases.store.deployment("echo").stable == "1.0.0"  # type: ignore[union-attr]
     assert controller.history()[0].status == "failed"
     assert "gitops.sync_failed" in [e.kind for e in releases.audit.tail(10)]
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ('deployments:\n  - agent: "echo<NL>"\n    release: 1.0.0\n', "deploy.yaml:2"),
+        ('deployments:\n  - agent: echo\n    release: "1.0.0<NL>"\n', "deploy.yaml:3"),
+        (
+            "deployments:\n  - agent: echo\n    release: 1.0.0\n"
+            '    canary: {release: "1.1.0<NL>", percent: 5}\n',
+            "deploy.yaml:4",
+        ),
+        ('releases:\n  - agent: agents/echo\n    version: "1.0.0<NL>"\n', "deploy.yaml:3"),
+    ],
+)
+def test_a_name_or_version_ending_in_a_newline_is_refused_at_its_line(
+    tmp_path: Path, template: str, where: str
+) -> None:
+    """pydantic's ``pattern`` is matched by Rust's regex, where ``$`` is the end of the text."""
+    path = tmp_path / "deploy.yaml"
+    path.write_text(template.replace("<NL>", ""))
+    assert read_desired(tmp_path, tmp_path).policy == {}
+    path.write_text(template.replace("<NL>", "\\n"))
+    with pytest.raises(SpecError) as info:
+        read_desired(tmp_path, tmp_path)
+    assert len(info.value.problems) == 1 and str(info.value).startswith(f"{where}:"), str(info.value)
+    assert "should match pattern" in str(info.value)
 
 
 def test_drift_is_healed_or_reported_and_prune_is_behind_a_flag(

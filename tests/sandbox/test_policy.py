@@ -46,10 +46,26 @@ def test_from_spec_converts_sizes_and_network() -> None:
     assert not SandboxPolicy.from_spec(SandboxPolicySpec()).allows_network
 
 
-@pytest.mark.parametrize("entry", ["example.com", "example.com:0", "example.com:99999", ":80", "a b:80"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "example.com",
+        "example.com:0",
+        "example.com:99999",
+        ":80",
+        "a b:80",
+        "example.com\n:443",
+        "[::1]\n:443",
+    ],
+)
 def test_network_rule_rejects(entry: str) -> None:
     with pytest.raises(SandboxPolicyError, match="HOST:PORT"):
         NetworkRule.parse(entry)
+
+
+def test_network_rule_accepts_a_name_and_a_bracketed_address() -> None:
+    assert NetworkRule.parse("Example.com:443") == NetworkRule(host="example.com", port=443)
+    assert NetworkRule.parse("[::1]:8080") == NetworkRule(host="::1", port=8080)
 
 
 def test_parse_network_forms() -> None:

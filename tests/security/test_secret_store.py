@@ -97,6 +97,21 @@ def test_bad_names_values_and_keys(store: SecretStore) -> None:
         EnvKeyProvider("SF_KEY", {"SF_KEY": "short"}).key()
 
 
+def test_a_name_ending_in_a_newline_is_a_bad_name(store: SecretStore) -> None:
+    """Python's ``$`` matches before a final newline; a name ends at the end of the text."""
+    assert store.set("STRIPE_KEY", "v", actor="x").version == 1
+    for call in (
+        lambda: store.set("STRIPE_KEY\n", "v2", actor="x"),
+        lambda: store.reveal("STRIPE_KEY\n", actor="x"),
+        lambda: store.resolve("secret:STRIPE_KEY\n", actor="x"),
+        lambda: store.rm("STRIPE_KEY\n", actor="x"),
+    ):
+        with pytest.raises(SecretError, match=r"^bad secret name 'STRIPE_KEY\\n': expected 1-128 letters"):
+            call()
+    assert [(i.name, i.version) for i in store.ls()] == [("STRIPE_KEY", 1)]
+    assert store.reveal("STRIPE_KEY", actor="x") == "v"
+
+
 def test_key_from_the_environment(tmp_path: Path) -> None:
     key = base64.b64encode(os.urandom(32)).decode()
     env = {"SHOPFLOOR_HOME": str(tmp_path), "SHOPFLOOR_SECURITY__SECRETS__KEY_PROVIDER": "env"}

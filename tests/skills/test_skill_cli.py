@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
+from shopfloor.errors import SkillFormatError
 
 runner = CliRunner()
 
@@ -65,3 +66,13 @@ def test_prepare_a_skill_without_dependencies(tmp_path: Path) -> None:
     _json("skill", "sign", str(skill))
     prepared = _json("skill", "prepare", str(skill))
     assert prepared == {"name": "plain", "digest": prepared["digest"], "environment": "", "installed": False}  # type: ignore[index]
+
+
+def test_new_refuses_a_name_ending_in_a_newline(tmp_path: Path) -> None:
+    skills = tmp_path / "skills"
+    result = runner.invoke(app, ["skill", "new", "hello\n", "--dir", str(skills)])
+    assert isinstance(result.exception, SkillFormatError)
+    assert str(result.exception).startswith("skill name 'hello\\n': use 1-64 lowercase letters")
+    assert not skills.exists()
+    created = _json("skill", "new", "hello", "--dir", str(skills))
+    assert Path(created["path"]).name == "hello"  # type: ignore[index]

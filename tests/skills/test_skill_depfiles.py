@@ -98,6 +98,7 @@ def test_specifiers_extras_markers_and_hashes_are_kept(tmp_path: Path) -> None:
         ("1.0.0 - 2.0.0", True),
         ("*", True),
         ("latest", True),
+        ("latest\n", False),
         ("1.0.0-beta.1", True),
         ("git+https://example.com/evil.git", False),
         ("git://example.com/evil.git", False),
@@ -119,6 +120,16 @@ def test_package_json_allows_registry_ranges_only(tmp_path: Path, spec: str, ok:
         assert read_package_json(path).dependencies == {"dependencies": {"is-number": "7.0.0", "dep": spec}}
         return
     with pytest.raises(SkillDependencyError, match=rf"^{path}:5: dependencies\.dep: only a registry version"):
+        read_package_json(path)
+
+
+def test_package_json_refuses_a_package_name_ending_in_a_newline(tmp_path: Path) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"name": "x", "dependencies": {"is-number": "7.0.0"}}, indent=2))
+    assert read_package_json(path).dependencies == {"dependencies": {"is-number": "7.0.0"}}
+    path.write_text(json.dumps({"name": "x", "dependencies": {"is-number\n": "7.0.0"}}, indent=2))
+    # The escaped key is not in the text verbatim, so the error points at its section's line.
+    with pytest.raises(SkillDependencyError, match=rf"^{path}:3: dependencies: not an npm package name$"):
         read_package_json(path)
 
 

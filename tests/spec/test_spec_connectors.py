@@ -90,3 +90,45 @@ def test_an_agent_without_connectors_keeps_its_earlier_digest() -> None:
 
 
 PINNED = "sha256:f880bf007619f24767fd6ed5be542a37155bdfa2d2d7928ce11f40081d8e2dce"
+
+
+# <NL> marks where each case puts the YAML escape \n (a newline ending the value) into a valid connector.
+NEWLINE_CASES = [
+    ('  - name: "docs<NL>"\n    sql: {url: "sqlite:///x.db"}\n', 3, "lowercase"),
+    (
+        '  - name: a\n    mcp: {command: [x], env: {"API_TOKEN<NL>": b}}\n',
+        4,
+        "not an environment variable name",
+    ),
+    ('  - name: a\n    mcp: {command: [x], env: {A: "secret:TOKEN<NL>"}}\n', 4, "secret:NAME"),
+    (
+        '  - name: a\n    mcp: {url: "http://h/mcp", headers: {"X-Api-Key<NL>": b}}\n',
+        4,
+        "not an HTTP header name",
+    ),
+    (
+        '  - name: a\n    a2a: {url: "http://h/a2a", headers: {"Authorization<NL>": b}}\n',
+        4,
+        "not an HTTP header name",
+    ),
+    ('  - name: a\n    sql: {url: "secret:WAREHOUSE_URL<NL>"}\n', 4, "secret:NAME"),
+    ('  - name: a\n    docs: {collection: "notes<NL>"}\n', 4, "collection"),
+    (
+        '  - name: a\n    docs: {collection: notes, research: {report_dir: "out/reports<NL>"}}\n',
+        4,
+        "report_dir",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "line", "message"), NEWLINE_CASES)
+def test_a_name_ending_in_a_newline_is_refused(
+    tmp_path: Path, template: str, line: int, message: str
+) -> None:
+    """Python's ``$`` matches before a final newline; the checks end at the end of the text."""
+    valid = tmp_path / "valid" / "agent.yaml"
+    valid.parent.mkdir()
+    valid.write_text("name: analyst\nconnectors:\n" + template.replace("<NL>", ""))
+    assert len(load_spec(valid, resolvers=RESOLVERS).spec.connectors) == 1
+    found = problems("name: analyst\nconnectors:\n" + template.replace("<NL>", "\\n"), tmp_path)
+    assert [(at, message in text) for at, text in found] == [(line, True)], found

@@ -283,6 +283,41 @@ def test_skill_reference_forms_are_checked(tmp_path: Path) -> None:
     assert found[2][2].startswith("skills[2].ref: skill './nowhere'")
 
 
+# <NL> marks where each case puts the YAML escape \n (a newline ending the value) into a valid spec.
+NEWLINE_CASES = [
+    ('name: "a<NL>"\n', 1, "name: expected 1-64 lowercase letters"),
+    ('name: a\ntools:\n  - {name: "calc<NL>", source: "builtin:calculator"}\n', 3, "expected 1-64 letters"),
+    (
+        'name: a\ntools:\n  - {name: calc, source: "builtin:calculator<NL>"}\n',
+        3,
+        "expected builtin:NAME, FILE.py:FUNCTION or module:attribute",
+    ),
+    ('name: a\nsandbox: {memory: "1G<NL>"}\n', 2, "expected a size such as 256M or 1G"),
+    ('name: a\nsandbox: {disk: "2GiB<NL>"}\n', 2, "expected a size such as 256M or 1G"),
+    # neither name@sha256:DIGEST nor name@version once a line break ends it, so a path: none is there
+    (
+        f'name: a\nskills:\n  - "pdf@sha256:{"a" * 64}<NL>"\n',
+        3,
+        f"skills[0].ref: skill 'pdf@sha256:{'a' * 64}\\n' is not a skill directory",
+    ),
+    (
+        'name: a\nskills:\n  - "pdf@1.0<NL>"\n',
+        3,
+        "skills[0].ref: skill 'pdf@1.0\\n' is not a skill directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "line", "message"), NEWLINE_CASES)
+def test_a_value_ending_in_a_newline_is_refused(
+    tmp_path: Path, template: str, line: int, message: str
+) -> None:
+    """Python's ``$`` matches before a final newline; the checks end at the end of the text."""
+    assert load_spec(write(tmp_path, template.replace("<NL>", "")), resolvers=RESOLVERS).spec.name == "a"
+    found = problems(write(tmp_path, template.replace("<NL>", "\\n")))
+    assert [(at, message in text) for at, _, text in found] == [(line, True)], found
+
+
 def test_unknown_tag_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "name: !secret a\n")
     [(line, column, message)] = problems(path)

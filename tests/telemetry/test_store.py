@@ -162,3 +162,12 @@ def test_redaction(text: str, expected: str) -> None:
 def test_redact_value_replaces_secret_fields_and_keeps_numbers() -> None:
     value = {"password": "hunter2", "args": [{"note": "sk_live_51HxAbCdEfGh12345"}], "token_count": 3}
     assert redact_value(value) == {"password": REDACTED, "args": [{"note": REDACTED}], "token_count": 3}
+
+
+def test_a_secret_field_whose_key_ends_in_a_newline_is_still_replaced_whole() -> None:
+    # The key check errs toward redacting: unlike the validators, it keeps ``$`` (which matches before
+    # a final newline), so "password\n" is a secret field too.
+    assert redact_value({"password\n": "hunter2", "Api_Key\n": "x"}) == {
+        "password\n": REDACTED,
+        "Api_Key\n": REDACTED,
+    }

@@ -64,6 +64,22 @@ async def test_resolve_refs_prefixes_and_parents(file_repo: Workspaces) -> None:
     assert list(await ws.refs()) == ["main"]
 
 
+async def test_names_and_revisions_ending_in_a_newline_are_refused(file_repo: Workspaces) -> None:
+    """Python's ``$`` matches before a final newline; names and revisions end at the end of the text."""
+    with pytest.raises(WorkspacePathError, match=r"^workspace name 'w\\n' is invalid"):
+        file_repo.workspace("w\n")
+    ws = file_repo.workspace("w")
+    c0, c1, _c2 = await _history(file_repo, 3)
+    with pytest.raises(WorkspacePathError, match=r"^ref name 'experiment\\n' is invalid"):
+        await ws.set_ref("experiment\n", c0, create=True)
+    assert await ws.set_ref("experiment", c0, create=True) == c0
+    assert sorted(await ws.refs()) == ["experiment", "main"]
+    for rev in ("main\n", "experiment\n", "main~1\n", f"{c1}\n", f"{c1[:10]}\n"):
+        with pytest.raises(WorkspaceNotFoundError, match="has no ref or commit"):
+            await ws.resolve(rev)
+    assert [await ws.resolve(rev) for rev in ("experiment", "main~1", c1, c1[:10])] == [c0, c1, c1, c1]
+
+
 async def test_restore_is_a_new_commit_with_old_content(file_repo: Workspaces) -> None:
     ws = file_repo.workspace("w")
     c0, _c1, c2 = await _history(file_repo, 3)
@@ -81,7 +97,7 @@ def test_addresses() -> None:
     b = parse_address("proj:notes/a.md")
     assert (b.workspace, b.rev, b.path) == ("proj", "main", "notes/a.md")
     assert parse_address("proj@dev:x").rev == "dev"
-    for bad in ("noseparator", "ws://../x", "proj:../x", "bad name:x"):
+    for bad in ("noseparator", "ws://../x", "proj:../x", "bad name:x", "proj\n:x", "ws://proj\n@abc/x"):
         with pytest.raises(WorkspacePathError):
             parse_address(bad)
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 SECRET_PREFIX = "secret:"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}\Z")
 #: the most a secret may hold
 MAX_BYTES = 64 * 1024
 

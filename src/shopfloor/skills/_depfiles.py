@@ -35,11 +35,11 @@ _OPTION_NAME = re.compile(r"^--?[A-Za-z][A-Za-z-]*")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _ARCHIVE = (".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".egg")
 _VCS = ("git+", "hg+", "svn+", "bzr+")
-_NPM_NAME = re.compile(r"^(@[a-z0-9~-][a-z0-9._~-]*/)?[a-z0-9~-][a-z0-9._~-]{0,213}$")
+_NPM_NAME = re.compile(r"^(@[a-z0-9~-][a-z0-9._~-]*/)?[a-z0-9~-][a-z0-9._~-]{0,213}\Z")
 # A semver range (1.2.3, ^1.2, ~1, >=1 <2, 1.x || 2, 1.0.0 - 2.0.0, *, prerelease and build tags) ...
 _NPM_RANGE = re.compile(r"^[0-9xX*^~<>=v][0-9A-Za-z.*^~<>=|+ -]*$|^$")
 # ... or a dist-tag such as ``latest``.
-_NPM_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+_NPM_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
 _NPM_USED = ("dependencies", "optionalDependencies", "peerDependencies")
 _NPM_REFUSED = ("overrides", "resolutions", "workspaces", "bundleDependencies", "bundledDependencies")
 

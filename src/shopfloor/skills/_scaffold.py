@@ -9,7 +9,7 @@ from shopfloor.errors import SkillFormatError
 
 __all__ = ["new_skill"]
 
-_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 _SKILL_MD = """---
 name: {name}

@@ -25,10 +25,10 @@ __all__ = [
 
 #: the prefix of a value that names a secret instead of holding one
 SECRET_PREFIX = "secret:"
-_CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_CONNECTOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}\Z")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 _SQL_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 

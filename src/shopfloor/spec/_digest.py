@@ -50,8 +50,8 @@ RefResolver = Callable[[str, Path], str]
 #: the resolver of each kind of reference
 RefResolvers = Mapping[str, RefResolver]
 
-_REGISTRY_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]*)@(?P<target>.+)$")
-_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REGISTRY_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9-]*)@(?P<target>.+)\Z")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # Build by-products that appear when a skill or tool runs; they must not change the digest.
 _IGNORED_NAMES = frozenset({"__pycache__", ".git", ".DS_Store", ".pytest_cache", ".mypy_cache"})
 

@@ -25,10 +25,10 @@ __all__ = [
     "WorkspaceSpec",
 ]
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
-_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-_SOURCE = re.compile(r"^(builtin:[A-Za-z0-9_.-]+|[^:\s]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)$")
-_SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?$", re.IGNORECASE)
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?\Z")
+_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
+_SOURCE = re.compile(r"^(builtin:[A-Za-z0-9_.-]+|[^:\s]+\.py:[A-Za-z_]\w*|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\Z")
+_SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?\Z", re.IGNORECASE)
 
 
 #: the sandbox backends an agent may ask for: ``auto`` plus every backend ``shopfloor.sandbox``

@@ -114,6 +114,7 @@ def redact(text: str) -> str:
     return text
 
 
+# ``$``, not ``\Z``: it also matches before a final newline, so a key such as "password\n" is redacted too.
 _SECRET_KEY = re.compile(rf"{_SECRET_NAME}$", re.IGNORECASE)
 
 

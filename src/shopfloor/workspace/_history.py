@@ -24,7 +24,7 @@ __all__ = [
     "validate_name",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 def validate_name(name: str, what: str = "workspace") -> str:

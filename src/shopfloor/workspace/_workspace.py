@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Workspace"]
 
-_HEX = re.compile(r"^[0-9a-f]{4,64}$")
-_BACK = re.compile(r"^(.+?)~(\d+)$")
+_HEX = re.compile(r"^[0-9a-f]{4,64}\Z")
+_BACK = re.compile(r"^(.+?)~(\d+)\Z")
 
 
 class Workspace:
@@ -92,7 +92,7 @@ class Workspace:
                     raise WorkspaceNotFoundError(f"{rev}: history of workspace {self.name} is shorter")
                 commit_id = parents[0]
             return commit_id
-        if re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", rev):
+        if re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z", rev):
             value = self.store.get_ref(self.ref_key(rev))
             if value is not None:
                 return value.value
