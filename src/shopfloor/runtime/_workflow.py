@@ -1,8 +1,8 @@
 """The DBOS workflow of a run, and what it does: load the agent, run the loop durably, record the end.
 
 The workflow's only input is the run id: everything else (spec path, task, model
-override, release digest, and for a fork its parent and fork step) is in the run store row written before the workflow
-was started or enqueued. Everything the workflow writes to the run store is an
+override, release digest, and for a fork its parent and fork step) is in the run store
+row written before the workflow was started or enqueued. Everything the workflow writes to the run store is an
 idempotent overwrite, so replaying it during recovery is harmless.
 
 DBOS calls a workflow by its registered name, so the function is module-level and finds the
