@@ -26,7 +26,9 @@ def api(fast_runtime: None, keys: Keys, live: list[LiveServer]) -> Iterator[http
         yield client
 
 
-def test_a_fork_is_a_run_of_the_worker_live_from_its_step(api: httpx.Client, keys: Keys, agent_dir: Path) -> None:
+def test_a_fork_is_a_run_of_the_worker_live_from_its_step(
+    api: httpx.Client, keys: Keys, agent_dir: Path
+) -> None:
     api.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
     parent = api.post("/v1/runs", json={"agent": "ticker", "input": "ticks=2"}).json()["run_id"]
     wait_status(api, parent, "completed")
@@ -51,7 +53,9 @@ def test_a_fork_is_a_run_of_the_worker_live_from_its_step(api: httpx.Client, key
 def test_a_fork_is_refused_with_the_reason(api: httpx.Client, keys: Keys, agent_dir: Path) -> None:
     api.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
     ended = api.post("/v1/runs", json={"agent": "ticker", "input": "ticks=1"}).json()["run_id"]
-    waiting = api.post("/v1/runs", json={"agent": "ticker", "input": "ticks=1 tool=transfer"}).json()["run_id"]
+    waiting = api.post("/v1/runs", json={"agent": "ticker", "input": "ticks=1 tool=transfer"}).json()[
+        "run_id"
+    ]
     wait_status(api, ended, "completed")
     wait_status(api, waiting, "waiting_approval")
     # a step outside the record (1..4: three recorded steps and one past them) names the field

@@ -107,7 +107,9 @@ def test_kill_9_of_the_server_during_a_fork_recovers_the_fork(
     served: Served, keys: Keys, agent_dir: Path
 ) -> None:
     first = served.start()
-    with httpx.Client(base_url=served.url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}) as client:
+    with httpx.Client(
+        base_url=served.url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}
+    ) as client:
         client.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
         parent = client.post("/v1/runs", json={"agent": "ticker", "input": "ticks=3"}).json()["run_id"]
         wait_status(client, parent, "completed")

@@ -15,7 +15,9 @@ from shopfloor.runtime import APPROVAL, Runtime, compose
 pytestmark = pytest.mark.usefixtures("db_url")
 
 
-async def test_a_fork_takes_the_parents_outputs_then_runs_live(rt_settings: Settings, agent: AgentDir) -> None:
+async def test_a_fork_takes_the_parents_outputs_then_runs_live(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
     async with Runtime(compose(rt_settings), caller="tester") as runtime:
         parent_id = await runtime.start_run(agent.path, "ticks=2")
         async with asyncio.timeout(20):
@@ -54,8 +56,9 @@ async def test_a_forks_approval_before_its_fork_step_is_the_parents_decision(
     async with Runtime(compose(rt_settings)) as runtime:
         parent_id = await runtime.start_run(agent.path, "ticks=1 tool=transfer")
         async with asyncio.timeout(20):
-            while (await runtime.get_run(parent_id)).status != "waiting_approval":
-                await asyncio.sleep(0.02)
+            async for stored in runtime.events(parent_id):
+                if stored.event.kind == "approval_requested":
+                    break
         await runtime.approve(parent_id, by="alice", reason="fine")
         async with asyncio.timeout(20):
             await runtime.wait(parent_id)

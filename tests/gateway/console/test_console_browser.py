@@ -218,13 +218,16 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         _accessible(browser, axe_js)
         # A refresh that finds the live part unchanged leaves it be: the button about to be clicked is the
         # same node after two more fetches of the part (replacing it anyway would take the click away).
-        fetches = "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/live')).length"
+        fetches = (
+            "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/live')).length"
+        )
         browser.execute_script("document.querySelector('form.decide button.approve').dataset.kept = 'yes'")
         seen = browser.execute_script(fetches)
         wait.until(lambda d: d.execute_script(fetches) >= seen + 2)
-        assert browser.execute_script(
-            "return document.querySelector('form.decide button.approve').dataset.kept"
-        ) == "yes"
+        assert (
+            browser.execute_script("return document.querySelector('form.decide button.approve').dataset.kept")
+            == "yes"
+        )
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.decide button.approve").click() is None)
         wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
         fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

@@ -138,7 +138,10 @@ def test_replay_and_fork_an_ended_run(api: httpx.Client, keys: Keys) -> None:
             wrong = dev.post(f"/console/runs/{run_id}/fork", data={"csrf": csrf, "step": step})
             assert wrong.status_code == 400 and "its number" in wrong.text
         assert dev.post(f"/console/runs/{running}/fork", data={"csrf": csrf, "step": "1"}).status_code == 409
-        assert viewer.post(f"/console/runs/{run_id}/fork", data={"csrf": viewer_csrf, "step": "1"}).status_code == 403
+        assert (
+            viewer.post(f"/console/runs/{run_id}/fork", data={"csrf": viewer_csrf, "step": "1"}).status_code
+            == 403
+        )
 
 
 @pytest.mark.parametrize("fast_runtime", ["sqlite"], indirect=True)
