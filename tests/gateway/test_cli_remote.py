@@ -91,7 +91,7 @@ def test_runs_fork_goes_through_the_server(remote: str) -> None:
     assert followed.exit_code == 0 and "completed (final_answer)" in followed.stdout, followed.output
     outside = cli.invoke(app, ["runs", "fork", run["run_id"], "--step", "9"])
     assert outside.exit_code != 0 and "422" in str(outside.exception), outside.output
-    assert "body.step" in str(outside.exception) and "from 1 to 4" in str(outside.exception)
+    assert "body.step" in str(outside.exception) and "from 1 to 6" in str(outside.exception)
 
 
 def _local_and_remote(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Result, Result]:
