@@ -39,6 +39,7 @@ ShopfloorError
 │   ├── RunNotFoundError        no run with that id
 │   ├── RunStateError           the run is not in a state that allows the operation
 │   ├── ReplayDivergence        a replayed run asked for a step its record does not have
+│   ├── ForkStepError           a fork's step is outside its parent's record (names the range; HTTP 422)
 │   └── DurableEngineError      the installed DBOS is not the one the runtime was written for
 ├── TelemetryError              trace store or exporter failure
 ├── EvalError                   an evaluation cannot be found, resumed or compared (says which and why)
@@ -76,6 +77,7 @@ __all__ = [
     "DeploymentError",
     "DurableEngineError",
     "EvalError",
+    "ForkStepError",
     "GatewayError",
     "GatewayRequestError",
     "GitOpsError",
@@ -294,6 +296,18 @@ class ReplayDivergence(RunError):
         else:
             what = f"asked for {actual!r} where the record has {expected!r}"
         super().__init__(f"replay diverged at step {index}: the run {what}")
+
+
+class ForkStepError(RunError):
+    """A fork asked for at ``step`` of a run whose record has ``steps`` steps (a fork may start at 1 to
+    ``steps + 1``)."""
+
+    def __init__(self, *, run_id: str, step: int, steps: int) -> None:
+        self.step = step
+        self.steps = steps
+        super().__init__(
+            f"step {step} is outside the record of run {run_id}: fork it at a step from 1 to {steps + 1}"
+        )
 
 
 class DurableEngineError(RunError):

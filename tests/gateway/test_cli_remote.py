@@ -76,6 +76,24 @@ def test_run_and_runs_commands_go_through_the_server(remote: str, monkeypatch: p
     assert isinstance(refused.exception, AuthenticationError) and "401" in str(refused.exception)
 
 
+def test_runs_fork_goes_through_the_server(remote: str) -> None:
+    ran = cli.invoke(app, ["run", str(EXAMPLE), "How many km is 26.2 miles?", "--model", "test", "--json"])
+    assert ran.exit_code == 0, ran.output
+    run = json.loads(ran.stdout)
+    # live from the record's second step (the calculator call): the first is the run's recorded reply
+    forked = cli.invoke(app, ["runs", "fork", run["run_id"][:10], "--step", "2", "--json"])
+    assert forked.exit_code == 0, forked.output
+    fork = json.loads(forked.stdout)
+    assert fork["run_id"] != run["run_id"] and fork["status"] == "completed"
+    assert (fork["parent_run_id"], fork["fork_step"]) == (run["run_id"], 2)
+    assert fork["output"] == run["output"] and fork["caller"].startswith("key:")
+    followed = cli.invoke(app, ["runs", "fork", run["run_id"], "--step", "3"])
+    assert followed.exit_code == 0 and "completed (final_answer)" in followed.stdout, followed.output
+    outside = cli.invoke(app, ["runs", "fork", run["run_id"], "--step", "9"])
+    assert outside.exit_code != 0 and "422" in str(outside.exception), outside.output
+    assert "body.step" in str(outside.exception) and "from 1 to 6" in str(outside.exception)
+
+
 def _local_and_remote(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Result, Result]:
     """``shopfloor ARGS`` through the server, then on this machine's stores."""
     remote = cli.invoke(app, args)

@@ -70,6 +70,7 @@ EXPECTED: dict[str, set[Route]] = {
         ("POST", "/v1/runs"),
         ("POST", "/v1/runs/{run_id}/cancel"),
         ("POST", "/v1/runs/{run_id}/feedback"),
+        ("POST", "/v1/runs/{run_id}/fork"),
     },
     "mlops-engineer": PUBLIC | DASHBOARDS | TRACES | MODELS,
     "approver": PUBLIC | AGENTS_READ | RUNS_READ | TRACES | APPROVE,

@@ -1,5 +1,5 @@
-"""``shopfloor serve`` as the processes users run: kill -9 during a run loses nothing; two workers
-serve the same data with the same answers."""
+"""``shopfloor serve`` as the processes users run: kill -9 during a run, or during a fork, loses nothing;
+two workers serve the same data with the same answers."""
 
 from __future__ import annotations
 
@@ -101,6 +101,37 @@ def _kill_during_a_run(
     # Each tool step ran to completion once; the one interrupted may have started twice, never a third time.
     tool_calls = [c for c in calls if c.startswith("tool:")]
     assert len(set(tool_calls)) == 3 and len(tool_calls) <= 4
+
+
+def test_kill_9_of_the_server_during_a_fork_recovers_the_fork(
+    served: Served, keys: Keys, agent_dir: Path
+) -> None:
+    first = served.start()
+    with httpx.Client(
+        base_url=served.url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}
+    ) as client:
+        client.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
+        parent = client.post("/v1/runs", json={"agent": "ticker", "input": "ticks=3"}).json()["run_id"]
+        wait_status(client, parent, "completed")
+        (agent_dir / "block-tool-2").touch()  # the fork's second tick (its first live one) waits
+        # live from the record's third step (model:2): model:1 and the first tick are the parent's
+        fork = client.post(f"/v1/runs/{parent}/fork", json={"step": 3}).json()["run_id"]
+        log = agent_dir / "calls.log"
+        deadline = time.monotonic() + 30
+        while f"tool:{fork}:2" not in log.read_text().split():
+            assert time.monotonic() < deadline, "the fork did not reach its second tick"
+            time.sleep(0.05)
+        wait_status(client, fork, "running")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        (agent_dir / "block-tool-2").unlink()
+        served.start()
+        run = wait_status(client, fork, "completed")
+    assert run["output"] == "done after 3 ticks" and (run["parent_run_id"], run["fork_step"]) == (parent, 3)
+    calls = log.read_text().split()
+    # The parent's tick was never called for the fork; the interrupted one ran at most twice, the last once.
+    assert f"tool:{fork}:1" not in calls
+    assert 1 <= calls.count(f"tool:{fork}:2") <= 2 and calls.count(f"tool:{fork}:3") == 1
 
 
 def test_two_workers_serve_the_same_data(served: Served, keys: Keys, agent_dir: Path) -> None:

@@ -1,5 +1,5 @@
-"""A run store opened on a database an earlier version made (no ``release`` and ``track`` columns) adds
-them; old rows read back with neither, new rows keep both."""
+"""A run store opened on a database an earlier version made (no ``release``, ``track``, ``parent_run_id``
+and ``fork_step`` columns) adds them; old rows read back with none, new rows keep them."""
 
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def test_an_older_run_table_gets_the_release_and_track_columns(sql_url: str) -> 
         store = RunStore(engine, owns_engine=False)
         columns = [c["name"] for c in sa.inspect(engine).get_columns("shopfloor_runs")]
         assert columns.count("release") == 1 and columns.count("track") == 1
+        assert columns.count("parent_run_id") == 1 and columns.count("fork_step") == 1
         old = store.get("old")
         assert (old.release, old.track, old.output) == (None, None, "x")
+        assert (old.parent_run_id, old.fork_step) == (None, None)
         store.create(
             RunRecord(
                 run_id="new",
@@ -60,10 +62,13 @@ def test_an_older_run_table_gets_the_release_and_track_columns(sql_url: str) -> 
                 caller="me",
                 status="completed",
                 task="t",
+                parent_run_id="old",
+                fork_step=2,
                 created_at=time.time(),
             )
         )
         assert [r.run_id for r in store.by_release("echo", "echo@2.0.0", since=0)] == ["new"]
-        assert store.get("new").track == "candidate"
+        new = store.get("new")
+        assert (new.track, new.parent_run_id, new.fork_step) == ("candidate", "old", 2)
     finally:
         engine.dispose()

@@ -45,6 +45,22 @@ def test_run_json_reports_the_finished_run() -> None:
     assert isinstance(data, dict) and data["status"] == "completed" and data["agent"] == "calculator"
 
 
+def test_runs_fork_runs_a_fork_here_and_follows_it() -> None:
+    run = _json("run", str(EXAMPLE), "What is 17*23?", "--model", "test")
+    assert isinstance(run, dict)
+    result = cli.invoke(app, ["runs", "fork", run["run_id"][:10], "--step", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("run ") and "completed (final_answer)" in result.stdout
+    fork = _json("runs", "show", lines[0].split()[1])
+    assert isinstance(fork, dict) and fork["output"] == run["output"]
+    assert (fork["parent_run_id"], fork["fork_step"]) == (run["run_id"], 2)
+    queued = _json("runs", "fork", run["run_id"], "--step", "1", "--detach")  # for `shopfloor worker`
+    assert isinstance(queued, dict) and queued["status"] == "queued" and queued["fork_step"] == 1
+    outside = cli.invoke(app, ["runs", "fork", run["run_id"], "--step", "7"])
+    assert outside.exit_code != 0 and "fork it at a step from 1 to 6" in str(outside.exception)
+
+
 @pytest.mark.slow  # worker subprocesses
 def test_detached_run_is_queued_cancelled_or_run_by_a_worker(agent: AgentDir, workers: Workers) -> None:
     queued = _json("run", str(agent.path), "ticks=1", "--detach")

@@ -40,6 +40,7 @@ EXPECTED: dict[str, set[str]] = {
         "replay",
         "runs cancel",
         "runs feedback",
+        "runs fork",
         "trace",
         "metrics",
         "validate",

@@ -61,6 +61,7 @@ CLI_PERMISSIONS: Mapping[str, str | None] = {
     "runs approve": "runs:approve",
     "runs cancel": "runs:cancel",
     "runs feedback": "runs:feedback",
+    "runs fork": "runs:start",
     "runs logs": "runs:read",
     "runs ls": "runs:read",
     "runs prune": "runs:delete",

@@ -122,6 +122,10 @@ class RemoteRuntime:
         body = {"agent": name, "input": task, "model": model}
         return str((await self._call("POST", "/v1/runs", json=body))["run_id"])
 
+    async def fork_run(self, run_id: str, step: int, *, detach: bool = False) -> str:
+        """``POST /v1/runs/{id}/fork``: the fork runs on the server (detached or not)."""
+        return str((await self._call("POST", f"/v1/runs/{run_id}/fork", json={"step": step}))["run_id"])
+
     async def feedback(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/runs/{id}/feedback``: the stored feedback, as the server answers it."""
         answer: dict[str, Any] = await self._call("POST", f"/v1/runs/{run_id}/feedback", json=body)

@@ -23,7 +23,9 @@ if TYPE_CHECKING:  # imported where used: `shopfloor --help` need not load DBOS 
 
 __all__ = ["runs_app"]
 
-runs_app = typer.Typer(help="Durable runs: list, show, logs, cancel, approve, reject.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Durable runs: list, show, logs, cancel, approve, reject, fork.", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 T = TypeVar("T")
@@ -178,28 +180,63 @@ def run_cmd(
         run_id = await runtime.start_run(
             None if by_name else agent, task, model=model, detach=detach, agent=agent if by_name else None
         )
-        if not json_out:
-            console.print(f"run [bold]{run_id}[/]")
-        if detach:
-            return await runtime.get_run(run_id)
-        try:
-            if json_out:
-                return await runtime.wait(run_id)
-            async for stored in runtime.events(run_id):
-                print_event(stored)
-            return await runtime.wait(run_id)
-        except asyncio.CancelledError:
-            err_console.print(
-                f"[yellow]stopped following; run {run_id} goes on when a `shopfloor worker` picks it up "
-                f"(`shopfloor runs cancel {run_id}` stops it)[/]"
-            )
-            raise
+        return await _follow(runtime, run_id, detach=detach, json_out=json_out)
 
-    record = _runtime(body)
+    _report(_runtime(body), detach=detach, json_out=json_out)
+
+
+async def _follow(runtime: Runtime, run_id: str, *, detach: bool, json_out: bool) -> RunRecord:
+    """Print the new run's id, then (unless detached) follow it live to its end."""
+    if not json_out:
+        console.print(f"run [bold]{run_id}[/]")
+    if detach:
+        return await runtime.get_run(run_id)
+    try:
+        if json_out:
+            return await runtime.wait(run_id)
+        async for stored in runtime.events(run_id):
+            print_event(stored)
+        return await runtime.wait(run_id)
+    except asyncio.CancelledError:
+        err_console.print(
+            f"[yellow]stopped following; run {run_id} goes on when a `shopfloor worker` picks it up "
+            f"(`shopfloor runs cancel {run_id}` stops it)[/]"
+        )
+        raise
+
+
+def _report(record: RunRecord, *, detach: bool, json_out: bool) -> None:
     if json_out:
         print_json(record.to_dict())
     if not detach:
         raise typer.Exit(_exit_code(record))
+
+
+@runs_app.command("fork")
+def fork_cmd(
+    run_id: RunId,
+    step: Annotated[
+        int,
+        typer.Option(
+            "--step",
+            min=1,
+            help="the step to run live from: 1-based in the run's record (its model calls, tool calls and "
+            "approvals in order, as the console's Fork lists them)",
+        ),
+    ],
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="enqueue for `shopfloor worker` and return")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fork an ended run at a step: a new durable run whose steps before STEP are the run's recorded
+    outputs (nothing called again) and which runs live from STEP; prints its id, then follows it."""
+
+    async def body(runtime: Runtime) -> RunRecord:
+        fork_id = await runtime.fork_run(run_id, step, detach=detach)
+        return await _follow(runtime, fork_id, detach=detach, json_out=json_out)
+
+    _report(_runtime(body), detach=detach, json_out=json_out)
 
 
 @runs_app.command("ls")

@@ -46,6 +46,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], str | None] = {
     ("POST", "/v1/runs/{run_id}/approve"): "runs:approve",
     ("POST", "/v1/runs/{run_id}/reject"): "runs:approve",
     ("POST", "/v1/runs/{run_id}/cancel"): "runs:cancel",
+    # a fork is a new run of the run's agent (as replay's in the console)
+    ("POST", "/v1/runs/{run_id}/fork"): "runs:start",
     ("POST", "/v1/runs/{run_id}/feedback"): "runs:feedback",
     ("GET", "/v1/runs/{run_id}/trace"): "traces:read",
     ("GET", "/v1/metrics/agents"): "dashboards:read",

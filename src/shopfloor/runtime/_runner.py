@@ -11,19 +11,29 @@ the step, so a replay raises the same exception type the original saw.
 
 Approvals wait with ``DBOS.recv_async`` on a topic per step: durable across
 restarts, with an optional durable timeout, and no thread held while waiting.
+
+A fork's runner is given its parent's recorded steps before the fork step (``prefix``): each is
+a DBOS step of the fork too, whose body hands back the parent's recorded output (or raises what
+it raised) instead of calling anything, and an approval in it is the parent's decision recorded
+as a step named ``approval``. So the fork's own record is complete (it can be replayed and forked
+in turn) and a recovered fork replays its prefix like any step. A loop that asks for another step
+than the parent's record has there (the agent changed since) raises ``ReplayDivergence``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from dbos import DBOS
 
 from shopfloor import errors
 from shopfloor.agent import ApprovalDecision, ApprovalRequest, StepRunner, rebuild_error
+from shopfloor.errors import ReplayDivergence
+from shopfloor.runtime._steps import APPROVAL, RecordedStep
 from shopfloor.telemetry import redact, redact_exception
 
 __all__ = ["DBOSStepRunner", "approval_topic"]
@@ -35,6 +45,17 @@ FOREVER = 10 * 365 * 24 * 3600.0
 
 def approval_topic(step: int) -> str:
     return f"approval:{step}"
+
+
+def _recorded_output(record: RecordedStep) -> Callable[[], Awaitable[JSON]]:
+    """A step body that gives back what ``record`` recorded, calling nothing."""
+
+    async def recorded() -> JSON:
+        if record.raised is not None:
+            raise rebuild_error(record.raised)
+        return copy.deepcopy(record.output)
+
+    return recorded
 
 
 def component_of(step_name: str) -> str:
@@ -51,8 +72,12 @@ class DBOSStepRunner(StepRunner):
         on_wait: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
         on_resume: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
         flush: Callable[[], Awaitable[None]] | None = None,
+        prefix: Sequence[RecordedStep] = (),
     ) -> None:
         self.run_id = run_id
+        #: a fork's first steps: its parent's recorded steps before the fork step, taken in order
+        self.prefix = prefix
+        self._taken = 0
         #: commits deferred step records (``durability = "batched"``)
         self._flush = flush
         self.cancelled = False
@@ -76,8 +101,21 @@ class DBOSStepRunner(StepRunner):
     async def check_cancelled(self) -> bool:
         return self.cancelled
 
+    def _from_prefix(self, name: str) -> RecordedStep | None:
+        """The parent's recorded step ``name`` where the fork is still before its fork step."""
+        if self._taken >= len(self.prefix):
+            return None
+        record = self.prefix[self._taken]
+        if record.name != name:
+            raise ReplayDivergence(index=self._taken + 1, expected=record.name, actual=name)
+        self._taken += 1
+        return record
+
     async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
         executed = False
+        record = self._from_prefix(name)
+        if record is not None:
+            fn = _recorded_output(record)
 
         async def body() -> dict[str, Any]:
             nonlocal executed
@@ -92,6 +130,8 @@ class DBOSStepRunner(StepRunner):
                 redact_exception(exc)
                 raise
             result["elapsed"] = self._base + (time.monotonic() - self._mark)
+            if record is not None and record.elapsed is not None:
+                result["elapsed"] = record.elapsed  # the clock the parent's limit saw
             return result
 
         if name.startswith("tool:"):
@@ -123,15 +163,16 @@ class DBOSStepRunner(StepRunner):
 
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
         await self.flush()
-        if self._on_wait is not None:
-            await self._on_wait(request)
-        message = await DBOS.recv_async(
-            approval_topic(request.step), timeout_seconds=request.timeout or FOREVER
-        )
-        # Time spent waiting for a person is not the agent's: it does not count against wall time.
-        self._mark = time.monotonic()
-        if self._on_resume is not None:
-            await self._on_resume(request)
+        record = self._from_prefix(APPROVAL)
+        if record is not None:
+            decided = record.output
+
+            async def body() -> dict[str, Any]:
+                return {"result": copy.deepcopy(decided)}
+
+            message = (await DBOS.run_step_async({"name": APPROVAL}, body))["result"]
+        else:
+            message = await self._wait(request)
         if not isinstance(message, dict):
             self._count("approval", "timeout")
             return ApprovalDecision(approved=False, by="shopfloor", reason="timeout")
@@ -145,6 +186,18 @@ class DBOSStepRunner(StepRunner):
             by=str(message.get("by", "")),
             reason=str(message.get("reason", "")),
         )
+
+    async def _wait(self, request: ApprovalRequest) -> Any:
+        if self._on_wait is not None:
+            await self._on_wait(request)
+        message = await DBOS.recv_async(
+            approval_topic(request.step), timeout_seconds=request.timeout or FOREVER
+        )
+        # Time spent waiting for a person is not the agent's: it does not count against wall time.
+        self._mark = time.monotonic()
+        if self._on_resume is not None:
+            await self._on_resume(request)
+        return message
 
     async def sleep(self, seconds: float) -> None:
         """A durable sleep: a recovered run sleeps only for what was left."""

@@ -40,7 +40,14 @@ from typing import Any
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
 
 from shopfloor.config import Settings
-from shopfloor.errors import AgentNotFoundError, ConfigError, ReleaseError, RunStateError, ShopfloorError
+from shopfloor.errors import (
+    AgentNotFoundError,
+    ConfigError,
+    ForkStepError,
+    ReleaseError,
+    RunStateError,
+    ShopfloorError,
+)
 from shopfloor.runtime._dbos_internals import (
     check_dbos,
     dbos_executor,
@@ -363,7 +370,64 @@ class Runtime:
                 f"release {routed.release} no longer verifies: its files at {routed.spec_path} changed "
                 f"({routed.digest} -> {loaded.digest}); `shopfloor release verify {routed.release}`"
             )
-        run_id = uuid.uuid4().hex
+        record = self._new_record(loaded, task, model=model, caller=who)
+        if routed is not None:
+            record = replace(record, release=routed.release, track=routed.track)
+        await self._admit_and_create(loaded, record, detach=detach, principal=principal)
+        return record.run_id
+
+    async def fork_run(
+        self,
+        run_id: str,
+        step: int,
+        *,
+        detach: bool = False,
+        caller: str | None = None,
+        principal: Principal | None = None,
+    ) -> str:
+        """Start a fork of the ended run ``run_id`` (or a unique prefix of it) and return its id: a run of
+        the run's agent (its files as they are now) on the run's task and model, whose steps before
+        ``step`` (1-based, up to one past the last recorded step) are taken from the run's recorded
+        outputs and which runs live from there, durably like any run (recorded with its parent and fork
+        step). ``ForkStepError`` for a step outside the record; detached, ``caller`` and ``principal``
+        as ``start_run``."""
+        parent = await self.get_run(run_id)
+        if not parent.done:
+            raise RunStateError(f"run {parent.run_id} is {parent.status}: fork it once it has ended")
+        if parent.pruned:
+            raise RunStateError(f"run {parent.run_id} was pruned: its recorded steps are gone")
+        recorded = await self.recorded_steps(parent.run_id)
+        if not 1 <= step <= len(recorded) + 1:
+            raise ForkStepError(run_id=parent.run_id, step=step, steps=len(recorded))
+        loaded = await asyncio.to_thread(self.services.load_spec, parent.spec_path)
+        record = replace(
+            self._new_record(loaded, parent.task, model=parent.model, caller=caller or self.caller),
+            parent_run_id=parent.run_id,
+            fork_step=step,
+        )
+        if parent.release is not None and loaded.digest == parent.release_digest:
+            record = replace(record, release=parent.release, track=parent.track)
+        await self._admit_and_create(loaded, record, detach=detach, principal=principal)
+        return record.run_id
+
+    def _new_record(self, loaded: LoadedSpec, task: str, *, model: str | None, caller: str) -> RunRecord:
+        return RunRecord(
+            run_id=uuid.uuid4().hex,
+            agent=loaded.spec.name,
+            spec_path=str(loaded.path),
+            release_digest=loaded.digest,
+            caller=caller,
+            status="queued",
+            task=task,
+            model=model,
+            created_at=time.time(),
+        )
+
+    async def _admit_and_create(
+        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool, principal: Principal | None
+    ) -> None:
+        """Take the run's concurrent-run slot, then record and enqueue (or start) it."""
+        run_id = record.run_id
         admission = self.admission
         if admission is not None:
             starter = principal or ADMIN
@@ -374,40 +438,15 @@ class Runtime:
             )
             await asyncio.to_thread(admission.start_run, request, run_id)
         try:
-            await self._create_run(
-                loaded, run_id, task, model=model, detach=detach, caller=who, routed=routed
-            )
+            await self._create_run(loaded, record, detach=detach)
         except BaseException:
             if admission is not None:
                 # Nothing runs: give the slot back (a run the queue has already is released at its end).
                 await asyncio.to_thread(admission.end_run, run_id)
             raise
-        return run_id
 
-    async def _create_run(
-        self,
-        loaded: LoadedSpec,
-        run_id: str,
-        task: str,
-        *,
-        model: str | None,
-        detach: bool,
-        caller: str,
-        routed: RoutedRun | None = None,
-    ) -> None:
-        record = RunRecord(
-            run_id=run_id,
-            agent=loaded.spec.name,
-            spec_path=str(loaded.path),
-            release_digest=loaded.digest,
-            caller=caller,
-            status="queued",
-            task=task,
-            release=routed.release if routed is not None else None,
-            track=routed.track if routed is not None else None,
-            model=model,
-            created_at=time.time(),
-        )
+    async def _create_run(self, loaded: LoadedSpec, record: RunRecord, *, detach: bool) -> None:
+        run_id = record.run_id
         await asyncio.to_thread(self.store.create, record)
         if detach:
             client = await self.client()

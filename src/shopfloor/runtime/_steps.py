@@ -4,7 +4,8 @@
 from DBOS, from the local trace store or from a ``RecordingStepRunner``. Each model or tool step
 is recorded in DBOS as ``{"result": <the step's JSON>, "elapsed": s}`` (or ``{"raise": {...}}``
 when it failed in a way the loop reacts to); an approval is DBOS's record of the received message
-(``None`` after a timeout). This module is the one place that knows that shape.
+(``None`` after a timeout), or, in a fork before its fork step, a step ``approval`` recording
+``{"result": <the parent's message>}``. This module is the one place that knows that shape.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def recorded_steps_from(infos: Iterable[Any]) -> list[RecordedStep]:
                     output=recorded.get("result"),
                     raised=recorded.get("raise"),
                     elapsed=recorded.get("elapsed"),
+                    **times,
+                )
+            )
+        elif name == APPROVAL:  # a fork's approval taken from its parent's record (``_runner``)
+            steps.append(
+                RecordedStep(
+                    index=info["function_id"],
+                    name=APPROVAL,
+                    output=(info["output"] or {}).get("result"),
                     **times,
                 )
             )

@@ -42,6 +42,8 @@ runs = sa.Table(
     sa.Column("status", sa.String(32), nullable=False, index=True),
     sa.Column("task", sa.Text, nullable=False),
     sa.Column("model", sa.String(256)),
+    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("fork_step", sa.Integer),
     sa.Column("output", sa.Text),
     sa.Column("stop_reason", sa.String(32)),
     sa.Column("error", sa.Text),
@@ -97,6 +99,10 @@ class RunRecord:
     #: the deployment's track that release was on when the run started
     track: Track | None = None
     model: str | None = None
+    #: a fork: the run it was forked from, whose recorded outputs its steps before ``fork_step`` are
+    parent_run_id: str | None = None
+    #: a fork: the 1-based step of the parent's record from which it ran live
+    fork_step: int | None = None
     output: str | None = None
     stop_reason: str | None = None
     error: str | None = None
@@ -160,7 +166,7 @@ class RunStore:
         self.engine = engine
         create_tables(engine, _meta)
         # (columns added since the table was first made)
-        add_columns(engine, runs, ["release", "track"])
+        add_columns(engine, runs, ["release", "track", "parent_run_id", "fork_step"])
         self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
 
     @classmethod

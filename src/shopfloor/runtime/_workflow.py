@@ -1,8 +1,8 @@
 """The DBOS workflow of a run, and what it does: load the agent, run the loop durably, record the end.
 
 The workflow's only input is the run id: everything else (spec path, task, model
-override, release digest) is in the run store row written before the workflow
-was started or enqueued. Everything the workflow writes to the run store is an
+override, release digest, and for a fork its parent and fork step) is in the run store
+row written before the workflow was started or enqueued. Everything the workflow writes to the run store is an
 idempotent overwrite, so replaying it during recovery is harmless.
 
 DBOS calls a workflow by its registered name, so the function is module-level and finds the
@@ -26,11 +26,12 @@ from dbos import error as dbos_error
 
 from shopfloor.agent import ApprovalRequest, RunEvent
 from shopfloor.config import Settings
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import RunStateError, ShopfloorError
 from shopfloor.runtime._environment import RunEnvironment, open_environment
 from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._services import Services
+from shopfloor.runtime._steps import RecordedStep
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.security import Admission
 from shopfloor.telemetry import Telemetry, redact, redact_exception
@@ -56,6 +57,8 @@ class ExecutionContext(Protocol):
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None: ...
 
     async def flush_steps(self, run_id: str) -> None: ...
+
+    async def recorded_steps(self, run_id: str) -> list[RecordedStep]: ...
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool: ...
 
@@ -142,6 +145,8 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     )
     environment: RunEnvironment | None = None
     try:
+        if record.parent_run_id is not None and record.fork_step is not None:
+            runner.prefix = await _fork_prefix(ctx, record.parent_run_id, record.fork_step)
         loaded = await asyncio.to_thread(ctx.services.load_spec, record.spec_path)
         if loaded.digest != record.release_digest:
             return await _fail(
@@ -216,6 +221,18 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         workspace_commit=environment.commit,
     )
     return result.to_dict()
+
+
+async def _fork_prefix(ctx: ExecutionContext, parent_run_id: str, fork_step: int) -> list[RecordedStep]:
+    """The parent's recorded steps before ``fork_step``: what a fork takes instead of running them. Read
+    again when a fork is recovered (the steps it took already are its own record by then)."""
+    recorded = await ctx.recorded_steps(parent_run_id)
+    if len(recorded) < fork_step - 1:
+        raise RunStateError(
+            f"run {parent_run_id} has {len(recorded)} recorded steps now (pruned?): "
+            f"the fork cannot take the {fork_step - 1} before its fork step"
+        )
+    return recorded[: fork_step - 1]
 
 
 async def _fail(

@@ -1,11 +1,11 @@
 """The console as a person uses it: Debian's headless Chromium driven by Selenium against a real server
 (the run worker in it, runs of the scripted test agent): sign in, watch the runs list update live through
-its event stream, open a run and approve its waiting call, follow it to its end and its trace, replay it
-and fork it, compare two evaluations, read an agent, the metrics charted by the vendored charting library,
-the home page, a diff, a report and a chart in a workspace, deploy a release and promote its canary, and
-find that none of the markup in a hostile run, file name or report executes and that nothing broke the
-Content-Security-Policy. Each page is checked with axe-core (no serious or critical violation);
-screenshots go to the test's tmp dir (``screenshots/``)."""
+its event stream, open a run and approve its waiting call, follow it to its end and its trace, replay it,
+fork it and follow the fork live on its own page, compare two evaluations, read an agent, the metrics
+charted by the vendored charting library, the home page, a diff, a report and a chart in a workspace,
+deploy a release and promote its canary, and find that none of the markup in a hostile run, file name or
+report executes and that nothing broke the Content-Security-Policy. Each page is checked with axe-core
+(no serious or critical violation); screenshots go to the test's tmp dir (``screenshots/``)."""
 
 from __future__ import annotations
 
@@ -274,8 +274,9 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         _accessible(browser, axe_js)
         _csp_kept(browser)
 
-        # Replay the run on its recorded outputs: every step the same. Then fork it at its last step (a
-        # run of its own, traced: after the metrics above, which count one run).
+        # Replay the run on its recorded outputs: every step the same. Then fork it at its last step: a
+        # durable run of the worker (after the metrics above, which count one run), whose page the browser
+        # lands on and which it follows live like any run.
         browser.get(f"{url}/console/runs/{run_id}")
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.replay button").click() is None)
         verdict = wait.until(ec.presence_of_element_located((By.ID, "replay-verdict")))
@@ -284,27 +285,32 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         _shot(browser, tmp_path, "replay")
         _accessible(browser, axe_js)
         browser.back()
-        # (the live part of the page may be replaced meanwhile: the step is chosen and sent in one go)
-        step = Select(wait.until(ec.presence_of_element_located((By.ID, "fork-step"))))
-        names = [o.text for o in step.options]
+        # (the fork form is in the live part of the page: read and sent each in one go)
+        names = wait.until(lambda d: [o.text for o in Select(d.find_element(By.ID, "fork-step")).options])
         assert names[-1].endswith("model:2"), names
         at = str(len(names))
+        (agent_dir / "block-model-2").touch()  # the fork's live step waits: its page shows it running
         browser.execute_script(
             "const s = document.getElementById('fork-step'); s.value = arguments[0];"
             "s.form.querySelector('button').click();",
             at,
         )
         _confirm(browser, wait)
-        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Fork of run"))
-        assert browser.find_element(By.TAG_NAME, "h1").text.endswith(f"at step {at}")
-        assert browser.find_element(By.ID, "fork-id").text.startswith(f"{run_id}-fork-")
-        assert browser.find_elements(By.CSS_SELECTOR, "tr.check-live")
-        _shot(browser, tmp_path, "fork")
+        wait.until(lambda d: f"at step {at}" in d.find_element(By.ID, "fork-of").text)
+        fork_id = browser.current_url.rpartition("/")[2]
+        assert fork_id != run_id and browser.current_url == f"{url}/console/runs/{fork_id}"
+        assert browser.find_element(By.CSS_SELECTOR, "#fork-of a").get_attribute("href").endswith(run_id)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "running"))
+        _shot(browser, tmp_path, "fork-running")
         _accessible(browser, axe_js)
-        # the fork is a run of its own now: its page
-        browser.find_element(By.ID, "fork-id").click()
+        marker = browser.execute_script("window.__same_page = 'fork'; return window.__same_page")
+        (agent_dir / "block-model-2").unlink()
         wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
-        assert browser.find_element(By.ID, "run-output").text == "done after 1 ticks"
+        wait.until(ec.text_to_be_present_in_element((By.ID, "run-output"), "done after 1 ticks"))
+        assert browser.execute_script("return window.__same_page") == marker  # followed without a reload
+        fork = api.get(f"/v1/runs/{fork_id}").json()
+        assert (fork["parent_run_id"], fork["fork_step"], fork["status"]) == (run_id, int(at), "completed")
+        _shot(browser, tmp_path, "fork")
         _csp_kept(browser)
 
         # The agent: its spec, its tool that needs approval, its latest runs.

@@ -4,7 +4,6 @@ needs the session's CSRF token, and each button is refused to a role without its
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,21 +120,28 @@ def test_replay_and_fork_an_ended_run(api: httpx.Client, keys: Keys) -> None:
         assert 'status-completed">same</span>' in replayed.text
         assert replayed.text.count('class="check-same"') == 5  # two model and tool calls, the answer
         assert "done after 2 ticks" in replayed.text
-        # Fork at the third step: the first two replayed, the agent live from the third.
+        # Fork at the third step: a durable run of the worker (the first two steps the run's recorded
+        # outputs, live from the third); the browser is sent to its page.
         forked = dev.post(f"/console/runs/{run_id}/fork", data={"csrf": csrf, "step": "3"})
-        assert forked.status_code == 200, forked.text
-        assert f"Fork of run <code>{run_id[:12]}</code> at step 3" in forked.text
-        assert f"{run_id}-fork-" in forked.text and "status-completed" in forked.text
-        assert forked.text.count('class="check-same"') == 2 and 'class="check-live"' in forked.text
-        # The ended fork is a run of the run store: listed, with its own page, as the person's.
-        fork_id = re.search(rf'<code id="fork-id">({run_id}-fork-[0-9a-f]+)</code>', forked.text)
-        assert fork_id is not None, forked.text
-        listed = api.get(f"/v1/runs/{fork_id.group(1)}").json()
-        assert listed["status"] == "completed" and listed["output"] == "done after 2 ticks"
-        assert listed["caller"].startswith("key:") and listed["steps"] >= 1
-        assert f'data-run="{fork_id.group(1)}"' in dev.get("/console/runs/rows").text
+        assert forked.status_code == 303, forked.text
+        fork_id = forked.headers["location"].rpartition("/")[2]
+        assert forked.headers["location"] == f"/console/runs/{fork_id}" and fork_id != run_id
+        listed = wait_status(api, fork_id, "completed")
+        assert listed["output"] == "done after 2 ticks" and listed["caller"].startswith("key:")
+        assert (listed["parent_run_id"], listed["fork_step"]) == (run_id, 3)
+        page = dev.get(f"/console/runs/{fork_id}").text
+        assert '<dd id="fork-of"><a href="/console/runs/' + run_id + '">' in page and "at step 3" in page
+        assert f'data-run="{fork_id}"' in dev.get("/console/runs/rows").text
         outside = dev.post(f"/console/runs/{run_id}/fork", data={"csrf": csrf, "step": "99"})
-        assert outside.status_code == 400 and "outside the record" in outside.text
+        assert outside.status_code == 422 and "from 1 to 6" in outside.text
+        for step in ("", "x", "²", "1" * 12):  # not a step number: refused before anything is looked up
+            wrong = dev.post(f"/console/runs/{run_id}/fork", data={"csrf": csrf, "step": step})
+            assert wrong.status_code == 400 and "its number" in wrong.text
+        assert dev.post(f"/console/runs/{running}/fork", data={"csrf": csrf, "step": "1"}).status_code == 409
+        assert (
+            viewer.post(f"/console/runs/{run_id}/fork", data={"csrf": viewer_csrf, "step": "1"}).status_code
+            == 403
+        )
 
 
 @pytest.mark.parametrize("fast_runtime", ["sqlite"], indirect=True)

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopfloor.runtime import RunRecord
 
-__all__ = ["AgentRegister", "DecisionIn", "RunCreate", "RunPage"]
+__all__ = ["AgentRegister", "DecisionIn", "ForkIn", "RunCreate", "RunPage"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -35,6 +35,16 @@ class RunCreate(BaseModel):
 class DecisionIn(BaseModel):
     model_config = _STRICT
     reason: str = Field("", max_length=4096)
+
+
+class ForkIn(BaseModel):
+    model_config = _STRICT
+    step: int = Field(
+        ge=1,
+        le=1_000_000,
+        description="the step of the run's record (1-based) from which the fork runs live; the steps "
+        "before it are taken from the run's recorded outputs",
+    )
 
 
 class RunPage(BaseModel):

@@ -1,4 +1,4 @@
-"""``/v1/runs``: start, list, inspect, follow (SSE), approve, reject, cancel durable runs."""
+"""``/v1/runs``: start, list, inspect, follow (SSE), approve, reject, cancel and fork durable runs."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations (the local `Caller`
 # dependency alias among them) when they are defined.
@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from prometheus_client import Gauge
 
-from shopfloor.errors import RunStateError
+from shopfloor.errors import ForkStepError, RunStateError
 from shopfloor.gateway._errors import ERRORS
-from shopfloor.gateway.api._models import DecisionIn, RunCreate, RunPage
+from shopfloor.gateway.api._models import DecisionIn, ForkIn, RunCreate, RunPage
 from shopfloor.gateway.api._plane import ControlPlane
 from shopfloor.gateway.api._store import agent_spec_path
 from shopfloor.runtime import RunRecord, StoredEvent
@@ -212,5 +212,22 @@ def runs_router(plane: ControlPlane) -> APIRouter:
     async def cancel(run_id: str, caller: Caller) -> RunRecord:
         await _run(run_id, caller, "runs:cancel")
         return await runtime.cancel(run_id, by=caller.id)
+
+    @router.post(
+        "/{run_id}/fork",
+        status_code=201,
+        summary="Fork an ended run at a step: a new durable run, live from that step",
+    )
+    async def fork(run_id: str, body: ForkIn, caller: Caller) -> RunRecord:
+        record = await _run(run_id, caller, "runs:start")
+        try:
+            fork_id = await runtime.fork_run(
+                record.run_id, body.step, detach=True, caller=caller.id, principal=caller
+            )
+        except ForkStepError as exc:
+            raise RequestValidationError(
+                [{"loc": ("body", "step"), "msg": str(exc), "type": "value_error", "input": body.step}]
+            ) from exc
+        return await runtime.get_run(fork_id)
 
     return router

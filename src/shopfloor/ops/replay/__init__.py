@@ -15,7 +15,7 @@ Replay sits in the ops layer, above the runtime and the agent; telemetry imports
 from shopfloor.ops.replay._load import load_record
 from shopfloor.ops.replay._replay import ReplayReport, StepCheck, fork_index, fork_run, replay_run
 from shopfloor.ops.replay._runner import RecordingStepRunner, ReplayStepRunner, as_recorded
-from shopfloor.ops.replay._session import Replayed, fork_record, replay_recorded
+from shopfloor.ops.replay._session import Replayed, replay_recorded
 from shopfloor.ops.replay._spans import RunInfo, recorded_from_spans, run_info_from_spans
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "StepCheck",
     "as_recorded",
     "fork_index",
-    "fork_record",
     "fork_run",
     "load_record",
     "recorded_from_spans",

@@ -1,10 +1,10 @@
 """Replaying or forking one recorded run with its own agent and environment: what ``shopfloor replay``
-and the console's replay and fork buttons do."""
+and the console's replay button do (the console's and the API's fork is a durable run instead:
+``Runtime.fork_run``)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +13,9 @@ from shopfloor.errors import RunNotFoundError
 from shopfloor.ops.replay._load import load_record
 from shopfloor.ops.replay._replay import ReplayReport, fork_run, replay_run
 from shopfloor.ops.replay._spans import RunInfo
-from shopfloor.runtime import RunRecord, Runtime, Services, open_environment
+from shopfloor.runtime import Runtime, Services, open_environment
 
-__all__ = ["Replayed", "fork_record", "replay_recorded"]
+__all__ = ["Replayed", "replay_recorded"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,8 +24,6 @@ class Replayed:
     report: ReplayReport
     #: the digest of the agent replayed where it is not the run's (its files changed since the run)
     changed: str | None = None
-    #: when the replay or fork started (seconds since the epoch)
-    started_at: float = 0.0
 
 
 async def replay_recorded(
@@ -41,7 +39,6 @@ async def replay_recorded(
     ``RUN-fork-XXXXXXXX`` (its spans go to the telemetry active in the caller's context). ``agent``:
     another version of the agent (its spec), else the run's own. ``ValueError`` names a step ``at`` that
     the record lacks."""
-    started_at = time.time()
     info, recorded = await load_record(services, run_id, runtime=runtime)
     spec = agent or (Path(info.spec_path) if info.spec_path else None)
     if spec is None:
@@ -65,34 +62,4 @@ async def replay_recorded(
             report = await fork_run(env.loop, info.task, recorded, at=at, run_id=fork_id)
     finally:
         await env.close()
-    return Replayed(info=info, report=report, changed=changed, started_at=started_at)
-
-
-def fork_record(replayed: Replayed, *, caller: str, spec_path: str) -> RunRecord | None:
-    """The ended fork as a run of the run store (its outcome, tokens and steps; None for a replay or a
-    fork that diverged before its fork point): what lists it beside the run it was forked from. It
-    ran in the caller's process, not as a durable workflow: it has no recorded steps of its own."""
-    report, info = replayed.report, replayed.info
-    result = report.result
-    if report.forked_at is None or result is None:
-        return None
-    return RunRecord(
-        run_id=report.run_id,
-        agent=info.agent or "",
-        spec_path=spec_path,
-        release_digest=replayed.changed or info.digest or "",
-        caller=caller,
-        status=result.status,
-        task=info.task or "",
-        model=info.model,
-        output=result.output,
-        stop_reason=result.stop_reason,
-        error=result.error,
-        input_tokens=result.usage.input_tokens,
-        output_tokens=result.usage.output_tokens,
-        model_calls=result.usage.model_calls,
-        steps=len(result.steps),
-        created_at=replayed.started_at,
-        started_at=replayed.started_at,
-        finished_at=time.time(),
-    )
+    return Replayed(info=info, report=report, changed=changed)
