@@ -260,19 +260,21 @@ class SqlCounters(CounterStore):
                 )
             )
             rows = conn.execute(
-                sa.select(slots_table.c.key, slots_table.c.holder).where(
-                    slots_table.c.key.in_(keys), slots_table.c.expires_at > now
+                sa.select(slots_table).where(
+                    slots_table.c.key.in_(keys),
+                    sa.or_(slots_table.c.expires_at > now, slots_table.c.holder == holder),
                 )
             ).all()
-            mine = {row.key for row in rows if row.holder == holder}
+            mine = {row.key for row in rows if row.holder == holder and row.expires_at > now}
             others = {key: sum(1 for row in rows if row.key == key and row.holder != holder) for key in keys}
             for index, slot in enumerate(slots):
                 if slot.key not in mine and others[slot.key] >= slot.maximum:
                     return index
-            # its own rows (live or lapsed) are replaced by the new lease
-            conn.execute(
-                slots_table.delete().where(slots_table.c.holder == holder, slots_table.c.key.in_(keys))
-            )
+            if any(row.holder == holder for row in rows):
+                # its own rows (live or lapsed) are replaced by the new lease
+                conn.execute(
+                    slots_table.delete().where(slots_table.c.holder == holder, slots_table.c.key.in_(keys))
+                )
             leases = {slot.key: slot.expires_at for slot in slots}
             conn.execute(
                 sa.insert(slots_table),
