@@ -1,10 +1,12 @@
 """Concurrent-run slots are leases: a process killed with -9 gives its slots back once their lease lapses
 (real subprocesses, on a SQLite file, PostgreSQL and Redis), a live holder keeps its slots for as many
-leases as it lives (its renewer renews them), a release is immediate, and ``renew`` takes back a lapsed
-slot of a run that turned out to be alive (a recovery), over the maximum, but never a released one."""
+leases as it lives (its renewer renews them), a release is immediate, ``renew`` takes back a lapsed
+slot of a run that turned out to be alive (a recovery), over the maximum, but never a released one, and a
+renewer outlives a store that fails for a while."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -16,12 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from shopfloor.config import load_settings
 from shopfloor.errors import BudgetExceededError, ConfigError
 from shopfloor.security import (
     Budgets,
     CounterStore,
+    LeaseRenewer,
     Limit,
     MemoryCounters,
     PersistedCounters,
@@ -33,6 +37,8 @@ from shopfloor.security import (
     build_budgets,
     counter_stores,
 )
+from shopfloor.security._counters import slots_table
+from shopfloor.storage import create_tables
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: short enough for the test, long enough that a loaded machine renews in time (every third of it)
@@ -69,8 +75,6 @@ class Holder:
     """A subprocess holding the one slot of ``team:TEAM`` (run ``held-run``) and renewing its lease."""
 
     def __init__(self, where: str, db_url: str, prefix: str, team: str) -> None:
-        import inspect
-
         source = "from __future__ import annotations\n" + inspect.getsource(_open) + _HOLDER
         self.proc = subprocess.Popen(
             [sys.executable, "-c", source, where, db_url, prefix, team, str(LEASE)],
@@ -261,3 +265,36 @@ def test_the_slot_lease_is_configured_and_validated(tmp_path: Path, monkeypatch:
         load_settings()
     with pytest.raises(ConfigError, match="slot lease 0"):
         Budgets([], MemoryCounters(), lease=0)
+
+
+def test_a_renewer_whose_store_fails_keeps_renewing_once_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewal fails for real (its table is gone): counted, logged without the store's details, and
+    tried again every third of a lease until it succeeds."""
+    store = SqlCounters.open(f"sqlite:///{tmp_path / 'renew.db'}")
+    renewer = LeaseRenewer(store, 0.3)
+    try:
+        assert store.acquire([Slot(key="k", maximum=1, expires_at=time.time() + 600)], "run-1") is None
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE budget_slots"))
+        renewer.hold("run-1")
+        renewer.start()
+        deadline = time.monotonic() + 30
+        while renewer.failures < 2:
+            assert time.monotonic() < deadline, "the failing renewal was not tried again"
+            time.sleep(0.05)
+        assert "OperationalError" in caplog.text and "budget_slots" not in caplog.text
+        create_tables(store.engine, slots_table.metadata)
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(slots_table).values(key="k", holder="run-1", expires_at=0.0))
+        while True:  # renewed again: the lease is in the future
+            with store.engine.connect() as conn:
+                lease = conn.execute(sa.select(slots_table.c.expires_at)).scalar_one()
+            if lease > time.time():
+                break
+            assert time.monotonic() < deadline, "the renewer stopped renewing after a failure"
+            time.sleep(0.05)
+    finally:
+        renewer.stop()
+        store.close()
