@@ -219,13 +219,29 @@ def test_renew_takes_back_every_key_of_every_holder_in_one_call(store: CounterSt
     slots = [Slot(key=f"k{n}", maximum=1, expires_at=future) for n in range(3)]
     for holder in ("a", "b"):
         assert store.acquire([s for s in slots if (s.key == "k0") == (holder == "a")], holder) is None
-    store.renew(["a", "b"], time.time() - 1)
+    assert store.renew(["a", "b", "none"], time.time() - 1) == {"a", "b"}  # "none" holds no slot
     for index, key in enumerate(("k0", "k1", "k2")):
         assert store.acquire([Slot(key=key, maximum=1, expires_at=future)], f"new-{index}") is None
         store.release(f"new-{index}")
     store.renew(["a", "b"], future)
     for key in ("k0", "k1", "k2"):
         assert store.acquire([Slot(key=key, maximum=1, expires_at=future)], "late") == 0
+    store.release("a")
+    assert store.renew(["a", "b"], future) == {"b"}
+
+
+def test_a_renewer_stops_renewing_a_run_released_elsewhere(store: CounterStore) -> None:
+    """Another executor recovered the run and ended it (or it took no slot): renewing it would be
+    wasted on every interval from then on."""
+    renewer = LeaseRenewer(store, LEASE)
+    assert store.acquire([Slot(key="k", maximum=2, expires_at=time.time() + 600)], "mine") is None
+    for holder in ("mine", "took-none"):
+        renewer.hold(holder)
+    renewer.renew()
+    assert renewer.holders == {"mine"}
+    store.release("mine")  # seen to end by another process
+    renewer.renew()
+    assert renewer.holders == set()
 
 
 def test_a_queued_run_is_held_without_renewal_and_an_executed_one_is_renewed() -> None:

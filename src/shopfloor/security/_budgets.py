@@ -201,14 +201,10 @@ class Budgets(Admission):
             subjects.append((limit, subject))
         if not slots:
             return
-        self._hold(run_id)  # before the slot exists, so no renewal can miss it
-        try:
-            exceeded = self.store.acquire(slots, run_id)
-        except BaseException:
-            self.renewer.drop(run_id)
-            raise
-        if exceeded is not None:
-            self.renewer.drop(run_id)
+        exceeded = self.store.acquire(slots, run_id)
+        if exceeded is None:
+            self._hold(run_id)  # its first renewal is due a third of a lease from now
+        else:
             limit, subject = subjects[exceeded]
             named = limit.name.replace(limit.scope, subject, 1)
             # No Retry-After: a slot frees when a run ends, which no clock can say.
@@ -224,9 +220,8 @@ class Budgets(Admission):
             self.store.renew([run_id], time.time() + QUEUE_HOLD)
 
     def resume_run(self, run_id: str) -> None:
-        if self._limits_runs():
+        if self._limits_runs() and self.store.renew([run_id], time.time() + self.lease):
             self._hold(run_id)
-            self.store.renew([run_id], time.time() + self.lease)
 
     def end_run(self, run_id: str) -> None:
         if self._limits_runs():

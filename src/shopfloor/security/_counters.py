@@ -76,11 +76,11 @@ class CounterStore(ABC):
         becomes the slot's ``expires_at``)."""
 
     @abstractmethod
-    def renew(self, holders: Sequence[str], expires_at: float) -> None:
-        """Hold every slot each of ``holders`` has until ``expires_at``, in one round trip. A slot whose
-        lease lapsed (remembered for ``REMEMBER`` seconds) is taken back even where that puts its key
-        over its maximum: its run is alive, so it counts, and no new run starts until the key is below
-        its maximum again. A released slot stays released."""
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        """Hold every slot each of ``holders`` has until ``expires_at``, in one round trip; returns the
+        holders that have a slot. A slot whose lease lapsed (remembered for ``REMEMBER`` seconds) is
+        taken back even where that puts its key over its maximum: its run is alive, so it counts, and no
+        new run starts until the key is below its maximum again. A released slot stays released."""
 
     @abstractmethod
     def release(self, holder: str) -> None:
@@ -154,12 +154,15 @@ class MemoryCounters(CounterStore):
                 self._slots[slot.key][holder] = slot.expires_at
         return None
 
-    def renew(self, holders: Sequence[str], expires_at: float) -> None:
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
         wanted = set(holders)
+        found: set[str] = set()
         with self._lock:
             for held in self._slots.values():
                 for holder in wanted.intersection(held):
                     held[holder] = expires_at
+                    found.add(holder)
+        return found
 
     def release(self, holder: str) -> None:
         with self._lock:
@@ -282,15 +285,17 @@ class SqlCounters(CounterStore):
             )
         return None
 
-    def renew(self, holders: Sequence[str], expires_at: float) -> None:
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
         if not holders:
-            return
+            return set()
         with self.engine.begin() as conn:
-            conn.execute(
+            rows = conn.execute(
                 slots_table.update()
                 .where(slots_table.c.holder.in_(list(holders)))
                 .values(expires_at=expires_at)
+                .returning(slots_table.c.holder)
             )
+            return {row.holder for row in rows}
 
     def release(self, holder: str) -> None:
         with self.engine.begin() as conn:
@@ -354,8 +359,8 @@ class PersistedCounters(MemoryCounters):
     def acquire(self, slots: Sequence[Slot], holder: str) -> int | None:
         return self.sql.acquire(slots, holder)
 
-    def renew(self, holders: Sequence[str], expires_at: float) -> None:
-        self.sql.renew(holders, expires_at)
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        return self.sql.renew(holders, expires_at)
 
     def release(self, holder: str) -> None:
         self.sql.release(holder)
@@ -441,13 +446,15 @@ return 0
 """
 )
 
-# KEYS: the holders' indexes; ARGV: now, expires_at, then the holders (in the order of KEYS).
+# KEYS: the holders' indexes; ARGV: now, expires_at, then the holders (in the order of KEYS). Returns
+# the holders that have a slot.
 _RENEW = (
     _EXTEND
     + f"local remember = {REMEMBER}\n"
     + """
 local now = tonumber(ARGV[1])
 local expires = tonumber(ARGV[2])
+local found = {}
 for i = 1, #KEYS do
   local keys = redis.call('SMEMBERS', KEYS[i])
   for _, key in ipairs(keys) do
@@ -456,9 +463,10 @@ for i = 1, #KEYS do
   end
   if #keys > 0 then
     extend(KEYS[i], expires + remember, now)
+    table.insert(found, ARGV[i + 2])
   end
 end
-return 0
+return found
 """
 )
 
@@ -511,10 +519,12 @@ class RedisCounters(CounterStore):
         exceeded = int(self._acquire(keys=keys, args=args))
         return None if exceeded == 0 else exceeded - 1
 
-    def renew(self, holders: Sequence[str], expires_at: float) -> None:
-        if holders:
-            keys = [f"{self.prefix}holder:{holder}" for holder in holders]
-            self._renew(keys=keys, args=[time.time(), expires_at, *holders])
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        if not holders:
+            return set()
+        keys = [f"{self.prefix}holder:{holder}" for holder in holders]
+        found = self._renew(keys=keys, args=[time.time(), expires_at, *holders])
+        return {item.decode() if isinstance(item, bytes) else str(item) for item in found}
 
     def release(self, holder: str) -> None:
         self._release(keys=[f"{self.prefix}holder:{holder}"], args=[holder])

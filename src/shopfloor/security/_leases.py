@@ -51,7 +51,8 @@ class LeaseRenewer:
             self._thread.start()
 
     def hold(self, holder: str) -> None:
-        """Renew ``holder``'s slots from now on (its run is alive in this process)."""
+        """Renew ``holder``'s slots from now on (its run is alive in this process); call it once they
+        exist, or a renewal before may find none and drop it."""
         with self._lock:
             self._holders.add(holder)
 
@@ -62,11 +63,15 @@ class LeaseRenewer:
             self._holders.discard(holder)
 
     def renew(self) -> None:
-        """Renew every held slot now: one call of the store."""
+        """Renew every held slot now: one call of the store. A holder found holding no slot (its run
+        was released by whoever saw it end, another executor after a recovery; or it took none) is
+        renewed no more."""
         with self._renewing:
             holders = sorted(self.holders)
             if holders:
-                self.store.renew(holders, time.time() + self.lease)
+                found = self.store.renew(holders, time.time() + self.lease)
+                with self._lock:
+                    self._holders.difference_update(set(holders) - found)
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):
