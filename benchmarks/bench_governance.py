@@ -1,5 +1,6 @@
 """What governance costs per request: authorisation, budgets (in memory, SQLite, Redis), an audit append,
-and the guardrails on a 1 KB text.
+and the guardrails on a 1 KB text; per run: taking and giving back a concurrent-run slot, and per lease
+interval (a third of ``slot_lease_seconds``) a process's renewal of the slots of 100 held runs.
 
 The gateway's target is <= 0.1 ms p50 added per request for authorisation plus budgets (the audit log
 records only security events, not every request). Baseline, measured in the same run: the same request
@@ -10,7 +11,9 @@ Run: ``.venv/bin/python -m benchmarks.bench_governance``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +23,7 @@ from shopfloor.security import (
     AuditLog,
     Authorizer,
     Budgets,
+    CounterStore,
     Guardrails,
     Limit,
     MemoryCounters,
@@ -29,6 +33,7 @@ from shopfloor.security import (
     PromptInjectionGuardrail,
     RedisCounters,
     Resource,
+    Slot,
     SqlCounters,
     Usage,
     UsageRequest,
@@ -41,6 +46,7 @@ LIMITS = [
     Limit(scope="key:*", metric="requests", window="minute", maximum=1e12),
     Limit(scope="team:*", metric="tokens", window="minute", maximum=1e15),
 ]
+RUN_LIMITS = [Limit(scope="team:*", metric="runs", window="concurrent", maximum=1e9)]
 TEXT = ("Quarterly numbers are attached; reach me at jane@example.com. " * 16)[:1024]
 
 
@@ -58,6 +64,23 @@ def main() -> None:
 
     def admit_settle(budgets: Budgets) -> Callable[[], None]:
         return lambda: budgets.admit(REQUEST).settle(Usage(tokens_in=60, tokens_out=30))
+
+    def start_end(budgets: Budgets) -> Callable[[], None]:
+        numbers = itertools.count()
+
+        def one() -> None:
+            run_id = f"run-{next(numbers)}"
+            budgets.start_run(REQUEST, run_id)
+            budgets.end_run(run_id)
+
+        return one
+
+    def renew_held(store: CounterStore, count: int = 100) -> Callable[[], None]:
+        holders = [f"held-{uuid.uuid4().hex}" for _ in range(count)]
+        slot = Slot(key="team:research|runs|concurrent", maximum=1e9, expires_at=time.time() + 600)
+        for holder in holders:
+            store.acquire([slot], holder)
+        return lambda: store.renew(holders, time.time() + 30)
 
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -88,6 +111,21 @@ def main() -> None:
                 args.repeat,
             ),
             (
+                "run slot in memory: start_run + end_run",
+                start_end(Budgets(RUN_LIMITS, MemoryCounters())),
+                args.repeat,
+            ),
+            (
+                "run slot in SQLite: start_run + end_run",
+                start_end(Budgets(RUN_LIMITS, sql)),
+                max(50, args.repeat // 20),
+            ),
+            (
+                "lease renewal of 100 runs (SQLite, 1 statement)",
+                renew_held(sql),
+                max(50, args.repeat // 20),
+            ),
+            (
                 "audit append (SQLite, chained)",
                 lambda: audit.append("bench", actor="key:bench"),
                 max(50, args.repeat // 20),
@@ -105,6 +143,14 @@ def main() -> None:
                 (
                     "budgets in Redis (Lua): admit + settle",
                     admit_settle(Budgets(LIMITS, redis)),
+                    max(50, args.repeat // 10),
+                ),
+            )
+            rows.insert(
+                -2,
+                (
+                    "lease renewal of 100 runs (Redis, 1 script)",
+                    renew_held(redis),
                     max(50, args.repeat // 10),
                 ),
             )

@@ -204,6 +204,9 @@ class SecuritySettings(_Section):
     #: ``shared-database`` (the main one, exact across processes), ``memory``, a database URL,
     #: ``redis://...`` (exact across processes)
     counters: str = "database"
+    #: a concurrent-run slot is held this many seconds unless the process running its run renews it
+    #: (every third of it): a process that died gives its slots back after at most this long
+    slot_lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
 
 
 class UpstreamSettings(_Section):

@@ -1,7 +1,8 @@
 """Concurrent-run limits at ``Runtime.start_run``: exact under concurrency (200 concurrent starts against a
 limit of 10 start exactly 10, and a refused start leaves no run behind), and a run's slot comes back
 however it ends: completed, failed, cancelled while queued, or finished by another worker after a
-kill -9 of the one running it (the slot is held across the crash, not lost or freed early)."""
+kill -9 of the one running it. A killed worker's slot is held until its lease lapses, then free; the
+worker that recovers the run takes the slot back (over the maximum if another run took it meanwhile)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _limited(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, maximum: int, counters: str = "database"
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    maximum: int,
+    counters: str = "database",
+    lease: float = 30.0,
 ) -> Settings:
     """Settings (and, through ``SHOPFLOOR_CONFIG``, the workers' settings) limiting each key's runs."""
     config = tmp_path / "limits.toml"
     config.write_text(
-        f'[security]\ncounters = "{counters}"\n\n'
+        f'[security]\ncounters = "{counters}"\nslot_lease_seconds = {lease}\n\n'
         f'[[security.limits]]\nscope = "key:*"\nconcurrent_runs = {maximum}\n'
     )
     monkeypatch.setenv("SHOPFLOOR_CONFIG", str(config))
@@ -112,6 +117,37 @@ async def test_a_slot_is_held_across_a_crash_and_freed_when_the_recovered_run_en
         async with asyncio.timeout(60):
             record = await runtime.wait(run_id)
         assert record.status == "completed"
+        assert await _start(runtime, agent, caller) is not None, "the recovered run gave its slot back"
+
+
+@pytest.mark.slow
+async def test_a_killed_worker_s_slot_lapses_and_its_recovered_run_takes_it_back(
+    tmp_path: Path, agent: AgentDir, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _limited(tmp_path, monkeypatch, 1, lease=2.0)
+    caller = _caller()
+    agent.block("tool-1")
+    async with Runtime(compose(settings)) as runtime:
+        crashed = await runtime.start_run(agent.path, "ticks=2", detach=True, principal=caller)
+        first = workers.start()
+        await asyncio.to_thread(agent.wait_for_call, f"tool:{crashed}:1")
+        workers.kill9(first)
+        # nobody renews the dead worker's lease: its slot is free once it lapses (bounded wait)
+        async with asyncio.timeout(60):
+            # the slot frees by a clock in the store: nothing here can signal it
+            while (other := await _start(runtime, agent, caller, "ticks=0")) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        # a new worker recovers the crashed run (which takes its slot back, though the other run may
+        # hold the only one: it was admitted, so it runs) and runs the other run to its end
+        workers.start()
+        async with asyncio.timeout(60):
+            while agent.calls()[f"tool:{crashed}:1"] < 2:  # noqa: ASYNC110  (another process calls it)
+                await asyncio.sleep(0.05)
+            assert (await runtime.wait(other)).status == "completed"
+        assert await _start(runtime, agent, caller) is None, "the recovered run does not hold its slot"
+        agent.unblock("tool-1")
+        async with asyncio.timeout(60):
+            assert (await runtime.wait(crashed)).status == "completed"
         assert await _start(runtime, agent, caller) is not None, "the recovered run gave its slot back"
 
 

@@ -1,6 +1,7 @@
 """Two Runtime processes sharing their counters (Redis; or PostgreSQL with ``counters =
 "shared-database"``) enforce one budget and one concurrent-run limit together, and the runs of one
-killed with -9 keep their slots until another worker recovers them and they end.
+killed with -9 keep their slots for their lease (``slot_lease_seconds``, 30 s here), until another
+worker recovers them (taking the slots back) and they end.
 
 Each process (``limits_process.py``) executes the runs it starts. A budget refusal ends a run with
 ``stop_reason="budget"``; a concurrent-run refusal refuses the start itself.
@@ -210,7 +211,7 @@ async def _run_limit_and_kill9(
         return seen["in_tools"] == len(held)
 
     await _until(in_tool, "every run reached its tool", seen)
-    # kill -9 the process holding the most runs: they keep their slots while nobody runs them
+    # kill -9 the process holding the most runs: they keep their slots for a lease while nobody runs them
     victim, survivor = sorted(range(2), key=lambda i: -len(answers[i]["started"]))
     procs[victim].kill9()
     assert (await procs[survivor].start(limited, 5, "ticks=1"))["started"] == []

@@ -16,6 +16,10 @@ are held through the ``Admission`` seam: ``start_run`` takes a slot for the run 
 exists (a refused run leaves nothing behind), and every place that records a run's end gives it back
 (the workflow's end, a cancel, the sweep that settles runs cancelled while their executor was dead, a
 recovered run found already ended); giving back is idempotent, so an end seen twice frees one slot.
+A slot is leased to the process that owns the run and renewed by it: the starting process until the
+run is queued (``queue_run``, just before the enqueue), then the executor from the workflow's first
+step (``resume_run``, which a recovery replays: the recovered run takes its slots back), so the slots
+of a process killed with -9 come back after ``[security] slot_lease_seconds``.
 The same budgets admit each model call of the runs executed here (requests, tokens and spend per
 agent, team and route: ``AgentLoop``), so processes sharing counters (Redis, or ``shared-database``)
 enforce one limit together.
@@ -449,6 +453,10 @@ class Runtime:
         run_id = record.run_id
         await asyncio.to_thread(self.store.create, record)
         if detach:
+            admission = self.admission
+            if admission is not None:
+                # Before the enqueue: a worker may take the run (and lease its slots) at once.
+                await asyncio.to_thread(admission.queue_run, run_id)
             client = await self.client()
             options: EnqueueOptions = {
                 "workflow_name": WORKFLOW_NAME,
@@ -485,6 +493,12 @@ class Runtime:
     async def end_run(self, run_id: str) -> None:
         """Give back the concurrent-run slots of a run that has ended (idempotent)."""
         await asyncio.to_thread(self._end_run_now, run_id)
+
+    async def resume_run(self, run_id: str) -> None:
+        """Lease the concurrent-run slots of a run this process executes (begun, or recovered) to it."""
+        admission = self.admission
+        if admission is not None:
+            await asyncio.to_thread(admission.resume_run, run_id)
 
     async def route(self, agent: str, caller: str) -> RoutedRun | None:
         """The release the deployment of ``agent`` picks for ``caller`` (None: not deployed here)."""

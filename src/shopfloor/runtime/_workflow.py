@@ -64,6 +64,8 @@ class ExecutionContext(Protocol):
 
     async def end_run(self, run_id: str) -> None: ...
 
+    async def resume_run(self, run_id: str) -> None: ...
+
 
 class Executors:
     """The runtimes executing workflows in this process, by DBOS executor id."""
@@ -116,6 +118,8 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         # return): its slots may not have been given back yet.
         await ctx.end_run(run_id)
         return {"run_id": run_id, "status": record.status}
+    # Its slots are this process's to renew from here (replayed by a recovery: they are taken back).
+    await ctx.resume_run(run_id)
     await ctx.update_run(
         run_id,
         unless_terminal=True,

@@ -48,6 +48,7 @@ from shopfloor.security._guardrails import (
     luhn_ok,
 )
 from shopfloor.security._keys import ApiKey, ApiKeyAuthenticator, KeyStore, key_id_of, parse_duration
+from shopfloor.security._leases import LeaseRenewer
 from shopfloor.security._oidc import OIDCAuthenticator
 from shopfloor.security._otel_audit import OtelLogsExporter, audit_log_record
 from shopfloor.security._principal import LOCAL_ADMIN, Authenticator, Principal, PrincipalKind
@@ -114,6 +115,7 @@ __all__ = [
     "KeyProvider",
     "KeyProviderFactory",
     "KeyStore",
+    "LeaseRenewer",
     "Limit",
     "MemoryCounters",
     "Metric",

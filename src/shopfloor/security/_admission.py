@@ -59,7 +59,19 @@ class Admission(ABC):
         """Hold a slot of every concurrent-run limit that applies to ``request`` for run ``run_id`` until
         ``end_run``, or raise ``BudgetExceededError`` naming the limit that is full. Exact under
         concurrency, like ``admit``; holding again for the same run takes nothing more. An admission
-        that limits no concurrent runs admits every run."""
+        that limits no concurrent runs admits every run. The slots are leased to this process, which
+        renews them until ``queue_run`` or ``end_run``: if it dies first, they lapse."""
+
+    def queue_run(self, run_id: str) -> None:  # noqa: B027
+        """Run ``run_id`` is about to go to the durable queue, where no process renews it: its slots are
+        held until an executor takes it (``resume_run``) or for a day, and this process renews them no
+        more."""
+
+    def resume_run(self, run_id: str) -> None:  # noqa: B027
+        """This process executes run ``run_id`` (from its start, or recovered after its executor died):
+        its slots are leased to this process and renewed until ``end_run``. A slot whose lease lapsed
+        meanwhile is taken back even over its maximum (the run was admitted; it counts)."""
 
     def end_run(self, run_id: str) -> None:  # noqa: B027
-        """Give back the slots run ``run_id`` holds; safe to call again, and for a run that holds none."""
+        """Give back the slots run ``run_id`` holds, at once; safe to call again, and for a run that holds
+        none."""

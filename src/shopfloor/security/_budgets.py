@@ -7,6 +7,14 @@ month), or runs at once. ``admit`` reserves everything a request may use in one 
 estimate by what was used and adds the spend (from the usage, else from the prices). A request is admitted
 and settled once, however many retries it took. Concurrent runs are slots held by run id: ``start_run``
 takes one of each applicable limit, ``end_run`` gives them back (both idempotent).
+
+A slot is held with a lease of ``lease`` seconds that this process renews while the run is its own
+(``LeaseRenewer``, one per ``Budgets``): from ``start_run`` until the run is handed to the queue
+(``queue_run``: a queued run belongs to no process, so its slots are held for ``QUEUE_HOLD``), and from
+``resume_run`` (an executor begins or recovers it) until ``end_run``. A run recovered after its
+process died takes its slots back even if others took them meanwhile: it was admitted once, and
+refusing it now would fail a run that was accepted; it counts, so no new run starts until the key is
+below its maximum again.
 """
 
 from __future__ import annotations
@@ -23,14 +31,15 @@ from shopfloor.config import Settings
 from shopfloor.errors import BudgetExceededError, ConfigError
 from shopfloor.security._admission import Admission, Grant, Usage, UsageRequest
 from shopfloor.security._counters import CounterStore, Reservation, Slot, counter_stores
+from shopfloor.security._leases import LeaseRenewer
 
 __all__ = ["Budgets", "Limit", "Metric", "Window", "build_budgets", "limits_from_settings"]
 
 Metric = Literal["requests", "tokens", "spend", "runs"]
 Window = Literal["minute", "day", "month", "concurrent"]
 _KINDS = ("key", "team", "agent", "route")
-#: a concurrent-run counter lives this long without a settle (a process that died holding it)
-_RUN_TTL = 86400.0
+#: a queued run's slots are held this long (no process renews them until an executor takes the run)
+QUEUE_HOLD = 86400.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +91,7 @@ def window_bounds(window: Window, now: float) -> tuple[str, float]:
         days = calendar.monthrange(day.year, day.month)[1]
         first = datetime(day.year, day.month, 1, tzinfo=UTC).timestamp()
         return f"{day.year}-{day.month:02d}", first + days * 86400.0
-    return "now", now + _RUN_TTL
+    return "now", now + QUEUE_HOLD
 
 
 _FIELDS: Mapping[str, tuple[Metric, Window]] = {
@@ -131,10 +140,16 @@ class Budgets(Admission):
         store: CounterStore,
         *,
         prices: Mapping[str, tuple[float, float]] | None = None,
+        lease: float = 30.0,
     ) -> None:
+        if not lease > 0:
+            raise ConfigError(f"slot lease {lease!r}: expected a number of seconds above 0")
         self.limits = tuple(limits)
         self.store = store
         self.prices = dict(prices or {})
+        self.lease = lease
+        #: renews the slots of the runs this process holds (started with the first one)
+        self.renewer = LeaseRenewer(store, lease)
 
     def set_limits(self, limits: Sequence[Limit]) -> None:
         """Count against ``limits`` from now on (a server's reloaded GitOps policy): one assignment, so a
@@ -171,8 +186,11 @@ class Budgets(Admission):
             raise BudgetExceededError(f"{named} = {limit.maximum:g}", retry_after=retry)
         return _BudgetGrant(self, request, counted)
 
+    def _limits_runs(self) -> bool:
+        return any(limit.window == "concurrent" for limit in self.limits)
+
     def start_run(self, request: UsageRequest, run_id: str) -> None:
-        _, expires = window_bounds("concurrent", time.time())
+        expires = time.time() + self.lease
         slots: list[Slot] = []
         subjects: list[tuple[Limit, str]] = []
         for limit in self.limits:
@@ -181,18 +199,37 @@ class Budgets(Admission):
                 continue
             slots.append(Slot(key=f"{subject}|runs|concurrent", maximum=limit.maximum, expires_at=expires))
             subjects.append((limit, subject))
-        exceeded = self.store.acquire(slots, run_id) if slots else None
-        if exceeded is not None:
+        if not slots:
+            return
+        exceeded = self.store.acquire(slots, run_id)
+        if exceeded is None:
+            self._hold(run_id)  # its first renewal is due a third of a lease from now
+        else:
             limit, subject = subjects[exceeded]
             named = limit.name.replace(limit.scope, subject, 1)
             # No Retry-After: a slot frees when a run ends, which no clock can say.
             raise BudgetExceededError(f"{named} = {limit.maximum:g}", retry_after=None)
 
+    def _hold(self, run_id: str) -> None:
+        self.renewer.start()
+        self.renewer.hold(run_id)
+
+    def queue_run(self, run_id: str) -> None:
+        if run_id in self.renewer.holders:
+            self.renewer.drop(run_id)
+            self.store.renew([run_id], time.time() + QUEUE_HOLD)
+
+    def resume_run(self, run_id: str) -> None:
+        if self._limits_runs() and self.store.renew([run_id], time.time() + self.lease):
+            self._hold(run_id)
+
     def end_run(self, run_id: str) -> None:
-        if any(limit.window == "concurrent" for limit in self.limits):
+        if self._limits_runs():
             self.store.release(run_id)
+        self.renewer.drop(run_id)
 
     def close(self) -> None:
+        self.renewer.stop()
         self.store.close()
 
     def cost(self, route: str, usage: Usage) -> float:
@@ -219,9 +256,14 @@ class Budgets(Admission):
 def build_budgets(settings: Settings, *, store: CounterStore | None = None) -> Budgets:
     """The budgets of ``[[security.limits]]`` with prices from ``[telemetry] prices``, counted where
     ``[security] counters`` says (``database``, the default: the main database; ``shared-database``;
-    ``memory``; ``redis://...``)."""
+    ``memory``; ``redis://...``), run slots leased for ``[security] slot_lease_seconds``."""
     if store is None:
         where = settings.security.counters
         scheme = where.partition(":")[0].partition("+")[0]
         store = counter_stores().get(scheme)(where, settings.db_url)
-    return Budgets(limits_from_settings(settings), store, prices=settings.telemetry.prices)
+    return Budgets(
+        limits_from_settings(settings),
+        store,
+        prices=settings.telemetry.prices,
+        lease=settings.security.slot_lease_seconds,
+    )

@@ -8,8 +8,12 @@ script) for processes that share a Redis.
 Concurrent runs are counted as slots, not amounts: ``acquire`` takes a slot of each key for a holder (a
 run id), all or nothing, and ``release`` gives back every slot the holder has. Both are idempotent, so a
 run is released wherever its end is seen (it finished, failed, was cancelled, or ended after a recovery
-on another executor) without ever giving back more than it took; a slot whose holder never ends (its
-process died and nobody recovered it) expires with its window.
+on another executor) without ever giving back more than it took. A slot is held until its
+``expires_at``: a short lease that the process running the run keeps renewing (``renew``, every slot of
+every run it holds in one round trip; ``LeaseRenewer``), so the slots of a process that died (kill -9)
+are free for anyone once their lease lapses. A lapsed slot is not counted but is remembered for
+``REMEMBER`` seconds, so that ``renew`` can take it back when its run turns out to be alive (a recovery,
+or a renewal that came late).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ __all__ = [
 ]
 
 
+#: how long a slot whose lease lapsed is remembered for ``renew`` (a run recovered later is not counted)
+REMEMBER = 86400.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reservation:
     """Add ``amount`` to counter ``key`` unless the result would exceed ``maximum``; the counter expires
@@ -52,8 +60,8 @@ class Reservation:
 
 @dataclass(frozen=True, kw_only=True)
 class Slot:
-    """One of at most ``maximum`` slots of ``key`` (concurrent runs), held until released or
-    ``expires_at`` (epoch seconds)."""
+    """One of at most ``maximum`` slots of ``key`` (concurrent runs), held until released or until
+    ``expires_at`` (epoch seconds: its lease) unless renewed."""
 
     key: str
     maximum: float
@@ -64,7 +72,15 @@ class CounterStore(ABC):
     @abstractmethod
     def acquire(self, slots: Sequence[Slot], holder: str) -> int | None:
         """Take a slot of every key for ``holder``, or none: the index of the first key whose slots are
-        all held by others, else None. A key ``holder`` holds already is not counted twice."""
+        all held by others, else None. A key ``holder`` holds already is not counted twice (its lease
+        becomes the slot's ``expires_at``)."""
+
+    @abstractmethod
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        """Hold every slot each of ``holders`` has until ``expires_at``, in one round trip; returns the
+        holders that have a slot. A slot whose lease lapsed (remembered for ``REMEMBER`` seconds) is
+        taken back even where that puts its key over its maximum: its run is alive, so it counts, and no
+        new run starts until the key is below its maximum again. A released slot stays released."""
 
     @abstractmethod
     def release(self, holder: str) -> None:
@@ -98,7 +114,7 @@ class MemoryCounters(CounterStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, tuple[float, float]] = {}
-        #: key -> holder -> expires_at
+        #: key -> holder -> expires_at (lapsed ones remembered for ``REMEMBER`` seconds)
         self._slots: dict[str, dict[str, float]] = {}
 
     def _get(self, key: str, now: float) -> float:
@@ -121,22 +137,32 @@ class MemoryCounters(CounterStore):
             for key, delta, expires in items:
                 self._values[key] = (self._get(key, now) + delta, expires)
 
-    def _holders(self, key: str, now: float) -> dict[str, float]:
+    def _live(self, key: str, now: float) -> set[str]:
         holders = self._slots.setdefault(key, {})
-        for holder in [h for h, expires in holders.items() if expires <= now]:
+        for holder in [h for h, expires in holders.items() if expires <= now - REMEMBER]:
             del holders[holder]
-        return holders
+        return {holder for holder, expires in holders.items() if expires > now}
 
     def acquire(self, slots: Sequence[Slot], holder: str) -> int | None:
         now = time.time()
         with self._lock:
             for index, slot in enumerate(slots):
-                holders = self._holders(slot.key, now)
-                if holder not in holders and len(holders) >= slot.maximum:
+                live = self._live(slot.key, now)
+                if holder not in live and len(live) >= slot.maximum:
                     return index
             for slot in slots:
                 self._slots[slot.key][holder] = slot.expires_at
         return None
+
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        wanted = set(holders)
+        found: set[str] = set()
+        with self._lock:
+            for held in self._slots.values():
+                for holder in wanted.intersection(held):
+                    held[holder] = expires_at
+                    found.add(holder)
+        return found
 
     def release(self, holder: str) -> None:
         with self._lock:
@@ -232,23 +258,44 @@ class SqlCounters(CounterStore):
         with self.engine.begin() as conn:
             self._locked(conn, keys, now, {slot.key: slot.expires_at for slot in slots})
             conn.execute(
-                slots_table.delete().where(slots_table.c.key.in_(keys), slots_table.c.expires_at <= now)
+                slots_table.delete().where(
+                    slots_table.c.key.in_(keys), slots_table.c.expires_at <= now - REMEMBER
+                )
             )
             rows = conn.execute(
-                sa.select(slots_table.c.key, slots_table.c.holder).where(slots_table.c.key.in_(keys))
+                sa.select(slots_table).where(
+                    slots_table.c.key.in_(keys),
+                    sa.or_(slots_table.c.expires_at > now, slots_table.c.holder == holder),
+                )
             ).all()
-            mine = {row.key for row in rows if row.holder == holder}
+            mine = {row.key for row in rows if row.holder == holder and row.expires_at > now}
             others = {key: sum(1 for row in rows if row.key == key and row.holder != holder) for key in keys}
             for index, slot in enumerate(slots):
                 if slot.key not in mine and others[slot.key] >= slot.maximum:
                     return index
-            fresh = {slot.key: slot.expires_at for slot in slots if slot.key not in mine}
-            if fresh:
+            if any(row.holder == holder for row in rows):
+                # its own rows (live or lapsed) are replaced by the new lease
                 conn.execute(
-                    sa.insert(slots_table),
-                    [{"key": key, "holder": holder, "expires_at": at} for key, at in fresh.items()],
+                    slots_table.delete().where(slots_table.c.holder == holder, slots_table.c.key.in_(keys))
                 )
+            leases = {slot.key: slot.expires_at for slot in slots}
+            conn.execute(
+                sa.insert(slots_table),
+                [{"key": key, "holder": holder, "expires_at": at} for key, at in leases.items()],
+            )
         return None
+
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        if not holders:
+            return set()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                slots_table.update()
+                .where(slots_table.c.holder.in_(list(holders)))
+                .values(expires_at=expires_at)
+                .returning(slots_table.c.holder)
+            )
+            return {row.holder for row in rows}
 
     def release(self, holder: str) -> None:
         with self.engine.begin() as conn:
@@ -307,9 +354,13 @@ class PersistedCounters(MemoryCounters):
             self._dirty.update(key for key, _, _ in items)
 
     # A run's slot lives as long as the run (minutes to days) and is taken once a run: it is kept in the
-    # database itself, exact for every process on it and never lost to a restart.
+    # database itself, exact for every process on it and never lost to a restart (its lease is renewed
+    # there too, every slot of the process in one statement).
     def acquire(self, slots: Sequence[Slot], holder: str) -> int | None:
         return self.sql.acquire(slots, holder)
+
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        return self.sql.renew(holders, expires_at)
 
     def release(self, holder: str) -> None:
         self.sql.release(holder)
@@ -354,9 +405,25 @@ return 0
 """
 
 
-# KEYS: the slot sets (sorted sets, score = expiry), then the holder's index (a set of its keys);
-# ARGV: now, holder, then (maximum, expires_at) per slot key.
-_ACQUIRE = """
+# Makes KEY live at least until AT (epoch seconds; NOW: the caller's clock), never shortening it.
+_EXTEND = """
+local function extend(key, at, now)
+  local left = redis.call('PTTL', key)
+  local at_ms = math.floor(at * 1000)
+  if left < 0 or math.floor(now * 1000) + left < at_ms then
+    redis.call('PEXPIREAT', key, at_ms)
+  end
+end
+"""
+
+# KEYS: the slot sets (sorted sets, score = the holder's lease), then the holder's index (a set of its
+# slot sets, kept ``REMEMBER`` seconds past its last lease); ARGV: now, holder, then (maximum,
+# expires_at) per slot key. A lapsed member is dropped from its set (not counted) but stays in its
+# holder's index, for ``renew``.
+_ACQUIRE = (
+    _EXTEND
+    + f"local remember = {REMEMBER}\n"
+    + """
 local n = #KEYS - 1
 local now = tonumber(ARGV[1])
 local holder = ARGV[2]
@@ -368,17 +435,40 @@ for i = 1, n do
     end
   end
 end
-local latest = now
 for i = 1, n do
   local expires = tonumber(ARGV[2 * i + 2])
   redis.call('ZADD', KEYS[i], expires, holder)
-  redis.call('PEXPIREAT', KEYS[i], math.floor(expires * 1000))
+  extend(KEYS[i], expires, now)
   redis.call('SADD', KEYS[n + 1], KEYS[i])
-  if expires > latest then latest = expires end
+  extend(KEYS[n + 1], expires + remember, now)
 end
-redis.call('PEXPIREAT', KEYS[n + 1], math.floor(latest * 1000))
 return 0
 """
+)
+
+# KEYS: the holders' indexes; ARGV: now, expires_at, then the holders (in the order of KEYS). Returns
+# the holders that have a slot.
+_RENEW = (
+    _EXTEND
+    + f"local remember = {REMEMBER}\n"
+    + """
+local now = tonumber(ARGV[1])
+local expires = tonumber(ARGV[2])
+local found = {}
+for i = 1, #KEYS do
+  local keys = redis.call('SMEMBERS', KEYS[i])
+  for _, key in ipairs(keys) do
+    redis.call('ZADD', key, expires, ARGV[i + 2])
+    extend(key, expires, now)
+  end
+  if #keys > 0 then
+    extend(KEYS[i], expires + remember, now)
+    table.insert(found, ARGV[i + 2])
+  end
+end
+return found
+"""
+)
 
 # KEYS: the holder's index; ARGV: the holder.
 _RELEASE = """
@@ -399,6 +489,7 @@ class RedisCounters(CounterStore):
         self._reserve = client.register_script(_RESERVE)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     @classmethod
     def open(cls, url: str, *, prefix: str = "shopfloor:budget:") -> RedisCounters:
@@ -427,6 +518,13 @@ class RedisCounters(CounterStore):
         keys = [f"{self.prefix}slots:{slot.key}" for slot in slots] + [f"{self.prefix}holder:{holder}"]
         exceeded = int(self._acquire(keys=keys, args=args))
         return None if exceeded == 0 else exceeded - 1
+
+    def renew(self, holders: Sequence[str], expires_at: float) -> set[str]:
+        if not holders:
+            return set()
+        keys = [f"{self.prefix}holder:{holder}" for holder in holders]
+        found = self._renew(keys=keys, args=[time.time(), expires_at, *holders])
+        return {item.decode() if isinstance(item, bytes) else str(item) for item in found}
 
     def release(self, holder: str) -> None:
         self._release(keys=[f"{self.prefix}holder:{holder}"], args=[holder])
