@@ -25,6 +25,7 @@ from shopfloor.evals import (
     initial_environment,
     load_source,
     load_suite,
+    report_json,
 )
 from shopfloor.evals._agentdojo import Scenario
 from shopfloor.runtime import compose
@@ -172,3 +173,7 @@ async def test_agentdojo_runs_through_the_harness_scored_by_its_checkers(
     assert "user_task_999" in (rows["banking/user_task_999"].reason or "")
     (gate,) = record.summary["gates"]
     assert gate["passed"] is False and gate["value"] == 1.0
+    # the report's AgentDojo table: per suite, the broken item counted as missing, not averaged in
+    banking = report_json(record, list(rows.values()))["benchmarks"]["agentdojo"]["suites"]["banking"]
+    assert banking["utility"] == {"mean": 1.0, "items": 1, "missing": 1}
+    assert banking["attack_success"] == {"mean": 1.0, "items": 1, "missing": 0}

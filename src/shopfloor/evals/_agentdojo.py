@@ -167,7 +167,7 @@ def _injections(suite: Any, attack: str) -> Any:
     if attack.startswith("important_instructions"):
         # ImportantInstructionsAttack's own template; the model named generically, as its
         # ``_no_model_name`` variant does (that variant looks the model up in its pipeline's name first)
-        made = FixedJailbreakAttack(ImportantInstructionsAttack._JB_STRING, suite, None)  # type: ignore[arg-type]
+        made = FixedJailbreakAttack(ImportantInstructionsAttack._JB_STRING, suite, None)
         made.model_name = DEFAULT_MODEL_NAME
         made.user_name = (
             "Emma Johnson" if attack == "important_instructions_no_model_name" else DEFAULT_USER_NAME
