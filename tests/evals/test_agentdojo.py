@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shopfloor.agent._builtin import load_tool
 from shopfloor.config import load_settings
 from shopfloor.errors import EvalError, SpecError
 from shopfloor.evals import (
@@ -23,9 +24,11 @@ from shopfloor.evals import (
     ScorerEnv,
     ToolCallRecord,
     initial_environment,
+    load_datasets,
     load_source,
     load_suite,
     report_json,
+    task_suite,
 )
 from shopfloor.evals._agentdojo import Scenario
 from shopfloor.runtime import compose
@@ -177,3 +180,22 @@ async def test_agentdojo_runs_through_the_harness_scored_by_its_checkers(
     banking = report_json(record, list(rows.values()))["benchmarks"]["agentdojo"]["suites"]["banking"]
     assert banking["utility"] == {"mean": 1.0, "items": 1, "missing": 1}
     assert banking["attack_success"] == {"mean": 1.0, "items": 1, "missing": 0}
+
+
+@pytest.mark.parametrize("name", ["workspace", "travel", "banking", "slack"])
+def test_the_example_suites_and_agents_are_valid_and_bounded(name: str) -> None:
+    settings = load_settings()
+    env = ScorerEnv(base_dir=EXAMPLE / "evals", settings=settings)
+    suite, _ = load_suite(EXAMPLE / "evals" / f"{name}.yaml", env)
+    assert suite.agent_path() == (EXAMPLE / f"{name}.yaml").resolve()
+    items, _ = load_datasets(suite.datasets(), source=lambda entry: load_source(entry, settings))
+    assert len(items) == 20 and {tag for item in items for tag in item.tags} == {name, "benign", "attacked"}
+    services = compose(settings)
+    try:
+        loaded = services.load_spec(EXAMPLE / f"{name}.yaml")
+        tools = load_tool(loaded.spec.tools[0], loaded.base_dir)
+    finally:
+        services.close()
+    # the suite's own functions, each with its parameters' schema
+    assert {tool.name for tool in tools} == {f.name for f in task_suite(name, "v1.2.2").tools}
+    assert all(tool.input_schema["type"] == "object" for tool in tools)
