@@ -25,6 +25,8 @@ from shopfloor.evals import (
     load_datasets,
     load_source,
     load_suite,
+    report_html,
+    report_json,
 )
 from shopfloor.evals._bfcl_scorer import BfclScorer
 from shopfloor.runtime import compose
@@ -206,6 +208,17 @@ async def test_bfcl_categories_run_through_the_harness_scored_per_category(
     assert all(row.status == "done" and row.run_id for row in rows)
     gates = {(g["metric"], g.get("tag")): g["passed"] for g in record.summary["gates"]}
     assert gates == {("bfcl", "simple_python"): True, ("bfcl", None): False}
+    # the report: accuracy per category beside the figures BFCL's leaderboard publishes (shipped data)
+    bfcl = report_json(record, rows)["benchmarks"]["bfcl"]
+    assert bfcl["categories"] == {
+        "simple_python": {"mean": 1.0, "items": 3, "missing": 0},
+        "parallel": {"mean": 2 / 3, "items": 3, "missing": 0},
+    }
+    published = {model["model"]: model["accuracy"] for model in bfcl["published"]["models"]}
+    assert published["Qwen2.5-1.5B-Instruct (Prompt)"] == {"simple_python": 0.8875, "parallel": 0.7}
+    assert "ShishirPatil/gorilla" in bfcl["published"]["source"]["url"]
+    page = report_html(record, rows)
+    assert "BFCL accuracy per category" in page and "Hammer2.0-0.5b (FC)" in page and "0.667" in page
 
 
 def test_the_configured_package_folder_comes_first_and_its_files_are_checked(

@@ -114,3 +114,48 @@ def test_runs_ls_lists_an_evaluations_item_runs(agent: AgentDir, tmp_path: Path)
     assert [r["eval_item"] for r in json.loads(other.stdout)] == ["a"], "only that evaluation's runs"
     missing = cli.invoke(app, ["runs", "ls", "--eval", "nosuchevaluation"])
     assert missing.exit_code != 0 and "no evaluation 'nosuchevaluation'" in str(missing.exception)
+
+
+def test_the_report_prints_bfcl_per_category_beside_the_published_figures() -> None:
+    from shopfloor.cli._app import console
+    from shopfloor.cli._eval import _print_benchmarks
+    from shopfloor.evals import published_bfcl
+
+    published = published_bfcl()
+    tables = {
+        "bfcl": {
+            "metric": "bfcl",
+            "categories": {
+                "simple_python": {"mean": 0.75, "items": 20, "missing": 0},
+                "parallel": {"mean": 0.5, "items": 18, "missing": 2},
+            },
+            "published": {
+                "source": published["source"],
+                "models": [
+                    {
+                        "model": m["model"],
+                        "accuracy": {c: m["accuracy"][c] for c in ("simple_python", "parallel")},
+                    }
+                    for m in published["models"]
+                ],
+            },
+        },
+        "agentdojo": {
+            "metric": "agentdojo",
+            "suites": {
+                "banking": {
+                    "utility": {"mean": 0.5, "items": 4, "missing": 0},
+                    "utility_under_attack": {"mean": 0.25, "items": 4, "missing": 0},
+                    "attack_success": {"mean": 0.75, "items": 4, "missing": 0},
+                }
+            },
+        },
+    }
+    with console.capture() as captured:
+        _print_benchmarks(tables)
+    text = captured.get()
+    assert "0.750 of 20" in text and "0.500 of 18 (2 missing)" in text
+    first = published["models"][0]
+    assert first["model"] in text and f"{first['accuracy']['parallel']:.3f}" in text
+    assert published["source"]["url"] in text.replace("\n", "")
+    assert "banking" in text and "0.250 of 4" in text

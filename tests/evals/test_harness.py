@@ -181,3 +181,58 @@ async def test_kill9_then_resume_never_reruns_a_finished_item(agent: AgentDir, t
     assert calls["one"] == 1 and calls["three"] == 1, f"a finished item ran again: {calls}"
     assert calls["blocktwo"] == 2, "the step cut off by the kill runs again, once"
     assert json.loads(json.dumps(record.summary))["metrics"]["contains"]["mean"] == 1.0
+
+
+async def test_an_items_files_are_in_its_runs_own_workspace_before_it_starts(
+    agent: AgentDir, tmp_path: Path
+) -> None:
+    files = {"notes/brief.txt": "the brief of item a"}
+    items = [
+        json.dumps({"id": "a", "input": "answer=paris", "expected": "paris", "files": files}),
+        json.dumps({"id": "b", "input": "answer=rome", "expected": "rome"}),
+    ]
+    suite_path = write_suite(tmp_path, agent.path, items)
+    # the same items for an agent that has no workspace: an item's files cannot reach its run
+    (agent.path / "plain.yaml").write_text("name: plain\nmodel: function:eval_agent:script\n")
+    plain_path = tmp_path / "plain.yaml"
+    plain_path.write_text(suite_path.read_text().replace(str(agent.path), str(agent.path / "plain.yaml")))
+    services = compose(load_settings())
+    harness = Harness(services)
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        rows = {r.item_id: r for r in harness.store.items((await harness.run(suite)).eval_id)}
+        plain, _ = load_suite(plain_path, harness.env(tmp_path))
+        plain_rows = {r.item_id: r for r in harness.store.items((await harness.run(plain)).eval_id)}
+    finally:
+        harness.close()
+    assert {item: row.status for item, row in rows.items()} == {"a": "done", "b": "done"}
+    workspaces = services.workspaces()
+    try:
+        seeded = workspaces.workspace(f"run-{rows['a'].run_id}")
+        assert await seeded.read("main", "notes/brief.txt") == b"the brief of item a"
+        assert await seeded.read("main", "seed.txt") == b"seeded", "the agent's own seed is there too"
+        other = workspaces.workspace(f"run-{rows['b'].run_id}")
+        assert not await (await other.checkout("main")).exists("notes/brief.txt")
+    finally:
+        workspaces.close()
+    assert plain_rows["a"].status == "broken" and plain_rows["a"].run_id is None
+    assert "has files for its run's workspace" in (plain_rows["a"].reason or "")
+
+
+def test_an_items_file_paths_stay_inside_the_workspace(tmp_path: Path) -> None:
+    from shopfloor.errors import SpecError
+    from shopfloor.evals import load_dataset
+
+    data = tmp_path / "items.jsonl"
+    data.write_text(
+        json.dumps({"id": "a", "input": "x", "files": {"ok/a.txt": "fine"}})
+        + "\n"
+        + json.dumps({"id": "b", "input": "x", "files": {"../escape.txt": "no"}})
+        + "\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_dataset(data)
+    assert "items.jsonl:2" in str(info.value) and "'../escape.txt'" in str(info.value)
+    data.write_text(json.dumps({"id": "a", "input": "x", "files": {"ok/a.txt": "fine"}}) + "\n")
+    (item,) = load_dataset(data).items
+    assert item.files == {"ok/a.txt": "fine"} and item.to_dict()["files"] == {"ok/a.txt": "fine"}

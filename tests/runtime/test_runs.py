@@ -179,3 +179,19 @@ async def test_the_workspace_commit_the_run_produced_is_recorded(
             record = await runtime.wait(run_id)
     assert record.status == "completed"
     assert record.workspace_commit is not None and len(record.workspace_commit) == 64
+
+
+async def test_a_caller_may_choose_the_new_runs_id_in_the_form_of_one(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    from shopfloor.errors import RunStateError
+
+    chosen = "0123456789abcdef0123456789abcdef"
+    async with Runtime(compose(rt_settings), caller="tester") as runtime:
+        assert await runtime.start_run(agent.path, "ticks=1", run_id=chosen) == chosen
+        async with asyncio.timeout(20):
+            record = await runtime.wait(chosen)
+        for bad in ("../run", "0123456789ABCDEF0123456789ABCDEF", chosen + "0"):
+            with pytest.raises(RunStateError, match="32 lowercase hex digits"):
+                await runtime.start_run(agent.path, "ticks=1", run_id=bad)
+    assert record.status == "completed" and record.run_id == chosen

@@ -179,8 +179,8 @@ def load_tool(
     services: ToolServices | None = None,
     builtins: Registry[BuiltinFactory] | None = None,
 ) -> list[Tool]:
-    """Make the tools that a spec's tool entry names (a built-in may give several); ``builtin:NAME``
-    comes from ``builtins`` (``builtin_tools()`` by default)."""
+    """Make the tools that a spec's tool entry names (a built-in or a list of tools may give several);
+    ``builtin:NAME`` comes from ``builtins`` (``builtin_tools()`` by default)."""
     kind, _, rest = spec.source.partition(":")
     if kind == "builtin":
         builtins = builtins if builtins is not None else builtin_tools()
@@ -198,6 +198,9 @@ def load_tool(
     target = import_source(spec.source, base_dir)
     if isinstance(target, Tool):
         return [target]
+    # a list of tools gives each of them (a benchmark's whole tool set under one entry)
+    if isinstance(target, list | tuple) and target and all(isinstance(t, Tool) for t in target):
+        return list(target)
     if callable(target):
         tool = FunctionTool(
             target,
@@ -207,4 +210,4 @@ def load_tool(
             approval_timeout=spec.approval_timeout,
         )
         return [tool]
-    raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool nor a function")
+    raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool, a list of tools nor a function")

@@ -368,7 +368,37 @@ def report_cmd(
         return folder
 
     folder = _harness(body)
+    _print_benchmarks(json.loads((folder / "report.json").read_text())["benchmarks"])
     console.print(f"wrote {folder / 'report.html'} and {folder / 'report.json'}")
+
+
+def _share(share: dict[str, Any]) -> str:
+    missing = f" ({share['missing']} missing)" if share.get("missing") else ""
+    return f"{_num(share.get('mean'))} of {share.get('items', 0)}{missing}"
+
+
+def _print_benchmarks(tables: dict[str, Any]) -> None:
+    """The public benchmarks' tables of the report: BFCL per category beside its published figures,
+    AgentDojo per suite."""
+    bfcl = tables.get("bfcl")
+    if bfcl:
+        categories = list(bfcl["categories"])
+        table = Table("model", *categories, title="BFCL accuracy per category")
+        table.add_row("[bold]this evaluation[/]", *(_share(bfcl["categories"][c]) for c in categories))
+        for published in bfcl["published"]["models"]:
+            table.add_row(published["model"], *(_num(published["accuracy"].get(c)) for c in categories))
+        console.print(table)
+        console.print(f"published figures: {bfcl['published']['source']['url']}", highlight=False)
+    dojo = tables.get("agentdojo")
+    if dojo:
+        table = Table(
+            "suite", "utility", "utility under attack", "attack success", title="AgentDojo per suite"
+        )
+        for suite, parts in dojo["suites"].items():
+            table.add_row(
+                suite, *(_share(parts[p]) for p in ("utility", "utility_under_attack", "attack_success"))
+            )
+        console.print(table)
 
 
 @eval_app.command("rescore")

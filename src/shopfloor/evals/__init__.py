@@ -2,6 +2,19 @@
 fresh workspace, scored from what it recorded; results with confidence intervals, comparisons,
 gates and a self-contained report. ``build_harness(services)`` makes the ``Harness``."""
 
+from shopfloor.evals._agentdojo import (
+    AGENTDOJO_ATTACKS,
+    AGENTDOJO_SUITES,
+    SCENARIO_FILE,
+    STATE_FILE,
+    AgentDojoSource,
+    Scenario,
+    initial_environment,
+    task_suite,
+)
+from shopfloor.evals._agentdojo_scorer import AgentDojoScorer
+from shopfloor.evals._agentdojo_tools import AgentDojoTool, agentdojo_tools
+from shopfloor.evals._benchmarks import benchmark_tables, published_bfcl
 from shopfloor.evals._bfcl import BFCL_CATEGORIES, BfclPackage, BfclSource, bfcl_prompt
 from shopfloor.evals._bfcl_scorer import BfclScorer, decode_calls
 from shopfloor.evals._canary import RunQualityJudge, finished_evaluations
@@ -11,6 +24,7 @@ from shopfloor.evals._dataset import (
     MAX_DATASET_BYTES,
     Dataset,
     Item,
+    check_item_path,
     dataset_loaders,
     load_dataset,
     load_datasets,
@@ -33,8 +47,15 @@ from shopfloor.evals._store import EvalItemRow, EvalRecord, EvalStore, ItemState
 from shopfloor.evals._suite import GateSpec, LoadedSuite, ScorerEntry, SuiteSpec, build_scorers, load_suite
 
 __all__ = [
+    "AGENTDOJO_ATTACKS",
+    "AGENTDOJO_SUITES",
     "BFCL_CATEGORIES",
     "MAX_DATASET_BYTES",
+    "SCENARIO_FILE",
+    "STATE_FILE",
+    "AgentDojoScorer",
+    "AgentDojoSource",
+    "AgentDojoTool",
     "BfclPackage",
     "BfclScorer",
     "BfclSource",
@@ -53,6 +74,7 @@ __all__ = [
     "Metric",
     "ProgressFn",
     "RunQualityJudge",
+    "Scenario",
     "ScoreOptions",
     "Scorer",
     "ScorerEntry",
@@ -61,12 +83,15 @@ __all__ = [
     "SourceOptions",
     "SuiteSpec",
     "ToolCallRecord",
+    "agentdojo_tools",
+    "benchmark_tables",
     "bfcl_prompt",
     "bootstrap_ci",
     "build_case",
     "build_harness",
     "build_scorers",
     "calls_of",
+    "check_item_path",
     "compare",
     "dataset_loaders",
     "dataset_sources",
@@ -75,6 +100,7 @@ __all__ = [
     "evaluate_gates",
     "expected_value",
     "finished_evaluations",
+    "initial_environment",
     "item_values",
     "load_dataset",
     "load_datasets",
@@ -82,9 +108,11 @@ __all__ = [
     "load_suite",
     "pass_at_k",
     "pass_hat_k",
+    "published_bfcl",
     "report_html",
     "report_json",
     "score_case",
     "sign_test",
     "summarise",
+    "task_suite",
 ]

@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shopfloor.errors import SourceLocation, SpecError
 from shopfloor.spec import compose_yaml, describe_value
 
-__all__ = ["MAX_DATASET_BYTES", "Dataset", "Item", "dataset_loaders", "load_dataset", "load_datasets"]
+__all__ = [
+    "MAX_DATASET_BYTES",
+    "Dataset",
+    "Item",
+    "check_item_path",
+    "dataset_loaders",
+    "load_dataset",
+    "load_datasets",
+]
 
 #: a dataset file larger than this is refused before it is read
 MAX_DATASET_BYTES = 64 << 20
@@ -35,6 +43,24 @@ class _ItemModel(BaseModel):
     reference: Any = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(
+        default_factory=dict, description="text files the item's run finds in its workspace, by path"
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value:
+            check_item_path(path)
+        return value
+
+
+def check_item_path(path: str) -> str:
+    """``path`` if it is a relative path inside the workspace (``a/b.txt``), else ``ValueError``."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\\" in path:
+        raise ValueError(f"an item's file path is relative, without '.', '..' or '\\\\': got {path[:80]!r}")
+    return path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,9 +73,12 @@ class Item:
     reference: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    #: text files written to the item's run's fresh workspace before it starts (path -> content):
+    #: the state a benchmark's task begins from (an AgentDojo scenario)
+    files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "input": self.input,
             "expected": self.expected,
@@ -57,6 +86,7 @@ class Item:
             "metadata": self.metadata,
             "tags": list(self.tags),
         }
+        return data | {"files": self.files} if self.files else data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +122,7 @@ def _item(file: str, line: int, raw: Any) -> Item:
         reference=model.reference,
         metadata=model.metadata,
         tags=tuple(model.tags),
+        files=model.files,
     )
 
 

@@ -27,8 +27,9 @@ from shopfloor.evals._sources import load_source
 from shopfloor.evals._stats import summarise
 from shopfloor.evals._store import EvalItemRow, EvalRecord, EvalStore
 from shopfloor.evals._suite import LoadedSuite, build_scorers
-from shopfloor.runtime import Runtime, Services, new_executor_id
+from shopfloor.runtime import Runtime, Services, needs_workspace, new_executor_id, workspace_name
 from shopfloor.telemetry import span
+from shopfloor.workspace import Quota
 
 __all__ = ["EvalOptions", "Harness", "ProgressFn", "build_harness", "score_case"]
 
@@ -242,8 +243,9 @@ class _ItemRunner:
         timed_out = False
         try:
             if run_id is None:
+                chosen = await self.seed(item) if item.files else None
                 run_id = await self.runtime.start_run(
-                    self.record.agent_path, item.input, model=self.record.model
+                    self.record.agent_path, item.input, model=self.record.model, run_id=chosen
                 )
                 await asyncio.to_thread(
                     self.store.update_item,
@@ -285,6 +287,30 @@ class _ItemRunner:
         }
         await asyncio.to_thread(self.store.update_item, row.eval_id, row.item_id, row.repeat, **values)
         return replace(row, **{**values, "case": case.to_dict(), "metrics": values["metrics"]})
+
+    async def seed(self, item: Item) -> str:
+        """A new run id whose own workspace (``run-<id>``) already holds the item's files, committed
+        before the run starts; the agent's seed files are added beside them when it does."""
+        loaded = await asyncio.to_thread(self.runtime.services.load_spec, self.record.agent_path)
+        spec = loaded.spec
+        if spec.permissions.workspace == "none" or not needs_workspace(spec):
+            raise EvalError(
+                f"item {item.id} has files for its run's workspace, but agent {spec.name!r} has none: "
+                "give it one (`workspace: {seed: [...]}`) or leave `files` out of the item"
+            )
+        run_id = uuid.uuid4().hex
+        workspaces = await asyncio.to_thread(self.runtime.services.workspaces)
+        try:
+            workspace = workspaces.workspace(
+                workspace_name(loaded, run_id), quota=Quota.from_spec(spec.workspace)
+            )
+            view = await workspace.open("main")
+            for path, text in sorted(item.files.items()):
+                await view.write(path, text)
+            await view.commit(f"item {item.id}: {len(item.files)} files", run_id=run_id, step=0)
+        finally:
+            await asyncio.to_thread(workspaces.close)
+        return run_id
 
 
 def build_harness(services: Services) -> Harness:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from shopfloor.evals._benchmarks import benchmark_tables
 from shopfloor.evals._stats import item_values
 from shopfloor.evals._store import EvalItemRow, EvalRecord
 
@@ -42,6 +43,7 @@ def report_json(
             }
             for row in rows
         ],
+        "benchmarks": benchmark_tables(record.config, rows),
         "comparison": comparison,
     }
 
@@ -147,6 +149,46 @@ def _plots(summary: Mapping[str, Any], rows: Sequence[EvalItemRow]) -> list[str]
     return out
 
 
+def _share(share: Mapping[str, Any]) -> str:
+    missing = f", {share['missing']} missing" if share.get("missing") else ""
+    return f"{_fmt(share.get('mean'))} <span class='small'>({share.get('items', 0)} items{missing})</span>"
+
+
+def _benchmarks(tables: Mapping[str, Any], model: str) -> list[str]:
+    out: list[str] = []
+    bfcl = tables.get("bfcl")
+    if bfcl:
+        categories = list(bfcl["categories"])
+        source = bfcl["published"]["source"]
+        out += [
+            "<h2>BFCL accuracy per category, beside the published figures</h2>",
+            _head("model", *categories),
+            _tr(
+                [f"<b>{_e(model)}</b> (this evaluation)"]
+                + [_share(bfcl["categories"][c]) for c in categories]
+            ),
+        ]
+        for published in bfcl["published"]["models"]:
+            cells = [_fmt(published["accuracy"].get(c)) for c in categories]
+            out.append(_tr([_e(published["model"]), *cells]))
+        out += [
+            "</table>",
+            f"<p class='small'>Published: {_e(source['title'])}, "
+            f"<a href='{_e(source['url'])}'>{_e(source['url'])}</a>. {_e(source['note'])}</p>",
+        ]
+    dojo = tables.get("agentdojo")
+    if dojo:
+        out += [
+            "<h2>AgentDojo per suite</h2>",
+            _head("suite", "utility (no attack)", "utility under attack", "attack success rate"),
+        ]
+        for suite, parts in dojo["suites"].items():
+            cells = [_share(parts[p]) for p in ("utility", "utility_under_attack", "attack_success")]
+            out.append(_tr([_e(suite), *cells]))
+        out.append("</table><p class='small'>Attack success: lower is better.</p>")
+    return out
+
+
 def _comparison(comparison: Mapping[str, Any]) -> list[str]:
     out = [
         f"<h2>Comparison: {_e(comparison.get('verdict'))}</h2>",
@@ -229,6 +271,7 @@ def report_html(
         )
     if summary.get("gates"):
         out += _gates(summary["gates"])
+    out += _benchmarks(benchmark_tables(record.config, rows), record.model or record.agent)
     out += _plots(summary, rows)
     if comparison:
         out += _comparison(comparison)

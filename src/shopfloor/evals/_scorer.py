@@ -195,6 +195,7 @@ def eval_scorers() -> Registry[type[Scorer]]:
             "operational": f"{trajectory}:OperationalScorer",
             "custom": "shopfloor.evals._custom:CustomScorer",
             "bfcl": "shopfloor.evals._bfcl_scorer:BfclScorer",
+            "agentdojo": "shopfloor.evals._agentdojo_scorer:AgentDojoScorer",
             "judged": "shopfloor.evals._custom:JudgedScorer",
         },
     )

@@ -28,7 +28,7 @@ class SourceEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    source: str = Field(description="a dataset source: bfcl")
+    source: str = Field(description="a dataset source: bfcl, agentdojo")
 
 
 class SourceOptions(BaseModel):
@@ -60,7 +60,13 @@ class DatasetSource(ABC):
 
 def dataset_sources() -> Registry[type[DatasetSource]]:
     """The dataset sources by name, imported at first use."""
-    return Registry("dataset source", {"bfcl": "shopfloor.evals._bfcl:BfclSource"})
+    return Registry(
+        "dataset source",
+        {
+            "bfcl": "shopfloor.evals._bfcl:BfclSource",
+            "agentdojo": "shopfloor.evals._agentdojo:AgentDojoSource",
+        },
+    )
 
 
 def load_source(

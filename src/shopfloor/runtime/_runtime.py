@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import getpass
 import os
+import re
 import threading
 import time
 import uuid
@@ -98,6 +99,8 @@ __all__ = ["LOCAL_ADMIN", "Runtime"]
 #: How long closing waits for DBOS's pool to finish what it is writing (a run's record of its end; a
 #: blocking step of a cancelled run may take longer, and is left to finish on its own).
 _DRAIN_SECONDS = 10.0
+#: what ``uuid4().hex`` gives: the only run ids a caller may choose
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 #: How a decision by the local administrator is recorded (a run whose spec lists no approvers).
 LOCAL_ADMIN = "local-admin"
 
@@ -348,6 +351,7 @@ class Runtime:
         agent: str | None = None,
         routed: RoutedRun | None = None,
         principal: Principal | None = None,
+        run_id: str | None = None,
     ) -> str:
         """Create a run of the agent at ``spec_path`` and return its id. Detached runs go to the queue
         for ``shopfloor worker``; the others execute in this process (which becomes an executor).
@@ -357,7 +361,11 @@ class Runtime:
         ``routed``: that choice, where the caller made it already (``route``).
         ``principal``: who starts it, authenticated (a server passes the request's; else the local
         administrator); its key and team, the agent's team and the agent count against concurrent-run
-        limits (``BudgetExceededError`` when one is full)."""
+        limits (``BudgetExceededError`` when one is full). ``run_id``: the new run's id, chosen by a
+        caller that prepares something under it first (an evaluation seeds the run's own workspace,
+        ``run-<id>``, with its item's files); a fresh one otherwise."""
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise RunStateError(f"a run id is 32 lowercase hex digits, got {run_id[:80]!r}")
         who = caller or self.caller
         if routed is None and agent is not None:
             routed = await self.route(agent, who)
@@ -374,7 +382,7 @@ class Runtime:
                 f"release {routed.release} no longer verifies: its files at {routed.spec_path} changed "
                 f"({routed.digest} -> {loaded.digest}); `shopfloor release verify {routed.release}`"
             )
-        record = self._new_record(loaded, task, model=model, caller=who)
+        record = self._new_record(loaded, task, model=model, caller=who, run_id=run_id)
         if routed is not None:
             record = replace(record, release=routed.release, track=routed.track)
         await self._admit_and_create(loaded, record, detach=detach, principal=principal)
@@ -414,9 +422,11 @@ class Runtime:
         await self._admit_and_create(loaded, record, detach=detach, principal=principal)
         return record.run_id
 
-    def _new_record(self, loaded: LoadedSpec, task: str, *, model: str | None, caller: str) -> RunRecord:
+    def _new_record(
+        self, loaded: LoadedSpec, task: str, *, model: str | None, caller: str, run_id: str | None = None
+    ) -> RunRecord:
         return RunRecord(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id or uuid.uuid4().hex,
             agent=loaded.spec.name,
             spec_path=str(loaded.path),
             release_digest=loaded.digest,
