@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow  # the corpus is embedded on the CPU
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "researcher"
 SCRIPT = "function:researcher_script:script"
 cli = CliRunner()
+WIDE = {"COLUMNS": "200"}  # one line per line: rich wraps at 80 columns otherwise
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +32,10 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run() -> None:
-    first = cli.invoke(app, ["demo", "researcher", "--model", SCRIPT])
+    first = cli.invoke(app, ["demo", "researcher", "--model", SCRIPT], env=WIDE)
     assert first.exit_code == 0, first.output
     out = first.stdout
+    print(out)
     assert "into collection python-tutorial" in out
     added = re.search(r"(\d+) added, 0 replaced, 0 unchanged, (\d+) chunks", out)
     assert added is not None and int(added.group(1)) >= 7 and int(added.group(2)) > 0, out
@@ -45,7 +47,9 @@ def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run
     assert "ws://researcher@" in out and "/reports/what-does-the-else-clause-of-a-try-statement-do.md" in out
 
     again = cli.invoke(
-        app, ["demo", "researcher", "How do you exit the interactive interpreter?", "--model", SCRIPT]
+        app,
+        ["demo", "researcher", "How do you exit the interactive interpreter?", "--model", SCRIPT],
+        env=WIDE,
     )
     assert again.exit_code == 0, again.output
     assert f"0 added, 0 replaced, {added.group(1)} unchanged, 0 chunks" in again.stdout, "ingested once"
@@ -93,7 +97,7 @@ async def test_a_deep_plan_waits_for_approval_across_a_restart_and_a_rejection_e
     async with Runtime(compose(settings)) as runtime:
         approved = await runtime.start_run(agent, question, model=SCRIPT)
         approval = await _waiting(runtime, approved)
-    plan = ["the default encoding of Python source files"]
+    plan = ["what is the default encoding of Python source files"]
     assert approval["tool"] == "tutorial__research"
     assert approval["arguments"]["question"] == question
     proposal = approval["arguments"]["proposal"]
