@@ -5,6 +5,7 @@ why, the run id, and where the report and the trace are."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -134,7 +135,8 @@ def researcher_cmd(
         for n, sub in enumerate(research.get("plan") or [], 1):
             console.print(Text.assemble(f"  plan {n}. ", untrusted(sub)))
         kept, removed = len(research.get("claims") or []), len(research.get("removed") or [])
-        console.print(f"verify  {kept} sentences kept, {removed} removed by the citation verifier")
+        sentences = "sentence" if kept == 1 else "sentences"
+        console.print(f"verify  {kept} {sentences} kept, {removed} removed by the citation verifier")
     console.print(f"run     {run_id}")
     if record.workspace_commit and research.get("report"):
         commit = record.workspace_commit[:12]
@@ -150,7 +152,7 @@ def researcher_cmd(
         (f"shopfloor trace {run_id}", "the waterfall: routing, retrievals, the model's questions"),
         (f"shopfloor runs show {run_id}", "the run record"),
         *(
-            (f"shopfloor docs search {name} 'try else'", "search the collection yourself")
+            (f"shopfloor docs search {name} {shlex.quote(question)}", "the passages it searched")
             for name in collections
         ),
         (f"shopfloor ws log {workspace}", "the workspace's history (one report per question)"),
