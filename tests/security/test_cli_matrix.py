@@ -35,7 +35,8 @@ EXPECTED: dict[str, set[str]] = {
     "ai-developer": {
         "version",
         "doctor",
-        "demo",
+        "demo analyst",
+        "demo researcher",
         "run",
         "replay",
         "runs cancel",

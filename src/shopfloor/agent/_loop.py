@@ -295,6 +295,8 @@ class AgentLoop:
                 return finish("final_answer", output=str(action.arguments["answer"]))
             record = await self._act(action, step, run_id, runner, emit, state)
             state.records.append(record)
+            if record.error_kind == "proposal_rejected":
+                return finish("rejected", error=record.error)
             summary_answer = _answer_of(state.records) if self.answer_from_tool else None
             if summary_answer is not None:
                 return finish("final_answer", output=summary_answer)
@@ -345,37 +347,6 @@ class AgentLoop:
     ) -> StepRecord:
         tool = self.tools[action.tool]
         await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
-        if tool.requires_approval:
-            request = ApprovalRequest(
-                run_id=run_id,
-                step=step,
-                tool=tool.name,
-                arguments=action.arguments,
-                approvers=self.approvers,
-                timeout=tool.approval_timeout,
-            )
-            await emit(
-                "approval_requested",
-                step,
-                tool=tool.name,
-                arguments=action.arguments,
-                approvers=list(self.approvers),
-            )
-            decision = await runner.wait_for_approval(request)
-            await emit(
-                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
-            )
-            if not decision.approved:
-                why = f"the call was rejected by {decision.by or 'an approver'}" + (
-                    f": {decision.reason}" if decision.reason else ""
-                )
-                record = StepRecord(
-                    step=step, tool=tool.name, arguments=action.arguments, error=why, error_kind="rejected"
-                )
-                await emit(
-                    "tool_result", step, tool=tool.name, error=why, error_kind="rejected", duration=0.0
-                )
-                return record
         ctx = ToolContext(
             run_id=run_id,
             step=step,
@@ -383,38 +354,52 @@ class AgentLoop:
             idempotency_key=f"{run_id}:{step}",
             services=dataclasses.replace(self.services, ask=self._asker(run_id, step, state)),
         )
-        timeout = self.limits.step_timeout
-        step_name = f"tool:{step}:{tool.name}"
-
-        async def do() -> Any:
-            with tool_span(
+        proposal: dict[str, Any] | None = None
+        if tool.proposes:
+            # What the call will do, decided in a step of its own (recorded: a recovered run shows the
+            # person the same plan) and approved before the call does it.
+            proposed = await self._tool_step(
+                f"tool:{step}:{tool.name}:propose", tool, action, step, run_id, runner, ctx, propose=True
+            )
+            if "error" in proposed:
+                return await self._tool_record(action, step, proposed, emit)
+            if proposed["output"] is not None:
+                ctx = dataclasses.replace(ctx, proposal=proposed["output"]["data"])
+                if proposed["output"]["needs_approval"]:
+                    proposal = proposed["output"]["data"]
+        if tool.requires_approval or proposal is not None:
+            arguments = action.arguments if proposal is None else {**action.arguments, "proposal": proposal}
+            request = ApprovalRequest(
                 run_id=run_id,
-                tool=tool,
-                call_id=action.call_id,
                 step=step,
-                step_name=step_name,
-                arguments=action.arguments,
-            ) as trace:
-                return trace.outcome(self._guard_result(redact_value(await attempt())))
-
-        async def attempt() -> dict[str, Any]:
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(timeout):
-                    output = await tool.call(action.arguments, ctx)
-                json.dumps(output, default=str)
-                return {"output": output, "duration": time.perf_counter() - started}
-            except TimeoutError:
-                error, kind = f"{tool.name} took longer than {timeout:g} s and was stopped", "timeout"
-            except ToolArgumentsError as exc:
-                error, kind = str(exc), "arguments"
-            except ToolError as exc:
-                error, kind = str(exc), "execution"
-            except Exception as exc:  # a bug in a tool is reported to the model and recorded, not fatal
-                error, kind = f"{tool.name} failed: {type(exc).__name__}: {exc}", "execution"
-            return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
-
-        outcome = await runner.step(step_name, do)
+                tool=tool.name,
+                arguments=arguments,
+                approvers=self.approvers,
+                timeout=tool.approval_timeout,
+            )
+            await emit(
+                "approval_requested",
+                step,
+                tool=tool.name,
+                arguments=arguments,
+                approvers=list(self.approvers),
+            )
+            decision = await runner.wait_for_approval(request)
+            await emit(
+                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
+            )
+            if not decision.approved:
+                what = "call" if proposal is None else "proposal"
+                why = f"the {what} was rejected by {decision.by or 'an approver'}" + (
+                    f": {decision.reason}" if decision.reason else ""
+                )
+                # A rejected call goes back to the model; a rejected proposal ends the run.
+                kind = "rejected" if proposal is None else "proposal_rejected"
+                refused: dict[str, Any] = {"error": why, "error_kind": kind, "duration": 0.0}
+                return await self._tool_record(action, step, refused, emit)
+        outcome = await self._tool_step(
+            f"tool:{step}:{tool.name}", tool, action, step, run_id, runner, ctx, propose=False
+        )
         if "guardrail" in outcome:
             verdict = outcome["guardrail"]
             await _record_guardrail(
@@ -428,9 +413,68 @@ class AgentLoop:
                     text="",
                 ),
             )
+        return await self._tool_record(action, step, outcome, emit)
+
+    async def _tool_step(
+        self,
+        step_name: str,
+        tool: Tool,
+        action: Action,
+        step: int,
+        run_id: str,
+        runner: StepRunner,
+        ctx: ToolContext,
+        *,
+        propose: bool,
+    ) -> dict[str, Any]:
+        """One durable step of a tool call: ``tool.call`` (its result guarded), or ``tool.propose``; the
+        outcome ``{"output"|"error", "error_kind", "duration"}`` as recorded."""
+        timeout = self.limits.step_timeout
+
+        async def do() -> Any:
+            with tool_span(
+                run_id=run_id,
+                tool=tool,
+                call_id=action.call_id,
+                step=step,
+                step_name=step_name,
+                arguments=action.arguments,
+            ) as trace:
+                outcome = redact_value(await attempt())
+                return trace.outcome(outcome if propose else self._guard_result(outcome))
+
+        async def attempt() -> dict[str, Any]:
+            started = time.perf_counter()
+            output: Any
+            try:
+                async with asyncio.timeout(timeout):
+                    if propose:
+                        proposed = await tool.propose(action.arguments, ctx)
+                        output = None if proposed is None else dataclasses.asdict(proposed)
+                    else:
+                        output = await tool.call(action.arguments, ctx)
+                json.dumps(output, default=str)
+                return {"output": output, "duration": time.perf_counter() - started}
+            except TimeoutError:
+                error, kind = f"{tool.name} took longer than {timeout:g} s and was stopped", "timeout"
+            except ToolArgumentsError as exc:
+                error, kind = str(exc), "arguments"
+            except ToolError as exc:
+                error, kind = str(exc), "execution"
+            except Exception as exc:  # a bug in a tool is reported to the model and recorded, not fatal
+                error, kind = f"{tool.name} failed: {type(exc).__name__}: {exc}", "execution"
+            return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
+
+        outcome: dict[str, Any] = await runner.step(step_name, do)
+        return outcome
+
+    @staticmethod
+    async def _tool_record(
+        action: Action, step: int, outcome: dict[str, Any], emit: Callable[..., Awaitable[None]]
+    ) -> StepRecord:
         record = StepRecord(
             step=step,
-            tool=tool.name,
+            tool=action.tool,
             arguments=action.arguments,
             output=outcome.get("output"),
             error=outcome.get("error"),
@@ -440,7 +484,7 @@ class AgentLoop:
         await emit(
             "tool_result",
             step,
-            tool=tool.name,
+            tool=action.tool,
             output=record.output,
             error=record.error,
             error_kind=record.error_kind,

@@ -31,6 +31,8 @@ StopReason = Literal[
     "cancelled",
     "guardrail",
     "budget",
+    #: a person rejected what a tool proposed to do (a research plan)
+    "rejected",
 ]
 RunStatus = Literal["completed", "failed", "cancelled"]
 
@@ -68,7 +70,10 @@ class StepRecord:
     arguments: dict[str, Any]
     output: Any = None
     error: str | None = None
-    error_kind: Literal["arguments", "execution", "timeout", "rejected", "guardrail"] | None = None
+    #: "rejected": a person rejected the call; "proposal_rejected": what the tool proposed (its plan)
+    error_kind: (
+        Literal["arguments", "execution", "timeout", "rejected", "proposal_rejected", "guardrail"] | None
+    ) = None
     duration: float = 0.0
 
 

@@ -4,6 +4,7 @@
 from shopfloor.cli import (
     _audit,  # noqa: F401
     _demo,  # noqa: F401
+    _demo_researcher,  # noqa: F401
     _docs,  # noqa: F401
     _doctor,  # noqa: F401
     _eval,  # noqa: F401

@@ -1,13 +1,15 @@
-"""``shopfloor demo``: the main job. The analyst answers a question about real data, durably
-and traced, then says where its report, chart and trace are and how to look further."""
+"""``shopfloor demo [analyst|researcher]``: the main jobs. The analyst answers a question about real data,
+durably and traced, then says where its report, chart and trace are and how to look further; the
+researcher's demo is in ``_demo_researcher.py``. ``shopfloor demo [QUESTION]`` is the analyst's."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.panel import Panel
+from typer.core import TyperGroup
 
 from shopfloor.cli._app import app, console, get_settings, print_json
 from shopfloor.cli._run import _runtime, print_event
@@ -17,21 +19,40 @@ from shopfloor.errors import ConfigError
 if TYPE_CHECKING:
     from shopfloor.runtime import RunRecord, Runtime
 
+__all__ = ["demo_app", "find_example", "trace_lines"]
+
 DEFAULT_QUESTION = "Which month of 2015 had the most rain in Seattle, and how much?"
 
 
-def find_analyst() -> Path:
-    """The analyst example: in the current directory's checkout, else beside the installed source."""
+class _AnalystByDefault(TyperGroup):
+    """``shopfloor demo`` and ``shopfloor demo QUESTION`` stay the analyst's demo: arguments that do not
+    start with a demo's name go to ``demo analyst``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own (vendored) click Context
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["analyst", *args]
+        return super().parse_args(ctx, args)
+
+
+demo_app = typer.Typer(
+    cls=_AnalystByDefault,
+    help="The main jobs on the embedded model: `demo analyst` (the default) and `demo researcher`.",
+)
+app.add_typer(demo_app, name="demo")
+
+
+def find_example(name: str) -> Path:
+    """An example agent: in the current directory's checkout, else beside the installed source."""
     for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidate = base / "examples" / "analyst"
+        candidate = base / "examples" / name
         if (candidate / "agent.yaml").is_file():
             return candidate
     raise ConfigError(
-        "examples/analyst not found: run `shopfloor demo` from the Shopfloor checkout or pass --agent"
+        f"examples/{name} not found: run `shopfloor demo {name}` from the Shopfloor checkout or pass --agent"
     )
 
 
-def _trace_lines(run_id: str) -> list[str]:
+def trace_lines(run_id: str) -> list[str]:
     """A one-screen summary of the run's trace from the local store (empty where nothing was traced)."""
     from shopfloor.telemetry import TraceStore, compute_metrics, trace_store_url
 
@@ -59,8 +80,8 @@ def _trace_lines(run_id: str) -> list[str]:
     return lines
 
 
-@app.command("demo")
-def demo_cmd(
+@demo_app.command("analyst")
+def analyst_cmd(
     question: Annotated[str, typer.Argument(help="a question about the data sets")] = DEFAULT_QUESTION,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="model reference (default: the spec's)")
@@ -71,7 +92,7 @@ def demo_cmd(
     """The main job: the analyst answers a question about real public data (vega-datasets) with the
     data-analysis skill in the sandbox, durably and traced; prints the answer, the report and chart
     in its workspace, the trace summary, and the commands to look further."""
-    spec = agent or find_analyst()
+    spec = agent or find_example("analyst")
 
     async def body(runtime: Runtime) -> RunRecord:
         run_id = await runtime.start_run(str(spec), question, model=model)
@@ -94,7 +115,7 @@ def demo_cmd(
         console.print(f"workspace [bold]analyst[/] at commit {commit}:")
         console.print(f"  report  shopfloor ws cat ws://analyst@{commit}/report.md")
         console.print(f"  chart   shopfloor ws ls ws://analyst@{commit}/charts  (PNG files)")
-    for line in _trace_lines(run_id):
+    for line in trace_lines(run_id):
         console.print(f"trace   {line}")
     console.print("\nlook further:")
     for command, what in (

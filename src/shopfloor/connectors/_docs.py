@@ -18,7 +18,7 @@ from shopfloor.connectors._base import Connector, Secrets, tool_name
 from shopfloor.errors import ConnectorError, ToolExecutionError
 from shopfloor.spec import ConnectorSpec, DocsConnectorSpec
 from shopfloor.telemetry import COMPONENT, open_span, record_content
-from shopfloor.tools import Tool, ToolContext
+from shopfloor.tools import Proposal, Tool, ToolContext
 
 __all__ = ["DocsConnector", "ingest_sources"]
 
@@ -146,6 +146,8 @@ class _ResearchTool(Tool):
     def __init__(self, connector: DocsConnector) -> None:
         self.connector = connector
         self.name = tool_name(connector.name, "research")
+        #: a deep question's plan is approved by a person before it is researched
+        self.proposes = connector.docs.research.approve_plan
         self.description = (
             f"Research a question in the {connector.docs.collection} documents and answer it with "
             "verified citations to the passages"
@@ -178,7 +180,7 @@ class _ResearchTool(Tool):
             "additionalProperties": False,
         }
 
-    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+    async def _researcher(self, ctx: ToolContext) -> Any:
         from shopfloor.connectors.docs import CitationVerifier, Passage, Researcher, Router
 
         ask = ctx.services.ask
@@ -201,7 +203,7 @@ class _ResearchTool(Tool):
                 for h in hits
             ]
 
-        researcher = Researcher(
+        return Researcher(
             retrieve=retrieve,
             verifier=CitationVerifier(index.embedder, judge=ask if settings.judge else None),
             ask=ask,
@@ -210,9 +212,43 @@ class _ResearchTool(Tool):
             max_sub_questions=settings.sub_questions,
             max_claims=settings.sentences,
         )
+
+    def _depth(self, args: dict[str, Any]) -> Any:
+        depth = self.connector.docs.research.depth
+        return args.get("depth") or (None if depth == "auto" else depth)
+
+    async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
+        """With ``approve_plan``: the route, and for a deep question the planner's sub-questions, which a
+        person approves before anything is researched."""
+        researcher = await self._researcher(ctx)
         question = str(args["question"])
-        depth = args.get("depth") or (None if settings.depth == "auto" else settings.depth)
-        report = await researcher.research(question, depth=depth)
+        route = await researcher.route(question, depth=self._depth(args))
+        plan = await researcher.plan(question) if route.depth == "deep" else []
+        data = {
+            "route": {"depth": route.depth, "reason": route.reason, "by": route.by},
+            "sub_questions": plan,
+        }
+        return Proposal(data=data, needs_approval=route.depth == "deep")
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        from shopfloor.connectors.docs import Route
+
+        settings = self.connector.docs.research
+        researcher = await self._researcher(ctx)
+        question = str(args["question"])
+        proposal = ctx.proposal
+        if self.proposes and proposal is None:
+            raise ToolExecutionError(f"{self.name} researches a plan only once it was proposed and approved")
+        if proposal is not None:
+            report = await researcher.research(
+                question,
+                route=Route(**proposal["route"]),
+                plan=[str(q) for q in proposal["sub_questions"]],
+                escalate=False,
+            )
+        else:
+            report = await researcher.research(question, depth=self._depth(args))
+        approved = proposal is not None and proposal["route"]["depth"] == "deep"
         # The routing decision and what the verifier did, on the tool's span (the output records them too).
         otel_trace.get_current_span().set_attributes(
             {
@@ -221,6 +257,7 @@ class _ResearchTool(Tool):
                 "shopfloor.research.route.reason": report.route.reason,
                 "shopfloor.research.depth": report.depth,
                 "shopfloor.research.escalated": report.escalated or "",
+                "shopfloor.research.plan_approved": approved,
                 "shopfloor.research.sentences_kept": len(report.claims),
                 "shopfloor.research.sentences_removed": len(report.removed),
             }

@@ -24,7 +24,7 @@ from shopfloor.runtime._services import Services
 from shopfloor.security import Admission, build_audit_log, build_secret_store
 from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
 from shopfloor.telemetry import register_secret
-from shopfloor.tools import Tool, ToolContext, ToolServices
+from shopfloor.tools import Proposal, Tool, ToolContext, ToolServices
 from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
 
 __all__ = ["RunEnvironment", "audit_event", "needs_workspace", "open_environment", "workspace_name"]
@@ -58,6 +58,7 @@ class _Committing(Tool):
         self.output_schema = inner.output_schema
         self.requires_approval = inner.requires_approval
         self.approval_timeout = inner.approval_timeout
+        self.proposes = inner.proposes
         self.kind = inner.kind  # type: ignore[misc]
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -67,6 +68,9 @@ class _Committing(Tool):
                 f"step {ctx.step}: {self.name}", run_id=ctx.run_id, step=ctx.step, retries=2
             )
         return output
+
+    async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
+        return await self.inner.propose(args, ctx)  # it only plans: nothing to commit
 
     def validate(self, args: Any) -> dict[str, Any]:
         return self.inner.validate(args)

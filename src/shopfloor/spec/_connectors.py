@@ -155,6 +155,10 @@ class ResearchSpec(_Strict):
     sentences: int = Field(4, ge=1, le=10, description="sentences the answer has at most")
     #: the run's model judges the sentences the lexical and embedding checks leave undecided
     judge: bool = False
+    #: a deep question's plan (its sub-questions) waits for a person's approval (``shopfloor runs
+    #: approve``, the console) before it is researched; rejected, the run ends (stop reason ``rejected``);
+    #: a shallow answer left without support is then not researched deep on its own
+    approve_plan: bool = False
     #: where in the workspace the report goes as Markdown (none: not written)
     report_dir: str | None = Field("reports", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,120}$")
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from shopfloor.sandbox import Sandbox
     from shopfloor.workspace import WorkspaceView
 
-__all__ = ["Ask", "FunctionTool", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices"]
 
 ToolKind = Literal["function", "extension", "datastore"]
 
@@ -72,6 +72,18 @@ class ToolContext:
     idempotency_key: str
     #: the run's services (its workspace view, tenant, sandbox)
     services: ToolServices = field(default_factory=ToolServices)
+    #: what ``Tool.propose`` proposed for this call (approved, where it needed approval); None: nothing
+    proposal: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proposal:
+    """What a call will do, decided before it does it (``Tool.propose``): a research plan."""
+
+    #: JSON: shown to the approver with the call's arguments, and given to ``call`` as ``ctx.proposal``
+    data: dict[str, Any]
+    #: False: nothing in it needs a person (a question researched shallow has no plan): the call runs at once
+    needs_approval: bool = True
 
 
 class Tool(ABC):
@@ -81,11 +93,20 @@ class Tool(ABC):
     output_schema: dict[str, Any] | None = None
     requires_approval: bool = False
     approval_timeout: float | None = None
+    #: each call first proposes what it will do (``propose``), for a person to approve before it runs
+    proposes: bool = False
     kind: ClassVar[ToolKind] = "function"
 
     @abstractmethod
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         """Run the tool; return a JSON-serialisable value or raise a ToolError."""
+
+    async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
+        """Where ``proposes`` is set: what this call will do (a research plan), decided in a recorded step
+        of its own. One that needs approval is shown to a person, whose decision the run waits for durably
+        (as for ``requires_approval``); approved, ``call`` runs with it in ``ctx.proposal``; rejected, the
+        run ends (stop reason ``rejected``)."""
+        return None
 
     def validate(self, args: Any) -> dict[str, Any]:
         """Check ``args`` against the input schema; the error names the failing field."""

@@ -18,6 +18,7 @@ from shopfloor.connectors.docs import (
     MiniLM,
     Passage,
     Researcher,
+    Route,
     Router,
 )
 from shopfloor.errors import ToolExecutionError
@@ -206,3 +207,22 @@ async def test_a_writer_reply_that_is_not_json_is_a_tool_error(index: DocIndex, 
     researcher = Researcher(retrieve=retriever(index, []), verifier=CitationVerifier(minilm), ask=broken)
     with pytest.raises(ToolExecutionError, match=r"the writer reply is not JSON"):
         await researcher.research("What is venv?", depth="shallow")
+
+
+async def test_an_approved_plan_is_researched_as_it_is_and_nothing_escalates_without_approval(
+    index: DocIndex, minilm: MiniLM
+) -> None:
+    queries: list[str] = []
+    model = Scripted(plan=["never asked"], faithful=False)
+    researcher = Researcher(retrieve=retriever(index, queries), verifier=CitationVerifier(minilm), ask=model)
+    question = "When does the finally clause of a try statement run?"
+    shallow = await researcher.research(question, escalate=False)
+    assert model.asked == ["write"] and shallow.depth == "shallow" and shallow.escalated is None
+    assert shallow.not_escalated is not None and "a deep plan needs approval" in shallow.not_escalated
+    assert "Not escalated: the shallow answer kept 0" in shallow.markdown()
+    model.asked.clear()
+    route = Route(depth="deep", reason="approved", by="rules")
+    deep = await researcher.research(question, route=route, plan=["create a virtual environment"])
+    assert model.asked == ["write"], "the plan given is not planned again"
+    assert deep.plan == ["create a virtual environment"] and deep.route is route
+    assert queries[-2:] == [question, "create a virtual environment"]

@@ -92,6 +92,8 @@ class ResearchReport:
     removed: list[Removed] = field(default_factory=list)
     #: why a shallow attempt was researched again deep (None when it was not)
     escalated: str | None = None
+    #: why a shallow attempt left without support was not researched deep (plans need approval)
+    not_escalated: str | None = None
 
     @property
     def cited(self) -> list[Passage]:
@@ -124,6 +126,8 @@ class ResearchReport:
         lines += [f"Depth: {self.depth}; routed {self.route.depth} ({self.route.by}: {self.route.reason})."]
         if self.escalated:
             lines.append(f"Escalated: {self.escalated}.")
+        if self.not_escalated:
+            lines.append(f"Not escalated: {self.not_escalated}.")
         if self.plan:
             lines += ["", "## Plan", "", *(f"- {q}" for q in self.plan)]
         if self.removed:
@@ -142,6 +146,7 @@ class ResearchReport:
             "depth": self.depth,
             "route": {"depth": self.route.depth, "reason": self.route.reason, "by": self.route.by},
             "escalated": self.escalated,
+            "not_escalated": self.not_escalated,
             "plan": self.plan,
             "claims": [
                 {
@@ -241,18 +246,34 @@ class Researcher:
         self.max_claims = max_claims
         self.passage_chars = passage_chars
 
-    async def research(self, question: str, *, depth: Depth | None = None) -> ResearchReport:
-        route = (
-            Route(depth=depth, reason="the caller asked for it", by="asked")
-            if depth is not None
-            else await self.router.route(question)
-        )
-        report = await self._attempt(question, route, route.depth)
+    async def route(self, question: str, *, depth: Depth | None = None) -> Route:
+        """The router's decision, or the caller's ``depth``."""
+        if depth is not None:
+            return Route(depth=depth, reason="the caller asked for it", by="asked")
+        return await self.router.route(question)
+
+    async def research(
+        self,
+        question: str,
+        *,
+        depth: Depth | None = None,
+        route: Route | None = None,
+        plan: list[str] | None = None,
+        escalate: bool = True,
+    ) -> ResearchReport:
+        """Research ``question`` at the depth routed (``route`` where it was routed already); a deep
+        ``plan`` given (an approved one) is researched as it is. ``escalate=False``: a shallow answer left
+        without support is not researched deep (a plan waiting for approval cannot be made mid-call)."""
+        route = route or await self.route(question, depth=depth)
+        report = await self._attempt(question, route, route.depth, plan=plan)
         if route.depth == "shallow" and not report.grounded:
             why = (
                 f"the shallow answer kept {len(report.claims)} supported sentences and "
                 f"lost {len(report.removed)}"
             )
+            if not escalate:
+                report.not_escalated = f"{why}; a deep plan needs approval: ask again with depth deep"
+                return report
             deep = await self._attempt(question, route, "deep")
             deep.escalated = why
             return deep
@@ -292,8 +313,13 @@ class Researcher:
                 plan.append(query)
         return plan[: self.max_sub_questions]
 
-    async def _attempt(self, question: str, route: Route, depth: Depth) -> ResearchReport:
-        plan = await self.plan(question) if depth == "deep" else []
+    async def _attempt(
+        self, question: str, route: Route, depth: Depth, *, plan: list[str] | None = None
+    ) -> ResearchReport:
+        if depth == "shallow":
+            plan = []
+        elif plan is None:
+            plan = await self.plan(question)
         found = await asyncio.gather(*(self.retrieve(q, self.per_query) for q in [question, *plan]))
         if plan:
             # One researcher per sub-question, side by side, each writing from what its own search found:
