@@ -179,3 +179,30 @@ async def test_the_workspace_commit_the_run_produced_is_recorded(
             record = await runtime.wait(run_id)
     assert record.status == "completed"
     assert record.workspace_commit is not None and len(record.workspace_commit) == 64
+
+
+async def test_the_workflow_records_the_runs_outcome_not_its_steps_again(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """Each step has its own row: the workflow's output is the outcome, its steps counted."""
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+            # DBOS records the workflow's end after the run store's: its handle waits for it
+            handle = await (await runtime.client()).retrieve_workflow_async(run_id)
+            output = await handle.get_result()
+    assert output == {
+        "run_id": run_id,
+        "status": "completed",
+        "stop_reason": "final_answer",
+        "output": "done after 2 ticks",
+        "error": None,
+        "steps": 2,
+        "usage": {
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "model_calls": 3,
+            "total_tokens": record.total_tokens,
+        },
+    }
