@@ -195,3 +195,30 @@ async def test_a_caller_may_choose_the_new_runs_id_in_the_form_of_one(
             with pytest.raises(RunStateError, match="32 lowercase hex digits"):
                 await runtime.start_run(agent.path, "ticks=1", run_id=bad)
     assert record.status == "completed" and record.run_id == chosen
+
+
+async def test_the_workflow_records_the_runs_outcome_not_its_steps_again(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """Each step has its own row: the workflow's output is the outcome, its steps counted."""
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "ticks=2")
+        async with asyncio.timeout(20):
+            record = await runtime.wait(run_id)
+            # DBOS records the workflow's end after the run store's: its handle waits for it
+            handle = await (await runtime.client()).retrieve_workflow_async(run_id)
+            output = await handle.get_result()
+    assert output == {
+        "run_id": run_id,
+        "status": "completed",
+        "stop_reason": "final_answer",
+        "output": "done after 2 ticks",
+        "error": None,
+        "steps": 2,
+        "usage": {
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "model_calls": 3,
+            "total_tokens": record.total_tokens,
+        },
+    }

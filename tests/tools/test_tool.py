@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from shopfloor.errors import ToolArgumentsError
 from shopfloor.tools import FunctionTool
+from shopfloor.tools._tool import _MADE
 
 
 def pick(count: int, label: str = "x") -> str:
@@ -23,3 +26,29 @@ def test_arguments_are_checked_against_the_schema_the_tool_has_now() -> None:
     with pytest.raises(ToolArgumentsError, match="'label' is a required property"):
         tool.validate({"count": 2})
     assert tool.validate({"count": 2, "label": "y"}) == {"count": 2, "label": "y"}
+
+
+def test_tools_made_again_from_one_function_share_its_model_but_not_their_schemas() -> None:
+    """A worker makes each run's tools afresh: what the signature gives is made once per function and
+    name, and each tool still owns (and may change) its own schema."""
+    first, second = FunctionTool(pick), FunctionTool(pick)
+    assert first._args_model is second._args_model
+    assert first.input_schema == second.input_schema
+    first.input_schema["required"] = ["count", "label"]
+    assert second.input_schema["required"] == ["count"]
+    assert FunctionTool(pick).input_schema["required"] == ["count"]
+    renamed = FunctionTool(pick, name="chooser")
+    assert renamed._args_model is not first._args_model
+    with pytest.raises(ToolArgumentsError, match="label: 3 is not of type 'string'"):
+        renamed.validate({"count": 1, "label": 3})
+
+
+def test_a_function_that_goes_away_takes_its_made_model_with_it() -> None:
+    def local(n: int) -> int:
+        return n
+
+    FunctionTool(local)
+    assert local in _MADE
+    del local
+    gc.collect()
+    assert all(function.__name__ != "local" for function in _MADE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -140,14 +140,45 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
 
 
-def _update(run_id: str, unless_terminal: bool, values: dict[str, Any]) -> sa.Update:
+def _encoded(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the JSON columns as text."""
     for key in ("faults", "approval"):
         if key in values and not isinstance(values[key], str | None):
             values[key] = _json(values[key])
-    query = sa.update(runs).where(runs.c.run_id == run_id).values(**values)
+    return values
+
+
+def _update(run_id: str, unless_terminal: bool, values: dict[str, Any]) -> sa.Update:
+    query = sa.update(runs).where(runs.c.run_id == run_id).values(**_encoded(values))
     if unless_terminal:
         query = query.where(runs.c.status.not_in(TERMINAL))
     return query
+
+
+def _update_template(keys: tuple[str, ...], unless_terminal: bool) -> sa.Update:
+    """``_update`` with its values as parameters (``set_COLUMN``, ``match_run_id``): compiled once."""
+    query = (
+        sa.update(runs)
+        .where(runs.c.run_id == sa.bindparam("match_run_id", required=False))
+        .values({key: sa.bindparam(f"set_{key}", required=False) for key in keys})
+    )
+    if unless_terminal:
+        query = query.where(runs.c.status.not_in(TERMINAL))
+    return query
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Positional:
+    """A statement compiled once for positional parameters: its SQL, the name of each parameter in
+    order, and the values it carries itself (an ``IN`` list's)."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: dict[str, Any]
+
+    def rows(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        fixed = self.fixed
+        return [tuple(row[name] if name in row else fixed[name] for name in self.names) for row in rows]
 
 
 def _row_to_record(row: Any) -> RunRecord:
@@ -168,6 +199,9 @@ class RunStore:
         # (columns added since the table was first made)
         add_columns(engine, runs, ["release", "track", "parent_run_id", "fork_step"])
         self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
+        #: ``update_statement`` and ``append_events_statement`` compiled, by the statement's shape
+        #: (compiling one took ~2 ms of CPU, more than the rest of an agent step)
+        self._compiled: dict[tuple[Any, ...], _Positional] = {}
 
     @classmethod
     def open(cls, url: str) -> RunStore:
@@ -196,21 +230,32 @@ class RunStore:
     ) -> tuple[str, list[tuple[Any, ...]]]:
         """``update`` as SQL and positional parameter rows for this store's database driver, for a
         writer that executes it in a transaction of its own (the step recorder's group commit)."""
-        return self._positional(_update(run_id, unless_terminal, values), [{}])
+        values = _encoded(values)
+        keys = tuple(values)
+        statement = self._positional(
+            ("update", keys, unless_terminal), lambda: _update_template(keys, unless_terminal), []
+        )
+        params = {"match_run_id": run_id, **{f"set_{key}": value for key, value in values.items()}}
+        return statement.sql, statement.rows([params])
 
     def append_events_statement(self, rows: Sequence[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
         """``append_events`` as SQL and positional parameter rows (see ``update_statement``)."""
-        return self._positional(self._insert_events, rows)
+        keys = list(rows[0]) if rows else []
+        statement = self._positional(("events", *keys), lambda: self._insert_events, keys)
+        return statement.sql, statement.rows(rows)
 
     def _positional(
-        self, query: sa.Executable, rows: Sequence[dict[str, Any]]
-    ) -> tuple[str, list[tuple[Any, ...]]]:
-        keys = list(rows[0]) if rows else []
-        compiled = query.compile(  # type: ignore[attr-defined]
-            dialect=self.engine.dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
-        )
-        names = compiled.positiontup or ()
-        return str(compiled), [tuple(compiled.construct_params(row)[name] for name in names) for row in rows]
+        self, shape: tuple[Any, ...], query: Callable[[], sa.Executable], keys: list[str]
+    ) -> _Positional:
+        statement = self._compiled.get(shape)
+        if statement is None:
+            compiled = query().compile(  # type: ignore[attr-defined]
+                dialect=self.engine.dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
+            )
+            statement = self._compiled[shape] = _Positional(
+                sql=str(compiled), names=tuple(compiled.positiontup or ()), fixed=dict(compiled.params)
+            )
+        return statement
 
     def get(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from dbos import DBOS
 from dbos import error as dbos_error
 
-from shopfloor.agent import ApprovalRequest, RunEvent
+from shopfloor.agent import ApprovalRequest, RunEvent, RunResult
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError, ShopfloorError
 from shopfloor.runtime._environment import RunEnvironment, open_environment
@@ -224,7 +224,22 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         usage=result.usage.to_dict(),
         workspace_commit=environment.commit,
     )
-    return result.to_dict()
+    return _outcome(result)
+
+
+def _outcome(result: RunResult) -> dict[str, Any]:
+    """What DBOS records as the workflow's output: the run's outcome, its steps counted. Each step is
+    recorded already in its own row; the whole list again (arguments and results) cost the end of
+    a run CPU and bytes in proportion to its length, for a copy nothing reads."""
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "output": result.output,
+        "error": result.error,
+        "steps": len(result.steps),
+        "usage": result.usage.to_dict(),
+    }
 
 
 async def _fork_prefix(ctx: ExecutionContext, parent_run_id: str, fork_step: int) -> list[RecordedStep]:

@@ -8,16 +8,20 @@ the input schema before it runs; a validation error goes back to the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import functools
 import inspect
 import json
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_type_hints
 
 import jsonschema
-from pydantic import create_model
+from pydantic import BaseModel, create_model
 
 from shopfloor.errors import ToolArgumentsError
 
@@ -155,6 +159,53 @@ class Tool(ABC):
         return f"{self.name}: {self.description.strip().splitlines()[0] if self.description else ''}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Made:
+    """What a function's signature gives its tool: the arguments' model and their JSON schema."""
+
+    args_model: type[BaseModel]
+    input_schema: dict[str, Any]
+    takes_ctx: bool
+
+
+#: ``_Made`` by function and tool name. A memo of what the signature determines, not live state: a
+#: worker builds each run's tools afresh, and pydantic took ~2 ms of CPU a tool to make the same
+#: model and schema again (a run of 10 steps spent more on it than on its steps' bookkeeping). Weak:
+#: a function that goes away (a tool file loaded again) takes its entries with it.
+_MADE: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, _Made]] = weakref.WeakKeyDictionary()
+_MADE_LOCK = threading.Lock()
+
+
+def _made_for(function: Callable[..., Any], name: str) -> _Made:
+    try:
+        with _MADE_LOCK:
+            made = _MADE.get(function, {}).get(name)
+    except TypeError:  # not weakly referenceable (a partial, a builtin): made each time
+        made = None
+    if made is not None:
+        return made
+    fields: dict[str, Any] = {}
+    # Resolve string annotations (``from __future__ import annotations``) with their extras.
+    hints = get_type_hints(function, include_extras=True)
+    parameters = inspect.signature(function).parameters
+    for pname, param in parameters.items():
+        if pname == "ctx":
+            continue
+        annotation = hints.get(pname, Any)
+        default = param.default if param.default is not inspect.Parameter.empty else ...
+        fields[pname] = (annotation, default)
+    args_model = create_model(f"{name}_args", **fields)
+    schema = args_model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    schema["additionalProperties"] = False
+    made = _Made(args_model=args_model, input_schema=schema, takes_ctx="ctx" in parameters)
+    with contextlib.suppress(TypeError), _MADE_LOCK:
+        _MADE.setdefault(function, {})[name] = made
+    return made
+
+
 class FunctionTool(Tool):
     """A tool made from a typed Python function; its signature gives the input schema.
 
@@ -179,24 +230,11 @@ class FunctionTool(Tool):
         self.description = description or inspect.getdoc(function) or self.name
         self.requires_approval = requires_approval
         self.approval_timeout = approval_timeout
-        self._takes_ctx = "ctx" in inspect.signature(function).parameters
+        made = _made_for(function, self.name)
+        self._takes_ctx = made.takes_ctx
         self._is_async = inspect.iscoroutinefunction(function)
-        fields: dict[str, Any] = {}
-        # Resolve string annotations (``from __future__ import annotations``) with their extras.
-        hints = get_type_hints(function, include_extras=True)
-        for pname, param in inspect.signature(function).parameters.items():
-            if pname == "ctx":
-                continue
-            annotation = hints.get(pname, Any)
-            default = param.default if param.default is not inspect.Parameter.empty else ...
-            fields[pname] = (annotation, default)
-        self._args_model = create_model(f"{self.name}_args", **fields)
-        schema = self._args_model.model_json_schema()
-        schema.pop("title", None)
-        for prop in schema.get("properties", {}).values():
-            prop.pop("title", None)
-        schema["additionalProperties"] = False
-        self.input_schema = schema
+        self._args_model = made.args_model
+        self.input_schema = copy.deepcopy(made.input_schema)
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         parsed = dict(self._args_model.model_validate(args))
