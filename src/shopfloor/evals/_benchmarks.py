@@ -15,20 +15,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from shopfloor.evals._bfcl import BFCL_CATEGORIES
 from shopfloor.evals._store import EvalItemRow
 
 __all__ = ["benchmark_tables", "published_bfcl"]
-
-_BFCL_ORDER = (
-    "simple_python",
-    "multiple",
-    "parallel",
-    "parallel_multiple",
-    "live_simple",
-    "live_multiple",
-    "live_parallel",
-    "live_parallel_multiple",
-)
 
 
 @cache
@@ -72,7 +62,7 @@ def _bfcl(config: Mapping[str, Any], rows: Sequence[EvalItemRow]) -> dict[str, A
             by_category[meta["category"]].append(_value(row, metric) if metric else None)
     if not by_category:
         return None
-    categories = sorted(by_category, key=lambda c: (*_BFCL_ORDER, c).index(c))
+    categories = sorted(by_category, key=lambda c: (*BFCL_CATEGORIES, c).index(c))
     published = published_bfcl()
     return {
         "metric": metric,
