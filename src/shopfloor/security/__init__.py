@@ -17,16 +17,14 @@ from shopfloor.security._authorize import Authorizer, DenialHook, Resource, buil
 from shopfloor.security._bearer import AuthenticatorChain, BearerAuthenticator, TTLCache, bearer_token
 from shopfloor.security._budgets import Budgets, Limit, Metric, Window, build_budgets, limits_from_settings
 from shopfloor.security._build import build_authenticator
+from shopfloor.security._counter_stores import CounterFactory, counter_stores
 from shopfloor.security._counters import (
-    CounterFactory,
     CounterStore,
     MemoryCounters,
     PersistedCounters,
-    RedisCounters,
     Reservation,
     Slot,
     SqlCounters,
-    counter_stores,
 )
 from shopfloor.security._governance import (
     Governance,
@@ -52,6 +50,7 @@ from shopfloor.security._leases import LeaseRenewer
 from shopfloor.security._oidc import OIDCAuthenticator
 from shopfloor.security._otel_audit import OtelLogsExporter, audit_log_record
 from shopfloor.security._principal import LOCAL_ADMIN, Authenticator, Principal, PrincipalKind
+from shopfloor.security._redis_counters import RedisCounters
 from shopfloor.security._roles import PERMISSIONS, PRESET_ROLES, RESOURCES, Binding, Role, check_permission
 from shopfloor.security._secrets import (
     SECRET_PREFIX,

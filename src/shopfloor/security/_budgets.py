@@ -30,7 +30,8 @@ from typing import Literal
 from shopfloor.config import Settings
 from shopfloor.errors import BudgetExceededError, ConfigError
 from shopfloor.security._admission import Admission, Grant, Usage, UsageRequest
-from shopfloor.security._counters import CounterStore, Reservation, Slot, counter_stores
+from shopfloor.security._counter_stores import counter_stores
+from shopfloor.security._counters import CounterStore, Reservation, Slot
 from shopfloor.security._leases import LeaseRenewer
 
 __all__ = ["Budgets", "Limit", "Metric", "Window", "build_budgets", "limits_from_settings"]
