@@ -1,9 +1,10 @@
 """The console's rendering helpers on their own: Markdown sanitised, waterfalls and metric series
-computed from real records."""
+computed from real records, bar charts handed to the charting library."""
 
 from __future__ import annotations
 
 from shopfloor.gateway.console import markdown_html, waterfall
+from shopfloor.gateway.console._charts import BarChart
 from shopfloor.gateway.console._metrics import metric_series, of_release
 from shopfloor.gateway.console._workspaces import side_by_side
 from shopfloor.telemetry import RUN_ID, SpanRecord, compute_metrics
@@ -90,3 +91,18 @@ def test_of_release_keeps_the_spans_of_the_runs_that_ran_its_files() -> None:
     ]
     assert [s.span_id for s in of_release(spans, "sha256:new")] == ["3" * 16, "4" * 16]
     assert of_release(spans, "sha256:other") == []
+
+
+def test_bar_chart_groups_a_bar_per_series_and_leaves_gaps() -> None:
+    chart = BarChart.of("Means", "metric", {"exact": {"A": 0.25, "B": 1.0}, "f1": {"B": 0.5}, "empty": {}})
+    assert chart.series == ("A", "B")
+    assert chart.rows == (("exact", (0.25, 1.0)), ("f1", (None, 0.5)), ("empty", (None, None)))
+    # what the charting library is handed: a group per label, a bar per series in each
+    assert chart.chart() == {
+        "kind": "bars",
+        "name": "Means",
+        "group": "metric",
+        "labels": ["exact", "f1", "empty"],
+        "series": [{"label": "A", "y": [0.25, None, None]}, {"label": "B", "y": [1.0, 0.5, None]}],
+    }
+    assert BarChart.of("Nothing", "metric", {}).chart()["series"] == []

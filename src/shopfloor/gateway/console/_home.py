@@ -1,5 +1,6 @@
 """The console's home page, tailored by what the signed-in role may see: the calls waiting for the
-person, and (with ``runs:read``) the recent runs by status as a chart, per agent (runs, completion,
+person, and (with ``runs:read``) the recent runs by status as a bar chart (drawn by the
+browser with uPlot, the counts in a table beside it), per agent (runs, completion,
 tokens, failures), the latest failures, and the person's own runs."""
 
 # No `from __future__ import annotations`: FastAPI reads the pages' annotations (the local `Session`
@@ -12,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from shopfloor.gateway.console._app import Console
+from shopfloor.gateway.console._charts import BarChart
 from shopfloor.gateway.console._runs import STATUSES, waiting_for
 from shopfloor.gateway.console._sessions import ConsoleSession
 from shopfloor.runtime import RunRecord
@@ -20,17 +22,12 @@ __all__ = ["home_routes", "summarise"]
 
 #: the home page summarises this many of the newest runs (one indexed query)
 RECENT = 500
-_BAR = 600
 
 
 def summarise(records: list[RunRecord], principal_id: str) -> dict[str, Any]:
     """What the home page shows of ``records`` (newest first)."""
     counts: Counter[str] = Counter(r.status for r in records)
-    most = max(counts.values(), default=0) or 1
-    bars = [
-        {"status": s, "count": counts[s], "width": int(counts[s] * _BAR / most), "y": i * 26}
-        for i, s in enumerate(STATUSES)
-    ]
+    by_status = BarChart.of("Runs by status", "status", {s: {"runs": float(counts[s])} for s in STATUSES})
     agents: dict[str, dict[str, int]] = {}
     for r in records:
         row = agents.setdefault(r.agent, {"runs": 0, "completed": 0, "failed": 0, "tokens": 0})
@@ -40,8 +37,7 @@ def summarise(records: list[RunRecord], principal_id: str) -> dict[str, Any]:
         row["tokens"] += r.total_tokens
     return {
         "total": len(records),
-        "bars": bars,
-        "height": len(STATUSES) * 26,
+        "by_status": by_status,
         "tokens": sum(r.total_tokens for r in records),
         "agents": sorted(agents.items(), key=lambda item: -item[1]["runs"])[:20],
         "failed": [r for r in records if r.status == "failed"][:5],
