@@ -264,6 +264,7 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         browser.get(f"{url}/console/metrics?agent=ticker")
         captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")]
         assert "runs: 1" in captions and any(c.startswith("completion rate: 100") for c in captions), captions
+        assert any(c.startswith("model latency p50: ") for c in captions), captions  # per component
         # drawn by the charting library (served by the console itself), one chart per metric
         plots = wait.until(
             ec.presence_of_all_elements_located((By.CSS_SELECTOR, "figure.chart .plot canvas"))

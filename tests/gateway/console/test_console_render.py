@@ -106,3 +106,27 @@ def test_bar_chart_groups_a_bar_per_series_and_leaves_gaps() -> None:
         "series": [{"label": "A", "y": [0.25, None, None]}, {"label": "B", "y": [1.0, 0.5, None]}],
     }
     assert BarChart.of("Nothing", "metric", {}).chart()["series"] == []
+
+
+def test_metric_series_charts_each_components_latency_and_counts_timeouts_as_faults() -> None:
+    def span(span_id: str, name: str, seconds: float, status: str = "ok") -> SpanRecord:
+        return SpanRecord(
+            trace_id="0" * 32,
+            span_id=span_id,
+            parent_span_id=None,
+            name=name,
+            start_ns=0,
+            end_ns=int(seconds * 1e9),
+            status=status,
+            attributes={"error.type": "timeout"} if status == "error" else {},
+        )
+
+    first = compute_metrics([span("a" * 16, "chat m", 2.0), span("b" * 16, "execute_tool t", 0.5, "error")])
+    second = compute_metrics([span("c" * 16, "chat m", 4.0)])
+    components = [c.component for c in first.components]
+    series = {s.name: s for s in metric_series([first, second], [10.0, 20.0], components)}
+    assert series["model latency p50"].values == (2.0, 4.0) and series["model latency p50"].unit == "s"
+    assert series["tool latency p50"].values == (0.5, None)  # no tool call in the second bucket
+    # the tool's failure is counted in the fault rate whether it was a fault or a timeout
+    assert series["fault rate"].values == (50.0, 0.0)
+    assert "run latency p50" in series and "run latency p50" not in [f"{c} latency p50" for c in components]
