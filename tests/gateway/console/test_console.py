@@ -230,6 +230,39 @@ def test_evaluations_are_listed_shown_and_compared(url: str, keys: Keys, setting
         assert missing.status_code == 400 and "no evaluation &#39;nope&#39;" in missing.text
 
 
+def test_home_is_tailored_to_the_role(url: str, keys: Keys, settings: Settings) -> None:
+    run_id = hostile_run(settings, status="failed")
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}) as api:
+        api.post(f"/v1/runs/{run_id}/feedback", json={"rating": -1}).raise_for_status()
+    store = KeyStore.open(settings.db_url)
+    try:
+        network = store.create("console network", role="network-admin", team="research", created_by="t")[1]
+        approver = store.create("console approver", role="approver", team="research", created_by="t")[1]
+    finally:
+        store.close()
+    sections = {"Health, the last 1 hour": "h", "Budgets": "b", "Latest evaluations": "e", "The last ": "r"}
+    seen = {}
+    for name, key in (
+        ("admin", keys.admin),
+        ("viewer", keys.viewer),
+        ("developer", keys.developer),
+        ("network", network),
+        ("approver", approver),
+    ):
+        with httpx.Client(base_url=url, timeout=30) as client:
+            sign_in(client, key)
+            home = client.get("/console/")
+            assert home.status_code == 200, home.text
+            seen[name] = "".join(mark for heading, mark in sections.items() if f">{heading}" in home.text)
+            if name == "admin":
+                # operations: each component's faults; business: the people's feedback on each agent's runs
+                assert "<caption>Faults per component</caption>" in home.text
+                assert "<td>1</td><td>0</td><td>1</td><td>0</td><td>0 / 1</td></tr>" in home.text
+                assert HOSTILE not in home.text
+    # operations (dashboards:read, routes:read), developers (evals:read), runs for those who read them
+    assert seen == {"admin": "hber", "viewer": "hr", "developer": "hber", "network": "hb", "approver": "r"}
+
+
 def _charts(page: str) -> list[dict[str, object]]:
     """The charts of a page: what each figure hands the charting library (``data-chart``)."""
     return [json.loads(html.unescape(found)) for found in re.findall(r"data-chart='([^']*)'", page)]
