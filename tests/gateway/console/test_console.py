@@ -4,6 +4,8 @@ revocation, sign-out), CSRF, security headers, escaping of hostile data, permiss
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -172,6 +174,11 @@ def test_hostile_run_and_files_are_shown_as_text(url: str, keys: Keys, settings:
         assert "instructions: |\n  &lt;script&gt;window.__pwned = 1;" in pages[-1].text  # the spec's text
         home = pages[-3].text  # the role's home: the failure among the last runs, by status
         assert "The last 1 runs" in home and f"/console/runs/{run_id}" in home and "Failed recently" in home
+        (by_status,) = _charts(home)  # bars the charting library draws, the counts in a table beside
+        assert by_status["kind"] == "bars" and by_status["series"][0]["label"] == "runs"
+        counts = dict(zip(by_status["labels"], by_status["series"][0]["y"], strict=True))
+        assert counts["failed"] == 1 and counts["completed"] == 0
+        assert '<tr><th scope="row">failed</th><td>1</td></tr>' in home and "<svg" not in home
         report = pages[5].text
         # Markdown rendered (a heading, a table), its raw HTML shown as text, the javascript: link not a link.
         assert "<table>" in report and "<h1>Sales &lt;script&gt;x&lt;/script&gt;</h1>" in report
@@ -204,8 +211,61 @@ def test_evaluations_are_listed_shown_and_compared(url: str, keys: Keys, setting
         assert compared.status_code == 200, compared.text
         assert "<h1>B against A: better</h1>" in compared.text
         assert "7 / 0 / 1" in compared.text and "q0: fail → pass" in compared.text
+        # the means charted: bars the charting library draws, A beside B, the values in a table too
+        (means,) = _charts(compared.text)
+        assert means["labels"] == ["exact"] and [s["label"] for s in means["series"]] == ["A", "B"]
+        assert [s["y"] for s in means["series"]] == [[0.125], [1.0]]
+        assert '<tr><th scope="row">exact</th><td>0.125</td><td>1</td></tr>' in compared.text
+        assert _charts(shown) == [
+            {
+                "kind": "bars",
+                "name": "Mean of each metric",
+                "group": "metric",
+                "labels": ["exact"],
+                "series": [{"label": "mean", "y": [0.125]}],
+            }
+        ]
+        assert "/console/static/uplot.js" in shown and "<svg" not in shown + compared.text
         missing = client.get("/console/evals/compare", params={"a": a, "b": "nope"})
         assert missing.status_code == 400 and "no evaluation &#39;nope&#39;" in missing.text
+
+
+def test_home_is_tailored_to_the_role(url: str, keys: Keys, settings: Settings) -> None:
+    run_id = hostile_run(settings, status="failed")
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}) as api:
+        api.post(f"/v1/runs/{run_id}/feedback", json={"rating": -1}).raise_for_status()
+    store = KeyStore.open(settings.db_url)
+    try:
+        network = store.create("console network", role="network-admin", team="research", created_by="t")[1]
+        approver = store.create("console approver", role="approver", team="research", created_by="t")[1]
+    finally:
+        store.close()
+    sections = {"Health, the last 1 hour": "h", "Budgets": "b", "Latest evaluations": "e", "The last ": "r"}
+    seen = {}
+    for name, key in (
+        ("admin", keys.admin),
+        ("viewer", keys.viewer),
+        ("developer", keys.developer),
+        ("network", network),
+        ("approver", approver),
+    ):
+        with httpx.Client(base_url=url, timeout=30) as client:
+            sign_in(client, key)
+            home = client.get("/console/")
+            assert home.status_code == 200, home.text
+            seen[name] = "".join(mark for heading, mark in sections.items() if f">{heading}" in home.text)
+            if name == "admin":
+                # operations: each component's faults; business: the people's feedback on each agent's runs
+                assert "<caption>Faults per component</caption>" in home.text
+                assert "<td>1</td><td>0</td><td>1</td><td>0</td><td>0 / 1</td></tr>" in home.text
+                assert HOSTILE not in home.text
+    # operations (dashboards:read, routes:read), developers (evals:read), runs for those who read them
+    assert seen == {"admin": "hber", "viewer": "hr", "developer": "hber", "network": "hb", "approver": "r"}
+
+
+def _charts(page: str) -> list[dict[str, object]]:
+    """The charts of a page: what each figure hands the charting library (``data-chart``)."""
+    return [json.loads(html.unescape(found)) for found in re.findall(r"data-chart='([^']*)'", page)]
 
 
 PAGES = sorted(

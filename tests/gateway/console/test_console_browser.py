@@ -264,6 +264,7 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         browser.get(f"{url}/console/metrics?agent=ticker")
         captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "figure.chart figcaption")]
         assert "runs: 1" in captions and any(c.startswith("completion rate: 100") for c in captions), captions
+        assert any(c.startswith("model latency p50: ") for c in captions), captions  # per component
         # drawn by the charting library (served by the console itself), one chart per metric
         plots = wait.until(
             ec.presence_of_all_elements_located((By.CSS_SELECTOR, "figure.chart .plot canvas"))
@@ -337,7 +338,12 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         # (waited for by its text: the list's own heading is there until the new page replaces it)
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "B against A"))
         assert browser.find_element(By.TAG_NAME, "h1").text == "B against A: better"
-        assert len(browser.find_elements(By.CSS_SELECTOR, "svg.bars g.bar")) == 2
+        # the means as bars drawn by the charting library, A beside B (the legend names both)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "figure.chart-bars .plot canvas")))
+        legend = wait.until(
+            ec.presence_of_all_elements_located((By.CSS_SELECTOR, "figure.chart-bars .u-label"))
+        )
+        assert [label.text for label in legend] == ["metric", "A", "B"]
         _shot(browser, tmp_path, "evals-compared")
         _accessible(browser, axe_js)
         browser.find_element(By.LINK_TEXT, older[:12]).click()
@@ -354,7 +360,9 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
 
         # The home page: the runs by status, the failure among them.
         browser.get(f"{url}/console/")
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.bars")))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "figure.chart-bars .plot canvas")))
+        counts = browser.find_element(By.CSS_SELECTOR, "figure.chart-bars table.values").text
+        assert "failed 1" in counts and "completed 2" in counts, counts
         _untouched(browser)
         _shot(browser, tmp_path, "home")
         _accessible(browser, axe_js)

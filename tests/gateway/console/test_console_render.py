@@ -1,9 +1,10 @@
 """The console's rendering helpers on their own: Markdown sanitised, waterfalls and metric series
-computed from real records."""
+computed from real records, bar charts handed to the charting library."""
 
 from __future__ import annotations
 
 from shopfloor.gateway.console import markdown_html, waterfall
+from shopfloor.gateway.console._charts import BarChart
 from shopfloor.gateway.console._metrics import metric_series, of_release
 from shopfloor.gateway.console._workspaces import side_by_side
 from shopfloor.telemetry import RUN_ID, SpanRecord, compute_metrics
@@ -90,3 +91,42 @@ def test_of_release_keeps_the_spans_of_the_runs_that_ran_its_files() -> None:
     ]
     assert [s.span_id for s in of_release(spans, "sha256:new")] == ["3" * 16, "4" * 16]
     assert of_release(spans, "sha256:other") == []
+
+
+def test_bar_chart_groups_a_bar_per_series_and_leaves_gaps() -> None:
+    chart = BarChart.of("Means", "metric", {"exact": {"A": 0.25, "B": 1.0}, "f1": {"B": 0.5}, "empty": {}})
+    assert chart.series == ("A", "B")
+    assert chart.rows == (("exact", (0.25, 1.0)), ("f1", (None, 0.5)), ("empty", (None, None)))
+    # what the charting library is handed: a group per label, a bar per series in each
+    assert chart.chart() == {
+        "kind": "bars",
+        "name": "Means",
+        "group": "metric",
+        "labels": ["exact", "f1", "empty"],
+        "series": [{"label": "A", "y": [0.25, None, None]}, {"label": "B", "y": [1.0, 0.5, None]}],
+    }
+    assert BarChart.of("Nothing", "metric", {}).chart()["series"] == []
+
+
+def test_metric_series_charts_each_components_latency_and_counts_timeouts_as_faults() -> None:
+    def span(span_id: str, name: str, seconds: float, status: str = "ok") -> SpanRecord:
+        return SpanRecord(
+            trace_id="0" * 32,
+            span_id=span_id,
+            parent_span_id=None,
+            name=name,
+            start_ns=0,
+            end_ns=int(seconds * 1e9),
+            status=status,
+            attributes={"error.type": "timeout"} if status == "error" else {},
+        )
+
+    first = compute_metrics([span("a" * 16, "chat m", 2.0), span("b" * 16, "execute_tool t", 0.5, "error")])
+    second = compute_metrics([span("c" * 16, "chat m", 4.0)])
+    components = [c.component for c in first.components]
+    series = {s.name: s for s in metric_series([first, second], [10.0, 20.0], components)}
+    assert series["model latency p50"].values == (2.0, 4.0) and series["model latency p50"].unit == "s"
+    assert series["tool latency p50"].values == (0.5, None)  # no tool call in the second bucket
+    # the tool's failure is counted in the fault rate whether it was a fault or a timeout
+    assert series["fault rate"].values == (50.0, 0.0)
+    assert "run latency p50" in series and "run latency p50" not in [f"{c} latency p50" for c in components]

@@ -1,37 +1,25 @@
 """The console's evaluations: the evaluations of the harness (suites, agents, status), one evaluation's
-metrics (means with their 95% intervals, pass rates) charted and its items linked to their runs, and two
+metrics (means with their 95% intervals, pass rates) charted (bars drawn by the browser with
+uPlot, ``BarChart``) and its items linked to their runs, and two
 evaluations compared item by item (the harness's ``compare``: sign test, bootstrap interval, verdicts)."""
 
 # No `from __future__ import annotations`: FastAPI reads the pages' annotations (the local `Session`
 # alias) when they are defined.
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
 from shopfloor.evals import EvalItemRow, EvalRecord, compare
 from shopfloor.gateway.console._app import Console
+from shopfloor.gateway.console._charts import BarChart
 from shopfloor.gateway.console._sessions import ConsoleSession
 
-__all__ = ["eval_routes", "metric_bars"]
+__all__ = ["eval_routes"]
 
 EvalId = Annotated[str, Query(min_length=1, max_length=128)]
-_BAR = 400
-
-
-def metric_bars(means: dict[str, dict[str, float | None]]) -> tuple[list[dict[str, Any]], int]:
-    """Per metric, a bar per evaluation (its mean, scaled to the largest), and the SVG's height."""
-    top = max((abs(v) for row in means.values() for v in row.values() if v is not None), default=0.0) or 1.0
-    bars, y = [], 0
-    for metric, row in means.items():
-        for label, value in row.items():
-            width = 0 if value is None else int(abs(value) * _BAR / top)
-            bars.append({"metric": metric, "label": label, "value": value, "width": width, "y": y})
-            y += 22
-        y += 8
-    return bars, y
 
 
 def _means(record: EvalRecord) -> dict[str, float | None]:
@@ -59,10 +47,8 @@ def eval_routes(app: FastAPI, console: Console) -> None:
         left, right, left_items, right_items = await asyncio.to_thread(load)
         result = compare(left_items, right_items)
         means = {name: {"A": m["mean_a"], "B": m["mean_b"]} for name, m in sorted(result["metrics"].items())}
-        bars, height = metric_bars(means)
-        return console.render(
-            request, "eval_compare.html", a=left, b=right, result=result, bars=bars, height=height
-        )
+        chart = BarChart.of("Mean of each metric, A and B", "metric", means)
+        return console.render(request, "eval_compare.html", a=left, b=right, result=result, chart=chart)
 
     @app.get("/console/evals/{eval_id}")
     async def evaluation(request: Request, session: Session, eval_id: str) -> Response:
@@ -71,7 +57,7 @@ def eval_routes(app: FastAPI, console: Console) -> None:
             return record, store.items(record.eval_id)
 
         record, items = await asyncio.to_thread(load)
-        bars, height = metric_bars({name: {"mean": v} for name, v in _means(record).items()})
-        return console.render(
-            request, "eval.html", evaluation=record, items=items[:1000], bars=bars, height=height
+        chart = BarChart.of(
+            "Mean of each metric", "metric", {name: {"mean": v} for name, v in _means(record).items()}
         )
+        return console.render(request, "eval.html", evaluation=record, items=items[:1000], chart=chart)

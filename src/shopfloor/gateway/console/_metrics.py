@@ -1,7 +1,7 @@
 """The console's metrics: the seed's metrics of the trace store (as ``shopfloor metrics`` computes
-them) over a window, per agent, and each over time (the window cut in buckets, each computed the same
-way): drawn in the browser by the charting library the console serves (uPlot, vendored from npm), with
-the same values as a table beside each chart."""
+them) over a window, per agent or release, and each over time, the latency of each component too (the
+window cut in buckets, each computed the same way): drawn in the browser by the charting library the
+console serves (uPlot, vendored from npm), with the same values as a table beside each chart."""
 
 # No `from __future__ import annotations`: FastAPI reads the pages' annotations (the local `Session`
 # alias) when they are defined.
@@ -64,17 +64,31 @@ _METRICS: tuple[tuple[str, str, Callable[[MetricsReport], float | None]], ...] =
 
 
 def _rate(report: MetricsReport, *, timeouts: bool) -> float | None:
+    """Failed calls over calls, in percent: timeouts only, or every failure (timeouts included, as
+    ``ComponentStats.fault_rate`` counts them and the page's table shows)."""
     calls = sum(c.calls for c in report.components)
     if not calls:
         return None
-    bad = sum(c.timeouts if timeouts else c.faults for c in report.components)
+    bad = sum(c.timeouts if timeouts else c.faults + c.timeouts for c in report.components)
     return bad * 100 / calls
 
 
-def metric_series(reports: Sequence[MetricsReport], times: Sequence[float]) -> list[Series]:
-    """Each metric of ``reports`` (one per bucket, oldest first, at ``times``) as a chartable series."""
+def _component_latency(component: str) -> Callable[[MetricsReport], float | None]:
+    def read(report: MetricsReport) -> float | None:
+        stats = report.component(component)
+        return None if stats is None else stats.latency.p50
+
+    return read
+
+
+def metric_series(
+    reports: Sequence[MetricsReport], times: Sequence[float], components: Sequence[str] = ()
+) -> list[Series]:
+    """Each metric of ``reports`` (one per bucket, oldest first, at ``times``) as a chartable series, then
+    the latency of each of ``components`` (the run's own is the run latency above)."""
     found = []
-    for name, unit, read in _METRICS:
+    per_component = [(f"{c} latency p50", "s", _component_latency(c)) for c in components if c != "run"]
+    for name, unit, read in (*_METRICS, *per_component):
         values = tuple(None if (v := read(r)) is None else round(v, 6) for r in reports)
         latest = next((v for v in reversed(values) if v is not None), None)
         found.append(Series(name=name, unit=unit, times=tuple(times), values=values, latest=latest))
@@ -124,7 +138,9 @@ def metrics_routes(app: FastAPI, console: Console) -> None:
                 spans = of_release(spans, chosen.agent_digest)
             whole = compute_metrics(spans, prices=prices)
             cut, times = _buckets(spans, since_ns, until_ns)
-            return whole, metric_series([compute_metrics(b, prices=prices) for b in cut], times), refs
+            components = [c.component for c in whole.components]
+            buckets = [compute_metrics(b, prices=prices) for b in cut]
+            return whole, metric_series(buckets, times, components), refs
 
         whole, series, refs = await asyncio.to_thread(compute)
         return console.render(

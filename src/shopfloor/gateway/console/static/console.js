@@ -6,8 +6,8 @@
 // and polled only while its stream is down (the browser reconnects it). It asks before a form marked
 // data-confirm is sent. The fetched HTML was escaped by the server; it is parsed as inert HTML
 // (a <template>), and the CSP keeps any script in it from running. A figure marked data-chart (a
-// metric over time, JSON the server escaped) is drawn with uPlot, the charting library the console
-// serves from its own static files (vendored from npm); its values are in a table beside it too.
+// metric over time, or bars: JSON the server escaped) is drawn with uPlot, the charting library the
+// console serves from its own static files (vendored from npm); its values are in a table beside it too.
 "use strict";
 
 const EVENT_KINDS = [
@@ -96,9 +96,60 @@ function tick(value) {
   return Math.abs(value) >= 1e4 ? value.toExponential(1) : String(+value.toPrecision(3));
 }
 
+const BAR_COLOURS = ["#57606a", "#0b57d0", "#8250df", "#1a6b35"];
+
+// bars in groups (a BarChart of the server: a group per label, a bar per series side by side), drawn
+// with uPlot's bars path builder on an x scale of group indices labelled with the groups' names
+function bars(spec, target) {
+  const labels = spec.labels;
+  const count = spec.series.length;
+  const share = 0.7 / count;
+  const values = spec.series.flatMap((s) => s.y).filter((v) => v !== null);
+  const low = Math.min(0, ...values);
+  const high = Math.max(0, ...values);
+  const options = {
+    width: Math.max(320, labels.length * (80 + 30 * count)),
+    height: 180,
+    legend: { show: count > 1 },
+    cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: {
+      x: { time: false, range: () => [-0.5, labels.length - 0.5] },
+      y: { range: () => [low, high > low ? high * 1.1 : low + 1] },
+    },
+    axes: [
+      {
+        size: 30,
+        splits: () => labels.map((_, i) => i),
+        values: (u, splits) => splits.map((i) => (labels[i] ?? "").slice(0, 14)),
+        grid: { show: false },
+      },
+      { size: 50, values: (u, ticks) => ticks.map(tick) },
+    ],
+    series: [{ label: spec.group, value: (u, i) => (i === null ? "" : labels[i] ?? "") }].concat(spec.series.map((s, i) => ({
+      label: s.label,
+      fill: BAR_COLOURS[i % BAR_COLOURS.length],
+      stroke: BAR_COLOURS[i % BAR_COLOURS.length],
+      width: 0,
+      points: { show: false },
+      // side by side: the first series left of the group's middle, the last right of it
+      paths: window.uPlot.paths.bars({
+        size: [share, 80],
+        align: count === 1 ? 0 : (i < count / 2 ? -1 : 1),
+        gap: 2,
+      }),
+    }))),
+  };
+  const data = [labels.map((_, i) => i)].concat(spec.series.map((s) => s.y));
+  new window.uPlot(options, data, target);
+}
+
 function chart(figure) {
   const spec = JSON.parse(figure.dataset.chart);
   const target = figure.querySelector(".plot");
+  if (spec.kind === "bars") {
+    bars(spec, target);
+    return;
+  }
   const format = (value) => (value === null || value === undefined ? "none" : value.toPrecision(3) + spec.unit);
   const options = {
     width: Math.max(240, target.clientWidth || 380),
