@@ -235,7 +235,7 @@ async def _own_work(settings: Settings, suite_path: Path, run_ids: Sequence[str]
                 case = await build_case(runtime, item, run_id)
                 metrics, problems = await score_case(case, scorers)
                 assert not problems and case.status == "completed", (problems, case)
-                values = {"case": case.to_dict(), "metrics": [m.to_dict() for m in metrics]}
+                values: dict[str, Any] = {"case": case.to_dict(), "metrics": [m.to_dict() for m in metrics]}
                 await asyncio.to_thread(
                     harness.store.update_item, *key, status="done", finished_at=time.time(), **values
                 )
