@@ -18,7 +18,8 @@ two model calls, two durable steps, the workspace commits.
    it. Target: <= 5%. The wall time is noisy on a shared machine; the CPU time is the sound one.
 2. Throughput against the same upstream: items per second at --concurrency 8 vs 1.
 
-Run: ``nice -n 10 .venv/bin/python -m benchmarks.bench_evals [--items 60] [--block 11] [--latency-ms 100]``.
+Run: ``nice -n 10 .venv/bin/python -m benchmarks.bench_evals [--items 60] [--block 11] [--latency-ms 100]
+[--poll 0.01]``.
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ def _report(direct: Samples, harness: Samples) -> None:
         )
 
 
-async def main(items: int, block: int, latency: float, reps: int) -> None:
+async def main(items: int, block: int, latency: float, reps: int, poll: float) -> None:
     if block < 2:
         raise SystemExit("--block must be at least 2 (the first item of a block is left out)")
     blocks = max(2, -(-items // (block - 1)))
@@ -287,7 +288,10 @@ async def main(items: int, block: int, latency: float, reps: int) -> None:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
             root = Path(tmp)
             settings = _settings(
-                root / "home", OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="bench"
+                root / "home",
+                OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
+                OPENAI_API_KEY="bench",
+                SHOPFLOOR_RUNTIME__POLL_INTERVAL=str(poll),
             )
             suite = _setup(root / "upstream", "openai:bench", block)
             agent = suite.parent / "agent"
@@ -304,7 +308,8 @@ async def main(items: int, block: int, latency: float, reps: int) -> None:
                     run_ids += await _direct(settings, agent, block, direct)
             await _own_work(settings, suite, run_ids, own)
             print(
-                f"1. per item, upstream {latency * 1000:.0f} ms per call (streamed), 2 calls per item; "
+                f"1. per item, upstream {latency * 1000:.0f} ms per call (streamed), 2 calls per item, "
+                f"polling every {poll * 1000:.0f} ms; "
                 f"{len(direct.cpu)} items a side in {blocks} interleaved blocks (ABBA)"
             )
             _report(direct, harness)
@@ -334,9 +339,12 @@ if __name__ == "__main__":
     parser.add_argument("--block", type=int, default=11, help="items a block (the first left out)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="the upstream's time per call")
     parser.add_argument("--reps", type=int, default=2, help="repeats of the throughput row")
+    parser.add_argument(
+        "--poll", type=float, default=0.01, help="the runtime's poll interval, s (its default: 0.2)"
+    )
     parser.add_argument("--serve-upstream", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream is not None:
         asyncio.run(_serve_upstream(args.serve_upstream))
     else:
-        asyncio.run(main(args.items, args.block, args.latency_ms / 1000, args.reps))
+        asyncio.run(main(args.items, args.block, args.latency_ms / 1000, args.reps, args.poll))
