@@ -57,8 +57,9 @@ def _span_facts(runtime: Runtime, run_id: str) -> tuple[float | None, float | No
 
 def _recorded(runtime: Runtime, run_id: str) -> tuple[RunRecord, list[dict[str, Any]]]:
     """The run's row and all its events, in one trip to a worker thread: this is the harness's
-    per-item cost besides the run itself (issue 18), so no query or thread hop more than needed."""
-    record = runtime.store.find(run_id)
+    per-item cost besides the run itself (issue 18), so no query or thread hop more than needed,
+    and the row by its whole id (the primary key), not by prefix (``find`` scans every run)."""
+    record = runtime.store.get(run_id)
     events: list[dict[str, Any]] = []
     while True:
         after = events[-1]["seq"] if events else -1
