@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
-    "evals": (["--items", "3", "--reps", "1"], "--concurrency 8"),
+    "evals": (["--items", "4", "--block", "3", "--latency-ms", "20", "--reps", "1"], "--concurrency 8"),
     "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
     "releases": ([], "route by deployment + load"),
     "gateway": (
