@@ -265,8 +265,13 @@ class RunStore:
         return _row_to_record(row)
 
     def find(self, prefix: str) -> RunRecord:
-        """The run whose id is ``prefix`` or starts with it (ids are long; people type a few characters)."""
+        """The run whose id is ``prefix`` or starts with it (ids are long; people type a few characters).
+        A whole id is read by its primary key first: a prefix is a scan of the runs on SQLite and on a
+        PostgreSQL whose collation is not C, and waiting for a run reads it again every poll."""
         with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == prefix)).mappings().first()
+            if row is not None:
+                return _row_to_record(row)
             rows = (
                 conn.execute(sa.select(runs).where(runs.c.run_id.startswith(prefix)).limit(2))
                 .mappings()
