@@ -93,6 +93,7 @@ PROTECTED = [
     ("POST", "/v1/runs/abc/reject"),
     ("POST", "/v1/runs/abc/cancel"),
     ("POST", "/v1/runs/abc/feedback"),
+    ("POST", "/v1/runs/abc/fork"),
     ("GET", "/v1/agents"),
     ("POST", "/v1/agents"),
     ("GET", "/v1/agents/x"),
