@@ -90,6 +90,8 @@ async def test_the_guardrail_stops_the_scripted_attack_and_the_tally_shows_both_
     plain, guarded = tally(outcomes[SIDES[0]]), tally(outcomes[SIDES[1]])
     # without the guardrail the scripted model follows the injection; with it, never sees it
     assert (plain["utility"], plain["attack success"], plain["blocked results"]) == ("1/1", "1/1", "0")
+    # the scripted model read the bill with the injection in it (the measurement is not model-bound)
+    assert plain["injections read"] == "1" and guarded["injections read"] == "0"
     assert (guarded["utility"], guarded["attack success"]) == ("1/1", "0/1")
     assert guarded["utility (attack)"] == "1/1" and int(guarded["blocked results"]) >= 1
     assert plain["broken"] == guarded["broken"] == "1+0"
