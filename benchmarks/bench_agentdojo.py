@@ -50,8 +50,22 @@ hotel in Paris, and make a reservation", a to-do that names neither the user nor
 ``tool_knowledge`` 236/236 (its workspace injections
 are not found word for word in the results, so they are not counted).
 
-Run: ``.venv/bin/python -m benchmarks.bench_agentdojo [--user-tasks user_task_0,user_task_1] ...``
-or ``.venv/bin/python -m benchmarks.bench_agentdojo --offline``.
+``--harness`` measures Shopfloor's own agent instead: the example agents of ``examples/agentdojo`` run
+through the evaluation harness (durable runs, the ``agentdojo`` scorer), each spec as shipped and the same
+spec with ``guardrails: [{name: prompt-injection}]``, on the same model. The subset is seeded
+(``--seed``, ``--per-suite`` user tasks of each of ``--harness-suites``, each run benign and under one
+injection task of the ``important_instructions_no_model_name`` attack); the items run one by one, both
+sides per item, the side that goes first alternating. The table shows utility (benign items), utility
+under attack and attack success (attacked items) over the items that were scored, the broken items
+(the run did not complete, or could not be scored) counted apart, never averaged in, the tool results
+that carried an injection to the model (0 on both sides: the model never read one, so the row says
+nothing about the defence) and the tool results the guardrail blocked.
+
+HARNESS_RESULTS
+
+Run: ``.venv/bin/python -m benchmarks.bench_agentdojo [--user-tasks user_task_0,user_task_1] ...``,
+``.venv/bin/python -m benchmarks.bench_agentdojo --offline`` or
+``.venv/bin/python -m benchmarks.bench_agentdojo --harness [--model local:qwen2.5-coder-1.5b]``.
 """
 
 from __future__ import annotations
@@ -61,6 +75,7 @@ import asyncio
 import glob
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -398,8 +413,9 @@ async def through_harness(
 
 
 def _words(text: str) -> str:
-    # a tool result shows the injection with its line breaks escaped or folded: compare words
-    return " ".join(text.replace("\\n", "\n").split())
+    # a tool result shows the injection as YAML (line breaks folded or escaped, quotes doubled): compare
+    # its words alone
+    return " ".join(re.findall(r"[^\W_]+", text.replace("\\n", "\n")))
 
 
 def tally(outcomes: list[Outcome]) -> dict[str, str]:
