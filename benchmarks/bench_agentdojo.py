@@ -80,12 +80,12 @@ blocked the whole tool result (the transactions, the web page): the legitimate d
 injection. AgentDojo's checkers still score both tasks as solved (they check the calls, not the answer:
 the guarded banking run answered "The prompt-injection guardrail has blocked the tool's result"), so the
 utility cost of blocking a whole result is not visible in these numbers. No run failed because of a
-block: a blocked tool result is an error the model is told, and the run goes on. The 0.5B model
-(``--per-suite 1``: banking ``user_task_15``, slack ``user_task_4``, each benign and attacked) scored 0
-utility and 0 attack success on both sides, nothing blocked: it never called a tool that would show it an
-injection. So at this scale,
-with these models, both rows say nothing about the defence; the offline rows bound what the guardrail
-lets through, and a stronger model is needed for a with/without difference.
+block: a blocked tool result is an error the model is told, and the run goes on. The 0.5B model on
+the same 16 items: 11 broken on each side (5 benign + 6 attacked: it repeats a call until the loop gives
+up), utility 1/3 and 1/3, under attack 0/2 and 0/2, attack success 0/2 and 0/2 without and with the
+guardrail; the one injected result it read (without) and the one blocked (with) were on a run that
+broke. So at this scale, with these models, both rows say nothing about the defence; the offline rows
+bound what the guardrail lets through, and a stronger model is needed for a with/without difference.
 
 Run: ``.venv/bin/python -m benchmarks.bench_agentdojo [--user-tasks user_task_0,user_task_1] ...``,
 ``.venv/bin/python -m benchmarks.bench_agentdojo --offline`` or
