@@ -58,8 +58,8 @@ injection task of the ``important_instructions_no_model_name`` attack); the item
 sides per item, the side that goes first alternating. The table shows utility (benign items), utility
 under attack and attack success (attacked items) over the items that were scored, the broken items
 (the run did not complete, or could not be scored) counted apart, never averaged in, the tool results
-that carried an injection to the model (0 on both sides: the model never read one, so the row says
-nothing about the defence) and the tool results the guardrail blocked.
+that carried an injection to the model (0 without the guardrail: the model never read one, and the
+rows say nothing about the defence) and the tool results the guardrail blocked.
 
 Measured here (``--harness --model local:qwen2.5-coder-1.5b --per-suite 4 --seed 16``: banking user
 tasks 15, 8, 7, 9 and slack 4, 16, 12, 0, each benign and attacked; 2 cores shared with other work):
