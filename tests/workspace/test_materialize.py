@@ -91,6 +91,26 @@ async def test_rematerialise_rewrites_only_changed_files(file_repo: Workspaces, 
     assert (directory / "d2/f2.txt").read_text() == "v0 2"
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_a_directory_becomes_a_file_and_back_in_the_same_place(
+    file_repo: Workspaces, tmp_path: Path, read_only: bool
+) -> None:
+    """A path that was a directory in the materialised commit and is a file in the next (and back): the
+    directory emptied of its files is removed before the file is placed where it was."""
+    ws = file_repo.workspace("w")
+    view = await ws.open()
+    await view.write("a/b", "inside")
+    as_directory = await view.commit("a is a directory")
+    await view.delete("a", recursive=True)
+    await view.write("a", "now a file")
+    as_file = await view.commit("a is a file")
+    directory = await ws.materialize(as_directory, tmp_path / "m", read_only=read_only)
+    await ws.materialize(as_file, directory, read_only=read_only)
+    assert _tree(directory) == {"a": b"now a file"}
+    await ws.materialize(as_directory, directory, read_only=read_only)
+    assert _tree(directory) == {"a": None, "a/b": b"inside"}
+
+
 async def test_refuses_foreign_non_empty_directory(file_repo: Workspaces, tmp_path: Path) -> None:
     seed = await _seed(file_repo)
     (tmp_path / "busy").mkdir()

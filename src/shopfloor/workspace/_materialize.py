@@ -278,10 +278,19 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
         else:
             os.unlink(os.path.join(real, rel))
     wanted = {p: e for p, e in entries.items() if e.kind == "file" and p not in kept}
+    # Directories the commit does not have go before any file is placed: their files are gone already,
+    # and a file of the commit may take the place of one (a directory in the last commit, a file now).
+    explicit = {p for p, e in entries.items() if e.kind == "dir"}
+    needed = explicit | {
+        a for p, e in entries.items() if e.kind == "file" for a in _ancestors(p.rpartition("/")[0])
+    }
+    for rel in sorted(set(dirs) - needed, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(real, rel))
     link = {p for p, e in wanted.items() if read_only and not e.executable}
     link_sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p in link}, for_links=True)
     copy_sources = _blob_sources(ws, {e.blob for p, e in wanted.items() if p not in link}, for_links=False)
-    made: set[str] = set(dirs)
+    made: set[str] = set(dirs) & needed
     for rel in sorted(wanted):
         parent = rel.rpartition("/")[0]
         if parent and parent not in made:
@@ -304,13 +313,8 @@ def materialize_sync(ws: Workspace, commit_id: str, directory: Path, *, read_onl
 
     for placed in _in_slices(place_all, list(wanted)):
         kept.update(placed)
-    explicit = {p for p, e in entries.items() if e.kind == "dir"}
     for rel in explicit - made:
         os.makedirs(os.path.join(real, rel), exist_ok=True)
-    needed = explicit | {a for p in kept for a in _ancestors(p.rpartition("/")[0])}
-    for rel in sorted(set(dirs) - needed, key=len, reverse=True):
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(real, rel))
     if read_only:
         for dirpath, _dirs, _files in os.walk(real, topdown=False):
             os.chmod(dirpath, 0o555)
