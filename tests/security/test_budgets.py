@@ -10,8 +10,9 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,21 @@ def redis_store() -> Iterator[RedisCounters]:
     for key in store.client.scan_iter(prefix + "*"):
         store.client.delete(key)
     store.client.close()
+
+
+@pytest.fixture
+def budgets_of() -> Iterator[Callable[..., Budgets]]:
+    """Makes ``Budgets`` whose lease renewers are stopped at the end of the test: one left running
+    would keep renewing against a store the test has closed (and a database dropped)."""
+    made: list[Budgets] = []
+
+    def make(*args: Any, **kwargs: Any) -> Budgets:
+        made.append(Budgets(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for budgets in made:
+        budgets.renewer.stop()  # the store is its fixture's to close
 
 
 @pytest.fixture(params=["memory", "persisted", "sql", "redis"])
@@ -166,12 +182,14 @@ def test_tokens_are_reserved_then_settled_at_the_end_of_a_stream(store: CounterS
         budgets.admit(request(estimated_tokens=100))
 
 
-def test_spend_from_prices_and_concurrent_runs(store: CounterStore) -> None:
+def test_spend_from_prices_and_concurrent_runs(
+    store: CounterStore, budgets_of: Callable[..., Budgets]
+) -> None:
     limits = [
         Limit(scope="agent:billing", metric="spend", window="day", maximum=1.0),
         Limit(scope="agent:billing", metric="runs", window="concurrent", maximum=2),
     ]
-    budgets = Budgets(limits, store, prices={"local:qwen": (500_000.0, 500_000.0)})  # $0.5 per token
+    budgets = budgets_of(limits, store, prices={"local:qwen": (500_000.0, 500_000.0)})  # $0.5 per token
     budgets.start_run(request(agent="billing"), "run-1")
     budgets.start_run(request(agent="billing"), "run-2")
     budgets.start_run(request(agent="billing"), "run-2")  # the same run again takes no second slot
@@ -189,12 +207,14 @@ def test_spend_from_prices_and_concurrent_runs(store: CounterStore) -> None:
     budgets.start_run(request(agent="other"), "run-5")  # another agent is not bound
 
 
-def test_200_concurrent_run_starts_against_10_hold_exactly_10(store: CounterStore) -> None:
+def test_200_concurrent_run_starts_against_10_hold_exactly_10(
+    store: CounterStore, budgets_of: Callable[..., Budgets]
+) -> None:
     limits = [
         Limit(scope="team:research", metric="runs", window="concurrent", maximum=10),
         Limit(scope="agent:*", metric="runs", window="concurrent", maximum=50),
     ]
-    budgets = Budgets(limits, store)
+    budgets = budgets_of(limits, store)
 
     def one(index: int) -> str | None:
         try:
