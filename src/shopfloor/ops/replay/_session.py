@@ -35,10 +35,10 @@ async def replay_recorded(
     runtime: Runtime | None = None,
 ) -> Replayed:
     """Replay run ``run_id`` (or a prefix of it) on its recorded step outputs, nothing called; with
-    ``at`` (a step number or name), replay up to that step and run live from it as a new run
-    ``RUN-fork-XXXXXXXX`` (its spans go to the telemetry active in the caller's context). ``agent``:
-    another version of the agent (its spec), else the run's own. ``ValueError`` names a step ``at`` that
-    the record lacks."""
+    ``at`` (a step number or name), replay up to that step and run live from it as a new run whose id
+    is the run's, ``-fork-`` and 8 random hex digits (its spans go to the telemetry active in the
+    caller's context). ``agent``: another version of the agent (its spec), else the run's own.
+    ``ValueError`` names a step ``at`` that the record lacks."""
     info, recorded = await load_record(services, run_id, runtime=runtime)
     spec = agent or (Path(info.spec_path) if info.spec_path else None)
     if spec is None:
