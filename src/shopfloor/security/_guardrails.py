@@ -264,22 +264,60 @@ def _injection(text: str) -> re.Match[str] | None:
     return None
 
 
+#: a passage: text between blank lines, a string literal's escaped blank lines included
+_PASSAGE_BREAK = re.compile(r"(?:\r?\n|\\n)[ \t]*(?:\r?\n|\\n)\s*")
+#: what stands where a passage was withheld
+WITHHELD = "[withheld by the prompt-injection guardrail: instructions to the model]"
+
+
 class PromptInjectionGuardrail(Guardrail):
-    """Blocks tool results and retrieved documents that carry instructions aimed at the model."""
+    """Blocks tool results and retrieved documents that carry instructions aimed at the model.
+
+    ``scope="result"`` (the default, the safest) blocks: the whole tool result is withheld. With
+    ``scope="passage"`` only the passages (text between blank lines) that carry them are replaced by
+    ``WITHHELD`` and the rest reaches the model: a JSON result's other strings and a document's other
+    paragraphs keep their data. When no single passage carries the instructions (they span a blank
+    line), the whole string is replaced.
+    """
 
     name = "prompt-injection"
     stages = frozenset({"tool_result"})
 
+    def __init__(self, *, scope: str = "result") -> None:
+        if scope not in ("result", "passage"):
+            raise ValueError(f"scope must be 'result' or 'passage', not {scope!r}")
+        self.scope = scope
+
     def check(self, text: str, stage: Stage) -> GuardrailResult:
-        match = _injection(text[:MAX_CHARS])
+        inspected = text[:MAX_CHARS]
+        match = _injection(inspected)
         if match is None:
             return GuardrailResult(action="pass", text=text, guardrail=self.name)
-        return GuardrailResult(
-            action="block",
-            text="",
-            reasons=(f"instructions to the model in a {stage.replace('_', ' ')}: {match.group(0)[:60]!r}",),
-            guardrail=self.name,
-        )
+        reason = f"instructions to the model in a {stage.replace('_', ' ')}: {match.group(0)[:60]!r}"
+        if self.scope == "passage":
+            return GuardrailResult(
+                action="redact",
+                text=_withhold_passages(inspected) + text[MAX_CHARS:],
+                reasons=(f"{reason} (that passage withheld)",),
+                guardrail=self.name,
+            )
+        return GuardrailResult(action="block", text="", reasons=(reason,), guardrail=self.name)
+
+
+def _withhold_passages(text: str) -> str:
+    """``text`` with each passage that carries instructions replaced by ``WITHHELD``; all of it when
+    none does on its own (the instructions span passages)."""
+    pieces = _PASSAGE_BREAK.split(text)
+    breaks = _PASSAGE_BREAK.findall(text)
+    flagged = [_injection(piece) is not None for piece in pieces]
+    if not any(flagged):
+        return WITHHELD
+    out: list[str] = []
+    for index, piece in enumerate(pieces):
+        out.append(WITHHELD if flagged[index] else piece)
+        if index < len(breaks):
+            out.append(breaks[index])
+    return "".join(out)
 
 
 def guardrails() -> Registry[Callable[..., Guardrail]]:
