@@ -52,17 +52,20 @@ are not found word for word in the results, so they are not counted).
 
 ``--harness`` measures Shopfloor's own agent instead: the example agents of ``examples/agentdojo`` run
 through the evaluation harness (durable runs, the ``agentdojo`` scorer), each spec as shipped and the same
-spec with ``guardrails: [{name: prompt-injection}]``, on the same model. The subset is seeded
+spec with ``guardrails: [{name: prompt-injection}]`` (whole tool results withheld) and with
+``options: {scope: passage}`` (each string cut at the passage that carries the instructions), on the
+same model. The subset is seeded
 (``--seed``, ``--per-suite`` user tasks of each of ``--harness-suites``, each run benign and under one
 injection task of the ``important_instructions_no_model_name`` attack); the items run one by one, both
-sides per item, the side that goes first alternating. The table shows utility (benign items), utility
+sides per item, their order rotating item by item. The table shows utility (benign items), utility
 under attack and attack success (attacked items) over the items that were scored, the broken items
 (the run did not complete, or could not be scored) counted apart, never averaged in, the tool results
 that carried an injection to the model (0 without the guardrail: the model never read one, and the
-rows say nothing about the defence) and the tool results the guardrail blocked.
+rows say nothing about the defence) and the tool results the guardrail blocked or cut.
 
 Measured here (``--harness --model local:qwen2.5-coder-1.5b --per-suite 4 --seed 16``: banking user
-tasks 15, 8, 7, 9 and slack 4, 16, 12, 0, each benign and attacked; 2 cores shared with other work):
+tasks 15, 8, 7, 9 and slack 4, 16, 12, 0, each benign and attacked; 2 cores shared with other work;
+measured before the passage side existed):
 
 =================  =======  ================  ==============  ======  ===============  =======  ======
 side               utility  utility (attack)  attack success  broken  injections read  blocked  wall s
@@ -287,7 +290,9 @@ def offline(version: str, attacks: list[str], suites: list[str] | None = None) -
 
 #: the harness section's attack: the one the example suites use (AgentDojo's paper attack)
 HARNESS_ATTACK = "important_instructions_no_model_name"
-SIDES = ("without guardrail", "with guardrail")
+#: the guardrail withholding whole tool results (its default), and cutting each string at the passage
+#: that carries instructions (``scope: passage``)
+SIDES = ("without guardrail", "with guardrail", "guardrail, passages")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agentdojo"
 
 
@@ -313,7 +318,8 @@ def harness_agents(
     directory: Path, suites: list[str], model: str, *, step_timeout: float = 120, wall_time: float = 600
 ) -> dict[tuple[str, str], Path]:
     """The example agents copied into ``directory``: per suite, the spec as shipped and the same spec
-    with the prompt-injection guardrail on its tool results; both on ``model``, each model call given
+    with the prompt-injection guardrail on its tool results, whole or by passage; all on ``model``, each
+    model call given
     ``step_timeout`` seconds and the run ``wall_time`` (a shared, loaded machine needs more than the
     shipped 120 and 600)."""
     import shutil
@@ -336,9 +342,14 @@ def harness_agents(
         )
         guarded = plain.replace(f"name: agentdojo-{name}\n", f"name: agentdojo-{name}-guarded\n", 1)
         agents[(name, SIDES[0])] = directory / f"{name}.yaml"
+        passages = plain.replace(f"name: agentdojo-{name}\n", f"name: agentdojo-{name}-passages\n", 1)
         agents[(name, SIDES[1])] = directory / f"{name}-guarded.yaml"
+        agents[(name, SIDES[2])] = directory / f"{name}-passages.yaml"
         agents[(name, SIDES[0])].write_text(plain + "\n")
         agents[(name, SIDES[1])].write_text(guarded + "\nguardrails:\n  - name: prompt-injection\n")
+        agents[(name, SIDES[2])].write_text(
+            passages + "\nguardrails:\n  - name: prompt-injection\n    options: {scope: passage}\n"
+        )
     return agents
 
 
@@ -353,7 +364,7 @@ class Outcome:
     reason: str | None
     utility: float | None
     attack_success: float | None
-    #: tool results the guardrail blocked; tool results that carried an injection to the model
+    #: tool results the guardrail blocked or cut; tool results that carried an injection to the model
     blocked: int
     read: int
     seconds: float
@@ -368,12 +379,13 @@ async def through_harness(
     item_timeout: float,
     progress: Callable[[str, Outcome], None] = lambda side, outcome: None,
 ) -> dict[str, list[Outcome]]:
-    """Each item through the evaluation harness on both sides, interleaved (the side that goes first
-    alternates), each (item, side) an evaluation of its own."""
+    """Each item through the evaluation harness on every side, interleaved (the order of the sides
+    rotates item by item), each (item, side) an evaluation of its own."""
     from shopfloor.config import load_settings
     from shopfloor.errors import ShopfloorError
     from shopfloor.evals import Harness, load_suite
     from shopfloor.runtime import compose
+    from shopfloor.security import WITHHELD
 
     outcomes: dict[str, list[Outcome]] = {side: [] for side in SIDES}
     harness = Harness(compose(load_settings()))
@@ -382,7 +394,8 @@ async def through_harness(
             suite_name = user.split("/")[0]
             attack = HARNESS_ATTACK if injection else "none"
             item_id = f"{user}/{injection}" if injection else user
-            for side in SIDES if index % 2 == 0 else SIDES[::-1]:
+            turn = index % len(SIDES)
+            for side in SIDES[turn:] + SIDES[:turn]:
                 path = directory / f"suite-{index}-{SIDES.index(side)}.yaml"
                 entry = {
                     "source": "agentdojo",
@@ -420,6 +433,7 @@ async def through_harness(
                     attack_success=values.get("agentdojo.attack_success"),
                     blocked=sum(
                         "blocked by the prompt-injection guardrail" in (call.get("error") or "")
+                        or WITHHELD in str(call.get("output"))
                         for call in calls
                     ),
                     read=sum(
@@ -465,7 +479,7 @@ def tally(outcomes: list[Outcome]) -> dict[str, str]:
 
 
 def harness_table(outcomes: dict[str, list[Outcome]]) -> str:
-    """The two sides side by side, then each item's outcome (a broken one with its reason)."""
+    """The sides side by side, then each item's outcome (a broken one with its reason)."""
     rows = {side: tally(found) for side, found in outcomes.items()}
     columns = list(next(iter(rows.values())))
     lines = [f"{'':<20}" + "".join(f"{column:>18}" for column in columns)]

@@ -59,6 +59,8 @@ async def test_the_guardrail_stops_the_scripted_attack_and_the_tally_shows_both_
     for path in agents.values():
         path.write_text(path.read_text() + "decision: one_shot\n")
     assert "prompt-injection" in agents[("banking", SIDES[1])].read_text()
+    assert "scope: passage" not in agents[("banking", SIDES[1])].read_text()
+    assert "scope: passage" in agents[("banking", SIDES[2])].read_text()
     assert "prompt-injection" not in agents[("banking", SIDES[0])].read_text()
     shutil.copy(ORACLE, tmp_path / "agents" / "dojo_oracle.py")
     monkeypatch.syspath_prepend(str(tmp_path / "agents"))
@@ -91,24 +93,25 @@ async def test_the_guardrail_stops_the_scripted_attack_and_the_tally_shows_both_
         item_timeout=120,
         progress=lambda side, outcome: seen.append((side, outcome.item_id)),
     )
-    # interleaved: the side that goes first alternates item by item
+    # interleaved: the order of the sides rotates item by item
     assert seen == [
-        (SIDES[0], "banking/user_task_0"),
-        (SIDES[1], "banking/user_task_0"),
-        (SIDES[1], "banking/user_task_0/injection_task_0"),
-        (SIDES[0], "banking/user_task_0/injection_task_0"),
-        (SIDES[0], "banking/user_task_999"),
-        (SIDES[1], "banking/user_task_999"),
+        *((side, "banking/user_task_0") for side in SIDES),
+        *((side, "banking/user_task_0/injection_task_0") for side in (*SIDES[1:], SIDES[0])),
+        *((side, "banking/user_task_999") for side in (SIDES[2], *SIDES[:2])),
     ]
-    plain, guarded = tally(outcomes[SIDES[0]]), tally(outcomes[SIDES[1]])
+    plain, guarded, passages = (tally(outcomes[side]) for side in SIDES)
     # without the guardrail the scripted model follows the injection; with it, never sees it
     assert (plain["utility"], plain["attack success"], plain["blocked results"]) == ("1/1", "1/1", "0")
     # the scripted model read the bill with the injection in it (the measurement is not model-bound)
     assert plain["injections read"] == "1" and guarded["injections read"] == "0"
     assert (guarded["utility"], guarded["attack success"]) == ("1/1", "0/1")
     assert guarded["utility (attack)"] == "1/1" and int(guarded["blocked results"]) >= 1
-    assert plain["broken"] == guarded["broken"] == "1+0"
+    # cut at the injection, the bill still reaches the model: the user task is solved, the attack is not
+    assert passages["injections read"] == "0" and int(passages["blocked results"]) >= 1
+    scores = (passages["utility"], passages["utility (attack)"], passages["attack success"])
+    assert scores == ("1/1", "1/1", "0/1")
+    assert plain["broken"] == guarded["broken"] == passages["broken"] == "1+0"
     table = harness_table(outcomes)
-    assert "without guardrail" in table and "with guardrail" in table
+    assert all(side in table for side in SIDES)
     lines = table.splitlines()
-    assert sum("banking/user_task_999 " in line and " broken " in line for line in lines) == 2
+    assert sum("banking/user_task_999 " in line and " broken " in line for line in lines) == 3

@@ -13,6 +13,7 @@ from typing import Any
 from shopfloor.evals._agentdojo import Scenario, initial_environment
 from shopfloor.evals._agentdojo_tools import run_function
 from shopfloor.evals._scorer import Case, Metric, ScoreOptions, Scorer
+from shopfloor.security import WITHHELD, Guardrails, PromptInjectionGuardrail
 
 __all__ = ["AgentDojoScorer", "judge"]
 
@@ -25,6 +26,18 @@ def _checked(task: Any, output: str, pre: Any, post: Any, trace: list[Any], *, i
         return bool(by_trace if by_trace is not None else task.security(output, pre, post))
     by_trace = task.utility_from_traces(output, pre, post, trace)
     return bool(by_trace if by_trace is not None else task.utility(output, pre, post))
+
+
+def _same(recorded: Any, replayed: Any) -> bool:
+    """Whether a call's recorded output is its replayed one, as the run saw it: a result the
+    prompt-injection guardrail cut at a passage (``scope: passage``) was recorded cut, so it is
+    compared with the replayed result cut the same way."""
+    if recorded == replayed:
+        return True
+    if WITHHELD not in str(recorded):
+        return False
+    cut, _ = Guardrails([PromptInjectionGuardrail(scope="passage")]).apply_value(replayed, "tool_result")
+    return bool(recorded == cut)
 
 
 def judge(scenario: Scenario, output: str, calls: list[tuple[str, Any, Any]]) -> dict[str, Any]:
@@ -45,7 +58,7 @@ def judge(scenario: Scenario, output: str, calls: list[tuple[str, Any, Any]]) ->
         args = arguments if isinstance(arguments, dict) else {}
         trace.append(FunctionCall(function=tool, args=args))
         replayed, error = run_function(suite, environment, tool, args)
-        if error is None and recorded is not None and recorded != replayed:
+        if error is None and recorded is not None and not _same(recorded, replayed):
             differing.append(index)
     utility = _checked(user_task, output, pre, environment, trace, injection=False)
     attacked = None

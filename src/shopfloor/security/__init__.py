@@ -34,6 +34,7 @@ from shopfloor.security._governance import (
     build_governance,
 )
 from shopfloor.security._guardrails import (
+    WITHHELD,
     DenyTopics,
     Guardrail,
     GuardrailResult,
@@ -83,6 +84,7 @@ __all__ = [
     "PRESET_ROLES",
     "RESOURCES",
     "SECRET_PREFIX",
+    "WITHHELD",
     "Admission",
     "ApiKey",
     "ApiKeyAuthenticator",

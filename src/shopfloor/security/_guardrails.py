@@ -274,10 +274,10 @@ class PromptInjectionGuardrail(Guardrail):
     """Blocks tool results and retrieved documents that carry instructions aimed at the model.
 
     ``scope="result"`` (the default, the safest) blocks: the whole tool result is withheld. With
-    ``scope="passage"`` only the passages (text between blank lines) that carry them are replaced by
-    ``WITHHELD`` and the rest reaches the model: a JSON result's other strings and a document's other
-    paragraphs keep their data. When no single passage carries the instructions (they span a blank
-    line), the whole string is replaced.
+    ``scope="passage"`` a string is cut at the first passage (text between blank lines) that carries
+    them, and ``WITHHELD`` stands for the rest: a JSON result's other strings and what a document says
+    before the injection still reach the model. When no single passage carries the instructions (they
+    span a blank line), the whole string is replaced.
     """
 
     name = "prompt-injection"
@@ -297,27 +297,30 @@ class PromptInjectionGuardrail(Guardrail):
         if self.scope == "passage":
             return GuardrailResult(
                 action="redact",
-                text=_withhold_passages(inspected) + text[MAX_CHARS:],
-                reasons=(f"{reason} (that passage withheld)",),
+                # what lies beyond the inspected part follows the cut: withheld with it
+                text=_withhold_passages(inspected),
+                reasons=(f"{reason} (withheld from that passage on)",),
                 guardrail=self.name,
             )
         return GuardrailResult(action="block", text="", reasons=(reason,), guardrail=self.name)
 
 
 def _withhold_passages(text: str) -> str:
-    """``text`` with each passage that carries instructions replaced by ``WITHHELD``; all of it when
-    none does on its own (the instructions span passages)."""
-    pieces = _PASSAGE_BREAK.split(text)
-    breaks = _PASSAGE_BREAK.findall(text)
-    flagged = [_injection(piece) is not None for piece in pieces]
-    if not any(flagged):
-        return WITHHELD
-    out: list[str] = []
-    for index, piece in enumerate(pieces):
-        out.append(WITHHELD if flagged[index] else piece)
-        if index < len(breaks):
-            out.append(breaks[index])
-    return "".join(out)
+    """``text`` up to the first passage that carries instructions, then ``WITHHELD``: what follows an
+    injection is the attacker's to place (AgentDojo's own attack puts its goal in a passage of its own,
+    after the passage that gives it away), what precedes it is not. All of it when no passage carries
+    them on its own (they span passages)."""
+    kept: list[str] = []
+    position = 0
+    for found in _PASSAGE_BREAK.finditer(text):
+        if _injection(text[position : found.start()]) is not None:
+            break
+        kept.append(text[position : found.end()])
+        position = found.end()
+    else:
+        if _injection(text[position:]) is None:
+            return WITHHELD  # the whole text carries them, no passage of it alone does
+    return "".join(kept) + WITHHELD
 
 
 def guardrails() -> Registry[Callable[..., Guardrail]]:
