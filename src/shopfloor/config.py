@@ -77,6 +77,8 @@ class ModelSettings(_Section):
     context_length: int = 4096
     #: a local model's threads; unset: every core, but only the idle ones when a generation starts
     threads: int | None = None
+    #: disk kept for a local model's processed prompt prefixes, read by later processes; 0: none
+    prompt_cache_mb: int = Field(256, ge=0)
 
 
 class WorkspaceSettings(_Section):
@@ -438,7 +440,7 @@ class Settings(_Section):
     home: Path
     database_url: str | None = None  # default: sqlite under home
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
@@ -460,6 +462,10 @@ class Settings(_Section):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def prompt_cache_dir(self) -> Path:
+        return self.home / "cache" / "prompt-states"
 
     @property
     def workspace_url(self) -> str:
