@@ -434,6 +434,11 @@ class EvalSettings(_Section):
     #: the folder holding the ``bfcl_eval`` package (its data and AST checker), installed there without
     #: its dependencies; default: ``<venv>/share/shopfloor/bfcl-eval``, where ``scripts/bootstrap.sh`` puts it
     bfcl_path: Path | None = None
+    #: how long an item's result may wait to be written with others' (one transaction for them all);
+    #: 0 writes each at once. One lost to a crash costs no run: resuming scores the item's ended run again
+    write_every: float = Field(1.0, ge=0, description="seconds an item's result may wait to be written")
+    #: results that are written at once, however soon
+    write_batch: int = Field(64, ge=1, description="results written together at most")
 
 
 class Settings(_Section):
@@ -453,7 +458,7 @@ class Settings(_Section):
     releases: ReleaseSettings = Field(default_factory=ReleaseSettings)  # type: ignore[arg-type]
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     mcp: McpGatewaySettings = Field(default_factory=McpGatewaySettings)
-    evals: EvalSettings = Field(default_factory=EvalSettings)
+    evals: EvalSettings = Field(default_factory=EvalSettings)  # type: ignore[arg-type]
 
     @property
     def db_url(self) -> str:

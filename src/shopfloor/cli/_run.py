@@ -254,7 +254,8 @@ def ls_cmd(
     if eval_id is not None:
 
         async def each(rt: Runtime) -> list[RunRecord]:
-            return list(await asyncio.gather(*(rt.get_run(run_id) for run_id in items)))
+            found = await rt.get_runs(list(items))  # an item not yet started has no run
+            return [found[run_id] for run_id in items if run_id in found]
 
         records = [
             r
@@ -287,19 +288,21 @@ def ls_cmd(
 
 
 def _eval_runs(eval_id: str) -> dict[str, str]:
-    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat)."""
+    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat):
+    the run its row names, else the one its run has or will have (``item_run_id``), so an item
+    running now is listed before its result is written."""
     settings = get_settings()
     if settings.client.url:
         raise EvalError("--eval reads this machine's evaluation store: unset SHOPFLOOR_URL")
-    from shopfloor.evals import EvalStore
+    from shopfloor.evals import EvalStore, item_run_id
 
     store = EvalStore.open(settings.db_url)
     try:
         record = store.find(eval_id)
         return {
-            row.run_id: row.item_id + (f"#{row.repeat}" if row.repeat else "")
+            row.run_id or item_run_id(row.eval_id, row.item_id, row.repeat): row.item_id
+            + (f"#{row.repeat}" if row.repeat else "")
             for row in store.items(record.eval_id)
-            if row.run_id is not None
         }
     finally:
         store.close()
