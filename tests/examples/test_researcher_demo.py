@@ -111,7 +111,7 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         async with asyncio.timeout(600):
             ended = await runtime.wait(rejected)
         rejected_research = await _research(runtime, rejected)
-    assert approval["tool"] == "tutorial__research"
+    assert approval["tool"] == "python__research"
     assert approval["arguments"]["question"] == question
     proposal = approval["arguments"]["proposal"]
     assert proposal["route"]["depth"] == "deep" and proposal["route"]["by"] == "rules"

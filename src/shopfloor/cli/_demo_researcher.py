@@ -31,17 +31,29 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
     """Ingest every ``docs:`` connector's sources into its collection (incremental by digest), saying
     what changed; the run ingests again as it starts, which then costs a hash per page."""
     from shopfloor.connectors import ingest_sources
-    from shopfloor.spec import seed_path
+    from shopfloor.connectors.docs import resolve_sources
 
     done = []
     for connector in loaded.spec.connectors:
         docs = connector.docs
         if docs is None or not docs.sources:
             continue
-        paths = [seed_path(ref, loaded.base_dir) for ref in docs.sources]
+        resolved = resolve_sources(docs, loaded.base_dir)
+        paths = resolved.paths
         if not quiet:
+            if resolved.fallback:
+                console.print(
+                    Text.assemble(
+                        "none of ",
+                        untrusted(", ".join(docs.sources)),
+                        " is here (scripts/bootstrap.sh installs it): the shipped pages instead",
+                    )
+                )
             where = ", ".join(str(p) for p in paths)
-            console.print(f"ingesting {where} into collection [bold]{docs.collection}[/] ...")
+            console.print(
+                Text.assemble("ingesting ", untrusted(where), " into collection ", (docs.collection, "bold"))
+                + " ..."
+            )
         reports = ingest_sources(get_settings().home, docs, paths)
         for report in reports:
             if not quiet:
@@ -55,7 +67,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                             ("  skipped ", "yellow"), untrusted(path), ": ", untrusted(error, width=200)
                         )
                     )
-            done.append({"collection": docs.collection, **report.to_json()})
+            done.append({"collection": docs.collection, "fallback": resolved.fallback, **report.to_json()})
     return done
 
 

@@ -13,6 +13,7 @@ from shopfloor.connectors.docs._index import (
     fts_query,
 )
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._research import (
     Claim,
     Depth,
@@ -42,6 +43,7 @@ __all__ = [
     "Removed",
     "ResearchReport",
     "Researcher",
+    "ResolvedSources",
     "Route",
     "Router",
     "SearchMode",
@@ -51,7 +53,9 @@ __all__ = [
     "collection_path",
     "content_words",
     "embedders",
+    "excluded",
     "fts_query",
     "parser_for",
     "parsers",
+    "resolve_sources",
 ]
