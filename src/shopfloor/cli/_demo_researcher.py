@@ -1,4 +1,5 @@
-"""``shopfloor demo researcher``: the research agent answers a question from the Python Tutorial with
+"""``shopfloor demo researcher``: the research agent answers a question from the Python documentation
+(Debian's python3.11-doc, or the seven tutorial pages the example ships where that is not installed) with
 verified citations. Its corpus is ingested into its collection first (unchanged pages cost a hash), then
 the question is a durable, traced run; the demo prints the cited answer, the route the router took and
 why, the run id, and where the report and the trace are."""
@@ -83,7 +84,7 @@ def research_output(data: dict[str, Any]) -> dict[str, Any] | None:
 @demo_app.command("researcher")
 def researcher_cmd(
     question: Annotated[
-        str, typer.Argument(help="a question about the Python Tutorial")
+        str, typer.Argument(help="a question about Python (its documentation)")
     ] = DEFAULT_RESEARCH_QUESTION,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="model reference (default: the spec's)")
@@ -93,7 +94,8 @@ def researcher_cmd(
         bool, typer.Option("--json", help="print the run record and the research as JSON")
     ] = False,
 ) -> None:
-    """The research agent: ingests its corpus (seven chapters of the Python Tutorial), then answers a
+    """The research agent: ingests its corpus (the Python documentation from python3.11-doc, or seven
+    chapters of its tutorial where that is not installed; the first time takes minutes), then answers a
     question durably and traced, routed shallow or deep, every sentence citing a passage that was
     checked; prints the answer with its sources, the route taken, the run id and where to look further."""
     from shopfloor.spec import load_spec, spec_resolvers

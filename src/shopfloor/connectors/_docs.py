@@ -29,7 +29,8 @@ _log = logging.getLogger(__name__)
 def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
     by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
-    spec's ``exclude``). Each document's id is its path under its source directory. The reports (``IngestReport``), one per path; documents that failed are logged."""
+    spec's ``exclude``). Each document's id is its path under its source directory. The reports
+    (``IngestReport``), one per path; documents that failed are logged."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
     reports = []

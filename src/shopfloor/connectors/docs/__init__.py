@@ -13,7 +13,6 @@ from shopfloor.connectors.docs._index import (
     fts_query,
 )
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
-from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._research import (
     Claim,
     Depth,
@@ -24,6 +23,7 @@ from shopfloor.connectors.docs._research import (
     Route,
     Router,
 )
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [

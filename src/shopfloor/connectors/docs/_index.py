@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -192,13 +191,18 @@ class DocIndex:
         return report
 
     def _write(self, pending: list[_Prepared], report: IngestReport) -> None:
-        """Embed the pending documents' chunks in one call, then store each document."""
+        """Embed the pending documents' chunks in one call, then store each document. A call that
+        fails is made again a document at a time, so that only the document that fails it is lost."""
         if not pending:
             return
         try:
             vectors = self.embedder.embed([text for doc in pending for text in doc.texts()])
         except _INGEST_ERRORS as exc:
-            report.failed.extend((doc.source, str(exc)[:500]) for doc in pending)
+            if len(pending) > 1:
+                for doc in pending:
+                    self._write([doc], report)
+            else:
+                report.failed.append((pending[0].source, str(exc)[:500]))
             return
         at = 0
         for doc in pending:
