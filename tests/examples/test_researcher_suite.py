@@ -34,7 +34,7 @@ def test_the_dataset_names_real_pages_and_labels_every_depth() -> None:
 
 
 def case(output: dict[str, Any], expected: dict[str, Any]) -> Case:
-    call = ToolCallRecord(tool="tutorial__research", arguments={}, output=output)
+    call = ToolCallRecord(tool="python__research", arguments={}, output=output)
     item = Item(id="q", input="q", expected=expected)
     return Case(item=item, run_id="r", status="completed", output=output["answer"], calls=(call,))
 

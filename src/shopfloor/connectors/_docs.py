@@ -28,14 +28,16 @@ _log = logging.getLogger(__name__)
 
 def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
-    by digest, safe beside another run doing the same. Each document's id is its path under its source
-    directory. The reports (``IngestReport``), one per path; documents that failed are logged."""
+    by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
+    spec's ``exclude``). Each document's id is its path under its source directory. The reports
+    (``IngestReport``), one per path; documents that failed are logged."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
     reports = []
     with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
         for path in paths:
-            report = index.add([path], base=path if path.is_dir() else path.parent)
+            base = path if path.is_dir() else path.parent
+            report = index.add([path], base=base, exclude=docs.exclude)
             for source, error in report.failed:
                 _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
             reports.append(report)

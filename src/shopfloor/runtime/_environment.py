@@ -174,7 +174,9 @@ async def open_environment(
             )
         for connector in spec.connectors:
             if connector.docs is not None and connector.docs.sources:
-                paths = [seed_path(ref, loaded.base_dir) for ref in connector.docs.sources]
+                from shopfloor.connectors.docs import resolve_sources
+
+                paths = resolve_sources(connector.docs, loaded.base_dir).paths
                 await asyncio.to_thread(ingest_sources, settings.home, connector.docs, paths)
         connector_tools = await connectors.tools(spec.connectors)
     view: WorkspaceView | None = None

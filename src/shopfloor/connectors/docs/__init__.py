@@ -23,6 +23,7 @@ from shopfloor.connectors.docs._research import (
     Route,
     Router,
 )
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Removed",
     "ResearchReport",
     "Researcher",
+    "ResolvedSources",
     "Route",
     "Router",
     "SearchMode",
@@ -51,7 +53,9 @@ __all__ = [
     "collection_path",
     "content_words",
     "embedders",
+    "excluded",
     "fts_query",
     "parser_for",
     "parsers",
+    "resolve_sources",
 ]
