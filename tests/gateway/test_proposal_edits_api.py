@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import Keys, LiveServer, wait_status
+from gateway_support import Keys, LiveServer, grant_research, wait_status
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
@@ -34,12 +34,7 @@ def api(
 
 
 def _waiting_run(api: httpx.Client, agent_dir: Path) -> dict[str, Any]:
-    spec = agent_dir / "agent.yaml"
-    spec.write_text(
-        spec.read_text().replace(
-            "tools:\n", "tools:\n  - name: research\n    source: agent_tools.py:research\n", 1
-        )
-    )
+    grant_research(agent_dir)
     api.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
     run_id = api.post("/v1/runs", json={"agent": "ticker", "input": "ticks=1 tool=research"}).json()["run_id"]
     return wait_status(api, run_id, "waiting_approval")

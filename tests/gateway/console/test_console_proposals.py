@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from console_support import IMG, SCRIPT, sign_in
-from gateway_support import Keys, LiveServer, wait_status
+from gateway_support import Keys, LiveServer, grant_research, wait_status
 from markupsafe import escape
 
 from shopfloor.config import load_settings
@@ -20,12 +20,7 @@ from shopfloor.gateway import build_server
 
 @pytest.fixture
 def api(fast_runtime: None, keys: Keys, live: list[LiveServer], agent_dir: Path) -> Iterator[httpx.Client]:
-    spec = agent_dir / "agent.yaml"
-    spec.write_text(
-        spec.read_text().replace(
-            "tools:\n", "tools:\n  - name: research\n    source: agent_tools.py:research\n", 1
-        )
-    )
+    grant_research(agent_dir)
     live.append(LiveServer(build_server(load_settings(), worker=True)))
     with httpx.Client(
         base_url=live[-1].url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}
