@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow  # the corpus is embedded on the CPU
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "researcher"
 SCRIPT = "function:researcher_script:script"
+EDITED_PLAN = ["origin of the name Python", "default encoding of Python source files", "source file encoding"]
 cli = CliRunner()
 WIDE = {"COLUMNS": "200"}  # one line per line: rich wraps at 80 columns otherwise
 
@@ -124,7 +125,8 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         approved = await runtime.start_run(agent, question, model=SCRIPT)
         approval = await _waiting(runtime, approved)
         assert (await _research(runtime, approved)) is None, "nothing researched before the approval"
-        await runtime.approve(approved, reason="good plan")
+        # the approver sharpens the plan: the call researches the sub-questions as edited
+        await runtime.approve(approved, reason="sharper plan", proposal={"sub_questions": EDITED_PLAN})
         async with asyncio.timeout(600):
             done = await runtime.wait(approved)
         research = await _research(runtime, approved)
@@ -143,7 +145,8 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         "what is the default encoding of Python source files",
     ]
     assert done.status == "completed", done.error
-    assert research is not None and research["plan"] == proposal["sub_questions"], "the plan approved"
+    assert approval["editable"]["sub_questions"]["maxItems"] == 3, "the spec's bound on a plan"
+    assert research is not None and research["plan"] == EDITED_PLAN, "the plan as approved"
     assert research["depth"] == "deep" and research["claims"], research
     assert (ended.status, ended.stop_reason) == ("failed", "rejected")
     assert ended.error is not None

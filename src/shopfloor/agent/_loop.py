@@ -36,6 +36,7 @@ from shopfloor.agent._decide import (
     strategy_for,
 )
 from shopfloor.agent._records import (
+    ApprovalDecision,
     ApprovalRequest,
     RunEvent,
     RunResult,
@@ -46,12 +47,12 @@ from shopfloor.agent._records import (
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
 from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
-from shopfloor.errors import BudgetExceededError, ModelError, ToolArgumentsError, ToolError
+from shopfloor.errors import BudgetExceededError, ModelError, ProposalEditError, ToolArgumentsError, ToolError
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Ask, Tool, ToolContext, ToolServices
+from shopfloor.tools import Ask, Tool, ToolContext, ToolServices, check_edit
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -355,6 +356,7 @@ class AgentLoop:
             services=dataclasses.replace(self.services, ask=self._asker(run_id, step, state)),
         )
         proposal: dict[str, Any] | None = None
+        editable: dict[str, Any] = {}
         if tool.proposes:
             # What the call will do, decided in a step of its own (recorded: a recovered run shows the
             # person the same plan) and approved before the call does it.
@@ -367,6 +369,7 @@ class AgentLoop:
                 ctx = dataclasses.replace(ctx, proposal=proposed["output"]["data"])
                 if proposed["output"]["needs_approval"]:
                     proposal = proposed["output"]["data"]
+                    editable = proposed["output"].get("editable") or {}
         if tool.requires_approval or proposal is not None:
             arguments = action.arguments if proposal is None else {**action.arguments, "proposal": proposal}
             request = ApprovalRequest(
@@ -376,6 +379,8 @@ class AgentLoop:
                 arguments=arguments,
                 approvers=self.approvers,
                 timeout=tool.approval_timeout,
+                proposal=proposal,
+                editable=editable,
             )
             await emit(
                 "approval_requested",
@@ -383,11 +388,25 @@ class AgentLoop:
                 tool=tool.name,
                 arguments=arguments,
                 approvers=list(self.approvers),
+                **({"editable": sorted(editable)} if editable else {}),
             )
             decision = await runner.wait_for_approval(request)
+            edited, refusal = _edited(proposal, editable, decision)
             await emit(
-                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
+                "approval_decided",
+                step,
+                approved=decision.approved and refusal is None,
+                by=decision.by,
+                reason=decision.reason,
+                **({"edit": {"before": proposal, "after": edited}} if edited is not None else {}),
             )
+            if refusal is not None:
+                kind = "rejected" if proposal is None else "proposal_rejected"
+                bad_edit = {"error": refusal, "error_kind": kind, "duration": 0.0}
+                return await self._tool_record(action, step, bad_edit, emit)
+            if edited is not None:
+                # The call does what the approver approved: the proposal as they edited it.
+                ctx = dataclasses.replace(ctx, proposal=edited)
             if not decision.approved:
                 what = "call" if proposal is None else "proposal"
                 why = f"the {what} was rejected by {decision.by or 'an approver'}" + (
@@ -596,3 +615,24 @@ def _answer_of(records: list[StepRecord]) -> str | None:
         return None
     answer = records[-1].output.get("answer")
     return answer if isinstance(answer, str) and answer.strip() else None
+
+
+def _edited(
+    proposal: dict[str, Any] | None, editable: dict[str, Any], decision: ApprovalDecision
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The proposal as the approver edited it (None: unchanged), or why the edit is refused.
+
+    The runtime checked the edit when it was given; it is checked again here because the decision is a
+    message any holder of the database could have sent, and the tool must never run an edit it forbids."""
+    if decision.proposal is None or not decision.approved:
+        return None, None
+    if proposal is None:
+        return (
+            None,
+            f"{decision.by or 'the approver'} sent an edited proposal for a call that proposed nothing",
+        )
+    try:
+        edited = check_edit(editable, proposal, decision.proposal)
+    except ProposalEditError as exc:
+        return None, str(exc)
+    return (edited if edited != proposal else None), None

@@ -406,10 +406,50 @@ ByOpt = Annotated[
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why, recorded with the decision")]
 
 
+EditOpt = Annotated[
+    bool,
+    typer.Option(
+        "--edit",
+        help="edit what the call proposes (a research plan) in $VISUAL or $EDITOR first, as YAML: only the "
+        "fields its tool lets change; the call runs with the proposal as edited",
+    ),
+]
+ProposalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proposal",
+        metavar="FILE|-",
+        help="approve the proposal as written in FILE (YAML or JSON; - for standard input) instead",
+    ),
+]
+
+
 @runs_app.command("approve")
-def approve_cmd(run_id: RunId, by: ByOpt = None, reason: ReasonOpt = "", json_out: JsonOpt = False) -> None:
-    """Approve the tool call a run is waiting on."""
-    _decision("approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason))
+def approve_cmd(
+    run_id: RunId,
+    by: ByOpt = None,
+    reason: ReasonOpt = "",
+    edit: EditOpt = False,
+    proposal: ProposalOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve the tool call a run is waiting on; with --edit or --proposal, what it proposed as edited."""
+    from shopfloor.cli._approve import edit_in_editor, read_proposal
+
+    if edit and proposal is not None:
+        raise typer.BadParameter("give --edit or --proposal, not both")
+    edited: dict[str, Any] | None = None
+    if edit or proposal is not None:
+        waiting = _runtime(lambda rt: rt.get_run(run_id))
+        approval = waiting.approval if waiting.status == "waiting_approval" else None
+        if edit:
+            edited = edit_in_editor(waiting.run_id, approval)
+        else:
+            assert proposal is not None
+            edited = read_proposal(proposal, approval)
+    _decision(
+        "approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason, proposal=edited)
+    )
 
 
 @runs_app.command("reject")

@@ -230,7 +230,25 @@ class _ResearchTool(Tool):
             "route": {"depth": route.depth, "reason": route.reason, "by": route.by},
             "sub_questions": plan,
         }
-        return Proposal(data=data, needs_approval=route.depth == "deep")
+        return Proposal(data=data, needs_approval=route.depth == "deep", editable=self._editable())
+
+    def _editable(self) -> dict[str, Any]:
+        """What the approver may change: the sub-questions, as many as a plan may have, each one line of
+        the length the planner writes. The route stays as decided."""
+        return {
+            "sub_questions": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": self.connector.docs.research.sub_questions,
+                "items": {
+                    "type": "string",
+                    "minLength": 3,
+                    "maxLength": 160,
+                    "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+                    "description": "one line without control characters",
+                },
+            }
+        }
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         from shopfloor.connectors.docs import Route

@@ -49,6 +49,7 @@ from shopfloor.errors import (
     AgentNotFoundError,
     ConfigError,
     ForkStepError,
+    ProposalEditError,
     ReleaseError,
     RunStateError,
     ShopfloorError,
@@ -94,6 +95,7 @@ from shopfloor.security import (
 )
 from shopfloor.spec import LoadedSpec
 from shopfloor.telemetry import Telemetry, current_telemetry
+from shopfloor.tools import check_edit
 
 __all__ = ["LOCAL_ADMIN", "LaunchedRun", "Runtime"]
 
@@ -618,11 +620,21 @@ class Runtime:
         return self._governance
 
     async def approve(
-        self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
+        self,
+        run_id: str,
+        *,
+        by: str | None = None,
+        reason: str = "",
+        principal: Principal | None = None,
+        proposal: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Approve the waiting call. ``principal``: who asks, authenticated (a server passes the request's);
-        without one this is the local command line, whose rules ``_decider`` keeps."""
-        return await self._decide(run_id, approved=True, by=by, reason=reason, principal=principal)
+        without one this is the local command line, whose rules ``_decider`` keeps. ``proposal``: what the
+        call proposed as the approver edited it (only the fields its tool lets change; a bad edit raises
+        ``ProposalEditError`` naming the field); the call runs with it and the audit log keeps both."""
+        return await self._decide(
+            run_id, approved=True, by=by, reason=reason, principal=principal, edit=proposal
+        )
 
     async def reject(
         self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
@@ -670,7 +682,14 @@ class Runtime:
         return LOCAL_ADMIN
 
     async def _decide(
-        self, run_id: str, *, approved: bool, by: str | None, reason: str, principal: Principal | None
+        self,
+        run_id: str,
+        *,
+        approved: bool,
+        by: str | None,
+        reason: str,
+        principal: Principal | None,
+        edit: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Check who decides, record the decision in the audit log, then send it to the run, once.
 
@@ -687,7 +706,9 @@ class Runtime:
             if earlier is None:
                 raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
             asked_by = principal.id if principal is not None else (by or LOCAL_ADMIN)
-            if (earlier.details.get("approved"), earlier.details.get("by")) == (approved, asked_by):
+            if (earlier.details.get("approved"), earlier.details.get("by")) == (approved, asked_by) and (
+                edit is None or (earlier.details.get("edit") or {}).get("after") == edit
+            ):
                 return record
             raise RunStateError(
                 f"the last call of run {record.run_id} that waited was already "
@@ -713,7 +734,10 @@ class Runtime:
                 team=team,
                 started_by=record.caller,
             )
-        message = {"approved": approved, "by": who, "reason": reason}
+        message: dict[str, Any] = {"approved": approved, "by": who, "reason": reason}
+        edited = _edited(record.run_id, approval, edit=edit)
+        if edited is not None:
+            message["proposal"] = edited
         subject = approval_resource(record.run_id, step)
         earlier = await asyncio.to_thread(governance.audit.find, "approval.decided", subject)
         if earlier is None:
@@ -729,15 +753,22 @@ class Runtime:
                     "approvers": approvers,
                     "team": team,
                     "method": actor.method,
+                    # who edited what (the entry's actor and time): the proposal before and after
+                    **({"edit": {"before": approval["proposal"], "after": edited}} if edited else {}),
                 },
             )
-        elif (earlier.details.get("approved"), earlier.details.get("by")) != (approved, who):
+        elif (earlier.details.get("approved"), earlier.details.get("by")) != (approved, who) or (
+            edit is not None and (earlier.details.get("edit") or {}).get("after") != edited
+        ):
             raise RunStateError(
                 f"the call at step {step} of run {record.run_id} was already "
                 f"{'approved' if earlier.details.get('approved') else 'rejected'} by {earlier.actor}"
+                + (" with another edit" if earlier.details.get("approved") == approved else "")
             )
         else:
             message = {key: earlier.details[key] for key in ("approved", "by", "reason")}
+            if earlier.details.get("edit"):
+                message["proposal"] = earlier.details["edit"]["after"]
         client = await self.client()
         await client.send_async(
             record.run_id, message, topic=approval_topic(step), idempotency_key=f"{subject}:decision"
@@ -783,3 +814,16 @@ class Runtime:
             return None
         status = found[0]
         return {"status": status.status, "executor_id": status.executor_id, "queue_name": status.queue_name}
+
+
+def _edited(run_id: str, approval: dict[str, Any], *, edit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The waiting call's proposal as ``edit`` changes it (None: no edit, or one that changes nothing);
+    ``ProposalEditError`` names each field its tool does not let change, or changes wrongly."""
+    if edit is None:
+        return None
+    proposed = approval.get("proposal")
+    if proposed is None:
+        problem = f"the call run {run_id} waits on ({approval.get('tool')}) proposes nothing to edit"
+        raise ProposalEditError([{"loc": ["proposal"], "msg": problem, "type": "value_error"}])
+    edited = check_edit(approval.get("editable") or {}, proposed, edit)
+    return edited if edited != proposed else None

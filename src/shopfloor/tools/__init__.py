@@ -2,6 +2,7 @@
 MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace/`` and
 ``connectors/`` can implement it without importing the agent loop."""
 
+from shopfloor.tools._edits import check_edit
 from shopfloor.tools._tool import Ask, FunctionTool, Proposal, Tool, ToolContext, ToolKind, ToolServices
 
-__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices", "check_edit"]

@@ -88,6 +88,9 @@ class Proposal:
     data: dict[str, Any]
     #: False: nothing in it needs a person (a question researched shallow has no plan): the call runs at once
     needs_approval: bool = True
+    #: what the approver may change before approving: a field of ``data`` -> the JSON schema of the values
+    #: it allows (``check_edit``); the others are shown as they are. Empty: approve or reject it whole
+    editable: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool(ABC):
