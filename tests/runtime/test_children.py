@@ -1,0 +1,93 @@
+"""Child runs (``ToolServices.children``): a tool's call hands parts of its work to durable runs of their
+own, recorded under the parent, and waits for them; a kill -9 of the worker after some children ended
+resumes without running those again. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from runtime_support import AgentDir, Workers
+
+from shopfloor.config import Settings
+from shopfloor.runtime import RunRecord, Runtime, compose
+from shopfloor.runtime._children import child_run_id
+
+pytestmark = pytest.mark.usefixtures("db_url")
+
+
+async def _wait(runtime: Runtime, run_id: str, timeout: float = 60) -> RunRecord:
+    async with asyncio.timeout(timeout):
+        return await runtime.wait(run_id)
+
+
+async def test_a_run_with_children_completes_and_records_them_under_it(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "fanout=3")
+        record = await _wait(runtime, run_id)
+        children = await runtime.children(run_id[:10])
+        listed = await runtime.list_runs()
+
+    assert record.status == "completed", record.error
+    assert [c.task for c in children] == ["part 0", "part 1", "part 2"]
+    assert [c.run_id for c in children] == [child_run_id(run_id, 1, "fan_out", i, {"i": i}) for i in range(3)]
+    for i, child in enumerate(children):
+        assert (child.status, child.parent_run_id, child.fork_step) == ("completed", run_id, None)
+        assert child.child_params is not None and child.child_params["tool"] == "fan_out"
+        assert (child.child_params["params"], child.child_params["step"]) == ({"i": i}, 1)
+        # its one step: the tool's child part, with the child's own idempotency key
+        assert json.loads(child.output or "") == {"i": i, "squared": i * i, "key": f"{child.run_id}:1"}
+        assert child.steps == 1 and child.agent == record.agent and child.model == record.model
+    # The parent's call gathered them, in order, from runs of their own.
+    assert "'squared': 4" in (record.output or "") or '"squared": 4' in (record.output or "")
+    assert {r.run_id for r in listed} >= {run_id, *(c.run_id for c in children)}
+    calls = agent.calls()
+    assert [calls[f"child:{i}"] for i in range(3)] == [1, 1, 1]
+    assert calls[f"fan_out:{run_id}:1"] == 1
+
+
+async def test_cancelling_the_parent_cancels_its_children(rt_settings: Settings, agent: AgentDir) -> None:
+    agent.block("child-1")
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "fanout=2")
+        await asyncio.to_thread(agent.wait_for_call, "child:1")
+        await runtime.cancel(run_id)
+        agent.unblock("child-1")
+        record = await _wait(runtime, run_id)
+        children = await runtime.children(run_id)
+    assert record.status == "cancelled"
+    assert [c.status for c in children] == ["completed", "cancelled"] or [c.status for c in children] == [
+        "cancelled",
+        "cancelled",
+    ]
+
+
+@pytest.mark.slow
+async def test_kill9_after_some_children_ended_resumes_without_running_them_again(
+    rt_settings: Settings, agent: AgentDir, workers: Workers
+) -> None:
+    agent.block("child-1")
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(agent.path, "fanout=3", detach=True)
+        first = workers.start()
+        await asyncio.to_thread(agent.wait_for_call, "child:1")
+        async with asyncio.timeout(30):
+            while [c.status for c in await runtime.children(run_id)] != ["completed", "running", "completed"]:
+                await asyncio.sleep(0.05)
+        workers.kill9(first)
+        agent.unblock("child-1")
+        workers.start()
+        record = await _wait(runtime, run_id)
+        children = await runtime.children(run_id)
+
+    assert record.status == "completed", record.error
+    assert [c.status for c in children] == ["completed"] * 3
+    calls = agent.calls()
+    assert (calls["child:0"], calls["child:2"]) == (1, 1), f"a child that had ended ran again: {calls}"
+    assert calls["child:1"] == 2, "the child that was cut off resumes"
+    assert calls[f"fan_out:{run_id}:1"] == 2, "the parent's step, never recorded, ran again"
+    assert calls["model:1"] == 1
+    assert [json.loads(c.output or "")["squared"] for c in children] == [0, 1, 4]
