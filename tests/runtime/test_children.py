@@ -13,8 +13,14 @@ from runtime_support import AgentDir, Workers
 from shopfloor.config import Settings
 from shopfloor.runtime import RunRecord, Runtime, compose
 from shopfloor.runtime._children import child_run_id
+from shopfloor.telemetry import SpanRecord
 
 pytestmark = pytest.mark.usefixtures("db_url")
+
+
+def _root(spans: list[SpanRecord]) -> SpanRecord:
+    (root,) = [span for span in spans if span.name.startswith("invoke_agent") and span.parent_span_id is None]
+    return root
 
 
 async def _wait(runtime: Runtime, run_id: str, timeout: float = 60) -> RunRecord:
@@ -25,11 +31,19 @@ async def _wait(runtime: Runtime, run_id: str, timeout: float = 60) -> RunRecord
 async def test_a_run_with_children_completes_and_records_them_under_it(
     rt_settings: Settings, agent: AgentDir
 ) -> None:
-    async with Runtime(compose(rt_settings)) as runtime:
-        run_id = await runtime.start_run(agent.path, "fanout=3")
-        record = await _wait(runtime, run_id)
-        children = await runtime.children(run_id[:10])
-        listed = await runtime.list_runs()
+    services = compose(rt_settings)
+    try:
+        async with services.runtime() as runtime:
+            run_id = await runtime.start_run(agent.path, "fanout=3")
+            record = await _wait(runtime, run_id)
+            children = await runtime.children(run_id[:10])
+            listed = await runtime.list_runs()
+        assert services.telemetry is not None
+        traces = services.telemetry.store
+        parent_root = _root(traces.run_spans(run_id))
+        child_roots = [_root(traces.run_spans(child.run_id)) for child in children]
+    finally:
+        services.close()
 
     assert record.status == "completed", record.error
     assert [c.task for c in children] == ["part 0", "part 1", "part 2"]
@@ -47,6 +61,9 @@ async def test_a_run_with_children_completes_and_records_them_under_it(
     calls = agent.calls()
     assert [calls[f"child:{i}"] for i in range(3)] == [1, 1, 1]
     assert calls[f"fan_out:{run_id}:1"] == 1
+    # Each child is traced as a run of its own (a trace of its own), naming its parent.
+    assert len({parent_root.trace_id, *(root.trace_id for root in child_roots)}) == 4
+    assert all(root.attributes["shopfloor.run.parent_id"] == run_id for root in child_roots)
 
 
 async def test_cancelling_the_parent_cancels_its_children(rt_settings: Settings, agent: AgentDir) -> None:

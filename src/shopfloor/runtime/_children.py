@@ -2,7 +2,7 @@
 
 A child is a run of its parent's agent (its spec, digest, release, caller and model), recorded with
 ``parent_run_id`` and ``child_params`` (the tool, its params, the parent's step, and the branch of the
-parent's workspace it works on: ``runs/CHILD`` made from the parent's commit when it started), and
+parent's workspace it works on: ``child-ID`` made from the parent's commit when it started), and
 executed as a DBOS workflow of its own (``shopfloor.child``) on the parent's executor, beside the
 others: its one step is the tool's ``call_child`` (``AgentLoop.run_call``), traced as a run of its own.
 

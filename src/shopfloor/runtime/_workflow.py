@@ -264,12 +264,12 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
 
 
 def _branch(run_id: str, child: dict[str, Any]) -> Branch | None:
-    """A child run's branch, ``runs/CHILD`` of its parent's workspace (None: the parent had none)."""
+    """A child run's branch, ``child-ID`` of its parent's workspace (None: the parent had none)."""
     workspace = child.get("workspace")
     if not isinstance(workspace, str):
         return None
     start = child.get("branch_from")
-    return Branch(workspace=workspace, ref=f"runs/{run_id}", start=start if isinstance(start, str) else None)
+    return Branch(workspace=workspace, ref=f"child-{run_id}", start=start if isinstance(start, str) else None)
 
 
 def _outcome(result: RunResult) -> dict[str, Any]:
