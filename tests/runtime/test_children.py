@@ -23,8 +23,8 @@ def _root(spans: list[SpanRecord]) -> SpanRecord:
     return root
 
 
-async def _wait(runtime: Runtime, run_id: str, timeout: float = 60) -> RunRecord:
-    async with asyncio.timeout(timeout):
+async def _wait(runtime: Runtime, run_id: str) -> RunRecord:
+    async with asyncio.timeout(60):
         return await runtime.wait(run_id)
 
 
@@ -92,7 +92,8 @@ async def test_kill9_after_some_children_ended_resumes_without_running_them_agai
         first = workers.start()
         await asyncio.to_thread(agent.wait_for_call, "child:1")
         async with asyncio.timeout(30):
-            while [c.status for c in await runtime.children(run_id)] != ["completed", "running", "completed"]:
+            # another process's runs: only their rows tell
+            while [c.status for c in await runtime.children(run_id)] != ["completed", "running", "completed"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         workers.kill9(first)
         agent.unblock("child-1")
