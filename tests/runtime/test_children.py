@@ -9,13 +9,16 @@ import json
 
 import pytest
 from runtime_support import AgentDir, Workers
+from typer.testing import CliRunner
 
+from shopfloor.cli import app
 from shopfloor.config import Settings
 from shopfloor.runtime import RunRecord, Runtime, compose
 from shopfloor.runtime._children import child_run_id
 from shopfloor.telemetry import SpanRecord
 
 pytestmark = pytest.mark.usefixtures("db_url")
+cli = CliRunner()
 
 
 def _root(spans: list[SpanRecord]) -> SpanRecord:
@@ -109,3 +112,35 @@ async def test_kill9_after_some_children_ended_resumes_without_running_them_agai
     assert calls[f"fan_out:{run_id}:1"] == 2, "the parent's step, never recorded, ran again"
     assert calls["model:1"] == 1
     assert [json.loads(c.output or "")["squared"] for c in children] == [0, 1, 4]
+
+
+HOSTILE = "<script>alert(1)</script> [red]x[/red]"
+
+
+def test_the_command_line_lists_children_under_their_parent_and_shows_them_as_written(
+    agent: AgentDir,
+) -> None:
+    wide = {"COLUMNS": "250"}
+    started = cli.invoke(app, ["run", str(agent.path), f"fanout=2 label={HOSTILE}", "--json"])
+    assert started.exit_code == 0, started.output
+    run_id = json.loads(started.stdout)["run_id"]
+    other = cli.invoke(app, ["run", str(agent.path), "ticks=1", "--json"])
+    assert other.exit_code == 0, other.output
+
+    listed = cli.invoke(app, ["runs", "ls"], env=wide)
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.stdout.splitlines() if "fanout" in line or "part " in line]
+    assert run_id[:12] in rows[0] and "└" not in rows[0]
+    assert ["└" in row and f"part {i} {HOSTILE[:32]}" in row for i, row in enumerate(rows[1:])] == [
+        True,
+        True,
+    ], listed.stdout
+
+    shown = cli.invoke(app, ["runs", "show", run_id[:10]], env=wide)
+    assert shown.exit_code == 0, shown.output
+    assert "children (2)" in shown.stdout and f"part 1 {HOSTILE}" in shown.stdout
+    data = json.loads(cli.invoke(app, ["runs", "show", run_id, "--json"]).stdout)
+    child_ids = [child["run_id"] for child in data["children"]]
+    assert [child["task"] for child in data["children"]] == [f"part {i} {HOSTILE}" for i in range(2)]
+    child = cli.invoke(app, ["runs", "show", child_ids[0]], env=wide)
+    assert f"child of {run_id} (step 1, fan_out)" in child.stdout
