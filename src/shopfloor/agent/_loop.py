@@ -120,6 +120,68 @@ class AgentLoop:
     async def run(
         self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None
     ) -> RunResult:
+        return await self._run(task, run_id, runner, on_event, self._turns)
+
+    async def run_call(
+        self,
+        tool: str,
+        params: dict[str, Any],
+        *,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """A child run (``ToolServices.children``): no model decides; its one step is ``tool``'s
+        ``call_child`` with ``params``, the durable step ``tool:1:NAME`` under the run's own span, whose
+        JSON result is the run's output. ``task`` is what the run is about, as listed and traced."""
+
+        async def body(
+            task: str,
+            run_id: str,
+            runner: StepRunner,
+            state: _State,
+            emit: Callable[..., Awaitable[None]],
+            finish: Callable[..., RunResult],
+        ) -> RunResult:
+            chosen = self.tools.get(tool)
+            if chosen is None:
+                return finish(
+                    "tool_error", error=f"a child run of {tool!r}, which agent {self.name!r} does not grant"
+                )
+            action = Action(
+                tool=tool,
+                arguments=params,
+                call_id=f"child-{run_id[:12]}",
+                reply=Message(role="assistant", content=""),
+            )
+            await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
+            ctx = ToolContext(
+                run_id=run_id,
+                step=1,
+                call_id=action.call_id,
+                idempotency_key=f"{run_id}:1",
+                services=dataclasses.replace(self.services, ask=self._asker(run_id, 1, state)),
+            )
+            outcome = await self._tool_step(
+                f"tool:1:{tool}", chosen, action, 1, run_id, runner, ctx, propose=False, child=True
+            )
+            record = await self._tool_record(action, 1, outcome, emit)
+            state.records.append(record)
+            if record.error is not None:
+                return finish("tool_error", error=record.error)
+            return finish("final_answer", output=json.dumps(record.output, default=str))
+
+        return await self._run(task, run_id, runner, on_event, body)
+
+    async def _run(
+        self,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None,
+        on_event: EventSink | None,
+        body: Callable[..., Awaitable[RunResult]],
+    ) -> RunResult:
         runner = runner or InMemoryStepRunner()
         state = _State()
 
@@ -162,7 +224,7 @@ class AgentLoop:
             if blocked is not None:
                 result = finish("guardrail", error=_blocked_message("the task", blocked))
             else:
-                result = await self._turns(task, run_id, runner, state, emit, finish)
+                result = await body(task, run_id, runner, state, emit, finish)
             trace.finish(result)
         await emit(
             "run_finished",
@@ -445,9 +507,11 @@ class AgentLoop:
         ctx: ToolContext,
         *,
         propose: bool,
+        child: bool = False,
     ) -> dict[str, Any]:
-        """One durable step of a tool call: ``tool.call`` (its result guarded), or ``tool.propose``; the
-        outcome ``{"output"|"error", "error_kind", "duration"}`` as recorded."""
+        """One durable step of a tool call: ``tool.call`` (its result guarded), ``tool.propose``, or a
+        child run's ``tool.call_child``; the outcome ``{"output"|"error", "error_kind", "duration"}`` as
+        recorded."""
         timeout = self.limits.step_timeout
 
         async def do() -> Any:
@@ -470,6 +534,8 @@ class AgentLoop:
                     if propose:
                         proposed = await tool.propose(action.arguments, ctx)
                         output = None if proposed is None else dataclasses.asdict(proposed)
+                    elif child:
+                        output = await tool.call_child(action.arguments, ctx)
                     else:
                         output = await tool.call(action.arguments, ctx)
                 json.dumps(output, default=str)

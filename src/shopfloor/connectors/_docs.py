@@ -182,7 +182,7 @@ class _ResearchTool(Tool):
             "additionalProperties": False,
         }
 
-    async def _researcher(self, ctx: ToolContext) -> Any:
+    async def _researcher(self, ctx: ToolContext, sub_research: Any = None) -> Any:
         from shopfloor.connectors.docs import CitationVerifier, Passage, Researcher, Router
 
         ask = ctx.services.ask
@@ -213,6 +213,7 @@ class _ResearchTool(Tool):
             max_passages=settings.passages,
             max_sub_questions=settings.sub_questions,
             max_claims=settings.sentences,
+            sub_research=sub_research,
         )
 
     def _depth(self, args: dict[str, Any]) -> Any:
@@ -250,11 +251,29 @@ class _ResearchTool(Tool):
             }
         }
 
+    async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        """A deep question's sub-question, researched in a child run of its own (``ChildResearch``);
+        its findings go to the child's branch of the workspace as well."""
+        from shopfloor.connectors.docs import research_notes, research_sub_question
+
+        found = await research_sub_question(await self._researcher(ctx), params)
+        settings = self.connector.docs.research
+        workspace = ctx.services.workspace
+        if settings.report_dir is not None and workspace is not None and not workspace.read_only:
+            slug = _SLUG.sub("-", found["sub_question"].lower()).strip("-")[:60] or "sub-question"
+            await workspace.write(
+                f"{settings.report_dir.rstrip('/')}/sub-questions/{slug}.md", research_notes(found)
+            )
+        return found
+
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        from shopfloor.connectors.docs import Route
+        from shopfloor.connectors.docs import ChildResearch, Route
 
         settings = self.connector.docs.research
-        researcher = await self._researcher(ctx)
+        # Deep: each sub-question researched in a child run, where the run lends its tools children.
+        children = ctx.services.children
+        in_children = ChildResearch(children=children, ctx=ctx, tool=self.name) if children else None
+        researcher = await self._researcher(ctx, in_children)
         question = str(args["question"])
         proposal = ctx.proposal
         if self.proposes and proposal is None:
@@ -283,6 +302,8 @@ class _ResearchTool(Tool):
             }
         )
         output = report.to_json()
+        if in_children is not None and in_children.outcomes:
+            output["children"] = in_children.to_json()
         workspace = ctx.services.workspace
         if settings.report_dir is not None and workspace is not None:
             slug = _SLUG.sub("-", question.lower()).strip("-")[:60] or "report"

@@ -66,6 +66,7 @@ from shopfloor.runtime._dbos_internals import (
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_VERSION,
+    CHILD_QUEUE,
     RECOVERY_QUEUE,
     RUN_QUEUE,
     Supervisor,
@@ -230,6 +231,12 @@ class Runtime:
         )
         await DBOS.register_queue_async(
             RECOVERY_QUEUE,
+            worker_concurrency=concurrency,
+            polling_interval_sec=limits.poll_interval,
+            on_conflict="always_update",
+        )
+        await DBOS.register_queue_async(
+            CHILD_QUEUE,
             worker_concurrency=concurrency,
             polling_interval_sec=limits.poll_interval,
             on_conflict="always_update",
@@ -578,6 +585,11 @@ class Runtime:
             self.store.list_runs, limit=limit, status=status, agent=agent, before=before
         )
 
+    async def children(self, run_id: str) -> list[RunRecord]:
+        """The child runs of the run (``run_id`` may be a unique prefix of its id), oldest first."""
+        record = await self.get_run(run_id)
+        return await asyncio.to_thread(self.store.children, [record.run_id])
+
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
         Bound the wait with ``asyncio.timeout``."""
@@ -804,6 +816,11 @@ class Runtime:
         current = await self.get_run(record.run_id)
         if current.done:
             await self.end_run(current.run_id)
+        # Its children are part of it: those still going are cancelled with it.
+        for child in await asyncio.to_thread(self.store.children, [record.run_id]):
+            if not child.done:
+                with contextlib.suppress(RunStateError):  # it ended meanwhile
+                    await self.cancel(child.run_id, by=by)
         return current
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None:

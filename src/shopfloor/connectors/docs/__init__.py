@@ -1,7 +1,14 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
 model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
-research over it: routed, planned, written with citations and verified (``Researcher``)."""
+research over it: routed, planned, written with citations and verified (``Researcher``), a deep plan's
+sub-questions each in a child run where the run has them (``ChildResearch``)."""
 
+from shopfloor.connectors.docs._children import (
+    ChildResearch,
+    SubQuestion,
+    research_notes,
+    research_sub_question,
+)
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
 from shopfloor.connectors.docs._index import (
@@ -16,24 +23,28 @@ from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser,
 from shopfloor.connectors.docs._research import (
     Claim,
     Depth,
+    Found,
     Passage,
     Removed,
     Researcher,
     ResearchReport,
     Route,
     Router,
+    SubResearch,
 )
 from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "ChildResearch",
     "Chunk",
     "CitationVerifier",
     "Claim",
     "Depth",
     "DocIndex",
     "Embedder",
+    "Found",
     "Hit",
     "IngestReport",
     "MiniLM",
@@ -48,6 +59,8 @@ __all__ = [
     "Router",
     "SearchMode",
     "Section",
+    "SubQuestion",
+    "SubResearch",
     "Support",
     "chunk_sections",
     "collection_path",
@@ -57,5 +70,7 @@ __all__ = [
     "fts_query",
     "parser_for",
     "parsers",
+    "research_notes",
+    "research_sub_question",
     "resolve_sources",
 ]

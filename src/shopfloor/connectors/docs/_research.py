@@ -5,7 +5,8 @@ several things, several question marks, a long question: deep) and, where config
 classifier under a schema; each decision carries its reason. **Shallow** is one retrieval pass for the
 question, written from its best passages; **deep** has the model plan sub-questions (under a schema),
 retrieved in parallel beside the question itself, and one researcher per sub-question writes from the
-passages its own search found, side by side. A writer sees its passages numbered and answers under a
+passages its own search found, side by side (in this process, or each in a child run of its own where
+the caller gives a ``SubResearch``). A writer sees its passages numbered and answers under a
 schema: a few sentences, each naming the one passage it states (small models follow that far better
 than free text with bracketed numbers). The ``CitationVerifier`` then checks every sentence against the
 passage it cites: a sentence its passage does not support is re-cited to a passage that does, or
@@ -25,7 +26,18 @@ from shopfloor.connectors.docs._verify import CitationVerifier, Support
 from shopfloor.errors import ToolExecutionError
 from shopfloor.tools import Ask
 
-__all__ = ["Claim", "Depth", "Passage", "Removed", "ResearchReport", "Researcher", "Route", "Router"]
+__all__ = [
+    "Claim",
+    "Depth",
+    "Found",
+    "Passage",
+    "Removed",
+    "ResearchReport",
+    "Researcher",
+    "Route",
+    "Router",
+    "SubResearch",
+]
 
 Depth = Literal["shallow", "deep"]
 _DEEP_HINT = re.compile(
@@ -51,6 +63,12 @@ class Passage:
 
 #: retrieves the passages of one query: (query, how many) -> passages, best first
 Retrieve = Callable[[str, int], Awaitable[list[Passage]]]
+#: what one researcher found for a sub-question: its passages and its sentences, each with the index
+#: of the passage it cites
+Found = tuple[list[Passage], list[tuple[str, int]]]
+#: researches a deep plan's sub-questions side by side: (sub-questions, sentences each) -> what each
+#: found, in order (``Researcher.in_process``, or child runs: ``docs/_children.py``)
+SubResearch = Callable[[list[str], int], Awaitable[list[Found]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,8 +253,11 @@ class Researcher:
         max_sub_questions: int = 3,
         max_claims: int = 4,
         passage_chars: int = 700,
+        sub_research: SubResearch | None = None,
     ) -> None:
         self.retrieve = retrieve
+        #: where a deep plan's sub-questions are researched (in this process by default)
+        self.sub_research: SubResearch = sub_research or self.in_process
         self.verifier = verifier
         self.ask = ask
         self.router = router or Router()
@@ -320,28 +341,21 @@ class Researcher:
             plan = []
         elif plan is None:
             plan = await self.plan(question)
-        found = await asyncio.gather(*(self.retrieve(q, self.per_query) for q in [question, *plan]))
         if plan:
             # One researcher per sub-question, side by side, each writing from what its own search found:
             # a small model answers one narrow question from a few passages far better than two from many.
-            subsets = found[1:]
+            share = -(-self.max_claims // len(plan))
+            own, researched = await asyncio.gather(
+                self.retrieve(question, self.per_query), self.sub_research(plan, share)
+            )
+            found = [own, *(subset for subset, _ in researched)]
             passages = _interleave(found, self.per_query * len(found))
             at = {p.id: i for i, p in enumerate(passages)}
-            share = -(-self.max_claims // len(plan))
-            written = await asyncio.gather(
-                *(
-                    self._write(sub, subset, share)
-                    for sub, subset in zip(plan, subsets, strict=True)
-                    if subset
-                )
-            )
-            kept = [subset for subset in subsets if subset]
             drafted = [
-                (sentence, at[subset[i].id])
-                for subset, drafts in zip(kept, written, strict=True)
-                for sentence, i in drafts
+                (sentence, at[subset[i].id]) for subset, drafts in researched for sentence, i in drafts
             ]
         else:
+            found = [await self.retrieve(question, self.per_query)]
             passages = _interleave(found, self.max_passages)
             drafted = await self._write(question, passages, self.max_claims) if passages else []
         report = ResearchReport(question=question, route=route, depth=depth, plan=plan, passages=passages)
@@ -374,6 +388,15 @@ class Researcher:
                 )
             )
         return report
+
+    async def in_process(self, plan: list[str], sentences: int) -> list[Found]:
+        """Each sub-question researched here, side by side."""
+        return list(await asyncio.gather(*(self.research_sub_question(sub, sentences) for sub in plan)))
+
+    async def research_sub_question(self, sub_question: str, sentences: int) -> Found:
+        """One researcher: the sub-question's own search, and at most ``sentences`` sentences from it."""
+        subset = await self.retrieve(sub_question, self.per_query)
+        return subset, (await self._write(sub_question, subset, sentences) if subset else [])
 
     async def _write(
         self, question: str, passages: Sequence[Passage], sentences: int
