@@ -8,9 +8,11 @@ kind (``skill-path``, ``skill-digest``...) contributes to an agent's digest, and
 from shopfloor.spec._connectors import (
     SECRET_PREFIX,
     A2AAgentSpec,
+    CollectionSpec,
     ConnectorSpec,
     DocsConnectorSpec,
     McpServerSpec,
+    ResearchModelsSpec,
     ResearchSpec,
     SqlConnectorSpec,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "YAML_LIMITS",
     "A2AAgentSpec",
     "AgentSpec",
+    "CollectionSpec",
     "ConnectorSpec",
     "DataPath",
     "DocsConnectorSpec",
@@ -92,6 +95,7 @@ __all__ = [
     "Problem",
     "RefResolver",
     "RefResolvers",
+    "ResearchModelsSpec",
     "ResearchSpec",
     "SandboxPolicySpec",
     "SkillRef",

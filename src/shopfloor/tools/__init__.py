@@ -2,6 +2,26 @@
 MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace/`` and
 ``connectors/`` can implement it without importing the agent loop."""
 
-from shopfloor.tools._tool import Ask, FunctionTool, Proposal, Tool, ToolContext, ToolKind, ToolServices
+from shopfloor.tools._tool import (
+    Ask,
+    AskModel,
+    Budget,
+    FunctionTool,
+    Proposal,
+    Tool,
+    ToolContext,
+    ToolKind,
+    ToolServices,
+)
 
-__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = [
+    "Ask",
+    "AskModel",
+    "Budget",
+    "FunctionTool",
+    "Proposal",
+    "Tool",
+    "ToolContext",
+    "ToolKind",
+    "ToolServices",
+]

@@ -1,6 +1,7 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
 model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
-research over it: routed, planned, written with citations and verified (``Researcher``)."""
+research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
+verified (``Researcher``)."""
 
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
@@ -13,15 +14,17 @@ from shopfloor.connectors.docs._index import (
     fts_query,
 )
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
-from shopfloor.connectors.docs._research import (
-    Claim,
+from shopfloor.connectors.docs._research import Claim, Passage, Removed, Researcher, ResearchReport
+from shopfloor.connectors.docs._route import (
+    Collection,
     Depth,
-    Passage,
-    Removed,
-    Researcher,
-    ResearchReport,
+    ModelRoute,
     Route,
     Router,
+    RouterMode,
+    arithmetic,
+    deep_tokens_estimate,
+    direct_answer,
 )
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
@@ -30,12 +33,14 @@ __all__ = [
     "Chunk",
     "CitationVerifier",
     "Claim",
+    "Collection",
     "Depth",
     "DocIndex",
     "Embedder",
     "Hit",
     "IngestReport",
     "MiniLM",
+    "ModelRoute",
     "Parsed",
     "Parser",
     "Passage",
@@ -44,12 +49,16 @@ __all__ = [
     "Researcher",
     "Route",
     "Router",
+    "RouterMode",
     "SearchMode",
     "Section",
     "Support",
+    "arithmetic",
     "chunk_sections",
     "collection_path",
     "content_words",
+    "deep_tokens_estimate",
+    "direct_answer",
     "embedders",
     "fts_query",
     "parser_for",
