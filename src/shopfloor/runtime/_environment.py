@@ -120,6 +120,7 @@ class RunEnvironment:
     async def close(self) -> None:
         if self.workspaces is not None:
             await asyncio.to_thread(self.workspaces.close)
+        await self.loop.aclose_routes()
         await self.loop.model.aclose()
 
 

@@ -412,15 +412,6 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_row_to_record(row) for row in conn.execute(query).mappings()]
 
-    def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
-        """The runs of ``run_ids`` that exist, by id (one query: a parent polling its children)."""
-        ids = list(run_ids)
-        if not ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs).where(runs.c.run_id.in_(ids))).mappings()
-            return {row["run_id"]: _row_to_record(row) for row in rows}
-
     def by_release(self, agent: str, release: str, *, since: float, limit: int = 10_000) -> list[RunRecord]:
         """The runs of ``agent`` started on ``release`` (``NAME@VERSION``) since ``since`` (newest first):
         what the metrics of one release are computed from."""

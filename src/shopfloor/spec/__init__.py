@@ -8,9 +8,11 @@ kind (``skill-path``, ``skill-digest``...) contributes to an agent's digest, and
 from shopfloor.spec._connectors import (
     SECRET_PREFIX,
     A2AAgentSpec,
+    CollectionSpec,
     ConnectorSpec,
     DocsConnectorSpec,
     McpServerSpec,
+    ResearchModelsSpec,
     ResearchSpec,
     SqlConnectorSpec,
 )
@@ -79,6 +81,7 @@ __all__ = [
     "YAML_LIMITS",
     "A2AAgentSpec",
     "AgentSpec",
+    "CollectionSpec",
     "ConnectorSpec",
     "DataPath",
     "DocsConnectorSpec",
@@ -94,6 +97,7 @@ __all__ = [
     "Problem",
     "RefResolver",
     "RefResolvers",
+    "ResearchModelsSpec",
     "ResearchSpec",
     "SandboxPolicySpec",
     "SkillRef",
