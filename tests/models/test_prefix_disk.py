@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from shopfloor.config import Settings
-from shopfloor.models import LoadedWeights, LocalModel, Message, ModelRequest
+from shopfloor.models import LoadedWeights, LocalModel, Message, ModelRequest, PromptCache
 from shopfloor.models._local import make_local_model
 from shopfloor.models._prefix_disk import (
     _HEADER,
     SUFFIX,
     DiskPrefixCache,
-    PromptCache,
     identity,
     weights_sha256,
 )
@@ -195,3 +194,39 @@ async def test_a_new_process_starts_from_the_saved_prefix_and_answers_as_a_cold_
     damaged = await process(on_disk).request(ask(question))
     assert damaged.usage.cached_input_tokens == 0
     assert damaged.text == cold.text
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_models")
+async def test_a_state_llama_cpp_refuses_is_removed_and_the_prompt_evaluated_whole(
+    embedded_model: Callable[[str], Path], tmp_path: Path
+) -> None:
+    path = embedded_model(MODEL)
+    on_disk = PromptCache(directory=tmp_path, limit_bytes=64 << 20)
+
+    def process() -> LocalModel:
+        return LocalModel(MODEL, path=path, threads=1, weights=LoadedWeights(), prompt_cache=on_disk)
+
+    first = process()
+    await first.request(ask("How windy was Seattle?"))
+    disk = first.llama.prefixes.disk  # type: ignore[attr-defined]
+    (saved,) = files(tmp_path)
+    size = saved.stat().st_size
+    state = disk._load(saved)
+    assert state is not None
+    saved.unlink()
+    # Checksummed as written, so only llama.cpp can tell: half of the context's data.
+    disk.save(state.tokens, state.data[: len(state.data) // 2])
+
+    second = process()
+    question = "What is the mean horsepower of the cars?"
+    answer = await second.request(ask(question))
+    assert second.llama.prefixes.disk.loads == 1  # type: ignore[attr-defined]
+    assert second.llama.prefixes.restores == 0  # type: ignore[attr-defined]
+    assert answer.usage.cached_input_tokens == 0
+    # The refused file is gone; in its place, the state this process computed, whole.
+    assert not saved.exists()
+    (computed,) = files(tmp_path)
+    assert computed.stat().st_size > size  # the longer question's state, not half of one
+    cold = await LocalModel(MODEL, path=path, threads=1, weights=LoadedWeights()).request(ask(question))
+    assert answer.text == cold.text

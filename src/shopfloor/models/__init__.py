@@ -27,6 +27,7 @@ from shopfloor.models._install import (
 )
 from shopfloor.models._local import LocalModel
 from shopfloor.models._openai import OpenAIModel
+from shopfloor.models._prefix_disk import PromptCache
 from shopfloor.models._registry import ProviderFactory, model_providers, resolve_model
 from shopfloor.models._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from shopfloor.models._test import TestModel
@@ -50,6 +51,7 @@ __all__ = [
     "ModelResponse",
     "ModelStatus",
     "OpenAIModel",
+    "PromptCache",
     "ProviderFactory",
     "RetryPolicy",
     "TestModel",

@@ -105,6 +105,8 @@ class PrefixStates:
         buffer = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
         if llama_cpp.llama_state_set_data(ctx, buffer, len(state.data)) != len(state.data):
             self._states.pop(state.tokens, None)
+            if self.disk is not None:
+                self.disk.discard(state.tokens, "llama.cpp refused to restore it")
             return False
         self.restores += 1
         return True

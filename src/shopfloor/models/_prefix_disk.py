@@ -238,8 +238,11 @@ class DiskPrefixCache:
         self.loads += 1
         return DiskState(tokens=saved, data=bytes(payload[4 * len(saved) :]))
 
-    def has(self, tokens: Sequence[int]) -> bool:
-        return self._path(tokens).exists()
+    def discard(self, tokens: Sequence[int], why: str) -> None:
+        """Remove the saved state with these tokens (llama.cpp refused it: ``why``)."""
+        path = self._path(tokens)
+        if path.exists():
+            self._drop(path, why)
 
     def save(self, tokens: Sequence[int], data: bytes) -> None:
         """Save a state (unless one with these tokens is saved, or it alone is over the limit), then
