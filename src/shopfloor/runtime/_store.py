@@ -181,6 +181,15 @@ class _Positional:
         return [tuple(row[name] if name in row else fixed[name] for name in self.names) for row in rows]
 
 
+def _created(record: RunRecord) -> dict[str, Any]:
+    """The columns of a new run's row."""
+    values = record.to_dict()
+    values.pop("total_tokens")
+    values["faults"] = _json(record.faults)
+    values["approval"] = _json(record.approval)
+    return values
+
+
 def _row_to_record(row: Any) -> RunRecord:
     data = dict(row)
     data["faults"] = json.loads(data["faults"]) if data.get("faults") else {}
@@ -213,12 +222,15 @@ class RunStore:
 
     # runs -----------------------------------------------------------------------------------
     def create(self, record: RunRecord) -> None:
-        values = record.to_dict()
-        values.pop("total_tokens")
-        values["faults"] = _json(record.faults)
-        values["approval"] = _json(record.approval)
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(runs).values(**values))
+            conn.execute(sa.insert(runs).values(**_created(record)))
+
+    def create_statement(self, record: RunRecord) -> tuple[str, list[tuple[Any, ...]]]:
+        """``create`` as SQL and positional parameter rows (see ``update_statement``)."""
+        values = _created(record)
+        keys = list(values)
+        statement = self._positional(("create", *keys), lambda: sa.insert(runs), keys)
+        return statement.sql, statement.rows([values])
 
     def update(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:
         """Set columns of one run; with ``unless_terminal`` only while it has not ended."""
