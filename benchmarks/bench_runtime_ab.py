@@ -8,9 +8,12 @@ their order flipping every repetition, and the medians are reported side by side
 - wall and CPU ms per iteration of one run of 50, 200 and 1,000 iterations (slope against a 1-iteration
   run: a run's fixed costs cancel out; CPU is the process's, every thread included);
 - iterations per second of ``--concurrent`` runs of 10 iterations at once in one process, and CPU ms per
-  iteration there (a run's fixed costs count).
+  iteration there (a run's fixed costs count);
+- Python calls per iteration on the event loop's thread at each length (cProfile, slope against a
+  1-iteration run): a count of our own work that no load on the machine changes.
 
-Wall time follows this disk's fsync and the machine's load (the VM is shared): read the CPU rows first.
+Wall time follows this disk's fsync and the machine's load (the VM is shared), and CPU time the load too
+(caches): where the machine is busy, read the calls first.
 
 Run: ``python -m benchmarks.bench_runtime_ab --baseline-src ../before/src [--reps 3] [--lengths 50,200,1000]
 [--concurrent 200]`` (``git worktree add ../before COMMIT`` makes such a checkout).
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -44,7 +49,26 @@ async def measure(lengths: list[int], concurrent: int) -> dict[str, tuple[float,
         if concurrent:
             rate, cpu = await bench_runtime.throughput(root, concurrent, None)
             rows[f"{concurrent} runs at once"] = (rate, cpu * 1000)
+        for length in lengths:
+            rows[f"{length} iterations, calls"] = (await calls_per_iteration(root, length), 0.0)
     return rows
+
+
+async def calls_per_iteration(root: Path, length: int) -> float:
+    """Python calls per iteration on this (the event loop's) thread: slope of ``length`` against 1."""
+    from benchmarks import bench_runtime
+
+    settings = bench_runtime._settings(root / f"calls-{length}")
+    model = "function:benchmarks.bench_runtime:instant_model"
+    await bench_runtime._durable_run(settings, bench_runtime._agent(root, 1), model)  # warm
+    calls = []
+    for steps in (1, length):
+        profile = cProfile.Profile()
+        profile.enable()
+        await bench_runtime._durable_run(settings, bench_runtime._agent(root, steps), model)
+        profile.disable()
+        calls.append(pstats.Stats(profile).total_calls)  # type: ignore[attr-defined]
+    return (calls[1] - calls[0]) / (length - 1)
 
 
 def _side(src: Path, lengths: str, concurrent: int) -> dict[str, tuple[float, float]]:
@@ -90,7 +114,7 @@ def main() -> None:
         ):
             before = statistics.median(rows[key][index] for rows in samples["before"])
             after = statistics.median(rows[key][index] for rows in samples["after"])
-            print(f"  {key:<20} {unit:<18} {before:9.3f} | {after:9.3f}   x{after / before:5.2f}")
+            print(f"  {key:<24} {unit:<18} {before:9.3f} | {after:9.3f}   x{after / before:5.2f}")
 
 
 if __name__ == "__main__":
