@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from shopfloor.runtime import RunRecord, RunStore
 from shopfloor.storage import make_engine
@@ -52,6 +55,37 @@ def test_statements_of_one_shape_are_compiled_once_and_carry_each_calls_values(t
         for sql, rows in (first, second):
             conn.executemany(sql, rows)
         assert [(e["seq"], e["step"]) for e in store.read_events("r1")] == [(0, 0), (1, 0), (2, 2)]
+    finally:
+        conn.close()
+        store.close()
+
+
+def test_a_runs_row_as_a_statement_is_the_row_create_writes(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = RunStore(make_engine(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        run = RunRecord(
+            run_id="r1",
+            agent="a",
+            spec_path="/a",
+            release_digest="d",
+            caller="me",
+            status="queued",
+            task="t",
+            release="a@1.0.0",
+            track="candidate",
+            faults={"model": {"timeout": 1}},
+            created_at=1.0,
+        )
+        store.create(run)
+        sql, rows = store.create_statement(replace(run, run_id="r2", task="another", model="test"))
+        assert store.create_statement(replace(run, run_id="r3"))[0] is sql  # compiled once
+        assert conn.executemany(sql, rows).rowcount == 1
+        assert store.get("r2") == replace(run, run_id="r2", task="another", model="test")
+        assert store.get("r1") == run
+        with pytest.raises(sqlite3.IntegrityError):  # a run id is created once
+            conn.executemany(sql, rows)
     finally:
         conn.close()
         store.close()

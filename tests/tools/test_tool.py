@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import threading
 
 import pytest
 
 from shopfloor.errors import ToolArgumentsError
-from shopfloor.tools import FunctionTool
+from shopfloor.tools import FunctionTool, ToolContext
 from shopfloor.tools._tool import _MADE
 
 
@@ -52,3 +53,21 @@ def test_a_function_that_goes_away_takes_its_made_model_with_it() -> None:
     del local
     gc.collect()
     assert all(function.__name__ != "local" for function in _MADE)
+
+
+async def test_a_plain_function_runs_in_a_thread_unless_its_call_is_short_enough_for_the_loop() -> None:
+    threads: list[int] = []
+
+    def count(text: str) -> int:
+        """Count characters."""
+        threads.append(threading.get_ident())
+        return len(text)
+
+    tool = FunctionTool(count, inline=lambda args: len(args["text"]) <= 3)
+    ctx = ToolContext(run_id="r", step=1, call_id="c", idempotency_key="r:1")
+    assert await tool.call({"text": "abc"}, ctx) == 3
+    assert await tool.call({"text": "abcd"}, ctx) == 4
+    assert await FunctionTool(count).call({"text": "ab"}, ctx) == 2
+    loop_thread = threading.get_ident()
+    assert threads[0] == loop_thread
+    assert threads[1] != loop_thread and threads[2] != loop_thread

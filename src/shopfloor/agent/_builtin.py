@@ -55,6 +55,10 @@ _FUNCS: dict[str, Callable[..., Any]] = {
 MAX_INT_BITS = 10_000
 #: Longest expression, in characters (deeply nested ones would exhaust the parser's recursion).
 MAX_EXPRESSION = 2_000
+#: Longest expression computed on the event loop, in characters: even with every operation at the
+#: integer limit it takes well under a millisecond (a longer one, up to ~5 ms at MAX_EXPRESSION, runs in
+#: a thread, as any plain function tool's call does).
+INLINE_EXPRESSION = 100
 
 
 def _bits(value: Any) -> int:
@@ -133,7 +137,12 @@ def _calculator(spec: ToolSpec, services: ToolServices) -> Tool:
         description=spec.description or (calculate.__doc__ or ""),
         requires_approval=spec.requires_approval,
         approval_timeout=spec.approval_timeout,
+        inline=_short_expression,
     )
+
+
+def _short_expression(args: dict[str, Any]) -> bool:
+    return len(args["expression"]) <= INLINE_EXPRESSION
 
 
 def _workspace_files(spec: ToolSpec, services: ToolServices) -> list[Tool]:

@@ -513,7 +513,16 @@ class Runtime:
         self, loaded: LoadedSpec, record: RunRecord, *, detach: bool
     ) -> WorkflowHandleAsync[dict[str, Any]] | None:
         run_id = record.run_id
-        await asyncio.to_thread(self.store.create, record)
+        if not detach:
+            await self.start_executor()
+        recorder = self._recorder
+        if recorder is not None and recorder.in_place:
+            # An executor on SQLite: the run's row goes into the step recorder's next group commit,
+            # beside the steps of the runs executing already, not into a commit of its own; it is
+            # committed before the workflow starts (or is enqueued), which reads it.
+            await recorder.execute_beside(*self.store.create_statement(record))
+        else:
+            await asyncio.to_thread(self.store.create, record)
         if detach:
             admission = self.admission
             if admission is not None:
@@ -529,7 +538,6 @@ class Runtime:
             }
             await client.enqueue_async(options, run_id)
             return None
-        await self.start_executor()
         with SetWorkflowID(run_id):
             return await DBOS.start_workflow_async(run_workflow, run_id)
 

@@ -208,6 +208,15 @@ _RUN_COLUMNS = tuple(column.name for column in runs.columns)
 _EVENT_COLUMNS = tuple(column.name for column in events.columns)
 
 
+def _created(record: RunRecord) -> dict[str, Any]:
+    """The columns of a new run's row."""
+    values = record.to_dict()
+    values.pop("total_tokens")
+    for key in _JSON_COLUMNS:
+        values[key] = _json(values[key])
+    return values
+
+
 def _row_to_record(row: Any) -> RunRecord:
     data = dict(row)
     data["pruned"] = bool(data["pruned"])  # 0 or 1 from a raw SQLite read
@@ -258,12 +267,15 @@ class RunStore:
 
     # runs -----------------------------------------------------------------------------------
     def create(self, record: RunRecord) -> None:
-        values = record.to_dict()
-        values.pop("total_tokens")
-        for key in _JSON_COLUMNS:
-            values[key] = _json(values[key])
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(runs).values(**values))
+            conn.execute(sa.insert(runs).values(**_created(record)))
+
+    def create_statement(self, record: RunRecord) -> tuple[str, list[tuple[Any, ...]]]:
+        """``create`` as SQL and positional parameter rows (see ``update_statement``)."""
+        values = _created(record)
+        keys = list(values)
+        statement = self._positional(("create", *keys), lambda: sa.insert(runs), keys)
+        return statement.sql, statement.rows([values])
 
     def create_missing(self, records: Sequence[RunRecord]) -> list[str]:
         """Create each of ``records`` whose run does not exist yet (a child run its parent starts again
@@ -274,9 +286,7 @@ class RunStore:
             rows: list[dict[str, Any]] = []
             for record in records:
                 if record.run_id not in have:
-                    values = record.to_dict()
-                    values.pop("total_tokens")
-                    rows.append({key: _json(v) if key in _JSON_COLUMNS else v for key, v in values.items()})
+                    rows.append(_created(record))
             if rows:
                 conn.execute(sa.insert(runs), rows)
         return [str(row["run_id"]) for row in rows]

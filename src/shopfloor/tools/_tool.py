@@ -263,6 +263,10 @@ class FunctionTool(Tool):
     other run of the worker or keep the step timeout from firing. A thread cannot be stopped,
     so such a function must bound its own work (as the calculator does); at the timeout the
     run goes on without waiting for it.
+
+    ``inline``: where it says a call's arguments keep it short (well under a millisecond, as a
+    calculator's short expression), the call runs on the event loop instead: the hop to a thread and
+    back cost more CPU than such a call, and while the thread held the GIL the loop waited for it.
     """
 
     def __init__(
@@ -273,8 +277,11 @@ class FunctionTool(Tool):
         description: str | None = None,
         requires_approval: bool = False,
         approval_timeout: float | None = None,
+        inline: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.function = function
+        #: which calls of a plain function are short enough to run on the event loop (None: none)
+        self._inline = inline
         self.name = name or function.__name__
         self.description = description or inspect.getdoc(function) or self.name
         self.requires_approval = requires_approval
@@ -291,5 +298,8 @@ class FunctionTool(Tool):
             parsed["ctx"] = ctx
         if self._is_async:
             return await self.function(**parsed)
-        result = await asyncio.to_thread(functools.partial(self.function, **parsed))
+        if self._inline is not None and self._inline(parsed):
+            result = self.function(**parsed)
+        else:
+            result = await asyncio.to_thread(functools.partial(self.function, **parsed))
         return await result if inspect.isawaitable(result) else result
