@@ -174,6 +174,14 @@ class Samples:
         index = 0 if what == "cpu" else 1
         return sum(block[index] for block in self.blocks) / sum(block[2] for block in self.blocks)
 
+    def fixed(self, what: str) -> float:
+        """A block's time besides its items (opening and closing the runtime; for the harness also
+        creating the evaluation, writing the last results, summarising): the median over blocks of
+        the whole less its items at the median item's time."""
+        index = 0 if what == "cpu" else 1
+        item = statistics.median(getattr(self, what))
+        return statistics.median(block[index] - block[2] * item for block in self.blocks)
+
 
 class _Clock:
     def __init__(self) -> None:
@@ -338,6 +346,16 @@ def _report(polled: Samples, launched: Samples, harness: Samples) -> None:
             d = side.per_item(what)
             change = f"{(h / d - 1) * 100:+7.2f} %"
             _row(f"{name}, whole blocks per item ({what})", f"{d * 1000:8.2f} {unit}   harness {change}")
+    for what, unit in (("cpu", "ms CPU"), ("wall", "ms wall")):
+        for name, side in (
+            ("harness", harness),
+            ("direct, launch", launched),
+            ("direct, start_run + wait", polled),
+        ):
+            _row(
+                f"{name}, a block's fixed cost, besides its items ({what})",
+                f"{side.fixed(what) * 1000:8.1f} {unit}",
+            )
 
 
 async def main(items: int, block: int, latency: float, reps: int, poll: float) -> None:

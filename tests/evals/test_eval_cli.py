@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,9 @@ from eval_support import AgentDir, write_suite
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
+from shopfloor.config import load_settings
+from shopfloor.evals import EvalItemRow, Harness, item_run_id, load_suite
+from shopfloor.runtime import Runtime, compose
 
 cli = CliRunner()
 GOOD = [
@@ -114,6 +118,31 @@ def test_runs_ls_lists_an_evaluations_item_runs(agent: AgentDir, tmp_path: Path)
     assert [r["eval_item"] for r in json.loads(other.stdout)] == ["a"], "only that evaluation's runs"
     missing = cli.invoke(app, ["runs", "ls", "--eval", "nosuchevaluation"])
     assert missing.exit_code != 0 and "no evaluation 'nosuchevaluation'" in str(missing.exception)
+
+
+def test_runs_ls_lists_an_items_run_before_its_result_is_written(agent: AgentDir, tmp_path: Path) -> None:
+    """A run is found under the id derived from its item while its row still says pending (running, or
+    left by a killed evaluation); an item with no run yet is not listed."""
+
+    async def begun() -> tuple[str, str, list[EvalItemRow]]:
+        harness = Harness(compose(load_settings()))
+        try:
+            suite, _ = load_suite(write_suite(tmp_path, agent.path, GOOD), harness.env(tmp_path))
+            record = await harness.create(suite)
+            async with Runtime(harness.services) as runtime:
+                loaded = harness.services.load_spec(agent.path)
+                run_id = item_run_id(record.eval_id, "a", 0)
+                launched = await runtime.launch(loaded, "answer=paris", run_id=run_id)
+                await launched.ended()
+            return record.eval_id, launched.run_id, harness.store.items(record.eval_id)
+        finally:
+            harness.close()
+
+    eval_id, run_id, rows = asyncio.run(begun())
+    assert {row.item_id: row.status for row in rows} == {"a": "pending", "b": "pending"}
+    listed = cli.invoke(app, ["runs", "ls", "--eval", eval_id, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(r["eval_item"], r["run_id"]) for r in json.loads(listed.stdout)] == [("a", run_id)]
 
 
 def test_the_report_prints_bfcl_per_category_beside_the_published_figures() -> None:

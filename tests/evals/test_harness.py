@@ -229,6 +229,30 @@ async def test_a_run_recorded_before_a_crash_but_never_started_is_started_once_o
     assert agent.calls() == {"paris": 1, "rome": 1}
 
 
+async def test_an_evaluation_begun_before_run_ids_were_derived_resumes_from_its_rows(
+    agent: AgentDir, tmp_path: Path
+) -> None:
+    """A row of an earlier version names its run (status running, a random run id): that run is the item's."""
+    suite_path = write_suite(tmp_path, agent.path, ITEMS[:2])
+    harness = Harness(compose(load_settings()))
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        record = await harness.create(suite)
+        async with Runtime(harness.services) as runtime:
+            loaded = harness.services.load_spec(agent.path)
+            launched = await runtime.launch(loaded, "answer=paris")
+            await launched.ended()
+        harness.store.update_item(record.eval_id, "a", 0, status="running", run_id=launched.run_id)
+        async with asyncio.timeout(60):
+            record = await harness.execute(record.eval_id)
+        rows = {r.item_id: r for r in harness.store.items(record.eval_id)}
+    finally:
+        harness.close()
+    assert rows["a"].status == "done" and rows["a"].run_id == launched.run_id
+    assert rows["b"].status == "done" and rows["b"].run_id == item_run_id(record.eval_id, "b", 0)
+    assert agent.calls() == {"paris": 1, "rome": 1}, "the item's named run was scored, not run again"
+
+
 async def test_an_items_files_are_in_its_runs_own_workspace_before_it_starts(
     agent: AgentDir, tmp_path: Path
 ) -> None:

@@ -23,6 +23,8 @@ from shopfloor.storage import create_tables, insert_ignore, make_engine
 
 __all__ = ["EvalItemRow", "EvalRecord", "EvalStore", "ItemResult", "ItemState", "item_run_id"]
 
+#: "running" is in rows of evaluations begun before item run ids were derived (their run id written as
+#: the run started); an item's row now goes from pending to done or broken, its run found by its id
 ItemState = Literal["pending", "running", "done", "broken"]
 
 _meta = sa.MetaData()
