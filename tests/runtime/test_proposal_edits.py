@@ -193,6 +193,8 @@ def test_runs_approve_edit_opens_the_editor_on_the_proposal(
         assert time.monotonic() < deadline, "the worker never took the run"
         time.sleep(0.1)
 
+    shown = cli.invoke(app, ["runs", "show", run_id], env={"COLUMNS": "200"})
+    assert f"to change its plan first: shopfloor runs approve {run_id} --edit" in shown.stdout
     editor.with_suffix(".mode").write_text("fail")
     failed = cli.invoke(app, ["runs", "approve", run_id, "--edit", "--by", "alice"])
     assert failed.exit_code != 0 and "exited with 3: nothing was approved" in str(failed.exception)
