@@ -47,12 +47,19 @@ from shopfloor.agent._records import (
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
 from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
-from shopfloor.errors import BudgetExceededError, ModelError, ProposalEditError, ToolArgumentsError, ToolError
+from shopfloor.errors import (
+    BudgetExceededError,
+    ModelError,
+    ProposalEditError,
+    ShopfloorError,
+    ToolArgumentsError,
+    ToolError,
+)
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Ask, Tool, ToolContext, ToolServices, check_edit
+from shopfloor.tools import Ask, AskModel, Budget, Tool, ToolContext, ToolServices, check_edit
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -94,8 +101,13 @@ class AgentLoop:
         guardrails: Guardrails | None = None,
         admission: Admission | None = None,
         principal: Principal | None = None,
+        models: Callable[[str], Model] | None = None,
     ) -> None:
         self.model = model
+        #: makes the model a route names (a reference) for a tool's ``ask_model``; None: only the run's
+        self.models = models
+        #: the routes' models made so far, by reference (closed with the loop's own, ``aclose``)
+        self._routes: dict[str, Model] = {}
         #: budgets each model call is admitted against, as ``principal`` (the agent's identity)
         self.admission = admission
         self.principal = principal or Principal(id=f"agent:{name}", kind="agent", name=name, method="run")
@@ -119,6 +131,68 @@ class AgentLoop:
 
     async def run(
         self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None
+    ) -> RunResult:
+        return await self._run(task, run_id, runner, on_event, self._turns)
+
+    async def run_call(
+        self,
+        tool: str,
+        params: dict[str, Any],
+        *,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """A child run (``ToolServices.children``): no model decides; its one step is ``tool``'s
+        ``call_child`` with ``params``, the durable step ``tool:1:NAME`` under the run's own span, whose
+        JSON result is the run's output. ``task`` is what the run is about, as listed and traced."""
+
+        async def body(
+            task: str,
+            run_id: str,
+            runner: StepRunner,
+            state: _State,
+            emit: Callable[..., Awaitable[None]],
+            finish: Callable[..., RunResult],
+        ) -> RunResult:
+            chosen = self.tools.get(tool)
+            if chosen is None:
+                return finish(
+                    "tool_error", error=f"a child run of {tool!r}, which agent {self.name!r} does not grant"
+                )
+            action = Action(
+                tool=tool,
+                arguments=params,
+                call_id=f"child-{run_id[:12]}",
+                reply=Message(role="assistant", content=""),
+            )
+            await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
+            ctx = ToolContext(
+                run_id=run_id,
+                step=1,
+                call_id=action.call_id,
+                idempotency_key=f"{run_id}:1",
+                services=dataclasses.replace(self.services, ask=self._asker(run_id, 1, state)),
+            )
+            outcome = await self._tool_step(
+                f"tool:1:{tool}", chosen, action, 1, run_id, runner, ctx, propose=False, child=True
+            )
+            record = await self._tool_record(action, 1, outcome, emit)
+            state.records.append(record)
+            if record.error is not None:
+                return finish("tool_error", error=record.error)
+            return finish("final_answer", output=json.dumps(record.output, default=str))
+
+        return await self._run(task, run_id, runner, on_event, body)
+
+    async def _run(
+        self,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None,
+        on_event: EventSink | None,
+        body: Callable[..., Awaitable[RunResult]],
     ) -> RunResult:
         runner = runner or InMemoryStepRunner()
         state = _State()
@@ -162,7 +236,7 @@ class AgentLoop:
             if blocked is not None:
                 result = finish("guardrail", error=_blocked_message("the task", blocked))
             else:
-                result = await self._turns(task, run_id, runner, state, emit, finish)
+                result = await body(task, run_id, runner, state, emit, finish)
             trace.finish(result)
         await emit(
             "run_finished",
@@ -353,7 +427,16 @@ class AgentLoop:
             step=step,
             call_id=action.call_id,
             idempotency_key=f"{run_id}:{step}",
-            services=dataclasses.replace(self.services, ask=self._asker(run_id, step, state)),
+            services=dataclasses.replace(
+                self.services,
+                ask=self._asker(run_id, step, state),
+                ask_model=self._route_asker(run_id, step, state),
+                budget=Budget(
+                    tokens_left=max(0, self.limits.max_tokens - state.usage.total),
+                    seconds_left=max(0.0, self.limits.wall_time - runner.elapsed()),
+                    step_seconds=self.limits.step_timeout,
+                ),
+            ),
         )
         proposal: dict[str, Any] | None = None
         editable: dict[str, Any] = {}
@@ -445,9 +528,11 @@ class AgentLoop:
         ctx: ToolContext,
         *,
         propose: bool,
+        child: bool = False,
     ) -> dict[str, Any]:
-        """One durable step of a tool call: ``tool.call`` (its result guarded), or ``tool.propose``; the
-        outcome ``{"output"|"error", "error_kind", "duration"}`` as recorded."""
+        """One durable step of a tool call: ``tool.call`` (its result guarded), ``tool.propose``, or a
+        child run's ``tool.call_child``; the outcome ``{"output"|"error", "error_kind", "duration"}`` as
+        recorded."""
         timeout = self.limits.step_timeout
 
         async def do() -> Any:
@@ -470,6 +555,8 @@ class AgentLoop:
                     if propose:
                         proposed = await tool.propose(action.arguments, ctx)
                         output = None if proposed is None else dataclasses.asdict(proposed)
+                    elif child:
+                        output = await tool.call_child(action.arguments, ctx)
                     else:
                         output = await tool.call(action.arguments, ctx)
                 json.dumps(output, default=str)
@@ -511,16 +598,60 @@ class AgentLoop:
         )
         return record
 
-    def _asker(self, run_id: str, step: int, state: _State) -> Ask:
-        """The run's model lent to a tool: each question a ``chat`` span under the tool's span, its tokens
-        the run's. The tool's step records the tool's result, so a replay asks nothing again."""
-        asked = 0
+    def _route_asker(self, run_id: str, step: int, state: _State) -> AskModel:
+        """Any model by its reference lent to a tool, asked as the run's own is (``_asker``): the same
+        spans, token count and budgets. Each route's model is made once per loop and loaded off the loop."""
+        counter = [0]
+
+        async def ask_model(
+            route: str, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+        ) -> str:
+            model = await self._route_model(route)
+            ask = self._asker(run_id, step, state, model=model, counter=counter)
+            return await ask(prompt, schema=schema, system=system, max_tokens=max_tokens)
+
+        return ask_model
+
+    async def _route_model(self, route: str) -> Model:
+        if not route or route == self.model.ref:
+            return self.model
+        model = self._routes.get(route)
+        if model is None:
+            if self.models is None:
+                raise ToolError(f"no model route {route!r} here: this loop asks only {self.model.ref!r}")
+            try:
+                model = await asyncio.to_thread(self.models, route)
+            except ShopfloorError as exc:
+                raise ToolError(f"model route {route!r}: {exc}") from None
+            await model.aload()
+            model = self._routes.setdefault(route, model)
+        return model
+
+    async def aclose_routes(self) -> None:
+        """Close the models made for tools' routes (the run's own model is its owner's to close)."""
+        routes, self._routes = self._routes, {}
+        for model in routes.values():
+            await model.aclose()
+
+    def _asker(
+        self,
+        run_id: str,
+        step: int,
+        state: _State,
+        *,
+        model: Model | None = None,
+        counter: list[int] | None = None,
+    ) -> Ask:
+        """The run's model (or ``model``) lent to a tool: each question a ``chat`` span under the tool's
+        span, its tokens the run's. The tool's step records the tool's result, so a replay asks nothing
+        again. ``counter`` numbers the questions (shared by the asks of one call)."""
+        asked = counter if counter is not None else [0]
+        chosen = model or self.model
 
         async def ask(prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256) -> str:
-            nonlocal asked
             if state.usage.total >= self.limits.max_tokens:
                 raise ToolError(f"the run's token budget of {self.limits.max_tokens} is used up")
-            asked += 1
+            asked[0] += 1
             head = (Message(role="system", content=system),) if system else ()
             request = ModelRequest(
                 messages=(*head, Message(role="user", content=prompt)),
@@ -528,15 +659,15 @@ class AgentLoop:
                 max_tokens=max_tokens,
                 cache_prefix=len(head),
             )
-            name = f"tool:{step}:ask:{asked}"
+            name = f"tool:{step}:ask:{asked[0]}"
             try:  # a tool's question counts against the budgets as the run's own model calls do
-                grant = await self._admit(request)
+                grant = await self._admit(request, chosen)
             except BudgetExceededError as exc:
                 raise ToolError(str(exc)) from exc
             used = Usage()
             try:
-                with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                    response = await self.model.request(request)
+                with chat_span(run_id=run_id, model=chosen, step_name=name, request=request) as chat:
+                    response = await chosen.request(request)
                     chat.response(response)
                 used = Usage(tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens)
             finally:
@@ -548,16 +679,17 @@ class AgentLoop:
 
         return ask
 
-    async def _admit(self, request: ModelRequest) -> Grant | None:
-        """Admit one model call against the budgets (None: no budgets), or raise
-        ``BudgetExceededError`` naming the limit it would exceed."""
+    async def _admit(self, request: ModelRequest, model: Model | None = None) -> Grant | None:
+        """Admit one model call (to ``model``, the run's by default) against the budgets (None: no
+        budgets), or raise ``BudgetExceededError`` naming the limit it would exceed."""
         if self.admission is None:
             return None
+        model = model or self.model
         usage = UsageRequest(
             principal=self.principal,
-            route=self.model.ref,
+            route=model.ref,
             agent=self.name,
-            estimated_tokens=self.model.count_message_tokens(request.messages) + request.max_tokens,
+            estimated_tokens=model.count_message_tokens(request.messages) + request.max_tokens,
         )
         return await asyncio.to_thread(self.admission.admit, usage)
 

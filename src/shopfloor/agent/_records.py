@@ -33,6 +33,8 @@ StopReason = Literal[
     "budget",
     #: a person rejected what a tool proposed to do (a research plan)
     "rejected",
+    #: a child run's one call (``Tool.call_child``) failed
+    "tool_error",
 ]
 RunStatus = Literal["completed", "failed", "cancelled"]
 

@@ -134,6 +134,10 @@ class RemoteRuntime:
     async def get_run(self, run_id: str) -> Any:
         return self._record(await self._call("GET", f"/v1/runs/{run_id}"))
 
+    async def children(self, run_id: str) -> list[Any]:
+        """``GET /v1/runs/{id}/children``: the run's child runs, oldest first."""
+        return [self._record(run) for run in await self._call("GET", f"/v1/runs/{run_id}/children")]
+
     async def list_runs(
         self, *, limit: int = 50, status: str | None = None, agent: str | None = None
     ) -> list[Any]:

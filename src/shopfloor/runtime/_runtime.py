@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID, WorkflowHandleAsync
 
 from shopfloor.config import Settings
 from shopfloor.errors import (
@@ -66,6 +66,7 @@ from shopfloor.runtime._dbos_internals import (
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_VERSION,
+    CHILD_QUEUE,
     RECOVERY_QUEUE,
     RUN_QUEUE,
     Supervisor,
@@ -74,6 +75,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
+from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
@@ -96,7 +98,7 @@ from shopfloor.spec import LoadedSpec
 from shopfloor.telemetry import Telemetry, current_telemetry
 from shopfloor.tools import check_edit
 
-__all__ = ["LOCAL_ADMIN", "Runtime"]
+__all__ = ["LOCAL_ADMIN", "LaunchedRun", "Runtime"]
 
 #: How long closing waits for DBOS's pool to finish what it is writing (a run's record of its end; a
 #: blocking step of a cancelled run may take longer, and is left to finish on its own).
@@ -229,6 +231,12 @@ class Runtime:
         )
         await DBOS.register_queue_async(
             RECOVERY_QUEUE,
+            worker_concurrency=concurrency,
+            polling_interval_sec=limits.poll_interval,
+            on_conflict="always_update",
+        )
+        await DBOS.register_queue_async(
+            CHILD_QUEUE,
             worker_concurrency=concurrency,
             polling_interval_sec=limits.poll_interval,
             on_conflict="always_update",
@@ -390,6 +398,45 @@ class Runtime:
         await self._admit_and_create(loaded, record, detach=detach, principal=principal)
         return record.run_id
 
+    async def launch(
+        self,
+        loaded: LoadedSpec,
+        task: str,
+        *,
+        model: str | None = None,
+        run_id: str | None = None,
+        caller: str | None = None,
+        principal: Principal | None = None,
+    ) -> LaunchedRun:
+        """Start a run of ``loaded`` (``services.load_spec``, once for many runs) in this process and
+        return it, its end to await: ``start_run`` without its per-run trips (loading and digesting the
+        spec again, routing) and without polling the run store for the end (``wait``). For a caller
+        that starts many runs of one agent itself, as an evaluation does; ``run_id`` and ``principal``
+        as ``start_run``. A run whose agent changed since ``loaded`` was read fails at its start
+        (``release_changed``), as any run does."""
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise RunStateError(f"a run id is 32 lowercase hex digits, got {run_id[:80]!r}")
+        record = self._new_record(loaded, task, model=model, caller=caller or self.caller, run_id=run_id)
+        handle = await self._admit_and_create(loaded, record, detach=False, principal=principal)
+        assert handle is not None  # executed here, never detached
+        return LaunchedRun(run_id=record.run_id, handle=handle)
+
+    async def relaunch(self, run_id: str) -> LaunchedRun | None:
+        """Start the workflow of a run recorded as queued whose workflow never started (the process that
+        recorded it died in between; a run recovered by DBOS has its workflow): None where it has one
+        or has ended. Its record is the run, so it starts as first recorded."""
+        record = await asyncio.to_thread(self.store.get, run_id)
+        if record.status != "queued" or await self.dbos_status(run_id) is not None:
+            return None
+        await self.start_executor()
+        with SetWorkflowID(run_id):
+            handle = await DBOS.start_workflow_async(run_workflow, run_id)
+        return LaunchedRun(run_id=run_id, handle=handle)
+
+    async def get_runs(self, run_ids: list[str]) -> dict[str, RunRecord]:
+        """The runs of ``run_ids`` that exist, by id, read together (``RunStore.get_many``)."""
+        return await asyncio.to_thread(self.store.get_many, run_ids)
+
     async def fork_run(
         self,
         run_id: str,
@@ -441,8 +488,9 @@ class Runtime:
 
     async def _admit_and_create(
         self, loaded: LoadedSpec, record: RunRecord, *, detach: bool, principal: Principal | None
-    ) -> None:
-        """Take the run's concurrent-run slot, then record and enqueue (or start) it."""
+    ) -> WorkflowHandleAsync[dict[str, Any]] | None:
+        """Take the run's concurrent-run slot, then record and enqueue (or start) it; the workflow's
+        handle where it started here."""
         run_id = record.run_id
         admission = self.admission
         if admission is not None:
@@ -454,14 +502,16 @@ class Runtime:
             )
             await asyncio.to_thread(admission.start_run, request, run_id)
         try:
-            await self._create_run(loaded, record, detach=detach)
+            return await self._create_run(loaded, record, detach=detach)
         except BaseException:
             if admission is not None:
                 # Nothing runs: give the slot back (a run the queue has already is released at its end).
                 await asyncio.to_thread(admission.end_run, run_id)
             raise
 
-    async def _create_run(self, loaded: LoadedSpec, record: RunRecord, *, detach: bool) -> None:
+    async def _create_run(
+        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool
+    ) -> WorkflowHandleAsync[dict[str, Any]] | None:
         run_id = record.run_id
         await asyncio.to_thread(self.store.create, record)
         if detach:
@@ -478,10 +528,10 @@ class Runtime:
                 "app_version": APP_VERSION,
             }
             await client.enqueue_async(options, run_id)
-        else:
-            await self.start_executor()
-            with SetWorkflowID(run_id):
-                await DBOS.start_workflow_async(run_workflow, run_id)
+            return None
+        await self.start_executor()
+        with SetWorkflowID(run_id):
+            return await DBOS.start_workflow_async(run_workflow, run_id)
 
     @property
     def admission(self) -> Admission | None:
@@ -534,6 +584,11 @@ class Runtime:
         return await asyncio.to_thread(
             self.store.list_runs, limit=limit, status=status, agent=agent, before=before
         )
+
+    async def children(self, run_id: str) -> list[RunRecord]:
+        """The child runs of the run (``run_id`` may be a unique prefix of its id), oldest first."""
+        record = await self.get_run(run_id)
+        return await asyncio.to_thread(self.store.children, [record.run_id])
 
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
@@ -761,6 +816,11 @@ class Runtime:
         current = await self.get_run(record.run_id)
         if current.done:
             await self.end_run(current.run_id)
+        # Its children are part of it: those still going are cancelled with it.
+        for child in await asyncio.to_thread(self.store.children, [record.run_id]):
+            if not child.done:
+                with contextlib.suppress(RunStateError):  # it ended meanwhile
+                    await self.cancel(child.run_id, by=by)
         return current
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None:

@@ -23,13 +23,24 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_type_hin
 import jsonschema
 from pydantic import BaseModel, create_model
 
-from shopfloor.errors import ToolArgumentsError
+from shopfloor.errors import ToolArgumentsError, ToolError
 
 if TYPE_CHECKING:
     from shopfloor.sandbox import Sandbox
+    from shopfloor.tools._children import Children
     from shopfloor.workspace import WorkspaceView
 
-__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = [
+    "Ask",
+    "AskModel",
+    "Budget",
+    "FunctionTool",
+    "Proposal",
+    "Tool",
+    "ToolContext",
+    "ToolKind",
+    "ToolServices",
+]
 
 ToolKind = Literal["function", "extension", "datastore"]
 
@@ -42,6 +53,28 @@ class Ask(Protocol):
     async def __call__(
         self, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
     ) -> str: ...
+
+
+class AskModel(Protocol):
+    """Asks the model a named route resolves (a model reference, ``local:qwen2.5-coder-1.5b``) one question
+    under ``schema``, as ``Ask`` asks the run's own model: traced under the tool's span, its tokens the run's
+    and admitted against the same budgets. A route naming the run's model asks that one."""
+
+    async def __call__(
+        self, route: str, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+    ) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """What is left of the run's limits as a tool is called (a router fits its work to it)."""
+
+    #: tokens the run may still spend (its ``max_tokens`` less what it spent), never below 0
+    tokens_left: int
+    #: seconds of wall time the run has left (its ``wall_time`` less what it ran), never below 0
+    seconds_left: float
+    #: seconds one tool call may take (the run's ``step_timeout``)
+    step_seconds: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +95,12 @@ class ToolServices:
     security_event: Callable[[str, dict[str, Any]], None] | None = None
     #: the run's model, for a tool that asks it questions under a schema; None outside a run's loop
     ask: Ask | None = None
+    #: starts child runs of the run and waits for them (``Children``); None outside a durable run
+    children: Children | None = None
+    #: any model by its reference (a larger route for hard questions); None outside a run's loop
+    ask_model: AskModel | None = None
+    #: what is left of the run's token and time limits at this call; None outside a run's loop
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +146,13 @@ class Tool(ABC):
     @abstractmethod
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         """Run the tool; return a JSON-serialisable value or raise a ToolError."""
+
+    async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        """The part of a call that a child run does (``ToolServices.children``): a child run of the agent
+        calls its tool's ``call_child`` once, with the params its parent gave it, in a durable step of
+        its own; returns JSON, which the parent's ``Children.wait`` hands back. A tool that starts no
+        children has none."""
+        raise ToolError(f"{self.name} runs no child calls")
 
     async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
         """Where ``proposes`` is set: what this call will do (a research plan), decided in a recorded step

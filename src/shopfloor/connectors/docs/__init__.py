@@ -1,7 +1,15 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
 model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
-research over it: routed, planned, written with citations and verified (``Researcher``)."""
+research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
+verified (``Researcher``), a deep plan's sub-questions each in a child run where the run has them
+(``ChildResearch``)."""
 
+from shopfloor.connectors.docs._children import (
+    ChildResearch,
+    SubQuestion,
+    research_notes,
+    research_sub_question,
+)
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
 from shopfloor.connectors.docs._index import (
@@ -15,43 +23,69 @@ from shopfloor.connectors.docs._index import (
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
 from shopfloor.connectors.docs._research import (
     Claim,
-    Depth,
+    Found,
     Passage,
     Removed,
     Researcher,
     ResearchReport,
+    SubResearch,
+)
+from shopfloor.connectors.docs._route import (
+    Collection,
+    Depth,
+    ModelRoute,
     Route,
     Router,
+    RouterMode,
+    arithmetic,
+    deep_tokens_estimate,
+    direct_answer,
 )
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "ChildResearch",
     "Chunk",
     "CitationVerifier",
     "Claim",
+    "Collection",
     "Depth",
     "DocIndex",
     "Embedder",
+    "Found",
     "Hit",
     "IngestReport",
     "MiniLM",
+    "ModelRoute",
     "Parsed",
     "Parser",
     "Passage",
     "Removed",
     "ResearchReport",
     "Researcher",
+    "ResolvedSources",
     "Route",
     "Router",
+    "RouterMode",
     "SearchMode",
     "Section",
+    "SubQuestion",
+    "SubResearch",
     "Support",
+    "arithmetic",
     "chunk_sections",
     "collection_path",
     "content_words",
+    "deep_tokens_estimate",
+    "direct_answer",
     "embedders",
+    "excluded",
     "fts_query",
     "parser_for",
     "parsers",
+    "research_notes",
+    "research_sub_question",
+    "resolve_sources",
 ]

@@ -1,4 +1,5 @@
-"""``/v1/runs``: start, list, inspect, follow (SSE), approve, reject, cancel and fork durable runs."""
+"""``/v1/runs``: start, list, inspect (and list the child runs of), follow (SSE), approve, reject, cancel
+and fork durable runs."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations (the local `Caller`
 # dependency alias among them) when they are defined.
@@ -163,6 +164,11 @@ def runs_router(plane: ControlPlane) -> APIRouter:
     @router.get("/{run_id}", summary="One run")
     async def get_run(run_id: str, caller: Caller) -> RunRecord:
         return await _run(run_id, caller, "runs:read")
+
+    @router.get("/{run_id}/children", summary="The run's child runs, oldest first")
+    async def children(run_id: str, caller: Caller) -> list[RunRecord]:
+        record = await _run(run_id, caller, "runs:read")
+        return await runtime.children(record.run_id)
 
     @router.get(
         "/{run_id}/events",

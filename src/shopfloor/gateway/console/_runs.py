@@ -214,6 +214,7 @@ def run_routes(app: FastAPI, console: Console) -> None:
             "may_cancel": not record.done and console.can(principal, "runs:cancel"),
             "may_replay": may_replay,
             "steps": await runtime.recorded_steps(record.run_id) if may_replay else [],
+            "children": await runtime.children(record.run_id),
         }
 
     async def _may_decide(principal: Principal, record: RunRecord) -> bool:
