@@ -1,6 +1,7 @@
 """The researcher's deep path in child runs: each sub-question researched in a durable run of its own,
 under the parent, on its own branch of the workspace; the shallow path stays in the parent. On the
-scripted model (``researcher_script.py``) with the real MiniLM and the shipped 7-page corpus."""
+scripted model (``researcher_script.py``) with the real MiniLM and the shipped 7-page corpus
+(``researcher_on_fallback``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from researcher_support import researcher_on_fallback
 
 from shopfloor.config import load_settings
 from shopfloor.runtime import Runtime, compose
 
 pytestmark = pytest.mark.slow  # the corpus is embedded on the CPU
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "researcher"
 SCRIPT = "function:researcher_script:script"
 DEEP = "Where does the name Python come from, and what is the default encoding of Python source files?"
 SHALLOW = "What does the else clause of a try statement do?"
@@ -36,16 +37,19 @@ async def _research(runtime: Runtime, run_id: str) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} has no research result")
 
 
-async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_its_own_branch() -> None:
+async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_its_own_branch(
+    tmp_path: Path,
+) -> None:
+    agent = researcher_on_fallback(tmp_path)
     services = compose(load_settings())
     try:
         async with services.runtime() as runtime:
-            deep = await runtime.start_run(EXAMPLE, DEEP, model=SCRIPT)
+            deep = await runtime.start_run(agent, DEEP, model=SCRIPT)
             async with asyncio.timeout(900):
                 done = await runtime.wait(deep)
             research = await _research(runtime, deep)
             children = await runtime.children(deep)
-            shallow = await runtime.start_run(EXAMPLE, SHALLOW, model=SCRIPT)
+            shallow = await runtime.start_run(agent, SHALLOW, model=SCRIPT)
             async with asyncio.timeout(600):
                 shallow_done = await runtime.wait(shallow)
             shallow_research = await _research(runtime, shallow)
@@ -71,7 +75,7 @@ async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_it
     for child, sub, note in zip(children, plan, notes, strict=True):
         assert (child.task, child.parent_run_id, child.status) == (sub, deep, "completed")
         assert child.model == SCRIPT, "the child asks the parent's model"
-        assert child.child_params is not None and child.child_params["tool"] == "tutorial__research"
+        assert child.child_params is not None and child.child_params["tool"] == "python__research"
         assert child.child_params["workspace"] == "researcher"
         assert child.model_calls == 1, "its writer; the parent planned"
         # its own branch, made from the parent's commit, holds what it found
