@@ -10,7 +10,7 @@ import pytest
 from shopfloor.agent import AgentLoop, ApprovalDecision, ApprovalRequest, InMemoryStepRunner, RunEvent
 from shopfloor.errors import ToolExecutionError
 from shopfloor.models import FunctionModel
-from shopfloor.ops.replay import RecordingStepRunner
+from shopfloor.ops.replay import RecordingStepRunner, fork_run
 from shopfloor.tools import Proposal, Tool, ToolContext
 
 EDITABLE = {"plan": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 40}}}
@@ -195,3 +195,25 @@ async def test_an_edit_of_a_call_that_proposed_nothing_is_refused() -> None:
         "q", run_id="r", runner=InMemoryStepRunner(person)
     )
     assert result.steps[0].error == "ann sent an edited proposal for a call that proposed nothing"
+
+
+async def test_a_fork_after_an_edited_approval_runs_the_call_with_the_edit() -> None:
+    """The decision is recorded with its edit: a fork at the call replays it, and the call it runs live
+    (nobody asked again) searches the plan as it was edited."""
+    edit = {"plan": ["venv module", "pip install"]}
+    outputs = [call("search", question="venv and pip"), call("final_answer", answer="ok")]
+    recording = RecordingStepRunner(InMemoryStepRunner(Person(approve=True, edit=edit)))
+    await AgentLoop(model=FunctionModel(outputs=outputs), tools=[Planner()]).run(
+        "q", run_id="r", runner=recording
+    )
+    tool, nobody = Planner(), Person(approve=False)
+    report = await fork_run(
+        AgentLoop(model=FunctionModel(outputs=outputs), tools=[tool]),
+        "q",
+        recording.steps,
+        at="tool:1:search",
+        run_id="r-fork",
+        runner=InMemoryStepRunner(nobody),
+    )
+    assert report.divergence is None and report.status == "completed"
+    assert tool.called == [edit] and nobody.asked == []

@@ -39,7 +39,7 @@ def with_research(agent: AgentDir) -> AgentDir:
 
 
 async def _waiting(runtime: Runtime, run_id: str) -> RunRecord:
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(60):  # a worker subprocess on busy cores
         async for stored in runtime.events(run_id):
             if stored.event.kind == "approval_requested":
                 break
@@ -137,11 +137,11 @@ async def test_kill9_after_the_edited_approval_was_recorded_resumes_with_the_edi
         await runtime.approve(run_id, by="alice", proposal={"plan": EDITED})
         cut = f"research:{run_id}:1:{'|'.join(EDITED).replace(' ', '_')}"
         # the worker received and recorded the decision, and is inside the call it approved
-        await asyncio.to_thread(agent.wait_for_call, cut)
+        await asyncio.to_thread(agent.wait_for_call, cut, 60)
         workers.kill9(first)
         agent.unblock("research-1")
         workers.start()
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             record = await runtime.wait(run_id)
         searched = await _searched(runtime, run_id)
     assert record.status == "completed", record.error
@@ -186,13 +186,15 @@ def test_runs_approve_edit_opens_the_editor_on_the_proposal(
     started = cli.invoke(app, ["run", str(agent.path), TASK, "--detach", "--json"])
     run_id = json.loads(started.stdout)["run_id"]
     workers.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while (
         json.loads(cli.invoke(app, ["runs", "show", run_id, "--json"]).stdout)["status"] != "waiting_approval"
     ):
         assert time.monotonic() < deadline, "the worker never took the run"
         time.sleep(0.1)
 
+    shown = cli.invoke(app, ["runs", "show", run_id], env={"COLUMNS": "200"})
+    assert f"to change its plan first: shopfloor runs approve {run_id} --edit" in shown.stdout
     editor.with_suffix(".mode").write_text("fail")
     failed = cli.invoke(app, ["runs", "approve", run_id, "--edit", "--by", "alice"])
     assert failed.exit_code != 0 and "exited with 3: nothing was approved" in str(failed.exception)

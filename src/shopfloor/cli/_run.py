@@ -67,9 +67,12 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _pending_call(run_id: str, tool: Any, arguments: Any, approvers: Any) -> Text:
-    """The whole call waiting for approval: every argument, as indented JSON, never markup."""
+def _pending_call(run_id: str, tool: Any, arguments: Any, approvers: Any, editable: Any = None) -> Text:
+    """The whole call waiting for approval: every argument, as indented JSON, never markup; where it
+    proposed something an approver may edit, how."""
     who = ", ".join(str(name) for name in approvers or []) or "an administrator"
+    fields = ", ".join(str(name) for name in editable or [])
+    how = f"\n  to change its {fields} first: shopfloor runs approve {run_id} --edit" if fields else ""
     return Text.assemble(
         ("⏸ waiting for ", "magenta"),
         untrusted(who, style="magenta"),
@@ -79,6 +82,7 @@ def _pending_call(run_id: str, tool: Any, arguments: Any, approvers: Any) -> Tex
         pretty_json(arguments),
         f"\n  shopfloor runs approve {run_id}   |   shopfloor runs reject {run_id}"
         f"   |   shopfloor runs show {run_id}",
+        untrusted(how),
     )
 
 
@@ -128,7 +132,9 @@ def print_event(stored: StoredEvent, *, answer: bool = True) -> None:
                 (f" ({1000 * float(data.get('duration') or 0):.1f} ms)", "dim"),
             )
     elif kind == "approval_requested":
-        line = _pending_call(event.run_id, data.get("tool"), data.get("arguments"), data.get("approvers"))
+        line = _pending_call(
+            event.run_id, data.get("tool"), data.get("arguments"), data.get("approvers"), data.get("editable")
+        )
     elif kind == "approval_decided":
         verdict = ("approved", "green") if data.get("approved") else ("rejected", "red")
         line = Text.assemble("  ", verdict, " by ", untrusted(data.get("by") or "?"))
@@ -372,7 +378,11 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
         approval = record.approval
         console.print(
             _pending_call(
-                record.run_id, approval.get("tool"), approval.get("arguments"), approval.get("approvers")
+                record.run_id,
+                approval.get("tool"),
+                approval.get("arguments"),
+                approval.get("approvers"),
+                approval.get("editable"),
             )
         )
     if children:
