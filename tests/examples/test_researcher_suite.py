@@ -24,9 +24,10 @@ CORPUS = SUITE.parents[1] / "corpus"
 
 def test_the_dataset_names_real_pages_and_labels_every_depth() -> None:
     items = [json.loads(line) for line in SUITE.with_name("questions.jsonl").read_text().splitlines()]
-    assert len(items) == 24 and len({i["id"] for i in items}) == 24
+    assert len(items) == 27 and len({i["id"] for i in items}) == 27
     depths = [i["expected"]["depth"] for i in items]
-    assert (depths.count("shallow"), depths.count("deep")) == (18, 6)
+    assert (depths.count("direct"), depths.count("shallow"), depths.count("deep")) == (3, 18, 6)
+    assert all(not i["expected"]["docs"] for i in items if i["expected"]["depth"] == "direct")
     for item in items:
         assert item["tags"][0] == item["expected"]["depth"] and item["reference"]
         assert all((CORPUS / doc).is_file() for doc in item["expected"]["docs"]), item["id"]
@@ -34,7 +35,7 @@ def test_the_dataset_names_real_pages_and_labels_every_depth() -> None:
 
 
 def case(output: dict[str, Any], expected: dict[str, Any]) -> Case:
-    call = ToolCallRecord(tool="tutorial__research", arguments={}, output=output)
+    call = ToolCallRecord(tool="python__research", arguments={}, output=output)
     item = Item(id="q", input="q", expected=expected)
     return Case(item=item, run_id="r", status="completed", output=output["answer"], calls=(call,))
 
@@ -70,6 +71,15 @@ def test_the_suite_loads_and_its_scorers_read_the_research_output(settings: Sett
         "the sources list is not the answer"
     )
     assert not routing(case(output, {**expected, "depth": "deep"}))
+    # answered direct: nothing cited, so no citation metric is measured (None: left out of the means)
+    direct = {
+        "answer": "84 (computed; no documents were needed).",
+        "depth": "direct",
+        "route": {"depth": "direct"},
+    }
+    summed = {"depth": "direct", "docs": [], "facts": [["84"]]}
+    assert citations(case(direct, summed)) == {"precision": None, "recall": None, "kept": None}
+    assert correct(case(direct, summed)) and routing(case(direct, summed))
 
 
 @pytest.fixture
@@ -82,9 +92,12 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("_script_importable")
 async def test_two_questions_through_the_harness(tmp_path: Path) -> None:
     lines = by_id(SUITE.with_name("questions.jsonl").read_text().splitlines())
-    suite = subset_suite(SUITE, tmp_path, [lines["try-finally"], lines["name-and-encoding"]])
+    suite = subset_suite(SUITE, tmp_path, [lines["try-finally"], lines["name-and-encoding"], lines["sum"]])
     async with asyncio.timeout(900):
         record, rows = await run_suite(suite, model="function:researcher_script:script")
+    summed = {m["name"]: m["value"] for m in rows.pop("sum").metrics}
+    assert summed["routing"] == 1.0 and summed["correct"] == 1.0, "12 * 7 computed, no retrieval"
+    assert summed["retrieval.recall"] is None and summed["citations.precision"] is None
     for item_id, row in rows.items():
         assert row.status == "done", (item_id, row.reason)
         values = {m["name"]: m["value"] for m in row.metrics}

@@ -16,7 +16,7 @@ from typing import Any
 
 from shopfloor.errors import ToolExecutionError
 from shopfloor.models import ModelRequest
-from shopfloor.tools import ChildCall, Tool, ToolContext
+from shopfloor.tools import ChildCall, Proposal, Tool, ToolContext
 
 HERE = Path(__file__).parent
 
@@ -117,7 +117,39 @@ async def script(request: ModelRequest) -> str:
             args = {"amount": 10 * (step + 1)}
         elif tool == "sleepy":
             args = {"seconds": 5.0 + step}
+        elif tool == "research":
+            args = {"question": task.split("question=", 1)[1] if "question=" in task else "venv and pip"}
         return json.dumps({"tool": tool, "args": args})
     if "garbage" in task:
         return "not json at all"
     return json.dumps({"tool": "final_answer", "args": {"answer": f"done after {ticks} ticks"}})
+
+
+class _Research(Tool):
+    """Proposes a plan (the question split at "and") for a person to approve, maybe edit, then searches
+    the plan it is given; both log what they did (the plan's queries joined by "|")."""
+
+    name = "research"
+    description = "Research a question"
+    input_schema = {
+        "type": "object",
+        "properties": {"question": {"type": "string"}},
+        "required": ["question"],
+        "additionalProperties": False,
+    }
+    proposes = True
+
+    async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal:
+        plan = [part.strip() for part in str(args["question"]).split(" and ")]
+        _log(f"propose:{ctx.idempotency_key}")
+        editable = {"plan": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 40}}}
+        return Proposal(data={"plan": plan, "by": "splitting"}, editable=editable)
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        plan = (ctx.proposal or {}).get("plan", [])
+        _log(f"research:{ctx.idempotency_key}:{'|'.join(plan).replace(' ', '_')}")
+        await _gate(f"research-{ctx.step}")
+        return {"searched": plan}
+
+
+research = _Research()

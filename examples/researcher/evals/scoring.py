@@ -5,8 +5,9 @@
 - ``citations``: citation precision, the share of the answer's sentences whose cited passage holds at
   least 60% of the sentence's content words (a lexical check of its own, stricter than and independent
   of the verifier's embedding check); citation recall, the share of the item's gold documents the answer
-  cites; and ``kept``, the share of the writer's sentences the verifier kept.
-- ``routing``: the router's depth is the item's labelled depth.
+  cites; and ``kept``, the share of the writer's sentences the verifier kept. An answer given direct
+  (without documents) has none of them measured, an item with no gold documents no recall.
+- ``routing``: the router's depth is the item's labelled depth (``direct``, ``shallow`` or ``deep``).
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ def correct(case: Any) -> bool:
     return all(any(alt.lower() in body for alt in group) for group in facts)
 
 
-def citations(case: Any) -> dict[str, float]:
+def citations(case: Any) -> dict[str, float | None]:
     output = research_output(case)
     if output is None:
         return {"precision": 0.0, "recall": 0.0, "kept": 0.0}
+    if output.get("depth") == "direct":  # answered without documents: it cites and keeps nothing to measure
+        return {"precision": None, "recall": None, "kept": None}
     text = {source["id"]: source["text"] for source in output.get("sources", [])}
     claims = output.get("claims", [])
     supported = 0
@@ -55,7 +58,7 @@ def citations(case: Any) -> dict[str, float]:
     return {
         # an answer that cites nothing claims nothing: its precision is not a miss
         "precision": supported / len(claims) if claims else 1.0,
-        "recall": len(gold & cited) / len(gold) if gold else 0.0,
+        "recall": len(gold & cited) / len(gold) if gold else None,
         "kept": len(claims) / written if written else 0.0,
     }
 

@@ -77,6 +77,8 @@ def build_agent(
             method="run",
         ),
         services=services,
+        # a tool's ``ask_model`` route (the research router's ``hard`` model) made as the spec's model is
+        models=lambda ref: resolve_model(ref, settings, providers),
         name=spec.name,
         trace_attributes={
             "gen_ai.agent.version": spec.version,

@@ -36,6 +36,7 @@ from shopfloor.agent._decide import (
     strategy_for,
 )
 from shopfloor.agent._records import (
+    ApprovalDecision,
     ApprovalRequest,
     RunEvent,
     RunResult,
@@ -46,12 +47,19 @@ from shopfloor.agent._records import (
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
 from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
-from shopfloor.errors import BudgetExceededError, ModelError, ToolArgumentsError, ToolError
+from shopfloor.errors import (
+    BudgetExceededError,
+    ModelError,
+    ProposalEditError,
+    ShopfloorError,
+    ToolArgumentsError,
+    ToolError,
+)
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Ask, Tool, ToolContext, ToolServices
+from shopfloor.tools import Ask, AskModel, Budget, Tool, ToolContext, ToolServices, check_edit
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -93,8 +101,13 @@ class AgentLoop:
         guardrails: Guardrails | None = None,
         admission: Admission | None = None,
         principal: Principal | None = None,
+        models: Callable[[str], Model] | None = None,
     ) -> None:
         self.model = model
+        #: makes the model a route names (a reference) for a tool's ``ask_model``; None: only the run's
+        self.models = models
+        #: the routes' models made so far, by reference (closed with the loop's own, ``aclose``)
+        self._routes: dict[str, Model] = {}
         #: budgets each model call is admitted against, as ``principal`` (the agent's identity)
         self.admission = admission
         self.principal = principal or Principal(id=f"agent:{name}", kind="agent", name=name, method="run")
@@ -414,9 +427,19 @@ class AgentLoop:
             step=step,
             call_id=action.call_id,
             idempotency_key=f"{run_id}:{step}",
-            services=dataclasses.replace(self.services, ask=self._asker(run_id, step, state)),
+            services=dataclasses.replace(
+                self.services,
+                ask=self._asker(run_id, step, state),
+                ask_model=self._route_asker(run_id, step, state),
+                budget=Budget(
+                    tokens_left=max(0, self.limits.max_tokens - state.usage.total),
+                    seconds_left=max(0.0, self.limits.wall_time - runner.elapsed()),
+                    step_seconds=self.limits.step_timeout,
+                ),
+            ),
         )
         proposal: dict[str, Any] | None = None
+        editable: dict[str, Any] = {}
         if tool.proposes:
             # What the call will do, decided in a step of its own (recorded: a recovered run shows the
             # person the same plan) and approved before the call does it.
@@ -429,6 +452,7 @@ class AgentLoop:
                 ctx = dataclasses.replace(ctx, proposal=proposed["output"]["data"])
                 if proposed["output"]["needs_approval"]:
                     proposal = proposed["output"]["data"]
+                    editable = proposed["output"].get("editable") or {}
         if tool.requires_approval or proposal is not None:
             arguments = action.arguments if proposal is None else {**action.arguments, "proposal": proposal}
             request = ApprovalRequest(
@@ -438,6 +462,8 @@ class AgentLoop:
                 arguments=arguments,
                 approvers=self.approvers,
                 timeout=tool.approval_timeout,
+                proposal=proposal,
+                editable=editable,
             )
             await emit(
                 "approval_requested",
@@ -445,11 +471,25 @@ class AgentLoop:
                 tool=tool.name,
                 arguments=arguments,
                 approvers=list(self.approvers),
+                **({"editable": sorted(editable)} if editable else {}),
             )
             decision = await runner.wait_for_approval(request)
+            edited, refusal = _edited(proposal, editable, decision)
             await emit(
-                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
+                "approval_decided",
+                step,
+                approved=decision.approved and refusal is None,
+                by=decision.by,
+                reason=decision.reason,
+                **({"edit": {"before": proposal, "after": edited}} if edited is not None else {}),
             )
+            if refusal is not None:
+                kind = "rejected" if proposal is None else "proposal_rejected"
+                bad_edit = {"error": refusal, "error_kind": kind, "duration": 0.0}
+                return await self._tool_record(action, step, bad_edit, emit)
+            if edited is not None:
+                # The call does what the approver approved: the proposal as they edited it.
+                ctx = dataclasses.replace(ctx, proposal=edited)
             if not decision.approved:
                 what = "call" if proposal is None else "proposal"
                 why = f"the {what} was rejected by {decision.by or 'an approver'}" + (
@@ -558,16 +598,60 @@ class AgentLoop:
         )
         return record
 
-    def _asker(self, run_id: str, step: int, state: _State) -> Ask:
-        """The run's model lent to a tool: each question a ``chat`` span under the tool's span, its tokens
-        the run's. The tool's step records the tool's result, so a replay asks nothing again."""
-        asked = 0
+    def _route_asker(self, run_id: str, step: int, state: _State) -> AskModel:
+        """Any model by its reference lent to a tool, asked as the run's own is (``_asker``): the same
+        spans, token count and budgets. Each route's model is made once per loop and loaded off the loop."""
+        counter = [0]
+
+        async def ask_model(
+            route: str, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+        ) -> str:
+            model = await self._route_model(route)
+            ask = self._asker(run_id, step, state, model=model, counter=counter)
+            return await ask(prompt, schema=schema, system=system, max_tokens=max_tokens)
+
+        return ask_model
+
+    async def _route_model(self, route: str) -> Model:
+        if not route or route == self.model.ref:
+            return self.model
+        model = self._routes.get(route)
+        if model is None:
+            if self.models is None:
+                raise ToolError(f"no model route {route!r} here: this loop asks only {self.model.ref!r}")
+            try:
+                model = await asyncio.to_thread(self.models, route)
+            except ShopfloorError as exc:
+                raise ToolError(f"model route {route!r}: {exc}") from None
+            await model.aload()
+            model = self._routes.setdefault(route, model)
+        return model
+
+    async def aclose_routes(self) -> None:
+        """Close the models made for tools' routes (the run's own model is its owner's to close)."""
+        routes, self._routes = self._routes, {}
+        for model in routes.values():
+            await model.aclose()
+
+    def _asker(
+        self,
+        run_id: str,
+        step: int,
+        state: _State,
+        *,
+        model: Model | None = None,
+        counter: list[int] | None = None,
+    ) -> Ask:
+        """The run's model (or ``model``) lent to a tool: each question a ``chat`` span under the tool's
+        span, its tokens the run's. The tool's step records the tool's result, so a replay asks nothing
+        again. ``counter`` numbers the questions (shared by the asks of one call)."""
+        asked = counter if counter is not None else [0]
+        chosen = model or self.model
 
         async def ask(prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256) -> str:
-            nonlocal asked
             if state.usage.total >= self.limits.max_tokens:
                 raise ToolError(f"the run's token budget of {self.limits.max_tokens} is used up")
-            asked += 1
+            asked[0] += 1
             head = (Message(role="system", content=system),) if system else ()
             request = ModelRequest(
                 messages=(*head, Message(role="user", content=prompt)),
@@ -575,15 +659,15 @@ class AgentLoop:
                 max_tokens=max_tokens,
                 cache_prefix=len(head),
             )
-            name = f"tool:{step}:ask:{asked}"
+            name = f"tool:{step}:ask:{asked[0]}"
             try:  # a tool's question counts against the budgets as the run's own model calls do
-                grant = await self._admit(request)
+                grant = await self._admit(request, chosen)
             except BudgetExceededError as exc:
                 raise ToolError(str(exc)) from exc
             used = Usage()
             try:
-                with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                    response = await self.model.request(request)
+                with chat_span(run_id=run_id, model=chosen, step_name=name, request=request) as chat:
+                    response = await chosen.request(request)
                     chat.response(response)
                 used = Usage(tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens)
             finally:
@@ -595,16 +679,17 @@ class AgentLoop:
 
         return ask
 
-    async def _admit(self, request: ModelRequest) -> Grant | None:
-        """Admit one model call against the budgets (None: no budgets), or raise
-        ``BudgetExceededError`` naming the limit it would exceed."""
+    async def _admit(self, request: ModelRequest, model: Model | None = None) -> Grant | None:
+        """Admit one model call (to ``model``, the run's by default) against the budgets (None: no
+        budgets), or raise ``BudgetExceededError`` naming the limit it would exceed."""
         if self.admission is None:
             return None
+        model = model or self.model
         usage = UsageRequest(
             principal=self.principal,
-            route=self.model.ref,
+            route=model.ref,
             agent=self.name,
-            estimated_tokens=self.model.count_message_tokens(request.messages) + request.max_tokens,
+            estimated_tokens=model.count_message_tokens(request.messages) + request.max_tokens,
         )
         return await asyncio.to_thread(self.admission.admit, usage)
 
@@ -662,3 +747,24 @@ def _answer_of(records: list[StepRecord]) -> str | None:
         return None
     answer = records[-1].output.get("answer")
     return answer if isinstance(answer, str) and answer.strip() else None
+
+
+def _edited(
+    proposal: dict[str, Any] | None, editable: dict[str, Any], decision: ApprovalDecision
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The proposal as the approver edited it (None: unchanged), or why the edit is refused.
+
+    The runtime checked the edit when it was given; it is checked again here because the decision is a
+    message any holder of the database could have sent, and the tool must never run an edit it forbids."""
+    if decision.proposal is None or not decision.approved:
+        return None, None
+    if proposal is None:
+        return (
+            None,
+            f"{decision.by or 'the approver'} sent an edited proposal for a call that proposed nothing",
+        )
+    try:
+        edited = check_edit(editable, proposal, decision.proposal)
+    except ProposalEditError as exc:
+        return None, str(exc)
+    return (edited if edited != proposal else None), None

@@ -254,7 +254,8 @@ def ls_cmd(
     if eval_id is not None:
 
         async def each(rt: Runtime) -> list[RunRecord]:
-            return list(await asyncio.gather(*(rt.get_run(run_id) for run_id in items)))
+            found = await rt.get_runs(list(items))  # an item not yet started has no run
+            return [found[run_id] for run_id in items if run_id in found]
 
         records = [
             r
@@ -308,19 +309,21 @@ def _under_parents(records: list[RunRecord]) -> list[tuple[RunRecord, int]]:
 
 
 def _eval_runs(eval_id: str) -> dict[str, str]:
-    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat)."""
+    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat):
+    the run its row names, else the one its run has or will have (``item_run_id``), so an item
+    running now is listed before its result is written."""
     settings = get_settings()
     if settings.client.url:
         raise EvalError("--eval reads this machine's evaluation store: unset SHOPFLOOR_URL")
-    from shopfloor.evals import EvalStore
+    from shopfloor.evals import EvalStore, item_run_id
 
     store = EvalStore.open(settings.db_url)
     try:
         record = store.find(eval_id)
         return {
-            row.run_id: row.item_id + (f"#{row.repeat}" if row.repeat else "")
+            row.run_id or item_run_id(row.eval_id, row.item_id, row.repeat): row.item_id
+            + (f"#{row.repeat}" if row.repeat else "")
             for row in store.items(record.eval_id)
-            if row.run_id is not None
         }
     finally:
         store.close()
@@ -452,10 +455,50 @@ ByOpt = Annotated[
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why, recorded with the decision")]
 
 
+EditOpt = Annotated[
+    bool,
+    typer.Option(
+        "--edit",
+        help="edit what the call proposes (a research plan) in $VISUAL or $EDITOR first, as YAML: only the "
+        "fields its tool lets change; the call runs with the proposal as edited",
+    ),
+]
+ProposalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proposal",
+        metavar="FILE|-",
+        help="approve the proposal as written in FILE (YAML or JSON; - for standard input) instead",
+    ),
+]
+
+
 @runs_app.command("approve")
-def approve_cmd(run_id: RunId, by: ByOpt = None, reason: ReasonOpt = "", json_out: JsonOpt = False) -> None:
-    """Approve the tool call a run is waiting on."""
-    _decision("approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason))
+def approve_cmd(
+    run_id: RunId,
+    by: ByOpt = None,
+    reason: ReasonOpt = "",
+    edit: EditOpt = False,
+    proposal: ProposalOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve the tool call a run is waiting on; with --edit or --proposal, what it proposed as edited."""
+    from shopfloor.cli._approve import edit_in_editor, read_proposal
+
+    if edit and proposal is not None:
+        raise typer.BadParameter("give --edit or --proposal, not both")
+    edited: dict[str, Any] | None = None
+    if edit or proposal is not None:
+        waiting = _runtime(lambda rt: rt.get_run(run_id))
+        approval = waiting.approval if waiting.status == "waiting_approval" else None
+        if edit:
+            edited = edit_in_editor(waiting.run_id, approval)
+        else:
+            assert proposal is not None
+            edited = read_proposal(proposal, approval)
+    _decision(
+        "approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason, proposal=edited)
+    )
 
 
 @runs_app.command("reject")

@@ -1,16 +1,19 @@
 """A document collection as a connector: the ``NAME__retrieve`` tool searches it (hybrid by default)
 and returns passages with their source, heading, ranks and a citation id the answer can name; the
 ``NAME__research`` tool answers a question from it with verified citations (``docs/_research.py``),
-asking the run's model, and writes its report to the workspace. Each search is a ``retrieval`` span
-with the query, the ids and the scores."""
+routed per question (``docs/_route.py``: depth, model route, collections, fitted to the run's budget),
+asking the route's model, and writes its report to the workspace. A connector may search several
+collections (its own and ``collections``). Each search is a ``retrieval`` span with the query, the ids
+and the scores."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 
@@ -18,24 +21,32 @@ from shopfloor.connectors._base import Connector, Secrets, tool_name
 from shopfloor.errors import ConnectorError, ToolExecutionError
 from shopfloor.spec import ConnectorSpec, DocsConnectorSpec
 from shopfloor.telemetry import COMPONENT, open_span, record_content
-from shopfloor.tools import Proposal, Tool, ToolContext
+from shopfloor.tools import Ask, Proposal, Tool, ToolContext
+
+if TYPE_CHECKING:
+    from shopfloor.connectors.docs import Researcher
 
 __all__ = ["DocsConnector", "ingest_sources"]
 
 _MAX_QUERY_CHARS = 2_000
+#: passages each query of a research pass retrieves, and the characters of each a writer reads
+_PER_QUERY = 4
+_PASSAGE_CHARS = 700
 _log = logging.getLogger(__name__)
 
 
 def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
-    by digest, safe beside another run doing the same. Each document's id is its path under its source
-    directory. The reports (``IngestReport``), one per path; documents that failed are logged."""
+    by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
+    spec's ``exclude``). Each document's id is its path under its source directory. The reports
+    (``IngestReport``), one per path; documents that failed are logged."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
     reports = []
     with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
         for path in paths:
-            report = index.add([path], base=path if path.is_dir() else path.parent)
+            base = path if path.is_dir() else path.parent
+            report = index.add([path], base=base, exclude=docs.exclude)
             for source, error in report.failed:
                 _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
             reports.append(report)
@@ -48,26 +59,57 @@ class DocsConnector(Connector):
         assert spec.docs is not None
         self.docs: DocsConnectorSpec = spec.docs
         self.home = home
-        self._index: Any = None
+        #: the collections searched: the connector's own first, then its further ``collections``
+        self.names = [self.docs.collection, *(c.collection for c in self.docs.collections)]
+        self._indexes: dict[str, Any] = {}
         self._lock = asyncio.Lock()
 
-    async def index(self) -> Any:
+    async def index(self, collection: str | None = None) -> Any:
+        """The index of ``collection`` (the connector's own by default), opened once."""
+        name = collection or self.docs.collection
         async with self._lock:
-            if self._index is None:
+            if name not in self._indexes:
                 from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
-                path = collection_path(self.home, self.docs.collection)
+                path = collection_path(self.home, name)
                 if not path.is_file():
                     raise ConnectorError(
-                        f"no document collection {self.docs.collection!r}; "
-                        f"add documents with `shopfloor docs add {self.docs.collection} PATH`"
+                        f"no document collection {name!r}; "
+                        f"add documents with `shopfloor docs add {name} PATH`"
                     )
-                self._index = await asyncio.to_thread(DocIndex, path, MiniLM())
-            return self._index
+                self._indexes[name] = await asyncio.to_thread(DocIndex, path, MiniLM())
+            return self._indexes[name]
 
-    async def retrieve(self, query: str, k: int | None) -> list[dict[str, Any]]:
-        index = await self.index()
-        collection = self.docs.collection
+    def collections(self) -> list[Any]:
+        """The collections as the router knows them (name, description, keywords)."""
+        from shopfloor.connectors.docs import Collection
+
+        own = Collection(
+            name=self.docs.collection, description=self.docs.description, keywords=tuple(self.docs.keywords)
+        )
+        return [
+            own,
+            *(
+                Collection(name=c.collection, description=c.description, keywords=tuple(c.keywords))
+                for c in self.docs.collections
+            ),
+        ]
+
+    async def retrieve(
+        self, query: str, k: int | None, collections: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The best ``k`` passages for ``query`` from ``collections`` (all the connector's when empty),
+        merged by score where there are several."""
+        chosen = [name for name in collections if name in self.names] or self.names
+        k = k or self.docs.k
+        found = await asyncio.gather(*(self._search(name, query, k) for name in chosen))
+        if len(found) == 1:
+            return found[0]
+        merged = sorted((hit for hits in found for hit in hits), key=lambda hit: -float(hit["score"]))
+        return merged[:k]
+
+    async def _search(self, collection: str, query: str, k: int) -> list[dict[str, Any]]:
+        index = await self.index(collection)
         attributes = {
             "gen_ai.operation.name": "retrieval",
             "gen_ai.data_source.id": collection,
@@ -75,16 +117,14 @@ class DocsConnector(Connector):
             COMPONENT: "retrieval",
         }
         with open_span(f"retrieval {collection}", attributes) as span:
-            hits = await asyncio.to_thread(
-                index.search, query[:_MAX_QUERY_CHARS], k=k or self.docs.k, mode=self.docs.mode
-            )
+            hits = await asyncio.to_thread(index.search, query[:_MAX_QUERY_CHARS], k=k, mode=self.docs.mode)
             if span is not None:
                 record_content(span, "shopfloor.retrieval.query", query[:_MAX_QUERY_CHARS], full=False)
                 span.set_attribute("shopfloor.retrieval.ids", [f"{collection}:{h.chunk_id}" for h in hits])
                 span.set_attribute("shopfloor.retrieval.scores", [h.score for h in hits])
         return [
             {
-                "id": f"{self.docs.collection}:{hit.chunk_id}",
+                "id": f"{collection}:{hit.chunk_id}",
                 "source": hit.source,
                 "title": hit.title,
                 "heading": hit.heading,
@@ -97,15 +137,16 @@ class DocsConnector(Connector):
         ]
 
     async def tools(self) -> list[Tool]:
-        await self.index()  # a run does not start without its collection
+        for name in self.names:  # a run does not start without its collections
+            await self.index(name)
         return self.allowed(
             [_RetrieveTool(self), _ResearchTool(self)], lambda tool: tool.name.rpartition("__")[2]
         )
 
     async def aclose(self) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
+        indexes, self._indexes = self._indexes, {}
+        for index in indexes.values():
+            index.close()
 
 
 class _RetrieveTool(Tool):
@@ -156,7 +197,10 @@ class _ResearchTool(Tool):
             "type": "object",
             "properties": {
                 "question": {"type": "string", "minLength": 1, "maxLength": _MAX_QUERY_CHARS},
-                "depth": {"enum": ["shallow", "deep"], "description": "leave out to let the router choose"},
+                "depth": {
+                    "enum": ["direct", "shallow", "deep"],
+                    "description": "leave out to let the router choose",
+                },
             },
             "required": ["question"],
             "additionalProperties": False,
@@ -180,17 +224,26 @@ class _ResearchTool(Tool):
             "additionalProperties": False,
         }
 
-    async def _researcher(self, ctx: ToolContext, sub_research: Any = None) -> Any:
-        from shopfloor.connectors.docs import CitationVerifier, Passage, Researcher, Router
+    async def _researcher(
+        self, ctx: ToolContext, collections: Sequence[str] = (), sub_research: Any = None
+    ) -> Researcher:
+        """The researcher of this call: its router, the ``easy`` and ``hard`` model routes, and a
+        retrieval over ``collections`` (the connector's every collection when empty); a deep plan's
+        sub-questions researched by ``sub_research`` (child runs) where given."""
+        from shopfloor.connectors.docs import (
+            CitationVerifier,
+            Passage,
+            Researcher,
+            Router,
+            deep_tokens_estimate,
+        )
 
-        ask = ctx.services.ask
-        if ask is None:
-            raise ToolExecutionError(f"{self.name} asks the run's model and has none here")
         settings = self.connector.docs.research
+        easy, hard = self._ask(ctx, settings.models.easy), self._ask(ctx, settings.models.hard)
         index = await self.connector.index()
 
         async def retrieve(query: str, k: int) -> list[Passage]:
-            hits = await self.connector.retrieve(query, k)
+            hits = await self.connector.retrieve(query, k, collections)
             return [
                 Passage(
                     id=h["id"],
@@ -203,16 +256,50 @@ class _ResearchTool(Tool):
                 for h in hits
             ]
 
+        router = Router(
+            mode=settings.router,
+            ask=easy if settings.router != "rules" else None,
+            collections=self.connector.collections(),
+            direct=settings.direct,
+            easy=settings.models.easy,
+            hard=settings.models.hard,
+            deep_tokens=settings.deep_tokens
+            or deep_tokens_estimate(
+                sub_questions=settings.sub_questions, per_query=_PER_QUERY, passage_chars=_PASSAGE_CHARS
+            ),
+            deep_seconds=settings.deep_seconds,
+        )
         return Researcher(
             retrieve=retrieve,
-            verifier=CitationVerifier(index.embedder, judge=ask if settings.judge else None),
-            ask=ask,
-            router=Router(ask=ask if settings.router == "model" else None),
+            verifier=CitationVerifier(index.embedder, judge=easy if settings.judge else None),
+            ask=easy,
+            hard=hard,
+            router=router,
+            per_query=_PER_QUERY,
+            passage_chars=_PASSAGE_CHARS,
             max_passages=settings.passages,
             max_sub_questions=settings.sub_questions,
             max_claims=settings.sentences,
             sub_research=sub_research,
         )
+
+    def _ask(self, ctx: ToolContext, route: str | None) -> Ask:
+        """The run's model (``route`` None), or the model ``route`` names, as an ``Ask``."""
+        ask, ask_model = ctx.services.ask, ctx.services.ask_model
+        if ask is None:
+            raise ToolExecutionError(f"{self.name} asks the run's model and has none here")
+        if route is None:
+            return ask
+        if ask_model is None:
+            raise ToolExecutionError(f"{self.name} asks the model route {route!r} and this run lends none")
+        asking = ask_model
+
+        async def routed(
+            prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+        ) -> str:
+            return await asking(route, prompt, schema=schema, system=system, max_tokens=max_tokens)
+
+        return routed
 
     def _depth(self, args: dict[str, Any]) -> Any:
         depth = self.connector.docs.research.depth
@@ -223,13 +310,28 @@ class _ResearchTool(Tool):
         person approves before anything is researched."""
         researcher = await self._researcher(ctx)
         question = str(args["question"])
-        route = await researcher.route(question, depth=self._depth(args))
+        route = await researcher.route(question, depth=self._depth(args), budget=ctx.services.budget)
         plan = await researcher.plan(question) if route.depth == "deep" else []
-        data = {
-            "route": {"depth": route.depth, "reason": route.reason, "by": route.by},
-            "sub_questions": plan,
+        data = {"route": route.to_json(), "sub_questions": plan}
+        return Proposal(data=data, needs_approval=route.depth == "deep", editable=self._editable())
+
+    def _editable(self) -> dict[str, Any]:
+        """What the approver may change: the sub-questions, as many as a plan may have, each one line of
+        the length the planner writes. The route stays as decided."""
+        return {
+            "sub_questions": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": self.connector.docs.research.sub_questions,
+                "items": {
+                    "type": "string",
+                    "minLength": 3,
+                    "maxLength": 160,
+                    "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+                    "description": "one line without control characters",
+                },
+            }
         }
-        return Proposal(data=data, needs_approval=route.depth == "deep")
 
     async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
         """A deep question's sub-question, researched in a child run of its own (``ChildResearch``);
@@ -250,30 +352,30 @@ class _ResearchTool(Tool):
         from shopfloor.connectors.docs import ChildResearch, Route
 
         settings = self.connector.docs.research
+        budget = ctx.services.budget
         # Deep: each sub-question researched in a child run, where the run lends its tools children.
         children = ctx.services.children
         in_children = ChildResearch(children=children, ctx=ctx, tool=self.name) if children else None
-        researcher = await self._researcher(ctx, in_children)
+        researcher = await self._researcher(ctx, sub_research=in_children)
         question = str(args["question"])
         proposal = ctx.proposal
         if self.proposes and proposal is None:
             raise ToolExecutionError(f"{self.name} researches a plan only once it was proposed and approved")
         if proposal is not None:
-            report = await researcher.research(
-                question,
-                route=Route(**proposal["route"]),
-                plan=[str(q) for q in proposal["sub_questions"]],
-                escalate=False,
-            )
+            route = Route.from_json(proposal["route"])
+            plan: list[str] | None = [str(q) for q in proposal["sub_questions"]]
         else:
-            report = await researcher.research(question, depth=self._depth(args))
+            route, plan = await researcher.route(question, depth=self._depth(args), budget=budget), None
+        if route.collections:
+            researcher = await self._researcher(ctx, route.collections, in_children)
+        report = await researcher.research(
+            question, route=route, plan=plan, escalate=proposal is None, budget=budget
+        )
         approved = proposal is not None and proposal["route"]["depth"] == "deep"
         # The routing decision and what the verifier did, on the tool's span (the output records them too).
         otel_trace.get_current_span().set_attributes(
             {
-                "shopfloor.research.route.depth": report.route.depth,
-                "shopfloor.research.route.by": report.route.by,
-                "shopfloor.research.route.reason": report.route.reason,
+                **report.route.attributes(),
                 "shopfloor.research.depth": report.depth,
                 "shopfloor.research.escalated": report.escalated or "",
                 "shopfloor.research.plan_approved": approved,

@@ -27,7 +27,7 @@ class CustomOptions(ScoreOptions):
 
 class CustomScorer(Scorer):
     """``function(case, **args)`` returns a bool, a number in [0, 1], or a mapping of sub-metric to
-    either; it may be async."""
+    either (or None: not measured for this item, left out of the means); it may be async."""
 
     Options = CustomOptions
 
@@ -49,6 +49,8 @@ class CustomScorer(Scorer):
         return [self._one(result, "")]
 
     def _one(self, value: Any, sub: str) -> Metric:
+        if value is None:
+            return self.metric(None, None, sub)
         if isinstance(value, bool):
             return self.metric(float(value), value, sub)
         if isinstance(value, int | float):

@@ -103,7 +103,7 @@ def _ids(value: Any, key: str) -> list[str]:
 
 class RetrievalScorer(Scorer):
     """Precision, recall and MRR of the documents the agent retrieved against the item's gold ids
-    (``reference``, or the ``expected`` field named by ``field``)."""
+    (``reference``, or the ``expected`` field named by ``field``); an item with no gold ids has none."""
 
     Options = RetrievalOptions
 
@@ -123,8 +123,13 @@ class RetrievalScorer(Scorer):
                 retrieved += [i for i in dict.fromkeys(_ids(call.output, opts.id_key)) if i not in retrieved]
         retrieved = retrieved[: opts.k] if opts.k else retrieved
         hits = [doc for doc in retrieved if doc in gold]
+        if not gold:
+            # nothing to find (a question answered without documents): not measured, left out of the means
+            return [
+                self.metric(None, None, sub, retrieved=retrieved) for sub in ("precision", "recall", "mrr")
+            ]
         precision = len(hits) / len(retrieved) if retrieved else 0.0
-        recall = len(hits) / len(gold) if gold else 0.0
+        recall = len(hits) / len(gold)
         rank = next((n for n, doc in enumerate(retrieved, start=1) if doc in gold), None)
         mrr = 1.0 / rank if rank else 0.0
         return [

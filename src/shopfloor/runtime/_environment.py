@@ -120,6 +120,7 @@ class RunEnvironment:
     async def close(self) -> None:
         if self.workspaces is not None:
             await asyncio.to_thread(self.workspaces.close)
+        await self.loop.aclose_routes()
         await self.loop.model.aclose()
 
 
@@ -195,7 +196,9 @@ async def open_environment(
             )
         for connector in spec.connectors if branch is None else ():
             if connector.docs is not None and connector.docs.sources:
-                paths = [seed_path(ref, loaded.base_dir) for ref in connector.docs.sources]
+                from shopfloor.connectors.docs import resolve_sources
+
+                paths = resolve_sources(connector.docs, loaded.base_dir).paths
                 await asyncio.to_thread(ingest_sources, settings.home, connector.docs, paths)
         connector_tools = await connectors.tools(spec.connectors)
     view: WorkspaceView | None = None

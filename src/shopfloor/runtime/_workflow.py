@@ -156,6 +156,8 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             "arguments": request.arguments,
             "approvers": list(request.approvers),
             "timeout": request.timeout,
+            # what an approver may edit, and the proposal it is checked against (``Runtime.approve``)
+            **({"proposal": request.proposal, "editable": request.editable} if request.proposal else {}),
             "requested_at": time.time(),
         }
         await ctx.update_run(run_id, unless_terminal=True, status="waiting_approval", approval=approval)

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "SECRET_PREFIX",
     "A2AAgentSpec",
+    "CollectionSpec",
     "ConnectorSpec",
     "DocsConnectorSpec",
     "McpServerSpec",
+    "ResearchModelsSpec",
     "ResearchSpec",
     "SqlConnectorSpec",
 ]
@@ -143,13 +145,60 @@ class SqlConnectorSpec(_Strict):
         return value
 
 
+_MODEL_REF = re.compile(r"^[a-z][a-z0-9_-]{0,30}(:[^\s]{1,200})?\Z")
+_KEYWORD = re.compile(r"^[^\s].{0,62}\Z")
+
+
+class ResearchModelsSpec(_Strict):
+    """The model routes of the research tool: ``easy`` answers direct and shallow questions, ``hard``
+    deep ones; a reference (``local:qwen2.5-coder-1.5b``), or none for the run's own model."""
+
+    easy: str | None = None
+    hard: str | None = None
+
+    @field_validator("easy", "hard")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not _MODEL_REF.match(value):
+            raise ValueError(
+                f"expected a model reference PROVIDER:NAME (local:qwen2.5-coder-1.5b), got {value!r}"
+            )
+        return value
+
+
+class CollectionSpec(_Strict):
+    """A further collection the connector searches (added with ``shopfloor docs add``); the router picks
+    the collections a question is about by their description and keywords."""
+
+    collection: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="the collection's name")
+    description: str = Field("", max_length=500)
+    keywords: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        for word in value:
+            if not _KEYWORD.match(word):
+                raise ValueError(f"a keyword is 1-63 characters, not starting with a space: got {word!r}")
+        return value
+
+
 class ResearchSpec(_Strict):
     """How the collection's ``research`` tool researches a question (route, plan, write, verify)."""
 
     #: ``auto``: the router decides per question; ``shallow`` or ``deep`` always
     depth: Literal["auto", "shallow", "deep"] = "auto"
-    #: ``rules`` alone, or ``model``: the run's model classifies what the rules leave open
-    router: Literal["rules", "model"] = "rules"
+    #: how the router decides: ``rules`` alone; ``model``: the classifier (the ``easy`` model under a
+    #: schema) decides every question; ``auto``: rules first, the classifier what they leave open
+    router: Literal["rules", "model", "auto"] = "rules"
+    #: a question that needs no documents (a greeting, arithmetic) is answered without retrieval
+    direct: bool = True
+    models: ResearchModelsSpec = Field(default_factory=ResearchModelsSpec)
+    #: tokens a deep pass is expected to spend (none: estimated from ``sub_questions`` and ``passages``);
+    #: a question routed deep with fewer tokens left in the run is researched shallow, and says so
+    deep_tokens: int | None = Field(None, ge=100, le=10_000_000)
+    #: seconds a deep pass is expected to take; with fewer left in the run (or its step), shallow
+    deep_seconds: float = Field(120.0, gt=0, le=86_400)
     passages: int = Field(6, ge=1, le=12, description="passages a shallow answer is written from at most")
     sub_questions: int = Field(3, ge=1, le=6, description="sub-questions a deep plan has at most")
     sentences: int = Field(4, ge=1, le=10, description="sentences the answer has at most")
@@ -161,6 +210,15 @@ class ResearchSpec(_Strict):
     approve_plan: bool = False
     #: where in the workspace the report goes as Markdown (none: not written)
     report_dir: str | None = Field("reports", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,120}$")
+
+    @model_validator(mode="after")
+    def _router_needs_auto(self) -> Self:
+        if self.router != "rules" and self.depth != "auto":
+            raise ValueError(
+                f"router {self.router!r} is never asked with depth {self.depth!r}: set depth: auto, "
+                "or router: rules"
+            )
+        return self
 
 
 class DocsConnectorSpec(_Strict):
@@ -174,6 +232,44 @@ class DocsConnectorSpec(_Strict):
     #: files or directories (relative to the spec, or ``pkg:PACKAGE/PATH``) ingested into the collection
     #: as a run starts; unchanged documents cost a hash, a broken one is reported and skipped
     sources: list[str] = Field(default_factory=list, max_length=64)
+    #: ingested instead of ``sources`` when none of them exists (documentation a system package
+    #: installs, with a small shipped copy for where it is not installed); same form as ``sources``
+    fallback: list[str] = Field(default_factory=list, max_length=64)
+    #: files of a source directory not ingested: ``fnmatch`` patterns (``*`` crosses ``/``) matched
+    #: against the path under the directory, or against the file name for a pattern without ``/``
+    exclude: list[str] = Field(default_factory=list, max_length=256)
+    #: what the collection holds, for the router's choice among ``collections``
+    description: str = Field("", max_length=500)
+    keywords: list[str] = Field(default_factory=list, max_length=64)
+    #: further collections the connector searches; the router chooses among them per question
+    collections: list[CollectionSpec] = Field(default_factory=list, max_length=16)
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or len(pattern) > 200 or pattern.startswith("/"):
+                raise ValueError(
+                    f"exclude pattern {pattern[:80]!r}: a non-empty path pattern relative to a source "
+                    "directory, at most 200 characters (e.g. 'genindex*.html', '_sources/*')"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _fallback_needs_sources(self) -> Self:
+        if self.fallback and not self.sources:
+            raise ValueError("fallback is ingested when no entry of sources exists: give sources too")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_collections(self) -> Self:
+        seen = {self.collection}
+        for entry in self.collections:
+            if entry.collection in seen:
+                raise ValueError(f"collection {entry.collection!r} is named twice: each is searched once")
+            seen.add(entry.collection)
+        CollectionSpec._keywords(self.keywords)
+        return self
 
 
 class ConnectorSpec(_Strict):

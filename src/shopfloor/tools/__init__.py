@@ -4,10 +4,23 @@ MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace
 tool that hands parts of its work to child runs."""
 
 from shopfloor.tools._children import ChildCall, ChildOutcome, Children, ChildStatus
-from shopfloor.tools._tool import Ask, FunctionTool, Proposal, Tool, ToolContext, ToolKind, ToolServices
+from shopfloor.tools._edits import check_edit
+from shopfloor.tools._tool import (
+    Ask,
+    AskModel,
+    Budget,
+    FunctionTool,
+    Proposal,
+    Tool,
+    ToolContext,
+    ToolKind,
+    ToolServices,
+)
 
 __all__ = [
     "Ask",
+    "AskModel",
+    "Budget",
     "ChildCall",
     "ChildOutcome",
     "ChildStatus",
@@ -18,4 +31,5 @@ __all__ = [
     "ToolContext",
     "ToolKind",
     "ToolServices",
+    "check_edit",
 ]

@@ -30,7 +30,17 @@ if TYPE_CHECKING:
     from shopfloor.tools._children import Children
     from shopfloor.workspace import WorkspaceView
 
-__all__ = ["Ask", "FunctionTool", "Proposal", "Tool", "ToolContext", "ToolKind", "ToolServices"]
+__all__ = [
+    "Ask",
+    "AskModel",
+    "Budget",
+    "FunctionTool",
+    "Proposal",
+    "Tool",
+    "ToolContext",
+    "ToolKind",
+    "ToolServices",
+]
 
 ToolKind = Literal["function", "extension", "datastore"]
 
@@ -43,6 +53,28 @@ class Ask(Protocol):
     async def __call__(
         self, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
     ) -> str: ...
+
+
+class AskModel(Protocol):
+    """Asks the model a named route resolves (a model reference, ``local:qwen2.5-coder-1.5b``) one question
+    under ``schema``, as ``Ask`` asks the run's own model: traced under the tool's span, its tokens the run's
+    and admitted against the same budgets. A route naming the run's model asks that one."""
+
+    async def __call__(
+        self, route: str, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
+    ) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """What is left of the run's limits as a tool is called (a router fits its work to it)."""
+
+    #: tokens the run may still spend (its ``max_tokens`` less what it spent), never below 0
+    tokens_left: int
+    #: seconds of wall time the run has left (its ``wall_time`` less what it ran), never below 0
+    seconds_left: float
+    #: seconds one tool call may take (the run's ``step_timeout``)
+    step_seconds: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +97,10 @@ class ToolServices:
     ask: Ask | None = None
     #: starts child runs of the run and waits for them (``Children``); None outside a durable run
     children: Children | None = None
+    #: any model by its reference (a larger route for hard questions); None outside a run's loop
+    ask_model: AskModel | None = None
+    #: what is left of the run's token and time limits at this call; None outside a run's loop
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +127,9 @@ class Proposal:
     data: dict[str, Any]
     #: False: nothing in it needs a person (a question researched shallow has no plan): the call runs at once
     needs_approval: bool = True
+    #: what the approver may change before approving: a field of ``data`` -> the JSON schema of the values
+    #: it allows (``check_edit``); the others are shown as they are. Empty: approve or reject it whole
+    editable: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool(ABC):

@@ -22,10 +22,11 @@ from shopfloor.connectors.docs import (
     Router,
 )
 from shopfloor.errors import ToolExecutionError
+from shopfloor.tools import Budget
 
 pytestmark = pytest.mark.slow  # the embedding model runs on the CPU
 
-CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus" / "tutorial"
 FABRICATED = "The finally clause was removed from Python and replaced by the goto statement."
 
 
@@ -74,10 +75,13 @@ def first_sentence(prompt: str, number: int) -> str:
 class Scripted:
     """The model at its seam: answers by the schema it is asked under, and records what it was asked."""
 
-    def __init__(self, *, plan: list[str], faithful: bool = True, fabricate: bool = True) -> None:
+    def __init__(
+        self, *, plan: list[str], faithful: bool = True, fabricate: bool = True, depth: str = "deep"
+    ) -> None:
         self.plan = plan
         self.faithful = faithful
         self.fabricate = fabricate
+        self.depth = depth
         self.asked: list[str] = []
 
     async def __call__(
@@ -97,7 +101,10 @@ class Scripted:
             return json.dumps({"claims": claims})
         if "depth" in props:
             self.asked.append("route")
-            return json.dumps({"depth": "deep"})
+            return json.dumps({"depth": self.depth})
+        if "answer" in props:
+            self.asked.append("direct")
+            return json.dumps({"answer": "I am a research assistant for the documents"})
         if "supported" in props:
             self.asked.append("judge")
             return json.dumps({"supported": "no"})
@@ -113,7 +120,7 @@ async def test_the_router_goes_deep_for_comparisons_and_several_questions() -> N
     shallow = await router.route("What does the else clause of a try statement do?")
     assert (shallow.depth, shallow.by) == ("shallow", "rules")
     asked = Scripted(plan=[])
-    classified = await Router(ask=asked).route("How do I make a virtual environment?")
+    classified = await Router(mode="auto", ask=asked).route("How do I make a virtual environment?")
     assert (classified.depth, classified.by, asked.asked) == ("deep", "model", ["route"])
 
 
@@ -226,3 +233,67 @@ async def test_an_approved_plan_is_researched_as_it_is_and_nothing_escalates_wit
     assert model.asked == ["write"], "the plan given is not planned again"
     assert deep.plan == ["create a virtual environment"] and deep.route is route
     assert queries[-2:] == [question, "create a virtual environment"]
+
+
+async def test_a_question_routed_direct_is_answered_without_retrieval(
+    index: DocIndex, minilm: MiniLM
+) -> None:
+    queries: list[str] = []
+    model = Scripted(plan=["unused"], depth="direct")
+    researcher = Researcher(retrieve=retriever(index, queries), verifier=CitationVerifier(minilm), ask=model)
+    summed = await researcher.research("What is 12 * 7?")
+    assert (summed.depth, summed.route.by) == ("direct", "rules") and not queries and not model.asked
+    out = summed.to_json()
+    assert out["answer"] == "84 (computed; no documents were needed)."
+    assert out["route"]["depth"] == "direct" and not out["claims"] and not out["results"]
+    greeted = await researcher.research("Hello!")
+    assert greeted.answer.startswith("Hello! Ask me a question about the collection's documents")
+    # the classifier's direct: the easy model answers in a sentence, and the report says it searched nothing
+    classified = Researcher(
+        retrieve=retriever(index, queries),
+        verifier=CitationVerifier(minilm),
+        ask=model,
+        router=Router(mode="model", ask=model),
+    )
+    chat = await classified.research("Who are you?")
+    assert chat.depth == "direct" and model.asked == ["route", "direct"] and not queries
+    assert chat.answer == (
+        "I am a research assistant for the documents (answered without searching the documents: "
+        "the classifier said direct)."
+    )
+
+
+async def test_a_deep_pass_asks_the_hard_model_and_a_shallow_one_the_easy(
+    index: DocIndex, minilm: MiniLM
+) -> None:
+    easy, hard = Scripted(plan=["unused"]), Scripted(plan=["try else clause"])
+    researcher = Researcher(
+        retrieve=retriever(index, []), verifier=CitationVerifier(minilm), ask=easy, hard=hard
+    )
+    await researcher.research("When does the finally clause of a try statement run?")
+    assert (easy.asked, hard.asked) == (["write"], [])
+    easy.asked.clear()
+    await researcher.research("What is the difference between try else and finally?")
+    assert (easy.asked, hard.asked) == ([], ["plan", "write"])
+
+
+async def test_an_escalation_the_budget_cannot_fit_is_not_made_and_says_why(
+    index: DocIndex, minilm: MiniLM
+) -> None:
+    model = Scripted(plan=["finally clause"], faithful=False)
+    researcher = Researcher(
+        retrieve=retriever(index, []),
+        verifier=CitationVerifier(minilm),
+        ask=model,
+        router=Router(deep_tokens=4_000),
+    )
+    poor = Budget(tokens_left=2_000, seconds_left=600.0, step_seconds=600.0)
+    report = await researcher.research("When does the finally clause of a try statement run?", budget=poor)
+    assert model.asked == ["write"] and report.depth == "shallow" and report.escalated is None
+    assert report.not_escalated == (
+        "the shallow answer kept 0 supported sentences and lost 1; "
+        "a deep pass needs about 4000 tokens and the run has 2000 left"
+    )
+    degraded = await researcher.research("Compare the try else and finally clauses", budget=poor)
+    assert degraded.route.degraded is not None and degraded.depth == "shallow"
+    assert "Degraded: a deep pass needs about 4000 tokens" in degraded.markdown()

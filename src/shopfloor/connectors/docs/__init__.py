@@ -1,7 +1,8 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
 model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
-research over it: routed, planned, written with citations and verified (``Researcher``), a deep plan's
-sub-questions each in a child run where the run has them (``ChildResearch``)."""
+research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
+verified (``Researcher``), a deep plan's sub-questions each in a child run where the run has them
+(``ChildResearch``)."""
 
 from shopfloor.connectors.docs._children import (
     ChildResearch,
@@ -22,16 +23,25 @@ from shopfloor.connectors.docs._index import (
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
 from shopfloor.connectors.docs._research import (
     Claim,
-    Depth,
     Found,
     Passage,
     Removed,
     Researcher,
     ResearchReport,
-    Route,
-    Router,
     SubResearch,
 )
+from shopfloor.connectors.docs._route import (
+    Collection,
+    Depth,
+    ModelRoute,
+    Route,
+    Router,
+    RouterMode,
+    arithmetic,
+    deep_tokens_estimate,
+    direct_answer,
+)
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "Chunk",
     "CitationVerifier",
     "Claim",
+    "Collection",
     "Depth",
     "DocIndex",
     "Embedder",
@@ -47,26 +58,34 @@ __all__ = [
     "Hit",
     "IngestReport",
     "MiniLM",
+    "ModelRoute",
     "Parsed",
     "Parser",
     "Passage",
     "Removed",
     "ResearchReport",
     "Researcher",
+    "ResolvedSources",
     "Route",
     "Router",
+    "RouterMode",
     "SearchMode",
     "Section",
     "SubQuestion",
     "SubResearch",
     "Support",
+    "arithmetic",
     "chunk_sections",
     "collection_path",
     "content_words",
+    "deep_tokens_estimate",
+    "direct_answer",
     "embedders",
+    "excluded",
     "fts_query",
     "parser_for",
     "parsers",
     "research_notes",
     "research_sub_question",
+    "resolve_sources",
 ]

@@ -1,50 +1,32 @@
 """Research over document collections: route, plan, retrieve in parallel, write with citations, verify.
 
-A ``Router`` chooses the depth of each question, by rules (words that ask for a comparison or for
-several things, several question marks, a long question: deep) and, where configured, the model as a
-classifier under a schema; each decision carries its reason. **Shallow** is one retrieval pass for the
-question, written from its best passages; **deep** has the model plan sub-questions (under a schema),
-retrieved in parallel beside the question itself, and one researcher per sub-question writes from the
-passages its own search found, side by side (in this process, or each in a child run of its own where
-the caller gives a ``SubResearch``). A writer sees its passages numbered and answers under a
-schema: a few sentences, each naming the one passage it states (small models follow that far better
-than free text with bracketed numbers). The ``CitationVerifier`` then checks every sentence against the
-passage it cites: a sentence its passage does not support is re-cited to a passage that does, or
-removed and recorded. A shallow answer left without support is researched again deep, once, and says so.
+A ``Router`` (``_route.py``) chooses the depth, model route and collections of each question, each
+decision with its reason; a question routed **direct** is answered without retrieval. **Shallow** is one
+retrieval pass for the question, written from its best passages; **deep** has the model plan
+sub-questions (under a schema), retrieved in parallel beside the question itself, and one researcher per
+sub-question writes from the passages its own search found, side by side. A writer sees its passages
+numbered and answers under a schema: a few sentences, each naming the one passage it states (small
+models follow that far better than free text with bracketed numbers). The ``CitationVerifier`` then
+checks every sentence against the passage it cites: a sentence its passage does not support is re-cited
+to a passage that does, or removed and recorded. A shallow answer left without support is researched
+again deep, once, and says so (unless the run's budget cannot fit a deep pass: then it says that). A
+deep pass asks the ``hard`` model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from shopfloor.connectors.docs._route import Depth, Route, Router, direct_answer
 from shopfloor.connectors.docs._verify import CitationVerifier, Support
 from shopfloor.errors import ToolExecutionError
-from shopfloor.tools import Ask
+from shopfloor.tools import Ask, Budget
 
-__all__ = [
-    "Claim",
-    "Depth",
-    "Found",
-    "Passage",
-    "Removed",
-    "ResearchReport",
-    "Researcher",
-    "Route",
-    "Router",
-    "SubResearch",
-]
-
-Depth = Literal["shallow", "deep"]
-_DEEP_HINT = re.compile(
-    r"\b(compare[sd]?|comparison|differen(?:ce|ces|t from)|versus|vs\.?|between|pros and cons|"
-    r"trade-?offs?|both|and (?:how|why|what|when|which)|as well as)\b"
-)
-_WORD = re.compile(r"\w+")
+__all__ = ["Claim", "Found", "Passage", "Removed", "ResearchReport", "Researcher", "SubResearch"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,14 +51,6 @@ Found = tuple[list[Passage], list[tuple[str, int]]]
 #: researches a deep plan's sub-questions side by side: (sub-questions, sentences each) -> what each
 #: found, in order (``Researcher.in_process``, or child runs: ``docs/_children.py``)
 SubResearch = Callable[[list[str], int], Awaitable[list[Found]]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Route:
-    depth: Depth
-    reason: str
-    #: "rules", "model" or "asked" (the caller chose)
-    by: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +86,8 @@ class ResearchReport:
     escalated: str | None = None
     #: why a shallow attempt left without support was not researched deep (plans need approval)
     not_escalated: str | None = None
+    #: the answer of a question routed direct (no retrieval, no citations)
+    direct: str | None = None
 
     @property
     def cited(self) -> list[Passage]:
@@ -128,6 +104,8 @@ class ResearchReport:
 
     @property
     def answer(self) -> str:
+        if self.direct is not None:
+            return self.direct
         if not self.claims:
             return "The documents searched do not support an answer to this question" + (
                 f" ({len(self.removed)} unsupported sentences were removed)." if self.removed else "."
@@ -142,6 +120,8 @@ class ResearchReport:
     def markdown(self) -> str:
         lines = [f"# {self.question}", "", self.answer, ""]
         lines += [f"Depth: {self.depth}; routed {self.route.depth} ({self.route.by}: {self.route.reason})."]
+        if self.route.degraded:
+            lines.append(f"Degraded: {self.route.degraded}.")
         if self.escalated:
             lines.append(f"Escalated: {self.escalated}.")
         if self.not_escalated:
@@ -162,7 +142,7 @@ class ResearchReport:
             "answer": self.answer,
             "question": self.question,
             "depth": self.depth,
-            "route": {"depth": self.route.depth, "reason": self.route.reason, "by": self.route.by},
+            "route": self.route.to_json(),
             "escalated": self.escalated,
             "not_escalated": self.not_escalated,
             "plan": self.plan,
@@ -197,49 +177,6 @@ def _parse(reply: str, what: str) -> dict[str, Any]:
     return data
 
 
-class Router:
-    """The depth of a question: rules first, then the model as a classifier where ``ask`` is given."""
-
-    _SCHEMA: dict[str, Any] = {
-        "type": "object",
-        "properties": {"depth": {"enum": ["shallow", "deep"]}},
-        "required": ["depth"],
-        "additionalProperties": False,
-    }
-
-    def __init__(self, *, ask: Ask | None = None, long_question: int = 25) -> None:
-        self.ask = ask
-        #: a question of at least this many words is researched deep
-        self.long_question = long_question
-
-    async def route(self, question: str) -> Route:
-        lowered = question.lower()
-        hint = _DEEP_HINT.search(lowered)
-        if hint:
-            return Route(
-                depth="deep", reason=f"it asks {hint.group(0)!r}: several things to research", by="rules"
-            )
-        if question.count("?") > 1:
-            return Route(depth="deep", reason="it asks several questions", by="rules")
-        words = len(_WORD.findall(question))
-        if words >= self.long_question:
-            return Route(depth="deep", reason=f"a long question ({words} words)", by="rules")
-        if self.ask is not None:
-            reply = _parse(
-                await self.ask(
-                    f"Question: {question}\nDoes answering it need one search (shallow) or several "
-                    "searches on different topics (deep)?",
-                    schema=self._SCHEMA,
-                    system="You classify questions for a research assistant.",
-                    max_tokens=16,
-                ),
-                "router",
-            )
-            depth: Depth = "deep" if reply.get("depth") == "deep" else "shallow"
-            return Route(depth=depth, reason="the model's classification", by="model")
-        return Route(depth="shallow", reason="one thing asked: one retrieval pass", by="rules")
-
-
 class Researcher:
     def __init__(
         self,
@@ -248,6 +185,7 @@ class Researcher:
         verifier: CitationVerifier,
         ask: Ask,
         router: Router | None = None,
+        hard: Ask | None = None,
         per_query: int = 4,
         max_passages: int = 6,
         max_sub_questions: int = 3,
@@ -260,6 +198,8 @@ class Researcher:
         self.sub_research: SubResearch = sub_research or self.in_process
         self.verifier = verifier
         self.ask = ask
+        #: the model a deep pass asks (the route ``hard``); None: ``ask``
+        self.hard = hard
         self.router = router or Router()
         self.per_query = per_query
         self.max_passages = max_passages
@@ -267,11 +207,13 @@ class Researcher:
         self.max_claims = max_claims
         self.passage_chars = passage_chars
 
-    async def route(self, question: str, *, depth: Depth | None = None) -> Route:
-        """The router's decision, or the caller's ``depth``."""
+    async def route(
+        self, question: str, *, depth: Depth | None = None, budget: Budget | None = None
+    ) -> Route:
+        """The router's decision, or the caller's ``depth``; fitted to ``budget`` either way."""
         if depth is not None:
-            return Route(depth=depth, reason="the caller asked for it", by="asked")
-        return await self.router.route(question)
+            return self.router.fit(Route(depth=depth, reason="the caller asked for it", by="asked"), budget)
+        return await self.router.route(question, budget=budget)
 
     async def research(
         self,
@@ -281,11 +223,17 @@ class Researcher:
         route: Route | None = None,
         plan: list[str] | None = None,
         escalate: bool = True,
+        budget: Budget | None = None,
     ) -> ResearchReport:
         """Research ``question`` at the depth routed (``route`` where it was routed already); a deep
         ``plan`` given (an approved one) is researched as it is. ``escalate=False``: a shallow answer left
-        without support is not researched deep (a plan waiting for approval cannot be made mid-call)."""
-        route = route or await self.route(question, depth=depth)
+        without support is not researched deep (a plan waiting for approval cannot be made mid-call).
+        ``budget``: what the run has left, which the route and an escalation must fit."""
+        route = route or await self.route(question, depth=depth, budget=budget)
+        if route.depth == "direct":
+            names = [c.name for c in self.router.collections] or ["collection's"]
+            answer = await direct_answer(question, route, self.ask, collections=names)
+            return ResearchReport(question=question, route=route, depth="direct", direct=answer)
         report = await self._attempt(question, route, route.depth, plan=plan)
         if route.depth == "shallow" and not report.grounded:
             why = (
@@ -295,12 +243,17 @@ class Researcher:
             if not escalate:
                 report.not_escalated = f"{why}; a deep plan needs approval: ask again with depth deep"
                 return report
+            short = self.router.deep_short(budget)
+            if short is not None:
+                report.not_escalated = f"{why}; {short}"
+                return report
             deep = await self._attempt(question, route, "deep")
             deep.escalated = why
             return deep
         return report
 
-    async def plan(self, question: str) -> list[str]:
+    async def plan(self, question: str, *, ask: Ask | None = None) -> list[str]:
+        """The sub-questions of a deep pass, asked of ``ask`` (the ``hard`` model by default)."""
         schema = {
             "type": "object",
             "properties": {
@@ -314,8 +267,9 @@ class Researcher:
             "required": ["sub_questions"],
             "additionalProperties": False,
         }
+        ask = ask or self.hard or self.ask
         reply = _parse(
-            await self.ask(
+            await ask(
                 f"Question: {question}\nWrite up to {self.max_sub_questions} short search queries, "
                 "each about one thing the question asks.",
                 schema=schema,
@@ -337,6 +291,7 @@ class Researcher:
     async def _attempt(
         self, question: str, route: Route, depth: Depth, *, plan: list[str] | None = None
     ) -> ResearchReport:
+        ask = self.hard or self.ask if depth == "deep" else self.ask
         if depth == "shallow":
             plan = []
         elif plan is None:
@@ -357,7 +312,7 @@ class Researcher:
         else:
             found = [await self.retrieve(question, self.per_query)]
             passages = _interleave(found, self.max_passages)
-            drafted = await self._write(question, passages, self.max_claims) if passages else []
+            drafted = await self._write(question, passages, self.max_claims, ask) if passages else []
         report = ResearchReport(question=question, route=route, depth=depth, plan=plan, passages=passages)
         numbers: dict[str, int] = {}
         seen: set[str] = set()
@@ -394,12 +349,14 @@ class Researcher:
         return list(await asyncio.gather(*(self.research_sub_question(sub, sentences) for sub in plan)))
 
     async def research_sub_question(self, sub_question: str, sentences: int) -> Found:
-        """One researcher: the sub-question's own search, and at most ``sentences`` sentences from it."""
+        """One researcher: the sub-question's own search, and at most ``sentences`` sentences from it,
+        written by the model of a deep pass (the ``hard`` route: sub-questions exist only there)."""
         subset = await self.retrieve(sub_question, self.per_query)
-        return subset, (await self._write(sub_question, subset, sentences) if subset else [])
+        ask = self.hard or self.ask
+        return subset, (await self._write(sub_question, subset, sentences, ask) if subset else [])
 
     async def _write(
-        self, question: str, passages: Sequence[Passage], sentences: int
+        self, question: str, passages: Sequence[Passage], sentences: int, ask: Ask
     ) -> list[tuple[str, int]]:
         numbered = "\n\n".join(
             f"[{n}] ({p.title}{' > ' + p.heading if p.heading else ''})\n{p.text[: self.passage_chars]}"
@@ -427,7 +384,7 @@ class Researcher:
             "additionalProperties": False,
         }
         reply = _parse(
-            await self.ask(
+            await ask(
                 f"Passages:\n{numbered}\n\nQuestion: {question}\n"
                 f"Answer in at most {sentences} sentences. Each sentence states one fact from one "
                 "passage, in the passage's words, and gives that passage's number as its source.",
