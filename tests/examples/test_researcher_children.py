@@ -1,11 +1,13 @@
 """The researcher's deep path in child runs: each sub-question researched in a durable run of its own,
 under the parent, on its own branch of the workspace; the shallow path stays in the parent. On the
-scripted model (``researcher_script.py``) with the real MiniLM and the shipped 7-page corpus."""
+scripted model (``researcher_script.py``) with the real MiniLM and the shipped 7-page corpus (a copy of
+the example whose ``sources``, the installed python3.11-doc, point where nothing is)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,16 +38,30 @@ async def _research(runtime: Runtime, run_id: str) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} has no research result")
 
 
-async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_its_own_branch() -> None:
+def _shipped_copy(tmp_path: Path) -> Path:
+    agent = tmp_path / "researcher"
+    shutil.copytree(EXAMPLE, agent)
+    spec = agent / "agent.yaml"
+    text = spec.read_text()
+    installed = "sources: [/usr/share/doc/python3.11/html]"
+    assert installed in text and "fallback: [corpus]" in text
+    spec.write_text(text.replace(installed, f"sources: [{tmp_path / 'python3.11-doc-not-installed'}]"))
+    return agent
+
+
+async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_its_own_branch(
+    tmp_path: Path,
+) -> None:
+    agent = _shipped_copy(tmp_path)
     services = compose(load_settings())
     try:
         async with services.runtime() as runtime:
-            deep = await runtime.start_run(EXAMPLE, DEEP, model=SCRIPT)
+            deep = await runtime.start_run(agent, DEEP, model=SCRIPT)
             async with asyncio.timeout(900):
                 done = await runtime.wait(deep)
             research = await _research(runtime, deep)
             children = await runtime.children(deep)
-            shallow = await runtime.start_run(EXAMPLE, SHALLOW, model=SCRIPT)
+            shallow = await runtime.start_run(agent, SHALLOW, model=SCRIPT)
             async with asyncio.timeout(600):
                 shallow_done = await runtime.wait(shallow)
             shallow_research = await _research(runtime, shallow)
@@ -71,7 +87,7 @@ async def test_a_deep_question_researches_each_sub_question_in_a_child_run_on_it
     for child, sub, note in zip(children, plan, notes, strict=True):
         assert (child.task, child.parent_run_id, child.status) == (sub, deep, "completed")
         assert child.model == SCRIPT, "the child asks the parent's model"
-        assert child.child_params is not None and child.child_params["tool"] == "tutorial__research"
+        assert child.child_params is not None and child.child_params["tool"] == "python__research"
         assert child.child_params["workspace"] == "researcher"
         assert child.model_calls == 1, "its writer; the parent planned"
         # its own branch, made from the parent's commit, holds what it found
