@@ -89,6 +89,7 @@ PROTECTED = [
     ("POST", "/v1/runs"),
     ("GET", "/v1/runs/abc"),
     ("GET", "/v1/runs/abc/events"),
+    ("GET", "/v1/runs/abc/children"),
     ("POST", "/v1/runs/abc/approve"),
     ("POST", "/v1/runs/abc/reject"),
     ("POST", "/v1/runs/abc/cancel"),

@@ -40,6 +40,7 @@ RUNS_READ: set[Route] = {
     ("GET", "/v1/runs"),
     ("GET", "/v1/runs/{run_id}"),
     ("GET", "/v1/runs/{run_id}/events"),
+    ("GET", "/v1/runs/{run_id}/children"),
 }
 AGENTS_READ: set[Route] = {("GET", "/v1/agents"), ("GET", "/v1/agents/{name}")}
 DASHBOARDS: set[Route] = {("GET", "/metrics"), ("GET", "/v1/metrics/agents")}

@@ -281,6 +281,7 @@ class _ResearchTool(Tool):
             max_sub_questions=settings.sub_questions,
             max_claims=settings.sentences,
             sub_research=sub_research,
+            sequential=settings.researchers == "sequential",
         )
 
     def _ask(self, ctx: ToolContext, route: str | None) -> Ask:
@@ -355,7 +356,13 @@ class _ResearchTool(Tool):
         budget = ctx.services.budget
         # Deep: each sub-question researched in a child run, where the run lends its tools children.
         children = ctx.services.children
-        in_children = ChildResearch(children=children, ctx=ctx, tool=self.name) if children else None
+        in_children = (
+            ChildResearch(
+                children=children, ctx=ctx, tool=self.name, sequential=settings.researchers == "sequential"
+            )
+            if children
+            else None
+        )
         researcher = await self._researcher(ctx, sub_research=in_children)
         question = str(args["question"])
         proposal = ctx.proposal

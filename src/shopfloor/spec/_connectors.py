@@ -200,7 +200,11 @@ class ResearchSpec(_Strict):
     #: seconds a deep pass is expected to take; with fewer left in the run (or its step), shallow
     deep_seconds: float = Field(120.0, gt=0, le=86_400)
     passages: int = Field(6, ge=1, le=12, description="passages a shallow answer is written from at most")
-    sub_questions: int = Field(3, ge=1, le=6, description="sub-questions a deep plan has at most")
+    sub_questions: int = Field(3, ge=1, le=8, description="sub-questions a deep plan has at most")
+    #: how a deep plan's researchers run (in a durable run each is a child run of its own): side by side,
+    #: or one after the other (a model server that serves one request at a time gains nothing from
+    #: several at once, and a sub-question researched before the next can be looked at sooner)
+    researchers: Literal["parallel", "sequential"] = "parallel"
     sentences: int = Field(4, ge=1, le=10, description="sentences the answer has at most")
     #: the run's model judges the sentences the lexical and embedding checks leave undecided
     judge: bool = False

@@ -67,6 +67,8 @@ class ChildResearch:
     #: the research tool's call that starts them
     ctx: ToolContext
     tool: str
+    #: each child started when the one before it ended, rather than all at once
+    sequential: bool = False
     #: every child started, with its sub-question and how it ended, in plan order
     outcomes: list[tuple[str, ChildOutcome]] = field(default_factory=list)
 
@@ -75,7 +77,12 @@ class ChildResearch:
             ChildCall(task=sub, params=SubQuestion(sub_question=sub, sentences=sentences).to_json())
             for sub in plan
         ]
-        ended = await self.children.run(self.ctx, self.tool, calls)
+        if self.sequential:
+            ended = [
+                outcome for call in calls for outcome in await self.children.run(self.ctx, self.tool, [call])
+            ]
+        else:
+            ended = await self.children.run(self.ctx, self.tool, calls)
         self.outcomes += zip(plan, ended, strict=True)
         return [_found(outcome) if outcome.ok else ([], []) for outcome in ended]
 

@@ -192,10 +192,13 @@ class Researcher:
         max_claims: int = 4,
         passage_chars: int = 700,
         sub_research: SubResearch | None = None,
+        sequential: bool = False,
     ) -> None:
         self.retrieve = retrieve
         #: where a deep plan's sub-questions are researched (in this process by default)
         self.sub_research: SubResearch = sub_research or self.in_process
+        #: the sub-questions researched in this process one after the other, not side by side
+        self.sequential = sequential
         self.verifier = verifier
         self.ask = ask
         #: the model a deep pass asks (the route ``hard``); None: ``ask``
@@ -345,7 +348,9 @@ class Researcher:
         return report
 
     async def in_process(self, plan: list[str], sentences: int) -> list[Found]:
-        """Each sub-question researched here, side by side."""
+        """Each sub-question researched here, side by side (one after the other where ``sequential``)."""
+        if self.sequential:
+            return [await self.research_sub_question(sub, sentences) for sub in plan]
         return list(await asyncio.gather(*(self.research_sub_question(sub, sentences) for sub in plan)))
 
     async def research_sub_question(self, sub_question: str, sentences: int) -> Found:
