@@ -2,6 +2,7 @@
 MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace/`` and
 ``connectors/`` can implement it without importing the agent loop."""
 
+from shopfloor.tools._calculate import calculate
 from shopfloor.tools._tool import (
     Ask,
     AskModel,
@@ -24,4 +25,5 @@ __all__ = [
     "ToolContext",
     "ToolKind",
     "ToolServices",
+    "calculate",
 ]
