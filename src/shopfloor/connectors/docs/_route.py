@@ -56,6 +56,15 @@ _ARITHMETIC = re.compile(
     r"(?P<expr>[-+*/%().\d\s]*\d[-+*/%().\d\s]*?)\s*(?:=\s*)?\??\Z"
 )
 _WORD = re.compile(r"\w+")
+#: the classifier's examples (none of them from the researcher's eval questions)
+_EXAMPLES = (
+    "Examples:\n"
+    "- What does the with statement do? -> shallow\n"
+    "- Which module reads CSV files? -> shallow\n"
+    "- Why is a tuple immutable? -> shallow\n"
+    "- How do you open a file, and how do you delete it afterwards? -> deep\n"
+    "- Lists or tuples: which to use when? -> deep\n"
+)
 #: what a question about the documents may name: a dotted or called name, an identifier, a number
 _CODE_LIKE = re.compile(r"\w[._]\w|\w\(|[a-z][A-Z]|\d")
 #: the largest magnitude a direct answer's number may have (a sum, not a 300-digit power)
@@ -340,10 +349,12 @@ class Router:
         }
         listed = "".join(f"\n- {c.name}: {c.description or ', '.join(c.keywords)}" for c in self.collections)
         prompt = (
-            f"Question: {question}\n"
-            "Depth: direct if it needs no documents at all (a greeting, arithmetic); shallow if one search "
-            "answers it; deep if it needs several searches on different topics."
-            + (f"\nCollections, pick those the question is about:{listed}" if choose else "")
+            "Depth: direct if it needs no documents at all (a greeting, arithmetic); shallow if it asks "
+            "one thing, which one search answers (most questions); deep only if it asks two or more "
+            "different things.\n"
+            + _EXAMPLES
+            + (f"Collections, pick those the question is about:{listed}\n" if choose else "")
+            + f"Question: {question}"
         )
         reply = _parse(
             await self.ask(
