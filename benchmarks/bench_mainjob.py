@@ -7,7 +7,14 @@ run's own record (``finished_at - started_at``), with the worker's CPU time for 
 The candidate is this checkout's ``src``; the baseline is another checkout's (``--baseline DIR``,
 default ``/work/main/src``; ``--baseline ''`` measures the candidate alone).
 
-Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC]``.
+``--cold N`` measures a new process instead (what each CLI command is): N pairs of fresh workers of
+this checkout, interleaved, one with the prompt states on disk (``[models] prompt_cache_mb``, read
+back from an earlier process) and one without (``prompt_cache_mb = 0``), each answering the question
+once: the run's own time, the first model call's time to first token and the second's (stage 0, with
+the skill's instructions) duration, the prompt tokens reused from a saved state, and the process's CPU
+time from start to answer (imports and model load included).
+
+Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]``.
 Needs the model installed (``shopfloor models install qwen2.5-coder-0.5b``) and the skill prepared.
 """
 
@@ -22,18 +29,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 QUESTION = "Which month of 2015 had the most rain in Seattle, and how much?"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _serve(question: str) -> None:
-    """The worker: one runtime; answers the question for each line read from stdin."""
+    """The worker: one runtime; answers the question for each line read from stdin (with the model
+    calls' spans of the run once the worker's telemetry is flushed, at the end, for ``--cold``)."""
     from shopfloor.cli._app import get_services
 
     services = get_services()
     spec = str(ROOT / "examples" / "analyst")
+    results: list[tuple[str, dict[str, Any]]] = []
     try:
         async with services.runtime() as runtime:
             for _ in sys.stdin:
@@ -46,16 +55,46 @@ async def _serve(question: str) -> None:
                     "error": record.error,
                     "wall": (record.finished_at or 0.0) - (record.started_at or 0.0),
                     "cpu": time.process_time() - cpu,
+                    "process_cpu": time.process_time(),
                 }
+                results.append((run_id, result))
                 print(json.dumps(result), flush=True)
     finally:
         await asyncio.to_thread(services.close)
+    print(json.dumps([_calls(services.settings, run_id) for run_id, _ in results]), flush=True)
+
+
+def _calls(settings: Any, run_id: str) -> list[dict[str, Any]]:
+    """The run's model calls, in order: duration, time to first token, prompt tokens and those reused."""
+    from shopfloor.telemetry import (
+        CACHED_INPUT_TOKENS,
+        INPUT_TOKENS,
+        TIME_TO_FIRST_CHUNK,
+        TraceStore,
+        trace_store_url,
+    )
+
+    store = TraceStore(trace_store_url(settings))
+    try:
+        spans = sorted(store.run_spans(run_id), key=lambda s: s.start_ns)
+    finally:
+        store.close()
+    return [
+        {
+            "duration": (s.end_ns - s.start_ns) / 1e9,
+            "ttft": s.attributes.get(TIME_TO_FIRST_CHUNK),
+            "input": s.attributes.get(INPUT_TOKENS, 0),
+            "reused": s.attributes.get(CACHED_INPUT_TOKENS, 0),
+        }
+        for s in spans
+        if s.name.startswith("chat")
+    ]
 
 
 class Worker:
-    def __init__(self, label: str, src: Path, question: str) -> None:
+    def __init__(self, label: str, src: Path, question: str, env: dict[str, str] | None = None) -> None:
         self.label = label
-        env = {**os.environ, "PYTHONPATH": str(src)}
+        env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.bench_mainjob", "--serve", "--question", question],
             cwd=ROOT,
@@ -76,10 +115,43 @@ class Worker:
         result: dict[str, Any] = json.loads(line)
         return result
 
-    def close(self) -> None:
-        assert self.proc.stdin is not None
+    def close(self) -> list[list[dict[str, Any]]]:
+        """End the worker; the model calls of each of its runs."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
+        calls = self.proc.stdout.readline()
         self.proc.wait(timeout=60)
+        return cast("list[list[dict[str, Any]]]", json.loads(calls)) if calls else []
+
+
+def _cold(question: str, pairs: int) -> None:
+    """Fresh processes with and without the prompt states on disk, interleaved."""
+    sides = {"disk cache": {}, "no cache": {"SHOPFLOOR_MODELS__PROMPT_CACHE_MB": "0"}}
+    primer = Worker("primer", ROOT / "src", question)  # saves the states the first side reads
+    print(f"primer: {primer.run()['output']}")
+    primer.close()
+    rows: dict[str, list[dict[str, Any]]] = {label: [] for label in sides}
+    for _ in range(pairs):
+        for label, env in sides.items():
+            worker = Worker(label, ROOT / "src", question, env)
+            result = worker.run()
+            calls = worker.close()[0]
+            result["ttft"] = calls[0]["ttft"] if calls else float("nan")
+            result["stage0"] = calls[1]["duration"] if len(calls) > 1 else float("nan")
+            result["reused"] = calls[0]["reused"] if calls else 0
+            rows[label].append(result)
+    load = os.getloadavg()[0]
+    print(f"{question!r}, a new process each, median of {pairs} interleaved pairs (load average {load:.1f}):")
+    print(f"  {'':<10} {'run':>8} {'1st TTFT':>9} {'stage 0':>8} {'reused':>7} {'CPU':>8}   answers")
+    for label, runs in rows.items():
+        answers = sorted({str(r["output"]) for r in runs})
+        print(
+            f"  {label:<10} {_median(runs, 'wall'):7.2f}s {_median(runs, 'ttft'):8.2f}s "
+            f"{_median(runs, 'stage0'):7.2f}s {_median(runs, 'reused'):7.0f} "
+            f"{_median(runs, 'process_cpu'):7.2f}s   {answers}"
+        )
+    ratio = _median(rows["no cache"], "wall") / _median(rows["disk cache"], "wall")
+    print(f"  no cache / disk cache (run): {ratio:.2f}x")
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -91,10 +163,14 @@ def main() -> None:
     parser.add_argument("--question", default=QUESTION)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default="/work/main/src")
+    parser.add_argument("--cold", type=int, default=0, help="pairs of new processes, cache on and off")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.question))
+        return
+    if args.cold:
+        _cold(args.question, args.cold)
         return
     workers = [Worker("candidate", ROOT / "src", args.question)]
     if args.baseline:

@@ -2,20 +2,24 @@
 BM25 alone and vectors alone, side by side in one run.
 
 Corpus: the Python documentation's HTML from Debian's ``python3.11-doc`` (real documents no one here
-wrote; ``apt-get install python3.11-doc``, or ``--corpus DIR``), the first ``--pages`` pages in name
-order. Rows:
+wrote; ``apt-get install python3.11-doc``, or ``--corpus DIR``): the pages the researcher ingests (its
+``exclude`` patterns applied), ``--pages`` of them spread evenly over the name order. Rows:
 
 - embed: the MiniLM embedder against its first numpy forward pass (kept here as the baseline: one
   batched product per sequence, erf out of place, fixed batches of 32 padded to their longest, OpenBLAS
   threads as they come), over the same ``--embed`` chunks, interleaved, median of ``--repeats``, CPU
   beside wall;
-- ingest: pages and chunks per second (wall and CPU), bytes of index per 1,000 chunks;
+- chunks: what the chunker makes of every page the researcher ingests, and of every page of the corpus;
+- ingest: pages and chunks per second (wall and CPU), bytes of index per 1,000 chunks, the same
+  ``--ingest-pages`` pages into a fresh collection each way: batched (the chunks of consecutive pages
+  embedded together, ``EMBED_BATCH`` per call, as ``DocIndex.add`` does), one page per embedding call
+  (as it did before), and one chunk per call (each chunk alone: no batching at all);
 - query: p50 / p99 ms of ``search`` in each mode over the same queries, interleaved (a round runs each
   mode once per query), with the embedding of the query counted in hybrid and dense;
 - scale: the same after the collection's vectors are tiled to ``--scale`` chunks (BM25 rows stay the
   real ones; dense search is exact, so its cost grows with the chunk count).
 
-Run: ``.venv/bin/python -m benchmarks.bench_retrieval [--pages 120] [--scale 100000]``.
+Run: ``.venv/bin/python -m benchmarks.bench_retrieval [--pages 120] [--ingest-pages 24] [--scale 100000]``.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from shopfloor.connectors.docs import DocIndex, MiniLM, chunk_sections, parser_for
+from shopfloor.connectors.docs import DocIndex, Embedder, MiniLM, chunk_sections, excluded, parser_for
+from shopfloor.connectors.docs._index import EMBED_BATCH
+from shopfloor.spec import load_spec, spec_resolvers
 
 CORPUS = Path("/usr/share/doc/python3.11/html")
+RESEARCHER = Path(__file__).resolve().parents[1] / "examples" / "researcher"
 QUERIES = [
     "how do I read a file line by line",
     "sort a list of dictionaries by a key",
@@ -144,6 +152,72 @@ def embed_rows(embedder: MiniLM, pages: list[Path], count: int, repeats: int) ->
     print(f"  largest difference between the two embeddings: {drift:.1e}")
 
 
+class OneByOne(Embedder):
+    """The same model called on one chunk at a time: ingest without any batching."""
+
+    dim = MiniLM.dim
+
+    def __init__(self, inner: MiniLM) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return self.inner.embed([])
+        return np.concatenate([self.inner.embed([text]) for text in texts])
+
+
+def researcher_excludes() -> list[str]:
+    loaded = load_spec(RESEARCHER, resolvers=spec_resolvers())
+    return [p for c in loaded.spec.connectors if c.docs is not None for p in c.docs.exclude]
+
+
+def chunk_rows(corpus: Path, kept: list[Path]) -> None:
+    every = [p for p in sorted(corpus.rglob("*")) if p.is_file() and parser_for(p) is not None]
+    print("chunks: what the chunker makes of the pages (parsing included)")
+    for label, pages in (("all documents", every), ("the researcher's", kept)):
+        start, chunks, chars = time.perf_counter(), 0, 0
+        for page in pages:
+            parser = parser_for(page)
+            assert parser is not None
+            made = chunk_sections(parser.parse(page.read_bytes(), page.name).sections)
+            chunks += len(made)
+            chars += sum(len(c.text) for c in made)
+        took = time.perf_counter() - start
+        print(
+            f"  {label:<17} {len(pages):5} pages {chunks:7} chunks  "
+            f"{chunks / max(len(pages), 1):5.1f} per page  {chars / max(chunks, 1):5.0f} chars per chunk  "
+            f"({took:.1f} s)"
+        )
+
+
+def ingest_rows(embedder: MiniLM, pages: list[Path], corpus: Path, only: list[str]) -> None:
+    for page in pages:
+        page.read_bytes()  # each way reads them from the page cache
+    print(f"ingest: {len(pages)} pages into a fresh collection each way")
+    ways: list[tuple[str, str, Embedder, int]] = [
+        ("batched", f"batched ({EMBED_BATCH})", embedder, EMBED_BATCH),
+        ("page", "one page a call", embedder, 1),
+        ("chunk", "one chunk a call", OneByOne(embedder), 1),
+    ]
+    base: float | None = None
+    for key, label, model, batch in ways:
+        if only and key not in only:
+            continue
+        with tempfile.TemporaryDirectory() as tmp, DocIndex(Path(tmp) / "ingest.db", model) as index:
+            cpu, wall = time.process_time(), time.perf_counter()
+            report = index.add(pages, base=corpus, embed_batch=batch)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            stats = index.stats()
+        base = base or wall
+        print(
+            f"  {label:<17} {wall:7.1f} s  {len(pages) / wall:6.2f} pages/s  {report.chunks / wall:6.1f} "
+            f"chunks/s wall ({report.chunks / cpu:6.1f} of CPU)  x{base / wall:4.2f}  "
+            f"{stats['bytes'] / max(stats['chunks'], 1) * 1000 / 1e6:.2f} MB per 1,000 chunks "
+            f"({report.chunks} chunks, {len(report.failed)} skipped)"
+        )
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -178,15 +252,35 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--embed", type=int, default=64, help="chunks of the embedder rows")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ingest-pages", type=int, default=24, help="pages of the ingest rows")
+    parser.add_argument(
+        "--ingest", nargs="*", default=[], help="only these ingest rows: batched, page, chunk"
+    )
+    parser.add_argument("--skip", nargs="*", default=[], help="rows left out: embed chunks ingest queries")
     args = parser.parse_args()
     corpus: Path = args.corpus
     if not corpus.is_dir():
         print(f"the corpus {corpus} is missing: apt-get install python3.11-doc", file=sys.stderr)
         return 2
-    pages = sorted(corpus.rglob("*.html"))[: args.pages]
+    exclude = researcher_excludes()
+    kept = [
+        p for p in sorted(corpus.rglob("*.html")) if not excluded(p.relative_to(corpus).as_posix(), exclude)
+    ]
+
+    def spread(count: int) -> list[Path]:
+        return kept[:: max(1, len(kept) // max(count, 1))][:count]
+
+    pages = spread(args.pages)
     embedder = MiniLM()
     embedder.embed(["warm up"])
-    embed_rows(embedder, pages, args.embed, args.repeats)
+    if "embed" not in args.skip:
+        embed_rows(embedder, pages, args.embed, args.repeats)
+    if "chunks" not in args.skip:
+        chunk_rows(corpus, kept)
+    if "ingest" not in args.skip:
+        ingest_rows(embedder, spread(args.ingest_pages), corpus, args.ingest)
+    if "queries" in args.skip:
+        return 0
     with tempfile.TemporaryDirectory() as tmp, DocIndex(Path(tmp) / "bench.db", embedder) as index:
         cpu, wall = time.process_time(), time.perf_counter()
         report = index.add(pages, base=corpus)

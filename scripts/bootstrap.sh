@@ -52,6 +52,29 @@ else
   skip "gVisor present ($(command -v runsc))"
 fi
 
+# The researcher's corpus (examples/researcher): the Python documentation from Debian's python3.11-doc
+# (~530 HTML pages), read in place and ingested incrementally at the researcher's first run, not here
+# (embedding it takes many minutes). Without apt or root, or where dpkg leaves /usr/share/doc out (slim
+# images' path-exclude), the researcher reads the seven pages of it that it ships instead.
+DOCS_PKG="python3.11-doc"
+DOCS_DIR="/usr/share/doc/python3.11/html"
+if [ -f "$DOCS_DIR/tutorial/errors.html" ]; then
+  skip "the researcher's corpus present ($DOCS_PKG: $DOCS_DIR)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  step "installing the researcher's corpus: $DOCS_PKG (the Python documentation, ~12 MB download)"
+  if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$DOCS_PKG"; } \
+      && [ -f "$DOCS_DIR/tutorial/errors.html" ]; then
+    skip "installed: $(find "$DOCS_DIR" -name '*.html' | wc -l) pages in $DOCS_DIR"
+  elif dpkg -s "$DOCS_PKG" >/dev/null 2>&1; then
+    skip "$DOCS_PKG is installed but dpkg left $DOCS_DIR out (a path-exclude in /etc/dpkg/dpkg.cfg.d):" \
+      "the researcher reads its shipped pages (examples/researcher/corpus)"
+  else
+    skip "$DOCS_PKG could not be installed: the researcher reads its shipped pages (examples/researcher/corpus)"
+  fi
+else
+  skip "$DOCS_PKG missing: the researcher reads its shipped pages (apt-get install $DOCS_PKG as root for all of them)"
+fi
+
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   step "creating virtual environment .venv ($($PY --version))"

@@ -77,6 +77,8 @@ class ModelSettings(_Section):
     context_length: int = 4096
     #: a local model's threads; unset: every core, but only the idle ones when a generation starts
     threads: int | None = None
+    #: disk kept for a local model's processed prompt prefixes, read by later processes; 0: none
+    prompt_cache_mb: int = Field(256, ge=0)
 
 
 class WorkspaceSettings(_Section):
@@ -432,13 +434,18 @@ class EvalSettings(_Section):
     #: the folder holding the ``bfcl_eval`` package (its data and AST checker), installed there without
     #: its dependencies; default: ``<venv>/share/shopfloor/bfcl-eval``, where ``scripts/bootstrap.sh`` puts it
     bfcl_path: Path | None = None
+    #: how long an item's result may wait to be written with others' (one transaction for them all);
+    #: 0 writes each at once. One lost to a crash costs no run: resuming scores the item's ended run again
+    write_every: float = Field(1.0, ge=0, description="seconds an item's result may wait to be written")
+    #: results that are written at once, however soon
+    write_batch: int = Field(64, ge=1, description="results written together at most")
 
 
 class Settings(_Section):
     home: Path
     database_url: str | None = None  # default: sqlite under home
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
@@ -451,7 +458,7 @@ class Settings(_Section):
     releases: ReleaseSettings = Field(default_factory=ReleaseSettings)  # type: ignore[arg-type]
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     mcp: McpGatewaySettings = Field(default_factory=McpGatewaySettings)
-    evals: EvalSettings = Field(default_factory=EvalSettings)
+    evals: EvalSettings = Field(default_factory=EvalSettings)  # type: ignore[arg-type]
 
     @property
     def db_url(self) -> str:
@@ -460,6 +467,10 @@ class Settings(_Section):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def prompt_cache_dir(self) -> Path:
+        return self.home / "cache" / "prompt-states"
 
     @property
     def workspace_url(self) -> str:

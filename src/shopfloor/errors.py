@@ -40,6 +40,7 @@ ShopfloorError
 │   ├── RunStateError           the run is not in a state that allows the operation
 │   ├── ReplayDivergence        a replayed run asked for a step its record does not have
 │   ├── ForkStepError           a fork's step is outside its parent's record (names the range; HTTP 422)
+│   ├── ProposalEditError       an approver's edit of a proposal its tool does not allow (per field; 422)
 │   └── DurableEngineError      the installed DBOS is not the one the runtime was written for
 ├── TelemetryError              trace store or exporter failure
 ├── EvalError                   an evaluation cannot be found, resumed or compared (says which and why)
@@ -66,6 +67,7 @@ ShopfloorSignal (BaseException subclass of nothing of ours: not an error)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "AgentNotFoundError",
@@ -90,6 +92,7 @@ __all__ = [
     "ModelRequestsBlocked",
     "ModelUnavailableError",
     "PermissionDeniedError",
+    "ProposalEditError",
     "ReleaseError",
     "RemoteCallError",
     "ReplayDivergence",
@@ -308,6 +311,18 @@ class ForkStepError(RunError):
         super().__init__(
             f"step {step} is outside the record of run {run_id}: fork it at a step from 1 to {steps + 1}"
         )
+
+
+class ProposalEditError(RunError):
+    """An approver's edit of what a tool proposed (a research plan) that the tool does not allow.
+
+    ``problems``: each one's ``loc`` (the path of the field, from ``proposal``), ``msg`` and ``type``, as
+    FastAPI's request validation names fields (the API answers them as its 422 ``detail``)."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
+        super().__init__(f"the edited proposal is refused: {listed}")
 
 
 class DurableEngineError(RunError):

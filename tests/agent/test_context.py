@@ -83,3 +83,47 @@ def test_a_long_history_is_summarised_by_its_ends() -> None:
     assert summary.startswith("(Earlier steps, summarised: step 1; step 2")
     assert "more ..." in summary or "clipped to fit" in summary
     assert sum(window.tokens(m) for m in fit.messages) <= 250
+
+
+def _walked(window: ContextWindow, system: Message, task: Message, turns: list[Turn]) -> tuple[int, int]:
+    """The turns kept and tokens used by walking back over every turn (the window's definition)."""
+    used = window.tokens(system) + window.tokens(task)
+    summary_room = min(256, (window.budget - used) // 4)
+    kept = 0
+    for turn in reversed(turns):
+        cost = sum(window.tokens(m) for m in turn.messages)
+        room = window.budget - used - (summary_room if kept + 1 < len(turns) else 0)
+        if cost > room:
+            break
+        kept += 1
+        used += cost
+    return kept, used
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_kept_turns_are_those_a_walk_over_the_history_keeps(seed: int) -> None:
+    """The window keeps what walking back over every turn keeps, as a history grows one turn at a time,
+    and when it is given another history (shorter, or with a turn replaced)."""
+    import random
+
+    rng = random.Random(seed)
+    context = rng.choice([60, 120, 300, 2000])
+    window = ContextWindow(context_length=context, reserve=20, count=count)
+    turns: list[Turn] = []
+    for step in range(1, 120):
+        turns.append(turn(step, words=rng.choice([0, 1, 5, 10, 40])))
+        if rng.random() < 0.05:
+            turns = turns[: rng.randrange(len(turns) + 1)]  # another history, shorter
+        if turns and rng.random() < 0.05:
+            turns[rng.randrange(len(turns))] = turn(0, words=rng.choice([2, 30]))  # one turn replaced
+        fit = window.fit(SYSTEM, TASK, turns)
+        kept, used = _walked(
+            ContextWindow(context_length=context, reserve=20, count=count), SYSTEM, TASK, turns
+        )
+        assert len(turns) - fit.dropped_turns == kept, (step, len(turns))
+        kept_messages = [m for t in turns[len(turns) - kept :] for m in t.messages]
+        assert list(fit.messages[len(fit.messages) - len(kept_messages) :]) == kept_messages
+        summarised = len(fit.messages) == 3 + len(kept_messages)
+        assert fit.dropped_turns or not summarised
+        summary_tokens = window.tokens(fit.messages[2]) if summarised else 0
+        assert fit.tokens == used + summary_tokens

@@ -13,6 +13,8 @@ from shopfloor.models import FunctionModel
 from shopfloor.ops.replay import RecordingStepRunner
 from shopfloor.tools import Proposal, Tool, ToolContext
 
+EDITABLE = {"plan": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 40}}}
+
 
 class Planner(Tool):
     """Plans the searches of a question (deep when it says "and"), then searches what was approved."""
@@ -35,7 +37,7 @@ class Planner(Tool):
         if self.fail:
             raise ToolExecutionError("the planner failed")
         parts = str(args["question"]).split(" and ")
-        return Proposal(data={"plan": parts}, needs_approval=len(parts) > 1)
+        return Proposal(data={"plan": parts}, needs_approval=len(parts) > 1, editable=EDITABLE)
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         self.called.append(ctx.proposal)
@@ -47,13 +49,16 @@ def call(tool: str, **args: Any) -> dict[str, Any]:
 
 
 class Person:
-    def __init__(self, *, approve: bool) -> None:
+    def __init__(self, *, approve: bool, edit: dict[str, Any] | None = None) -> None:
         self.approve = approve
+        self.edit = edit
         self.asked: list[ApprovalRequest] = []
 
     async def __call__(self, request: ApprovalRequest) -> ApprovalDecision:
         self.asked.append(request)
-        return ApprovalDecision(approved=self.approve, by="ann", reason="" if self.approve else "too broad")
+        return ApprovalDecision(
+            approved=self.approve, by="ann", reason="" if self.approve else "too broad", proposal=self.edit
+        )
 
 
 async def test_an_approved_proposal_is_what_the_call_runs_with() -> None:
@@ -112,3 +117,81 @@ async def test_a_failed_proposal_is_a_tool_error_for_the_model(approve: bool) ->
     assert result.status == "completed" and result.output == "gave up"
     assert (result.steps[0].error, result.steps[0].error_kind) == ("the planner failed", "execution")
     assert person.asked == [] and tool.called == []
+
+
+async def test_an_edited_proposal_is_what_the_call_runs_with_and_the_edit_is_recorded() -> None:
+    tool, person = Planner(), Person(approve=True, edit={"plan": ["venv module", "pip install", "wheels"]})
+    model = FunctionModel(
+        outputs=[call("search", question="venv and pip"), call("final_answer", answer="ok")]
+    )
+    events: list[RunEvent] = []
+    runner = RecordingStepRunner(InMemoryStepRunner(person))
+    result = await AgentLoop(model=model, tools=[tool]).run(
+        "q", run_id="r", runner=runner, on_event=events.append
+    )
+    assert result.status == "completed"
+    assert (person.asked[0].proposal, person.asked[0].editable) == ({"plan": ["venv", "pip"]}, EDITABLE)
+    assert tool.called == [{"plan": ["venv module", "pip install", "wheels"]}]
+    decided = next(e for e in events if e.kind == "approval_decided")
+    assert decided.data["edit"] == {
+        "before": {"plan": ["venv", "pip"]},
+        "after": {"plan": ["venv module", "pip install", "wheels"]},
+    }
+    requested = next(e for e in events if e.kind == "approval_requested")
+    assert requested.data["editable"] == ["plan"]
+    recorded = next(s for s in runner.steps if s.name == "approval")
+    assert recorded.output["proposal"] == {"plan": ["venv module", "pip install", "wheels"]}, "replayable"
+
+
+async def test_an_edit_sent_unchanged_is_no_edit() -> None:
+    tool, person = Planner(), Person(approve=True, edit={"plan": ["venv", "pip"]})
+    model = FunctionModel(
+        outputs=[call("search", question="venv and pip"), call("final_answer", answer="ok")]
+    )
+    events: list[RunEvent] = []
+    result = await AgentLoop(model=model, tools=[tool]).run(
+        "q", run_id="r", runner=InMemoryStepRunner(person), on_event=events.append
+    )
+    assert result.status == "completed" and tool.called == [{"plan": ["venv", "pip"]}]
+    assert "edit" not in next(e for e in events if e.kind == "approval_decided").data
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"plan": ["x" * 41]}, "proposal.plan.0: at most 40 characters, got 41"),
+        ({"plan": ["a"], "extra": 1}, "proposal.extra: no such field"),
+    ],
+)
+async def test_an_edit_the_tool_does_not_allow_ends_the_run_without_calling_it(
+    edit: dict[str, Any], why: str
+) -> None:
+    """The runtime refuses such an edit when it is given; a decision that reaches the run with one anyway
+    (a message sent past the runtime) is refused again, never run."""
+    tool, person = Planner(), Person(approve=True, edit=edit)
+    model = FunctionModel(outputs=[call("search", question="venv and pip"), call("final_answer", answer="x")])
+    events: list[RunEvent] = []
+    result = await AgentLoop(model=model, tools=[tool]).run(
+        "q", run_id="r", runner=InMemoryStepRunner(person), on_event=events.append
+    )
+    assert (result.status, result.stop_reason) == ("failed", "rejected")
+    assert result.error is not None and why in result.error and tool.called == []
+    assert next(e for e in events if e.kind == "approval_decided").data["approved"] is False
+
+
+async def test_an_edit_of_a_call_that_proposed_nothing_is_refused() -> None:
+    class Transfer(Tool):
+        name = "transfer"
+        description = "Move money"
+        input_schema = {"type": "object", "properties": {}, "additionalProperties": False}
+        requires_approval = True
+
+        async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+            raise AssertionError("never called")
+
+    person = Person(approve=True, edit={"amount": 1})
+    model = FunctionModel(outputs=[call("transfer"), call("final_answer", answer="x")])
+    result = await AgentLoop(model=model, tools=[Transfer()]).run(
+        "q", run_id="r", runner=InMemoryStepRunner(person)
+    )
+    assert result.steps[0].error == "ann sent an edited proposal for a call that proposed nothing"

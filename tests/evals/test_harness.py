@@ -16,8 +16,8 @@ import pytest
 from eval_support import AgentDir, write_suite
 
 from shopfloor.config import load_settings
-from shopfloor.evals import Harness, load_suite
-from shopfloor.runtime import Runtime, compose
+from shopfloor.evals import Harness, item_run_id, load_suite
+from shopfloor.runtime import RunRecord, Runtime, compose
 from shopfloor.telemetry import TraceStore, trace_store_url
 
 ITEMS = [
@@ -59,6 +59,7 @@ async def test_each_item_is_a_durable_run_in_a_fresh_seeded_workspace(
                 f"the workspace leaked or was not seeded: {answer}"
             )
     assert agent.calls() == {"paris": 2, "rome": 2, "fail": 2}
+    assert all(r.run_id == item_run_id(record.eval_id, r.item_id, r.repeat) for r in rows)
 
     summary = record.summary
     assert summary is not None and record.status == "completed"
@@ -136,7 +137,14 @@ def _eval_process(suite: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.usefixtures("eval_db")
-async def test_kill9_then_resume_never_reruns_a_finished_item(agent: AgentDir, tmp_path: Path) -> None:
+@pytest.mark.parametrize("write_every", ["0", "3600"], ids=["written-at-once", "results-unwritten"])
+async def test_kill9_then_resume_never_reruns_a_finished_item(
+    agent: AgentDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_every: str
+) -> None:
+    """Killed while an item's run waits in a tool: the item finished before is scored from its run
+    whether its result was written (``write_every`` 0) or still waited to be (an hour), and the cut run
+    is recovered under its derived id; nothing that ended runs again."""
+    monkeypatch.setenv("SHOPFLOOR_EVALS__WRITE_EVERY", write_every)
     (agent.path / "block").touch()
     items = [
         '{"id": "first", "input": "answer=one", "expected": "one"}',
@@ -161,26 +169,64 @@ async def test_kill9_then_resume_never_reruns_a_finished_item(agent: AgentDir, t
     (agent.path / "block").unlink()
     await asyncio.sleep(1.5)  # the killed executor's heartbeat goes stale
 
-    harness = Harness(compose(load_settings()))
+    services = compose(load_settings())
+    harness = Harness(services)
     try:
         [record] = harness.store.list_evals()
         before = {r.item_id: r for r in harness.store.items(record.eval_id)}
+        derived = {item: item_run_id(record.eval_id, item, 0) for item in before}
+        async with Runtime(services) as runtime:
+            runs_before = await runtime.get_runs(list(derived.values()))
         async with asyncio.timeout(60):
             record = await harness.execute(record.eval_id)
         rows = {r.item_id: r for r in harness.store.items(record.eval_id)}
     finally:
         harness.close()
-    assert (
-        before["first"].status == "done"
-        and before["cut"].status == "running"
-        and before["last"].status == "pending"
-    )
+    assert before["first"].status == ("done" if write_every == "0" else "pending")
+    assert before["cut"].status == "pending" and before["last"].status == "pending"
+    assert runs_before[derived["first"]].status == "completed"
+    assert runs_before[derived["cut"]].status == "running" and derived["last"] not in runs_before
     assert {i: r.status for i, r in rows.items()} == {"first": "done", "cut": "done", "last": "done"}
-    assert rows["cut"].run_id == before["cut"].run_id, "the interrupted run was recovered, not started again"
+    assert {i: r.run_id for i, r in rows.items()} == derived, "each item's run is the one derived from it"
     calls = agent.calls()
     assert calls["one"] == 1 and calls["three"] == 1, f"a finished item ran again: {calls}"
     assert calls["blocktwo"] == 2, "the step cut off by the kill runs again, once"
     assert json.loads(json.dumps(record.summary))["metrics"]["contains"]["mean"] == 1.0
+
+
+async def test_a_run_recorded_before_a_crash_but_never_started_is_started_once_on_resume(
+    agent: AgentDir, tmp_path: Path
+) -> None:
+    suite_path = write_suite(tmp_path, agent.path, ITEMS[:2])
+    services = compose(load_settings())
+    harness = Harness(services)
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        record = await harness.create(suite)
+        # What a process killed between recording item a's run and starting its workflow leaves.
+        async with Runtime(harness.services) as runtime:
+            loaded = harness.services.load_spec(agent.path)
+            orphan = RunRecord(
+                run_id=item_run_id(record.eval_id, "a", 0),
+                agent=loaded.spec.name,
+                spec_path=str(loaded.path),
+                release_digest=loaded.digest,
+                caller="eval",
+                status="queued",
+                task="answer=paris",
+                created_at=time.time(),
+            )
+            await asyncio.to_thread(runtime.store.create, orphan)
+        async with asyncio.timeout(60):
+            record = await harness.execute(record.eval_id)
+        rows = {r.item_id: r for r in harness.store.items(record.eval_id)}
+    finally:
+        harness.close()
+    assert {i: (r.status, r.run_id) for i, r in rows.items()} == {
+        "a": ("done", orphan.run_id),
+        "b": ("done", item_run_id(record.eval_id, "b", 0)),
+    }
+    assert agent.calls() == {"paris": 1, "rome": 1}
 
 
 async def test_an_items_files_are_in_its_runs_own_workspace_before_it_starts(

@@ -29,7 +29,7 @@ def script(request: ModelRequest) -> dict[str, Any]:
     props = request.json_schema["properties"]
     prompt = request.messages[-1].content
     if "tool" in props:
-        return {"tool": "tutorial__research"}
+        return {"tool": "python__research"}
     if "sub_questions" in props:
         question = prompt.split("Question: ", 1)[1].split("\n", 1)[0]
         return {"sub_questions": [part.strip(" ?,") for part in question.split(", and")]}

@@ -15,11 +15,11 @@ def by_id(lines: list[str]) -> dict[str, str]:
     return {json.loads(line)["id"]: line for line in lines if line.strip()}
 
 
-def subset_suite(suite_path: Path, tmp_path: Path, lines: list[str]) -> Path:
-    """A copy in ``tmp_path`` of the suite at ``suite_path`` (its agent ``..``, its dataset
+def subset_suite(suite_path: Path, tmp_path: Path, lines: list[str], *, agent: Path | None = None) -> Path:
+    """A copy in ``tmp_path`` of the suite at ``suite_path`` (its agent ``..``, or ``agent``; its dataset
     ``questions.jsonl`` and its ``scoring.py`` beside it) with ``lines`` (JSONL items) for its dataset."""
     (tmp_path / "some.jsonl").write_text("".join(line + "\n" for line in lines))
-    text = suite_path.read_text().replace("agent: ..", f"agent: {suite_path.parents[1]}")
+    text = suite_path.read_text().replace("agent: ..", f"agent: {agent or suite_path.parents[1]}")
     (tmp_path / "suite.yaml").write_text(text.replace("dataset: questions.jsonl", "dataset: some.jsonl"))
     (tmp_path / "scoring.py").write_text((suite_path.parent / "scoring.py").read_text())
     return tmp_path / "suite.yaml"

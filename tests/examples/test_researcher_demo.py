@@ -1,17 +1,19 @@
 """``shopfloor demo researcher`` and the researcher's plan approval, on the scripted model
-(``researcher_script.py``) with the real MiniLM and the shipped corpus."""
+(``researcher_script.py``) with the real MiniLM and the shipped corpus: each test runs a copy of the
+example whose ``sources`` (the installed python3.11-doc, minutes to embed) point where nothing is, so
+that it falls back to the seven pages it ships."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from researcher_support import researcher_on_fallback
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.slow  # the corpus is embedded on the CPU
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "researcher"
 SCRIPT = "function:researcher_script:script"
+EDITED_PLAN = ["origin of the name Python", "default encoding of Python source files", "source file encoding"]
 cli = CliRunner()
 WIDE = {"COLUMNS": "200"}  # one line per line: rich wraps at 80 columns otherwise
 
@@ -32,11 +35,13 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "researcher_script", raising=False)
 
 
-def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run() -> None:
-    first = cli.invoke(app, ["demo", "researcher", "--model", SCRIPT], env=WIDE)
+def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run(tmp_path: Path) -> None:
+    agent = str(researcher_on_fallback(tmp_path))
+    first = cli.invoke(app, ["demo", "researcher", "--agent", agent, "--model", SCRIPT], env=WIDE)
     assert first.exit_code == 0, first.output
     out = first.stdout
-    assert "into collection python-tutorial" in out
+    assert "python3.11-doc-not-installed is here (scripts/bootstrap.sh installs it)" in out
+    assert f"ingesting {agent}/corpus into collection python-docs" in out
     added = re.search(r"(\d+) added, 0 replaced, 0 unchanged, (\d+) chunks", out)
     assert added is not None and int(added.group(1)) >= 7 and int(added.group(2)) > 0, out
     assert "answer · completed" in out and "Sources:" in out and "[1] " in out
@@ -50,12 +55,21 @@ def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run
 
     again = cli.invoke(
         app,
-        ["demo", "researcher", "How do you exit the interactive interpreter?", "--model", SCRIPT, "--json"],
+        [
+            "demo",
+            "researcher",
+            "How do you exit the interactive interpreter?",
+            "--agent",
+            agent,
+            "--model",
+            SCRIPT,
+            "--json",
+        ],
     )
     assert again.exit_code == 0, again.output
     data = json.loads(again.stdout)
-    assert [(i["collection"], i["added"], i["chunks"]) for i in data["ingested"]] == [
-        ("python-tutorial", 0, 0)
+    assert [(i["collection"], i["fallback"], i["added"], i["chunks"]) for i in data["ingested"]] == [
+        ("python-docs", True, 0, 0)
     ], "ingested once"
     assert data["ingested"][0]["unchanged"] == int(added.group(1))
     assert data["run"]["status"] == "completed" and data["run"]["run_id"] != run_id.group(1)
@@ -64,8 +78,7 @@ def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run
 
 
 def _approving_copy(tmp_path: Path) -> Path:
-    agent = tmp_path / "researcher"
-    shutil.copytree(EXAMPLE, agent)
+    agent = researcher_on_fallback(tmp_path)
     spec = agent / "agent.yaml"
     text = spec.read_text().replace(
         "        sentences: 3\n", "        sentences: 3\n        approve_plan: true\n"
@@ -101,7 +114,8 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         approved = await runtime.start_run(agent, question, model=SCRIPT)
         approval = await _waiting(runtime, approved)
         assert (await _research(runtime, approved)) is None, "nothing researched before the approval"
-        await runtime.approve(approved, reason="good plan")
+        # the approver sharpens the plan: the call researches the sub-questions as edited
+        await runtime.approve(approved, reason="sharper plan", proposal={"sub_questions": EDITED_PLAN})
         async with asyncio.timeout(600):
             done = await runtime.wait(approved)
         research = await _research(runtime, approved)
@@ -111,7 +125,7 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         async with asyncio.timeout(600):
             ended = await runtime.wait(rejected)
         rejected_research = await _research(runtime, rejected)
-    assert approval["tool"] == "tutorial__research"
+    assert approval["tool"] == "python__research"
     assert approval["arguments"]["question"] == question
     proposal = approval["arguments"]["proposal"]
     assert proposal["route"]["depth"] == "deep" and proposal["route"]["by"] == "rules"
@@ -120,7 +134,8 @@ async def test_a_deep_plan_waits_for_approval_and_a_rejection_ends_the_run(tmp_p
         "what is the default encoding of Python source files",
     ]
     assert done.status == "completed", done.error
-    assert research is not None and research["plan"] == proposal["sub_questions"], "the plan approved"
+    assert approval["editable"]["sub_questions"]["maxItems"] == 3, "the spec's bound on a plan"
+    assert research is not None and research["plan"] == EDITED_PLAN, "the plan as approved"
     assert research["depth"] == "deep" and research["claims"], research
     assert (ended.status, ended.stop_reason) == ("failed", "rejected")
     assert ended.error is not None

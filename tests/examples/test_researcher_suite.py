@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from examples.researcher.evals.scoring import citations, correct, routing
+from researcher_support import researcher_on_fallback
 from suite_support import by_id, run_suite, subset_suite
 
 from shopfloor.config import Settings
@@ -35,7 +36,7 @@ def test_the_dataset_names_real_pages_and_labels_every_depth() -> None:
 
 
 def case(output: dict[str, Any], expected: dict[str, Any]) -> Case:
-    call = ToolCallRecord(tool="tutorial__research", arguments={}, output=output)
+    call = ToolCallRecord(tool="python__research", arguments={}, output=output)
     item = Item(id="q", input="q", expected=expected)
     return Case(item=item, run_id="r", status="completed", output=output["answer"], calls=(call,))
 
@@ -92,7 +93,8 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("_script_importable")
 async def test_two_questions_through_the_harness(tmp_path: Path) -> None:
     lines = by_id(SUITE.with_name("questions.jsonl").read_text().splitlines())
-    suite = subset_suite(SUITE, tmp_path, [lines["try-finally"], lines["name-and-encoding"], lines["sum"]])
+    picked = [lines["try-finally"], lines["name-and-encoding"], lines["sum"]]
+    suite = subset_suite(SUITE, tmp_path, picked, agent=researcher_on_fallback(tmp_path))
     async with asyncio.timeout(900):
         record, rows = await run_suite(suite, model="function:researcher_script:script")
     summed = {m["name"]: m["value"] for m in rows.pop("sum").metrics}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -79,3 +80,10 @@ def wait_trace(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[s
                 return trace
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.2)
+
+
+def grant_research(agent_dir: Path) -> None:
+    """Grant the runtime tests' agent its proposing ``research`` tool too (``agent_tools.py:research``)."""
+    spec = agent_dir / "agent.yaml"
+    entry = "  - name: research\n    source: agent_tools.py:research\n"
+    spec.write_text(spec.read_text().replace("tools:\n", "tools:\n" + entry, 1))

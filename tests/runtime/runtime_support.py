@@ -27,6 +27,8 @@ tools:
     source: agent_tools.py:transfer
     requires_approval: true
 {approval_timeout}
+  - name: fan_out
+    source: agent_tools.py:fan_out
 permissions:
   approvers: [alice]
 limits:

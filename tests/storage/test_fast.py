@@ -87,6 +87,29 @@ def test_a_closed_reader_refuses_new_connections(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def test_rows_are_tuples_in_the_statements_column_order_on_either_path(sql_url: str) -> None:
+    engine = make_engine(sql_url)
+    reads = reader(engine)
+    try:
+        table = sa.Table(
+            "pairs", sa.MetaData(), sa.Column("k", sa.Text, primary_key=True), sa.Column("n", sa.Integer)
+        )
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), [{"k": f"k{n}", "n": n} for n in range(5)])
+        query = (
+            sa.select(table.c.n, table.c.k)
+            .where(table.c.n >= sa.bindparam("low"))
+            .order_by(table.c.n)
+            .limit(sa.bindparam("most"))
+        )
+        assert reads.rows(query, {"low": 1, "most": 3}) == [(1, "k1"), (2, "k2"), (3, "k3")]
+        assert reads.rows(query, {"low": 9, "most": 3}) == []
+    finally:
+        reads.close()
+        engine.dispose()
+
+
 def test_put_file_streams_a_large_object_in_bounded_memory(sql_url: str) -> None:
     size = 48 * MiB + 3
     store = SqlStore(sql_url)

@@ -8,6 +8,7 @@ room reserved for the reply.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ __all__ = ["ContextWindow", "Turn", "WindowFit"]
 
 #: Messages a chat template adds around each message, roughly, in tokens.
 _PER_MESSAGE = 4
+#: messages whose token count a window remembers (the summary of each fit is a new one)
+_REMEMBERED = 8192
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,23 +44,54 @@ class ContextWindow:
         self.budget = context_length - reserve
         self._count = count
         # Every step fits the whole history again: each message is counted once (a real
-        # tokenizer costs ~1 us per character), keyed by the message itself (they are frozen).
-        self._counted: dict[Message, int] = {}
-        self._turn_costs: dict[int, tuple[Turn, int]] = {}
+        # tokenizer costs ~1 us per character), by identity (hashing a frozen message hashes
+        # its whole text each time), holding the message so that its id is not reused.
+        self._counted: dict[int, tuple[Message, int]] = {}
+        #: the turns summed so far, by identity, and the running sums of their costs:
+        #: ``_sums[i]`` is the cost of ``_summed[:i]`` (turns are appended, never changed)
+        self._summed: list[Turn] = []
+        self._sums: list[int] = [0]
 
     def tokens(self, message: Message) -> int:
-        counted = self._counted.get(message)
-        if counted is None:
+        known = self._counted.get(id(message))
+        if known is None or known[0] is not message:
+            if len(self._counted) >= _REMEMBERED:
+                self._counted.clear()  # the turns' costs stay summed in ``_sums``
             extra = sum(self._count(call.arguments) + self._count(call.name) for call in message.tool_calls)
-            counted = self._counted[message] = self._count(message.content) + extra + _PER_MESSAGE
-        return counted
-
-    def _turn_cost(self, turn: Turn) -> int:
-        # By identity (turns are appended, never changed): a turn's messages are summed once.
-        known = self._turn_costs.get(id(turn))
-        if known is None or known[0] is not turn:
-            known = self._turn_costs[id(turn)] = (turn, sum(self.tokens(m) for m in turn.messages))
+            known = self._counted[id(message)] = (
+                message,
+                self._count(message.content) + extra + _PER_MESSAGE,
+            )
         return known[1]
+
+    def _running_sums(self, turns: Sequence[Turn]) -> list[int]:
+        """``sums[i]``: the cost of ``turns[:i]``; only the turns appended since the last fit are summed."""
+        summed = self._summed
+        if len(turns) < len(summed) or list(turns[: len(summed)]) != summed:
+            # Another history (compared by identity first, in C): start again.
+            summed.clear()
+            del self._sums[1:]
+        sums = self._sums
+        for turn in turns[len(summed) :]:
+            summed.append(turn)
+            sums.append(sums[-1] + sum(self.tokens(m) for m in turn.messages))
+        return sums
+
+    @staticmethod
+    def _kept(sums: list[int], room: int, summary_room: int) -> int:
+        """How many of the most recent turns fit: the longest run of them, newest first, that fits in
+        ``room`` less the summary's room (no summary is needed where every turn is kept, so the oldest
+        turn may use that room too). A binary search over the running sums: a step's cost does not
+        grow with the history (the walk over every kept turn did, up to the window's size)."""
+        count = len(sums) - 1
+        if count == 0:
+            return 0
+        # The oldest turn index ``start`` (from 1: keeping them all is decided below) whose suffix
+        # ``sums[count] - sums[start]`` fits in ``room - summary_room``.
+        start = bisect.bisect_left(sums, sums[count] - (room - summary_room), 1, count)
+        if start == 1 and sums[count] <= room:
+            return count
+        return count - start
 
     def _clip(self, message: Message, limit: int) -> Message:
         """Shorten ``message`` to about ``limit`` tokens, keeping its head and tail."""
@@ -78,18 +112,13 @@ class ContextWindow:
         system = self._clip(system, head_room // 2)
         task = self._clip(task, head_room - self.tokens(system))
         used = self.tokens(system) + self.tokens(task)
-        kept: list[Turn] = []
         # Room for the summary line of dropped turns, if any are dropped.
         summary_room = min(256, (self.budget - used) // 4)
-        for turn in reversed(turns):
-            cost = self._turn_cost(turn)
-            room = self.budget - used - (summary_room if len(kept) + 1 < len(turns) else 0)
-            if cost > room:
-                break
-            kept.append(turn)
-            used += cost
-        kept.reverse()
-        dropped = len(turns) - len(kept)
+        keep = self._kept(self._running_sums(turns), self.budget - used, summary_room)
+        count = len(turns)
+        kept = turns[count - keep :] if keep else []
+        used += self._sums[count] - self._sums[count - keep]
+        dropped = count - keep
         messages = [system, task]
         if dropped:
             lines = _summaries(turns, dropped, chars=16 * summary_room)

@@ -36,6 +36,7 @@ from shopfloor.agent._decide import (
     strategy_for,
 )
 from shopfloor.agent._records import (
+    ApprovalDecision,
     ApprovalRequest,
     RunEvent,
     RunResult,
@@ -46,12 +47,19 @@ from shopfloor.agent._records import (
 )
 from shopfloor.agent._steps import InMemoryStepRunner, StepRunner
 from shopfloor.agent._tracing import chat_span, plan_span, run_span, tool_span
-from shopfloor.errors import BudgetExceededError, ModelError, ShopfloorError, ToolArgumentsError, ToolError
+from shopfloor.errors import (
+    BudgetExceededError,
+    ModelError,
+    ProposalEditError,
+    ShopfloorError,
+    ToolArgumentsError,
+    ToolError,
+)
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Ask, AskModel, Budget, Tool, ToolContext, ToolServices
+from shopfloor.tools import Ask, AskModel, Budget, Tool, ToolContext, ToolServices, check_edit
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -124,6 +132,68 @@ class AgentLoop:
     async def run(
         self, task: str, *, run_id: str, runner: StepRunner | None = None, on_event: EventSink | None = None
     ) -> RunResult:
+        return await self._run(task, run_id, runner, on_event, self._turns)
+
+    async def run_call(
+        self,
+        tool: str,
+        params: dict[str, Any],
+        *,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """A child run (``ToolServices.children``): no model decides; its one step is ``tool``'s
+        ``call_child`` with ``params``, the durable step ``tool:1:NAME`` under the run's own span, whose
+        JSON result is the run's output. ``task`` is what the run is about, as listed and traced."""
+
+        async def body(
+            task: str,
+            run_id: str,
+            runner: StepRunner,
+            state: _State,
+            emit: Callable[..., Awaitable[None]],
+            finish: Callable[..., RunResult],
+        ) -> RunResult:
+            chosen = self.tools.get(tool)
+            if chosen is None:
+                return finish(
+                    "tool_error", error=f"a child run of {tool!r}, which agent {self.name!r} does not grant"
+                )
+            action = Action(
+                tool=tool,
+                arguments=params,
+                call_id=f"child-{run_id[:12]}",
+                reply=Message(role="assistant", content=""),
+            )
+            await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
+            ctx = ToolContext(
+                run_id=run_id,
+                step=1,
+                call_id=action.call_id,
+                idempotency_key=f"{run_id}:1",
+                services=dataclasses.replace(self.services, ask=self._asker(run_id, 1, state)),
+            )
+            outcome = await self._tool_step(
+                f"tool:1:{tool}", chosen, action, 1, run_id, runner, ctx, propose=False, child=True
+            )
+            record = await self._tool_record(action, 1, outcome, emit)
+            state.records.append(record)
+            if record.error is not None:
+                return finish("tool_error", error=record.error)
+            return finish("final_answer", output=json.dumps(record.output, default=str))
+
+        return await self._run(task, run_id, runner, on_event, body)
+
+    async def _run(
+        self,
+        task: str,
+        run_id: str,
+        runner: StepRunner | None,
+        on_event: EventSink | None,
+        body: Callable[..., Awaitable[RunResult]],
+    ) -> RunResult:
         runner = runner or InMemoryStepRunner()
         state = _State()
 
@@ -166,7 +236,7 @@ class AgentLoop:
             if blocked is not None:
                 result = finish("guardrail", error=_blocked_message("the task", blocked))
             else:
-                result = await self._turns(task, run_id, runner, state, emit, finish)
+                result = await body(task, run_id, runner, state, emit, finish)
             trace.finish(result)
         await emit(
             "run_finished",
@@ -369,6 +439,7 @@ class AgentLoop:
             ),
         )
         proposal: dict[str, Any] | None = None
+        editable: dict[str, Any] = {}
         if tool.proposes:
             # What the call will do, decided in a step of its own (recorded: a recovered run shows the
             # person the same plan) and approved before the call does it.
@@ -381,6 +452,7 @@ class AgentLoop:
                 ctx = dataclasses.replace(ctx, proposal=proposed["output"]["data"])
                 if proposed["output"]["needs_approval"]:
                     proposal = proposed["output"]["data"]
+                    editable = proposed["output"].get("editable") or {}
         if tool.requires_approval or proposal is not None:
             arguments = action.arguments if proposal is None else {**action.arguments, "proposal": proposal}
             request = ApprovalRequest(
@@ -390,6 +462,8 @@ class AgentLoop:
                 arguments=arguments,
                 approvers=self.approvers,
                 timeout=tool.approval_timeout,
+                proposal=proposal,
+                editable=editable,
             )
             await emit(
                 "approval_requested",
@@ -397,11 +471,25 @@ class AgentLoop:
                 tool=tool.name,
                 arguments=arguments,
                 approvers=list(self.approvers),
+                **({"editable": sorted(editable)} if editable else {}),
             )
             decision = await runner.wait_for_approval(request)
+            edited, refusal = _edited(proposal, editable, decision)
             await emit(
-                "approval_decided", step, approved=decision.approved, by=decision.by, reason=decision.reason
+                "approval_decided",
+                step,
+                approved=decision.approved and refusal is None,
+                by=decision.by,
+                reason=decision.reason,
+                **({"edit": {"before": proposal, "after": edited}} if edited is not None else {}),
             )
+            if refusal is not None:
+                kind = "rejected" if proposal is None else "proposal_rejected"
+                bad_edit = {"error": refusal, "error_kind": kind, "duration": 0.0}
+                return await self._tool_record(action, step, bad_edit, emit)
+            if edited is not None:
+                # The call does what the approver approved: the proposal as they edited it.
+                ctx = dataclasses.replace(ctx, proposal=edited)
             if not decision.approved:
                 what = "call" if proposal is None else "proposal"
                 why = f"the {what} was rejected by {decision.by or 'an approver'}" + (
@@ -440,9 +528,11 @@ class AgentLoop:
         ctx: ToolContext,
         *,
         propose: bool,
+        child: bool = False,
     ) -> dict[str, Any]:
-        """One durable step of a tool call: ``tool.call`` (its result guarded), or ``tool.propose``; the
-        outcome ``{"output"|"error", "error_kind", "duration"}`` as recorded."""
+        """One durable step of a tool call: ``tool.call`` (its result guarded), ``tool.propose``, or a
+        child run's ``tool.call_child``; the outcome ``{"output"|"error", "error_kind", "duration"}`` as
+        recorded."""
         timeout = self.limits.step_timeout
 
         async def do() -> Any:
@@ -465,6 +555,8 @@ class AgentLoop:
                     if propose:
                         proposed = await tool.propose(action.arguments, ctx)
                         output = None if proposed is None else dataclasses.asdict(proposed)
+                    elif child:
+                        output = await tool.call_child(action.arguments, ctx)
                     else:
                         output = await tool.call(action.arguments, ctx)
                 json.dumps(output, default=str)
@@ -655,3 +747,24 @@ def _answer_of(records: list[StepRecord]) -> str | None:
         return None
     answer = records[-1].output.get("answer")
     return answer if isinstance(answer, str) and answer.strip() else None
+
+
+def _edited(
+    proposal: dict[str, Any] | None, editable: dict[str, Any], decision: ApprovalDecision
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The proposal as the approver edited it (None: unchanged), or why the edit is refused.
+
+    The runtime checked the edit when it was given; it is checked again here because the decision is a
+    message any holder of the database could have sent, and the tool must never run an edit it forbids."""
+    if decision.proposal is None or not decision.approved:
+        return None, None
+    if proposal is None:
+        return (
+            None,
+            f"{decision.by or 'the approver'} sent an edited proposal for a call that proposed nothing",
+        )
+    try:
+        edited = check_edit(editable, proposal, decision.proposal)
+    except ProposalEditError as exc:
+        return None, str(exc)
+    return (edited if edited != proposal else None), None

@@ -33,6 +33,8 @@ StopReason = Literal[
     "budget",
     #: a person rejected what a tool proposed to do (a research plan)
     "rejected",
+    #: a child run's one call (``Tool.call_child``) failed
+    "tool_error",
 ]
 RunStatus = Literal["completed", "failed", "cancelled"]
 
@@ -122,6 +124,10 @@ class ApprovalRequest:
     arguments: dict[str, Any]
     approvers: tuple[str, ...]
     timeout: float | None
+    #: what the tool proposed (``Tool.propose``), None for a call that only needs approval
+    proposal: dict[str, Any] | None = None
+    #: the proposal's fields an approver may change, each with the JSON schema it allows
+    editable: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,3 +135,21 @@ class ApprovalDecision:
     approved: bool
     by: str = ""
     reason: str = ""
+    #: the proposal as the approver edited it (checked against the tool's ``editable``); None: as proposed
+    proposal: dict[str, Any] | None = None
+
+    def message(self) -> dict[str, Any]:
+        """The decision as the message a run receives and records."""
+        sent = {"approved": self.approved, "by": self.by, "reason": self.reason}
+        return sent if self.proposal is None else {**sent, "proposal": self.proposal}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> ApprovalDecision:
+        """A decision from the message a run received (``message``'s inverse)."""
+        edited = message.get("proposal")
+        return cls(
+            approved=bool(message.get("approved")),
+            by=str(message.get("by", "")),
+            reason=str(message.get("reason", "")),
+            proposal=edited if isinstance(edited, dict) else None,
+        )

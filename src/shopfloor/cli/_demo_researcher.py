@@ -1,4 +1,5 @@
-"""``shopfloor demo researcher``: the research agent answers a question from the Python Tutorial with
+"""``shopfloor demo researcher``: the research agent answers a question from the Python documentation
+(Debian's python3.11-doc, or the seven tutorial pages the example ships where that is not installed) with
 verified citations. Its corpus is ingested into its collection first (unchanged pages cost a hash), then
 the question is a durable, traced run; the demo prints the cited answer, the route the router took and
 why, the run id, and where the report and the trace are."""
@@ -31,17 +32,29 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
     """Ingest every ``docs:`` connector's sources into its collection (incremental by digest), saying
     what changed; the run ingests again as it starts, which then costs a hash per page."""
     from shopfloor.connectors import ingest_sources
-    from shopfloor.spec import seed_path
+    from shopfloor.connectors.docs import resolve_sources
 
     done = []
     for connector in loaded.spec.connectors:
         docs = connector.docs
         if docs is None or not docs.sources:
             continue
-        paths = [seed_path(ref, loaded.base_dir) for ref in docs.sources]
+        resolved = resolve_sources(docs, loaded.base_dir)
+        paths = resolved.paths
         if not quiet:
+            if resolved.fallback:
+                console.print(
+                    Text.assemble(
+                        "none of ",
+                        untrusted(", ".join(docs.sources)),
+                        " is here (scripts/bootstrap.sh installs it): the shipped pages instead",
+                    )
+                )
             where = ", ".join(str(p) for p in paths)
-            console.print(f"ingesting {where} into collection [bold]{docs.collection}[/] ...")
+            console.print(
+                Text.assemble("ingesting ", untrusted(where), " into collection ", (docs.collection, "bold"))
+                + " ..."
+            )
         reports = ingest_sources(get_settings().home, docs, paths)
         for report in reports:
             if not quiet:
@@ -55,7 +68,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                             ("  skipped ", "yellow"), untrusted(path), ": ", untrusted(error, width=200)
                         )
                     )
-            done.append({"collection": docs.collection, **report.to_json()})
+            done.append({"collection": docs.collection, "fallback": resolved.fallback, **report.to_json()})
     return done
 
 
@@ -71,7 +84,7 @@ def research_output(data: dict[str, Any]) -> dict[str, Any] | None:
 @demo_app.command("researcher")
 def researcher_cmd(
     question: Annotated[
-        str, typer.Argument(help="a question about the Python Tutorial")
+        str, typer.Argument(help="a question about Python (its documentation)")
     ] = DEFAULT_RESEARCH_QUESTION,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="model reference (default: the spec's)")
@@ -81,7 +94,8 @@ def researcher_cmd(
         bool, typer.Option("--json", help="print the run record and the research as JSON")
     ] = False,
 ) -> None:
-    """The research agent: ingests its corpus (seven chapters of the Python Tutorial), then answers a
+    """The research agent: ingests its corpus (the Python documentation from python3.11-doc, or seven
+    chapters of its tutorial where that is not installed; the first time takes minutes), then answers a
     question durably and traced, routed shallow or deep, every sentence citing a passage that was
     checked; prints the answer with its sources, the route taken, the run id and where to look further."""
     from shopfloor.spec import load_spec, spec_resolvers

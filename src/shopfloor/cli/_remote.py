@@ -134,6 +134,10 @@ class RemoteRuntime:
     async def get_run(self, run_id: str) -> Any:
         return self._record(await self._call("GET", f"/v1/runs/{run_id}"))
 
+    async def children(self, run_id: str) -> list[Any]:
+        """``GET /v1/runs/{id}/children``: the run's child runs, oldest first."""
+        return [self._record(run) for run in await self._call("GET", f"/v1/runs/{run_id}/children")]
+
     async def list_runs(
         self, *, limit: int = 50, status: str | None = None, agent: str | None = None
     ) -> list[Any]:
@@ -167,13 +171,20 @@ class RemoteRuntime:
                     seq, at = data.pop("seq"), data.pop("at")
                     yield StoredEvent(seq=seq, at=at, event=RunEvent(**data))
 
-    async def _decide(self, verb: str, run_id: str, by: str | None, reason: str) -> Any:
+    async def _decide(
+        self, verb: str, run_id: str, by: str | None, reason: str, proposal: dict[str, Any] | None = None
+    ) -> Any:
         if by is not None:
             raise ConfigError(f"--by: against a server the decision is the API key's ({verb} without --by)")
-        return self._record(await self._call("POST", f"/v1/runs/{run_id}/{verb}", json={"reason": reason}))
+        body: dict[str, Any] = {"reason": reason}
+        if proposal is not None:
+            body["proposal"] = proposal
+        return self._record(await self._call("POST", f"/v1/runs/{run_id}/{verb}", json=body))
 
-    async def approve(self, run_id: str, *, by: str | None = None, reason: str = "") -> Any:
-        return await self._decide("approve", run_id, by, reason)
+    async def approve(
+        self, run_id: str, *, by: str | None = None, reason: str = "", proposal: dict[str, Any] | None = None
+    ) -> Any:
+        return await self._decide("approve", run_id, by, reason, proposal)
 
     async def reject(self, run_id: str, *, by: str | None = None, reason: str = "") -> Any:
         return await self._decide("reject", run_id, by, reason)

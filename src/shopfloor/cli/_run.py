@@ -254,7 +254,8 @@ def ls_cmd(
     if eval_id is not None:
 
         async def each(rt: Runtime) -> list[RunRecord]:
-            return list(await asyncio.gather(*(rt.get_run(run_id) for run_id in items)))
+            found = await rt.get_runs(list(items))  # an item not yet started has no run
+            return [found[run_id] for run_id in items if run_id in found]
 
         records = [
             r
@@ -271,11 +272,11 @@ def ls_cmd(
     table = Table(
         *(["item"] if items else []), "run", "agent", "status", "stop reason", "tokens", "created", "task"
     )
-    for record in records:
+    for record, depth in _under_parents(records):
         style = _STATUS_STYLE.get(record.status, "white")
         table.add_row(
-            *([untrusted(items[record.run_id])] if items else []),
-            record.run_id[:12],
+            *([untrusted(items.get(record.run_id, ""))] if items else []),
+            ("  └ " * depth) + record.run_id[:12],
             untrusted(record.agent),
             Text(record.status, style=style),
             record.stop_reason or "",
@@ -286,20 +287,43 @@ def ls_cmd(
     console.print(table)
 
 
+def _under_parents(records: list[RunRecord]) -> list[tuple[RunRecord, int]]:
+    """The runs in their order, each child run moved under its parent (oldest child first) and
+    indented one level; a child whose parent is not among them stays where it is, unindented."""
+    listed = {record.run_id for record in records}
+    children: dict[str, list[RunRecord]] = {}
+    for record in records:
+        if record.child_params is not None and record.parent_run_id in listed:
+            children.setdefault(record.parent_run_id, []).append(record)
+    ordered: list[tuple[RunRecord, int]] = []
+
+    def place(record: RunRecord, depth: int) -> None:
+        ordered.append((record, depth))
+        for child in sorted(children.get(record.run_id, []), key=lambda r: (r.created_at, r.run_id)):
+            place(child, depth + 1)
+
+    for record in records:
+        if not (record.child_params is not None and record.parent_run_id in listed):
+            place(record, 0)
+    return ordered
+
+
 def _eval_runs(eval_id: str) -> dict[str, str]:
-    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat)."""
+    """The run ids of an evaluation's items, each with ``ITEM`` (``ITEM#REPEAT`` past the first repeat):
+    the run its row names, else the one its run has or will have (``item_run_id``), so an item
+    running now is listed before its result is written."""
     settings = get_settings()
     if settings.client.url:
         raise EvalError("--eval reads this machine's evaluation store: unset SHOPFLOOR_URL")
-    from shopfloor.evals import EvalStore
+    from shopfloor.evals import EvalStore, item_run_id
 
     store = EvalStore.open(settings.db_url)
     try:
         record = store.find(eval_id)
         return {
-            row.run_id: row.item_id + (f"#{row.repeat}" if row.repeat else "")
+            row.run_id or item_run_id(row.eval_id, row.item_id, row.repeat): row.item_id
+            + (f"#{row.repeat}" if row.repeat else "")
             for row in store.items(record.eval_id)
-            if row.run_id is not None
         }
     finally:
         store.close()
@@ -307,10 +331,15 @@ def _eval_runs(eval_id: str) -> dict[str, str]:
 
 @runs_app.command("show")
 def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
-    """Show one run: status, input, answer, stop reason, tokens, timings, pending approval."""
-    record = _runtime(lambda rt: rt.get_run(run_id))
+    """Show one run: status, input, answer, stop reason, tokens, timings, pending approval, children."""
+
+    async def body(rt: Runtime) -> tuple[RunRecord, list[RunRecord]]:
+        record = await rt.get_run(run_id)
+        return record, await rt.children(record.run_id)
+
+    record, children = _runtime(body)
     if json_out:
-        print_json(record.to_dict())
+        print_json(record.to_dict() | {"children": [child.to_dict() for child in children]})
         return
     style = _STATUS_STYLE.get(record.status, "white")
     console.print(
@@ -328,6 +357,7 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
         ("caller", record.caller),
         ("task", record.task),
         ("model", record.model or "(the spec's)"),
+        ("parent", _parent_line(record)),
         ("tokens", f"{record.input_tokens} in, {record.output_tokens} out, {record.model_calls} model calls"),
         ("steps", str(record.steps)),
         ("created", _when(record.created_at)),
@@ -345,10 +375,32 @@ def show_cmd(run_id: RunId, json_out: JsonOpt = False) -> None:
                 record.run_id, approval.get("tool"), approval.get("arguments"), approval.get("approvers")
             )
         )
+    if children:
+        console.print(Text(f"children ({len(children)})", style="dim"))
+        for child in children:
+            console.print(
+                Text.assemble(
+                    "  └ ",
+                    (child.run_id[:12], "bold"),
+                    "  ",
+                    (child.status, _STATUS_STYLE.get(child.status, "white")),
+                    "  ",
+                    untrusted(child.task, width=80),
+                )
+            )
     if record.error:
         console.print(untrusted(record.error, style="red"))
     if record.output:
         console.print(Text.assemble("\n", untrusted(record.output)))
+
+
+def _parent_line(record: RunRecord) -> str:
+    if record.parent_run_id is None:
+        return "-"
+    if record.child_params is not None:
+        tool = record.child_params.get("tool")
+        return f"child of {record.parent_run_id} (step {record.child_params.get('step')}, {tool})"
+    return f"fork of {record.parent_run_id} at step {record.fork_step}"
 
 
 @runs_app.command("logs")
@@ -403,10 +455,50 @@ ByOpt = Annotated[
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why, recorded with the decision")]
 
 
+EditOpt = Annotated[
+    bool,
+    typer.Option(
+        "--edit",
+        help="edit what the call proposes (a research plan) in $VISUAL or $EDITOR first, as YAML: only the "
+        "fields its tool lets change; the call runs with the proposal as edited",
+    ),
+]
+ProposalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proposal",
+        metavar="FILE|-",
+        help="approve the proposal as written in FILE (YAML or JSON; - for standard input) instead",
+    ),
+]
+
+
 @runs_app.command("approve")
-def approve_cmd(run_id: RunId, by: ByOpt = None, reason: ReasonOpt = "", json_out: JsonOpt = False) -> None:
-    """Approve the tool call a run is waiting on."""
-    _decision("approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason))
+def approve_cmd(
+    run_id: RunId,
+    by: ByOpt = None,
+    reason: ReasonOpt = "",
+    edit: EditOpt = False,
+    proposal: ProposalOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve the tool call a run is waiting on; with --edit or --proposal, what it proposed as edited."""
+    from shopfloor.cli._approve import edit_in_editor, read_proposal
+
+    if edit and proposal is not None:
+        raise typer.BadParameter("give --edit or --proposal, not both")
+    edited: dict[str, Any] | None = None
+    if edit or proposal is not None:
+        waiting = _runtime(lambda rt: rt.get_run(run_id))
+        approval = waiting.approval if waiting.status == "waiting_approval" else None
+        if edit:
+            edited = edit_in_editor(waiting.run_id, approval)
+        else:
+            assert proposal is not None
+            edited = read_proposal(proposal, approval)
+    _decision(
+        "approved", run_id, json_out, lambda rt: rt.approve(run_id, by=by, reason=reason, proposal=edited)
+    )
 
 
 @runs_app.command("reject")

@@ -37,14 +37,16 @@ _log = logging.getLogger(__name__)
 
 def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
-    by digest, safe beside another run doing the same. Each document's id is its path under its source
-    directory. The reports (``IngestReport``), one per path; documents that failed are logged."""
+    by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
+    spec's ``exclude``). Each document's id is its path under its source directory. The reports
+    (``IngestReport``), one per path; documents that failed are logged."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
     reports = []
     with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
         for path in paths:
-            report = index.add([path], base=path if path.is_dir() else path.parent)
+            base = path if path.is_dir() else path.parent
+            report = index.add([path], base=base, exclude=docs.exclude)
             for source, error in report.failed:
                 _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
             reports.append(report)
@@ -222,9 +224,12 @@ class _ResearchTool(Tool):
             "additionalProperties": False,
         }
 
-    async def _researcher(self, ctx: ToolContext, collections: Sequence[str] = ()) -> Researcher:
+    async def _researcher(
+        self, ctx: ToolContext, collections: Sequence[str] = (), sub_research: Any = None
+    ) -> Researcher:
         """The researcher of this call: its router, the ``easy`` and ``hard`` model routes, and a
-        retrieval over ``collections`` (the connector's every collection when empty)."""
+        retrieval over ``collections`` (the connector's every collection when empty); a deep plan's
+        sub-questions researched by ``sub_research`` (child runs) where given."""
         from shopfloor.connectors.docs import (
             CitationVerifier,
             Passage,
@@ -275,6 +280,7 @@ class _ResearchTool(Tool):
             max_passages=settings.passages,
             max_sub_questions=settings.sub_questions,
             max_claims=settings.sentences,
+            sub_research=sub_research,
         )
 
     def _ask(self, ctx: ToolContext, route: str | None) -> Ask:
@@ -307,14 +313,50 @@ class _ResearchTool(Tool):
         route = await researcher.route(question, depth=self._depth(args), budget=ctx.services.budget)
         plan = await researcher.plan(question) if route.depth == "deep" else []
         data = {"route": route.to_json(), "sub_questions": plan}
-        return Proposal(data=data, needs_approval=route.depth == "deep")
+        return Proposal(data=data, needs_approval=route.depth == "deep", editable=self._editable())
+
+    def _editable(self) -> dict[str, Any]:
+        """What the approver may change: the sub-questions, as many as a plan may have, each one line of
+        the length the planner writes. The route stays as decided."""
+        return {
+            "sub_questions": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": self.connector.docs.research.sub_questions,
+                "items": {
+                    "type": "string",
+                    "minLength": 3,
+                    "maxLength": 160,
+                    "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+                    "description": "one line without control characters",
+                },
+            }
+        }
+
+    async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        """A deep question's sub-question, researched in a child run of its own (``ChildResearch``);
+        its findings go to the child's branch of the workspace as well."""
+        from shopfloor.connectors.docs import research_notes, research_sub_question
+
+        found = await research_sub_question(await self._researcher(ctx), params)
+        settings = self.connector.docs.research
+        workspace = ctx.services.workspace
+        if settings.report_dir is not None and workspace is not None and not workspace.read_only:
+            slug = _SLUG.sub("-", found["sub_question"].lower()).strip("-")[:60] or "sub-question"
+            await workspace.write(
+                f"{settings.report_dir.rstrip('/')}/sub-questions/{slug}.md", research_notes(found)
+            )
+        return found
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        from shopfloor.connectors.docs import Route
+        from shopfloor.connectors.docs import ChildResearch, Route
 
         settings = self.connector.docs.research
         budget = ctx.services.budget
-        researcher = await self._researcher(ctx)
+        # Deep: each sub-question researched in a child run, where the run lends its tools children.
+        children = ctx.services.children
+        in_children = ChildResearch(children=children, ctx=ctx, tool=self.name) if children else None
+        researcher = await self._researcher(ctx, sub_research=in_children)
         question = str(args["question"])
         proposal = ctx.proposal
         if self.proposes and proposal is None:
@@ -325,7 +367,7 @@ class _ResearchTool(Tool):
         else:
             route, plan = await researcher.route(question, depth=self._depth(args), budget=budget), None
         if route.collections:
-            researcher = await self._researcher(ctx, route.collections)
+            researcher = await self._researcher(ctx, route.collections, in_children)
         report = await researcher.research(
             question, route=route, plan=plan, escalate=proposal is None, budget=budget
         )
@@ -342,6 +384,8 @@ class _ResearchTool(Tool):
             }
         )
         output = report.to_json()
+        if in_children is not None and in_children.outcomes:
+            output["children"] = in_children.to_json()
         workspace = ctx.services.workspace
         if settings.report_dir is not None and workspace is not None:
             slug = _SLUG.sub("-", question.lower()).strip("-")[:60] or "report"

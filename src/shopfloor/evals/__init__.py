@@ -31,6 +31,7 @@ from shopfloor.evals._dataset import (
 )
 from shopfloor.evals._harness import EvalOptions, Harness, ProgressFn, build_harness, score_case
 from shopfloor.evals._report import report_html, report_json
+from shopfloor.evals._results import ResultWriter
 from shopfloor.evals._scorer import (
     Case,
     Metric,
@@ -43,7 +44,7 @@ from shopfloor.evals._scorer import (
 )
 from shopfloor.evals._sources import DatasetSource, SourceEntry, SourceOptions, dataset_sources, load_source
 from shopfloor.evals._stats import bootstrap_ci, evaluate_gates, item_values, pass_at_k, pass_hat_k, summarise
-from shopfloor.evals._store import EvalItemRow, EvalRecord, EvalStore, ItemState
+from shopfloor.evals._store import EvalItemRow, EvalRecord, EvalStore, ItemResult, ItemState, item_run_id
 from shopfloor.evals._suite import GateSpec, LoadedSuite, ScorerEntry, SuiteSpec, build_scorers, load_suite
 
 __all__ = [
@@ -69,10 +70,12 @@ __all__ = [
     "GateSpec",
     "Harness",
     "Item",
+    "ItemResult",
     "ItemState",
     "LoadedSuite",
     "Metric",
     "ProgressFn",
+    "ResultWriter",
     "RunQualityJudge",
     "Scenario",
     "ScoreOptions",
@@ -101,6 +104,7 @@ __all__ = [
     "expected_value",
     "finished_evaluations",
     "initial_environment",
+    "item_run_id",
     "item_values",
     "load_dataset",
     "load_datasets",

@@ -8,7 +8,7 @@ from typing import Any
 
 from shopfloor.evals._dataset import Item
 from shopfloor.evals._scorer import Case, ToolCallRecord
-from shopfloor.runtime import RunRecord, Runtime
+from shopfloor.runtime import Runtime
 from shopfloor.telemetry import TraceStore, compute_metrics, trace_store_url
 
 __all__ = ["EVENT_PAGE", "build_case", "calls_of"]
@@ -55,22 +55,9 @@ def _span_facts(runtime: Runtime, run_id: str) -> tuple[float | None, float | No
     return report.ttft.p50 if report.ttft.count else None, report.cost_usd if prices else None
 
 
-def _recorded(runtime: Runtime, run_id: str) -> tuple[RunRecord, list[dict[str, Any]]]:
-    """The run's row and all its events, in one trip to a worker thread: this is the harness's
-    per-item cost besides the run itself (issue 18), so no query or thread hop more than needed,
-    and the row by its whole id (the primary key), not by prefix (``find`` scans every run)."""
-    record = runtime.store.get(run_id)
-    events: list[dict[str, Any]] = []
-    while True:
-        after = events[-1]["seq"] if events else -1
-        batch = runtime.store.read_events(run_id, after=after, limit=EVENT_PAGE)
-        events += batch
-        if len(batch) < EVENT_PAGE:  # a short page is the last: no empty read to learn that
-            return record, events
-
-
 async def build_case(runtime: Runtime, item: Item, run_id: str, *, spans: bool = False) -> Case:
-    record, events = await asyncio.to_thread(_recorded, runtime, run_id)
+    # The harness's per-item cost besides the run itself (issue 18): one thread hop, the cheapest reads.
+    record, events = await asyncio.to_thread(runtime.store.recorded, run_id, page=EVENT_PAGE)
     ttft, cost = await asyncio.to_thread(_span_facts, runtime, run_id) if spans else (None, None)
     latency = record.finished_at - record.started_at if record.finished_at and record.started_at else None
     return Case(

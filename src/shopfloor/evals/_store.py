@@ -1,12 +1,16 @@
 """Where evaluations are kept: one row per evaluation, one per (item, repeat), in the runtime's database.
 
-An item's row is written when the evaluation is created (pending), when its run starts (the run id),
-and when it is scored (done or broken, the case and the metrics); so an evaluation that was killed
-resumes from its rows, never starting a second run for an item that has one.
+An item's row is written when the evaluation is created (pending) and when it is scored (done or broken,
+its run id, the case and the metrics), the results of many items in one transaction
+(``write_results``). Its run's id is derived from the evaluation, the item and the repeat
+(``item_run_id``), so an evaluation that was killed finds each item's run by its id, whether or not
+the item's result was written: it never starts a second run for an item that has one, and scores a run
+that ended from its record.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +21,7 @@ import sqlalchemy as sa
 from shopfloor.errors import EvalError
 from shopfloor.storage import create_tables, insert_ignore, make_engine
 
-__all__ = ["EvalItemRow", "EvalRecord", "EvalStore", "ItemState"]
+__all__ = ["EvalItemRow", "EvalRecord", "EvalStore", "ItemResult", "ItemState", "item_run_id"]
 
 ItemState = Literal["pending", "running", "done", "broken"]
 
@@ -57,6 +61,14 @@ eval_items = sa.Table(
     sa.Column("metrics", sa.Text),
     sa.Column("finished_at", sa.Float),
 )
+
+
+def item_run_id(eval_id: str, item_id: str, repeat: int) -> str:
+    """The id of the run of ``item_id``'s ``repeat`` in evaluation ``eval_id``: 32 hex digits (a run id
+    as ``Runtime.start_run`` accepts one), the same every time it is asked for, another for any other
+    (evaluation, item, repeat)."""
+    key = json.dumps([eval_id, item_id, repeat], separators=(",", ":")).encode()
+    return hashlib.sha256(b"shopfloor-eval-item-run\0" + key).hexdigest()[:32]
 
 
 def _dump(value: Any) -> str:
@@ -104,6 +116,48 @@ class EvalItemRow:
     @property
     def finished(self) -> bool:
         return self.status in ("done", "broken")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemResult:
+    """What scoring an item writes to its row (``EvalStore.write_results``)."""
+
+    eval_id: str
+    item_id: str
+    repeat: int
+    status: ItemState
+    reason: str | None
+    #: None where the item broke before its run was started
+    run_id: str | None
+    case: dict[str, Any] | None
+    metrics: list[dict[str, Any]]
+    finished_at: float | None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "k_eval_id": self.eval_id,
+            "k_item_id": self.item_id,
+            "k_repeat": self.repeat,
+            "v_status": self.status,
+            "v_reason": self.reason,
+            "v_run_id": self.run_id,
+            "v_case": None if self.case is None else _dump(self.case),
+            "v_metrics": _dump(self.metrics),
+            "v_finished_at": self.finished_at,
+        }
+
+
+_RESULT_COLUMNS = ("status", "reason", "run_id", "case", "metrics", "finished_at")
+#: one item's result, its key and values as parameters: executed once per batch with a row per item
+_write_result = (
+    sa.update(eval_items)
+    .where(
+        eval_items.c.eval_id == sa.bindparam("k_eval_id"),
+        eval_items.c.item_id == sa.bindparam("k_item_id"),
+        eval_items.c.repeat == sa.bindparam("k_repeat"),
+    )
+    .values({name: sa.bindparam(f"v_{name}") for name in _RESULT_COLUMNS})
+)
 
 
 def _record(row: Any) -> EvalRecord:
@@ -189,6 +243,13 @@ class EvalStore:
         query = sa.select(eval_items).where(eval_items.c.eval_id == eval_id).order_by(eval_items.c.position)
         with self.engine.connect() as conn:
             return [_item_row(row) for row in conn.execute(query).mappings()]
+
+    def write_results(self, results: Sequence[ItemResult]) -> None:
+        """The results of many items, in one transaction (one ``executemany``), where writing each in a
+        commit of its own cost the harness a commit per item."""
+        if results:
+            with self.engine.begin() as conn:
+                conn.execute(_write_result, [result.params() for result in results])
 
     def update_item(self, eval_id: str, item_id: str, repeat: int, **values: Any) -> None:
         for key in ("case", "metrics", "item"):

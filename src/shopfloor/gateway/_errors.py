@@ -22,6 +22,7 @@ from shopfloor.errors import (
     ForkStepError,
     KeyNotFoundError,
     PermissionDeniedError,
+    ProposalEditError,
     RunNotFoundError,
     RunStateError,
     ShopfloorError,
@@ -42,6 +43,7 @@ STATUS: dict[type[ShopfloorError], int] = {
     SpecError: 422,
     WorkspacePathError: 422,
     ForkStepError: 422,
+    ProposalEditError: 422,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     BudgetExceededError: 429,
@@ -100,6 +102,10 @@ def status_for(exc: ShopfloorError) -> int:
 
 def error_response(exc: ShopfloorError) -> JSONResponse:
     status = status_for(exc)
+    if isinstance(exc, ProposalEditError):
+        # as FastAPI names a field of a body that does not validate: each problem's ``loc`` from ``body``
+        problems = [{**problem, "loc": ["body", *problem["loc"]]} for problem in exc.problems]
+        return JSONResponse({"detail": problems}, status_code=status)
     body: dict[str, Any] = {"detail": str(exc), "type": type(exc).__name__}
     headers: dict[str, str] = {}
     if isinstance(exc, SpecError):

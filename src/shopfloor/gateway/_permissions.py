@@ -43,6 +43,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], str | None] = {
     ("POST", "/v1/runs"): "runs:start",
     ("GET", "/v1/runs/{run_id}"): "runs:read",
     ("GET", "/v1/runs/{run_id}/events"): "runs:read",
+    ("GET", "/v1/runs/{run_id}/children"): "runs:read",
     ("POST", "/v1/runs/{run_id}/approve"): "runs:approve",
     ("POST", "/v1/runs/{run_id}/reject"): "runs:approve",
     ("POST", "/v1/runs/{run_id}/cancel"): "runs:cancel",

@@ -180,7 +180,7 @@ class Model(ABC):
     def __init__(self, name: str, *, context_length: int = 4096) -> None:
         self.name = name
         self.context_length = context_length
-        self._counted_messages: dict[Message, int] = {}
+        self._counted_messages: dict[int, tuple[Message, int]] = {}
 
     @property
     def ref(self) -> str:
@@ -215,16 +215,19 @@ class Model(ABC):
         return max(1, (len(text) + 3) // 4)
 
     def count_message_tokens(self, messages: tuple[Message, ...] | list[Message]) -> int:
-        # Each request repeats the history: each message is counted once (frozen, so a key).
+        # Each request repeats the history: each message is counted once, remembered by identity
+        # (hashing a frozen message hashes its whole text at every look-up: ~1 us a message, a
+        # step's largest cost of ours once the history filled the window), holding the message so
+        # that its id is not reused while remembered.
         counted = self._counted_messages
         if len(counted) > _COUNTED_MESSAGES:
             counted.clear()
         total = 0
         for message in messages:
-            tokens = counted.get(message)
-            if tokens is None:
-                tokens = counted[message] = self._message_tokens(message)
-            total += tokens
+            known = counted.get(id(message))
+            if known is None or known[0] is not message:
+                known = counted[id(message)] = (message, self._message_tokens(message))
+            total += known[1]
         return total
 
     def _message_tokens(self, message: Message) -> int:

@@ -35,7 +35,9 @@ from shopfloor.models._base import (
     UsageMeter,
     check_model_requests_allowed,
 )
+from shopfloor.models._catalogue import DEFAULT_CATALOGUE
 from shopfloor.models._install import model_path
+from shopfloor.models._prefix_disk import PromptCache
 from shopfloor.models._threads import threads_for
 from shopfloor.models._weights import Loaded, LoadedWeights
 
@@ -71,16 +73,21 @@ class LocalModel(Model):
         context_length: int = 4096,
         threads: int | None = None,
         weights: LoadedWeights | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         super().__init__(name, context_length=context_length)
         self.path = path
+        #: where processed prompt prefixes are saved for later processes (None: kept in memory only)
+        self.prompt_cache = prompt_cache
         self.threads = threads or os.cpu_count() or 1
         #: unset, each generation takes the cores idle when it starts (``threads_for``), up to all of them
         self.adaptive_threads = threads is None
         self.weights = weights if weights is not None else LoadedWeights()
 
     def _loaded(self, *, embedding: bool = False) -> Loaded:
-        return self.weights.load(self.path, self.context_length, self.threads, embedding=embedding)
+        return self.weights.load(
+            self.path, self.context_length, self.threads, embedding=embedding, prompt_cache=self.prompt_cache
+        )
 
     async def aload(self) -> None:
         """Load the weights in a worker thread (once per ``weights``), so ``count_tokens`` will not block."""
@@ -241,16 +248,26 @@ def make_local_model(name: str, settings: Settings, *, weights: LoadedWeights | 
         raise UnknownModelError(
             "'local:' needs a catalogue name or a .gguf path, e.g. 'local:qwen2.5-coder-0.5b'"
         )
+    pin: str | None = None  # a file given by path is hashed once, at its first load
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ModelInstallError(f"no GGUF file at {path}")
     else:
         path = model_path(name, settings)
+        pin = DEFAULT_CATALOGUE.get_entry(name).sha256
+    cache = None
+    if settings.models.prompt_cache_mb > 0:
+        cache = PromptCache(
+            directory=settings.prompt_cache_dir,
+            limit_bytes=settings.models.prompt_cache_mb << 20,
+            weights_sha256=pin,
+        )
     return LocalModel(
         name,
         path=path,
         context_length=settings.models.context_length,
         threads=settings.models.threads,
         weights=weights,
+        prompt_cache=cache,
     )

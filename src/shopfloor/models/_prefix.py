@@ -8,7 +8,9 @@ that marks such a prefix (``ModelRequest.cache_prefix``), the context's state is
 prompt that shares more tokens with a kept state than with the context restores that state, and
 llama.cpp then evaluates only what follows the shared part. A state is the context's data from
 ``llama_state_get_data`` (the KV cells in use and the last logits: some MiB for the small models),
-at most ``capacity`` of them, least recently used dropped first.
+at most ``capacity`` of them, least recently used dropped first. With a ``DiskPrefixCache`` each kept
+state is also saved to disk, and a prompt that no state in memory serves looks there, so the first
+request of a new process starts from the prefix an earlier process computed (``_prefix_disk.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from shopfloor.models._prefix_disk import DiskPrefixCache
 
 __all__ = ["MIN_GAIN", "PrefixStates", "common_prefix"]
 
@@ -43,8 +47,9 @@ class _State:
 class PrefixStates:
     """Kept context states of one llama.cpp context, by the tokens they hold."""
 
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, capacity: int = 4, *, disk: DiskPrefixCache | None = None) -> None:
         self.capacity = capacity
+        self.disk = disk
         self._states: OrderedDict[tuple[int, ...], _State] = OrderedDict()
         #: states restored so far (for tests and measurements)
         self.restores = 0
@@ -62,6 +67,10 @@ class PrefixStates:
                 found, shared = state, n
         if found is not None:
             self._states.move_to_end(found.tokens)
+        elif self.disk is not None and len(tokens) > shared:
+            saved = self.disk.best(tokens, shared)
+            if saved is not None:
+                found = self._add(saved.tokens, saved.data)
         return found
 
     def covers(self, tokens: Sequence[int], length: int) -> bool:
@@ -77,16 +86,25 @@ class PrefixStates:
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
         if written <= 0 or written > size:
             return
-        key = tuple(tokens)
-        self._states[key] = _State(tokens=key, data=bytes(buffer)[:written])
-        self._states.move_to_end(key)
+        state = self._add(tuple(tokens), bytes(buffer)[:written])
+        if self.disk is not None:
+            self.disk.save(state.tokens, state.data)
+
+    def _add(self, tokens: tuple[int, ...], data: bytes) -> _State:
+        state = self._states[tokens] = _State(tokens=tokens, data=data)
+        self._states.move_to_end(tokens)
         while len(self._states) > self.capacity:
             self._states.popitem(last=False)
+        return state
 
-    def restore(self, ctx: Any, state: _State) -> None:
+    def restore(self, ctx: Any, state: _State) -> bool:
+        """Restore ``state`` into ``ctx``; False (the state dropped) when llama.cpp refuses it, after
+        which the context's cache must be taken as empty."""
         import llama_cpp
 
         buffer = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
         if llama_cpp.llama_state_set_data(ctx, buffer, len(state.data)) != len(state.data):
-            raise RuntimeError("llama.cpp could not restore a kept prompt state")
+            self._states.pop(state.tokens, None)
+            return False
         self.restores += 1
+        return True

@@ -9,6 +9,7 @@ exit, whichever comes first, while llama.cpp's bindings still exist.
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import threading
 import weakref
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopfloor.errors import ModelInstallError
+from shopfloor.models._prefix_disk import PromptCache
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 __all__ = ["Loaded", "LoadedWeights", "TokenCounts"]
+
+logger = logging.getLogger("shopfloor.models")
 
 
 @dataclass(kw_only=True)
@@ -80,10 +84,13 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
             self._first_eval = True
             state = self.prefixes.best(tokens, common_prefix(self._input_ids.tolist(), tokens))
             if state is not None:
-                self.prefixes.restore(self._ctx.ctx, state)
-                self.input_ids[: len(state.tokens)] = state.tokens
-                self.n_tokens = len(state.tokens)
-                self._requires_eval = True
+                if self.prefixes.restore(self._ctx.ctx, state):
+                    self.input_ids[: len(state.tokens)] = state.tokens
+                    self.n_tokens = len(state.tokens)
+                    self._requires_eval = True
+                else:  # refused part-way: the context may hold anything, so evaluate the whole prompt
+                    self._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+                    self.n_tokens = 0
             inner = super().generate(tokens, *args, **kwargs)
             sent: Sequence[int] | None = None
             while True:
@@ -154,7 +161,17 @@ class LoadedWeights:
         self._finalizer.atexit = False
         atexit.register(_free, self._entries, self._lock)
 
-    def load(self, path: Path, n_ctx: int, threads: int, *, embedding: bool = False) -> Loaded:
+    def load(
+        self,
+        path: Path,
+        n_ctx: int,
+        threads: int,
+        *,
+        embedding: bool = False,
+        prompt_cache: PromptCache | None = None,
+    ) -> Loaded:
+        """The weights loaded for these settings; a chat context loaded here saves and reads its prompt
+        states in ``prompt_cache`` (that of the first caller to load it)."""
         key = (str(path.resolve()), n_ctx, threads, embedding)
         with self._lock:
             if key not in self._entries:
@@ -179,6 +196,11 @@ class LoadedWeights:
                         f"llama.cpp could not load {path}: {exc}; reinstall it with "
                         f"`shopfloor models install {path.stem} --force`"
                     ) from exc
+                if prompt_cache is not None and not embedding:
+                    try:
+                        llama.prefixes.disk = prompt_cache.open(llama, path)  # type: ignore[attr-defined]
+                    except OSError as exc:
+                        logger.warning("prompt states of %s stay in memory: %s", path, exc)
                 self._entries[key] = Loaded(
                     llama=llama,
                     lock=threading.Lock(),

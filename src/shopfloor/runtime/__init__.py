@@ -23,6 +23,7 @@ from shopfloor.runtime._executor import (
     Supervisor,
     new_executor_id,
 )
+from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._runner import DBOSStepRunner, approval_topic
 from shopfloor.runtime._runtime import Runtime
 from shopfloor.runtime._services import (
@@ -49,6 +50,7 @@ __all__ = [
     "DBOSStepRunner",
     "EvalFinder",
     "EventLog",
+    "LaunchedRun",
     "RecordedStep",
     "RoutedRun",
     "RunEnvironment",

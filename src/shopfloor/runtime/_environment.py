@@ -10,6 +10,7 @@ commit, stamped with the run id and step. The loop itself knows none of this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,16 +19,16 @@ from typing import Any
 from shopfloor.agent import AgentLoop, build_agent
 from shopfloor.config import Settings
 from shopfloor.connectors import Connectors, ingest_sources
-from shopfloor.errors import ConfigError
+from shopfloor.errors import ConfigError, WorkspaceConflictError
 from shopfloor.models import Model
 from shopfloor.runtime._services import Services
 from shopfloor.security import Admission, build_audit_log, build_secret_store
 from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
 from shopfloor.telemetry import register_secret
-from shopfloor.tools import Proposal, Tool, ToolContext, ToolServices
+from shopfloor.tools import Children, Proposal, Tool, ToolContext, ToolServices
 from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
 
-__all__ = ["RunEnvironment", "audit_event", "needs_workspace", "open_environment", "workspace_name"]
+__all__ = ["Branch", "RunEnvironment", "audit_event", "needs_workspace", "open_environment", "workspace_name"]
 
 
 def needs_workspace(spec: AgentSpec) -> bool:
@@ -69,6 +70,12 @@ class _Committing(Tool):
             )
         return output
 
+    async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        output = await self.inner.call_child(params, ctx)
+        if self.view.dirty:  # a child run commits to its own branch
+            await self.view.commit(f"child: {self.name}", run_id=ctx.run_id, step=ctx.step, retries=2)
+        return output
+
     async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
         return await self.inner.propose(args, ctx)  # it only plans: nothing to commit
 
@@ -85,6 +92,16 @@ class _Committing(Tool):
 
     def describe(self) -> str:
         return self.inner.describe()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Branch:
+    """Where a child run works: its own ``ref`` of its parent's ``workspace``, made from ``start`` (the
+    parent's commit when it started the child; None: an empty workspace) when it does not exist yet."""
+
+    workspace: str
+    ref: str
+    start: str | None
 
 
 @dataclass(kw_only=True)
@@ -157,10 +174,14 @@ async def open_environment(
     identity: str | None = None,
     connectors: Connectors | None = None,
     admission: Admission | None = None,
+    children: Children | None = None,
+    branch: Branch | None = None,
 ) -> RunEnvironment:
     """Open the run's workspace, seed it, resolve its skills and build its agent loop; the tools of
     the spec's connectors come from the worker's pool ``connectors``; its model calls are admitted
-    against ``admission`` (the runtime's budgets)."""
+    against ``admission`` (the runtime's budgets). ``children``: what starts its child runs (lent to
+    its tools); ``branch``: a child run's branch of its parent's workspace (the parent ingested the
+    connectors' sources already)."""
     from shopfloor.skills import skill_tools
 
     settings = services.settings
@@ -173,20 +194,27 @@ async def open_environment(
                 f"agent {spec.name!r} declares connectors ({', '.join(c.name for c in spec.connectors)}), "
                 "but this worker was given no connector pool (shopfloor.connectors.build_connectors)"
             )
-        for connector in spec.connectors:
+        for connector in spec.connectors if branch is None else ():
             if connector.docs is not None and connector.docs.sources:
-                paths = [seed_path(ref, loaded.base_dir) for ref in connector.docs.sources]
+                from shopfloor.connectors.docs import resolve_sources
+
+                paths = resolve_sources(connector.docs, loaded.base_dir).paths
                 await asyncio.to_thread(ingest_sources, settings.home, connector.docs, paths)
         connector_tools = await connectors.tools(spec.connectors)
     view: WorkspaceView | None = None
     workspaces: Workspaces | None = None
     seeded: list[str] = []
+    name: str | None = None
     if spec.permissions.workspace != "none" and needs_workspace(spec):
         workspaces = await asyncio.to_thread(services.workspaces)
-        workspace = workspaces.workspace(
-            workspace_name(loaded, run_id), quota=Quota.from_spec(spec.workspace)
-        )
+        name = branch.workspace if branch is not None else workspace_name(loaded, run_id)
+        workspace = workspaces.workspace(name, quota=Quota.from_spec(spec.workspace))
         ref = "main" if spec.workspace.start_from == "last" else f"runs/{run_id}"
+        if branch is not None:
+            ref = branch.ref
+            if branch.start is not None and await workspace.head(ref) is None:
+                with contextlib.suppress(WorkspaceConflictError):  # made by this child before a crash
+                    await workspace.set_ref(ref, branch.start, create=True)
         view = await workspace.open(
             ref, mounts=mount_sources(spec.workspace.mounts, base_dir=loaded.base_dir)
         )
@@ -213,6 +241,7 @@ async def open_environment(
         tenant=tenant,
         secrets=granted_secrets(loaded, settings),
         security_event=functools.partial(audit_event, settings, f"agent:{spec.name}"),
+        children=children,
     )
     committing = view if view is not None and not view.read_only else None
     loop = await asyncio.to_thread(
@@ -232,7 +261,7 @@ async def open_environment(
     return RunEnvironment(
         loop=loop,
         view=view,
-        workspace=workspace_name(loaded, run_id) if view is not None else None,
+        workspace=name,
         workspaces=workspaces,
         seeded=seeded,
     )

@@ -31,12 +31,13 @@ from dbos import error as dbos_error
 from shopfloor.config import Settings
 from shopfloor.runtime._dbos_internals import reenqueue_for_recovery
 from shopfloor.runtime._store import RunStore
-from shopfloor.runtime._workflow import WORKFLOW_NAME
+from shopfloor.runtime._workflow import CHILD_WORKFLOW_NAME, WORKFLOW_NAME
 from shopfloor.storage import open_sqlite
 
 __all__ = [
     "APP_NAME",
     "APP_VERSION",
+    "CHILD_QUEUE",
     "RECOVERY_QUEUE",
     "RUN_QUEUE",
     "Supervisor",
@@ -53,6 +54,9 @@ APP_VERSION = "shopfloor-runtime-1"
 RUN_QUEUE = "shopfloor-runs"
 #: Runs that were started in a process that died (``shopfloor run`` without --detach).
 RECOVERY_QUEUE = "shopfloor-recovered"
+#: Child runs whose executor died: apart from the parents waiting for them, which hold the slots of
+#: the other queues.
+CHILD_QUEUE = "shopfloor-children"
 
 log = logging.getLogger("shopfloor.runtime")
 
@@ -174,15 +178,17 @@ class Supervisor(threading.Thread):
         """Hand the unfinished runs of silent executors back to a queue; returns their ids."""
         live = self.store.live_executors(timeout=self.timeout) | {self.executor_id}
         pending = DBOS.list_workflows(
-            status="PENDING", name=WORKFLOW_NAME, load_input=False, load_output=False
+            status="PENDING", name=[WORKFLOW_NAME, CHILD_WORKFLOW_NAME], load_input=False, load_output=False
         )
         recovered = []
         for workflow in pending:
             dead = workflow.executor_id
             if dead is None or dead in live:
                 continue
-            # Queued runs keep their queue (and agent partition); runs started directly go to RECOVERY_QUEUE.
-            if reenqueue_for_recovery(workflow.workflow_id, [dead], RECOVERY_QUEUE):
+            # Queued runs keep their queue (and agent partition); runs started directly go to RECOVERY_QUEUE,
+            # child runs to CHILD_QUEUE.
+            queue = CHILD_QUEUE if workflow.name == CHILD_WORKFLOW_NAME else RECOVERY_QUEUE
+            if reenqueue_for_recovery(workflow.workflow_id, [dead], queue):
                 log.warning("recovering run %s of silent executor %s", workflow.workflow_id, dead)
                 recovered.append(workflow.workflow_id)
         self.recovered += recovered

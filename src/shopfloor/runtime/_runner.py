@@ -181,11 +181,7 @@ class DBOSStepRunner(StepRunner):
             return ApprovalDecision(
                 approved=False, by=str(message.get("by", "")), reason="the run was cancelled"
             )
-        return ApprovalDecision(
-            approved=bool(message.get("approved")),
-            by=str(message.get("by", "")),
-            reason=str(message.get("reason", "")),
-        )
+        return ApprovalDecision.from_message(message)
 
     async def _wait(self, request: ApprovalRequest) -> Any:
         if self._on_wait is not None:

@@ -42,13 +42,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID, WorkflowHandleAsync
 
 from shopfloor.config import Settings
 from shopfloor.errors import (
     AgentNotFoundError,
     ConfigError,
     ForkStepError,
+    ProposalEditError,
     ReleaseError,
     RunStateError,
     ShopfloorError,
@@ -65,6 +66,7 @@ from shopfloor.runtime._dbos_internals import (
 from shopfloor.runtime._events import EventLog, StoredEvent, follow_events
 from shopfloor.runtime._executor import (
     APP_VERSION,
+    CHILD_QUEUE,
     RECOVERY_QUEUE,
     RUN_QUEUE,
     Supervisor,
@@ -73,6 +75,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
+from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
@@ -93,8 +96,9 @@ from shopfloor.security import (
 )
 from shopfloor.spec import LoadedSpec
 from shopfloor.telemetry import Telemetry, current_telemetry
+from shopfloor.tools import check_edit
 
-__all__ = ["LOCAL_ADMIN", "Runtime"]
+__all__ = ["LOCAL_ADMIN", "LaunchedRun", "Runtime"]
 
 #: How long closing waits for DBOS's pool to finish what it is writing (a run's record of its end; a
 #: blocking step of a cancelled run may take longer, and is left to finish on its own).
@@ -227,6 +231,12 @@ class Runtime:
         )
         await DBOS.register_queue_async(
             RECOVERY_QUEUE,
+            worker_concurrency=concurrency,
+            polling_interval_sec=limits.poll_interval,
+            on_conflict="always_update",
+        )
+        await DBOS.register_queue_async(
+            CHILD_QUEUE,
             worker_concurrency=concurrency,
             polling_interval_sec=limits.poll_interval,
             on_conflict="always_update",
@@ -388,6 +398,45 @@ class Runtime:
         await self._admit_and_create(loaded, record, detach=detach, principal=principal)
         return record.run_id
 
+    async def launch(
+        self,
+        loaded: LoadedSpec,
+        task: str,
+        *,
+        model: str | None = None,
+        run_id: str | None = None,
+        caller: str | None = None,
+        principal: Principal | None = None,
+    ) -> LaunchedRun:
+        """Start a run of ``loaded`` (``services.load_spec``, once for many runs) in this process and
+        return it, its end to await: ``start_run`` without its per-run trips (loading and digesting the
+        spec again, routing) and without polling the run store for the end (``wait``). For a caller
+        that starts many runs of one agent itself, as an evaluation does; ``run_id`` and ``principal``
+        as ``start_run``. A run whose agent changed since ``loaded`` was read fails at its start
+        (``release_changed``), as any run does."""
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise RunStateError(f"a run id is 32 lowercase hex digits, got {run_id[:80]!r}")
+        record = self._new_record(loaded, task, model=model, caller=caller or self.caller, run_id=run_id)
+        handle = await self._admit_and_create(loaded, record, detach=False, principal=principal)
+        assert handle is not None  # executed here, never detached
+        return LaunchedRun(run_id=record.run_id, handle=handle)
+
+    async def relaunch(self, run_id: str) -> LaunchedRun | None:
+        """Start the workflow of a run recorded as queued whose workflow never started (the process that
+        recorded it died in between; a run recovered by DBOS has its workflow): None where it has one
+        or has ended. Its record is the run, so it starts as first recorded."""
+        record = await asyncio.to_thread(self.store.get, run_id)
+        if record.status != "queued" or await self.dbos_status(run_id) is not None:
+            return None
+        await self.start_executor()
+        with SetWorkflowID(run_id):
+            handle = await DBOS.start_workflow_async(run_workflow, run_id)
+        return LaunchedRun(run_id=run_id, handle=handle)
+
+    async def get_runs(self, run_ids: list[str]) -> dict[str, RunRecord]:
+        """The runs of ``run_ids`` that exist, by id, read together (``RunStore.get_many``)."""
+        return await asyncio.to_thread(self.store.get_many, run_ids)
+
     async def fork_run(
         self,
         run_id: str,
@@ -439,8 +488,9 @@ class Runtime:
 
     async def _admit_and_create(
         self, loaded: LoadedSpec, record: RunRecord, *, detach: bool, principal: Principal | None
-    ) -> None:
-        """Take the run's concurrent-run slot, then record and enqueue (or start) it."""
+    ) -> WorkflowHandleAsync[dict[str, Any]] | None:
+        """Take the run's concurrent-run slot, then record and enqueue (or start) it; the workflow's
+        handle where it started here."""
         run_id = record.run_id
         admission = self.admission
         if admission is not None:
@@ -452,14 +502,16 @@ class Runtime:
             )
             await asyncio.to_thread(admission.start_run, request, run_id)
         try:
-            await self._create_run(loaded, record, detach=detach)
+            return await self._create_run(loaded, record, detach=detach)
         except BaseException:
             if admission is not None:
                 # Nothing runs: give the slot back (a run the queue has already is released at its end).
                 await asyncio.to_thread(admission.end_run, run_id)
             raise
 
-    async def _create_run(self, loaded: LoadedSpec, record: RunRecord, *, detach: bool) -> None:
+    async def _create_run(
+        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool
+    ) -> WorkflowHandleAsync[dict[str, Any]] | None:
         run_id = record.run_id
         await asyncio.to_thread(self.store.create, record)
         if detach:
@@ -476,10 +528,10 @@ class Runtime:
                 "app_version": APP_VERSION,
             }
             await client.enqueue_async(options, run_id)
-        else:
-            await self.start_executor()
-            with SetWorkflowID(run_id):
-                await DBOS.start_workflow_async(run_workflow, run_id)
+            return None
+        await self.start_executor()
+        with SetWorkflowID(run_id):
+            return await DBOS.start_workflow_async(run_workflow, run_id)
 
     @property
     def admission(self) -> Admission | None:
@@ -533,6 +585,11 @@ class Runtime:
             self.store.list_runs, limit=limit, status=status, agent=agent, before=before
         )
 
+    async def children(self, run_id: str) -> list[RunRecord]:
+        """The child runs of the run (``run_id`` may be a unique prefix of its id), oldest first."""
+        record = await self.get_run(run_id)
+        return await asyncio.to_thread(self.store.children, [record.run_id])
+
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
         Bound the wait with ``asyncio.timeout``."""
@@ -575,11 +632,21 @@ class Runtime:
         return self._governance
 
     async def approve(
-        self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
+        self,
+        run_id: str,
+        *,
+        by: str | None = None,
+        reason: str = "",
+        principal: Principal | None = None,
+        proposal: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Approve the waiting call. ``principal``: who asks, authenticated (a server passes the request's);
-        without one this is the local command line, whose rules ``_decider`` keeps."""
-        return await self._decide(run_id, approved=True, by=by, reason=reason, principal=principal)
+        without one this is the local command line, whose rules ``_decider`` keeps. ``proposal``: what the
+        call proposed as the approver edited it (only the fields its tool lets change; a bad edit raises
+        ``ProposalEditError`` naming the field); the call runs with it and the audit log keeps both."""
+        return await self._decide(
+            run_id, approved=True, by=by, reason=reason, principal=principal, edit=proposal
+        )
 
     async def reject(
         self, run_id: str, *, by: str | None = None, reason: str = "", principal: Principal | None = None
@@ -627,7 +694,14 @@ class Runtime:
         return LOCAL_ADMIN
 
     async def _decide(
-        self, run_id: str, *, approved: bool, by: str | None, reason: str, principal: Principal | None
+        self,
+        run_id: str,
+        *,
+        approved: bool,
+        by: str | None,
+        reason: str,
+        principal: Principal | None,
+        edit: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Check who decides, record the decision in the audit log, then send it to the run, once.
 
@@ -644,7 +718,9 @@ class Runtime:
             if earlier is None:
                 raise RunStateError(f"run {record.run_id} is {record.status}, not waiting for approval")
             asked_by = principal.id if principal is not None else (by or LOCAL_ADMIN)
-            if (earlier.details.get("approved"), earlier.details.get("by")) == (approved, asked_by):
+            if (earlier.details.get("approved"), earlier.details.get("by")) == (approved, asked_by) and (
+                edit is None or (earlier.details.get("edit") or {}).get("after") == edit
+            ):
                 return record
             raise RunStateError(
                 f"the last call of run {record.run_id} that waited was already "
@@ -670,7 +746,10 @@ class Runtime:
                 team=team,
                 started_by=record.caller,
             )
-        message = {"approved": approved, "by": who, "reason": reason}
+        message: dict[str, Any] = {"approved": approved, "by": who, "reason": reason}
+        edited = _edited(record.run_id, approval, edit=edit)
+        if edited is not None:
+            message["proposal"] = edited
         subject = approval_resource(record.run_id, step)
         earlier = await asyncio.to_thread(governance.audit.find, "approval.decided", subject)
         if earlier is None:
@@ -686,15 +765,22 @@ class Runtime:
                     "approvers": approvers,
                     "team": team,
                     "method": actor.method,
+                    # who edited what (the entry's actor and time): the proposal before and after
+                    **({"edit": {"before": approval["proposal"], "after": edited}} if edited else {}),
                 },
             )
-        elif (earlier.details.get("approved"), earlier.details.get("by")) != (approved, who):
+        elif (earlier.details.get("approved"), earlier.details.get("by")) != (approved, who) or (
+            edit is not None and (earlier.details.get("edit") or {}).get("after") != edited
+        ):
             raise RunStateError(
                 f"the call at step {step} of run {record.run_id} was already "
                 f"{'approved' if earlier.details.get('approved') else 'rejected'} by {earlier.actor}"
+                + (" with another edit" if earlier.details.get("approved") == approved else "")
             )
         else:
             message = {key: earlier.details[key] for key in ("approved", "by", "reason")}
+            if earlier.details.get("edit"):
+                message["proposal"] = earlier.details["edit"]["after"]
         client = await self.client()
         await client.send_async(
             record.run_id, message, topic=approval_topic(step), idempotency_key=f"{subject}:decision"
@@ -730,6 +816,11 @@ class Runtime:
         current = await self.get_run(record.run_id)
         if current.done:
             await self.end_run(current.run_id)
+        # Its children are part of it: those still going are cancelled with it.
+        for child in await asyncio.to_thread(self.store.children, [record.run_id]):
+            if not child.done:
+                with contextlib.suppress(RunStateError):  # it ended meanwhile
+                    await self.cancel(child.run_id, by=by)
         return current
 
     async def dbos_status(self, run_id: str) -> dict[str, Any] | None:
@@ -740,3 +831,16 @@ class Runtime:
             return None
         status = found[0]
         return {"status": status.status, "executor_id": status.executor_id, "queue_name": status.queue_name}
+
+
+def _edited(run_id: str, approval: dict[str, Any], *, edit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The waiting call's proposal as ``edit`` changes it (None: no edit, or one that changes nothing);
+    ``ProposalEditError`` names each field its tool does not let change, or changes wrongly."""
+    if edit is None:
+        return None
+    proposed = approval.get("proposal")
+    if proposed is None:
+        problem = f"the call run {run_id} waits on ({approval.get('tool')}) proposes nothing to edit"
+        raise ProposalEditError([{"loc": ["proposal"], "msg": problem, "type": "value_error"}])
+    edited = check_edit(approval.get("editable") or {}, proposed, edit)
+    return edited if edited != proposed else None

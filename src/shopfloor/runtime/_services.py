@@ -47,6 +47,7 @@ from shopfloor.security import build_audit_log, build_secret_store
 from shopfloor.skills import SkillRegistry, skill_checks, skill_ref_resolvers, skill_validator
 from shopfloor.spec import (
     LoadedSpec,
+    ParsedSpecs,
     RefResolver,
     ValidationReport,
     Validator,
@@ -147,6 +148,8 @@ class Services:
 
     #: one engine per database for every store of this process
     engines: Engines = field(default_factory=Engines)
+    #: agent specs parsed once by text (``load_spec``: a run loads its spec to start and to run)
+    parsed_specs: ParsedSpecs = field(default_factory=ParsedSpecs)
     #: which release serves a run started by agent name (``Runtime.start_run(agent=...)``); None: none
     run_router: RunRouter | None = None
     #: what grades sampled runs of a canary's releases (``Deployments.evaluate``); None: not judged
@@ -172,7 +175,7 @@ class Services:
 
     def load_spec(self, path: Path | str) -> LoadedSpec:
         """Load an agent spec, its references resolved by this process's resolvers."""
-        loaded = load_spec(path, resolvers=self.resolvers)
+        loaded = load_spec(path, resolvers=self.resolvers, parsed=self.parsed_specs)
         if self.own_workspaces:
             workspace = loaded.spec.workspace.model_copy(update={"name": None, "start_from": "last"})
             loaded = replace(loaded, spec=loaded.spec.model_copy(update={"workspace": workspace}))

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from shopfloor.errors import RunNotFoundError
-from shopfloor.storage import add_columns, create_tables, insert_ignore, make_engine
+from shopfloor.storage import add_columns, create_tables, insert_ignore, make_engine, reader
 
 __all__ = ["RunRecord", "RunState", "RunStore", "Track"]
 
@@ -27,6 +27,8 @@ RunState = Literal["queued", "running", "waiting_approval", "completed", "failed
 #: which side of its deployment's canary a run started on
 Track = Literal["stable", "candidate"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+#: ids a ``get_many`` query carries at most (SQLite before 3.32 binds at most 999 parameters)
+_MANY = 500
 
 _meta = sa.MetaData()
 runs = sa.Table(
@@ -44,6 +46,7 @@ runs = sa.Table(
     sa.Column("model", sa.String(256)),
     sa.Column("parent_run_id", sa.String(64)),
     sa.Column("fork_step", sa.Integer),
+    sa.Column("child_params", sa.Text),
     sa.Column("output", sa.Text),
     sa.Column("stop_reason", sa.String(32)),
     sa.Column("error", sa.Text),
@@ -60,6 +63,8 @@ runs = sa.Table(
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
 )
+#: a run's children (and forks) by their parent: ``RunStore.children``
+_by_parent = sa.Index("ix_shopfloor_runs_parent_run_id", runs.c.parent_run_id)
 events = sa.Table(
     "shopfloor_run_events",
     _meta,
@@ -103,6 +108,9 @@ class RunRecord:
     parent_run_id: str | None = None
     #: a fork: the 1-based step of the parent's record from which it ran live
     fork_step: int | None = None
+    #: a child run (its parent is ``parent_run_id``): what it does, ``{"tool", "params", "step",
+    #: "workspace", "branch_from"}`` (``runtime/_children.py``); None for any other run
+    child_params: dict[str, Any] | None = None
     output: str | None = None
     stop_reason: str | None = None
     error: str | None = None
@@ -127,6 +135,10 @@ class RunRecord:
         return self.status in TERMINAL
 
     @property
+    def is_child(self) -> bool:
+        return self.child_params is not None
+
+    @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
@@ -136,13 +148,16 @@ class RunRecord:
         return data
 
 
+_JSON_COLUMNS = ("faults", "approval", "child_params")
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
 
 
 def _encoded(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the JSON columns as text."""
-    for key in ("faults", "approval"):
+    for key in _JSON_COLUMNS:
         if key in values and not isinstance(values[key], str | None):
             values[key] = _json(values[key])
     return values
@@ -181,11 +196,37 @@ class _Positional:
         return [tuple(row[name] if name in row else fixed[name] for name in self.names) for row in rows]
 
 
+#: a run by its id, and a page of its events, as ``RunStore.recorded`` reads them (``storage.reader``)
+_run_by_id = sa.select(runs).where(runs.c.run_id == sa.bindparam("run_id"))
+_events_page = (
+    sa.select(events)
+    .where(events.c.run_id == sa.bindparam("run_id"), events.c.seq > sa.bindparam("after"))
+    .order_by(events.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_RUN_COLUMNS = tuple(column.name for column in runs.columns)
+_EVENT_COLUMNS = tuple(column.name for column in events.columns)
+
+
 def _row_to_record(row: Any) -> RunRecord:
     data = dict(row)
+    data["pruned"] = bool(data["pruned"])  # 0 or 1 from a raw SQLite read
     data["faults"] = json.loads(data["faults"]) if data.get("faults") else {}
     data["approval"] = json.loads(data["approval"]) if data.get("approval") else None
+    data["child_params"] = json.loads(data["child_params"]) if data.get("child_params") else None
     return RunRecord(**data)
+
+
+def _create_index(engine: sa.Engine, index: sa.Index) -> None:
+    """``index`` where a table made by an earlier version lacks it; another process making it at the same
+    moment is not an error."""
+    try:
+        index.create(engine, checkfirst=True)
+    except sa.exc.DBAPIError:
+        table = index.table
+        assert table is not None
+        if index.name not in {found["name"] for found in sa.inspect(engine).get_indexes(table.name)}:
+            raise
 
 
 class RunStore:
@@ -197,17 +238,21 @@ class RunStore:
         self.engine = engine
         create_tables(engine, _meta)
         # (columns added since the table was first made)
-        add_columns(engine, runs, ["release", "track", "parent_run_id", "fork_step"])
+        add_columns(engine, runs, ["release", "track", "parent_run_id", "fork_step", "child_params"])
+        _create_index(engine, _by_parent)
         self._insert_events = insert_ignore(engine, events, ["run_id", "seq"])
         #: ``update_statement`` and ``append_events_statement`` compiled, by the statement's shape
         #: (compiling one took ~2 ms of CPU, more than the rest of an agent step)
         self._compiled: dict[tuple[Any, ...], _Positional] = {}
+        #: point reads by the database's cheapest path (``recorded``)
+        self._reads = reader(engine)
 
     @classmethod
     def open(cls, url: str) -> RunStore:
         return cls(make_engine(url))
 
     def close(self) -> None:
+        self._reads.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -215,10 +260,26 @@ class RunStore:
     def create(self, record: RunRecord) -> None:
         values = record.to_dict()
         values.pop("total_tokens")
-        values["faults"] = _json(record.faults)
-        values["approval"] = _json(record.approval)
+        for key in _JSON_COLUMNS:
+            values[key] = _json(values[key])
         with self.engine.begin() as conn:
             conn.execute(sa.insert(runs).values(**values))
+
+    def create_missing(self, records: Sequence[RunRecord]) -> list[str]:
+        """Create each of ``records`` whose run does not exist yet (a child run its parent starts again
+        after a crash exists already); returns the ids it created."""
+        ids = [record.run_id for record in records]
+        with self.engine.begin() as conn:
+            have = set(conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id.in_(ids))).scalars())
+            rows: list[dict[str, Any]] = []
+            for record in records:
+                if record.run_id not in have:
+                    values = record.to_dict()
+                    values.pop("total_tokens")
+                    rows.append({key: _json(v) if key in _JSON_COLUMNS else v for key, v in values.items()})
+            if rows:
+                conn.execute(sa.insert(runs), rows)
+        return [str(row["run_id"]) for row in rows]
 
     def update(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:
         """Set columns of one run; with ``unless_terminal`` only while it has not ended."""
@@ -264,6 +325,38 @@ class RunStore:
             raise RunNotFoundError(f"no run {run_id!r}; `shopfloor runs ls` lists the runs")
         return _row_to_record(row)
 
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        """The runs of ``run_ids`` that exist, by id (an id with no run is left out): one query per
+        ``_MANY`` ids, where reading each by ``get`` costs a query and a connection checkout apiece."""
+        ids = list(dict.fromkeys(run_ids))
+        found: dict[str, RunRecord] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _MANY):
+                query = sa.select(runs).where(runs.c.run_id.in_(ids[start : start + _MANY]))
+                for row in conn.execute(query).mappings():
+                    record = _row_to_record(row)
+                    found[record.run_id] = record
+        return found
+
+    def recorded(self, run_id: str, *, page: int = 500) -> tuple[RunRecord, list[dict[str, Any]]]:
+        """The run and all its events in order (``page`` a query), read by the store's cheapest path
+        (``storage.reader``: on SQLite this thread's raw connection, ~10x less CPU than through the
+        engine's pool and result objects): what an evaluation reads of each item's ended run."""
+        found = self._reads.rows(_run_by_id, {"run_id": run_id})
+        if not found:
+            raise RunNotFoundError(f"no run {run_id!r}; `shopfloor runs ls` lists the runs")
+        record = _row_to_record(zip(_RUN_COLUMNS, found[0], strict=True))
+        read: list[dict[str, Any]] = []
+        while True:
+            after = read[-1]["seq"] if read else -1
+            batch = self._reads.rows(_events_page, {"run_id": run_id, "after": after, "limit": page})
+            for row in batch:
+                event = dict(zip(_EVENT_COLUMNS, row, strict=True))
+                event["data"] = json.loads(event["data"])
+                read.append(event)
+            if len(batch) < page:  # a short page is the last: no empty read to learn that
+                return record, read
+
     def find(self, prefix: str) -> RunRecord:
         """The run whose id is ``prefix`` or starts with it (ids are long; people type a few characters).
         A whole id is read by its primary key first: a prefix is a scan of the runs on SQLite and on a
@@ -303,6 +396,19 @@ class RunStore:
             query = query.where(runs.c.status == status)
         if agent:
             query = query.where(runs.c.agent == agent)
+        with self.engine.connect() as conn:
+            return [_row_to_record(row) for row in conn.execute(query).mappings()]
+
+    def children(self, parent_run_ids: Sequence[str]) -> list[RunRecord]:
+        """The child runs of ``parent_run_ids`` (not their forks), oldest first."""
+        ids = list(parent_run_ids)
+        if not ids:
+            return []
+        query = (
+            sa.select(runs)
+            .where(runs.c.parent_run_id.in_(ids), runs.c.child_params.is_not(None))
+            .order_by(runs.c.created_at, runs.c.run_id)
+        )
         with self.engine.connect() as conn:
             return [_row_to_record(row) for row in conn.execute(query).mappings()]
 

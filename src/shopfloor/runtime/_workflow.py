@@ -27,7 +27,8 @@ from dbos import error as dbos_error
 from shopfloor.agent import ApprovalRequest, RunEvent, RunResult
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError, ShopfloorError
-from shopfloor.runtime._environment import RunEnvironment, open_environment
+from shopfloor.runtime._children import RunChildren
+from shopfloor.runtime._environment import Branch, RunEnvironment, open_environment
 from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._services import Services
@@ -38,9 +39,20 @@ from shopfloor.telemetry import Telemetry, redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
 
-__all__ = ["EXECUTORS", "WORKFLOW_NAME", "ExecutionContext", "Executors", "run_workflow"]
+__all__ = [
+    "CHILD_WORKFLOW_NAME",
+    "EXECUTORS",
+    "WORKFLOW_NAME",
+    "ExecutionContext",
+    "Executors",
+    "run_child_workflow",
+    "run_workflow",
+]
 
 WORKFLOW_NAME = "shopfloor.run"
+#: a child run (``runtime/_children.py``): the same workflow under a name of its own, so that a dead
+#: executor's children are recovered on a queue of their own (``CHILD_QUEUE``)
+CHILD_WORKFLOW_NAME = "shopfloor.child"
 
 
 class ExecutionContext(Protocol):
@@ -110,6 +122,14 @@ async def run_workflow(run_id: str) -> dict[str, Any]:
         return await _execute(context, run_id)
 
 
+@DBOS.workflow(name=CHILD_WORKFLOW_NAME)
+async def run_child_workflow(run_id: str) -> dict[str, Any]:
+    context = EXECUTORS.get(DBOS.executor_id)
+    telemetry = context.telemetry
+    with telemetry.activate() if telemetry is not None else contextlib.nullcontext():
+        return await _execute(context, run_id)
+
+
 async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     store = ctx.store
     record = await asyncio.to_thread(store.get, run_id)
@@ -136,6 +156,8 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             "arguments": request.arguments,
             "approvers": list(request.approvers),
             "timeout": request.timeout,
+            # what an approver may edit, and the proposal it is checked against (``Runtime.approve``)
+            **({"proposal": request.proposal, "editable": request.editable} if request.proposal else {}),
             "requested_at": time.time(),
         }
         await ctx.update_run(run_id, unless_terminal=True, status="waiting_approval", approval=approval)
@@ -163,6 +185,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
                 f"({record.release_digest} -> {loaded.digest}); start a new run",
             )
         # Its workspace (a commit per tool call that changed files), skills and tools.
+        child = record.child_params
         environment = await open_environment(
             loaded,
             ctx.services,
@@ -171,11 +194,26 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             identity=record.caller,
             connectors=ctx.services.connectors() if loaded.spec.connectors else None,
             admission=ctx.admission,
+            # a child starts no children of its own: a tool cannot fan out without end
+            children=RunChildren(ctx, record) if child is None else None,
+            branch=_branch(run_id, child) if child is not None else None,
         )
+        attributes = environment.loop.trace_attributes
         if record.release is not None:
-            environment.loop.trace_attributes["shopfloor.release"] = record.release
-            environment.loop.trace_attributes["shopfloor.release.track"] = record.track or "stable"
-        result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
+            attributes["shopfloor.release"] = record.release
+            attributes["shopfloor.release.track"] = record.track or "stable"
+        if child is None:
+            result = await environment.loop.run(record.task, run_id=run_id, runner=runner, on_event=emit)
+        else:
+            attributes["shopfloor.run.parent_id"] = record.parent_run_id or ""
+            result = await environment.loop.run_call(
+                str(child["tool"]),
+                dict(child["params"]),
+                task=record.task,
+                run_id=run_id,
+                runner=runner,
+                on_event=emit,
+            )
     except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):
         # Asked through the client: inside the workflow, DBOS's own status call would raise again.
         status = await ctx.dbos_status(run_id)
@@ -225,6 +263,15 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         workspace_commit=environment.commit,
     )
     return _outcome(result)
+
+
+def _branch(run_id: str, child: dict[str, Any]) -> Branch | None:
+    """A child run's branch, ``child-ID`` of its parent's workspace (None: the parent had none)."""
+    workspace = child.get("workspace")
+    if not isinstance(workspace, str):
+        return None
+    start = child.get("branch_from")
+    return Branch(workspace=workspace, ref=f"child-{run_id}", start=start if isinstance(start, str) else None)
 
 
 def _outcome(result: RunResult) -> dict[str, Any]:

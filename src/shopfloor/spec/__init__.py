@@ -33,6 +33,7 @@ from shopfloor.spec._digest import (
 from shopfloor.spec._loader import (
     SPEC_FILENAMES,
     LoadedSpec,
+    ParsedSpecs,
     find_spec_file,
     load_spec,
     parse_spec,
@@ -91,6 +92,7 @@ __all__ = [
     "McpServerSpec",
     "Mount",
     "NodePosition",
+    "ParsedSpecs",
     "Permissions",
     "Problem",
     "RefResolver",

@@ -232,11 +232,34 @@ class DocsConnectorSpec(_Strict):
     #: files or directories (relative to the spec, or ``pkg:PACKAGE/PATH``) ingested into the collection
     #: as a run starts; unchanged documents cost a hash, a broken one is reported and skipped
     sources: list[str] = Field(default_factory=list, max_length=64)
+    #: ingested instead of ``sources`` when none of them exists (documentation a system package
+    #: installs, with a small shipped copy for where it is not installed); same form as ``sources``
+    fallback: list[str] = Field(default_factory=list, max_length=64)
+    #: files of a source directory not ingested: ``fnmatch`` patterns (``*`` crosses ``/``) matched
+    #: against the path under the directory, or against the file name for a pattern without ``/``
+    exclude: list[str] = Field(default_factory=list, max_length=256)
     #: what the collection holds, for the router's choice among ``collections``
     description: str = Field("", max_length=500)
     keywords: list[str] = Field(default_factory=list, max_length=64)
     #: further collections the connector searches; the router chooses among them per question
     collections: list[CollectionSpec] = Field(default_factory=list, max_length=16)
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or len(pattern) > 200 or pattern.startswith("/"):
+                raise ValueError(
+                    f"exclude pattern {pattern[:80]!r}: a non-empty path pattern relative to a source "
+                    "directory, at most 200 characters (e.g. 'genindex*.html', '_sources/*')"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _fallback_needs_sources(self) -> Self:
+        if self.fallback and not self.sources:
+            raise ValueError("fallback is ingested when no entry of sources exists: give sources too")
+        return self
 
     @model_validator(mode="after")
     def _distinct_collections(self) -> Self:

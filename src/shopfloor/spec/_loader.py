@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,15 @@ from shopfloor.spec._messages import describe_value, validation_problems
 from shopfloor.spec._model import AgentSpec
 from shopfloor.spec._yaml import DataPath, Problem, YamlDocument, compose_yaml, format_path, read_yaml_file
 
-__all__ = ["SPEC_FILENAMES", "LoadedSpec", "find_spec_file", "load_spec", "parse_spec", "spec_digest"]
+__all__ = [
+    "SPEC_FILENAMES",
+    "LoadedSpec",
+    "ParsedSpecs",
+    "find_spec_file",
+    "load_spec",
+    "parse_spec",
+    "spec_digest",
+]
 
 SPEC_FILENAMES = ("agent.yaml", "agent.yml")
 
@@ -111,27 +121,60 @@ def parse_spec(
     return spec, digest
 
 
+class ParsedSpecs:
+    """Agent specs parsed and validated once, by file and text: a process that starts many runs of one
+    agent loaded its YAML twice a run (to start it, then in the workflow that runs it), and composing
+    and validating the YAML was ~80% of a load. The references are still resolved at every load, so the
+    digest always covers what they hold now. The specs are frozen models, safe to share; only specs
+    that validated are kept, the ``size`` used most recently."""
+
+    def __init__(self, *, size: int = 256) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._parsed: OrderedDict[tuple[str, str], tuple[AgentSpec, YamlDocument]] = OrderedDict()
+
+    def parse(self, text: str, file: str) -> tuple[AgentSpec, YamlDocument]:
+        """The spec ``text`` (from ``file``) is, and its document; ``SpecError`` where it is invalid."""
+        key = (file, text)
+        with self._lock:
+            found = self._parsed.get(key)
+            if found is not None:
+                self._parsed.move_to_end(key)
+                return found
+        doc = compose_yaml(text, file)
+        parsed = (_validate(doc), doc)
+        with self._lock:
+            self._parsed[key] = parsed
+            while len(self._parsed) > self._size:
+                self._parsed.popitem(last=False)
+        return parsed
+
+
 def _parse(
-    text: str, file: str, references: tuple[Path, RefResolvers] | None
+    text: str, file: str, references: tuple[Path, RefResolvers] | None, parsed: ParsedSpecs | None = None
 ) -> tuple[AgentSpec, str, YamlDocument]:
-    doc = compose_yaml(text, file)
-    spec = _validate(doc)
+    if parsed is not None:
+        spec, doc = parsed.parse(text, file)
+    else:
+        doc = compose_yaml(text, file)
+        spec = _validate(doc)
     if references is None:
         return spec, digest_document(spec, []), doc
     base_dir, resolvers = references
     return spec, _resolve(spec, doc, base_dir, resolvers), doc
 
 
-def load_spec(path: Path | str, *, resolvers: RefResolvers) -> LoadedSpec:
+def load_spec(path: Path | str, *, resolvers: RefResolvers, parsed: ParsedSpecs | None = None) -> LoadedSpec:
     """Read and validate an agent spec (the file, or a directory holding agent.yaml); ``resolvers``
-    give the digest of each kind of reference (``spec_resolvers()``, or the composition root's).
+    give the digest of each kind of reference (``spec_resolvers()``, or the composition root's);
+    ``parsed``: the specs parsed already (the composition root's), where the same text is not parsed again.
 
     Raises SpecError listing every problem, sorted by line, each with its location.
     """
     file = find_spec_file(path)
     text = read_yaml_file(file)
     base_dir = file.parent.resolve()
-    spec, digest, doc = _parse(text, str(file), (base_dir, resolvers))
+    spec, digest, doc = _parse(text, str(file), (base_dir, resolvers), parsed)
     return LoadedSpec(spec=spec, path=file.resolve(), base_dir=base_dir, digest=digest, document=doc)
 
 

@@ -71,10 +71,15 @@ def postgres_copy_insert(
 
 
 class Reader(ABC):
-    """Runs a store's prepared ``SELECT`` statements: the first column of the first row, or None."""
+    """Runs a store's prepared ``SELECT`` statements: the first column of the first row, or None
+    (``scalar``); every row, each a tuple in the statement's column order (``rows``: values as the
+    driver gives them, so a boolean column may come back as 0 or 1)."""
 
     @abstractmethod
     def scalar(self, statement: sa.Select[Any], params: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def rows(self, statement: sa.Select[Any], params: Mapping[str, Any]) -> list[tuple[Any, ...]]: ...
 
     def close(self) -> None:
         return None
@@ -89,6 +94,10 @@ class EngineReader(Reader):
     def scalar(self, statement: sa.Select[Any], params: Mapping[str, Any]) -> Any:
         with self.engine.connect() as conn:
             return conn.execute(statement, dict(params)).scalar()
+
+    def rows(self, statement: sa.Select[Any], params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(statement, dict(params))]
 
 
 class SqliteReader(Reader):
@@ -131,6 +140,11 @@ class SqliteReader(Reader):
         values = {**defaults, **params}
         row = self._connection().execute(sql, tuple(values[name] for name in names)).fetchone()
         return None if row is None else row[0]
+
+    def rows(self, statement: sa.Select[Any], params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        sql, names, defaults = self._sql(statement)
+        values = {**defaults, **params}
+        return self._connection().execute(sql, tuple(values[name] for name in names)).fetchall()
 
     def close(self) -> None:
         with self._lock:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_type_hin
 import jsonschema
 from pydantic import BaseModel, create_model
 
-from shopfloor.errors import ToolArgumentsError
+from shopfloor.errors import ToolArgumentsError, ToolError
 
 if TYPE_CHECKING:
     from shopfloor.sandbox import Sandbox
+    from shopfloor.tools._children import Children
     from shopfloor.workspace import WorkspaceView
 
 __all__ = [
@@ -94,6 +95,8 @@ class ToolServices:
     security_event: Callable[[str, dict[str, Any]], None] | None = None
     #: the run's model, for a tool that asks it questions under a schema; None outside a run's loop
     ask: Ask | None = None
+    #: starts child runs of the run and waits for them (``Children``); None outside a durable run
+    children: Children | None = None
     #: any model by its reference (a larger route for hard questions); None outside a run's loop
     ask_model: AskModel | None = None
     #: what is left of the run's token and time limits at this call; None outside a run's loop
@@ -124,6 +127,9 @@ class Proposal:
     data: dict[str, Any]
     #: False: nothing in it needs a person (a question researched shallow has no plan): the call runs at once
     needs_approval: bool = True
+    #: what the approver may change before approving: a field of ``data`` -> the JSON schema of the values
+    #: it allows (``check_edit``); the others are shown as they are. Empty: approve or reject it whole
+    editable: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool(ABC):
@@ -140,6 +146,13 @@ class Tool(ABC):
     @abstractmethod
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         """Run the tool; return a JSON-serialisable value or raise a ToolError."""
+
+    async def call_child(self, params: dict[str, Any], ctx: ToolContext) -> Any:
+        """The part of a call that a child run does (``ToolServices.children``): a child run of the agent
+        calls its tool's ``call_child`` once, with the params its parent gave it, in a durable step of
+        its own; returns JSON, which the parent's ``Children.wait`` hands back. A tool that starts no
+        children has none."""
+        raise ToolError(f"{self.name} runs no child calls")
 
     async def propose(self, args: dict[str, Any], ctx: ToolContext) -> Proposal | None:
         """Where ``proposes`` is set: what this call will do (a research plan), decided in a recorded step

@@ -26,7 +26,7 @@ from shopfloor.tools import Budget
 
 pytestmark = pytest.mark.slow  # the embedding model runs on the CPU
 
-CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus" / "tutorial"
 FABRICATED = "The finally clause was removed from Python and replaced by the goto statement."
 
 

@@ -20,7 +20,7 @@ from shopfloor.tools import Budget, Tool, ToolContext, ToolServices
 
 pytestmark = pytest.mark.slow  # the embedding model runs on the CPU
 
-CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "examples" / "researcher" / "corpus" / "tutorial"
 PLENTY = Budget(tokens_left=100_000, seconds_left=3_600.0, step_seconds=900.0)
 
 

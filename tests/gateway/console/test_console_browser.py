@@ -10,6 +10,7 @@ report executes and that nothing broke the Content-Security-Policy. Each page is
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from console_support import evaluation, hostile_run, hostile_workspace, release_of
-from gateway_support import Keys, LiveServer, wait_status, wait_trace
+from gateway_support import Keys, LiveServer, grant_research, wait_status, wait_trace
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -448,3 +449,51 @@ def test_a_person_signs_in_follows_a_run_approves_it_and_reads_a_report(
         wait.until(ec.presence_of_element_located((By.ID, "api_key")))
         browser.get(f"{url}/console/runs")
         wait.until(ec.presence_of_element_located((By.ID, "api_key")))
+
+
+@pytest.mark.parametrize("fast_runtime", ["sqlite"], indirect=True)
+def test_a_person_edits_a_plan_in_the_approval_form_before_approving_it(
+    fast_runtime: None,
+    keys: Keys,
+    live: list[LiveServer],
+    agent_dir: Path,
+    browser: WebDriver,
+    tmp_path: Path,
+    axe_js: str,
+) -> None:
+    """The plan's sub-questions (hostile markup, as a model reading hostile documents could write them) are
+    inputs holding that text, inert; one is rewritten, one emptied (dropped), and the call runs that plan."""
+    grant_research(agent_dir)
+    live.append(LiveServer(build_server(load_settings(), worker=True)))
+    url = live[-1].url
+    wait = _LiveWait(browser, 30, poll_frequency=0.1)
+    planned = ["<script>window.__pwned = 1</script>", '<img src=x onerror="window.__pwned = 2">']
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {keys.admin}"}) as api:
+        api.post("/v1/agents", json={"path": str(agent_dir)}).raise_for_status()
+        task = f"ticks=1 tool=research question={planned[0]} and {planned[1]}"
+        run_id = api.post("/v1/runs", json={"agent": "ticker", "input": task}).json()["run_id"]
+        wait_status(api, run_id, "waiting_approval")
+
+        browser.get(f"{url}/console/runs/{run_id}")
+        wait.until(ec.presence_of_element_located((By.ID, "api_key"))).send_keys(keys.admin)
+        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "waiting_approval"))
+        inputs = wait.until(
+            ec.presence_of_all_elements_located((By.CSS_SELECTOR, "form.decide fieldset.edit input"))
+        )
+        assert [i.get_attribute("value") for i in inputs] == [*planned, ""]
+        _untouched(browser)
+        _shot(browser, tmp_path, "plan-edit")
+        _accessible(browser, axe_js)
+
+        first = browser.find_element(By.NAME, "edit.plan.0")
+        first.clear()
+        first.send_keys("python venv module")
+        browser.find_element(By.NAME, "edit.plan.1").clear()
+        browser.find_element(By.NAME, "edit.plan.2").send_keys("pip install")
+        browser.find_element(By.CSS_SELECTOR, "form.decide button.approve").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
+        _untouched(browser)
+        events = api.get(f"/v1/runs/{run_id}/events", params={"follow": "false"}).text
+    result = next(line for line in events.splitlines() if line.startswith("data: ") and "tool_result" in line)
+    assert json.loads(result[6:])["data"]["output"] == {"searched": ["python venv module", "pip install"]}

@@ -1,8 +1,15 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
 model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
 research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
-verified (``Researcher``)."""
+verified (``Researcher``), a deep plan's sub-questions each in a child run where the run has them
+(``ChildResearch``)."""
 
+from shopfloor.connectors.docs._children import (
+    ChildResearch,
+    SubQuestion,
+    research_notes,
+    research_sub_question,
+)
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
 from shopfloor.connectors.docs._index import (
@@ -14,7 +21,15 @@ from shopfloor.connectors.docs._index import (
     fts_query,
 )
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
-from shopfloor.connectors.docs._research import Claim, Passage, Removed, Researcher, ResearchReport
+from shopfloor.connectors.docs._research import (
+    Claim,
+    Found,
+    Passage,
+    Removed,
+    Researcher,
+    ResearchReport,
+    SubResearch,
+)
 from shopfloor.connectors.docs._route import (
     Collection,
     Depth,
@@ -26,10 +41,12 @@ from shopfloor.connectors.docs._route import (
     deep_tokens_estimate,
     direct_answer,
 )
+from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "ChildResearch",
     "Chunk",
     "CitationVerifier",
     "Claim",
@@ -37,6 +54,7 @@ __all__ = [
     "Depth",
     "DocIndex",
     "Embedder",
+    "Found",
     "Hit",
     "IngestReport",
     "MiniLM",
@@ -47,11 +65,14 @@ __all__ = [
     "Removed",
     "ResearchReport",
     "Researcher",
+    "ResolvedSources",
     "Route",
     "Router",
     "RouterMode",
     "SearchMode",
     "Section",
+    "SubQuestion",
+    "SubResearch",
     "Support",
     "arithmetic",
     "chunk_sections",
@@ -60,7 +81,11 @@ __all__ = [
     "deep_tokens_estimate",
     "direct_answer",
     "embedders",
+    "excluded",
     "fts_query",
     "parser_for",
     "parsers",
+    "research_notes",
+    "research_sub_question",
+    "resolve_sources",
 ]

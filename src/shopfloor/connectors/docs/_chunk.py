@@ -1,5 +1,10 @@
 """Sections into chunks an embedding model reads whole: split at paragraphs, then sentences, then words,
-each chunk at most ``max_chars`` (MiniLM reads 256 word pieces, about 1,000 characters of English)."""
+each chunk at most ``max_chars`` (MiniLM reads 256 word pieces, about 1,000 characters of English).
+
+A chunk shorter than ``min_chars`` at the end of a section (a heading over one line of text, the tail of
+a long section) takes in the next section when that fits, the next section's heading as a line of its
+text: reference pages are many small sections (a function, its one-line summary), and one chunk each
+was a third of the chunks for a tenth of the text, each too short to be an answer."""
 
 from __future__ import annotations
 
@@ -30,20 +35,31 @@ def _pieces(text: str, limit: int) -> list[str]:
 
 
 def chunk_sections(
-    sections: list[Section], *, max_chars: int = 1000, max_chunks: int = 20_000
+    sections: list[Section], *, max_chars: int = 1000, min_chars: int = 300, max_chunks: int = 20_000
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
+    heading, current = "", ""
     for section in sections:
-        heading = " > ".join(h for h in section.headings if h)
-        current = ""
-        for piece in _pieces(section.text, max_chars):
+        path = " > ".join(h for h in section.headings if h)
+        pieces = _pieces(section.text, max_chars)
+        if not pieces:
+            continue
+        title = next((h for h in reversed(section.headings) if h), "")
+        carried = f"{current}\n{title}" if title else current
+        if current and len(current) < min_chars and len(carried) + 1 + len(pieces[0]) <= max_chars:
+            current = carried  # the short chunk goes on into this section, under its own heading
+        else:
+            if current:
+                chunks.append(Chunk(heading=heading, text=current))
+            heading, current = path, ""
+        for piece in pieces:
             if current and len(current) + 1 + len(piece) > max_chars:
                 chunks.append(Chunk(heading=heading, text=current))
-                current = piece
+                heading, current = path, piece
             else:
                 current = f"{current}\n{piece}" if current else piece
-        if current:
-            chunks.append(Chunk(heading=heading, text=current))
         if len(chunks) >= max_chunks:
             return chunks[:max_chunks]
-    return chunks
+    if current:
+        chunks.append(Chunk(heading=heading, text=current))
+    return chunks[:max_chunks]

@@ -2,7 +2,10 @@
 
 ``add`` ingests files and directories incrementally: a document whose bytes did not change (sha256) is
 skipped, a changed one replaced in one transaction, a document that fails to parse (truncated PDF,
-binary, too large) reported with its path and skipped; nothing indexed before it is lost. ``search``
+binary, too large) reported with its path and skipped; nothing indexed before it is lost. The chunks of
+consecutive documents are embedded together, ``embed_batch`` at a time (the embedder sorts a call's texts
+by length and runs its batches on its threads side by side: per document, a page of three chunks was one
+small batch on one thread), and each document is then written in a transaction of its own. ``search``
 fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them.
 Vectors are float32 blobs searched exactly with numpy (10k chunks: one 15 MB matrix); the index
 records its embedding model and refuses to mix vectors of another.
@@ -14,16 +17,17 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from shopfloor.connectors.docs._chunk import chunk_sections
+from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
+from shopfloor.connectors.docs._sources import excluded
 from shopfloor.errors import ConfigError, ConnectorError
 from shopfloor.storage import open_sqlite
 
@@ -35,6 +39,9 @@ _TERM = re.compile(r"\w+", re.UNICODE)
 RRF_K = 60
 #: candidates each ranking contributes to the fusion
 CANDIDATES = 50
+#: chunks embedded in one call at ingest (a document's chunks are never split between calls)
+EMBED_BATCH = 256
+_INGEST_ERRORS = (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -85,10 +92,29 @@ class IngestReport:
         return data
 
 
-def _files(paths: Iterable[Path]) -> Iterator[Path]:
+@dataclass(frozen=True, kw_only=True)
+class _Prepared:
+    """A parsed document waiting for its vectors."""
+
+    source: str
+    digest: str
+    title: str
+    chunks: list[Chunk]
+
+    def texts(self) -> list[str]:
+        return [f"{self.title}\n{c.heading}\n{c.text}" for c in self.chunks]
+
+
+def _files(paths: Iterable[Path], exclude: Sequence[str]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
-            yield from (p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink())
+            yield from (
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and not p.is_symlink()
+                and not (exclude and excluded(p.relative_to(path).as_posix(), exclude))
+            )
         elif path.is_file():
             yield path
         else:
@@ -133,24 +159,61 @@ class DocIndex:
         self.close()
 
     # ingest ----------------------------------------------------------------------------------
-    def add(self, paths: Iterable[Path | str], *, base: Path | None = None) -> IngestReport:
+    def add(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        base: Path | None = None,
+        exclude: Sequence[str] = (),
+        embed_batch: int = EMBED_BATCH,
+    ) -> IngestReport:
+        """Ingest files and the files under directories, but those of a directory whose path under it
+        an ``exclude`` pattern matches (``excluded``); a document's id is its path under ``base``."""
         report = IngestReport()
         started = time.monotonic()
-        for file in _files(Path(p) for p in paths):
+        pending: list[_Prepared] = []
+        for file in _files((Path(p) for p in paths), exclude):
             source = (
                 str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
             )
             try:
-                self._add_one(file, source, report)
-            except (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError) as exc:
+                prepared = self._prepare(file, source, report)
+            except _INGEST_ERRORS as exc:
                 report.failed.append((source, str(exc)[:500]))
+                continue
+            if prepared is not None:
+                pending.append(prepared)
+                if sum(len(p.chunks) for p in pending) >= embed_batch:
+                    self._write(pending, report)
+                    pending = []
+        self._write(pending, report)
         report.seconds = time.monotonic() - started
         return report
 
-    def _add_one(self, file: Path, source: str, report: IngestReport) -> None:
+    def _write(self, pending: list[_Prepared], report: IngestReport) -> None:
+        """Embed the pending documents' chunks in one call, then store each document. A call that
+        fails is made again a document at a time, so that only the document that fails it is lost."""
+        if not pending:
+            return
+        try:
+            vectors = self.embedder.embed([text for doc in pending for text in doc.texts()])
+        except _INGEST_ERRORS as exc:
+            if len(pending) > 1:
+                for doc in pending:
+                    self._write([doc], report)
+            else:
+                report.failed.append((pending[0].source, str(exc)[:500]))
+            return
+        at = 0
+        for doc in pending:
+            self._store(doc, vectors[at : at + len(doc.chunks)], report)
+            at += len(doc.chunks)
+
+    def _prepare(self, file: Path, source: str, report: IngestReport) -> _Prepared | None:
+        """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
         parser = parser_for(file)
         if parser is None:
-            return  # not a document kind (images, scripts ...): silently not ours
+            return None  # not a document kind (images, scripts ...): silently not ours
         size = file.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
             raise ConnectorError(
@@ -163,10 +226,14 @@ class DocIndex:
         ).fetchone()
         if old is not None and old[1] == digest:
             report.unchanged += 1
-            return
+            return None
         parsed = parser.parse(data, source)
-        chunks = chunk_sections(parsed.sections)
-        vectors = self.embedder.embed([f"{parsed.title}\n{c.heading}\n{c.text}" for c in chunks])
+        return _Prepared(
+            source=source, digest=digest, title=parsed.title, chunks=chunk_sections(parsed.sections)
+        )
+
+    def _store(self, doc: _Prepared, vectors: Any, report: IngestReport) -> None:
+        source, digest, chunks = doc.source, doc.digest, doc.chunks
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -182,7 +249,7 @@ class DocIndex:
                     self._delete(old[0])
                 doc_id = self._conn.execute(
                     "INSERT INTO documents (source, digest, title, chunks, added_at) VALUES (?, ?, ?, ?, ?)",
-                    (source, digest, parsed.title, len(chunks), time.time()),
+                    (source, digest, doc.title, len(chunks), time.time()),
                 ).lastrowid
                 for ord_, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
                     chunk_id = self._conn.execute(

@@ -111,10 +111,16 @@ class MarkdownParser(Parser):
 
 
 class HtmlParser(Parser):
-    """Sections from ``h1``-``h6``; scripts, styles, navigation and forms dropped (selectolax)."""
+    """Sections from ``h1``-``h6``; scripts, styles, navigation and forms dropped (selectolax). Where a
+    page marks its content (``<main>``, ``role="main"``: Sphinx's pages do), only that is read: the
+    sidebars, breadcrumbs and search boxes around it are the same on every page of a site, and came
+    back as passages of their own for any question."""
 
     suffixes = (".html", ".htm", ".xhtml")
-    _DROP = "script, style, noscript, nav, header, footer, form, iframe, svg, template"
+    _DROP = (
+        "script, style, noscript, nav, header, footer, form, iframe, svg, template, "
+        '[role="navigation"], [role="search"]'
+    )
 
     def parse(self, data: bytes, name: str) -> Parsed:
         from selectolax.lexbor import LexborHTMLParser
@@ -124,7 +130,7 @@ class HtmlParser(Parser):
             node.decompose()
         title_node = tree.css_first("title")
         title = clean(title_node.text()) if title_node else ""
-        body = tree.css_first("body") or tree.root
+        body = tree.css_first('main, [role="main"]') or tree.css_first("body") or tree.root
         if body is None:
             return Parsed(title=title or Path(name).stem, sections=[])
         sections: list[Section] = []

@@ -26,7 +26,7 @@ from shopfloor.connectors.docs._verify import CitationVerifier, Support
 from shopfloor.errors import ToolExecutionError
 from shopfloor.tools import Ask, Budget
 
-__all__ = ["Claim", "Passage", "Removed", "ResearchReport", "Researcher"]
+__all__ = ["Claim", "Found", "Passage", "Removed", "ResearchReport", "Researcher", "SubResearch"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +45,12 @@ class Passage:
 
 #: retrieves the passages of one query: (query, how many) -> passages, best first
 Retrieve = Callable[[str, int], Awaitable[list[Passage]]]
+#: what one researcher found for a sub-question: its passages and its sentences, each with the index
+#: of the passage it cites
+Found = tuple[list[Passage], list[tuple[str, int]]]
+#: researches a deep plan's sub-questions side by side: (sub-questions, sentences each) -> what each
+#: found, in order (``Researcher.in_process``, or child runs: ``docs/_children.py``)
+SubResearch = Callable[[list[str], int], Awaitable[list[Found]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,8 +197,11 @@ class Researcher:
         max_sub_questions: int = 3,
         max_claims: int = 4,
         passage_chars: int = 700,
+        sub_research: SubResearch | None = None,
     ) -> None:
         self.retrieve = retrieve
+        #: where a deep plan's sub-questions are researched (in this process by default)
+        self.sub_research: SubResearch = sub_research or self.in_process
         self.verifier = verifier
         self.ask = ask
         #: the model a deep pass asks (the route ``hard``); None: ``ask``
@@ -293,28 +302,21 @@ class Researcher:
             plan = []
         elif plan is None:
             plan = await self.plan(question)
-        found = await asyncio.gather(*(self.retrieve(q, self.per_query) for q in [question, *plan]))
         if plan:
             # One researcher per sub-question, side by side, each writing from what its own search found:
             # a small model answers one narrow question from a few passages far better than two from many.
-            subsets = found[1:]
+            share = -(-self.max_claims // len(plan))
+            own, researched = await asyncio.gather(
+                self.retrieve(question, self.per_query), self.sub_research(plan, share)
+            )
+            found = [own, *(subset for subset, _ in researched)]
             passages = _interleave(found, self.per_query * len(found))
             at = {p.id: i for i, p in enumerate(passages)}
-            share = -(-self.max_claims // len(plan))
-            written = await asyncio.gather(
-                *(
-                    self._write(sub, subset, share, ask)
-                    for sub, subset in zip(plan, subsets, strict=True)
-                    if subset
-                )
-            )
-            kept = [subset for subset in subsets if subset]
             drafted = [
-                (sentence, at[subset[i].id])
-                for subset, drafts in zip(kept, written, strict=True)
-                for sentence, i in drafts
+                (sentence, at[subset[i].id]) for subset, drafts in researched for sentence, i in drafts
             ]
         else:
+            found = [await self.retrieve(question, self.per_query)]
             passages = _interleave(found, self.max_passages)
             drafted = await self._write(question, passages, self.max_claims, ask) if passages else []
         report = ResearchReport(question=question, route=route, depth=depth, plan=plan, passages=passages)
@@ -347,6 +349,17 @@ class Researcher:
                 )
             )
         return report
+
+    async def in_process(self, plan: list[str], sentences: int) -> list[Found]:
+        """Each sub-question researched here, side by side."""
+        return list(await asyncio.gather(*(self.research_sub_question(sub, sentences) for sub in plan)))
+
+    async def research_sub_question(self, sub_question: str, sentences: int) -> Found:
+        """One researcher: the sub-question's own search, and at most ``sentences`` sentences from it,
+        written by the model of a deep pass (the ``hard`` route: sub-questions exist only there)."""
+        subset = await self.retrieve(sub_question, self.per_query)
+        ask = self.hard or self.ask
+        return subset, (await self._write(sub_question, subset, sentences, ask) if subset else [])
 
     async def _write(
         self, question: str, passages: Sequence[Passage], sentences: int, ask: Ask

@@ -5,7 +5,7 @@ from shopfloor.gateway.api._auth import principal_dependency
 from shopfloor.gateway.api._feedback import FeedbackIn, feedback_router
 from shopfloor.gateway.api._health import health_router
 from shopfloor.gateway.api._keys import KeyCreate, KeyCreated, KeyOut, keys_router
-from shopfloor.gateway.api._models import AgentRegister, DecisionIn, ForkIn, RunCreate, RunPage
+from shopfloor.gateway.api._models import AgentRegister, ApproveIn, DecisionIn, ForkIn, RunCreate, RunPage
 from shopfloor.gateway.api._observe import observe_router
 from shopfloor.gateway.api._plane import ControlPlane
 from shopfloor.gateway.api._runs import runs_router, sse_frames
@@ -15,6 +15,7 @@ from shopfloor.gateway.api._workspaces import tar_stream, workspaces_router
 __all__ = [
     "AgentRecord",
     "AgentRegister",
+    "ApproveIn",
     "ControlPlane",
     "ControlStore",
     "DecisionIn",

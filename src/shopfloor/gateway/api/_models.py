@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopfloor.runtime import RunRecord
 
-__all__ = ["AgentRegister", "DecisionIn", "ForkIn", "RunCreate", "RunPage"]
+__all__ = ["AgentRegister", "ApproveIn", "DecisionIn", "ForkIn", "RunCreate", "RunPage"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -35,6 +37,15 @@ class RunCreate(BaseModel):
 class DecisionIn(BaseModel):
     model_config = _STRICT
     reason: str = Field("", max_length=4096)
+
+
+class ApproveIn(DecisionIn):
+    proposal: dict[str, Any] | None = Field(
+        None,
+        description="what the call proposed (the run's approval.proposal) as the approver edits it: only "
+        "the fields in approval.editable may change, each as its JSON schema there allows; the call runs "
+        "with it. A bad edit is a 422 whose detail names the field (loc)",
+    )
 
 
 class ForkIn(BaseModel):

@@ -1,4 +1,5 @@
-"""``/v1/runs``: start, list, inspect, follow (SSE), approve, reject, cancel and fork durable runs."""
+"""``/v1/runs``: start, list, inspect (and list the child runs of), follow (SSE), approve, reject, cancel
+and fork durable runs."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations (the local `Caller`
 # dependency alias among them) when they are defined.
@@ -18,7 +19,7 @@ from prometheus_client import Gauge
 
 from shopfloor.errors import ForkStepError, RunStateError
 from shopfloor.gateway._errors import ERRORS
-from shopfloor.gateway.api._models import DecisionIn, ForkIn, RunCreate, RunPage
+from shopfloor.gateway.api._models import ApproveIn, DecisionIn, ForkIn, RunCreate, RunPage
 from shopfloor.gateway.api._plane import ControlPlane
 from shopfloor.gateway.api._store import agent_spec_path
 from shopfloor.runtime import RunRecord, StoredEvent
@@ -164,6 +165,11 @@ def runs_router(plane: ControlPlane) -> APIRouter:
     async def get_run(run_id: str, caller: Caller) -> RunRecord:
         return await _run(run_id, caller, "runs:read")
 
+    @router.get("/{run_id}/children", summary="The run's child runs, oldest first")
+    async def children(run_id: str, caller: Caller) -> list[RunRecord]:
+        record = await _run(run_id, caller, "runs:read")
+        return await runtime.children(record.run_id)
+
     @router.get(
         "/{run_id}/events",
         summary="The run's events as server-sent events (resumable with Last-Event-ID)",
@@ -197,9 +203,10 @@ def runs_router(plane: ControlPlane) -> APIRouter:
         )
 
     @router.post("/{run_id}/approve", summary="Approve the call the run waits on, as the caller")
-    async def approve(run_id: str, caller: Decider, body: DecisionIn | None = None) -> RunRecord:
+    async def approve(run_id: str, caller: Decider, body: ApproveIn | None = None) -> RunRecord:
         reason = body.reason if body else ""
-        record = await runtime.approve(run_id, reason=reason, principal=caller)
+        proposal = body.proposal if body else None
+        record = await runtime.approve(run_id, reason=reason, principal=caller, proposal=proposal)
         return await runtime.get_run(record.run_id)
 
     @router.post("/{run_id}/reject", summary="Reject the call the run waits on, as the caller")

@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from shopfloor.gateway.console._proposals import edit_fields
 from shopfloor.telemetry import SpanRecord
 
 __all__ = ["WaterfallRow", "make_environment", "markdown_html", "waterfall"]
@@ -126,4 +127,5 @@ def make_environment() -> Environment:
     env.filters["seconds"] = _seconds
     env.filters["pretty"] = _pretty
     env.filters["zip"] = zip
+    env.globals["edit_fields"] = edit_fields
     return env

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from shopfloor.errors import ShopfloorError
 from shopfloor.gateway.api import sse_frames
 from shopfloor.gateway.console._app import Console
+from shopfloor.gateway.console._proposals import edit_from_form
 from shopfloor.gateway.console._render import WaterfallRow, waterfall
 from shopfloor.gateway.console._sessions import ConsoleSession
 from shopfloor.ops.releases import Release
@@ -213,6 +214,7 @@ def run_routes(app: FastAPI, console: Console) -> None:
             "may_cancel": not record.done and console.can(principal, "runs:cancel"),
             "may_replay": may_replay,
             "steps": await runtime.recorded_steps(record.run_id) if may_replay else [],
+            "children": await runtime.children(record.run_id),
         }
 
     async def _may_decide(principal: Principal, record: RunRecord) -> bool:
@@ -266,7 +268,8 @@ def run_routes(app: FastAPI, console: Console) -> None:
     async def approve(request: Request, session: Session, run_id: str) -> Response:
         await plane.may_decide(session.principal, run_id)
         reason = request.state.form.get("reason", "")[:4096]
-        await runtime.approve(run_id, reason=reason, principal=session.principal)
+        edited = edit_from_form(request.state.form)
+        await runtime.approve(run_id, reason=reason, principal=session.principal, proposal=edited)
         return back(request, run_id)
 
     @app.post("/console/runs/{run_id}/reject")

@@ -36,11 +36,7 @@ def as_recorded(steps: Iterable[RecordedStep | tuple[str, JSON]]) -> list[Record
 def _decision(message: Any) -> ApprovalDecision:
     if not isinstance(message, dict):
         return ApprovalDecision(approved=False, by="shopfloor", reason="timeout")
-    return ApprovalDecision(
-        approved=bool(message.get("approved")),
-        by=str(message.get("by", "")),
-        reason=str(message.get("reason", "")),
-    )
+    return ApprovalDecision.from_message(message)
 
 
 class RecordingStepRunner(StepRunner):
@@ -62,8 +58,9 @@ class RecordingStepRunner(StepRunner):
 
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
         decision = await self.inner.wait_for_approval(request)
-        message = {"approved": decision.approved, "by": decision.by, "reason": decision.reason}
-        self.steps.append(RecordedStep(name=APPROVAL, output=message, elapsed=self.inner.elapsed()))
+        self.steps.append(
+            RecordedStep(name=APPROVAL, output=decision.message(), elapsed=self.inner.elapsed())
+        )
         return decision
 
     def elapsed(self) -> float:
