@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from shopfloor.config import load_settings
 from shopfloor.connectors.docs import Collection, Router, RouterMode, deep_tokens_estimate
@@ -75,6 +75,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", default="local:qwen2.5-coder-0.5b")
     parser.add_argument("--rules-only", action="store_true")
+    parser.add_argument("--modes", default="auto,model", help="the classifier's modes to measure")
     args = parser.parse_args()
     items = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     rows = [await measure("rules", items, None)]
@@ -82,7 +83,8 @@ async def main() -> None:
         model = resolve_model(args.model, load_settings())
         await model.aload()
         try:
-            rows += [await measure("auto", items, model), await measure("model", items, model)]
+            for mode in args.modes.split(","):
+                rows.append(await measure(cast(RouterMode, mode), items, model))
         finally:
             await model.aclose()
     deep = DEEP * len(items)

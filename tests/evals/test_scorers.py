@@ -121,6 +121,12 @@ async def test_retrieval_precision_recall_mrr(settings: Settings) -> None:
         m.name: m.value for m in await _score(settings, {"type": "retrieval", "tools": ["search"]}, repeated)
     }
     assert metrics == {"retrieval.precision": 1.0, "retrieval.recall": 1.0, "retrieval.mrr": 1.0}
+    # No gold documents (a question answered without any): nothing is measured, so no mean counts a 0.
+    nothing = _case("x", reference=[], calls=CALLS)
+    metrics = {
+        m.name: m.value for m in await _score(settings, {"type": "retrieval", "tools": ["search"]}, nothing)
+    }
+    assert metrics == {"retrieval.precision": None, "retrieval.recall": None, "retrieval.mrr": None}
 
 
 async def test_operational_metrics_and_limits(settings: Settings) -> None:
@@ -140,7 +146,8 @@ async def test_operational_metrics_and_limits(settings: Settings) -> None:
 async def test_custom_scorer_by_file_reference(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "score.py").write_text(
         "async def grade(case, bonus=0.0):\n"
-        "    return {'len': min(1.0, len(case.output) / 10 + bonus), 'has_x': 'x' in case.output}\n"
+        "    return {'len': min(1.0, len(case.output) / 10 + bonus), 'has_x': 'x' in case.output,\n"
+        "            'unmeasured': None}\n"
     )
     metrics = await _score(
         settings,
@@ -151,6 +158,7 @@ async def test_custom_scorer_by_file_reference(settings: Settings, tmp_path: Pat
     assert [(m.name, m.value, m.passed) for m in metrics] == [
         ("mine.len", pytest.approx(0.5), None),
         ("mine.has_x", 1.0, True),
+        ("mine.unmeasured", None, None),
     ]
 
 

@@ -3,6 +3,7 @@ MCP tools, sub-agents. It sits below ``agent/`` so that ``skills/``, ``workspace
 ``connectors/`` can implement it without importing the agent loop. ``Children`` is what a run lends a
 tool that hands parts of its work to child runs."""
 
+from shopfloor.tools._calculate import calculate
 from shopfloor.tools._children import ChildCall, ChildOutcome, Children, ChildStatus
 from shopfloor.tools._edits import check_edit
 from shopfloor.tools._tool import (
@@ -31,5 +32,6 @@ __all__ = [
     "ToolContext",
     "ToolKind",
     "ToolServices",
+    "calculate",
     "check_edit",
 ]

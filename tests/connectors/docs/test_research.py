@@ -297,3 +297,6 @@ async def test_an_escalation_the_budget_cannot_fit_is_not_made_and_says_why(
     degraded = await researcher.research("Compare the try else and finally clauses", budget=poor)
     assert degraded.route.degraded is not None and degraded.depth == "shallow"
     assert "Degraded: a deep pass needs about 4000 tokens" in degraded.markdown()
+    assert "Model: easy (the run model); collections: all (the connector's only collection)." in (
+        degraded.markdown()
+    )

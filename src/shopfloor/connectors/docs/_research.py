@@ -120,8 +120,14 @@ class ResearchReport:
     def markdown(self) -> str:
         lines = [f"# {self.question}", "", self.answer, ""]
         lines += [f"Depth: {self.depth}; routed {self.route.depth} ({self.route.by}: {self.route.reason})."]
-        if self.route.degraded:
-            lines.append(f"Degraded: {self.route.degraded}.")
+        route = self.route
+        searched = ", ".join(route.collections) or "all"
+        lines.append(
+            f"Model: {route.model} ({route.model_ref or 'the run model'}); "
+            f"collections: {searched} ({route.collections_reason or 'not chosen'})."
+        )
+        if route.degraded:
+            lines.append(f"Degraded: {route.degraded}.")
         if self.escalated:
             lines.append(f"Escalated: {self.escalated}.")
         if self.not_escalated:

@@ -15,18 +15,17 @@ degraded to shallow, and says so. Each decision is a ``research.route`` span wit
 
 from __future__ import annotations
 
-import ast
 import json
 import math
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 from shopfloor.connectors.docs._verify import content_words
+from shopfloor.errors import ToolExecutionError
 from shopfloor.telemetry import open_span
-from shopfloor.tools import Ask, Budget
+from shopfloor.tools import Ask, Budget, calculate
 
 __all__ = [
     "Collection",
@@ -57,20 +56,18 @@ _ARITHMETIC = re.compile(
     r"(?P<expr>[-+*/%().\d\s]*\d[-+*/%().\d\s]*?)\s*(?:=\s*)?\??\Z"
 )
 _WORD = re.compile(r"\w+")
+#: the classifier's examples (none of them from the researcher's eval questions)
+_EXAMPLES = (
+    "Examples:\n"
+    "- What does the with statement do? -> shallow\n"
+    "- Which module reads CSV files? -> shallow\n"
+    "- Why is a tuple immutable? -> shallow\n"
+    "- How do you open a file, and how do you delete it afterwards? -> deep\n"
+    "- Lists or tuples: which to use when? -> deep\n"
+)
 #: what a question about the documents may name: a dotted or called name, an identifier, a number
 _CODE_LIKE = re.compile(r"\w[._]\w|\w\(|[a-z][A-Z]|\d")
-_OPERATORS: dict[type[ast.AST], Callable[..., float]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-#: the largest magnitude an operand or result of direct arithmetic may have (no 9**9**9)
+#: the largest magnitude a direct answer's number may have (a sum, not a 300-digit power)
 _MAX_NUMBER = 1e15
 
 
@@ -147,33 +144,12 @@ def arithmetic(question: str) -> str | None:
     if match is None or not re.search(r"\d\s*[-+*/%]|[-+*/%]\s*[\d(]", match.group("expr")):
         return None
     try:
-        value = _evaluate(ast.parse(match.group("expr").strip(), mode="eval").body)
-    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+        value = calculate(match.group("expr").strip())
+    except ToolExecutionError:
         return None
-    if value == int(value):
-        return str(int(value))
-    return f"{value:.12g}"
-
-
-def _evaluate(node: ast.AST) -> float:
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    ):
-        value = float(node.value)
-    elif isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise ValueError("exponent too large")
-        value = _OPERATORS[type(node.op)](left, right)
-    elif isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        value = _OPERATORS[type(node.op)](_evaluate(node.operand))
-    else:
-        raise ValueError(f"not arithmetic: {type(node).__name__}")
     if isinstance(value, complex) or not math.isfinite(value) or abs(value) > _MAX_NUMBER:
-        raise ValueError("out of range")
-    return value
+        return None
+    return str(value) if isinstance(value, int) else f"{value:.12g}"
 
 
 def _parse(reply: str) -> dict[str, Any] | None:
@@ -373,10 +349,12 @@ class Router:
         }
         listed = "".join(f"\n- {c.name}: {c.description or ', '.join(c.keywords)}" for c in self.collections)
         prompt = (
-            f"Question: {question}\n"
-            "Depth: direct if it needs no documents at all (a greeting, arithmetic); shallow if one search "
-            "answers it; deep if it needs several searches on different topics."
-            + (f"\nCollections, pick those the question is about:{listed}" if choose else "")
+            "Depth: direct if it needs no documents at all (a greeting, arithmetic); shallow if it asks "
+            "one thing, which one search answers (most questions); deep only if it asks two or more "
+            "different things.\n"
+            + _EXAMPLES
+            + (f"Collections, pick those the question is about:{listed}\n" if choose else "")
+            + f"Question: {question}"
         )
         reply = _parse(
             await self.ask(
