@@ -108,6 +108,26 @@ async def test_a_timeout_is_recorded_and_the_evaluation_goes_on(agent: AgentDir,
     assert rows["ok"].status == "done"
 
 
+async def test_items_are_awaited_from_their_runs_not_by_polling(
+    agent: AgentDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poll interval far longer than an item: an item waited for by polling would take a minute.
+    monkeypatch.setenv("SHOPFLOOR_RUNTIME__POLL_INTERVAL", "60")
+    suite_path = write_suite(tmp_path, agent.path, ITEMS[:2])
+    harness = Harness(compose(load_settings()))
+    try:
+        suite, _ = load_suite(suite_path, harness.env(tmp_path))
+        started = time.monotonic()
+        async with asyncio.timeout(50):
+            record = await harness.run(suite)
+        elapsed = time.monotonic() - started
+    finally:
+        harness.close()
+    assert record.status == "completed" and record.summary is not None
+    assert not record.summary["broken"] and record.summary["metrics"]["contains"]["mean"] == 0.5
+    assert elapsed < 50
+
+
 async def test_rescoring_runs_nothing(agent: AgentDir, tmp_path: Path) -> None:
     suite_path = write_suite(tmp_path, agent.path, ITEMS[:2])
     harness = Harness(compose(load_settings()))
