@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from suite_support import shipped_researcher
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
@@ -34,19 +34,8 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "researcher_script", raising=False)
 
 
-def _shipped_copy(tmp_path: Path) -> Path:
-    agent = tmp_path / "researcher"
-    shutil.copytree(EXAMPLE, agent)
-    spec = agent / "agent.yaml"
-    text = spec.read_text()
-    installed = "sources: [/usr/share/doc/python3.11/html]"
-    assert installed in text and "fallback: [corpus]" in text
-    spec.write_text(text.replace(installed, f"sources: [{tmp_path / 'python3.11-doc-not-installed'}]"))
-    return agent
-
-
 def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run(tmp_path: Path) -> None:
-    agent = str(_shipped_copy(tmp_path))
+    agent = str(shipped_researcher(EXAMPLE, tmp_path))
     first = cli.invoke(app, ["demo", "researcher", "--agent", agent, "--model", SCRIPT], env=WIDE)
     assert first.exit_code == 0, first.output
     out = first.stdout
@@ -88,7 +77,7 @@ def test_the_demo_ingests_once_and_prints_the_cited_answer_the_route_and_the_run
 
 
 def _approving_copy(tmp_path: Path) -> Path:
-    agent = _shipped_copy(tmp_path)
+    agent = shipped_researcher(EXAMPLE, tmp_path)
     spec = agent / "agent.yaml"
     text = spec.read_text().replace(
         "        sentences: 3\n", "        sentences: 3\n        approve_plan: true\n"

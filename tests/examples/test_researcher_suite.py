@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from examples.researcher.evals.scoring import citations, correct, routing
-from suite_support import by_id, run_suite, subset_suite
+from suite_support import by_id, run_suite, shipped_researcher, subset_suite
 
 from shopfloor.config import Settings
 from shopfloor.evals import Case, Item, ScorerEnv, ToolCallRecord, load_suite
@@ -82,7 +82,8 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("_script_importable")
 async def test_two_questions_through_the_harness(tmp_path: Path) -> None:
     lines = by_id(SUITE.with_name("questions.jsonl").read_text().splitlines())
-    suite = subset_suite(SUITE, tmp_path, [lines["try-finally"], lines["name-and-encoding"]])
+    agent = shipped_researcher(SUITE.parents[1], tmp_path / "agent")
+    suite = subset_suite(SUITE, tmp_path, [lines["try-finally"], lines["name-and-encoding"]], agent=agent)
     async with asyncio.timeout(900):
         record, rows = await run_suite(suite, model="function:researcher_script:script")
     for item_id, row in rows.items():
