@@ -2,8 +2,9 @@
 after the other, side by side in one run.
 
 The researcher example (a copy whose ``sources`` point where nothing is, so it reads the seven tutorial
-pages it ships) on an instant scripted model (``script`` below: it plans N sub-questions on N topics of
-the tutorial and writes one sentence from each researcher's first passage), so what is measured is the
+pages it ships) on a scripted model (``script`` below: it plans N sub-questions on N topics of the
+tutorial and writes one sentence from each researcher's first passage), instant or answering after a
+fixed latency per reply (``--latency-ms``, as a model server would), so what is measured is the
 runtime's part: a durable parent run whose research tool starts N child runs (each a DBOS workflow with
 its environment, its retrieval, its model call, its notes committed to its own workspace branch) and
 waits for them, then verifies their sentences. ``researchers: parallel`` starts them all at once;
@@ -49,8 +50,17 @@ TOPICS = (
 )
 
 
-def script(request: ModelRequest) -> dict[str, Any]:
-    """The instant scripted model: the research tool, N sub-questions, one sentence from passage 1."""
+#: how long each of the scripted model's replies takes, in ms (a model server's latency): read at each call,
+#: since the model is made by reference in each run
+LATENCY_ENV = "BENCH_CHILDREN_LATENCY_MS"
+
+
+async def script(request: ModelRequest) -> dict[str, Any]:
+    """The scripted model: the research tool, N sub-questions, one sentence from passage 1; each reply
+    after ``BENCH_CHILDREN_LATENCY_MS`` (0: instant)."""
+    latency = float(os.environ.get(LATENCY_ENV) or 0) / 1000
+    if latency:
+        await asyncio.sleep(latency)
     assert request.json_schema is not None
     props = request.json_schema["properties"]
     prompt = request.messages[-1].content
@@ -106,10 +116,10 @@ async def timed(runtime: Any, agent: Path, n: int) -> tuple[float, float]:
     return elapsed, researchers * 1000
 
 
-Results = dict[tuple[str, int], list[tuple[float, float]]]
+Results = dict[tuple[str, int, float], list[tuple[float, float]]]
 
 
-async def measure(sizes: list[int], reps: int, root: Path) -> Results:
+async def measure(sizes: list[int], latencies: list[float], reps: int, root: Path) -> Results:
     from shopfloor.config import load_settings
     from shopfloor.runtime import compose
 
@@ -120,11 +130,13 @@ async def measure(sizes: list[int], reps: int, root: Path) -> Results:
             print("warming up (the corpus is ingested and embedded once) ...", flush=True)
             for side in SIDES:
                 await timed(runtime, agents[side], 2)
-            results: Results = {(s, n): [] for s in SIDES for n in sizes}
+            results: Results = {(s, n, ms): [] for s in SIDES for n in sizes for ms in latencies}
             for rep in range(reps):
-                for n in sizes:
-                    for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
-                        results[(side, n)].append(await timed(runtime, agents[side], n))
+                for ms in latencies:
+                    os.environ[LATENCY_ENV] = str(ms)
+                    for n in sizes:
+                        for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
+                            results[(side, n, ms)].append(await timed(runtime, agents[side], n))
             return results
     finally:
         services.close()
@@ -134,8 +146,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2,4,8", help="researchers per deep question (at most 8)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved rounds; the median is shown")
+    parser.add_argument(
+        "--latency-ms", default="0,300", help="the scripted model's latency per reply, each measured (ms)"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
+    latencies = [float(ms) for ms in args.latency_ms.split(",")]
     if not all(1 <= n <= len(TOPICS) for n in sizes):
         parser.error(f"--sizes: each from 1 to {len(TOPICS)}")
     root = Path(os.environ.get("BENCH_TMP") or tempfile.mkdtemp(prefix="bench-children-"))
@@ -143,17 +159,21 @@ def main() -> int:
     # The parent's end is seen at the next poll of the run store: poll often, so that it does not
     # round every run up to the default 0.2 s.
     os.environ.setdefault("SHOPFLOOR_RUNTIME__POLL_INTERVAL", "0.01")
-    results = asyncio.run(measure(sizes, args.reps, root))
+    results = asyncio.run(measure(sizes, latencies, args.reps, root))
     for column, title in (
         (0, "deep research wall time: the parent run, start to end"),
         (1, "the researchers' part: the first child run's start to the last one's end"),
     ):
         print(f"\n{title}, median of {args.reps} interleaved rounds (ms)")
-        print(f"{'researchers':>11}  {'parallel':>9}  {'sequential':>10}  {'sequential/parallel':>19}")
-        for n in sizes:
-            parallel = statistics.median(row[column] for row in results[("parallel", n)])
-            sequential = statistics.median(row[column] for row in results[("sequential", n)])
-            print(f"{n:>11}  {parallel:>9.0f}  {sequential:>10.0f}  {sequential / parallel:>18.2f}x")
+        print(
+            f"{'model latency':>13}  {'researchers':>11}  {'parallel':>9}  {'sequential':>10}  {'seq/par':>7}"
+        )
+        for ms in latencies:
+            for n in sizes:
+                parallel = statistics.median(row[column] for row in results[("parallel", n, ms)])
+                sequential = statistics.median(row[column] for row in results[("sequential", n, ms)])
+                ratio = sequential / parallel
+                print(f"{ms:>10.0f} ms  {n:>11}  {parallel:>9.0f}  {sequential:>10.0f}  {ratio:>6.2f}x")
     return 0
 
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     "evals": (["--items", "4", "--block", "3", "--latency-ms", "20", "--reps", "1"], "--concurrency 8"),
+    "children": (["--sizes", "2", "--reps", "1"], "the researchers' part"),
     "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
     "releases": ([], "route by deployment + load"),
     "gateway": (

@@ -13,12 +13,18 @@ from typer.testing import CliRunner
 
 from shopfloor.cli import app
 from shopfloor.config import Settings
+from shopfloor.errors import RunStateError
 from shopfloor.runtime import RunRecord, Runtime, compose
 from shopfloor.runtime._children import child_run_id
 from shopfloor.telemetry import SpanRecord
 
 pytestmark = pytest.mark.usefixtures("db_url")
 cli = CliRunner()
+
+
+async def _fork(settings: Settings, run_id: str) -> str:
+    async with Runtime(compose(settings)) as runtime:
+        return await runtime.fork_run(run_id, 1)
 
 
 def _root(spans: list[SpanRecord]) -> SpanRecord:
@@ -61,6 +67,8 @@ async def test_a_run_with_children_completes_and_records_them_under_it(
     # The parent's call gathered them, in order, from runs of their own.
     assert "'squared': 4" in (record.output or "") or '"squared": 4' in (record.output or "")
     assert {r.run_id for r in listed} >= {run_id, *(c.run_id for c in children)}
+    with pytest.raises(RunStateError, match=r"is a child run of .*: fork its parent instead"):
+        await _fork(rt_settings, children[0].run_id)
     calls = agent.calls()
     assert [calls[f"child:{i}"] for i in range(3)] == [1, 1, 1]
     assert calls[f"fan_out:{run_id}:1"] == 1

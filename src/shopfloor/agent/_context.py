@@ -9,6 +9,8 @@ room reserved for the reply.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ __all__ = ["ContextWindow", "Turn", "WindowFit"]
 
 #: Messages a chat template adds around each message, roughly, in tokens.
 _PER_MESSAGE = 4
+_messages_of = operator.attrgetter("messages")
 #: messages whose token count a window remembers (the summary of each fit is a new one)
 _REMEMBERED = 8192
 
@@ -127,8 +130,8 @@ class ContextWindow:
             if used + self.tokens(summary) <= self.budget:
                 messages.append(summary)
                 used += self.tokens(summary)
-        for turn in kept:
-            messages.extend(turn.messages)
+        # Joined in C: a full window holds hundreds of turns, and a Python call each was per-step work.
+        messages.extend(itertools.chain.from_iterable(map(_messages_of, kept)))
         return WindowFit(messages=tuple(messages), dropped_turns=dropped, tokens=used)
 
 

@@ -10,10 +10,10 @@ state length, the payload's sha256), the tokens, then llama.cpp's context data. 
 digest of what makes a state usable by another context: the weights' sha256, llama.cpp's version and
 the context settings that shape the KV cache (``identity``). A file of another identity belongs to
 another model or setting and is left alone; one that is truncated, fails its checksum, or has another
-format version is removed when read. Files are written to a temporary name and renamed into place, so
-a reader never sees half of one; the directory is kept under ``limit_bytes``, the least recently used
-(by modification time, touched on every read) removed first. A failure to read or write is logged and
-the request goes on as without the cache.
+format version is removed when read, and so is one llama.cpp refuses to restore. Files are written to
+a temporary name and renamed into place, so a reader never sees half of one; the directory is kept
+under ``limit_bytes``, the least recently used (by modification time, touched on every read) removed
+first. A failure to read or write is logged and the request goes on as without the cache.
 """
 
 from __future__ import annotations

@@ -457,6 +457,11 @@ class Runtime:
             raise RunStateError(f"run {parent.run_id} is {parent.status}: fork it once it has ended")
         if parent.pruned:
             raise RunStateError(f"run {parent.run_id} was pruned: its recorded steps are gone")
+        if parent.child_params is not None:
+            raise RunStateError(
+                f"run {parent.run_id} is a child run of {parent.parent_run_id} (one step of its tool): "
+                "fork its parent instead"
+            )
         recorded = await self.recorded_steps(parent.run_id)
         if not 1 <= step <= len(recorded) + 1:
             raise ForkStepError(run_id=parent.run_id, step=step, steps=len(recorded))
