@@ -135,10 +135,6 @@ class RunRecord:
         return self.status in TERMINAL
 
     @property
-    def is_child(self) -> bool:
-        return self.child_params is not None
-
-    @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
