@@ -108,10 +108,13 @@ def main() -> None:
         f"medians of {args.reps} interleaved repetitions: before ({sides['before']}) | after (this checkout)"
     )
     for key in samples["before"][0]:
-        per_run = key.endswith("iterations")
-        for index, unit in enumerate(
-            ("wall ms/iteration" if per_run else "iterations/s", "CPU ms/iteration")
-        ):
+        if key.endswith("calls"):
+            units: tuple[str, ...] = ("Python calls/iter.",)
+        elif key.endswith("iterations"):
+            units = ("wall ms/iteration", "CPU ms/iteration")
+        else:
+            units = ("iterations/s", "CPU ms/iteration")
+        for index, unit in enumerate(units):
             before = statistics.median(rows[key][index] for rows in samples["before"])
             after = statistics.median(rows[key][index] for rows in samples["after"])
             print(f"  {key:<24} {unit:<18} {before:9.3f} | {after:9.3f}   x{after / before:5.2f}")

@@ -149,3 +149,28 @@ def test_response_round_trips_through_plain_data() -> None:
     assert ModelResponse.from_dict(data) == response
     assert response.usage.total_tokens == 7
     assert response.usage.tokens_per_second == pytest.approx(3 / 0.4)
+
+
+def test_a_requests_tokens_are_counted_once_a_message_whatever_the_history() -> None:
+    texts: list[str] = []
+
+    class Counting(FunctionModel):
+        def count_tokens(self, text: str) -> int:
+            texts.append(text)
+            return super().count_tokens(text)
+
+    model = Counting(outputs=["x"])
+    fresh = FunctionModel(outputs=["x"])
+    history = [Message(role="system", content="be brief"), Message(role="user", content="task " * 50)]
+    for step in range(300):
+        history += [
+            Message(role="assistant", content=f"call {step}"),
+            Message(role="user", content="result " * (step % 7)),
+        ]
+        texts.clear()
+        window = tuple(history[:2] + history[-100:])  # the oldest turns dropped, as a full window does
+        assert model.count_message_tokens(window) == fresh.count_message_tokens(list(window))
+        assert len(texts) <= (102 if step == 0 else 2), step  # only this step's new messages
+    twins = (Message(role="user", content="same"), Message(role="user", content="same"))
+    assert model.count_message_tokens(twins) == 2 * model.count_message_tokens(twins[:1])
+    assert model.count_message_tokens(()) == 0

@@ -180,7 +180,9 @@ class Model(ABC):
     def __init__(self, name: str, *, context_length: int = 4096) -> None:
         self.name = name
         self.context_length = context_length
-        self._counted_messages: dict[int, tuple[Message, int]] = {}
+        #: token counts by message id, and the messages counted (held: their ids are not reused)
+        self._counted_tokens: dict[int, int] = {}
+        self._counted_messages: dict[int, Message] = {}
 
     @property
     def ref(self) -> str:
@@ -216,19 +218,22 @@ class Model(ABC):
 
     def count_message_tokens(self, messages: tuple[Message, ...] | list[Message]) -> int:
         # Each request repeats the history: each message is counted once, remembered by identity
-        # (hashing a frozen message hashes its whole text at every look-up: ~1 us a message, a
-        # step's largest cost of ours once the history filled the window), holding the message so
-        # that its id is not reused while remembered.
-        counted = self._counted_messages
+        # (hashing a frozen message hashes its whole text at every look-up: ~1 us a message, a step's
+        # largest cost of ours once the history filled the window). The messages remembered are held,
+        # so an id remembered is that message's; the look-ups and the sum run in C, and Python runs
+        # only for the messages new to this request.
+        counted, held = self._counted_tokens, self._counted_messages
         if len(counted) > _COUNTED_MESSAGES:
             counted.clear()
-        total = 0
-        for message in messages:
-            known = counted.get(id(message))
-            if known is None or known[0] is not message:
-                known = counted[id(message)] = (message, self._message_tokens(message))
-            total += known[1]
-        return total
+            held.clear()
+        ids = list(map(id, messages))
+        missing = set(ids).difference(counted)
+        if missing:
+            by_id = dict(zip(ids, messages, strict=True))
+            for key in missing:
+                message = held[key] = by_id[key]
+                counted[key] = self._message_tokens(message)
+        return sum(map(counted.__getitem__, ids))
 
     def _message_tokens(self, message: Message) -> int:
         tokens = self.count_tokens(message.content) + 4
