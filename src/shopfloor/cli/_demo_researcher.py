@@ -20,6 +20,7 @@ from shopfloor.cli._run import _runtime, print_event
 from shopfloor.cli._untrusted import untrusted
 
 if TYPE_CHECKING:
+    from shopfloor.connectors.docs import IngestReport
     from shopfloor.runtime import RunRecord, Runtime
     from shopfloor.spec import LoadedSpec
 
@@ -55,7 +56,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                 Text.assemble("ingesting ", untrusted(where), " into collection ", (docs.collection, "bold"))
                 + " ..."
             )
-        reports = ingest_sources(get_settings().home, docs, paths)
+        reports = ingest_sources(get_settings().home, docs, paths, progress=None if quiet else _progress)
         for report in reports:
             if not quiet:
                 console.print(
@@ -70,6 +71,14 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                     )
             done.append({"collection": docs.collection, "fallback": resolved.fallback, **report.to_json()})
     return done
+
+
+def _progress(report: IngestReport) -> None:
+    """A line per embedding batch while a first ingest runs (the whole documentation: many minutes)."""
+    console.print(
+        f"  ... {report.added + report.replaced} pages, {report.chunks} chunks embedded "
+        f"({report.unchanged} unchanged) in {report.seconds:.0f} s"
+    )
 
 
 def research_output(data: dict[str, Any]) -> dict[str, Any] | None:

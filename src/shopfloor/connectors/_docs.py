@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from shopfloor.telemetry import COMPONENT, open_span, record_content
 from shopfloor.tools import Ask, Proposal, Tool, ToolContext
 
 if TYPE_CHECKING:
-    from shopfloor.connectors.docs import Researcher
+    from shopfloor.connectors.docs import IngestReport, Researcher
 
 __all__ = ["DocsConnector", "ingest_sources"]
 
@@ -35,18 +35,25 @@ _PASSAGE_CHARS = 700
 _log = logging.getLogger(__name__)
 
 
-def ingest_sources(home: Path, docs: DocsConnectorSpec, paths: list[Path]) -> list[Any]:
+def ingest_sources(
+    home: Path,
+    docs: DocsConnectorSpec,
+    paths: list[Path],
+    *,
+    progress: Callable[[IngestReport], None] | None = None,
+) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
     by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
     spec's ``exclude``). Each document's id is its path under its source directory. The reports
-    (``IngestReport``), one per path; documents that failed are logged."""
+    (``IngestReport``), one per path; documents that failed are logged. ``progress``: called with a
+    path's report so far after each embedding batch (``DocIndex.add``)."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
 
     reports = []
     with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
         for path in paths:
             base = path if path.is_dir() else path.parent
-            report = index.add([path], base=base, exclude=docs.exclude)
+            report = index.add([path], base=base, exclude=docs.exclude, progress=progress)
             for source, error in report.failed:
                 _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
             reports.append(report)

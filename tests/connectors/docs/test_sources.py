@@ -4,6 +4,7 @@ as one document at a time. Small fixtures only: the installed python3.11-doc is 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,21 @@ def test_a_document_that_fails_its_batch_is_the_only_one_lost(tmp_path: Path, mi
         assert [(path, "stable" in error) for path, error in report.failed] == [("howto/sorting.html", True)]
         assert index.stats()["documents"] == 4
     assert embedder.calls[0] > embedder.calls[1], "the batch, then each document alone"
+
+
+@pages
+def test_progress_is_reported_after_each_stored_batch(tmp_path: Path, minilm: MiniLM) -> None:
+    root = _docs_tree(tmp_path / "html")
+    seen: list[tuple[int, int, float]] = []
+    with DocIndex(tmp_path / "progress.db", _Counted(minilm)) as index:
+        report = index.add(
+            [root],
+            base=root,
+            exclude=EXCLUDE,
+            embed_batch=7,
+            progress=lambda r: seen.append((r.added, r.chunks, r.seconds)),
+        )
+    assert len(seen) >= 2, "a line per stored batch, not only at the end"
+    assert seen[-1][:2] == (report.added, report.chunks) == (5, report.chunks)
+    assert all(b[0] >= a[0] and b[1] > a[1] for a, b in itertools.pairwise(seen)), "counts grow"
+    assert all(s[2] >= 0 for s in seen)

@@ -17,7 +17,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -166,9 +166,12 @@ class DocIndex:
         base: Path | None = None,
         exclude: Sequence[str] = (),
         embed_batch: int = EMBED_BATCH,
+        progress: Callable[[IngestReport], None] | None = None,
     ) -> IngestReport:
         """Ingest files and the files under directories, but those of a directory whose path under it
-        an ``exclude`` pattern matches (``excluded``); a document's id is its path under ``base``."""
+        an ``exclude`` pattern matches (``excluded``); a document's id is its path under ``base``.
+        ``progress`` is called with the report so far after each batch is stored (its ``seconds``
+        the time since the ingest started)."""
         report = IngestReport()
         started = time.monotonic()
         pending: list[_Prepared] = []
@@ -184,15 +187,22 @@ class DocIndex:
             if prepared is not None:
                 pending.append(prepared)
                 if sum(len(p.chunks) for p in pending) >= embed_batch:
-                    self._write(pending, report)
+                    self._write(pending, report, started, progress)
                     pending = []
-        self._write(pending, report)
+        self._write(pending, report, started, progress)
         report.seconds = time.monotonic() - started
         return report
 
-    def _write(self, pending: list[_Prepared], report: IngestReport) -> None:
-        """Embed the pending documents' chunks in one call, then store each document. A call that
-        fails is made again a document at a time, so that only the document that fails it is lost."""
+    def _write(
+        self,
+        pending: list[_Prepared],
+        report: IngestReport,
+        started: float,
+        progress: Callable[[IngestReport], None] | None,
+    ) -> None:
+        """Embed the pending documents' chunks in one call, then store each document, then tell
+        ``progress``. A call that fails is made again a document at a time, so that only the document
+        that fails it is lost."""
         if not pending:
             return
         try:
@@ -200,7 +210,7 @@ class DocIndex:
         except _INGEST_ERRORS as exc:
             if len(pending) > 1:
                 for doc in pending:
-                    self._write([doc], report)
+                    self._write([doc], report, started, progress)
             else:
                 report.failed.append((pending[0].source, str(exc)[:500]))
             return
@@ -208,6 +218,9 @@ class DocIndex:
         for doc in pending:
             self._store(doc, vectors[at : at + len(doc.chunks)], report)
             at += len(doc.chunks)
+        if progress is not None:
+            report.seconds = time.monotonic() - started
+            progress(report)
 
     def _prepare(self, file: Path, source: str, report: IngestReport) -> _Prepared | None:
         """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
