@@ -85,6 +85,8 @@ class FanOut(Tool):
         await _gate(f"child-{params['i']}")
         if ctx.services.children is not None:
             raise ToolExecutionError("a child run was lent children of its own")
+        if ctx.services.ask_model is None or ctx.services.budget is None:
+            raise ToolExecutionError("a child run was not lent what a run's tool is: model routes, budget")
         return {"i": params["i"], "squared": params["i"] ** 2, "key": ctx.idempotency_key}
 
 

@@ -168,13 +168,7 @@ class AgentLoop:
                 reply=Message(role="assistant", content=""),
             )
             await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
-            ctx = ToolContext(
-                run_id=run_id,
-                step=1,
-                call_id=action.call_id,
-                idempotency_key=f"{run_id}:1",
-                services=dataclasses.replace(self.services, ask=self._asker(run_id, 1, state)),
-            )
+            ctx = self._tool_context(action, 1, run_id, runner, state)
             outcome = await self._tool_step(
                 f"tool:1:{tool}", chosen, action, 1, run_id, runner, ctx, propose=False, child=True
             )
@@ -422,22 +416,7 @@ class AgentLoop:
     ) -> StepRecord:
         tool = self.tools[action.tool]
         await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
-        ctx = ToolContext(
-            run_id=run_id,
-            step=step,
-            call_id=action.call_id,
-            idempotency_key=f"{run_id}:{step}",
-            services=dataclasses.replace(
-                self.services,
-                ask=self._asker(run_id, step, state),
-                ask_model=self._route_asker(run_id, step, state),
-                budget=Budget(
-                    tokens_left=max(0, self.limits.max_tokens - state.usage.total),
-                    seconds_left=max(0.0, self.limits.wall_time - runner.elapsed()),
-                    step_seconds=self.limits.step_timeout,
-                ),
-            ),
-        )
+        ctx = self._tool_context(action, step, run_id, runner, state)
         proposal: dict[str, Any] | None = None
         editable: dict[str, Any] = {}
         if tool.proposes:
@@ -598,10 +577,33 @@ class AgentLoop:
         )
         return record
 
-    def _route_asker(self, run_id: str, step: int, state: _State) -> AskModel:
+    def _tool_context(
+        self, action: Action, step: int, run_id: str, runner: StepRunner, state: _State
+    ) -> ToolContext:
+        """What a tool's call at ``step`` is lent, in a run's turns and in a child run alike: the run's
+        model (``ask``), any model by reference (``ask_model``; their questions numbered together) and
+        what is left of the run's limits (``budget``)."""
+        counter = [0]
+        return ToolContext(
+            run_id=run_id,
+            step=step,
+            call_id=action.call_id,
+            idempotency_key=f"{run_id}:{step}",
+            services=dataclasses.replace(
+                self.services,
+                ask=self._asker(run_id, step, state, counter=counter),
+                ask_model=self._route_asker(run_id, step, state, counter),
+                budget=Budget(
+                    tokens_left=max(0, self.limits.max_tokens - state.usage.total),
+                    seconds_left=max(0.0, self.limits.wall_time - runner.elapsed()),
+                    step_seconds=self.limits.step_timeout,
+                ),
+            ),
+        )
+
+    def _route_asker(self, run_id: str, step: int, state: _State, counter: list[int]) -> AskModel:
         """Any model by its reference lent to a tool, asked as the run's own is (``_asker``): the same
         spans, token count and budgets. Each route's model is made once per loop and loaded off the loop."""
-        counter = [0]
 
         async def ask_model(
             route: str, prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256
@@ -639,13 +641,13 @@ class AgentLoop:
         step: int,
         state: _State,
         *,
+        counter: list[int],
         model: Model | None = None,
-        counter: list[int] | None = None,
     ) -> Ask:
         """The run's model (or ``model``) lent to a tool: each question a ``chat`` span under the tool's
         span, its tokens the run's. The tool's step records the tool's result, so a replay asks nothing
         again. ``counter`` numbers the questions (shared by the asks of one call)."""
-        asked = counter if counter is not None else [0]
+        asked = counter
         chosen = model or self.model
 
         async def ask(prompt: str, *, schema: dict[str, Any], system: str = "", max_tokens: int = 256) -> str:
