@@ -19,9 +19,10 @@ import ctypes
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shopfloor.models._prefix_disk import DiskPrefixCache
+if TYPE_CHECKING:
+    from shopfloor.models._prefix_disk import DiskPrefixCache
 
 __all__ = ["MIN_GAIN", "PrefixStates", "common_prefix"]
 

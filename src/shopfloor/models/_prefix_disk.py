@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopfloor.models._prefix import common_prefix
+
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
@@ -138,15 +140,6 @@ def _write_atomic(target: Path, *parts: bytes) -> None:
         raise
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class DiskPrefixCache:
     """States of one identity in ``directory``, the whole directory kept under ``limit_bytes``."""
 
@@ -214,7 +207,7 @@ class DiskPrefixCache:
             except OSError as exc:
                 logger.warning("cannot read the prompt state %s: %s", path, exc)
                 continue
-            if header is not None and (n := _common(header[0], tokens)) > shared:
+            if header is not None and (n := common_prefix(header[0], tokens)) > shared:
                 found, shared = (path, n), n
         if found is None:
             return None
