@@ -184,6 +184,11 @@ class _RetrieveTool(Tool):
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+def _slug(text: str, default: str) -> str:
+    """A report's file name from a question: lowercase words joined by '-', at most 60 characters."""
+    return _SLUG.sub("-", text.lower()).strip("-")[:60] or default
+
+
 class _ResearchTool(Tool):
     """Answers a question from the collection: routed, planned, retrieved in parallel, written with numbered
     citations and verified; the output's ``answer`` is the answer with its sources (an agent with
@@ -350,7 +355,7 @@ class _ResearchTool(Tool):
         settings = self.connector.docs.research
         workspace = ctx.services.workspace
         if settings.report_dir is not None and workspace is not None and not workspace.read_only:
-            slug = _SLUG.sub("-", found["sub_question"].lower()).strip("-")[:60] or "sub-question"
+            slug = _slug(found["sub_question"], "sub-question")
             await workspace.write(
                 f"{settings.report_dir.rstrip('/')}/sub-questions/{slug}.md", research_notes(found)
             )
@@ -402,7 +407,7 @@ class _ResearchTool(Tool):
             output["children"] = in_children.to_json()
         workspace = ctx.services.workspace
         if settings.report_dir is not None and workspace is not None:
-            slug = _SLUG.sub("-", question.lower()).strip("-")[:60] or "report"
+            slug = _slug(question, "report")
             path = f"{settings.report_dir.rstrip('/')}/{slug}.md"
             await workspace.write(path, report.markdown())
             output["report"] = path

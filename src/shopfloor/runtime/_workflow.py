@@ -116,14 +116,16 @@ EXECUTORS = Executors()
 
 @DBOS.workflow(name=WORKFLOW_NAME)
 async def run_workflow(run_id: str) -> dict[str, Any]:
-    context = EXECUTORS.get(DBOS.executor_id)
-    telemetry = context.telemetry
-    with telemetry.activate() if telemetry is not None else contextlib.nullcontext():
-        return await _execute(context, run_id)
+    return await _execute_here(run_id)
 
 
 @DBOS.workflow(name=CHILD_WORKFLOW_NAME)
 async def run_child_workflow(run_id: str) -> dict[str, Any]:
+    return await _execute_here(run_id)
+
+
+async def _execute_here(run_id: str) -> dict[str, Any]:
+    """A run's workflow body on this executor's context, its telemetry active."""
     context = EXECUTORS.get(DBOS.executor_id)
     telemetry = context.telemetry
     with telemetry.activate() if telemetry is not None else contextlib.nullcontext():
