@@ -234,3 +234,4 @@ if [ "$want_model" = 1 ]; then
   step "preparing the analyst's data-analysis skill (pandas, matplotlib, in the sandbox: ~90 s the first time)"
   .venv/bin/shopfloor skill prepare data-analysis
 fi
+step "set-up complete in ${SECONDS} s ([$extras]; re-running skips what is there)"
