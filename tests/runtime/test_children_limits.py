@@ -108,6 +108,24 @@ async def test_at_most_max_parallel_children_execute_at_once(
     assert [c.status for c in children] == ["completed"] * 3
 
 
+async def test_a_child_waiting_its_turn_is_cancelled_with_its_parent_and_never_runs(
+    rt_settings: Settings, limited: AgentDir
+) -> None:
+    limited.block("child-0")
+    limited.block("child-1")
+    async with Runtime(compose(rt_settings)) as runtime:
+        run_id = await runtime.start_run(limited.path, "fanout=3")
+        await _until(runtime, run_id, ["running", "running", "queued"])
+        await runtime.cancel(run_id)
+        limited.unblock("child-0")
+        limited.unblock("child-1")
+        record = await _wait(runtime, run_id)
+        children = await runtime.children(run_id)
+    assert record.status == "cancelled"
+    assert children[2].status == "cancelled"
+    assert limited.calls()["child:2"] == 0
+
+
 @pytest.mark.slow
 async def test_a_workers_children_go_to_the_queue_and_two_workers_run_them(
     rt_settings: Settings, limited: AgentDir, workers: Workers
