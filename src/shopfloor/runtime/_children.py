@@ -43,7 +43,7 @@ from dbos import DBOS, SetWorkflowID
 from shopfloor.errors import RunNotFoundError, ToolExecutionError
 from shopfloor.runtime._store import RunRecord
 from shopfloor.spec import Limits
-from shopfloor.tools import ChildCall, ChildOutcome, Children, ToolContext
+from shopfloor.tools import ChildCall, ChildOutcome, Children, ChildStatus, ToolContext
 
 if TYPE_CHECKING:
     from shopfloor.runtime._workflow import ExecutionContext
@@ -221,22 +221,23 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
 
 
 def _outcome(record: RunRecord) -> ChildOutcome:
-    spent = {
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "model_calls": record.model_calls,
-    }
+    status: ChildStatus = "completed"
+    output: Any = None
+    error = record.error or record.stop_reason
     if record.status != "completed":
-        return ChildOutcome(
-            run_id=record.run_id,
-            status="cancelled" if record.status == "cancelled" else "failed",
-            error=record.error or record.stop_reason,
-            **spent,
-        )
-    try:
-        output = json.loads(record.output or "null")
-    except json.JSONDecodeError as exc:
-        return ChildOutcome(
-            run_id=record.run_id, status="failed", error=f"its output is not JSON ({exc.msg})", **spent
-        )
-    return ChildOutcome(run_id=record.run_id, status="completed", output=output, **spent)
+        status = "cancelled" if record.status == "cancelled" else "failed"
+    else:
+        try:
+            output, error = json.loads(record.output or "null"), None
+        except json.JSONDecodeError as exc:
+            status, error = "failed", f"its output is not JSON ({exc.msg})"
+    return ChildOutcome(
+        run_id=record.run_id,
+        status=status,
+        output=output,
+        error=error,
+        # what it spent, failed or not
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        model_calls=record.model_calls,
+    )
