@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from runtime_support import AgentDir, Workers, make_agent
 
-from shopfloor.config import Settings
+from shopfloor.config import Settings, load_settings
 from shopfloor.runtime import RunRecord, Runtime, compose
 from shopfloor.runtime._executor import CHILD_QUEUE
 
@@ -84,6 +84,26 @@ async def test_children_spend_their_share_of_what_the_parent_had_left_and_it_cou
         assert child.child_params["max_tokens"] == left // 3, "an equal share of what the parent had left"
         # no child outlives the parent's step that waits for it (its timeout, 120 s, is the nearer end)
         assert 0 < child.child_params["deadline"] - child.created_at <= 120
+
+
+async def test_the_shared_budgets_admit_a_childs_model_calls_as_its_agents(
+    tmp_path: Path, limited: AgentDir, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    # three requests a minute for the agent: the parent's first decision and two children's questions
+    config = tmp_path / "limits.toml"
+    config.write_text('[[security.limits]]\nscope = "agent:limited"\nrequests_per_minute = 3\n')
+    monkeypatch.setenv("SHOPFLOOR_CONFIG", str(config))
+    settings = load_settings()
+    assert settings.db_url == db_url
+    async with Runtime(compose(settings)) as runtime:
+        run_id = await runtime.start_run(limited.path, "fanout=3 ask")
+        record = await _wait(runtime, run_id)
+        children = await runtime.children(run_id)
+    refused = [c for c in children if c.status == "failed"]
+    assert [c.model_calls for c in children].count(1) == 2, [c.error for c in children]
+    assert len(refused) == 1 and "agent:limited requests/minute = 3" in (refused[0].error or "")
+    # and the parent's next decision is over the limit as well
+    assert (record.status, record.stop_reason) == ("failed", "budget"), record.error
 
 
 async def test_at_most_max_parallel_children_execute_at_once(
