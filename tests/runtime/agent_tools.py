@@ -61,7 +61,11 @@ class FanOut(Tool):
     description = "Work on n parts in child runs"
     input_schema = {
         "type": "object",
-        "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 8}, "label": {"type": "string"}},
+        "properties": {
+            "n": {"type": "integer", "minimum": 1, "maximum": 8},
+            "label": {"type": "string"},
+            "ask": {"type": "boolean"},
+        },
         "required": ["n"],
         "additionalProperties": False,
     }
@@ -72,7 +76,10 @@ class FanOut(Tool):
         if children is None:
             raise ToolExecutionError("fan_out needs child runs")
         label = args.get("label", "")
-        calls = [ChildCall(task=f"part {i} {label}".strip(), params={"i": i}) for i in range(args["n"])]
+        asks = {"ask": True} if args.get("ask") else {}
+        calls = [
+            ChildCall(task=f"part {i} {label}".strip(), params={"i": i, **asks}) for i in range(args["n"])
+        ]
         ended = await children.run(ctx, self.name, calls)
         return {
             "parts": [o.output for o in ended],
@@ -87,7 +94,11 @@ class FanOut(Tool):
             raise ToolExecutionError("a child run was lent children of its own")
         if ctx.services.ask_model is None or ctx.services.budget is None:
             raise ToolExecutionError("a child run was not lent what a run's tool is: model routes, budget")
-        return {"i": params["i"], "squared": params["i"] ** 2, "key": ctx.idempotency_key}
+        done = {"i": params["i"], "squared": params["i"] ** 2, "key": ctx.idempotency_key}
+        if params.get("ask"):  # a question to the run's model: tokens the child spends
+            schema = {"type": "object", "properties": {"word": {"type": "string"}}}
+            done["word"] = json.loads(await ctx.services.ask(f"child question {params['i']}", schema=schema))
+        return done
 
 
 fan_out = FanOut()
@@ -95,8 +106,12 @@ fan_out = FanOut()
 
 async def script(request: ModelRequest) -> str:
     """Task ``ticks=N [tool=NAME]``: call the tool N times, then answer; ``fanout=N [label=TEXT]``: one
-    ``fan_out`` of N parts, then answer with what it gathered."""
+    ``fan_out`` of N parts, then answer with what it gathered (``fanout=N ask``: each child asks the
+    model a question)."""
     task = next(m.content for m in request.messages if m.role == "user")
+    if task.startswith("child question"):  # a child's ``ask``
+        _log("ask")
+        return json.dumps({"word": f"answer to {task}"})
     step = sum(1 for m in request.messages if m.role == "assistant")
     _log(f"model:{step + 1}")
     await _gate(f"model-{step + 1}")
@@ -106,6 +121,8 @@ async def script(request: ModelRequest) -> str:
             args: dict[str, Any] = {"n": int(fanout.group(1))}
             if fanout.group(2):
                 args["label"] = fanout.group(2)
+            if " ask" in task:
+                args["ask"] = True
             return json.dumps({"tool": "fan_out", "args": args})
         result = next(m.content for m in reversed(request.messages) if m.role != "assistant")
         return json.dumps({"tool": "final_answer", "args": {"answer": f"gathered {result}"}})

@@ -11,7 +11,7 @@ from shopfloor.config import Settings
 from shopfloor.errors import SourceLocation, SpecError
 from shopfloor.models import Model, ProviderFactory, resolve_model
 from shopfloor.security import Admission, Guardrail, Guardrails, Principal, guardrails
-from shopfloor.spec import LoadedSpec
+from shopfloor.spec import Limits, LoadedSpec
 from shopfloor.tools import Tool, ToolServices
 
 __all__ = ["build_agent", "build_guardrails"]
@@ -45,13 +45,15 @@ def build_agent(
     providers: Registry[ProviderFactory] | None = None,
     builtins: Registry[BuiltinFactory] | None = None,
     admission: Admission | None = None,
+    limits: Limits | None = None,
 ) -> AgentLoop:
     """Make the loop for ``loaded``: its model (or ``model``, overriding the spec's for one run),
     its declared tools and ``extra_tools`` (skills) given by the runtime. Built-in tools get
     ``services`` (the run's workspace view...); ``wrap_tool`` wraps every tool (the runtime
     commits the workspace after each call that changed it); ``providers`` make the model from its
     reference and ``builtins`` the ``builtin:NAME`` tools (the built-in ones by default); each model
-    call is admitted against ``admission`` (the budgets) as the agent's service identity."""
+    call is admitted against ``admission`` (the budgets) as the agent's service identity. ``limits``: the
+    run's limits in place of the spec's (a child run's: its share of what its parent had left)."""
     spec = loaded.spec
     chosen = model or spec.model
     resolved = chosen if isinstance(chosen, Model) else resolve_model(chosen, settings, providers)
@@ -63,7 +65,7 @@ def build_agent(
         model=resolved,
         tools=tools,
         instructions=spec.instructions,
-        limits=spec.limits,
+        limits=limits or spec.limits,
         decision=spec.decision,
         answer=spec.answer,
         approvers=tuple(spec.permissions.approvers),

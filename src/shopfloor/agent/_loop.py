@@ -26,6 +26,7 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
+from shopfloor.agent._children import CallChildren
 from shopfloor.agent._context import ContextWindow, Turn
 from shopfloor.agent._decide import (
     FINAL_ANSWER,
@@ -59,7 +60,16 @@ from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
 from shopfloor.telemetry import redact, redact_value
-from shopfloor.tools import Ask, AskModel, Budget, Tool, ToolContext, ToolServices, check_edit
+from shopfloor.tools import (
+    Ask,
+    AskModel,
+    Budget,
+    ChildOutcome,
+    Tool,
+    ToolContext,
+    ToolServices,
+    check_edit,
+)
 
 __all__ = ["AgentLoop", "EventSink"]
 
@@ -167,14 +177,38 @@ class AgentLoop:
                 call_id=f"child-{run_id[:12]}",
                 reply=Message(role="assistant", content=""),
             )
+            limits = self.limits
+            # A child's limits are its share of what its parent had left (``agent/_children.py``):
+            # spent, or run out while it waited in a queue, before it began.
+            if state.usage.total >= limits.max_tokens:
+                return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+            seconds_left = limits.wall_time - runner.elapsed()
+            if seconds_left <= 0:
+                return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
             await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
-            ctx = self._tool_context(action, 1, run_id, runner, state)
+            ctx = self._tool_context(action, 1, run_id, state)
+            timeout = min(limits.step_timeout, seconds_left)
             outcome = await self._tool_step(
-                f"tool:1:{tool}", chosen, action, 1, run_id, runner, ctx, propose=False, child=True
+                f"tool:1:{tool}",
+                chosen,
+                action,
+                1,
+                run_id,
+                runner,
+                ctx,
+                propose=False,
+                child=True,
+                seconds=timeout,
+                state=state,
             )
             record = await self._tool_record(action, 1, outcome, emit)
             state.records.append(record)
             if record.error is not None:
+                # Stopped by its limits, it ends as a run stopped by them does.
+                if state.usage.total >= limits.max_tokens:
+                    return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+                if record.error_kind == "timeout" and timeout < limits.step_timeout:
+                    return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
                 return finish("tool_error", error=record.error)
             return finish("final_answer", output=json.dumps(record.output, default=str))
 
@@ -416,14 +450,22 @@ class AgentLoop:
     ) -> StepRecord:
         tool = self.tools[action.tool]
         await emit("tool_call", step, tool=tool.name, call_id=action.call_id, arguments=action.arguments)
-        ctx = self._tool_context(action, step, run_id, runner, state)
+        ctx = self._tool_context(action, step, run_id, state)
         proposal: dict[str, Any] | None = None
         editable: dict[str, Any] = {}
         if tool.proposes:
             # What the call will do, decided in a step of its own (recorded: a recovered run shows the
             # person the same plan) and approved before the call does it.
             proposed = await self._tool_step(
-                f"tool:{step}:{tool.name}:propose", tool, action, step, run_id, runner, ctx, propose=True
+                f"tool:{step}:{tool.name}:propose",
+                tool,
+                action,
+                step,
+                run_id,
+                runner,
+                ctx,
+                propose=True,
+                state=state,
             )
             if "error" in proposed:
                 return await self._tool_record(action, step, proposed, emit)
@@ -479,7 +521,7 @@ class AgentLoop:
                 refused: dict[str, Any] = {"error": why, "error_kind": kind, "duration": 0.0}
                 return await self._tool_record(action, step, refused, emit)
         outcome = await self._tool_step(
-            f"tool:{step}:{tool.name}", tool, action, step, run_id, runner, ctx, propose=False
+            f"tool:{step}:{tool.name}", tool, action, step, run_id, runner, ctx, propose=False, state=state
         )
         if "guardrail" in outcome:
             verdict = outcome["guardrail"]
@@ -508,13 +550,19 @@ class AgentLoop:
         *,
         propose: bool,
         child: bool = False,
+        seconds: float | None = None,
+        state: _State,
     ) -> dict[str, Any]:
         """One durable step of a tool call: ``tool.call`` (its result guarded), ``tool.propose``, or a
         child run's ``tool.call_child``; the outcome ``{"output"|"error", "error_kind", "duration"}`` as
-        recorded."""
-        timeout = self.limits.step_timeout
+        recorded, with ``usage``: what the call spent (its questions to models, the child runs it waited
+        for) where it spent anything. The run's usage is what it was before the step plus that recorded
+        ``usage``, so a replayed step counts what the call spent, once."""
+        timeout = self.limits.step_timeout if seconds is None else seconds
+        before = state.usage
 
         async def do() -> Any:
+            lent = self._lend(ctx, runner, state, before)
             with tool_span(
                 run_id=run_id,
                 tool=tool,
@@ -523,10 +571,12 @@ class AgentLoop:
                 step_name=step_name,
                 arguments=action.arguments,
             ) as trace:
-                outcome = redact_value(await attempt())
-                return trace.outcome(outcome if propose else self._guard_result(outcome))
+                outcome = redact_value(await attempt(lent))
+                outcome = trace.outcome(outcome if propose else self._guard_result(outcome))
+            spent = state.usage.since(before)
+            return {**outcome, "usage": spent.to_dict()} if spent.model_calls or spent.total else outcome
 
-        async def attempt() -> dict[str, Any]:
+        async def attempt(ctx: ToolContext) -> dict[str, Any]:
             started = time.perf_counter()
             output: Any
             try:
@@ -551,7 +601,34 @@ class AgentLoop:
             return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
 
         outcome: dict[str, Any] = await runner.step(step_name, do)
+        state.usage = before.plus(TokenTotals.from_dict(outcome.get("usage")))
         return outcome
+
+    def _lend(self, ctx: ToolContext, runner: StepRunner, state: _State, before: TokenTotals) -> ToolContext:
+        """``ctx`` as the call is lent it as its step begins: what is left of the run's limits then
+        (``budget``), and the run's children, their spend counted as the call's (``CallChildren``)."""
+        limits = self.limits
+        budget = Budget(
+            tokens_left=max(0, limits.max_tokens - state.usage.total),
+            seconds_left=max(0.0, limits.wall_time - runner.elapsed()),
+            step_seconds=limits.step_timeout,
+        )
+        children = ctx.services.children
+        if children is not None:
+
+            def add(outcome: ChildOutcome) -> None:
+                spent = TokenTotals(
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    model_calls=outcome.model_calls,
+                )
+                state.usage = state.usage.plus(spent)
+
+            children = CallChildren(
+                children, budget=budget, spent=lambda: state.usage.total - before.total, add=add
+            )
+        services = dataclasses.replace(ctx.services, budget=budget, children=children)
+        return dataclasses.replace(ctx, services=services)
 
     @staticmethod
     async def _tool_record(
@@ -577,12 +654,10 @@ class AgentLoop:
         )
         return record
 
-    def _tool_context(
-        self, action: Action, step: int, run_id: str, runner: StepRunner, state: _State
-    ) -> ToolContext:
+    def _tool_context(self, action: Action, step: int, run_id: str, state: _State) -> ToolContext:
         """What a tool's call at ``step`` is lent, in a run's turns and in a child run alike: the run's
-        model (``ask``), any model by reference (``ask_model``; their questions numbered together) and
-        what is left of the run's limits (``budget``)."""
+        model (``ask``) and any model by reference (``ask_model``; their questions numbered together);
+        each of its steps adds what is left of the run's limits (``_lend``)."""
         counter = [0]
         return ToolContext(
             run_id=run_id,
@@ -593,11 +668,6 @@ class AgentLoop:
                 self.services,
                 ask=self._asker(run_id, step, state, counter=counter),
                 ask_model=self._route_asker(run_id, step, state, counter),
-                budget=Budget(
-                    tokens_left=max(0, self.limits.max_tokens - state.usage.total),
-                    seconds_left=max(0.0, self.limits.wall_time - runner.elapsed()),
-                    step_seconds=self.limits.step_timeout,
-                ),
             ),
         )
 

@@ -99,6 +99,33 @@ class TokenTotals:
             model_calls=self.model_calls + 1,
         )
 
+    def plus(self, other: TokenTotals) -> TokenTotals:
+        return TokenTotals(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            model_calls=self.model_calls + other.model_calls,
+        )
+
+    def since(self, earlier: TokenTotals) -> TokenTotals:
+        """What was spent between ``earlier`` and these totals."""
+        return TokenTotals(
+            input_tokens=self.input_tokens - earlier.input_tokens,
+            output_tokens=self.output_tokens - earlier.output_tokens,
+            model_calls=self.model_calls - earlier.model_calls,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TokenTotals:
+        """Totals as ``to_dict`` wrote them (a recorded step's ``usage``); what is not a count is 0."""
+        if not isinstance(data, dict):
+            return cls()
+        counts = {
+            name: value
+            for name in ("input_tokens", "output_tokens", "model_calls")
+            if isinstance(value := data.get(name), int) and not isinstance(value, bool)
+        }
+        return cls(**counts)
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:

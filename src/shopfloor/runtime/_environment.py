@@ -23,7 +23,7 @@ from shopfloor.errors import ConfigError, WorkspaceConflictError
 from shopfloor.models import Model
 from shopfloor.runtime._services import Services
 from shopfloor.security import Admission, build_audit_log, build_secret_store
-from shopfloor.spec import AgentSpec, LoadedSpec, seed_path
+from shopfloor.spec import AgentSpec, Limits, LoadedSpec, seed_path
 from shopfloor.telemetry import register_secret
 from shopfloor.tools import Children, Proposal, Tool, ToolContext, ToolServices
 from shopfloor.workspace import Quota, Workspaces, WorkspaceView, mount_sources
@@ -176,12 +176,13 @@ async def open_environment(
     admission: Admission | None = None,
     children: Children | None = None,
     branch: Branch | None = None,
+    limits: Limits | None = None,
 ) -> RunEnvironment:
     """Open the run's workspace, seed it, resolve its skills and build its agent loop; the tools of
     the spec's connectors come from the worker's pool ``connectors``; its model calls are admitted
     against ``admission`` (the runtime's budgets). ``children``: what starts its child runs (lent to
     its tools); ``branch``: a child run's branch of its parent's workspace (the parent ingested the
-    connectors' sources already)."""
+    connectors' sources already); ``limits``: the run's, in place of the spec's (a child run's)."""
     from shopfloor.skills import skill_tools
 
     settings = services.settings
@@ -255,6 +256,7 @@ async def open_environment(
         providers=services.models,
         builtins=services.builtins,
         admission=admission,
+        limits=limits,
     )
     # Weights load here, in a worker thread, once per process: not at the first token count, on the loop.
     await loop.model.aload()

@@ -81,7 +81,7 @@ from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
-from shopfloor.runtime._workflow import EXECUTORS, WORKFLOW_NAME, run_workflow
+from shopfloor.runtime._workflow import CHILD_WORKFLOW_NAME, EXECUTORS, WORKFLOW_NAME, run_workflow
 from shopfloor.security import LOCAL_ADMIN as ADMIN
 from shopfloor.security import (
     Admission,
@@ -140,6 +140,8 @@ class Runtime:
         self.uid = os.geteuid() if uid is None else uid
         self.executor_id: str | None = None
         self.supervisor: Supervisor | None = None
+        #: whether this process dequeues runs (a worker): then child runs go to ``CHILD_QUEUE``
+        self.dequeues = False
         self._client: DBOSClient | None = None
         self._client_lock = threading.Lock()
         #: the lean step recorder behind DBOS, and what takes it out again
@@ -207,7 +209,7 @@ class Runtime:
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
         supervisor.start()
-        self.executor_id, self.supervisor = executor_id, supervisor
+        self.executor_id, self.supervisor, self.dequeues = executor_id, supervisor, worker
         return executor_id
 
     async def _register_queues(self, concurrency: int) -> None:
@@ -291,6 +293,7 @@ class Runtime:
             if self.supervisor is not None:
                 await asyncio.to_thread(self.supervisor.stop)
             self.executor_id = self.supervisor = None
+            self.dequeues = False
         if self._leave is not None:  # also after a launch that failed
             self._leave()
             self._leave = None
@@ -574,6 +577,22 @@ class Runtime:
         admission = self.admission
         if admission is not None:
             await asyncio.to_thread(admission.resume_run, run_id)
+
+    async def enqueue_child(self, run_id: str) -> bool:
+        """Put the recorded child run ``run_id`` on ``CHILD_QUEUE``, which every worker dequeues, where
+        this process is a worker (so any worker runs it); False where it dequeues nothing (a command
+        line's executor: its children are started in its own process)."""
+        if not self.dequeues:
+            return False
+        client = await self.client()
+        options: EnqueueOptions = {
+            "workflow_name": CHILD_WORKFLOW_NAME,
+            "queue_name": CHILD_QUEUE,
+            "workflow_id": run_id,
+            "app_version": APP_VERSION,
+        }
+        await client.enqueue_async(options, run_id)
+        return True
 
     async def route(self, agent: str, caller: str) -> RoutedRun | None:
         """The release the deployment of ``agent`` picks for ``caller`` (None: not deployed here)."""

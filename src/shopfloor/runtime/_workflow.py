@@ -27,7 +27,7 @@ from dbos import error as dbos_error
 from shopfloor.agent import ApprovalRequest, RunEvent, RunResult
 from shopfloor.config import Settings
 from shopfloor.errors import RunStateError, ShopfloorError
-from shopfloor.runtime._children import RunChildren
+from shopfloor.runtime._children import RunChildren, child_limits
 from shopfloor.runtime._environment import Branch, RunEnvironment, open_environment
 from shopfloor.runtime._events import EventLog
 from shopfloor.runtime._runner import DBOSStepRunner
@@ -77,6 +77,8 @@ class ExecutionContext(Protocol):
     async def end_run(self, run_id: str) -> None: ...
 
     async def resume_run(self, run_id: str) -> None: ...
+
+    async def enqueue_child(self, run_id: str) -> bool: ...
 
 
 class Executors:
@@ -142,12 +144,9 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         return {"run_id": run_id, "status": record.status}
     # Its slots are this process's to renew from here (replayed by a recovery: they are taken back).
     await ctx.resume_run(run_id)
+    started = record.started_at or time.time()
     await ctx.update_run(
-        run_id,
-        unless_terminal=True,
-        status="running",
-        executor_id=DBOS.executor_id,
-        started_at=record.started_at or time.time(),
+        run_id, unless_terminal=True, status="running", executor_id=DBOS.executor_id, started_at=started
     )
     emit = ctx.event_log.sink(run_id)
 
@@ -188,6 +187,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             )
         # Its workspace (a commit per tool call that changed files), skills and tools.
         child = record.child_params
+        limits = loaded.spec.limits
         environment = await open_environment(
             loaded,
             ctx.services,
@@ -197,8 +197,12 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             connectors=ctx.services.connectors() if loaded.spec.connectors else None,
             admission=ctx.admission,
             # a child starts no children of its own: a tool cannot fan out without end
-            children=RunChildren(ctx, record) if child is None else None,
+            children=RunChildren(ctx, record, parallel=limits.max_parallel_children)
+            if child is None
+            else None,
             branch=_branch(run_id, child) if child is not None else None,
+            # a child's: within what its parent lent it
+            limits=child_limits(limits, child, started) if child is not None else None,
         )
         attributes = environment.loop.trace_attributes
         if record.release is not None:

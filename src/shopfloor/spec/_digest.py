@@ -214,6 +214,7 @@ _LATER_FIELDS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("guardrails",), []),
     (("permissions", "team"), None),
     (("permissions", "secrets"), []),
+    (("limits", "max_parallel_children"), 8),
 )
 
 

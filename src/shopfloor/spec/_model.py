@@ -47,6 +47,9 @@ class Limits(_Strict):
     step_timeout: float = Field(30.0, gt=0, description="seconds one model or tool step may take")
     max_retries: int = Field(2, ge=0, description="re-asks after invalid tool arguments, per step")
     max_output_tokens: int = Field(512, ge=16, description="tokens one model reply may take")
+    max_parallel_children: int = Field(
+        8, ge=1, le=64, description="child runs of the run executing at once (the others wait their turn)"
+    )
 
 
 class SandboxPolicySpec(_Strict):

@@ -7,6 +7,11 @@ a durable run of the same agent that calls the same tool's ``call_child`` once w
 run, its step, the tool, the child's place in the call and its params, so a call that runs again
 after a crash (its step was not recorded) finds the children it started before, finished or not,
 and starts only those that were never started. What the runtime does is in ``runtime/_children.py``.
+
+Children spend what their parent has left: ``start`` reads ``ctx.services.budget`` as what each child it
+starts may spend (tokens) and how long it may run (seconds), and each outcome says what its child spent.
+The agent loop lends a tool call its run's children with that budget filled in and the children's spend
+added to the run's (``agent/_children.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class ChildOutcome:
     status: ChildStatus
     output: Any = None
     error: str | None = None
+    #: what the child spent (its model calls and their tokens), as its run record counts them
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_calls: int = 0
 
     @property
     def ok(self) -> bool:
@@ -54,9 +63,12 @@ class Children(ABC):
 
     @abstractmethod
     async def start(self, ctx: ToolContext, tool: str, calls: Sequence[ChildCall]) -> list[str]:
-        """Start one child run per call (in parallel) whose ``tool``'s ``call_child`` gets the call's
-        params; returns their ids in order. Children this call started before (the same step run again
-        after a crash) are not started again: their ids come back as they are."""
+        """Start one child run per call (in parallel, as many at once as the run's limits allow; ``wait``
+        starts the others as those end) whose ``tool``'s ``call_child`` gets the call's params; returns
+        their ids in order. ``ctx.services.budget`` (None: the spec's limits): the tokens each child may
+        spend and the seconds it may run. Children this call started before (the same step run again
+        after a crash) are not started again: their ids come back as they are, with the limits they
+        were started with."""
 
     @abstractmethod
     async def wait(self, run_ids: Sequence[str]) -> list[ChildOutcome]:
