@@ -165,14 +165,17 @@ def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     )
 
 
-def _copy(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> Any:
+def _copy(value: Any) -> Any:
     """The containers ``_redact_each`` would have built, with nothing in them redacted."""
     if isinstance(value, dict):
-        return {key: _copy(item) if isinstance(item, _CONTAINERS) else item for key, item in value.items()}
-    return [_copy(item) if isinstance(item, _CONTAINERS) else item for item in value]
+        return {key: item if type(item) in _LEAVES else _copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [item if type(item) in _LEAVES else _copy(item) for item in value]
+    return value
 
 
-_CONTAINERS = (dict, list, tuple)
+#: what ``_copy`` keeps as it is without a look (a subclass of one is looked at: a dict's is copied)
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def _redact_each(value: Any) -> Any:
