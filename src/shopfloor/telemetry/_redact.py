@@ -150,8 +150,8 @@ def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     what they were or an escape or a quote (``token(?!s)`` and ``(?<!first_)`` see no new ``s`` or
     ``first_``); a key named like a secret holds a screen keyword; a known secret's value is there
     as it is escaped. Only ASCII text: there ``IGNORECASE`` (the key check, the patterns) and
-    matching the lowered text agree, while outside it they do not (``ſ`` matches ``s`` ignoring
-    case, yet lowers to itself). A value JSON cannot write (a key that is not a string or number,
+    matching the lowered text agree, while outside it they do not (the long s, U+017F, matches ``s``
+    ignoring case, yet lowers to itself). A value JSON cannot write (a key that is not a string or number,
     a cycle) is never screened whole."""
     try:
         text = _JSON.encode(value)
