@@ -36,6 +36,8 @@ PIECES = [
     "eyJhbGciOi.eyJzdWIiOi.sig",
     "-----BEGIN RSA PRIVATE KEY-----\nMIIB",
     "\u0130 dotted",
+    "s\u0131gn",
+    "ap\u0130_key=abc",
     "ünïcödé",
     KNOWN,
     f"prefix {KNOWN} suffix",
@@ -50,6 +52,8 @@ KEYS = [
     "pa\u017fsword",
     "Secret",
     "\u212aey",
+    "ap\u0130_key",
+    "ap\u0131_key",
     "tokens",
 ]
 
@@ -90,7 +94,11 @@ def test_a_clean_value_comes_back_as_a_copy_with_tuples_as_lists() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ({"pa\u017fsword": "hunter2"}, {"pa\u017fsword": REDACTED}),  # not ASCII: screened string by string
+        ({"pa\u017fsword": "hunter2"}, {"pa\u017fsword": REDACTED}),  # the long s: screened string by string
+        (
+            {"s\u00e9same": "caf\u00e9 \u2615"},
+            {"s\u00e9same": "caf\u00e9 \u2615"},
+        ),  # other text: screened whole
         ({"note": f"x {KNOWN} y"}, {"note": f"x {REDACTED} y"}),  # the known value, escaped in JSON
         ({1: {"password": "p"}}, {1: {"password": REDACTED}}),  # a number key
         ({(1, 2): {"password": "p"}}, {(1, 2): {"password": REDACTED}}),  # a key JSON cannot write

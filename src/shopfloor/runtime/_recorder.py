@@ -259,7 +259,15 @@ class SQLiteStepRecorder(LeanRecorder):
         DBOS's look-up does: the answer is the same. What differs is the cost: SQLite drops a
         connection's whole page cache when it sees another connection's commit, so the reader
         re-read the tables' pages from the WAL at every step (~35 us of CPU a look-up here), while
-        the writer's cache stays warm across its own commits."""
+        the writer's cache stays warm across its own commits.
+
+        It still reads, even for a run that started fresh (whose rows past those it found at its
+        start only another owner could write, and that owner's write fences this execution's next
+        record off anyway): the status it reads is how a cancel stops a run before its next step.
+        Answered from memory, a cancel committed between one step's record and the next step's start
+        would let that step's body run (its record is then fenced off, a cancel clearing
+        ``owner_xid``, but what the body did outside the run is done), where DBOS runs no body once
+        the cancel is committed before its look-up."""
         if self._lock.acquire(blocking=False):
             try:
                 if not self._eager.in_transaction:

@@ -149,20 +149,26 @@ def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     ``://...@`` run of non-space characters) finds it in the text, its neighbours in the text being
     what they were or an escape or a quote (``token(?!s)`` and ``(?<!first_)`` see no new ``s`` or
     ``first_``); a key named like a secret holds a screen keyword; a known secret's value is there
-    as it is escaped. Only ASCII text: there ``IGNORECASE`` (the key check, the patterns) and
-    matching the lowered text agree, while outside it they do not (the long s, U+017F, matches ``s``
-    ignoring case, yet lowers to itself). A value JSON cannot write (a key that is not a string or number,
-    a cycle) is never screened whole."""
+    as it is escaped. Not where the text holds one of the three characters that ``IGNORECASE`` (the
+    key check) takes for an ASCII letter while lowering them gives none (``_FOLDS_TO_ASCII``: the long
+    s, U+017F, matches ``s`` ignoring case, yet lowers to itself). A value JSON cannot write (a key
+    that is not a string or number, a cycle) is never screened whole."""
     try:
         text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):
         return False
     return (
-        text.isascii()
+        (text.isascii() or _FOLDS_TO_ASCII.search(text) is None)
         and _SCREEN.search(text) is None
         and _SCREEN_LOWER.search(text.lower()) is None
         and not (_KNOWN.in_json and any(known in text for known in _KNOWN.in_json))
     )
+
+
+#: the characters outside ASCII that ``re.IGNORECASE`` matches to ``[A-Za-z0-9_.-]`` (every code point
+#: checked) but ``str.lower`` does not turn into that letter: capital I with a dot (it lowers to i and a
+#: combining dot), dotless i and the long s (the fourth, the Kelvin sign, lowers to k)
+_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f]")
 
 
 def _copy(value: Any) -> Any:
