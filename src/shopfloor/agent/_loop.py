@@ -229,7 +229,7 @@ class AgentLoop:
             if on_event is not None:
                 # Events are stored and shown: secrets in them (a task, a tool error) are redacted.
                 maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redact_value(data)))
-                if inspect.isawaitable(maybe):
+                if maybe is not None and inspect.isawaitable(maybe):  # a runtime's sink returns None
                     await maybe
 
         def finish(reason: StopReason, output: str | None = None, error: str | None = None) -> RunResult:

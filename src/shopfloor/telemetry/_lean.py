@@ -37,6 +37,8 @@ __all__ = ["LeanSpan", "LeanTracer"]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _PLAIN = (str, bool, int, float)
+#: values kept without a call to ``_value`` (their subclasses go through it, and are kept too)
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def _value(value: Any) -> Any:
@@ -83,8 +85,12 @@ class LeanSpan(ReadableSpan, trace.Span):
             self._attributes[key] = _value(value)  # type: ignore[index]
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        if self._end_time is not None:
+            return
+        values = self._attributes
         for key, value in attributes.items():
-            self.set_attribute(key, value)
+            if value is not None:
+                values[key] = value if type(value) in _PLAIN_TYPES else _value(value)  # type: ignore[index]
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self._end_time is None:
@@ -145,7 +151,11 @@ class LeanTracer:
             trace_flags=_SAMPLED,
             trace_state=current.trace_state if parent else None,
         )
-        values = {key: _value(value) for key, value in attributes.items() if value is not None}
+        values = {
+            key: value if type(value) in _PLAIN_TYPES else _value(value)
+            for key, value in attributes.items()
+            if value is not None
+        }
         if RUN_ID not in values and (run_id := RUN.get()) is not None:
             values[RUN_ID] = run_id
         return LeanSpan(name, context=context, parent=parent, kind=kind, attributes=values, tracer=self)

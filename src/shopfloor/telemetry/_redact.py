@@ -14,6 +14,7 @@ tool produced is therefore recorded redacted, and a recorded step replays redact
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -77,6 +78,8 @@ class _KnownValues:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.values: tuple[str, ...] = ()
+        #: each value as it reads inside a JSON string (``_screen_json``)
+        self.in_json: tuple[str, ...] = ()
 
     def add(self, value: str) -> None:
         if len(value) < self.MIN_LENGTH or value in self.values:
@@ -84,8 +87,12 @@ class _KnownValues:
         with self._lock:
             # longest first: a value that contains another is replaced whole
             self.values = tuple(sorted({*self.values, value}, key=len, reverse=True))
+            self.in_json = tuple(_JSON.encode(known)[1:-1] for known in self.values)
 
 
+#: how ``redact_value`` screens a whole value at once: JSON with every character as it is (an
+#: object JSON cannot write stands as null: ``redact_value`` leaves such leaves alone too)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=lambda _: None)
 _KNOWN = _KnownValues()
 
 
@@ -99,7 +106,7 @@ def may_hold_secret(text: str) -> bool:
     return bool(
         _SCREEN.search(text)
         or _SCREEN_LOWER.search(text.lower())
-        or any(value in text for value in _KNOWN.values)
+        or (_KNOWN.values and any(value in text for value in _KNOWN.values))
     )
 
 
@@ -120,18 +127,75 @@ _SECRET_KEY = re.compile(rf"{_SECRET_NAME}$", re.IGNORECASE)
 
 def redact_value(value: Any) -> Any:
     """``value`` (JSON-like: dicts, lists, strings) with secrets redacted; the value of a key
-    named like a secret (``password``, ``api_key``...) is replaced whole."""
+    named like a secret (``password``, ``api_key``...) is replaced whole. Always a copy of its
+    containers (dicts as dicts, lists and tuples as lists), whether anything was redacted or not.
+
+    A container is first screened whole, as one JSON text: where that holds no candidate secret,
+    none of its strings or keys does either, and it is copied without looking at each (a step's
+    output, an event: a dozen strings, each screened on its own before)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict | list | tuple) and _screen_json(value):
+        return _copy(value)
+    return _redact_each(value)
+
+
+def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """True where ``_redact_each(value)`` would redact nothing.
+
+    Each string of ``value`` is in its JSON text with only ``"``, ``\\`` and control characters
+    escaped (``ensure_ascii=False``), each escape made of a backslash, letters and hex digits: a
+    screen pattern that finds a string (its letters, digits, ``_``, ``-``, spaces, a URL's
+    ``://...@`` run of non-space characters) finds it in the text, its neighbours in the text being
+    what they were or an escape or a quote (``token(?!s)`` and ``(?<!first_)`` see no new ``s`` or
+    ``first_``); a key named like a secret holds a screen keyword; a known secret's value is there
+    as it is escaped. Not where the text holds one of the three characters that ``IGNORECASE`` (the
+    key check) takes for an ASCII letter while lowering them gives none (``_FOLDS_TO_ASCII``: the long
+    s, U+017F, matches ``s`` ignoring case, yet lowers to itself). A value JSON cannot write (a key
+    that is not a string or number, a cycle) is never screened whole."""
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return (
+        (text.isascii() or _FOLDS_TO_ASCII.search(text) is None)
+        and _SCREEN.search(text) is None
+        and _SCREEN_LOWER.search(text.lower()) is None
+        and not (_KNOWN.in_json and any(known in text for known in _KNOWN.in_json))
+    )
+
+
+#: the characters outside ASCII that ``re.IGNORECASE`` matches to ``[A-Za-z0-9_.-]`` (every code point
+#: checked) but ``str.lower`` does not turn into that letter: capital I with a dot (it lowers to i and a
+#: combining dot), dotless i and the long s (the fourth, the Kelvin sign, lowers to k)
+_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f]")
+
+
+def _copy(value: Any) -> Any:
+    """The containers ``_redact_each`` would have built, with nothing in them redacted."""
+    if isinstance(value, dict):
+        return {key: item if type(item) in _LEAVES else _copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [item if type(item) in _LEAVES else _copy(item) for item in value]
+    return value
+
+
+#: what ``_copy`` keeps as it is without a look (a subclass of one is looked at: a dict's is copied)
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _redact_each(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
         return {
             key: REDACTED
             if isinstance(key, str) and isinstance(item, str) and _SECRET_KEY.match(key)
-            else redact_value(item)
+            else _redact_each(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_value(item) for item in value]
+        return [_redact_each(item) for item in value]
     return value
 
 

@@ -1,0 +1,109 @@
+"""``redact_value``'s whole-value screen: it copies a clean value, and redacts exactly what the
+string-by-string walk redacts, on values built to sit at the edges of the screen."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from shopfloor.telemetry import REDACTED, redact_value, register_secret
+from shopfloor.telemetry._redact import _redact_each
+
+#: a known secret that JSON escapes (a quote, a backslash, a control character)
+KNOWN = 'zq"uo\\te\tv4lue-42'
+
+PIECES = [
+    "plain text",
+    "17*23",
+    "token",
+    "tokens",
+    "first_token",
+    'token"s',
+    "token\\s",
+    "pa\u017fsword",  # matches "password" ignoring case, yet lowers to itself
+    "Kelvin \u212aey",
+    "api_key",
+    "x-api-key: abc123",
+    "Bearer abcdefgh12345",
+    "basic",
+    "sk-abcdefghijklmnop1234",
+    "sk_live_51HxAbCdEfGh12345",
+    'https://user:p"w@host/v1',
+    "https://user:p\nw@host/v1",
+    "://a\u0001b@",
+    "eyJhbGciOi.eyJzdWIiOi.sig",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIB",
+    "\u0130 dotted",
+    "s\u0131gn",
+    "ap\u0130_key=abc",
+    "ünïcödé",
+    KNOWN,
+    f"prefix {KNOWN} suffix",
+    "",
+]
+KEYS = [
+    "note",
+    "password",
+    "Api_Key\n",
+    "token_count",
+    "first_token",
+    "pa\u017fsword",
+    "Secret",
+    "\u212aey",
+    "ap\u0130_key",
+    "ap\u0131_key",
+    "tokens",
+]
+
+
+def _value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 3 or roll < 0.45:
+        return rng.choice([*PIECES, 3, 2.5, None, True, float("nan"), object()])
+    if roll < 0.75:
+        return {rng.choice(KEYS): _value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    items = [_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return tuple(items) if rng.random() < 0.3 else items
+
+
+@pytest.fixture(autouse=True)
+def known_secret() -> None:
+    register_secret(KNOWN)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_whole_value_screen_redacts_what_the_walk_redacts(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(50):
+        value = {rng.choice(KEYS): _value(rng) for _ in range(3)}
+        assert redact_value(value) == _redact_each(value)
+        listed = [_value(rng), _value(rng)]
+        assert redact_value(listed) == _redact_each(listed)
+
+
+def test_a_clean_value_comes_back_as_a_copy_with_tuples_as_lists() -> None:
+    value = {"args": ("a", {"n": 1}), "text": "17*23", "usage": {"input_tokens": 3}}
+    copied = redact_value(value)
+    assert copied == {"args": ["a", {"n": 1}], "text": "17*23", "usage": {"input_tokens": 3}}
+    assert copied is not value and copied["usage"] is not value["usage"]
+    assert copied["args"][1] is not value["args"][1]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"pa\u017fsword": "hunter2"}, {"pa\u017fsword": REDACTED}),  # the long s: screened string by string
+        (
+            {"s\u00e9same": "caf\u00e9 \u2615"},
+            {"s\u00e9same": "caf\u00e9 \u2615"},
+        ),  # other text: screened whole
+        ({"note": f"x {KNOWN} y"}, {"note": f"x {REDACTED} y"}),  # the known value, escaped in JSON
+        ({1: {"password": "p"}}, {1: {"password": REDACTED}}),  # a number key
+        ({(1, 2): {"password": "p"}}, {(1, 2): {"password": REDACTED}}),  # a key JSON cannot write
+        ([{"token": "t"}, ("x",)], [{"token": REDACTED}, ["x"]]),
+    ],
+)
+def test_values_at_the_edges_of_the_screen(value: Any, expected: Any) -> None:
+    assert redact_value(value) == expected
