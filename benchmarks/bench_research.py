@@ -6,8 +6,9 @@ the Python Tutorial) indexed once with the real MiniLM. Questions: the researche
 (``evals/questions.jsonl``), shallow and deep as labelled. The model is scripted at its seam, so that
 what is measured is the run's own work, not a model's decode, and does not move with the machine's
 load: the writer copies a passage's sentence, reworks one, cites one to the wrong passage and invents
-one (which of them, by the question); the judge answers by the words the sentence and the passage
-share. Phases (CPU seconds of the process, median of ``--repeats`` interleaved repeats, wall beside):
+one (which of them, by the question); the judge says yes where more than half the sentence's words
+are in the passage. Phases (CPU seconds of the process, median of ``--repeats`` interleaved repeats,
+wall beside):
 
 - route: the rules router; retrieve: the hybrid searches (query embeddings included); write and plan:
   the scripted model (near nothing: what a real model costs is its decode, not measured here);
@@ -197,9 +198,10 @@ class ScriptedModel:
         if "supported" in props:
             self.calls["judge"] += 1
             passage, sentence = prompt.split("\n\nSentence: ", 1)
-            shared = {w for w in content_words(sentence) if len(w) > 4}
+            sentence = sentence.split("\n\n", 1)[0]
+            words = content_words(sentence)
             return json.dumps(
-                {"supported": "yes" if len(shared & content_words(passage)) * 2 > len(shared) else "no"}
+                {"supported": "yes" if len(words & content_words(passage)) * 2 > len(words) else "no"}
             )
         if "claims" in props:
             self.calls["write"] += 1
