@@ -31,8 +31,8 @@ from benchmarks.bench_research import BeforeVerifier, Metered, ScriptedModel  # 
 
 
 def _pairs() -> tuple[list[str], list[tuple[str, int]]]:
-    """Eight passages of two chapters (and one of them again), and sentences citing them: copied, reworked, cited to the wrong
-    passage, misquoted by a numeral, invented, empty of content words."""
+    """Eight passages of two chapters (and one of them again), and sentences citing them: copied,
+    reworked, cited to the wrong passage, misquoted by a numeral, invented, empty of content words."""
     passages: list[str] = []
     for page in ("errors.html", "venv.html"):
         parser = parser_for(CORPUS / page)
