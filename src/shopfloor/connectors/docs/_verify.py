@@ -231,11 +231,12 @@ class CitationVerifier:
             # (cosine, -index) orders a group as the choice does: the closest, the first among equals
             ranked = sorted(((self._cosine(claim, known[i]), -i) for i in group), reverse=True)
             undecided = []
-            for semantic, i in ranked:
-                verdict = self._by_words(claim, known[-i]) or self._by_meaning(lexical, semantic)
+            for semantic, first in ranked:
+                i = -first
+                verdict = self._by_words(claim, known[i]) or self._by_meaning(lexical, semantic)
                 if verdict is not None and verdict[0] != "unsupported":
-                    return Citation(chosen=-i, support=_support(lexical, semantic, verdict))
-                undecided.append((semantic, -i))
+                    return Citation(chosen=i, support=_support(lexical, semantic, verdict))
+                undecided.append((semantic, i))
             # None carried by words or meaning: the judge, closest first, until one says yes.
             for semantic, i in undecided:
                 if self.judge is None:
