@@ -42,12 +42,13 @@ from shopfloor.connectors.docs._route import (
     direct_answer,
 )
 from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
-from shopfloor.connectors.docs._verify import CitationVerifier, Support, content_words
+from shopfloor.connectors.docs._verify import Citation, CitationVerifier, Support, content_words
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
     "ChildResearch",
     "Chunk",
+    "Citation",
     "CitationVerifier",
     "Claim",
     "Collection",

@@ -325,30 +325,29 @@ class Researcher:
         report = ResearchReport(question=question, route=route, depth=depth, plan=plan, passages=passages)
         numbers: dict[str, int] = {}
         seen: set[str] = set()
+        unique: list[tuple[str, int]] = []
         for sentence, cited in drafted:
             key = " ".join(sentence.lower().split())
-            if key in seen:
+            if key not in seen:
+                seen.add(key)
+                unique.append((sentence, cited))
+        # All the answer's sentences at once: their embeddings and their cited passages' in one batch.
+        citations = await self.verifier.cite(unique, [p.text for p in passages])
+        for (sentence, cited), citation in zip(unique, citations, strict=True):
+            if citation.chosen is None:
+                report.removed.append(
+                    Removed(sentence=sentence, cited=passages[cited].id, reason=citation.support.reason)
+                )
                 continue
-            seen.add(key)
-            supports = await self.verifier.check_many(sentence, [p.text for p in passages])
-            chosen = cited
-            if not supports[cited].supported:
-                backing = [i for i, s in enumerate(supports) if s.supported]
-                if not backing:
-                    report.removed.append(
-                        Removed(sentence=sentence, cited=passages[cited].id, reason=supports[cited].reason)
-                    )
-                    continue
-                chosen = max(backing, key=lambda i: (supports[i].lexical, supports[i].semantic))
-            passage = passages[chosen]
+            passage = passages[citation.chosen]
             number = numbers.setdefault(passage.id, len(numbers) + 1)
             report.claims.append(
                 Claim(
                     sentence=sentence,
                     cited=passage.id,
                     number=number,
-                    support=supports[chosen],
-                    recited_from=passages[cited].id if chosen != cited else None,
+                    support=citation.support,
+                    recited_from=passages[cited].id if citation.chosen != cited else None,
                 )
             )
         return report
