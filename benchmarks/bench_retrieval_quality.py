@@ -56,7 +56,7 @@ class Variant:
 
 
 #: the ranking as it was before ``Ranking`` had choices: each variant below changes one thing of it
-BEFORE = Ranking(stop_words=False, candidates=50, document_boost=0.0, per_document=0)
+BEFORE = Ranking(stop_words=False, candidates=50, document_boost=0.0, per_document=0, rerank=0)
 VARIANTS = [
     Variant(name="bm25", mode="bm25", ranking=BEFORE),
     Variant(name="dense", mode="dense", ranking=BEFORE),
@@ -68,6 +68,7 @@ VARIANTS = [
     Variant(name="+bm25 x2", mode="hybrid", ranking=replace(BEFORE, bm25_weight=2.0)),
     Variant(name="+document boost .5", mode="hybrid", ranking=replace(BEFORE, document_boost=0.5)),
     Variant(name="+1 per document", mode="hybrid", ranking=replace(BEFORE, per_document=1)),
+    Variant(name="+rerank 20 by cosine", mode="hybrid", ranking=replace(BEFORE, rerank=20)),
     Variant(name="default (now)", mode="hybrid", ranking=Ranking()),
 ]
 

@@ -243,6 +243,13 @@ def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, 
         assert capped == ["caching.md", "memo.md", "caching.md"]
         index.ranking = Ranking(heading_weight=10.0)
         assert index.search("lru_cache", k=1, mode="bm25")[0].source == "memo.md"
+        # rerank: the fused pool (here every chunk) in the order of the dense ranking
+        query = "a memo of results by arguments: lru_cache"
+        dense = [h.chunk_id for h in index.search(query, k=4, mode="dense")]
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0)
+        assert [h.chunk_id for h in index.search(query, k=4)] != dense
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, rerank=4)
+        assert [h.chunk_id for h in index.search(query, k=4)] == dense
 
 
 def test_queries_are_never_fts_syntax(index: DocIndex, corpus: Path) -> None:

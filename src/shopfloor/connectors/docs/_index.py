@@ -342,7 +342,8 @@ class DocIndex:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def _dense(self, query: str, limit: int) -> list[int]:
+    def _cosines(self, query: str) -> tuple[Any, Any]:
+        """Every chunk's id (ascending) and its cosine to ``query``."""
         # Another connection's commit (an ingest by another process or handle) changes data_version.
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         with self._lock:
@@ -354,8 +355,13 @@ class DocIndex:
                 self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.embedder.dim)
             matrix, ids = self._matrix, self._ids
         if len(ids) == 0:
+            return ids, np.zeros(0, dtype=np.float32)
+        return ids, matrix @ self.embedder.embed([query])[0]
+
+    @staticmethod
+    def _dense(ids: Any, scores: Any, limit: int) -> list[int]:
+        if len(ids) == 0:
             return []
-        scores = matrix @ self.embedder.embed([query])[0]
         top = min(limit, len(ids))
         best = np.argpartition(-scores, top - 1)[:top]
         return [int(i) for i in ids[best[np.argsort(-scores[best])]]]
@@ -366,7 +372,8 @@ class DocIndex:
         k = max(1, min(k, 50))
         ranking = self.ranking
         bm25 = self._bm25(query, ranking.candidates) if mode in ("hybrid", "bm25") else []
-        dense = self._dense(query, ranking.candidates) if mode in ("hybrid", "dense") else []
+        cosines = self._cosines(query) if mode in ("hybrid", "dense") else None
+        dense = self._dense(*cosines, ranking.candidates) if cosines is not None else []
         bm25_rank = {cid: i for i, cid in enumerate(bm25, 1)}
         dense_rank = {cid: i for i, cid in enumerate(dense, 1)}
         documents: dict[int, int] = {}
@@ -380,7 +387,18 @@ class DocIndex:
             )
             # a chunk deleted since it was ranked (another process re-ingested its page) is left out
             bm25, dense = [c for c in bm25 if c in documents], [c for c in dense if c in documents]
-        scored = fuse([(bm25, ranking.bm25_weight), (dense, ranking.dense_weight)], documents, ranking, k)
+        pool = max(k, ranking.rerank)
+        scored = fuse([(bm25, ranking.bm25_weight), (dense, ranking.dense_weight)], documents, ranking, pool)
+        if ranking.rerank and cosines is not None and scored:
+            # the fused pool in the order of the chunks' cosine to the query (their fused scores kept)
+            ids, scores = cosines
+            at = np.searchsorted(ids, [cid for cid, _ in scored])
+            cosine = {
+                cid: float(scores[i]) if i < len(ids) and ids[i] == cid else -1.0
+                for (cid, _), i in zip(scored, at, strict=True)
+            }
+            scored = sorted(scored, key=lambda pair: -cosine[pair[0]])
+        scored = scored[:k]
         fused = dict(scored)
         best = [cid for cid, _ in scored]
         if not best:

@@ -37,11 +37,13 @@ class Ranking:
     document_boost: float = 0.0
     #: at most this many chunks of one document in a result, others moving up (0: any number)
     per_document: int = 0
+    #: the fused best this many reordered by their cosine to the query (0: not reordered)
+    rerank: int = 0
 
     def __post_init__(self) -> None:
         if min(self.text_weight, self.heading_weight, self.bm25_weight, self.dense_weight) < 0:
             raise ValueError("ranking weights are not negative")
-        if self.candidates < 1 or self.per_document < 0 or self.document_boost < 0:
+        if self.candidates < 1 or min(self.per_document, self.rerank, self.document_boost) < 0:
             raise ValueError("a ranking has at least one candidate, and no negative share or limit")
 
 
@@ -78,7 +80,8 @@ def fuse(
     ordered = sorted(fused, key=lambda cid: (-fused[cid], cid))
     if ranking.per_document:
         taken: dict[int, int] = {}
-        first, rest = [], []
+        first: list[int] = []
+        rest: list[int] = []
         for cid in ordered:
             doc = documents[cid]
             (first if taken.get(doc, 0) < ranking.per_document else rest).append(cid)
