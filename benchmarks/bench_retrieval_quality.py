@@ -67,8 +67,26 @@ VARIANTS = [
     Variant(name="+dense x2", mode="hybrid", ranking=replace(BEFORE, dense_weight=2.0)),
     Variant(name="+bm25 x2", mode="hybrid", ranking=replace(BEFORE, bm25_weight=2.0)),
     Variant(name="+document boost .5", mode="hybrid", ranking=replace(BEFORE, document_boost=0.5)),
-    Variant(name="+1 per document", mode="hybrid", ranking=replace(BEFORE, per_document=1)),
     Variant(name="+rerank 20 by cosine", mode="hybrid", ranking=replace(BEFORE, rerank=20)),
+    Variant(name="+1 per document", mode="hybrid", ranking=replace(BEFORE, per_document=1)),
+    Variant(
+        name="+1 per doc, bm25 x2", mode="hybrid", ranking=replace(BEFORE, per_document=1, bm25_weight=2.0)
+    ),
+    Variant(
+        name="+1 per doc, dense x2", mode="hybrid", ranking=replace(BEFORE, per_document=1, dense_weight=2.0)
+    ),
+    Variant(
+        name="+1 per doc, 100 cand.", mode="hybrid", ranking=replace(BEFORE, per_document=1, candidates=100)
+    ),
+    Variant(
+        name="+1 per doc, stop words", mode="hybrid", ranking=replace(BEFORE, per_document=1, stop_words=True)
+    ),
+    Variant(
+        name="+1 per doc, stop, 100, bm25 x2",
+        mode="hybrid",
+        ranking=Ranking(per_document=1, stop_words=True, candidates=100, bm25_weight=2.0),
+    ),
+    #: per document 1, stop words, 100 candidates
     Variant(name="default (now)", mode="hybrid", ranking=Ranking()),
 ]
 

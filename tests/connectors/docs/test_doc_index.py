@@ -233,7 +233,7 @@ def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, 
         "".join(f"# Caching part {n}\n\n{'The lru_cache decorator. ' * 3}{filler}\n\n" for n in range(3))
     )
     (pages / "memo.md").write_text(f"# lru_cache\n\nThe lru_cache decorator. {filler}\n")
-    with DocIndex(tmp_path / "c.db", minilm, ranking=Ranking(heading_weight=0.0)) as index:
+    with DocIndex(tmp_path / "c.db", minilm, ranking=Ranking(heading_weight=0.0, per_document=0)) as index:
         index.add([pages], base=pages)
         assert index.stats()["chunks"] == 4
         top = [h.source for h in index.search("lru_cache", k=3, mode="bm25")]
@@ -241,14 +241,14 @@ def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, 
         index.ranking = Ranking(heading_weight=0.0, per_document=1)
         capped = [h.source for h in index.search("lru_cache", k=3, mode="bm25")]
         assert capped == ["caching.md", "memo.md", "caching.md"]
-        index.ranking = Ranking(heading_weight=10.0)
+        index.ranking = Ranking(heading_weight=10.0, per_document=0)
         assert index.search("lru_cache", k=1, mode="bm25")[0].source == "memo.md"
         # rerank: the fused pool (here every chunk) in the order of the dense ranking
         query = "a memo of results by arguments: lru_cache"
         dense = [h.chunk_id for h in index.search(query, k=4, mode="dense")]
-        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0)
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, per_document=0)
         assert [h.chunk_id for h in index.search(query, k=4)] != dense
-        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, rerank=4)
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, per_document=0, rerank=4)
         assert [h.chunk_id for h in index.search(query, k=4)] == dense
 
 
