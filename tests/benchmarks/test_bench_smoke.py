@@ -21,6 +21,7 @@ CASES = {
     "children": (["--sizes", "2", "--reps", "1"], "the researchers' part"),
     "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
     "releases": ([], "route by deployment + load"),
+    "retrieval_quality": (["--fallback"], "| default (now) |"),
     "gateway": (
         [
             *("--duration", "1", "--warmup", "0.5", "--streams", "8", "--memory-requests", "0"),
