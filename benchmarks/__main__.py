@@ -2,7 +2,7 @@
 
 Each prints its measurements next to a baseline measured in the same run, with the ratio.
 Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry, evals, governance, gateway,
-gateway_tail, releases, retrieval, research, children, console (default: all).
+gateway_tail, releases, retrieval, research, retrieval_quality, children, console (default: all).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ ALL = (
     "releases",
     "retrieval",
     "research",
+    "retrieval_quality",
     "children",
     "console",
 )

@@ -22,6 +22,7 @@ CASES = {
     "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
     "releases": ([], "route by deployment + load"),
     "research": (["--repeats", "1", "--questions", "1"], "verdicts: identical before and after"),
+    "retrieval_quality": (["--fallback"], "| default (now) |"),
     "gateway": (
         [
             *("--duration", "1", "--warmup", "0.5", "--streams", "8", "--memory-requests", "0"),

@@ -62,6 +62,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                 console.print(
                     f"  {report.added} added, {report.replaced} replaced, {report.unchanged} unchanged, "
                     f"{report.chunks} chunks in {report.seconds:.1f} s"
+                    + (f"; {len(report.removed)} no longer in the sources removed" if report.removed else "")
                 )
                 for path, error in report.failed:
                     console.print(

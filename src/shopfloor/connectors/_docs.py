@@ -44,7 +44,9 @@ def ingest_sources(
 ) -> list[Any]:
     """Ingest a connector's ``sources`` (resolved to ``paths``) into its collection: blocking, incremental
     by digest, safe beside another run doing the same (``resolve_sources`` gives the paths, less the
-    spec's ``exclude``). Each document's id is its path under its source directory. The reports
+    spec's ``exclude``). Each document's id is its path under its source directory. The collection then
+    holds those paths' documents only: a document no path has any more (a source dropped, a page deleted
+    or newly excluded) is removed, and the last report lists it (``removed``). The reports
     (``IngestReport``), one per path; documents that failed are logged. ``progress``: called with a
     path's report so far after each embedding batch (``DocIndex.add``)."""
     from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
@@ -57,6 +59,15 @@ def ingest_sources(
             for source, error in report.failed:
                 _log.warning("collection %s: skipped %s: %s", docs.collection, source, error)
             reports.append(report)
+        if reports:
+            reports[-1].removed = index.remove_except(set().union(*(r.seen for r in reports)))
+            if reports[-1].removed:
+                _log.warning(
+                    "collection %s: removed %d documents no source has any more (%s ...)",
+                    docs.collection,
+                    len(reports[-1].removed),
+                    ", ".join(reports[-1].removed[:5]),
+                )
     return reports
 
 

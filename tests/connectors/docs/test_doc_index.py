@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shopfloor.connectors.docs import DocIndex, MiniLM, chunk_sections, collection_path, fts_query, parser_for
+from shopfloor.connectors.docs import (
+    DocIndex,
+    MiniLM,
+    Ranking,
+    chunk_sections,
+    collection_path,
+    fts_query,
+    parser_for,
+)
 from shopfloor.errors import ConfigError, ConnectorError
 
 pytestmark = pytest.mark.slow  # the embedding model runs on the CPU
@@ -214,6 +222,34 @@ def test_broken_documents_are_reported_and_skipped_and_lose_nothing(index: DocIn
     assert index.search("crème brûlée", k=1)[0].source == "bad/latin1.txt"
     with pytest.raises(ConnectorError, match="no such file"):
         index.add([corpus / "missing"])
+
+
+def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, minilm: MiniLM) -> None:
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    filler = "More words on other matters fill the section out. " * 7
+    # caching.md: three long sections that each say lru_cache thrice; memo.md: once, under a heading naming it
+    (pages / "caching.md").write_text(
+        "".join(f"# Caching part {n}\n\n{'The lru_cache decorator. ' * 3}{filler}\n\n" for n in range(3))
+    )
+    (pages / "memo.md").write_text(f"# lru_cache\n\nThe lru_cache decorator. {filler}\n")
+    with DocIndex(tmp_path / "c.db", minilm, ranking=Ranking(heading_weight=0.0, per_document=0)) as index:
+        index.add([pages], base=pages)
+        assert index.stats()["chunks"] == 4
+        top = [h.source for h in index.search("lru_cache", k=3, mode="bm25")]
+        assert top == ["caching.md"] * 3, "headings aside, the text's mentions: three chunks of one page"
+        index.ranking = Ranking(heading_weight=0.0, per_document=1)
+        capped = [h.source for h in index.search("lru_cache", k=3, mode="bm25")]
+        assert capped == ["caching.md", "memo.md", "caching.md"]
+        index.ranking = Ranking(heading_weight=10.0, per_document=0)
+        assert index.search("lru_cache", k=1, mode="bm25")[0].source == "memo.md"
+        # rerank: the fused pool (here every chunk) in the order of the dense ranking
+        query = "a memo of results by arguments: lru_cache"
+        dense = [h.chunk_id for h in index.search(query, k=4, mode="dense")]
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, per_document=0)
+        assert [h.chunk_id for h in index.search(query, k=4)] != dense
+        index.ranking = Ranking(heading_weight=0.0, bm25_weight=5.0, per_document=0, rerank=4)
+        assert [h.chunk_id for h in index.search(query, k=4)] == dense
 
 
 def test_queries_are_never_fts_syntax(index: DocIndex, corpus: Path) -> None:

@@ -180,6 +180,32 @@ def test_excluded_files_are_not_ingested_and_the_rest_are(tmp_path: Path, minilm
 
 
 @pages
+def test_pages_dropped_from_the_sources_or_newly_excluded_leave_the_collection(
+    tmp_path: Path, minilm: MiniLM
+) -> None:
+    root = _docs_tree(tmp_path / "html")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "notes.md").write_text("# Notes\n\nThe walrus operator assigns inside an expression.\n")
+    spec = DocsConnectorSpec(collection="pydocs", sources=[str(root), str(extra)], exclude=EXCLUDE)
+    first = ingest_sources(tmp_path, spec, resolve_sources(spec, tmp_path).paths)
+    assert [r.added for r in first] == [5, 1] and first[-1].removed == []
+    # A page deleted, a pattern added and a source dropped: all three go on the next ingest.
+    (root / "library" / "pathlib.html").unlink()
+    fewer = spec.model_copy(update={"sources": [str(root)], "exclude": [*EXCLUDE, "howto/*"]})
+    (report,) = ingest_sources(tmp_path, fewer, resolve_sources(fewer, tmp_path).paths)
+    assert report.removed == ["howto/sorting.html", "library/pathlib.html", "notes.md"]
+    assert (report.added, report.unchanged) == (0, 3) and report.to_json()["removed"] == report.removed
+    with DocIndex(collection_path(tmp_path, "pydocs"), minilm) as index:
+        assert index.stats()["documents"] == 3
+        found = {h.source for h in index.search("walrus stable sort Path.glob", k=50)}
+        assert found <= {"library/functools.html", "library/itertools.html", "tutorial/errors.html"}
+    # Nothing else changed: nothing more is removed.
+    (again,) = ingest_sources(tmp_path, fewer, resolve_sources(fewer, tmp_path).paths)
+    assert (again.unchanged, again.removed) == (3, [])
+
+
+@pages
 def test_a_missing_package_falls_back_to_the_shipped_pages(tmp_path: Path, minilm: MiniLM) -> None:
     _docs_tree(tmp_path / "shipped")
     spec = DocsConnectorSpec(

@@ -18,9 +18,9 @@ from shopfloor.connectors.docs._index import (
     IngestReport,
     SearchMode,
     collection_path,
-    fts_query,
 )
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
+from shopfloor.connectors.docs._rank import Ranking, fts_query
 from shopfloor.connectors.docs._research import (
     Claim,
     Found,
@@ -63,6 +63,7 @@ __all__ = [
     "Parsed",
     "Parser",
     "Passage",
+    "Ranking",
     "Removed",
     "ResearchReport",
     "Researcher",

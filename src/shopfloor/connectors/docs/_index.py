@@ -6,7 +6,8 @@ binary, too large) reported with its path and skipped; nothing indexed before it
 consecutive documents are embedded together, ``embed_batch`` at a time (the embedder sorts a call's texts
 by length and runs its batches on its threads side by side: per document, a page of three chunks was one
 small batch on one thread), and each document is then written in a transaction of its own. ``search``
-fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them.
+fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them,
+as its ``Ranking`` says (``_rank.py``).
 Vectors are float32 blobs searched exactly with numpy (10k chunks: one 15 MB matrix); the index
 records its embedding model and refuses to mix vectors of another.
 """
@@ -17,7 +18,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ import numpy as np
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._embed import Embedder
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
+from shopfloor.connectors.docs._rank import Ranking, fts_query, fuse
 from shopfloor.connectors.docs._sources import excluded
 from shopfloor.errors import ConfigError, ConnectorError
 from shopfloor.storage import open_sqlite
@@ -35,10 +37,6 @@ __all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "collection_path"]
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
 _COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
-_TERM = re.compile(r"\w+", re.UNICODE)
-RRF_K = 60
-#: candidates each ranking contributes to the fusion
-CANDIDATES = 50
 #: chunks embedded in one call at ingest (a document's chunks are never split between calls)
 EMBED_BATCH = 256
 _INGEST_ERRORS = (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError)
@@ -84,10 +82,14 @@ class IngestReport:
     unchanged: int = 0
     chunks: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: the ids of the documents removed because their pages are no longer among the sources
+    removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the id of every file the ingest found (unchanged and failed ones too), for ``remove_except``
+    seen: set[str] = field(default_factory=set, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "seen"}
         data["failed"] = [{"path": path, "error": error} for path, error in self.failed]
         return data
 
@@ -121,19 +123,15 @@ def _files(paths: Iterable[Path], exclude: Sequence[str]) -> Iterator[Path]:
             raise ConnectorError(f"{path}: no such file or directory")
 
 
-def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query that cannot be a syntax error: each term quoted, any may match."""
-    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))[:64]
-    return " OR ".join(f'"{t}"' for t in terms)
-
-
 class DocIndex:
     """One collection. Blocking (async callers use ``asyncio.to_thread``); one writer at a time."""
 
-    def __init__(self, path: Path, embedder: Embedder) -> None:
+    def __init__(self, path: Path, embedder: Embedder, *, ranking: Ranking | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.embedder = embedder
+        #: how ``search`` orders chunks (``_rank.py``)
+        self.ranking = ranking or Ranking()
         self._lock = threading.Lock()
         self._conn = open_sqlite(str(path), autocommit=True)
         self._conn.executescript(_SCHEMA)
@@ -179,6 +177,7 @@ class DocIndex:
             source = (
                 str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
             )
+            report.seen.add(source)
             try:
                 prepared = self._prepare(file, source, report)
             except _INGEST_ERRORS as exc:
@@ -284,6 +283,29 @@ class DocIndex:
         else:
             report.replaced += 1
 
+    def remove_except(self, keep: Collection[str]) -> list[str]:
+        """Remove every document whose id is not in ``keep`` (pages dropped from a connector's sources,
+        or newly excluded), in one transaction; the ids removed, sorted."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [
+                    (doc_id, source)
+                    for doc_id, source in self._conn.execute(
+                        "SELECT doc_id, source FROM documents"
+                    ).fetchall()
+                    if source not in keep
+                ]
+                for doc_id, _ in gone:
+                    self._delete(doc_id)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            if gone:
+                self._matrix = None
+        return sorted(source for _, source in gone)
+
     def _delete(self, doc_id: int) -> None:
         for chunk_id, text, heading in self._conn.execute(
             "SELECT chunk_id, text, heading FROM chunks WHERE doc_id = ?", (doc_id,)
@@ -310,16 +332,18 @@ class DocIndex:
         }
 
     def _bm25(self, query: str, limit: int) -> list[int]:
-        match = fts_query(query)
+        ranking = self.ranking
+        match = fts_query(query, stop_words=ranking.stop_words)
         if not match:
             return []
         rows = self._conn.execute(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, limit),
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, ?, ?) LIMIT ?",
+            (match, ranking.text_weight, ranking.heading_weight, limit),
         ).fetchall()
         return [row[0] for row in rows]
 
-    def _dense(self, query: str, limit: int) -> list[int]:
+    def _cosines(self, query: str) -> tuple[Any, Any]:
+        """Every chunk's id (ascending) and its cosine to ``query``."""
         # Another connection's commit (an ingest by another process or handle) changes data_version.
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         with self._lock:
@@ -331,8 +355,13 @@ class DocIndex:
                 self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.embedder.dim)
             matrix, ids = self._matrix, self._ids
         if len(ids) == 0:
+            return ids, np.zeros(0, dtype=np.float32)
+        return ids, matrix @ self.embedder.embed([query])[0]
+
+    @staticmethod
+    def _dense(ids: Any, scores: Any, limit: int) -> list[int]:
+        if len(ids) == 0:
             return []
-        scores = matrix @ self.embedder.embed([query])[0]
         top = min(limit, len(ids))
         best = np.argpartition(-scores, top - 1)[:top]
         return [int(i) for i in ids[best[np.argsort(-scores[best])]]]
@@ -341,15 +370,37 @@ class DocIndex:
         if not query.strip():
             raise ConnectorError("an empty query: say what to look for")
         k = max(1, min(k, 50))
-        bm25 = self._bm25(query, CANDIDATES) if mode in ("hybrid", "bm25") else []
-        dense = self._dense(query, CANDIDATES) if mode in ("hybrid", "dense") else []
+        ranking = self.ranking
+        bm25 = self._bm25(query, ranking.candidates) if mode in ("hybrid", "bm25") else []
+        cosines = self._cosines(query) if mode in ("hybrid", "dense") else None
+        dense = self._dense(*cosines, ranking.candidates) if cosines is not None else []
         bm25_rank = {cid: i for i, cid in enumerate(bm25, 1)}
         dense_rank = {cid: i for i, cid in enumerate(dense, 1)}
-        fused = {
-            cid: sum(1.0 / (RRF_K + r[cid]) for r in (bm25_rank, dense_rank) if cid in r)
-            for cid in set(bm25_rank) | set(dense_rank)
-        }
-        best = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+        documents: dict[int, int] = {}
+        if ranking.document_boost or ranking.per_document:
+            candidates = list(bm25_rank.keys() | dense_rank.keys())
+            marks = ",".join("?" * len(candidates))
+            documents = dict(
+                self._conn.execute(
+                    f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", candidates
+                ).fetchall()
+            )
+            # a chunk deleted since it was ranked (another process re-ingested its page) is left out
+            bm25, dense = [c for c in bm25 if c in documents], [c for c in dense if c in documents]
+        pool = max(k, ranking.rerank)
+        scored = fuse([(bm25, ranking.bm25_weight), (dense, ranking.dense_weight)], documents, ranking, pool)
+        if ranking.rerank and cosines is not None and scored:
+            # the fused pool in the order of the chunks' cosine to the query (their fused scores kept)
+            ids, scores = cosines
+            at = np.searchsorted(ids, [cid for cid, _ in scored])
+            cosine = {
+                cid: float(scores[i]) if i < len(ids) and ids[i] == cid else -1.0
+                for (cid, _), i in zip(scored, at, strict=True)
+            }
+            scored = sorted(scored, key=lambda pair: -cosine[pair[0]])
+        scored = scored[:k]
+        fused = dict(scored)
+        best = [cid for cid, _ in scored]
         if not best:
             return []
         marks = ",".join("?" * len(best))

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from shopfloor.connectors.docs._embed import Embedder
+from shopfloor.connectors.docs._words import STOP_WORDS
 from shopfloor.tools import Ask
 
 __all__ = ["Citation", "CitationVerifier", "Support", "content_words"]
@@ -37,16 +38,6 @@ __all__ = ["Citation", "CitationVerifier", "Support", "content_words"]
 _WORD = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 _NUMERAL = re.compile(r"\b\d+(?:\.\d+)?\b")
 _SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+")
-_STOP = frozenset(
-    re.findall(
-        r"\w+",
-        """a an the and or but if then else of to in on at by for with from as is are was were be been being
-        it its this that these those there here which who whom whose what when where why how not no can could
-        may might must shall should will would do does did done has have had having you your yours we our they
-        their them he she his her i me my so than too very just also only into out over under about such each
-        any all some more most other another same own both few many much one ones use used using uses""",
-    )
-)
 #: texts (sentences, passage windows) whose embeddings a verifier keeps, and passages it keeps split
 _CACHED = 4096
 Verdict = Literal["lexical", "semantic", "judge", "unsupported"]
@@ -64,7 +55,7 @@ def content_words(text: str) -> set[str]:
     words: set[str] = set()
     for token in _WORD.findall(text.lower()):
         for part in {token, *token.split(".")}:
-            if part and part not in _STOP:
+            if part and part not in STOP_WORDS:
                 words.add(_stem(part))
     return words
 
