@@ -85,11 +85,17 @@ class LeanRecorder(ABC):
         #: batched: model and schema steps recorded but not committed yet, by workflow
         self._pending: dict[str, list[tuple[StepRow, str | None]]] = {}
         self._pending_lock = threading.Lock()
+        #: by workflow: what the execution stepping it now proved (``look_up``), oldest first
+        self._executions: dict[str, _Execution] = {}
+        self._executions_lock = threading.Lock()
+        #: look-ups answered without a read (a step no one can have recorded, the cancel check proven)
+        self.unread = 0
 
     @abstractmethod
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
-        """(status, output, error, function_name, child_workflow_id, serialization, function_id)
-        of the workflow and its step; the step's columns None where it has no row."""
+        """(status, output, error, function_name, child_workflow_id, serialization, function_id,
+        the workflow's highest recorded function_id) of the workflow and its step; the step's columns
+        None where it has no row."""
 
     @abstractmethod
     def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
@@ -99,10 +105,19 @@ class LeanRecorder(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def look_up(self, workflow_id: str, function_id: int, function_name: str) -> dict[str, Any] | None:
+    def look_up(
+        self, workflow_id: str, function_id: int, function_name: str, owner_xid: str | None = None
+    ) -> dict[str, Any] | None:
+        """DBOS's look-up of a step, for the execution owning the workflow as ``owner_xid`` (None:
+        outside the workflow's own execution, where it always reads)."""
+        if owner_xid is not None and self._proven_unrecorded(workflow_id, function_id, owner_xid):
+            self.unread += 1
+            return None
         found = self._look_up_row(workflow_id, function_id)
         assert found is not None, f"Error: Workflow {workflow_id} does not exist"
-        status, output, error, recorded_name, child_workflow_id, serialization, step_id = found
+        status, output, error, recorded_name, child_workflow_id, serialization, step_id, high = found
+        if owner_xid is not None:
+            self._started(workflow_id, owner_xid, high)
         if status == _CANCELLED:
             raise dbos_error.DBOSWorkflowCancelledError(
                 f"Workflow {workflow_id} is cancelled. Aborting function."
@@ -175,13 +190,54 @@ class LeanRecorder(ABC):
             if rest:
                 self._pending[workflow_id] = rest
 
-    @staticmethod
-    def _check(row: StepRow, returned: list[tuple[Any, ...]]) -> None:
+    def _check(self, row: StepRow, owner_xid: str | None, returned: list[tuple[Any, ...]]) -> None:
+        """Raise what DBOS raises for the record's RETURNING rows (completion time, workflow status
+        as the owner check saw it); where the owner matched and the run was not cancelled, that is
+        the cancel check of the execution's next step (``_proven_unrecorded``)."""
         if not returned:
             raise dbos_error.DBOSWorkflowConflictIDError(row.workflow_id)
-        existing = returned[0][0]
+        existing, status = returned[0]
         if existing is None or int(existing) != row.completed_at_ms:
             raise dbos_error.DBOSStepNondeterminismError(row.workflow_id, row.function_id)
+        if owner_xid is not None and status is not None and status != _CANCELLED:
+            with self._executions_lock:
+                execution = self._executions.get(row.workflow_id)
+                if execution is not None and execution.owner_xid == owner_xid:
+                    execution.proven = row.function_id
+
+    def _started(self, workflow_id: str, owner_xid: str, high: int | None) -> None:
+        """After a read for the execution ``owner_xid``: its first read fixes the high-water mark
+        (the highest step recorded when it started); every read ends what a record had proven."""
+        with self._executions_lock:
+            execution = self._executions.get(workflow_id)
+            if execution is None or execution.owner_xid != owner_xid:
+                self._executions.pop(workflow_id, None)
+                if len(self._executions) >= _EXECUTIONS:  # the oldest forgotten: its next look-up reads
+                    del self._executions[next(iter(self._executions))]
+                self._executions[workflow_id] = _Execution(
+                    owner_xid=owner_xid, high_water=-1 if high is None else int(high)
+                )
+            else:
+                execution.proven = None
+
+    def _proven_unrecorded(self, workflow_id: str, function_id: int, owner_xid: str) -> bool:
+        """Whether the look-up of ``function_id`` can answer "not recorded" without a read.
+
+        Yes only where (1) the step is beyond every row the workflow had when this execution first
+        read (so any row there was written after, by another owner, and this execution's record of
+        it is fenced off by the owner check anyway), and (2) this execution's last contact with the
+        database was its record of the step just before, whose owner check found it still owning
+        the run (a cancel clears ``owner_xid``) and the status not CANCELLED: the cancel check this
+        read would make, made by that record's own statement a moment earlier. A recovery, a fork
+        or a resume reads at every step below its high-water mark; batched (uncommitted) records,
+        DBOS's own writes (a sleep, a recv) and concurrent steps prove nothing, so the next look-up
+        reads."""
+        with self._executions_lock:
+            execution = self._executions.get(workflow_id)
+            if execution is None or execution.owner_xid != owner_xid:
+                return False
+            proven, execution.proven = execution.proven, None
+            return function_id > execution.high_water and proven == function_id - 1
 
 
 class SQLiteStepRecorder(LeanRecorder):
@@ -234,7 +290,8 @@ class SQLiteStepRecorder(LeanRecorder):
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
             "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
-            "o.function_id FROM workflow_status AS s LEFT JOIN operation_outputs AS o "
+            "o.function_id, (SELECT max(function_id) FROM operation_outputs WHERE workflow_uuid = ?1) "
+            "FROM workflow_status AS s LEFT JOIN operation_outputs AS o "
             "ON o.workflow_uuid = s.workflow_uuid AND o.function_id = ?2 WHERE s.workflow_uuid = ?1"
         )
         # The SELECT needs its WHERE for SQLite to parse the upsert; the no-op DO UPDATE makes
@@ -248,7 +305,8 @@ class SQLiteStepRecorder(LeanRecorder):
             "WHERE workflow_uuid = ?1 AND owner_xid = ?10) "
             "ON CONFLICT (workflow_uuid, function_id) DO UPDATE SET "
             "completed_at_epoch_ms = operation_outputs.completed_at_epoch_ms "
-            "RETURNING completed_at_epoch_ms"
+            # The status in the same transaction, under SQLite's write lock: the cancel check.
+            "RETURNING completed_at_epoch_ms, (SELECT status FROM workflow_status WHERE workflow_uuid = ?1)"
         )
 
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
@@ -297,7 +355,7 @@ class SQLiteStepRecorder(LeanRecorder):
                 self.app_name,
                 owner_xid,
             )
-            self._check(row, conn.execute(self._insert_sql, params).fetchall())
+            self._check(row, owner_xid, conn.execute(self._insert_sql, params).fetchall())
 
     def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
         with self._lock:
@@ -557,23 +615,28 @@ class PostgresStepRecorder(LeanRecorder):
         self._lock = threading.Lock()
         self._look_up_sql = (
             "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
-            f"o.function_id FROM {schema}.workflow_status AS s LEFT JOIN {schema}.operation_outputs AS o "
+            f"o.function_id, (SELECT max(function_id) FROM {schema}.operation_outputs "
+            "WHERE workflow_uuid = %(workflow_id)s) "
+            f"FROM {schema}.workflow_status AS s LEFT JOIN {schema}.operation_outputs AS o "
             "ON o.workflow_uuid = s.workflow_uuid AND o.function_id = %(function_id)s "
             "WHERE s.workflow_uuid = %(workflow_id)s"
         )
+        # The owner check locks the workflow's row and reads its latest version (a cancel committed
+        # meanwhile is waited for and seen); its status comes back beside the completion time.
         self._insert_sql = (
-            f"INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, "
+            f"WITH owner AS (SELECT status FROM {schema}.workflow_status "
+            "WHERE workflow_uuid = %(workflow_id)s AND owner_xid = %(owner_xid)s::text FOR NO KEY UPDATE), "
+            f"written AS (INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, "
             "started_at_epoch_ms, completed_at_epoch_ms, output, error, child_workflow_id, "
             "serialization, application_name, retention_timestamp) "
             "SELECT %(workflow_id)s, %(function_id)s, %(function_name)s, %(started_at)s::bigint, "
             "%(completed_at)s::bigint, %(output)s::text, %(error)s::text, NULL, %(serialization)s::text, "
             f"%(app_name)s::text, {defaults.now_sql} "
-            "WHERE %(owner_xid)s::text IS NULL OR EXISTS (SELECT 1 FROM "
-            f"{schema}.workflow_status WHERE workflow_uuid = %(workflow_id)s "
-            "AND owner_xid = %(owner_xid)s::text FOR NO KEY UPDATE) "
+            "WHERE %(owner_xid)s::text IS NULL OR EXISTS (SELECT 1 FROM owner) "
             "ON CONFLICT (workflow_uuid, function_id) DO UPDATE SET "
             "completed_at_epoch_ms = operation_outputs.completed_at_epoch_ms "
-            "RETURNING completed_at_epoch_ms"
+            "RETURNING completed_at_epoch_ms) "
+            "SELECT completed_at_epoch_ms, (SELECT status FROM owner) FROM written"
         )
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -609,7 +672,7 @@ class PostgresStepRecorder(LeanRecorder):
             with conn.transaction() if len(batch) > 1 else contextlib.nullcontext():
                 for row, owner_xid in batch:
                     returned = conn.execute(self._insert_sql, self._params(row, owner_xid), prepare=True)
-                    self._check(row, returned.fetchall())
+                    self._check(row, owner_xid, returned.fetchall())
 
         self._run(write, self._insert_sql)
 
@@ -645,6 +708,19 @@ class _Staged:
     rowcount: int = 0
 
 
+@dataclass(kw_only=True)
+class _Execution:
+    """What one execution of a workflow (its ownership token) has proven so far."""
+
+    owner_xid: str
+    #: the workflow's highest recorded step when this execution first read (-1: none)
+    high_water: int
+    #: the step whose record was this execution's last contact, found it owning a run not cancelled
+    proven: int | None = None
+
+
+#: executions remembered at most (one per workflow running here; a forgotten one reads again)
+_EXECUTIONS = 4096
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit
 _Outcomes = list[BaseException | None] | Exception
 _FIRST_BACKOFF = 0.05
