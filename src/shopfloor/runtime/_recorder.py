@@ -9,7 +9,8 @@ stands behind DBOS's ``check_operation_execution`` and ``record_operation_result
 - the look-up: one joined ``SELECT`` of the workflow's status and the step's row. A missing
   workflow fails as DBOS's does, a cancelled one raises ``DBOSWorkflowCancelledError`` (a
   cancelled run stops at the next step boundary), a recorded step is returned (never re-run),
-  another step name at that position raises ``DBOSUnexpectedStepError``;
+  another step name at that position raises ``DBOSUnexpectedStepError``. No read at all for a
+  step no one can have recorded yet whose cancel check the record before it made (below);
 - the record: one ``INSERT ... SELECT ... WHERE EXISTS (the owner still matches) ON CONFLICT
   DO UPDATE (a no-op) RETURNING completed_at_epoch_ms``. No row back means this execution no
   longer owns the workflow (``DBOSWorkflowConflictIDError``: fenced off after a hand-off); a
@@ -23,6 +24,28 @@ are one transaction. On PostgreSQL it is psycopg 3 with prepared statements, one
 each: the record is one autocommitted statement whose owner check locks the workflow's row
 ``FOR NO KEY UPDATE`` (as DBOS's ``_check_owner_txn`` does) until the row is written.
 ``[runtime] step_recorder = "dbos"`` keeps DBOS's own path.
+
+The look-up without a read. An execution's first look-up also reads the workflow's highest recorded
+step (its high-water mark). A row beyond the mark can only have been written after this execution
+started, by another owner, and this execution's record of that step is fenced off by the owner check
+whatever the look-up answered; so the read's one remaining job there is the cancel check. The record
+returns the workflow's status from the same statement as its owner check (in SQLite's write
+transaction; on PostgreSQL from the row the check locks, its latest version), and a cancel (DBOS's
+``cancel_workflows`` and its deadline sweep) clears ``owner_xid`` as it sets CANCELLED. So where step
+N+1 is beyond the mark and the execution's last contact was its own record of step N that found the run
+owned and not CANCELLED, the look-up of N+1 answers "not recorded" without reading
+(``_proven_unrecorded``). The cancel window moves from [look-up of N+1 .. body of N+1] (DBOS) to
+[record of N .. body of N+1]: a cancel committed in between lets N+1's body run once, as DBOS lets a
+body run for a cancel committed during it, and its record is then fenced off (no row; the run stops
+there). It widens the window only by the loop's own work between two steps, which is acceptable: neither
+path can stop a body already started, and the rows, the outcome and a resume are DBOS's. The same window
+covers a workflow deleted there (fenced off instead of failing the look-up) and another owner that took
+the run over after record N and recorded N+1 before the look-up (its body runs here and is fenced off,
+where DBOS replays that row; DBOS too runs one body beside such an owner, at the first step it has not
+recorded). Everything else reads: positions at or below the mark (recovery, forks, resumes, and so
+nondeterminism checks), the step after a replayed step, a DBOS-side write (a sleep, a recv), a batched
+record not committed yet, a record without an owner token, concurrent steps, a look-up outside the
+workflow's execution, and an execution this recorder forgot (it remembers the latest 4,096).
 
 With ``[runtime] durability = "batched"`` the rows of model and schema steps wait in memory
 and are committed in the transaction of the next step's row, or when the runner flushes
@@ -199,11 +222,12 @@ class LeanRecorder(ABC):
         existing, status = returned[0]
         if existing is None or int(existing) != row.completed_at_ms:
             raise dbos_error.DBOSStepNondeterminismError(row.workflow_id, row.function_id)
-        if owner_xid is not None and status is not None and status != _CANCELLED:
-            with self._executions_lock:
-                execution = self._executions.get(row.workflow_id)
-                if execution is not None and execution.owner_xid == owner_xid:
-                    execution.proven = row.function_id
+        if owner_xid is None:
+            return
+        with self._executions_lock:
+            execution = self._executions.get(row.workflow_id)
+            if execution is not None and execution.owner_xid == owner_xid:
+                execution.proven = row.function_id if status not in (None, _CANCELLED) else None
 
     def _started(self, workflow_id: str, owner_xid: str, high: int | None) -> None:
         """After a read for the execution ``owner_xid``: its first read fixes the high-water mark
@@ -317,15 +341,7 @@ class SQLiteStepRecorder(LeanRecorder):
         DBOS's look-up does: the answer is the same. What differs is the cost: SQLite drops a
         connection's whole page cache when it sees another connection's commit, so the reader
         re-read the tables' pages from the WAL at every step (~35 us of CPU a look-up here), while
-        the writer's cache stays warm across its own commits.
-
-        It still reads, even for a run that started fresh (whose rows past those it found at its
-        start only another owner could write, and that owner's write fences this execution's next
-        record off anyway): the status it reads is how a cancel stops a run before its next step.
-        Answered from memory, a cancel committed between one step's record and the next step's start
-        would let that step's body run (its record is then fenced off, a cancel clearing
-        ``owner_xid``, but what the body did outside the run is done), where DBOS runs no body once
-        the cancel is committed before its look-up."""
+        the writer's cache stays warm across its own commits."""
         if self._lock.acquire(blocking=False):
             try:
                 if not self._eager.in_transaction:
