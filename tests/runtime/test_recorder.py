@@ -281,7 +281,9 @@ async def test_a_fresh_run_reads_only_its_first_look_up_and_a_resume_reads_below
     assert unread == 2 + 3
 
 
-async def test_a_cancel_before_a_steps_record_runs_no_further_body(launched: Harness, rt_settings: Settings) -> None:
+async def test_a_cancel_before_a_steps_record_runs_no_further_body(
+    launched: Harness, rt_settings: Settings
+) -> None:
     """Committed while step 1's body runs (before its record): the record is fenced off (a cancel
     clears ``owner_xid``) and no later body runs in that execution, as on DBOS's own path."""
     script = [["step", 0], ["cancel", 1], ["step", 2], ["step", 3]]
