@@ -134,7 +134,6 @@ class LeanRecorder(ABC):
         """DBOS's look-up of a step, for the execution owning the workflow as ``owner_xid`` (None:
         outside the workflow's own execution, where it always reads)."""
         if owner_xid is not None and self._proven_unrecorded(workflow_id, function_id, owner_xid):
-            self.unread += 1
             return None
         found = self._look_up_row(workflow_id, function_id)
         assert found is not None, f"Error: Workflow {workflow_id} does not exist"
@@ -261,7 +260,9 @@ class LeanRecorder(ABC):
             if execution is None or execution.owner_xid != owner_xid:
                 return False
             proven, execution.proven = execution.proven, None
-            return function_id > execution.high_water and proven == function_id - 1
+            unread = function_id > execution.high_water and proven == function_id - 1
+            self.unread += unread
+            return unread
 
 
 class SQLiteStepRecorder(LeanRecorder):
