@@ -106,6 +106,10 @@ async def scripted(script: list[list[Any]]) -> list[Any]:
             results.append(await DBOS.run_step_async({"name": f"{op}:{index}"}, body))
         except (ValueError, PortableWorkflowError) as exc:  # raised, then replayed from its record
             results.append({"error": str(exc)})
+        if op == "cancel_after" and not harness.executions[f"{workflow_id}:{index}:cancelled"]:
+            # Between this step's record and the next step's look-up: the window the lean look-up moves.
+            harness.executions[f"{workflow_id}:{index}:cancelled"] += 1
+            await asyncio.to_thread(harness.cancel, workflow_id)
     return results
 
 
@@ -244,6 +248,115 @@ async def test_lean_and_dbos_paths_leave_the_same_rows(
     fenced = sum(1 for op, _ in script if op in ("cancel", "owner"))
     assert sum(stock.executions) == len(script) + fenced
     assert [s["function_name"] for s in stock.steps] == [f"{op}:{i}" for i, (op, _) in enumerate(script)]
+
+
+async def run_lean(harness: Harness, settings: Settings, script: list[list[Any]]) -> tuple[Outcome, int]:
+    """``run_script`` through the lean recorder, as a runtime installs it; and its look-ups left unread."""
+    recorder = open_recorder(settings.db_url, step_row_defaults())
+    uninstall = install_step_recorder(recorder)
+    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit
+        inline_step_bookkeeping(recorder.settle)
+    try:
+        return await run_script(harness, settings, script), recorder.unread
+    finally:
+        if recorder.in_place:
+            inline_step_bookkeeping()
+        uninstall()
+
+
+async def test_a_fresh_run_reads_only_its_first_look_up_and_a_resume_reads_below_its_high_water(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """A run that started fresh reads once (its high-water mark, its status); each later step's
+    cancel check was made by the record of the step before. Cancelled at step 2 and resumed, the
+    resumed execution reads at steps 0 and 1 (below its high-water mark: recorded, returned, never
+    re-run) and at step 2 (beyond it, but its predecessor was replayed, not recorded), then no more."""
+    fresh, unread = await run_lean(launched, rt_settings, [["step", i] for i in range(6)])
+    assert fresh.executions == [1] * 6 and unread == 5
+    script = [["step", 0], ["step", 1], ["cancel", 2], ["step", 3], ["step", 4], ["step", 5]]
+    resumed, unread = await run_lean(launched, rt_settings, script)
+    assert resumed.interruptions == ["DBOSAwaitedWorkflowCancelledError"]
+    assert resumed.executions == [1, 1, 2, 1, 1, 1]
+    # the cancelled execution: steps 1 and 2 unread (its record of 2 fenced off); the resumed: 3, 4, 5
+    assert unread == 2 + 3
+
+
+async def test_a_cancel_before_a_steps_record_runs_no_further_body(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Committed while step 1's body runs (before its record): the record is fenced off (a cancel
+    clears ``owner_xid``) and no later body runs in that execution, as on DBOS's own path."""
+    script = [["step", 0], ["cancel", 1], ["step", 2], ["step", 3]]
+    stock = await run_script(launched, rt_settings, script)
+    lean, _ = await run_lean(launched, rt_settings, script)
+    assert lean == stock
+    # step 1 ran again on resume (its record was fenced off); step 2 ran once, after the resume
+    assert lean.executions == [1, 2, 1, 1]
+
+
+async def test_a_cancel_between_a_record_and_the_next_look_up_stops_the_run_at_the_next_record(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Committed after step 1's record and before step 2's look-up: DBOS's look-up sees it and runs
+    no body; the lean look-up does not read, so step 2's body runs once in the cancelled execution
+    (the window this recorder widens, by the loop's own work between two steps) and its record is
+    fenced off; no later body runs there, and the rows and the result are DBOS's."""
+    script = [["step", 0], ["cancel_after", 1], ["step", 2], ["step", 3]]
+    stock = await run_script(launched, rt_settings, script)
+    lean, _ = await run_lean(launched, rt_settings, script)
+    assert stock.executions == [1, 1, 1, 1]
+    assert lean.executions == [1, 1, 2, 1]
+    assert (lean.result, lean.interruptions, lean.steps, lean.status) == (
+        stock.result,
+        stock.interruptions,
+        stock.steps,
+        stock.status,
+    )
+
+
+async def test_a_look_up_reads_unless_the_previous_record_proved_the_run_owned_and_not_cancelled(
+    launched: Harness, lean: Any
+) -> None:
+    """Per execution (its ownership token): the first look-up reads; one right after a record whose
+    statement saw the run owned and not cancelled does not; a record that saw it CANCELLED (a status
+    written without clearing the owner), a look-up at or below the high-water mark, another
+    execution, and a step recorded by another owner beyond the mark after such a record: in the
+    last case the look-up answers "not recorded" (DBOS's would return the other owner's row), and
+    this execution's record of it is fenced off, as a record after any hand-off is."""
+    workflow_id = await _pending_workflow(launched, "me")
+    base = _step_row(workflow_id, completed_at=5_000_000)
+    _dbos_record(_renamed(base, 3, "step:3"), "me")  # a row of an earlier execution: the mark is 3
+    reads = lean.unread
+    assert lean.look_up(workflow_id, 1, "step:1", "me") is None  # read: the first
+    lean.record(_renamed(base, 1, "step:1"), "me")
+    assert lean.look_up(workflow_id, 2, "step:2", "me") is None  # read: at or below the mark
+    lean.record(_renamed(base, 2, "step:2"), "me")
+    assert lean.look_up(workflow_id, 3, "step:3", "me") is not None  # read: the earlier row, replayed
+    assert lean.unread == reads
+    assert lean.look_up(workflow_id, 4, "step:4", "me") is None  # read: step 3 was not recorded by me
+    lean.record(_renamed(base, 4, "step:4"), "me")
+    assert lean.look_up(workflow_id, 5, "step:5", "me") is None
+    assert lean.unread == reads + 1
+    # A status written CANCELLED without clearing the owner: the record is written (as DBOS's is)
+    # and proves nothing, so the next look-up reads and stops the run.
+    lean.record(_renamed(base, 5, "step:5"), "me")
+    await asyncio.to_thread(launched.set_status, workflow_id, status="CANCELLED")
+    lean.record(_renamed(base, 6, "step:6"), "me")
+    with pytest.raises(dbos_error.DBOSWorkflowCancelledError):
+        lean.look_up(workflow_id, 7, "step:7", "me")
+    # Resumed (a new token): reads again, the mark now 6.
+    await asyncio.to_thread(launched.set_status, workflow_id, status="PENDING", owner_xid="me-again")
+    assert lean.look_up(workflow_id, 6, "step:6", "me-again") is not None
+    lean.record(_renamed(base, 7, "step:7"), "me-again")
+    # Another owner takes over after that record and records step 8 before this execution looks it up.
+    await asyncio.to_thread(launched.set_status, workflow_id, owner_xid="another-execution")
+    _dbos_record(_renamed(base, 8, "step:8"), "another-execution")
+    assert system_database().check_operation_execution(workflow_id, 8, "step:8") is not None
+    assert lean.look_up(workflow_id, 8, "step:8", "me-again") is None  # unread
+    with pytest.raises(dbos_error.DBOSWorkflowConflictIDError):
+        lean.record(_renamed(base, 8, "step:8"), "me-again")
+    assert lean.look_up(workflow_id, 8, "step:8") is not None  # outside an execution: always read
+    assert lean.unread == reads + 2
 
 
 def _step_row(workflow_id: str, *, completed_at: int, output: str = '"x"') -> StepRow:

@@ -295,7 +295,9 @@ class StepRow:
 class StepRecorder(Protocol):
     """What stands behind DBOS's step look-up and record (``_recorder.py``)."""
 
-    def look_up(self, workflow_id: str, function_id: int, function_name: str) -> dict[str, Any] | None: ...
+    def look_up(
+        self, workflow_id: str, function_id: int, function_name: str, owner_xid: str | None = None
+    ) -> dict[str, Any] | None: ...
 
     def record(self, row: StepRow, owner_xid: str | None) -> None: ...
 
@@ -317,7 +319,8 @@ def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
     def check_operation_execution(
         workflow_id: str, function_id: int, function_name: str, *, owner_key: str | None = None
     ) -> dict[str, Any] | None:
-        return look_up(workflow_id, function_id, function_name)
+        # The calling execution's token (None outside the workflow's own execution).
+        return look_up(workflow_id, function_id, function_name, _context.current_owner_xid(workflow_id))
 
     def record_operation_result(
         result: Any,

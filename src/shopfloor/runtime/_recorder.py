@@ -9,7 +9,8 @@ stands behind DBOS's ``check_operation_execution`` and ``record_operation_result
 - the look-up: one joined ``SELECT`` of the workflow's status and the step's row. A missing
   workflow fails as DBOS's does, a cancelled one raises ``DBOSWorkflowCancelledError`` (a
   cancelled run stops at the next step boundary), a recorded step is returned (never re-run),
-  another step name at that position raises ``DBOSUnexpectedStepError``;
+  another step name at that position raises ``DBOSUnexpectedStepError``. No read at all for a
+  step no one can have recorded yet whose cancel check the record before it made (below);
 - the record: one ``INSERT ... SELECT ... WHERE EXISTS (the owner still matches) ON CONFLICT
   DO UPDATE (a no-op) RETURNING completed_at_epoch_ms``. No row back means this execution no
   longer owns the workflow (``DBOSWorkflowConflictIDError``: fenced off after a hand-off); a
@@ -23,6 +24,28 @@ are one transaction. On PostgreSQL it is psycopg 3 with prepared statements, one
 each: the record is one autocommitted statement whose owner check locks the workflow's row
 ``FOR NO KEY UPDATE`` (as DBOS's ``_check_owner_txn`` does) until the row is written.
 ``[runtime] step_recorder = "dbos"`` keeps DBOS's own path.
+
+The look-up without a read. An execution's first look-up also reads the workflow's highest recorded
+step (its high-water mark). A row beyond the mark can only have been written after this execution
+started, by another owner, and this execution's record of that step is fenced off by the owner check
+whatever the look-up answered; so the read's one remaining job there is the cancel check. The record
+returns the workflow's status from the same statement as its owner check (in SQLite's write
+transaction; on PostgreSQL from the row the check locks, its latest version), and a cancel (DBOS's
+``cancel_workflows`` and its deadline sweep) clears ``owner_xid`` as it sets CANCELLED. So where step
+N+1 is beyond the mark and the execution's last contact was its own record of step N that found the run
+owned and not CANCELLED, the look-up of N+1 answers "not recorded" without reading
+(``_proven_unrecorded``). The cancel window moves from [look-up of N+1 .. body of N+1] (DBOS) to
+[record of N .. body of N+1]: a cancel committed in between lets N+1's body run once, as DBOS lets a
+body run for a cancel committed during it, and its record is then fenced off (no row; the run stops
+there). It widens the window only by the loop's own work between two steps, which is acceptable: neither
+path can stop a body already started, and the rows, the outcome and a resume are DBOS's. The same window
+covers a workflow deleted there (fenced off instead of failing the look-up) and another owner that took
+the run over after record N and recorded N+1 before the look-up (its body runs here and is fenced off,
+where DBOS replays that row; DBOS too runs one body beside such an owner, at the first step it has not
+recorded). Everything else reads: positions at or below the mark (recovery, forks, resumes, and so
+nondeterminism checks), the step after a replayed step, a DBOS-side write (a sleep, a recv), a batched
+record not committed yet, a record without an owner token, concurrent steps, a look-up outside the
+workflow's execution, and an execution this recorder forgot (it remembers the latest 4,096).
 
 With ``[runtime] durability = "batched"`` the rows of model and schema steps wait in memory
 and are committed in the transaction of the next step's row, or when the runner flushes
@@ -85,11 +108,17 @@ class LeanRecorder(ABC):
         #: batched: model and schema steps recorded but not committed yet, by workflow
         self._pending: dict[str, list[tuple[StepRow, str | None]]] = {}
         self._pending_lock = threading.Lock()
+        #: by workflow: what the execution stepping it now proved (``look_up``), oldest first
+        self._executions: dict[str, _Execution] = {}
+        self._executions_lock = threading.Lock()
+        #: look-ups answered without a read (a step no one can have recorded, the cancel check proven)
+        self.unread = 0
 
     @abstractmethod
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
-        """(status, output, error, function_name, child_workflow_id, serialization, function_id)
-        of the workflow and its step; the step's columns None where it has no row."""
+        """(status, output, error, function_name, child_workflow_id, serialization, function_id,
+        the workflow's highest recorded function_id) of the workflow and its step; the step's columns
+        None where it has no row."""
 
     @abstractmethod
     def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
@@ -99,10 +128,18 @@ class LeanRecorder(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def look_up(self, workflow_id: str, function_id: int, function_name: str) -> dict[str, Any] | None:
+    def look_up(
+        self, workflow_id: str, function_id: int, function_name: str, owner_xid: str | None = None
+    ) -> dict[str, Any] | None:
+        """DBOS's look-up of a step, for the execution owning the workflow as ``owner_xid`` (None:
+        outside the workflow's own execution, where it always reads)."""
+        if owner_xid is not None and self._proven_unrecorded(workflow_id, function_id, owner_xid):
+            return None
         found = self._look_up_row(workflow_id, function_id)
         assert found is not None, f"Error: Workflow {workflow_id} does not exist"
-        status, output, error, recorded_name, child_workflow_id, serialization, step_id = found
+        status, output, error, recorded_name, child_workflow_id, serialization, step_id, high = found
+        if owner_xid is not None:
+            self._started(workflow_id, owner_xid, high)
         if status == _CANCELLED:
             raise dbos_error.DBOSWorkflowCancelledError(
                 f"Workflow {workflow_id} is cancelled. Aborting function."
@@ -175,13 +212,57 @@ class LeanRecorder(ABC):
             if rest:
                 self._pending[workflow_id] = rest
 
-    @staticmethod
-    def _check(row: StepRow, returned: list[tuple[Any, ...]]) -> None:
+    def _check(self, row: StepRow, owner_xid: str | None, returned: list[tuple[Any, ...]]) -> None:
+        """Raise what DBOS raises for the record's RETURNING rows (completion time, workflow status
+        as the owner check saw it); where the owner matched and the run was not cancelled, that is
+        the cancel check of the execution's next step (``_proven_unrecorded``)."""
         if not returned:
             raise dbos_error.DBOSWorkflowConflictIDError(row.workflow_id)
-        existing = returned[0][0]
+        existing, status = returned[0]
         if existing is None or int(existing) != row.completed_at_ms:
             raise dbos_error.DBOSStepNondeterminismError(row.workflow_id, row.function_id)
+        if owner_xid is None:
+            return
+        with self._executions_lock:
+            execution = self._executions.get(row.workflow_id)
+            if execution is not None and execution.owner_xid == owner_xid:
+                execution.proven = row.function_id if status not in (None, _CANCELLED) else None
+
+    def _started(self, workflow_id: str, owner_xid: str, high: int | None) -> None:
+        """After a read for the execution ``owner_xid``: its first read fixes the high-water mark
+        (the highest step recorded when it started); every read ends what a record had proven."""
+        with self._executions_lock:
+            execution = self._executions.get(workflow_id)
+            if execution is None or execution.owner_xid != owner_xid:
+                self._executions.pop(workflow_id, None)
+                if len(self._executions) >= _EXECUTIONS:  # the oldest forgotten: its next look-up reads
+                    del self._executions[next(iter(self._executions))]
+                self._executions[workflow_id] = _Execution(
+                    owner_xid=owner_xid, high_water=-1 if high is None else int(high)
+                )
+            else:
+                execution.proven = None
+
+    def _proven_unrecorded(self, workflow_id: str, function_id: int, owner_xid: str) -> bool:
+        """Whether the look-up of ``function_id`` can answer "not recorded" without a read.
+
+        Yes only where (1) the step is beyond every row the workflow had when this execution first
+        read (so any row there was written after, by another owner, and this execution's record of
+        it is fenced off by the owner check anyway), and (2) this execution's last contact with the
+        database was its record of the step just before, whose owner check found it still owning
+        the run (a cancel clears ``owner_xid``) and the status not CANCELLED: the cancel check this
+        read would make, made by that record's own statement a moment earlier. A recovery, a fork
+        or a resume reads at every step below its high-water mark; batched (uncommitted) records,
+        DBOS's own writes (a sleep, a recv) and concurrent steps prove nothing, so the next look-up
+        reads."""
+        with self._executions_lock:
+            execution = self._executions.get(workflow_id)
+            if execution is None or execution.owner_xid != owner_xid:
+                return False
+            proven, execution.proven = execution.proven, None
+            unread = function_id > execution.high_water and proven == function_id - 1
+            self.unread += unread
+            return unread
 
 
 class SQLiteStepRecorder(LeanRecorder):
@@ -234,7 +315,8 @@ class SQLiteStepRecorder(LeanRecorder):
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
             "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
-            "o.function_id FROM workflow_status AS s LEFT JOIN operation_outputs AS o "
+            "o.function_id, (SELECT max(function_id) FROM operation_outputs WHERE workflow_uuid = ?1) "
+            "FROM workflow_status AS s LEFT JOIN operation_outputs AS o "
             "ON o.workflow_uuid = s.workflow_uuid AND o.function_id = ?2 WHERE s.workflow_uuid = ?1"
         )
         # The SELECT needs its WHERE for SQLite to parse the upsert; the no-op DO UPDATE makes
@@ -248,7 +330,8 @@ class SQLiteStepRecorder(LeanRecorder):
             "WHERE workflow_uuid = ?1 AND owner_xid = ?10) "
             "ON CONFLICT (workflow_uuid, function_id) DO UPDATE SET "
             "completed_at_epoch_ms = operation_outputs.completed_at_epoch_ms "
-            "RETURNING completed_at_epoch_ms"
+            # The status in the same transaction, under SQLite's write lock: the cancel check.
+            "RETURNING completed_at_epoch_ms, (SELECT status FROM workflow_status WHERE workflow_uuid = ?1)"
         )
 
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
@@ -259,15 +342,7 @@ class SQLiteStepRecorder(LeanRecorder):
         DBOS's look-up does: the answer is the same. What differs is the cost: SQLite drops a
         connection's whole page cache when it sees another connection's commit, so the reader
         re-read the tables' pages from the WAL at every step (~35 us of CPU a look-up here), while
-        the writer's cache stays warm across its own commits.
-
-        It still reads, even for a run that started fresh (whose rows past those it found at its
-        start only another owner could write, and that owner's write fences this execution's next
-        record off anyway): the status it reads is how a cancel stops a run before its next step.
-        Answered from memory, a cancel committed between one step's record and the next step's start
-        would let that step's body run (its record is then fenced off, a cancel clearing
-        ``owner_xid``, but what the body did outside the run is done), where DBOS runs no body once
-        the cancel is committed before its look-up."""
+        the writer's cache stays warm across its own commits."""
         if self._lock.acquire(blocking=False):
             try:
                 if not self._eager.in_transaction:
@@ -297,7 +372,7 @@ class SQLiteStepRecorder(LeanRecorder):
                 self.app_name,
                 owner_xid,
             )
-            self._check(row, conn.execute(self._insert_sql, params).fetchall())
+            self._check(row, owner_xid, conn.execute(self._insert_sql, params).fetchall())
 
     def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
         with self._lock:
@@ -557,23 +632,28 @@ class PostgresStepRecorder(LeanRecorder):
         self._lock = threading.Lock()
         self._look_up_sql = (
             "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
-            f"o.function_id FROM {schema}.workflow_status AS s LEFT JOIN {schema}.operation_outputs AS o "
+            f"o.function_id, (SELECT max(function_id) FROM {schema}.operation_outputs "
+            "WHERE workflow_uuid = %(workflow_id)s) "
+            f"FROM {schema}.workflow_status AS s LEFT JOIN {schema}.operation_outputs AS o "
             "ON o.workflow_uuid = s.workflow_uuid AND o.function_id = %(function_id)s "
             "WHERE s.workflow_uuid = %(workflow_id)s"
         )
+        # The owner check locks the workflow's row and reads its latest version (a cancel committed
+        # meanwhile is waited for and seen); its status comes back beside the completion time.
         self._insert_sql = (
-            f"INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, "
+            f"WITH owner AS (SELECT status FROM {schema}.workflow_status "
+            "WHERE workflow_uuid = %(workflow_id)s AND owner_xid = %(owner_xid)s::text FOR NO KEY UPDATE), "
+            f"written AS (INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, "
             "started_at_epoch_ms, completed_at_epoch_ms, output, error, child_workflow_id, "
             "serialization, application_name, retention_timestamp) "
             "SELECT %(workflow_id)s, %(function_id)s, %(function_name)s, %(started_at)s::bigint, "
             "%(completed_at)s::bigint, %(output)s::text, %(error)s::text, NULL, %(serialization)s::text, "
             f"%(app_name)s::text, {defaults.now_sql} "
-            "WHERE %(owner_xid)s::text IS NULL OR EXISTS (SELECT 1 FROM "
-            f"{schema}.workflow_status WHERE workflow_uuid = %(workflow_id)s "
-            "AND owner_xid = %(owner_xid)s::text FOR NO KEY UPDATE) "
+            "WHERE %(owner_xid)s::text IS NULL OR EXISTS (SELECT 1 FROM owner) "
             "ON CONFLICT (workflow_uuid, function_id) DO UPDATE SET "
             "completed_at_epoch_ms = operation_outputs.completed_at_epoch_ms "
-            "RETURNING completed_at_epoch_ms"
+            "RETURNING completed_at_epoch_ms) "
+            "SELECT completed_at_epoch_ms, (SELECT status FROM owner) FROM written"
         )
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -609,7 +689,7 @@ class PostgresStepRecorder(LeanRecorder):
             with conn.transaction() if len(batch) > 1 else contextlib.nullcontext():
                 for row, owner_xid in batch:
                     returned = conn.execute(self._insert_sql, self._params(row, owner_xid), prepare=True)
-                    self._check(row, returned.fetchall())
+                    self._check(row, owner_xid, returned.fetchall())
 
         self._run(write, self._insert_sql)
 
@@ -645,6 +725,19 @@ class _Staged:
     rowcount: int = 0
 
 
+@dataclass(kw_only=True)
+class _Execution:
+    """What one execution of a workflow (its ownership token) has proven so far."""
+
+    owner_xid: str
+    #: the workflow's highest recorded step when this execution first read (-1: none)
+    high_water: int
+    #: the step whose record was this execution's last contact, found it owning a run not cancelled
+    proven: int | None = None
+
+
+#: executions remembered at most (one per workflow running here; a forgotten one reads again)
+_EXECUTIONS = 4096
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit
 _Outcomes = list[BaseException | None] | Exception
 _FIRST_BACKOFF = 0.05
