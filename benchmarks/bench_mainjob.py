@@ -14,7 +14,12 @@ once: the run's own time, the first model call's time to first token and the sec
 the skill's instructions) duration, the prompt tokens reused from a saved state, and the process's CPU
 time from start to answer (imports and model load included).
 
-Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]``.
+Each worker's line also gives the prompt tokens its warm runs evaluated (median; the rest were reused)
+and the median time to first token of every model call after a decision's first; ``--spans`` prints
+each worker's last run span by span (wall, TTFT, prompt tokens evaluated and reused, output tokens).
+
+Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]
+[--spans]``.
 Needs the model installed (``shopfloor models install qwen2.5-coder-0.5b``) and the skill prepared.
 """
 
@@ -61,14 +66,16 @@ async def _serve(question: str) -> None:
                 print(json.dumps(result), flush=True)
     finally:
         await asyncio.to_thread(services.close)
-    print(json.dumps([_calls(services.settings, run_id) for run_id, _ in results]), flush=True)
+    print(json.dumps([_spans(services.settings, run_id) for run_id, _ in results]), flush=True)
 
 
-def _calls(settings: Any, run_id: str) -> list[dict[str, Any]]:
-    """The run's model calls, in order: duration, time to first token, prompt tokens and those reused."""
+def _spans(settings: Any, run_id: str) -> list[dict[str, Any]]:
+    """The run's spans, in order: name, start (from the run's first), duration; for a model call its
+    time to first token, prompt tokens, those reused and output tokens."""
     from shopfloor.telemetry import (
         CACHED_INPUT_TOKENS,
         INPUT_TOKENS,
+        OUTPUT_TOKENS,
         TIME_TO_FIRST_CHUNK,
         TraceStore,
         trace_store_url,
@@ -79,16 +86,35 @@ def _calls(settings: Any, run_id: str) -> list[dict[str, Any]]:
         spans = sorted(store.run_spans(run_id), key=lambda s: s.start_ns)
     finally:
         store.close()
+    first = spans[0].start_ns if spans else 0
     return [
         {
+            "name": s.name,
+            "start": (s.start_ns - first) / 1e9,
             "duration": (s.end_ns - s.start_ns) / 1e9,
             "ttft": s.attributes.get(TIME_TO_FIRST_CHUNK),
             "input": s.attributes.get(INPUT_TOKENS, 0),
             "reused": s.attributes.get(CACHED_INPUT_TOKENS, 0),
+            "output": s.attributes.get(OUTPUT_TOKENS, 0),
         }
         for s in spans
-        if s.name.startswith("chat")
     ]
+
+
+def _calls(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in spans if s["name"].startswith("chat")]
+
+
+def _print_spans(label: str, spans: list[dict[str, Any]]) -> None:
+    """One run's spans as a table: wall per span, and for a model call its tokens and TTFT."""
+    print(
+        f"  {label}: {'span':<34} {'start':>7} {'wall':>7} {'TTFT':>6} {'prompt':>6} {'reused':>6} {'out':>4}"
+    )
+    for s in spans:
+        tokens = ""
+        if s["name"].startswith("chat"):
+            tokens = f" {s['ttft'] or 0:6.2f} {s['input']:6d} {s['reused']:6d} {s['output']:4d}"
+        print(f"  {'':<{len(label)}}  {s['name'][:34]:<34} {s['start']:7.2f} {s['duration']:7.2f}{tokens}")
 
 
 class Worker:
@@ -116,7 +142,7 @@ class Worker:
         return result
 
     def close(self) -> list[list[dict[str, Any]]]:
-        """End the worker; the model calls of each of its runs."""
+        """End the worker; the spans of each of its runs."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         calls = self.proc.stdout.readline()
@@ -135,7 +161,7 @@ def _cold(question: str, pairs: int) -> None:
         for label, env in sides.items():
             worker = Worker(label, ROOT / "src", question, env)
             result = worker.run()
-            calls = worker.close()[0]
+            calls = _calls(worker.close()[0])
             result["ttft"] = calls[0]["ttft"] if calls else float("nan")
             result["stage0"] = calls[1]["duration"] if len(calls) > 1 else float("nan")
             result["reused"] = calls[0]["reused"] if calls else 0
@@ -164,6 +190,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default="/work/main/src")
     parser.add_argument("--cold", type=int, default=0, help="pairs of new processes, cache on and off")
+    parser.add_argument("--spans", action="store_true", help="print each worker's last run, span by span")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -183,17 +210,26 @@ def main() -> None:
             for worker in workers:
                 worker.runs.append(worker.run())
     finally:
-        for worker in workers:
-            worker.close()
+        spans = {worker.label: worker.close() for worker in workers}
     load = os.getloadavg()[0]
     print(f"{args.question!r}, median of {args.repeats} interleaved warm runs (load average {load:.1f}):")
     for worker in workers:
         wall, cpu = _median(worker.runs, "wall"), _median(worker.runs, "cpu")
         answers = sorted({str(r["output"]) for r in worker.runs})
-        print(f"  {worker.label:<9} {wall:6.2f} s wall  {cpu:6.2f} s CPU   answers: {answers}")
+        calls = [_calls(run) for run in spans[worker.label][1:]]  # the warm runs' model calls
+        evaluated = statistics.median(sum(c["input"] - c["reused"] for c in run) for run in calls)
+        later = [c["ttft"] or 0.0 for run in calls for c in run[1:]]
+        print(
+            f"  {worker.label:<9} {wall:6.2f} s wall  {cpu:6.2f} s CPU  {evaluated:5.0f} prompt tokens "
+            f"evaluated  TTFT after the 1st call {statistics.median(later) if later else 0.0:5.2f} s (p50)"
+            f"   answers: {answers}"
+        )
     if len(workers) == 2:
         ratio = _median(workers[1].runs, "wall") / _median(workers[0].runs, "wall")
         print(f"  baseline / candidate: {ratio:.2f}x")
+    if args.spans:
+        for worker in workers:
+            _print_spans(worker.label, spans[worker.label][-1])
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
             if reuse > 0 and not self._ctx.kv_cache_seq_rm(-1, reuse, -1):
                 reuse = 0
             if reuse == 0:
-                self.reset()
+                self.reset()  # type: ignore[no-untyped-call]
             self.n_tokens = reuse
             if first:
                 counts.evaluated = max(counts.prompt - reuse, 0)
