@@ -29,36 +29,9 @@ PIECES = [
     *(
         p.encode()
         for p in [
-            '{"',
-            "tool",
-            "stat",
-            '":',
-            ' "',
-            '"}',
-            '",',
-            "data",
-            "-analysis",
-            "python",
-            "final",
-            "_answer",
-            "d",
-            "p",
-            "s",
-            "t",
-            "um",
-            "td",
-            "sum",
-            "std",
-            "st",
-            "year",
-            "201",
-            "4",
-            "5",
-            ",",
-            " ",
-            "n",
-            "1",
-            "}",
+            *('{"', "{", '"', ' "', '":', '":"', '",', '","', '"}', ":", ",", "}", " "),
+            *("tool", "stat", "year", "n", "data", "-analysis", "python", "final", "_answer"),
+            *("d", "p", "s", "t", "um", "td", "sum", "std", "st", "201", "4", "5", "1"),
         ]
     ),
 ]
@@ -99,12 +72,17 @@ def walk(schema: dict[str, Any], prefer: list[str]) -> tuple[str, list[list[str]
 def test_a_schema_of_enums_has_a_plan_in_its_own_property_order() -> None:
     plan = choice_plan(ARGS)
     assert plan is not None
-    # Each step ends after its comma, where the tokenizer cuts as well.
-    assert plan.steps == (
-        (b'{"stat": "sum",', b'{"stat": "std",'),
-        (b' "year": 2014,', b' "year": 2015,'),
-        (b' "n": 1}',),
-    )
+    assert plan.properties == (('"stat"', ('"sum"', '"std"')), ('"year"', ("2014", "2015")), ('"n"', ("1",)))
+    # A gap not spaced yet is written both ways; one spaced keeps its way. Each ends in "," or "}".
+    assert [text for text, _ in plan.step(0, {})] == [
+        *(b'{"stat":"sum",', b'{"stat":"std",', b'{"stat": "sum",', b'{"stat": "std",'),
+        *(b'{ "stat":"sum",', b'{ "stat":"std",', b'{ "stat": "sum",', b'{ "stat": "std",'),
+    ]
+    assert plan.step(1, {"open": "", "colon": " ", "comma": ""}) == [
+        (b'"year": 2014,', {"comma": "", "colon": " "}),
+        (b'"year": 2015,', {"comma": "", "colon": " "}),
+    ]
+    assert plan.step(2, {"colon": " ", "comma": " "}) == [(b' "n": 1}', {"comma": " ", "colon": " "})]
 
 
 @pytest.mark.parametrize(
@@ -124,22 +102,38 @@ def test_a_schema_that_allows_more_than_fixed_options_has_no_plan(schema: dict[s
     assert choice_plan(schema) is None
 
 
-def test_the_model_is_asked_only_where_the_options_differ() -> None:
-    text, branches = walk(TOOL, ["python", "data"])
-    assert json.loads(text) == {"tool": "python"}
-    # One choice: the first token that tells the options apart; the rest of "python" is forced.
-    assert branches == [["d", "data", "final", "p", "python"]]
+def test_the_model_is_asked_only_where_the_options_or_the_spacing_differ() -> None:
+    text, branches = walk(TOOL, ["python", "data", '{"', '":', ' "'])
+    assert text == '{"tool": "python"}'
+    # The gap after "{", then the colon and its gap (the key's tokens are forced), then the first
+    # token that tells the options apart; the rest of "python" is forced.
+    assert branches == [
+        ["{", '{"'],
+        ['"', '":', '":"'],
+        [" ", ' "', '"'],
+        ["d", "data", "final", "p", "python"],
+    ]
 
-    text, branches = walk(ARGS, ["std", "st", "5"])
-    assert json.loads(text) == {"stat": "std", "year": 2015, "n": 1}
-    # "sum" and "std" share "s", which the model may still take on its own; "201" is forced.
-    assert branches == [["s", "st", "std", "sum"], ["4", "5"]]
+
+def test_a_reply_keeps_the_spacing_it_chose_first() -> None:
+    text, branches = walk(ARGS, ["std", "5", "{", ' "', '":"', '","'])
+    assert text == '{ "stat":"std","year":2015,"n":1}'
+    # The colon's gap is chosen at the first property only; the comma's at the second; the third
+    # property has one option and is forced whole.
+    assert branches == [
+        ["{", '{"'],
+        [" ", ' "', '"'],  # "{" was chosen: the key's quote follows, with or without a space
+        ['"', '":', '":"'],
+        ["s", "st", "std", "sum"],
+        ['"', '",', '","'],
+        ["4", "5"],
+    ]
 
 
 def test_a_token_that_splits_an_option_leaves_the_options_it_continues_open() -> None:
-    text, branches = walk(ARGS, ["s", "t", "sum", "4"])
+    text, branches = walk(ARGS, ["s", "t", "4", '{"', '":"', '","'])
     assert json.loads(text) == {"stat": "std", "year": 2014, "n": 1}
-    assert branches == [["s", "st", "std", "sum"], ["t", "td", "um"], ["4", "5"]]
+    assert ["s", "st", "std", "sum"] in branches and ["t", "td", "um"] in branches
 
 
 def test_a_token_that_continues_no_option_is_refused() -> None:
@@ -148,7 +142,7 @@ def test_a_token_that_continues_no_option_is_refused() -> None:
         decoder.accept(PIECES.index(b"sum"))
 
 
-def test_a_single_option_needs_no_choice() -> None:
-    decoder = decoder_of({**TOOL, "properties": {"tool": {"enum": ["python"]}}})
-    assert decoder.done
-    assert b"".join(PIECES[t] for t in decoder.take_forced()) == b'{"tool": "python"}'
+def test_a_single_option_leaves_the_model_only_the_spacing() -> None:
+    text, branches = walk({**TOOL, "properties": {"tool": {"const": "python"}}}, ['{"', '":"'])
+    assert text == '{"tool":"python"}'
+    assert branches == [["{", '{"'], ['"', '":', '":"']]

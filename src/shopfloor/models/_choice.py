@@ -9,8 +9,9 @@ still alive differ: the forced text before such a point goes into the same forwa
 (a batch, as fast as prompt tokens), the model's likeliest token among those that continue an option
 decides, and the text after the last choice is never evaluated at all. As with the grammar, a token is
 allowed when its text continues some option (``Vocabulary.allowed``), so a choice is the grammar's
-greedy choice; the whitespace between the JSON's parts is fixed (``json.dumps``'s separators) where a
-grammar would let the model pick it.
+greedy choice. Where the grammar lets the model write a space or none (``GAPS``) that is a choice too,
+the first time in a reply; the reply keeps that spacing after (a model writes its JSON one way), and
+other whitespace (newlines, a space before a colon) is left out.
 """
 
 from __future__ import annotations
@@ -21,19 +22,42 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ChoiceDecoder", "ChoicePlan", "Vocabulary", "choice_plan"]
+__all__ = ["GAPS", "ChoiceDecoder", "ChoicePlan", "Vocabulary", "choice_plan"]
 
 _SCALARS = (str, int, float, bool, type(None))
 #: keywords a plan may ignore: they do not constrain the reply's text
 _NOTES = frozenset({"description", "title", "$schema", "$comment", "examples"})
 
 
+#: the gaps where llama.cpp's JSON grammar lets the model write a space, and a reply's spacing there
+#: is its choice the first time (then kept): after "{", after a key's colon, after a comma
+GAPS = ("open", "colon", "comma")
+_WAYS = ("", " ")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChoicePlan:
-    """The reply's text: one of each step's alternatives, in turn. A step is a property with its key
-    and punctuation (``{"stat": "sum",``), cut after the comma, where a tokenizer cuts too."""
+    """The reply's properties in order: each key and its options, as JSON text."""
 
-    steps: tuple[tuple[bytes, ...], ...]
+    properties: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def step(self, index: int, spacing: Mapping[str, str]) -> list[tuple[bytes, dict[str, str]]]:
+        """The alternatives of property ``index`` (``{"stat": "sum",`` or `` "year": 2015}``: each
+        ends in a comma or the brace, so that no option's text begins another's), each with the
+        spacing it writes; a gap spaced already (``spacing``) is written that way, the others both
+        ways."""
+        key, options = self.properties[index]
+        gap = "open" if index == 0 else "comma"
+        leads = [spacing[gap]] if gap in spacing else list(_WAYS)
+        colons = [spacing["colon"]] if "colon" in spacing else list(_WAYS)
+        start = "{" if index == 0 else ""
+        end = "}" if index == len(self.properties) - 1 else ","
+        return [
+            (f"{start}{lead}{key}:{colon}{option}{end}".encode(), {gap: lead, "colon": colon})
+            for lead in leads
+            for colon in colons
+            for option in options
+        ]
 
 
 def _options(prop: Any) -> list[str] | None:
@@ -61,15 +85,13 @@ def choice_plan(schema: Mapping[str, Any]) -> ChoicePlan | None:
         return None
     if set(schema.get("required", ())) != set(props) or schema.get("additionalProperties", True):
         return None
-    steps = []
-    for i, (name, prop) in enumerate(props.items()):
+    properties = []
+    for name, prop in props.items():
         options = _options(prop)
         if options is None:
             return None
-        lead = ("{" if i == 0 else " ") + json.dumps(name) + ": "
-        end = "}" if i == len(props) - 1 else ","
-        steps.append(tuple(f"{lead}{option}{end}".encode() for option in options))
-    return ChoicePlan(steps=tuple(steps))
+        properties.append((json.dumps(name), tuple(options)))
+    return ChoicePlan(properties=tuple(properties))
 
 
 class Vocabulary:
@@ -114,9 +136,15 @@ class ChoiceDecoder:
     ) -> None:
         self._vocabulary = vocabulary
         self._tokenize = tokenize
-        self._steps = list(plan.steps)
-        #: the rest of each alternative of this step still possible
-        self._alive: list[bytes] = []
+        self._plan = plan
+        self._next = 0
+        #: the reply's spacing at each gap, once it has written one
+        self.spacing: dict[str, str] = {}
+        #: the rest of each alternative of this step still possible, with its spacing
+        self._alive: list[tuple[bytes, dict[str, str]]] = []
+        #: text decided and not yet tokenized: it joins the next step's alternatives, so that the
+        #: tokens across a step's end are the tokenizer's (``","`` is one token)
+        self._pending = b""
         self._forced: list[int] = []
         self._settle()
 
@@ -130,11 +158,11 @@ class ChoiceDecoder:
         return forced
 
     def allowed(self) -> list[int]:
-        return self._vocabulary.allowed(self._alive)
+        return self._vocabulary.allowed([rest for rest, _ in self._alive])
 
     def accept(self, token: int) -> None:
         piece = self._vocabulary.pieces[token]
-        alive = [rest[len(piece) :] for rest in self._alive if piece and rest.startswith(piece)]
+        alive = [(rest[len(piece) :], gaps) for rest, gaps in self._alive if piece and rest.startswith(piece)]
         if not alive:
             raise ValueError(f"token {token} ({piece!r}) continues none of the options")
         self._alive = alive
@@ -145,18 +173,25 @@ class ChoiceDecoder:
         (so the model reads its usual tokens), up to the next point where they differ."""
         while True:
             if not self._alive:
-                if not self._steps:
+                if self._next == len(self._plan.properties):
+                    self._forced += self._tokenize(self._pending)
+                    self._pending = b""
                     return
-                self._alive = list(self._steps.pop(0))
+                step = self._plan.step(self._next, self.spacing)
+                self._alive = [(self._pending + text, gaps) for text, gaps in step]
+                self._pending = b""
+                self._next += 1
             if len(self._alive) == 1:
-                self._forced += self._tokenize(self._alive.pop())
+                rest, gaps = self._alive.pop()
+                self.spacing.update(gaps)
+                self._pending = rest
                 continue
-            tokenized = [self._tokenize(rest) for rest in self._alive]
+            tokenized = [self._tokenize(rest) for rest, _ in self._alive]
             shared = _shared(tokenized)
             text = b"".join(self._vocabulary.pieces[t] for t in tokenized[0][:shared])
-            if all(rest.startswith(text) and len(rest) > len(text) for rest in self._alive):
+            if all(rest.startswith(text) and len(rest) > len(text) for rest, _ in self._alive):
                 self._forced += tokenized[0][:shared]
-                self._alive = [rest[len(text) :] for rest in self._alive]
+                self._alive = [(rest[len(text) :], gaps) for rest, gaps in self._alive]
             return
 
 
