@@ -18,8 +18,11 @@ Each worker's line also gives the prompt tokens its warm runs evaluated (median;
 and the median time to first token of every model call after a decision's first; ``--spans`` prints
 each worker's last run span by span (wall, TTFT, prompt tokens evaluated and reused, output tokens).
 
+``--questions`` asks the analyst's evaluation questions instead (``examples/analyst/evals``), each of
+both workers in turn: mean run time and CPU, and the answers ``scoring.is_correct`` accepts.
+
 Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]
-[--spans]``.
+[--spans] [--questions]``.
 Needs the model installed (``shopfloor models install qwen2.5-coder-0.5b``) and the skill prepared.
 """
 
@@ -50,9 +53,10 @@ async def _serve(question: str) -> None:
     results: list[tuple[str, dict[str, Any]]] = []
     try:
         async with services.runtime() as runtime:
-            for _ in sys.stdin:
+            for line in sys.stdin:
                 cpu = time.process_time()
-                run_id = await runtime.start_run(spec, question)
+                asked = json.loads(line) or question  # a question of the set, or the worker's own
+                run_id = await runtime.start_run(spec, asked)
                 record = await runtime.wait(run_id)
                 result = {
                     "status": record.status,
@@ -131,9 +135,10 @@ class Worker:
         )
         self.runs: list[dict[str, Any]] = []
 
-    def run(self) -> dict[str, Any]:
+    def run(self, question: str = "") -> dict[str, Any]:
+        """One run of ``question`` (by default the worker's own)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(json.dumps(question) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -180,6 +185,37 @@ def _cold(question: str, pairs: int) -> None:
     print(f"  no cache / disk cache (run): {ratio:.2f}x")
 
 
+def _question_set(workers: list[Worker]) -> None:
+    """The analyst's evaluation questions, each asked of every worker in turn (after a warm-up):
+    mean run time and CPU per question, and how many answers ``scoring.is_correct`` accepts."""
+    from examples.analyst.evals.scoring import DATASET, is_correct
+
+    items = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
+    for worker in workers:
+        worker.run()  # warm-up: the default question
+    for item in items:
+        for worker in workers:
+            result = worker.run(item["input"])
+            result["correct"] = is_correct(str(result["output"] or ""), item["expected"])
+            worker.runs.append(result)
+    load = os.getloadavg()[0]
+    print(
+        f"the analyst's {len(items)} questions, each asked of each worker in turn (load average {load:.1f}):"
+    )
+    for worker in workers:
+        runs = worker.runs
+        print(
+            f"  {worker.label:<9} {statistics.mean(r['wall'] for r in runs):6.2f} s mean wall  "
+            f"{statistics.mean(r['cpu'] for r in runs):6.2f} s mean CPU  "
+            f"correct {sum(r['correct'] for r in runs)}/{len(runs)}"
+        )
+    if len(workers) == 2:
+        ratio = statistics.mean(r["wall"] for r in workers[1].runs) / statistics.mean(
+            r["wall"] for r in workers[0].runs
+        )
+        print(f"  baseline / candidate (mean wall): {ratio:.2f}x")
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -191,6 +227,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="/work/main/src")
     parser.add_argument("--cold", type=int, default=0, help="pairs of new processes, cache on and off")
     parser.add_argument("--spans", action="store_true", help="print each worker's last run, span by span")
+    parser.add_argument("--questions", action="store_true", help="the evaluation's questions instead")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -202,6 +239,13 @@ def main() -> None:
     workers = [Worker("candidate", ROOT / "src", args.question)]
     if args.baseline:
         workers.append(Worker("baseline", Path(args.baseline), args.question))
+    if args.questions:
+        try:
+            _question_set(workers)
+        finally:
+            for worker in workers:
+                worker.close()
+        return
     try:
         for worker in workers:
             warm = worker.run()
