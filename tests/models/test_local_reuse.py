@@ -157,3 +157,32 @@ async def test_a_kept_prefix_is_restored_and_answers_as_a_cold_prompt(
     fresh = await cold.request(ask(system, "What is the mean horsepower of the cars?"))
     assert fresh.usage.cached_input_tokens == 0
     assert again.text == fresh.text
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("real_models")
+async def test_a_conversation_asked_again_is_reused_to_its_last_call(
+    embedded_model: Callable[[str], Path],
+) -> None:
+    system = Message(role="system", content="You are a data analyst. Reply with JSON naming the file.")
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"file": {"enum": ["seattle-weather.csv", "cars.json"]}},
+        "required": ["file"],
+        "additionalProperties": False,
+    }
+    question = Message(role="user", content="How windy was Seattle?")
+
+    def ask(*messages: Message) -> ModelRequest:
+        return ModelRequest(messages=messages, json_schema=schema, max_tokens=16, cache_prefix=1)
+
+    warm = model(embedded_model)
+    first = await warm.request(ask(system, question))
+    stage = (system, question, Message(role="assistant", content=first.text))
+    follow = Message(role="user", content="And which file has the horsepower of the cars? Reply again.")
+    before = await warm.request(ask(*stage, follow))
+    await warm.request(ask(Message(role="system", content="You translate English into French."), question))
+    again = await warm.request(ask(*stage, follow))
+    # The state kept after the second call (extending the first's) holds the whole prompt.
+    assert again.usage.input_tokens - again.usage.cached_input_tokens <= 2
+    assert again.text == before.text

@@ -78,10 +78,20 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
                 self._threads = n
 
         def keep_prefix(self, length: int) -> None:
-            """Keep the context's state for later prompts, unless one kept has its first ``length`` tokens."""
+            """Keep the context's state for later prompts: the conversation it holds, once it has its
+            first ``length`` tokens (the stable prefix). A kept state it extends (an earlier call of the
+            same conversation) is replaced by the longer one, so a task asked again reuses its whole
+            decision; only the first state of a prefix goes to disk (later processes need the prefix)."""
             tokens = self._input_ids.tolist()
-            if len(tokens) >= length and not self.prefixes.covers(tokens, length):
-                self.prefixes.keep(self._ctx.ctx, tokens)
+            if len(tokens) < length:
+                return
+            extended = self.prefixes.extended(tokens)
+            self.prefixes.keep(
+                self._ctx.ctx,
+                tokens,
+                replacing=extended,
+                save=extended is None and not self.prefixes.covers(tokens, length),
+            )
 
         def reply_with(self, plan: ChoicePlan | None) -> None:
             """Decode the next generation by ``plan`` where it is greedy (None: as usual)."""
