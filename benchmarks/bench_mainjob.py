@@ -14,7 +14,15 @@ once: the run's own time, the first model call's time to first token and the sec
 the skill's instructions) duration, the prompt tokens reused from a saved state, and the process's CPU
 time from start to answer (imports and model load included).
 
-Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]``.
+Each worker's line also gives the prompt tokens its warm runs evaluated (median; the rest were reused)
+and the median time to first token of every model call after a decision's first; ``--spans`` prints
+each worker's last run span by span (wall, TTFT, prompt tokens evaluated and reused, output tokens).
+
+``--questions`` asks the analyst's evaluation questions instead (``examples/analyst/evals``), each of
+both workers in turn: mean run time and CPU, and the answers ``scoring.is_correct`` accepts.
+
+Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]
+[--spans] [--questions]``.
 Needs the model installed (``shopfloor models install qwen2.5-coder-0.5b``) and the skill prepared.
 """
 
@@ -45,9 +53,10 @@ async def _serve(question: str) -> None:
     results: list[tuple[str, dict[str, Any]]] = []
     try:
         async with services.runtime() as runtime:
-            for _ in sys.stdin:
+            for line in sys.stdin:
                 cpu = time.process_time()
-                run_id = await runtime.start_run(spec, question)
+                asked = json.loads(line) or question  # a question of the set, or the worker's own
+                run_id = await runtime.start_run(spec, asked)
                 record = await runtime.wait(run_id)
                 result = {
                     "status": record.status,
@@ -61,14 +70,16 @@ async def _serve(question: str) -> None:
                 print(json.dumps(result), flush=True)
     finally:
         await asyncio.to_thread(services.close)
-    print(json.dumps([_calls(services.settings, run_id) for run_id, _ in results]), flush=True)
+    print(json.dumps([_spans(services.settings, run_id) for run_id, _ in results]), flush=True)
 
 
-def _calls(settings: Any, run_id: str) -> list[dict[str, Any]]:
-    """The run's model calls, in order: duration, time to first token, prompt tokens and those reused."""
+def _spans(settings: Any, run_id: str) -> list[dict[str, Any]]:
+    """The run's spans, in order: name, start (from the run's first), duration; for a model call its
+    time to first token, prompt tokens, those reused and output tokens."""
     from shopfloor.telemetry import (
         CACHED_INPUT_TOKENS,
         INPUT_TOKENS,
+        OUTPUT_TOKENS,
         TIME_TO_FIRST_CHUNK,
         TraceStore,
         trace_store_url,
@@ -79,16 +90,35 @@ def _calls(settings: Any, run_id: str) -> list[dict[str, Any]]:
         spans = sorted(store.run_spans(run_id), key=lambda s: s.start_ns)
     finally:
         store.close()
+    first = spans[0].start_ns if spans else 0
     return [
         {
+            "name": s.name,
+            "start": (s.start_ns - first) / 1e9,
             "duration": (s.end_ns - s.start_ns) / 1e9,
             "ttft": s.attributes.get(TIME_TO_FIRST_CHUNK),
             "input": s.attributes.get(INPUT_TOKENS, 0),
             "reused": s.attributes.get(CACHED_INPUT_TOKENS, 0),
+            "output": s.attributes.get(OUTPUT_TOKENS, 0),
         }
         for s in spans
-        if s.name.startswith("chat")
     ]
+
+
+def _calls(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in spans if s["name"].startswith("chat")]
+
+
+def _print_spans(label: str, spans: list[dict[str, Any]]) -> None:
+    """One run's spans as a table: wall per span, and for a model call its tokens and TTFT."""
+    print(
+        f"  {label}: {'span':<34} {'start':>7} {'wall':>7} {'TTFT':>6} {'prompt':>6} {'reused':>6} {'out':>4}"
+    )
+    for s in spans:
+        tokens = ""
+        if s["name"].startswith("chat"):
+            tokens = f" {s['ttft'] or 0:6.2f} {s['input']:6d} {s['reused']:6d} {s['output']:4d}"
+        print(f"  {'':<{len(label)}}  {s['name'][:34]:<34} {s['start']:7.2f} {s['duration']:7.2f}{tokens}")
 
 
 class Worker:
@@ -105,9 +135,10 @@ class Worker:
         )
         self.runs: list[dict[str, Any]] = []
 
-    def run(self) -> dict[str, Any]:
+    def run(self, question: str = "") -> dict[str, Any]:
+        """One run of ``question`` (by default the worker's own)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(json.dumps(question) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -116,7 +147,7 @@ class Worker:
         return result
 
     def close(self) -> list[list[dict[str, Any]]]:
-        """End the worker; the model calls of each of its runs."""
+        """End the worker; the spans of each of its runs."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         calls = self.proc.stdout.readline()
@@ -135,7 +166,7 @@ def _cold(question: str, pairs: int) -> None:
         for label, env in sides.items():
             worker = Worker(label, ROOT / "src", question, env)
             result = worker.run()
-            calls = worker.close()[0]
+            calls = _calls(worker.close()[0])
             result["ttft"] = calls[0]["ttft"] if calls else float("nan")
             result["stage0"] = calls[1]["duration"] if len(calls) > 1 else float("nan")
             result["reused"] = calls[0]["reused"] if calls else 0
@@ -154,6 +185,37 @@ def _cold(question: str, pairs: int) -> None:
     print(f"  no cache / disk cache (run): {ratio:.2f}x")
 
 
+def _question_set(workers: list[Worker]) -> None:
+    """The analyst's evaluation questions, each asked of every worker in turn (after a warm-up):
+    mean run time and CPU per question, and how many answers ``scoring.is_correct`` accepts."""
+    from examples.analyst.evals.scoring import DATASET, is_correct
+
+    items = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
+    for worker in workers:
+        worker.run()  # warm-up: the default question
+    for item in items:
+        for worker in workers:
+            result = worker.run(item["input"])
+            result["correct"] = is_correct(str(result["output"] or ""), item["expected"])
+            worker.runs.append(result)
+    load = os.getloadavg()[0]
+    print(
+        f"the analyst's {len(items)} questions, each asked of each worker in turn (load average {load:.1f}):"
+    )
+    for worker in workers:
+        runs = worker.runs
+        print(
+            f"  {worker.label:<9} {statistics.mean(r['wall'] for r in runs):6.2f} s mean wall  "
+            f"{statistics.mean(r['cpu'] for r in runs):6.2f} s mean CPU  "
+            f"correct {sum(r['correct'] for r in runs)}/{len(runs)}"
+        )
+    if len(workers) == 2:
+        ratio = statistics.mean(r["wall"] for r in workers[1].runs) / statistics.mean(
+            r["wall"] for r in workers[0].runs
+        )
+        print(f"  baseline / candidate (mean wall): {ratio:.2f}x")
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -164,6 +226,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default="/work/main/src")
     parser.add_argument("--cold", type=int, default=0, help="pairs of new processes, cache on and off")
+    parser.add_argument("--spans", action="store_true", help="print each worker's last run, span by span")
+    parser.add_argument("--questions", action="store_true", help="the evaluation's questions instead")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -175,6 +239,13 @@ def main() -> None:
     workers = [Worker("candidate", ROOT / "src", args.question)]
     if args.baseline:
         workers.append(Worker("baseline", Path(args.baseline), args.question))
+    if args.questions:
+        try:
+            _question_set(workers)
+        finally:
+            for worker in workers:
+                worker.close()
+        return
     try:
         for worker in workers:
             warm = worker.run()
@@ -183,17 +254,26 @@ def main() -> None:
             for worker in workers:
                 worker.runs.append(worker.run())
     finally:
-        for worker in workers:
-            worker.close()
+        spans = {worker.label: worker.close() for worker in workers}
     load = os.getloadavg()[0]
     print(f"{args.question!r}, median of {args.repeats} interleaved warm runs (load average {load:.1f}):")
     for worker in workers:
         wall, cpu = _median(worker.runs, "wall"), _median(worker.runs, "cpu")
         answers = sorted({str(r["output"]) for r in worker.runs})
-        print(f"  {worker.label:<9} {wall:6.2f} s wall  {cpu:6.2f} s CPU   answers: {answers}")
+        calls = [_calls(run) for run in spans[worker.label][1:]]  # the warm runs' model calls
+        evaluated = statistics.median(sum(c["input"] - c["reused"] for c in run) for run in calls)
+        later = [c["ttft"] or 0.0 for run in calls for c in run[1:]]
+        print(
+            f"  {worker.label:<9} {wall:6.2f} s wall  {cpu:6.2f} s CPU  {evaluated:5.0f} prompt tokens "
+            f"evaluated  TTFT after the 1st call {statistics.median(later) if later else 0.0:5.2f} s (p50)"
+            f"   answers: {answers}"
+        )
     if len(workers) == 2:
         ratio = _median(workers[1].runs, "wall") / _median(workers[0].runs, "wall")
         print(f"  baseline / candidate: {ratio:.2f}x")
+    if args.spans:
+        for worker in workers:
+            _print_spans(worker.label, spans[worker.label][-1])
 
 
 if __name__ == "__main__":

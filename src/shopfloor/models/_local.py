@@ -36,6 +36,7 @@ from shopfloor.models._base import (
     check_model_requests_allowed,
 )
 from shopfloor.models._catalogue import DEFAULT_CATALOGUE
+from shopfloor.models._choice import ChoicePlan, choice_plan
 from shopfloor.models._install import model_path
 from shopfloor.models._prefix_disk import PromptCache
 from shopfloor.models._threads import threads_for
@@ -124,6 +125,8 @@ class LocalModel(Model):
             lambda llama: llama.create_chat_completion(stream=True, **kwargs),
             lambda choice: choice["delta"].get("content"),
             tuple(request.messages[: request.cache_prefix]),
+            # A reply of fixed options is decoded at its choices only (``_choice.py``).
+            choice_plan(request.json_schema) if request.json_schema is not None else None,
         ):
             yield event
 
@@ -165,9 +168,11 @@ class LocalModel(Model):
         start: Callable[[Llama], Any],
         text_of: Callable[[dict[str, Any]], str | None],
         keep: tuple[Message, ...] = (),
+        plan: ChoicePlan | None = None,
     ) -> AsyncIterator[TextDelta | ModelResponse]:
         """One generation on the loaded context; ``keep``: the leading messages whose prompt state is
-        saved for the next request that starts with them (``ModelRequest.cache_prefix``)."""
+        saved for the next request that starts with them (``ModelRequest.cache_prefix``); ``plan``:
+        the reply's fixed options, where the request allows only those."""
         check_model_requests_allowed(self.ref)
         meter = UsageMeter()
         loop = asyncio.get_running_loop()
@@ -181,7 +186,7 @@ class LocalModel(Model):
                 stop.set()
 
         loaded = await asyncio.to_thread(self._loaded)  # loads the weights the first time
-        worker = loop.run_in_executor(loaded.executor, self._generate, loaded, start, keep, emit, stop)
+        worker = loop.run_in_executor(loaded.executor, self._generate, loaded, start, keep, plan, emit, stop)
         # Scheduled after every chunk the worker emitted, so it arrives last.
         worker.add_done_callback(lambda _: queue.put_nowait(_DONE))
         parts: list[str] = []
@@ -215,6 +220,7 @@ class LocalModel(Model):
         loaded: Loaded,
         start: Callable[[Llama], Any],
         keep: tuple[Message, ...],
+        plan: ChoicePlan | None,
         emit: Callable[[object], None],
         stop: threading.Event,
     ) -> tuple[int, int, int]:
@@ -224,6 +230,8 @@ class LocalModel(Model):
                 return 0, 0, 0
             if self.adaptive_threads:
                 loaded.llama.use_threads(threads_for(self.threads))  # type: ignore[attr-defined]
+            # The plan is for this generation only: the next one is told again (None: as usual).
+            loaded.llama.reply_with(plan)  # type: ignore[attr-defined]
             chunks = cast("Generator[dict[str, Any], None, None]", start(loaded.llama))
             try:
                 for chunk in chunks:
@@ -235,6 +243,7 @@ class LocalModel(Model):
             finally:
                 # Closing ends generation now, while we still hold the lock on this context.
                 chunks.close()
+                loaded.llama.reply_with(None)  # type: ignore[attr-defined]
             if keep and not stop.is_set():
                 llama = loaded.llama
                 # The messages' text, a little less than the prompt's tokens for them (no template).

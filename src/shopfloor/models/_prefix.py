@@ -78,8 +78,19 @@ class PrefixStates:
         """Whether a kept state already holds the first ``length`` of ``tokens``."""
         return any(common_prefix(s.tokens, tokens) >= length for s in self._states.values())
 
-    def keep(self, ctx: Any, tokens: Sequence[int]) -> None:
-        """Keep the state of ``ctx`` (a ``llama_context_p``), which holds ``tokens``."""
+    def extended(self, tokens: Sequence[int]) -> _State | None:
+        """A kept state whose tokens begin ``tokens`` (and are fewer)."""
+        for state in self._states.values():
+            if len(state.tokens) < len(tokens) and common_prefix(state.tokens, tokens) == len(state.tokens):
+                return state
+        return None
+
+    def keep(
+        self, ctx: Any, tokens: Sequence[int], *, replacing: _State | None = None, save: bool = True
+    ) -> None:
+        """Keep the state of ``ctx`` (a ``llama_context_p``), which holds ``tokens``; ``replacing``:
+        a kept state it extends, which it replaces (any prompt shares at least as many tokens with
+        the longer one); ``save``: on disk too, where there is a disk cache."""
         import llama_cpp
 
         size = llama_cpp.llama_state_get_size(ctx)
@@ -87,8 +98,10 @@ class PrefixStates:
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
         if written <= 0 or written > size:
             return
-        state = self._add(tuple(tokens), bytes(buffer)[:written])
-        if self.disk is not None:
+        if replacing is not None:
+            self._states.pop(replacing.tokens, None)
+        state = self._add(tuple(tokens), ctypes.string_at(buffer, written))
+        if self.disk is not None and save:
             self.disk.save(state.tokens, state.data)
 
     def _add(self, tokens: tuple[int, ...], data: bytes) -> _State:

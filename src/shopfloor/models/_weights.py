@@ -25,6 +25,8 @@ from shopfloor.models._prefix_disk import PromptCache
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+    from shopfloor.models._choice import ChoicePlan
+
 __all__ = ["Loaded", "LoadedWeights", "TokenCounts"]
 
 logger = logging.getLogger("shopfloor.models")
@@ -52,17 +54,21 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
     import numpy as np
     from llama_cpp import Llama, llama_get_logits_ith, llama_set_n_threads
 
+    from shopfloor.models._choice import ChoiceDecoder, Vocabulary
     from shopfloor.models._prefix import PrefixStates, common_prefix
     from shopfloor.models._sampling import GreedyGrammar, greedy_settings
 
     class CountingLlama(Llama):
         """Counts prompt, evaluated and sampled tokens, which llama-cpp-python's stream does not
-        report, samples greedy grammar-constrained output with ``GreedyGrammar``, and restores a
-        kept state (``PrefixStates``) that shares more of a prompt than the context does."""
+        report, samples greedy grammar-constrained output with ``GreedyGrammar`` (or, for a reply
+        of fixed options, decodes only its choices: ``ChoiceDecoder``), and restores a kept state
+        (``PrefixStates``) that shares more of a prompt than the context does."""
 
         _greedy: GreedyGrammar | None = None
         _first_eval = False
         _threads = 0
+        _plan: ChoicePlan | None = None
+        _vocabulary: Vocabulary | None = None
         prefixes: PrefixStates
 
         def use_threads(self, n: int) -> None:
@@ -72,25 +78,35 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
                 self._threads = n
 
         def keep_prefix(self, length: int) -> None:
-            """Keep the context's state for later prompts, unless one kept has its first ``length`` tokens."""
+            """Keep the context's state for later prompts: the conversation it holds, once it has its
+            first ``length`` tokens (the stable prefix). A kept state it extends (an earlier call of the
+            same conversation) is replaced by the longer one, so a task asked again reuses its whole
+            decision; only the first state of a prefix goes to disk (later processes need the prefix)."""
             tokens = self._input_ids.tolist()
-            if len(tokens) >= length and not self.prefixes.covers(tokens, length):
-                self.prefixes.keep(self._ctx.ctx, tokens)
+            if len(tokens) < length:
+                return
+            extended = self.prefixes.extended(tokens)
+            self.prefixes.keep(
+                self._ctx.ctx,
+                tokens,
+                replacing=extended,
+                save=extended is None and not self.prefixes.covers(tokens, length),
+            )
+
+        def reply_with(self, plan: ChoicePlan | None) -> None:
+            """Decode the next generation by ``plan`` where it is greedy (None: as usual)."""
+            self._plan = plan
 
         def generate(
             self, tokens: Sequence[int], *args: Any, **kwargs: Any
         ) -> Generator[int, Sequence[int] | None, None]:
             counts.prompt, counts.evaluated, counts.sampled = len(tokens), 0, 0
+            plan, self._plan = self._plan, None
+            if plan is not None and not args and greedy_settings(kwargs):
+                yield from self._choose(list(tokens), plan)
+                return
             self._first_eval = True
-            state = self.prefixes.best(tokens, common_prefix(self._input_ids.tolist(), tokens))
-            if state is not None:
-                if self.prefixes.restore(self._ctx.ctx, state):
-                    self.input_ids[: len(state.tokens)] = state.tokens
-                    self.n_tokens = len(state.tokens)
-                    self._requires_eval = True
-                else:  # refused part-way: the context may hold anything, so evaluate the whole prompt
-                    self._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
-                    self.n_tokens = 0
+            self._restore_best(tokens)
             inner = super().generate(tokens, *args, **kwargs)
             sent: Sequence[int] | None = None
             while True:
@@ -100,6 +116,64 @@ def _counting_llama(counts: TokenCounts, **kwargs: Any) -> Llama:
                     return
                 counts.sampled += 1
                 sent = yield token
+
+        def _restore_best(self, tokens: Sequence[int]) -> None:
+            state = self.prefixes.best(tokens, common_prefix(self._input_ids.tolist(), tokens))
+            if state is not None:
+                if self.prefixes.restore(self._ctx.ctx, state):
+                    self.input_ids[: len(state.tokens)] = state.tokens
+                    self.n_tokens = len(state.tokens)
+                    self._requires_eval = True
+                else:  # refused part-way: the context may hold anything, so evaluate the whole prompt
+                    self._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+                    self.n_tokens = 0
+
+        def _choose(self, prompt: list[int], plan: ChoicePlan) -> Generator[int, Any, None]:
+            """The reply ``plan`` allows that greedy decoding picks, with a forward pass only where its
+            options differ. Its tokens are yielded once the prompt is evaluated (so the time to the
+            first token still measures the prompt), the last choice's forced tail without evaluation."""
+            self._first_eval = False  # ``_decode`` counts the prompt tokens it evaluates
+            if self._vocabulary is None:
+                self._vocabulary = Vocabulary.of(self._model.vocab, self._n_vocab)
+            decoder = ChoiceDecoder(
+                plan, self._vocabulary, lambda text: self.tokenize(text, add_bos=False, special=False)
+            )
+            reply: list[int] = []
+            sent = 0
+            while True:
+                reply += decoder.take_forced()
+                if decoder.done:
+                    break
+                logits = self._decode(prompt + reply, first=sent == 0)
+                allowed = np.asarray(decoder.allowed(), dtype=np.int64)
+                # The likeliest allowed token; ties go to the lower id, as llama.cpp's greedy sampler.
+                token = int(allowed[int(np.argmax(logits[allowed]))])
+                decoder.accept(token)
+                reply.append(token)
+                for token in reply[sent:]:
+                    counts.sampled += 1
+                    yield token
+                sent = len(reply)
+            for token in [*reply[sent:], self.token_eos()]:
+                counts.sampled += 1
+                yield token
+
+        def _decode(self, tokens: list[int], *, first: bool) -> Any:
+            """Evaluate what of ``tokens`` the context lacks; the logits after the last of them."""
+            if first:
+                self._restore_best(tokens)
+            shared = common_prefix(self._input_ids.tolist(), tokens)
+            # The last token is evaluated again when the context holds all of them: its logits may be stale.
+            reuse = min(shared, len(tokens) - 1)
+            if reuse > 0 and not self._ctx.kv_cache_seq_rm(-1, reuse, -1):
+                reuse = 0
+            if reuse == 0:
+                self.reset()  # type: ignore[no-untyped-call]
+            self.n_tokens = reuse
+            if first:
+                counts.evaluated = max(counts.prompt - reuse, 0)
+            self.eval(tokens[reuse:])
+            return np.ctypeslib.as_array(llama_get_logits_ith(self._ctx.ctx, -1), shape=(self._n_vocab,))
 
         def eval(self, tokens: Sequence[int]) -> None:
             # The first eval of a generation is the prompt's suffix after the reused prefix.
