@@ -55,7 +55,7 @@ from shopfloor.connectors.docs import (
     Support,
     content_words,
 )
-from shopfloor.connectors.docs._verify import _JUDGE_SCHEMA, _NUMERAL, _SENTENCE
+from shopfloor.connectors.docs._verify import _NUMERAL, _SENTENCE, judge_supports
 from shopfloor.tools import Ask
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "researcher"
@@ -127,20 +127,12 @@ class BeforeVerifier:
             return "lexical", f"{lexical:.0%} of its words are in the passage"
         if lexical >= self.floor and semantic >= self.semantic_min:
             return "semantic", f"close in meaning to a passage sentence (cosine {semantic:.2f})"
-        if lexical >= self.floor and self.judge is not None:
-            reply = await self.judge(
-                f"Passage:\n{passage[:1500]}\n\nSentence: {sentence}\n\n"
-                "Does the passage state what the sentence says? Answer yes or no.",
-                schema=_JUDGE_SCHEMA,
-                system="You check whether a passage supports a sentence. Answer no unless it clearly does.",
-                max_tokens=16,
-            )
-            try:
-                said = json.loads(reply).get("supported")
-            except (json.JSONDecodeError, AttributeError):
-                said = None
-            if said == "yes":
-                return "judge", "the model judged the passage to support it"
+        if (
+            lexical >= self.floor
+            and self.judge is not None
+            and await judge_supports(self.judge, sentence, passage)
+        ):
+            return "judge", "the model judged the passage to support it"
         return "unsupported", f"only {lexical:.0%} of its words are in the passage (cosine {semantic:.2f})"
 
     async def cite(self, drafted: Sequence[tuple[str, int]], passages: Sequence[str]) -> list[Citation]:
@@ -259,17 +251,7 @@ async def one_run(index: DocIndex, embedder: MiniLM, side: str, question: str, d
     model = ScriptedModel(lambda q: [f"{q} definition", f"{q} example"])
 
     async def retrieve(query: str, k: int) -> list[Passage]:
-        return [
-            Passage(
-                id=f"tutorial:{h.chunk_id}",
-                source=h.source,
-                title=h.title,
-                heading=h.heading,
-                text=h.text,
-                score=h.score,
-            )
-            for h in index.search(query, k=k)
-        ]
+        return [Passage.from_hit(h, "tutorial") for h in index.search(query, k=k)]
 
     judge = _timed(spent, "judge", model)
     verifier: Any = (BeforeVerifier if side == "before" else CitationVerifier)(metered, judge=judge)

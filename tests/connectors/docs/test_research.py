@@ -52,17 +52,7 @@ def index(tmp_path_factory: pytest.TempPathFactory, minilm: MiniLM) -> Iterator[
 def retriever(index: DocIndex, queries: list[str]) -> Any:
     async def retrieve(query: str, k: int) -> list[Passage]:
         queries.append(query)
-        return [
-            Passage(
-                id=f"tutorial:{h.chunk_id}",
-                source=h.source,
-                title=h.title,
-                heading=h.heading,
-                text=h.text,
-                score=h.score,
-            )
-            for h in index.search(query, k=k)
-        ]
+        return [Passage.from_hit(h, "tutorial") for h in index.search(query, k=k)]
 
     return retrieve
 

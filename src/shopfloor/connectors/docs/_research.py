@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopfloor.connectors.docs._index import Hit
 from shopfloor.connectors.docs._route import Depth, Route, Router, direct_answer
 from shopfloor.connectors.docs._verify import CitationVerifier, Support
 from shopfloor.errors import ToolExecutionError
@@ -41,6 +42,18 @@ class Passage:
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_hit(cls, hit: Hit, collection: str) -> Passage:
+        """A search hit of ``collection`` as a citable passage."""
+        return cls(
+            id=f"{collection}:{hit.chunk_id}",
+            source=hit.source,
+            title=hit.title,
+            heading=hit.heading,
+            text=hit.text,
+            score=hit.score,
+        )
 
 
 #: retrieves the passages of one query: (query, how many) -> passages, best first

@@ -33,7 +33,7 @@ from shopfloor.connectors.docs._embed import Embedder
 from shopfloor.connectors.docs._words import STOP_WORDS
 from shopfloor.tools import Ask
 
-__all__ = ["Citation", "CitationVerifier", "Support", "content_words"]
+__all__ = ["Citation", "CitationVerifier", "Support", "content_words", "judge_supports"]
 
 _WORD = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 _NUMERAL = re.compile(r"\b\d+(?:\.\d+)?\b")
@@ -141,6 +141,23 @@ _JUDGE_SCHEMA: dict[str, Any] = {
     "required": ["supported"],
     "additionalProperties": False,
 }
+
+
+async def judge_supports(judge: Ask, sentence: str, passage: str) -> bool:
+    """The model as a judge: does ``passage`` state what ``sentence`` says (yes or no under a schema;
+    an unusable reply is a no)?"""
+    reply = await judge(
+        f"Passage:\n{passage[:1500]}\n\nSentence: {sentence}\n\n"
+        "Does the passage state what the sentence says? Answer yes or no.",
+        schema=_JUDGE_SCHEMA,
+        system="You check whether a passage supports a sentence. Answer no unless it clearly does.",
+        max_tokens=16,
+    )
+    try:
+        said = json.loads(reply).get("supported")
+    except (json.JSONDecodeError, AttributeError):
+        said = None
+    return bool(said == "yes")
 
 
 class CitationVerifier:
@@ -313,19 +330,6 @@ class CitationVerifier:
     async def _judged(
         self, sentence: str, passage: str, lexical: float, semantic: float
     ) -> tuple[Verdict, str]:
-        if self.judge is None:
-            return _unsupported(lexical, semantic)
-        reply = await self.judge(
-            f"Passage:\n{passage[:1500]}\n\nSentence: {sentence}\n\n"
-            "Does the passage state what the sentence says? Answer yes or no.",
-            schema=_JUDGE_SCHEMA,
-            system="You check whether a passage supports a sentence. Answer no unless it clearly does.",
-            max_tokens=16,
-        )
-        try:
-            said = json.loads(reply).get("supported")
-        except (json.JSONDecodeError, AttributeError):
-            said = None
-        if said == "yes":
+        if self.judge is not None and await judge_supports(self.judge, sentence, passage):
             return "judge", "the model judged the passage to support it"
         return _unsupported(lexical, semantic)
