@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shopfloor.models._prefix import common_prefix
+
 __all__ = ["GAPS", "ChoiceDecoder", "ChoicePlan", "Vocabulary", "choice_plan"]
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -197,9 +199,6 @@ class ChoiceDecoder:
 
 def _shared(sequences: Sequence[Sequence[int]]) -> int:
     """How many items all ``sequences`` begin with, short of the whole of any."""
-    n = min(len(s) for s in sequences) - 1
     first = sequences[0]
-    for i in range(n):
-        if any(s[i] != first[i] for s in sequences):
-            return i
-    return max(n, 0)
+    shortest = min(len(s) for s in sequences) - 1
+    return max(min([shortest, *(common_prefix(first, s) for s in sequences[1:])]), 0)
