@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace as otel_trace
 
@@ -92,6 +92,13 @@ class _State:
     records: list[StepRecord] = field(default_factory=list)
     usage: TokenTotals = field(default_factory=TokenTotals)
     model_calls: int = 0
+
+
+def _used_up(limits: Limits, limit: Literal["max_tokens", "wall_time"]) -> str:
+    """Why a run stopped at one of its limits (a child run's too: its share of its parent's)."""
+    if limit == "max_tokens":
+        return f"token budget of {limits.max_tokens} used up"
+    return f"wall time of {limits.wall_time:g} s used up"
 
 
 class AgentLoop:
@@ -181,10 +188,10 @@ class AgentLoop:
             # A child's limits are its share of what its parent had left (``agent/_children.py``):
             # spent, or run out while it waited in a queue, before it began.
             if state.usage.total >= limits.max_tokens:
-                return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+                return finish("max_tokens", error=_used_up(limits, "max_tokens"))
             seconds_left = limits.wall_time - runner.elapsed()
             if seconds_left <= 0:
-                return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
+                return finish("wall_time", error=_used_up(limits, "wall_time"))
             await emit("tool_call", 1, tool=tool, call_id=action.call_id, arguments=params)
             ctx = self._tool_context(action, 1, run_id, state)
             timeout = min(limits.step_timeout, seconds_left)
@@ -206,9 +213,9 @@ class AgentLoop:
             if record.error is not None:
                 # Stopped by its limits, it ends as a run stopped by them does.
                 if state.usage.total >= limits.max_tokens:
-                    return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+                    return finish("max_tokens", error=_used_up(limits, "max_tokens"))
                 if record.error_kind == "timeout" and timeout < limits.step_timeout:
-                    return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
+                    return finish("wall_time", error=_used_up(limits, "wall_time"))
                 return finish("tool_error", error=record.error)
             return finish("final_answer", output=json.dumps(record.output, default=str))
 
@@ -336,9 +343,9 @@ class AgentLoop:
             if step >= limits.max_steps:
                 return finish("max_steps", error=f"no final answer after {limits.max_steps} steps")
             if runner.elapsed() > limits.wall_time:
-                return finish("wall_time", error=f"wall time of {limits.wall_time:g} s used up")
+                return finish("wall_time", error=_used_up(limits, "wall_time"))
             if state.usage.total >= limits.max_tokens:
-                return finish("max_tokens", error=f"token budget of {limits.max_tokens} used up")
+                return finish("max_tokens", error=_used_up(limits, "max_tokens"))
             step += 1
             retries: list[Message] = []
             for attempt in range(limits.max_retries + 1):
