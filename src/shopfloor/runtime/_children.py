@@ -83,7 +83,7 @@ class RunChildren(Children):
     """The child runs of one run, executed by ``context`` (the runtime that executes the parent), at most
     ``parallel`` at once."""
 
-    def __init__(self, context: ExecutionContext, parent: RunRecord, *, parallel: int = 8) -> None:
+    def __init__(self, context: ExecutionContext, parent: RunRecord, *, parallel: int) -> None:
         self.context = context
         self.parent = parent
         self.parallel = parallel
