@@ -83,6 +83,24 @@ def test_wrong_type_says_expected_and_found(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "expected a number >= 1, found an integer (0)"),
+        ("65", "expected a number <= 64, found an integer (65)"),
+        ("1" + "0" * 40, "expected a number <= 64, found an integer (1" + "0" * 40 + ")"),
+        ("many", "expected an integer, found a string ('many')"),
+        ("2.5", "expected a whole number, found a number (2.5)"),
+    ],
+)
+def test_max_parallel_children_out_of_range_is_located(tmp_path: Path, value: str, expected: str) -> None:
+    path = write(tmp_path, f"name: a\nlimits:\n  max_parallel_children: {value}\n")
+    [(line, column, message)] = problems(path)
+    assert (line, column) == (3, 26)
+    assert message.startswith("limits.max_parallel_children (child runs of the run executing at once")
+    assert message.endswith(expected)
+
+
 def test_number_where_string_expected_suggests_quotes_with_raw_text(tmp_path: Path) -> None:
     path = write(tmp_path, "name: a\nversion: 1.10\n")
     [(line, column, message)] = problems(path)
