@@ -90,7 +90,10 @@ def test_wrong_type_says_expected_and_found(tmp_path: Path) -> None:
         ("65", "expected a number <= 64, found an integer (65)"),
         ("1" + "0" * 40, "expected a number <= 64, found an integer (1" + "0" * 40 + ")"),
         ("many", "expected an integer, found a string ('many')"),
-        ("2.5", "expected a whole number, found a number (2.5)"),
+        ("2.5", "expected an integer, found a number (2.5)"),
+        ("2.0", "expected an integer, found a number (2.0)"),
+        ("true", "expected an integer, found a boolean (true)"),
+        ("'3'", "expected an integer, found a string ('3')"),
     ],
 )
 def test_max_parallel_children_out_of_range_is_located(tmp_path: Path, value: str, expected: str) -> None:
@@ -394,3 +397,28 @@ def test_parse_spec_without_base_dir_skips_references() -> None:
     spec, digest = parse_spec("name: a\ntools:\n  - {name: t, source: 'missing.py:f'}\n")
     assert isinstance(spec, AgentSpec)
     assert digest.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "expected"),
+    [
+        ("limits:\n  max_steps: true\n", (3, 14), "expected an integer, found a boolean (true)"),
+        ("limits:\n  wall_time: false\n", (3, 14), "expected a number, found a boolean (false)"),
+        ("limits:\n  wall_time: '60'\n", (3, 14), "expected a number, found a string ('60')"),
+        ("sandbox:\n  pids: yes\n", (3, 9), "expected an integer, found a boolean (true)"),
+    ],
+)
+def test_a_number_is_a_yaml_number_not_a_bool_or_a_string(
+    tmp_path: Path, body: str, where: tuple[int, int], expected: str
+) -> None:
+    """pydantic's lax mode read ``max_steps: true`` as one step; a spec's numbers are strict."""
+    path = write(tmp_path, "name: a\n" + body)
+    [(line, column, message)] = problems(path)
+    assert (line, column) == where
+    assert message.endswith(expected)
+
+
+def test_an_integer_is_still_a_number_where_a_number_is_expected(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nlimits:\n  wall_time: 60\n  step_timeout: 2.5\n")
+    limits = load_spec(path, resolvers=RESOLVERS).spec.limits
+    assert (limits.wall_time, limits.step_timeout) == (60.0, 2.5)

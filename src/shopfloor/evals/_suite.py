@@ -16,6 +16,8 @@ from shopfloor.evals._scorer import Scorer, ScorerEnv, eval_scorers
 from shopfloor.evals._sources import SourceEntry, dataset_sources
 from shopfloor.spec import (
     DataPath,
+    Int,
+    Number,
     Problem,
     YamlDocument,
     describe_value,
@@ -43,10 +45,10 @@ class GateSpec(_Strict):
     metric: str
     #: what of the metric is compared: its mean, the share of items that pass, pass@k or pass^k
     stat: Literal["mean", "pass_rate", "pass@k", "pass^k"] = "mean"
-    min: float | None = None
-    max: float | None = None
+    min: Number | None = None
+    max: Number | None = None
     #: the largest drop of ``stat`` from the baseline evaluation (``--baseline RUN``)
-    max_regression: float | None = Field(None, ge=0)
+    max_regression: Number | None = Field(None, ge=0)
     #: only the items with this tag
     tag: str | None = None
     #: critical: fails closed (a broken item or a missing metric fails it); error: fails; warn: reported only
@@ -62,10 +64,10 @@ class SuiteSpec(_Strict):
     model: str | None = None
     #: dataset files (relative to the suite file) or sources (``{source: bfcl, category: ..., limit: N}``)
     dataset: str | SourceEntry | list[str | SourceEntry]
-    repeat: int = Field(1, ge=1, le=100)
-    concurrency: int = Field(1, ge=1, le=64)
+    repeat: Int = Field(1, ge=1, le=100)
+    concurrency: Int = Field(1, ge=1, le=64)
     #: seconds an item's run may take before it is cancelled and recorded as a timeout
-    timeout: float | None = Field(None, gt=0)
+    timeout: Number | None = Field(None, gt=0)
     #: only the items with one of these tags
     tags: list[str] = Field(default_factory=list)
     scorers: list[ScorerEntry] = Field(min_length=1)

@@ -12,36 +12,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from shopfloor.errors import SkillDependencyError, SkillFormatError, SourceLocation, SpecError
 from shopfloor.skills._depfiles import confined_file
-from shopfloor.spec import format_path, load_yaml_file
+from shopfloor.spec import Number, StrictModel, format_path, load_yaml_file
 
 __all__ = ["SIDECAR", "SkillConfig", "SkillDependencies", "SkillSandboxNeeds", "load_sidecar"]
 
 SIDECAR = "shopfloor.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SkillDependencies(_Strict):
+class SkillDependencies(StrictModel):
     python: str | None = Field(None, description="a requirements.txt in the skill, installed from PyPI")
     node: str | None = Field(None, description="a package.json in the skill, installed with npm")
 
 
-class SkillSandboxNeeds(_Strict):
+class SkillSandboxNeeds(StrictModel):
     network: list[str] | Literal["none"] = "none"
     memory: str | None = Field(None, description="at least this much memory, e.g. 512M")
     workspace: Literal["read-write", "read-only"] = "read-write"
 
 
-class SkillConfig(_Strict):
+class SkillConfig(StrictModel):
     entry: str = Field(description="the entry point, relative to the skill directory")
     runtime: Literal["python", "node", "shell"] = "python"
-    timeout: float = Field(30.0, gt=0, description="seconds one call may take")
+    timeout: Number = Field(30.0, gt=0, description="seconds one call may take")
     staged: bool = Field(
         False,
         description="the entry point run with the argument `schema` gives each stage's argument schema",

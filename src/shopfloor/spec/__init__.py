@@ -30,6 +30,7 @@ from shopfloor.spec._digest import (
     spec_resolvers,
     tree_digest,
 )
+from shopfloor.spec._fields import Int, Number, StrictModel
 from shopfloor.spec._loader import (
     SPEC_FILENAMES,
     LoadedSpec,
@@ -86,12 +87,14 @@ __all__ = [
     "DataPath",
     "DocsConnectorSpec",
     "GuardrailSpec",
+    "Int",
     "Isolation",
     "Limits",
     "LoadedSpec",
     "McpServerSpec",
     "Mount",
     "NodePosition",
+    "Number",
     "ParsedSpecs",
     "Permissions",
     "Problem",
@@ -103,6 +106,7 @@ __all__ = [
     "SkillRef",
     "SpecReference",
     "SqlConnectorSpec",
+    "StrictModel",
     "ToolSpec",
     "ValidateFn",
     "ValidationReport",

@@ -11,7 +11,9 @@ import re
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from shopfloor.spec._fields import Int, Number, StrictModel
 
 __all__ = [
     "SECRET_PREFIX",
@@ -51,17 +53,13 @@ def _check_http_url(value: str) -> str:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _check_secret(value: str) -> str:
     if value.startswith(SECRET_PREFIX) and not _SECRET_NAME.match(value.removeprefix(SECRET_PREFIX)):
         raise ValueError(f"expected secret:NAME with NAME of letters, digits, '_', '.' or '-', got {value!r}")
     return value
 
 
-class McpServerSpec(_Strict):
+class McpServerSpec(StrictModel):
     """An MCP server: a command run over stdio, or a Streamable HTTP URL; exactly one of the two."""
 
     command: list[str] | None = Field(None, min_length=1, description="argv of a stdio server")
@@ -108,7 +106,7 @@ class McpServerSpec(_Strict):
         return self
 
 
-class A2AAgentSpec(_Strict):
+class A2AAgentSpec(StrictModel):
     """A remote A2A agent called as a tool: its base URL (the card is at ``URL/.well-known/agent-card.json``)
     and HTTP headers (e.g. ``Authorization: secret:NAME``)."""
 
@@ -126,13 +124,13 @@ class A2AAgentSpec(_Strict):
         return _check_http_url(value)
 
 
-class SqlConnectorSpec(_Strict):
+class SqlConnectorSpec(StrictModel):
     """A database queried read-only: ``postgresql://...`` or ``sqlite:///PATH``."""
 
     url: str = Field(description="postgresql://USER@HOST:PORT/DB, sqlite:///PATH, or secret:NAME")
-    row_limit: int = Field(200, ge=1, le=10_000, description="rows one query may return")
-    statement_timeout: float = Field(10.0, gt=0, le=600, description="seconds one query may run")
-    sample_rows: int = Field(3, ge=0, le=20, description="rows per table shown by schema discovery")
+    row_limit: Int = Field(200, ge=1, le=10_000, description="rows one query may return")
+    statement_timeout: Number = Field(10.0, gt=0, le=600, description="seconds one query may run")
+    sample_rows: Int = Field(3, ge=0, le=20, description="rows per table shown by schema discovery")
 
     @field_validator("url")
     @classmethod
@@ -149,7 +147,7 @@ _MODEL_REF = re.compile(r"^[a-z][a-z0-9_-]{0,30}(:[^\s]{1,200})?\Z")
 _KEYWORD = re.compile(r"^[^\s].{0,62}\Z")
 
 
-class ResearchModelsSpec(_Strict):
+class ResearchModelsSpec(StrictModel):
     """The model routes of the research tool: ``easy`` answers direct and shallow questions, ``hard``
     deep ones; a reference (``local:qwen2.5-coder-1.5b``), or none for the run's own model."""
 
@@ -166,7 +164,7 @@ class ResearchModelsSpec(_Strict):
         return value
 
 
-class CollectionSpec(_Strict):
+class CollectionSpec(StrictModel):
     """A further collection the connector searches (added with ``shopfloor docs add``); the router picks
     the collections a question is about by their description and keywords."""
 
@@ -183,7 +181,7 @@ class CollectionSpec(_Strict):
         return value
 
 
-class ResearchSpec(_Strict):
+class ResearchSpec(StrictModel):
     """How the collection's ``research`` tool researches a question (route, plan, write, verify)."""
 
     #: ``auto``: the router decides per question; ``shallow`` or ``deep`` always
@@ -196,16 +194,16 @@ class ResearchSpec(_Strict):
     models: ResearchModelsSpec = Field(default_factory=ResearchModelsSpec)
     #: tokens a deep pass is expected to spend (none: estimated from ``sub_questions`` and ``passages``);
     #: a question routed deep with fewer tokens left in the run is researched shallow, and says so
-    deep_tokens: int | None = Field(None, ge=100, le=10_000_000)
+    deep_tokens: Int | None = Field(None, ge=100, le=10_000_000)
     #: seconds a deep pass is expected to take; with fewer left in the run (or its step), shallow
-    deep_seconds: float = Field(120.0, gt=0, le=86_400)
-    passages: int = Field(6, ge=1, le=12, description="passages a shallow answer is written from at most")
-    sub_questions: int = Field(3, ge=1, le=8, description="sub-questions a deep plan has at most")
+    deep_seconds: Number = Field(120.0, gt=0, le=86_400)
+    passages: Int = Field(6, ge=1, le=12, description="passages a shallow answer is written from at most")
+    sub_questions: Int = Field(3, ge=1, le=8, description="sub-questions a deep plan has at most")
     #: how a deep plan's researchers run (in a durable run each is a child run of its own): side by side,
     #: or one after the other (a model server that serves one request at a time gains nothing from
     #: several at once, and a sub-question researched before the next can be looked at sooner)
     researchers: Literal["parallel", "sequential"] = "parallel"
-    sentences: int = Field(4, ge=1, le=10, description="sentences the answer has at most")
+    sentences: Int = Field(4, ge=1, le=10, description="sentences the answer has at most")
     #: the run's model judges the sentences the lexical and embedding checks leave undecided
     judge: bool = False
     #: a deep question's plan (its sub-questions) waits for a person's approval (``shopfloor runs
@@ -225,12 +223,12 @@ class ResearchSpec(_Strict):
         return self
 
 
-class DocsConnectorSpec(_Strict):
+class DocsConnectorSpec(StrictModel):
     """A document collection (``shopfloor docs add COLLECTION PATH``) searched by a ``retrieve`` tool and
     researched by a ``research`` tool (grounded answers with verified citations)."""
 
     collection: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="the collection's name")
-    k: int = Field(5, ge=1, le=50, description="passages a search returns by default")
+    k: Int = Field(5, ge=1, le=50, description="passages a search returns by default")
     mode: Literal["hybrid", "bm25", "dense"] = Field("hybrid", description="how passages are ranked")
     research: ResearchSpec = Field(default_factory=ResearchSpec)  # type: ignore[arg-type]
     #: files or directories (relative to the spec, or ``pkg:PACKAGE/PATH``) ingested into the collection
@@ -276,7 +274,7 @@ class DocsConnectorSpec(_Strict):
         return self
 
 
-class ConnectorSpec(_Strict):
+class ConnectorSpec(StrictModel):
     """One data source of the agent; its tools are named ``NAME__TOOL``."""
 
     name: str
@@ -287,7 +285,7 @@ class ConnectorSpec(_Strict):
     #: the tools of the server the agent may use (all of them when absent)
     tools: list[str] | None = None
     #: seconds one call may take before it fails with a tool error
-    timeout: float = Field(30.0, gt=0, le=3600)
+    timeout: Number = Field(30.0, gt=0, le=3600)
 
     @field_validator("name")
     @classmethod

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from shopfloor.spec._connectors import ConnectorSpec
+from shopfloor.spec._fields import Int, Number, StrictModel
 
 __all__ = [
     "AgentSpec",
@@ -36,29 +37,25 @@ _SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?i?B?\Z", re.IGNORECASE)
 Isolation = Literal["auto", "bwrap", "landlock", "gvisor", "none"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Limits(_Strict):
-    max_steps: int = Field(20, ge=1, description="model turns before the run stops")
-    max_tokens: int = Field(50_000, ge=1, description="input + output tokens over the whole run")
-    wall_time: float = Field(600.0, gt=0, description="seconds from start to finish")
-    step_timeout: float = Field(30.0, gt=0, description="seconds one model or tool step may take")
-    max_retries: int = Field(2, ge=0, description="re-asks after invalid tool arguments, per step")
-    max_output_tokens: int = Field(512, ge=16, description="tokens one model reply may take")
-    max_parallel_children: int = Field(
+class Limits(StrictModel):
+    max_steps: Int = Field(20, ge=1, description="model turns before the run stops")
+    max_tokens: Int = Field(50_000, ge=1, description="input + output tokens over the whole run")
+    wall_time: Number = Field(600.0, gt=0, description="seconds from start to finish")
+    step_timeout: Number = Field(30.0, gt=0, description="seconds one model or tool step may take")
+    max_retries: Int = Field(2, ge=0, description="re-asks after invalid tool arguments, per step")
+    max_output_tokens: Int = Field(512, ge=16, description="tokens one model reply may take")
+    max_parallel_children: Int = Field(
         8, ge=1, le=64, description="child runs of the run executing at once (the others wait their turn)"
     )
 
 
-class SandboxPolicySpec(_Strict):
+class SandboxPolicySpec(StrictModel):
     isolation: Isolation = "auto"
     network: list[str] | Literal["none"] = "none"
     memory: str = "1G"
-    cpus: float = Field(1.0, gt=0)
-    pids: int = Field(128, ge=1)
-    timeout: float = Field(30.0, gt=0)
+    cpus: Number = Field(1.0, gt=0)
+    pids: Int = Field(128, ge=1)
+    timeout: Number = Field(30.0, gt=0)
     disk: str = "1G"
 
     @field_validator("memory", "disk")
@@ -69,23 +66,23 @@ class SandboxPolicySpec(_Strict):
         return value
 
 
-class Mount(_Strict):
+class Mount(StrictModel):
     path: str = Field(description="where it appears, relative to /workspace")
     source: str = Field(description="a host directory or an s3:// prefix")
     read_only: Literal[True] = True
 
 
-class WorkspaceSpec(_Strict):
+class WorkspaceSpec(StrictModel):
     name: str | None = Field(None, description="a named workspace persists across runs")
     start_from: Literal["last", "empty"] = "last"
     seed: list[str] = Field(default_factory=list, description="files or dirs copied in at first run")
     mounts: list[Mount] = Field(default_factory=list)
-    max_bytes: int | None = Field(None, ge=1)
-    max_files: int | None = Field(None, ge=1)
-    max_file_bytes: int | None = Field(None, ge=1)
+    max_bytes: Int | None = Field(None, ge=1)
+    max_files: Int | None = Field(None, ge=1)
+    max_file_bytes: Int | None = Field(None, ge=1)
 
 
-class Permissions(_Strict):
+class Permissions(StrictModel):
     workspace: Literal["read-write", "read-only", "none"] = "read-write"
     approvers: list[str] = Field(default_factory=list)
     #: the team owning the agent: holders of ``approver`` for it may decide its calls, its runs are its
@@ -94,18 +91,18 @@ class Permissions(_Strict):
     secrets: list[str] = Field(default_factory=list)
 
 
-class GuardrailSpec(_Strict):
+class GuardrailSpec(StrictModel):
     name: str = Field(description="pii, deny-topics, prompt-injection, or another registered guardrail")
     #: the guardrail's own options (pii: block, kinds; deny-topics: topics, stages)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ToolSpec(_Strict):
+class ToolSpec(StrictModel):
     name: str
     source: str = Field(description="builtin:NAME, FILE.py:ATTR (relative to the spec) or module:attr")
     description: str | None = None
     requires_approval: bool = False
-    approval_timeout: float | None = Field(None, gt=0)
+    approval_timeout: Number | None = Field(None, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -122,13 +119,13 @@ class ToolSpec(_Strict):
         return value
 
 
-class SkillRef(_Strict):
+class SkillRef(StrictModel):
     ref: str = Field(description="name@version, name@sha256:DIGEST, or a path to a skill directory")
     requires_approval: bool = False
-    approval_timeout: float | None = Field(None, gt=0)
+    approval_timeout: Number | None = Field(None, gt=0)
 
 
-class AgentSpec(_Strict):
+class AgentSpec(StrictModel):
     name: str
     version: str = "0.1.0"
     description: str = ""
