@@ -16,6 +16,7 @@ model and refuses to mix vectors of another.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
+from shopfloor.connectors.docs._chunk import chunk_sections
 from shopfloor.connectors.docs._embed import Embedder
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
 from shopfloor.connectors.docs._rank import Ranking, fuse, query_terms
@@ -77,17 +78,9 @@ class IngestReport:
         return data
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Prepared:
-    """A parsed document waiting for its vectors."""
-
-    source: str
-    digest: str
-    title: str
-    chunks: list[Chunk]
-
-    def texts(self) -> list[str]:
-        return [f"{self.title}\n{c.heading}\n{c.text}" for c in self.chunks]
+def _texts(doc: StoredDocument) -> list[str]:
+    """What is embedded of a document's chunks."""
+    return [f"{doc.title}\n{c.heading}\n{c.text}" for c in doc.chunks]
 
 
 def _files(paths: Iterable[Path], exclude: Sequence[str]) -> Iterator[Path]:
@@ -154,7 +147,7 @@ class DocIndex:
         the time since the ingest started)."""
         report = IngestReport()
         started = time.monotonic()
-        pending: list[_Prepared] = []
+        pending: list[StoredDocument] = []
         for file in _files((Path(p) for p in paths), exclude):
             source = (
                 str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
@@ -176,7 +169,7 @@ class DocIndex:
 
     def _write(
         self,
-        pending: list[_Prepared],
+        pending: list[StoredDocument],
         report: IngestReport,
         started: float,
         progress: Callable[[IngestReport], None] | None,
@@ -187,7 +180,7 @@ class DocIndex:
         if not pending:
             return
         try:
-            vectors = self.embedder.embed([text for doc in pending for text in doc.texts()])
+            vectors = self.embedder.embed([text for doc in pending for text in _texts(doc)])
         except _INGEST_ERRORS as exc:
             if len(pending) > 1:
                 for doc in pending:
@@ -206,7 +199,7 @@ class DocIndex:
             report.seconds = time.monotonic() - started
             progress(report)
 
-    def _prepare(self, file: Path, source: str, report: IngestReport) -> _Prepared | None:
+    def _prepare(self, file: Path, source: str, report: IngestReport) -> StoredDocument | None:
         """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
         parser = parser_for(file)
         if parser is None:
@@ -222,19 +215,13 @@ class DocIndex:
             report.unchanged += 1
             return None
         parsed = parser.parse(data, source)
-        return _Prepared(
+        return StoredDocument(
             source=source, digest=digest, title=parsed.title, chunks=chunk_sections(parsed.sections)
         )
 
-    def _store(self, doc: _Prepared, vectors: Any, report: IngestReport) -> None:
+    def _store(self, doc: StoredDocument, vectors: Any, report: IngestReport) -> None:
         stored = self.store.put(
-            StoredDocument(
-                source=doc.source,
-                digest=doc.digest,
-                title=doc.title,
-                chunks=doc.chunks,
-                vectors=[vector.astype(np.float32).tobytes() for vector in vectors],
-            )
+            dataclasses.replace(doc, vectors=[vector.astype(np.float32).tobytes() for vector in vectors])
         )
         if stored == "unchanged":  # another writer (a run starting beside this one) stored it meanwhile
             report.unchanged += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from shopfloor._registry import Registry
@@ -39,13 +39,14 @@ def check_collection_name(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class StoredDocument:
-    """A parsed document with its chunks' vectors (float32 bytes, one per chunk), ready to store."""
+    """A parsed document with its chunks' vectors (float32 bytes, one per chunk; none while it waits
+    for them)."""
 
     source: str
     digest: str
     title: str
     chunks: list[Chunk]
-    vectors: list[bytes]
+    vectors: list[bytes] = field(default_factory=list)
 
 
 class DocStore(ABC):
