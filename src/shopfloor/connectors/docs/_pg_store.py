@@ -80,10 +80,12 @@ def _connect(url: str) -> tuple[psycopg.Connection[Any], str]:
         conn = psycopg.connect(
             conninfo, autocommit=True, connect_timeout=10, application_name="shopfloor_docs"
         )
-        with conn.transaction():
-            # CREATE ... IF NOT EXISTS is not safe against itself from two processes at once
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('shopfloor_doc_schema'))")
-            conn.execute(_SCHEMA)
+        made = conn.execute("SELECT to_regclass('shopfloor_doc_chunks')").fetchone()
+        if made is None or made[0] is None:  # a user without the right to create tables can use them
+            with conn.transaction():
+                # CREATE ... IF NOT EXISTS is not safe against itself from two processes at once
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('shopfloor_doc_schema'))")
+                conn.execute(_SCHEMA)
     except psycopg.Error as exc:
         if conn is not None:
             conn.close()
