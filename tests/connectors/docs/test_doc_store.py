@@ -193,6 +193,10 @@ def test_where_collections_live_comes_from_the_settings(
     assert DocCollections.from_settings(load_settings()).url == "postgresql://docs@db.example/corpus"
     with pytest.raises(ConfigError, match=r"'s3' URL names no document store; write one of file://"):
         DocCollections(url="s3://bucket/docs").names()
+    for bad in ("postgresql://u:pw@[bad/db", "postgresql://u:pw@host:port/db"):
+        with pytest.raises(ConfigError, match=r"\[docs\] url: not a") as caught:
+            DocCollections(url=bad).names()
+        assert "pw" not in str(caught.value)
     with pytest.raises(ConfigError, match="three slashes"):
         DocCollections(url="file://relative/docs").names()
     assert set(doc_stores().names()) >= {"file", "postgresql", "postgres"}

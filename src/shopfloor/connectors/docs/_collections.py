@@ -35,7 +35,10 @@ class DocCollections:
         return cls(url=f"file://{home.absolute() / 'docs'}")
 
     def _kind(self) -> type[DocStore]:
-        scheme = urlsplit(self.url).scheme
+        try:
+            scheme = urlsplit(self.url).scheme
+        except ValueError as exc:  # the URL itself is not repeated: it may hold a password
+            raise ConfigError(f"[docs] url: not a URL ({exc})") from None
         if scheme not in self.stores:
             raise ConfigError(
                 f"[docs] url: a {scheme or 'bare'!r} URL names no document store; "

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.connectors.docs._store import (
@@ -62,8 +63,8 @@ def _conninfo(url: str) -> tuple[str, str, str]:
     """(what psycopg connects with, the URL with its password hidden, the password)."""
     try:
         parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy's ArgumentError, ValueError: the URL is not one at all
-        raise ConfigError("document store URL: not a postgresql:// URL") from exc
+    except (ArgumentError, ValueError):  # its text could hold a password: not repeated
+        raise ConfigError("[docs] url: not a postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL") from None
     return (
         parsed.set(drivername="postgresql").render_as_string(hide_password=False),
         parsed.render_as_string(hide_password=True),
