@@ -213,3 +213,15 @@ def test_a_password_in_the_url_never_shows_in_an_error() -> None:
         with pytest.raises(ConnectorError) as opened:
             DocCollections(url=url).open("x", Hashed(), create=True)
         assert secret not in str(opened.value)
+
+
+def test_psycopg_is_imported_only_for_a_postgresql_store(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from shopfloor.connectors.docs import DocCollections\n"
+        f"assert DocCollections.under(Path({str(tmp_path)!r})).names() == []\n"
+        "assert 'psycopg' not in sys.modules, 'psycopg imported for SQLite collections'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
