@@ -295,7 +295,8 @@ def main() -> int:
         print(f"queries ({len(QUERIES)} x {args.rounds} rounds, k=5, interleaved):")
         print_queries(f"{stats['chunks']} chunks", query_rows(index, args.rounds))
         # Scale the dense side: tile the real vectors (with noise) to --scale rows.
-        real = index._dense(QUERIES[0], 1) and index._matrix
+        index._cosines(QUERIES[0])  # reads the matrix
+        real = index._matrix
         reps = max(1, args.scale // len(real))
         rng = np.random.default_rng(0)
         tiled = np.tile(real, (reps, 1)) + rng.normal(0, 0.01, (len(real) * reps, real.shape[1])).astype(

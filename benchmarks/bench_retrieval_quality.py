@@ -38,7 +38,7 @@ from typing import Any
 from shopfloor.config import load_settings
 from shopfloor.connectors import Secrets
 from shopfloor.connectors._docs import DocsConnector, ingest_sources
-from shopfloor.connectors.docs import Ranking, resolve_sources
+from shopfloor.connectors.docs import DocCollections, Ranking, resolve_sources
 from shopfloor.spec import ConnectorSpec, load_spec, spec_resolvers
 from shopfloor.tools import ToolContext, ToolServices
 
@@ -115,7 +115,9 @@ def score(results: list[dict[str, Any]], gold: set[str]) -> tuple[float, float]:
 async def measure(home: Path, spec: ConnectorSpec, variant: Variant, questions: list[dict[str, Any]]) -> Rows:
     assert spec.docs is not None
     docs = spec.docs.model_copy(update={"mode": variant.mode})
-    connector = DocsConnector(spec.model_copy(update={"docs": docs}), Secrets(None), home=home)
+    connector = DocsConnector(
+        spec.model_copy(update={"docs": docs}), Secrets(None), collections=DocCollections.under(home)
+    )
     try:
         (await connector.index()).ranking = variant.ranking
         tools = {tool.name: tool for tool in await connector.tools()}
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         resolved = resolve_sources(docs, RESEARCHER)
         started = time.monotonic()
-        reports = ingest_sources(home, docs, resolved.paths)
+        reports = ingest_sources(DocCollections.under(home), docs, resolved.paths)
         added = sum(r.added + r.replaced for r in reports)
         print(f"{docs.collection} in {home}: {[str(p) for p in resolved.paths]}, {added} pages (re)ingested "
               f"in {time.monotonic() - started:.0f} s")  # fmt: skip

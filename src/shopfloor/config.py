@@ -30,6 +30,7 @@ __all__ = [
     "BindingSettings",
     "ClientSettings",
     "ConsoleSettings",
+    "DocsSettings",
     "EvalSettings",
     "GatewaySettings",
     "GitOpsSettings",
@@ -441,6 +442,13 @@ class EvalSettings(_Section):
     write_batch: int = Field(64, ge=1, description="results written together at most")
 
 
+class DocsSettings(_Section):
+    #: where document collections live: unset, one SQLite file per collection under
+    #: ``$SHOPFLOOR_HOME/docs`` (``file:///DIR`` names another folder); ``postgresql://...``, tables
+    #: there (full text in ``tsvector`` columns), shared by every machine that names the same database
+    url: str | None = None
+
+
 class Settings(_Section):
     home: Path
     database_url: str | None = None  # default: sqlite under home
@@ -459,6 +467,7 @@ class Settings(_Section):
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     mcp: McpGatewaySettings = Field(default_factory=McpGatewaySettings)
     evals: EvalSettings = Field(default_factory=EvalSettings)  # type: ignore[arg-type]
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     @property
     def db_url(self) -> str:

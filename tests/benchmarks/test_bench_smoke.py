@@ -21,6 +21,8 @@ CASES = {
     "children": (["--sizes", "2", "--reps", "1"], "the researchers' part"),
     "governance": (["--repeat", "60"], "budgets default (in process, written behind)"),
     "releases": ([], "route by deployment + load"),
+    # needs PostgreSQL on 127.0.0.1:5432, as the postgres-marked tests do
+    "doc_stores": (["--chunks", "200", "--rounds", "1", "--queries", "3"], "dense   postgresql"),
     "research": (["--repeats", "1", "--questions", "1"], "verdicts: identical before and after"),
     "retrieval_quality": (["--fallback"], "| default (now) |"),
     "gateway": (

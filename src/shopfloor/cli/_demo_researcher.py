@@ -33,7 +33,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
     """Ingest every ``docs:`` connector's sources into its collection (incremental by digest), saying
     what changed; the run ingests again as it starts, which then costs a hash per page."""
     from shopfloor.connectors import ingest_sources
-    from shopfloor.connectors.docs import resolve_sources
+    from shopfloor.connectors.docs import DocCollections, resolve_sources
 
     done = []
     for connector in loaded.spec.connectors:
@@ -56,7 +56,9 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
                 Text.assemble("ingesting ", untrusted(where), " into collection ", (docs.collection, "bold"))
                 + " ..."
             )
-        reports = ingest_sources(get_settings().home, docs, paths, progress=None if quiet else _progress)
+        reports = ingest_sources(
+            DocCollections.from_settings(get_settings()), docs, paths, progress=None if quiet else _progress
+        )
         for report in reports:
             if not quiet:
                 console.print(

@@ -24,13 +24,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _open(collection: str, *, create: bool) -> object:
-    from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
-    from shopfloor.errors import ConfigError
+    """The collection where ``[docs] url`` keeps them (SQLite files under the home by default)."""
+    from shopfloor.connectors.docs import DocCollections, MiniLM
 
-    path = collection_path(get_settings().home, collection)
-    if not create and not path.is_file():
-        raise ConfigError(f"no collection {collection!r}; `shopfloor docs add {collection} PATH` makes it")
-    return DocIndex(path, MiniLM())
+    return DocCollections.from_settings(get_settings()).open(collection, MiniLM(), create=create)
 
 
 @docs_app.command("add")
@@ -64,12 +61,11 @@ def add_cmd(
 @docs_app.command("ls")
 def ls_cmd(json_out: JsonOpt = False) -> None:
     """Every collection: documents, chunks, size, embedding model."""
-    from shopfloor.connectors.docs import DocIndex
+    from shopfloor.connectors.docs import DocCollections, DocIndex
 
-    root = get_settings().home / "docs"
     found = []
-    for path in sorted(root.glob("*.db")) if root.is_dir() else []:
-        index = _open(path.stem, create=False)
+    for name in DocCollections.from_settings(get_settings()).names():
+        index = _open(name, create=False)
         assert isinstance(index, DocIndex)
         with index:
             found.append(index.stats())

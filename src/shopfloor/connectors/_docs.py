@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace as otel_trace
 
 from shopfloor.connectors._base import Connector, Secrets, tool_name
-from shopfloor.errors import ConnectorError, ToolExecutionError
+from shopfloor.errors import ToolExecutionError
 from shopfloor.spec import ConnectorSpec, DocsConnectorSpec
 from shopfloor.telemetry import COMPONENT, open_span, record_content
 from shopfloor.tools import Ask, Proposal, Tool, ToolContext
 
 if TYPE_CHECKING:
-    from shopfloor.connectors.docs import IngestReport, Researcher
+    from shopfloor.connectors.docs import DocCollections, IngestReport, Researcher
 
 __all__ = ["DocsConnector", "ingest_sources"]
 
@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 
 
 def ingest_sources(
-    home: Path,
+    collections: DocCollections,
     docs: DocsConnectorSpec,
     paths: list[Path],
     *,
@@ -49,10 +49,10 @@ def ingest_sources(
     or newly excluded) is removed, and the last report lists it (``removed``). The reports
     (``IngestReport``), one per path; documents that failed are logged. ``progress``: called with a
     path's report so far after each embedding batch (``DocIndex.add``)."""
-    from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
+    from shopfloor.connectors.docs import MiniLM
 
     reports = []
-    with DocIndex(collection_path(home, docs.collection), MiniLM()) as index:
+    with collections.open(docs.collection, MiniLM(), create=True) as index:
         for path in paths:
             base = path if path.is_dir() else path.parent
             report = index.add([path], base=base, exclude=docs.exclude, progress=progress)
@@ -72,11 +72,12 @@ def ingest_sources(
 
 
 class DocsConnector(Connector):
-    def __init__(self, spec: ConnectorSpec, secrets: Secrets, *, home: Path) -> None:
+    def __init__(self, spec: ConnectorSpec, secrets: Secrets, *, collections: DocCollections) -> None:
         super().__init__(spec, secrets)
         assert spec.docs is not None
         self.docs: DocsConnectorSpec = spec.docs
-        self.home = home
+        #: where the collections are (``[docs] url``)
+        self.where = collections
         #: the collections searched: the connector's own first, then its further ``collections``
         self.names = [self.docs.collection, *(c.collection for c in self.docs.collections)]
         self._indexes: dict[str, Any] = {}
@@ -87,15 +88,9 @@ class DocsConnector(Connector):
         name = collection or self.docs.collection
         async with self._lock:
             if name not in self._indexes:
-                from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
+                from shopfloor.connectors.docs import MiniLM
 
-                path = collection_path(self.home, name)
-                if not path.is_file():
-                    raise ConnectorError(
-                        f"no document collection {name!r}; "
-                        f"add documents with `shopfloor docs add {name} PATH`"
-                    )
-                self._indexes[name] = await asyncio.to_thread(DocIndex, path, MiniLM())
+                self._indexes[name] = await asyncio.to_thread(self.where.open, name, MiniLM())
             return self._indexes[name]
 
     def collections(self) -> list[Any]:

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from shopfloor._registry import Registry
 from shopfloor.config import Settings
@@ -91,14 +90,16 @@ def build_connectors(
     kinds: Registry[ConnectorFactory] | None = None,
 ) -> Connectors:
     """The worker's connector pool; ``secrets`` resolves ``secret:NAME`` values (the secret store).
-    Document collections live under the settings' home, so the ``docs`` kind is bound to it here."""
+    Document collections live where the settings say (``[docs] url``), so the ``docs`` kind is bound
+    to that here."""
     kinds = (kinds or connector_kinds()).copy()
     if "docs" not in kinds:
-        kinds.register("docs", functools.partial(_docs_connector, home=settings.home))
+        kinds.register("docs", functools.partial(_docs_connector, settings=settings))
     return Connectors(secrets=secrets, kinds=kinds)
 
 
-def _docs_connector(spec: ConnectorSpec, secrets: Secrets, *, home: Path) -> Connector:
+def _docs_connector(spec: ConnectorSpec, secrets: Secrets, *, settings: Settings) -> Connector:
     from shopfloor.connectors._docs import DocsConnector
+    from shopfloor.connectors.docs import DocCollections
 
-    return DocsConnector(spec, secrets, home=home)
+    return DocsConnector(spec, secrets, collections=DocCollections.from_settings(settings))

@@ -197,10 +197,11 @@ async def open_environment(
             )
         for connector in spec.connectors if branch is None else ():
             if connector.docs is not None and connector.docs.sources:
-                from shopfloor.connectors.docs import resolve_sources
+                from shopfloor.connectors.docs import DocCollections, resolve_sources
 
                 paths = resolve_sources(connector.docs, loaded.base_dir).paths
-                await asyncio.to_thread(ingest_sources, settings.home, connector.docs, paths)
+                collections = DocCollections.from_settings(settings)
+                await asyncio.to_thread(ingest_sources, collections, connector.docs, paths)
         connector_tools = await connectors.tools(spec.connectors)
     view: WorkspaceView | None = None
     workspaces: Workspaces | None = None

@@ -1,5 +1,6 @@
 """Document collections: real HTML, Markdown, PDF and text parsed by structure, embedded by the shipped
-MiniLM, indexed hybrid; broken documents reported and skipped; re-ingest incremental."""
+MiniLM, indexed hybrid; broken documents reported and skipped; re-ingest incremental. The collection
+tests run on SQLite and on PostgreSQL (``doc_collections``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from shopfloor.connectors.docs import (
+    DocCollections,
     DocIndex,
     MiniLM,
     Ranking,
@@ -102,8 +104,8 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def index(tmp_path: Path, minilm: MiniLM) -> Iterator[DocIndex]:
-    with DocIndex(tmp_path / "docs" / "python.db", minilm) as made:
+def index(doc_collections: DocCollections, minilm: MiniLM) -> Iterator[DocIndex]:
+    with doc_collections.open("python", minilm, create=True) as made:
         yield made
 
 
@@ -224,7 +226,9 @@ def test_broken_documents_are_reported_and_skipped_and_lose_nothing(index: DocIn
         index.add([corpus / "missing"])
 
 
-def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, minilm: MiniLM) -> None:
+def test_the_ranking_weighs_headings_and_caps_a_documents_share(
+    tmp_path: Path, minilm: MiniLM, doc_collections: DocCollections
+) -> None:
     pages = tmp_path / "pages"
     pages.mkdir()
     filler = "More words on other matters fill the section out. " * 7
@@ -233,7 +237,8 @@ def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, 
         "".join(f"# Caching part {n}\n\n{'The lru_cache decorator. ' * 3}{filler}\n\n" for n in range(3))
     )
     (pages / "memo.md").write_text(f"# lru_cache\n\nThe lru_cache decorator. {filler}\n")
-    with DocIndex(tmp_path / "c.db", minilm, ranking=Ranking(heading_weight=0.0, per_document=0)) as index:
+    ranking = Ranking(heading_weight=0.0, per_document=0)
+    with doc_collections.open("c", minilm, create=True, ranking=ranking) as index:
         index.add([pages], base=pages)
         assert index.stats()["chunks"] == 4
         top = [h.source for h in index.search("lru_cache", k=3, mode="bm25")]
@@ -255,14 +260,19 @@ def test_the_ranking_weighs_headings_and_caps_a_documents_share(tmp_path: Path, 
 def test_queries_are_never_fts_syntax(index: DocIndex, corpus: Path) -> None:
     index.add([corpus], base=corpus)
     assert fts_query('NEAR(a b) "quoted" OR -x *') == '"near" OR "a" OR "b" OR "quoted" OR "or" OR "x"'
-    for hostile in ['"', "AND OR NOT", "col:value", "a*", "(((", "'; DROP TABLE chunks; --", "\0"]:
-        index.search(hostile, k=3)  # never an FTS5 syntax error
+    hostile_queries = ['"', "AND OR NOT", "col:value", "a*", "(((", "'; DROP TABLE chunks; --", "\0"]
+    hostile_queries += ["'&|!:*()", "open & !read | <-> file:*", "the of and", "%s %(x)s", "\\'"]
+    for hostile in hostile_queries:
+        index.search(hostile, k=3)  # never an FTS5 or tsquery syntax error
+    assert index.search("open() & file | !objects", k=1, mode="bm25")[0].source == "io.html"
     with pytest.raises(ConnectorError, match="empty query"):
         index.search("   ")
     assert index.stats()["documents"] == 4
 
 
-def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(corpus: Path) -> None:
+def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(
+    corpus: Path, doc_collections: DocCollections, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
     import json
 
@@ -274,6 +284,8 @@ def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(corpus: Path) -> None
     from shopfloor.spec import ConnectorSpec
     from shopfloor.tools import ToolContext
 
+    if doc_collections.url.startswith("postgresql"):  # else the default: SQLite files under the home
+        monkeypatch.setenv("SHOPFLOOR_DOCS__URL", doc_collections.url)
     cli = CliRunner()
     added = cli.invoke(app, ["docs", "add", "python", str(corpus), "--json"])
     assert added.exit_code == 0, added.output
@@ -284,7 +296,7 @@ def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(corpus: Path) -> None
     assert json.loads(found.stdout)[0]["source"] == "io.html"
     assert json.loads(cli.invoke(app, ["docs", "ls", "--json"]).stdout)[0]["documents"] == 4
     missing = cli.invoke(app, ["docs", "search", "nothing", "x"])
-    assert "no collection 'nothing'" in str(missing.exception)
+    assert "no document collection 'nothing'" in str(missing.exception)
 
     async def retrieve() -> list[dict[str, object]]:
         pool = build_connectors(load_settings(), secrets=None)

@@ -14,7 +14,7 @@ import pytest
 
 from shopfloor.connectors import Secrets
 from shopfloor.connectors._docs import DocsConnector
-from shopfloor.connectors.docs import DocIndex, MiniLM, collection_path
+from shopfloor.connectors.docs import DocCollections, DocIndex, MiniLM, collection_path
 from shopfloor.spec import CollectionSpec, ConnectorSpec, DocsConnectorSpec, ResearchModelsSpec, ResearchSpec
 from shopfloor.tools import Budget, Tool, ToolContext, ToolServices
 
@@ -67,7 +67,9 @@ async def connector(home: Path) -> AsyncIterator[DocsConnector]:
         collections=[CollectionSpec(collection="venvs", keywords=["virtual environment", "pip"])],
         research=ResearchSpec(models=ResearchModelsSpec(hard="function:hard"), report_dir=None),
     )
-    made = DocsConnector(ConnectorSpec(name="docs", docs=docs), Secrets(None), home=home)
+    made = DocsConnector(
+        ConnectorSpec(name="docs", docs=docs), Secrets(None), collections=DocCollections.under(home)
+    )
     yield made
     await made.aclose()
 

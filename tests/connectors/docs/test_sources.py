@@ -14,7 +14,15 @@ import pytest
 from pydantic import ValidationError
 
 from shopfloor.connectors import ingest_sources
-from shopfloor.connectors.docs import DocIndex, Embedder, MiniLM, collection_path, excluded, resolve_sources
+from shopfloor.connectors.docs import (
+    DocCollections,
+    DocIndex,
+    Embedder,
+    MiniLM,
+    collection_path,
+    excluded,
+    resolve_sources,
+)
 from shopfloor.errors import ConnectorError
 from shopfloor.spec import DocsConnectorSpec, load_spec, spec_resolvers
 
@@ -161,7 +169,7 @@ EXCLUDE = ["_sources/*", "genindex*.html", "index.html", "whatsnew/*"]
 def test_excluded_files_are_not_ingested_and_the_rest_are(tmp_path: Path, minilm: MiniLM) -> None:
     root = _docs_tree(tmp_path / "html")
     spec = DocsConnectorSpec(collection="pydocs", sources=[str(root)], exclude=EXCLUDE)
-    (report,) = ingest_sources(tmp_path, spec, resolve_sources(spec, tmp_path).paths)
+    (report,) = ingest_sources(DocCollections.under(tmp_path), spec, resolve_sources(spec, tmp_path).paths)
     assert (report.added, report.failed) == (5, [])
     with DocIndex(collection_path(tmp_path, "pydocs"), minilm) as index:
         sources = {hit.source for hit in index.search("lru_cache functools index changelog", k=50)}
@@ -188,12 +196,12 @@ def test_pages_dropped_from_the_sources_or_newly_excluded_leave_the_collection(
     extra.mkdir()
     (extra / "notes.md").write_text("# Notes\n\nThe walrus operator assigns inside an expression.\n")
     spec = DocsConnectorSpec(collection="pydocs", sources=[str(root), str(extra)], exclude=EXCLUDE)
-    first = ingest_sources(tmp_path, spec, resolve_sources(spec, tmp_path).paths)
+    first = ingest_sources(DocCollections.under(tmp_path), spec, resolve_sources(spec, tmp_path).paths)
     assert [r.added for r in first] == [5, 1] and first[-1].removed == []
     # A page deleted, a pattern added and a source dropped: all three go on the next ingest.
     (root / "library" / "pathlib.html").unlink()
     fewer = spec.model_copy(update={"sources": [str(root)], "exclude": [*EXCLUDE, "howto/*"]})
-    (report,) = ingest_sources(tmp_path, fewer, resolve_sources(fewer, tmp_path).paths)
+    (report,) = ingest_sources(DocCollections.under(tmp_path), fewer, resolve_sources(fewer, tmp_path).paths)
     assert report.removed == ["howto/sorting.html", "library/pathlib.html", "notes.md"]
     assert (report.added, report.unchanged) == (0, 3) and report.to_json()["removed"] == report.removed
     with DocIndex(collection_path(tmp_path, "pydocs"), minilm) as index:
@@ -201,7 +209,7 @@ def test_pages_dropped_from_the_sources_or_newly_excluded_leave_the_collection(
         found = {h.source for h in index.search("walrus stable sort Path.glob", k=50)}
         assert found <= {"library/functools.html", "library/itertools.html", "tutorial/errors.html"}
     # Nothing else changed: nothing more is removed.
-    (again,) = ingest_sources(tmp_path, fewer, resolve_sources(fewer, tmp_path).paths)
+    (again,) = ingest_sources(DocCollections.under(tmp_path), fewer, resolve_sources(fewer, tmp_path).paths)
     assert (again.unchanged, again.removed) == (3, [])
 
 
@@ -216,18 +224,18 @@ def test_a_missing_package_falls_back_to_the_shipped_pages(tmp_path: Path, minil
     )
     resolved = resolve_sources(spec, tmp_path)
     assert resolved.fallback
-    (report,) = ingest_sources(tmp_path, spec, resolved.paths)
+    (report,) = ingest_sources(DocCollections.under(tmp_path), spec, resolved.paths)
     assert (report.added, report.failed) == (5, [])
     with DocIndex(collection_path(tmp_path, "pydocs"), minilm) as index:
         assert index.search("stable sort with a key function", k=1)[0].source == "howto/sorting.html"
     # Without a fallback the missing source is an error naming it.
     bare = DocsConnectorSpec(collection="bare", sources=[str(tmp_path / "python3.11-doc-not-installed")])
     with pytest.raises(ConnectorError, match=r"python3\.11-doc-not-installed: no such file"):
-        ingest_sources(tmp_path, bare, resolve_sources(bare, tmp_path).paths)
+        ingest_sources(DocCollections.under(tmp_path), bare, resolve_sources(bare, tmp_path).paths)
 
 
 def _rows(index: DocIndex) -> tuple[list[tuple[str, int, str, str]], Any]:
-    rows = index._conn.execute(
+    rows = index.store._conn.execute(  # type: ignore[attr-defined]
         "SELECT d.source, c.ord, c.heading, c.text, c.vector FROM chunks c "
         "JOIN documents d ON d.doc_id = c.doc_id ORDER BY d.source, c.ord"
     ).fetchall()

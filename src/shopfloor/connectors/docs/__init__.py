@@ -1,5 +1,6 @@
 """Document collections for retrieval: parsers (HTML, Markdown, PDF, text), chunking, a CPU embedding
-model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index in SQLite, fused by reciprocal rank, and
+model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index kept in SQLite or PostgreSQL
+(``DocStore``, ``doc_stores()``; where: ``DocCollections``), fused by reciprocal rank, and
 research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
 verified (``Researcher``), a deep plan's sub-questions each in a child run where the run has them
 (``ChildResearch``)."""
@@ -11,16 +12,11 @@ from shopfloor.connectors.docs._children import (
     research_sub_question,
 )
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
+from shopfloor.connectors.docs._collections import DocCollections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
-from shopfloor.connectors.docs._index import (
-    DocIndex,
-    Hit,
-    IngestReport,
-    SearchMode,
-    collection_path,
-)
+from shopfloor.connectors.docs._index import DocIndex, Hit, IngestReport, SearchMode
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
-from shopfloor.connectors.docs._rank import Ranking, fts_query
+from shopfloor.connectors.docs._rank import Ranking, fts_query, query_terms
 from shopfloor.connectors.docs._research import (
     Claim,
     Found,
@@ -42,6 +38,8 @@ from shopfloor.connectors.docs._route import (
     direct_answer,
 )
 from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
+from shopfloor.connectors.docs._sqlite_store import SqliteDocStore, collection_path
+from shopfloor.connectors.docs._store import DocStore, StoredDocument, doc_stores
 from shopfloor.connectors.docs._verify import Citation, CitationVerifier, Support, content_words
 
 __all__ = [
@@ -53,7 +51,9 @@ __all__ = [
     "Claim",
     "Collection",
     "Depth",
+    "DocCollections",
     "DocIndex",
+    "DocStore",
     "Embedder",
     "Found",
     "Hit",
@@ -73,6 +73,8 @@ __all__ = [
     "RouterMode",
     "SearchMode",
     "Section",
+    "SqliteDocStore",
+    "StoredDocument",
     "SubQuestion",
     "SubResearch",
     "Support",
@@ -82,11 +84,13 @@ __all__ = [
     "content_words",
     "deep_tokens_estimate",
     "direct_answer",
+    "doc_stores",
     "embedders",
     "excluded",
     "fts_query",
     "parser_for",
     "parsers",
+    "query_terms",
     "research_notes",
     "research_sub_question",
     "resolve_sources",

@@ -1,4 +1,5 @@
-"""A document collection: a SQLite file with BM25 (FTS5) and dense vectors, searched hybrid.
+"""A document collection: BM25 and dense vectors over a ``DocStore`` (``_store.py``: a SQLite file by
+default, or PostgreSQL), searched hybrid.
 
 ``add`` ingests files and directories incrementally: a document whose bytes did not change (sha256) is
 skipped, a changed one replaced in one transaction, a document that fails to parse (truncated PDF,
@@ -8,14 +9,15 @@ by length and runs its batches on its threads side by side: per document, a page
 small batch on one thread), and each document is then written in a transaction of its own. ``search``
 fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them,
 as its ``Ranking`` says (``_rank.py``).
-Vectors are float32 blobs searched exactly with numpy (10k chunks: one 15 MB matrix); the index
-records its embedding model and refuses to mix vectors of another.
+Vectors are float32 blobs searched exactly with numpy on every backend (10k chunks: one 15 MB matrix,
+read again when the store's version says another writer changed it); the index records its embedding
+model and refuses to mix vectors of another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -25,39 +27,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
+from shopfloor.connectors.docs._chunk import chunk_sections
 from shopfloor.connectors.docs._embed import Embedder
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
-from shopfloor.connectors.docs._rank import Ranking, fts_query, fuse
+from shopfloor.connectors.docs._rank import Ranking, fuse, query_terms
 from shopfloor.connectors.docs._sources import excluded
-from shopfloor.errors import ConfigError, ConnectorError
-from shopfloor.storage import open_sqlite
+from shopfloor.connectors.docs._sqlite_store import SqliteDocStore
+from shopfloor.connectors.docs._store import DocStore, StoredDocument
+from shopfloor.errors import ConnectorError
 
-__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "collection_path"]
+__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode"]
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
-_COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 #: chunks embedded in one call at ingest (a document's chunks are never split between calls)
 EMBED_BATCH = 256
 _INGEST_ERRORS = (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    doc_id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, digest TEXT NOT NULL,
-    title TEXT NOT NULL, chunks INTEGER NOT NULL, added_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    ord INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, heading, content='chunks', content_rowid='chunk_id', tokenize='porter unicode61');
-"""
-
-
-def collection_path(home: Path, name: str) -> Path:
-    if not _COLLECTION.match(name):
-        raise ConfigError(f"collection {name[:80]!r}: lower-case letters, digits, '-' and '_' (at most 63)")
-    return home / "docs" / f"{name}.db"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,17 +78,9 @@ class IngestReport:
         return data
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Prepared:
-    """A parsed document waiting for its vectors."""
-
-    source: str
-    digest: str
-    title: str
-    chunks: list[Chunk]
-
-    def texts(self) -> list[str]:
-        return [f"{self.title}\n{c.heading}\n{c.text}" for c in self.chunks]
+def _texts(doc: StoredDocument) -> list[str]:
+    """What is embedded of a document's chunks."""
+    return [f"{doc.title}\n{c.heading}\n{c.text}" for c in doc.chunks]
 
 
 def _files(paths: Iterable[Path], exclude: Sequence[str]) -> Iterator[Path]:
@@ -124,31 +100,30 @@ def _files(paths: Iterable[Path], exclude: Sequence[str]) -> Iterator[Path]:
 
 
 class DocIndex:
-    """One collection. Blocking (async callers use ``asyncio.to_thread``); one writer at a time."""
+    """One collection. Blocking (async callers use ``asyncio.to_thread``); one writer at a time.
+    ``store``: where it is kept, or the path of its SQLite file."""
 
-    def __init__(self, path: Path, embedder: Embedder, *, ranking: Ranking | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, store: DocStore | Path, embedder: Embedder, *, ranking: Ranking | None = None) -> None:
+        if isinstance(store, Path):
+            store = SqliteDocStore(store, embedder=embedder.name)
+        if store.embedder != embedder.name:
+            where = store.where
+            store.close()
+            raise ConnectorError(
+                f"{where}: indexed with {store.embedder}, not {embedder.name}; "
+                "re-create the collection to change the model"
+            )
+        self.store = store
         self.embedder = embedder
         #: how ``search`` orders chunks (``_rank.py``)
         self.ranking = ranking or Ranking()
         self._lock = threading.Lock()
-        self._conn = open_sqlite(str(path), autocommit=True)
-        self._conn.executescript(_SCHEMA)
-        found = self._conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-        if found is None:
-            self._conn.execute("INSERT INTO meta VALUES ('embedder', ?)", (embedder.name,))
-        elif found[0] != embedder.name:
-            raise ConnectorError(
-                f"{path}: indexed with {found[0]}, not {embedder.name}; "
-                "re-create the collection to change the model"
-            )
         self._matrix: Any = None
         self._ids: Any = None
-        self._version: int | None = None
+        self._version: object = None
 
     def close(self) -> None:
-        self._conn.close()
+        self.store.close()
 
     def __enter__(self) -> DocIndex:
         return self
@@ -172,7 +147,7 @@ class DocIndex:
         the time since the ingest started)."""
         report = IngestReport()
         started = time.monotonic()
-        pending: list[_Prepared] = []
+        pending: list[StoredDocument] = []
         for file in _files((Path(p) for p in paths), exclude):
             source = (
                 str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
@@ -194,7 +169,7 @@ class DocIndex:
 
     def _write(
         self,
-        pending: list[_Prepared],
+        pending: list[StoredDocument],
         report: IngestReport,
         started: float,
         progress: Callable[[IngestReport], None] | None,
@@ -205,7 +180,7 @@ class DocIndex:
         if not pending:
             return
         try:
-            vectors = self.embedder.embed([text for doc in pending for text in doc.texts()])
+            vectors = self.embedder.embed([text for doc in pending for text in _texts(doc)])
         except _INGEST_ERRORS as exc:
             if len(pending) > 1:
                 for doc in pending:
@@ -215,13 +190,16 @@ class DocIndex:
             return
         at = 0
         for doc in pending:
-            self._store(doc, vectors[at : at + len(doc.chunks)], report)
+            try:
+                self._store(doc, vectors[at : at + len(doc.chunks)], report)
+            except _INGEST_ERRORS as exc:  # a document its database refuses (PostgreSQL: a NUL character)
+                report.failed.append((doc.source, str(exc)[:500]))
             at += len(doc.chunks)
         if progress is not None:
             report.seconds = time.monotonic() - started
             progress(report)
 
-    def _prepare(self, file: Path, source: str, report: IngestReport) -> _Prepared | None:
+    def _prepare(self, file: Path, source: str, report: IngestReport) -> StoredDocument | None:
         """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
         parser = parser_for(file)
         if parser is None:
@@ -233,52 +211,23 @@ class DocIndex:
             )
         data = file.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        old = self._conn.execute(
-            "SELECT doc_id, digest FROM documents WHERE source = ?", (source,)
-        ).fetchone()
-        if old is not None and old[1] == digest:
+        if self.store.digest(source) == digest:
             report.unchanged += 1
             return None
         parsed = parser.parse(data, source)
-        return _Prepared(
+        return StoredDocument(
             source=source, digest=digest, title=parsed.title, chunks=chunk_sections(parsed.sections)
         )
 
-    def _store(self, doc: _Prepared, vectors: Any, report: IngestReport) -> None:
-        source, digest, chunks = doc.source, doc.digest, doc.chunks
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Another writer (a run starting beside this one) may have ingested it meanwhile.
-                old = self._conn.execute(
-                    "SELECT doc_id, digest FROM documents WHERE source = ?", (source,)
-                ).fetchone()
-                if old is not None and old[1] == digest:
-                    self._conn.execute("COMMIT")
-                    report.unchanged += 1
-                    return
-                if old is not None:
-                    self._delete(old[0])
-                doc_id = self._conn.execute(
-                    "INSERT INTO documents (source, digest, title, chunks, added_at) VALUES (?, ?, ?, ?, ?)",
-                    (source, digest, doc.title, len(chunks), time.time()),
-                ).lastrowid
-                for ord_, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
-                    chunk_id = self._conn.execute(
-                        "INSERT INTO chunks (doc_id, ord, heading, text, vector) VALUES (?, ?, ?, ?, ?)",
-                        (doc_id, ord_, chunk.heading, chunk.text, vector.astype(np.float32).tobytes()),
-                    ).lastrowid
-                    self._conn.execute(
-                        "INSERT INTO chunks_fts (rowid, text, heading) VALUES (?, ?, ?)",
-                        (chunk_id, chunk.text, chunk.heading),
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._matrix = None
-        report.chunks += len(chunks)
-        if old is None:
+    def _store(self, doc: StoredDocument, vectors: Any, report: IngestReport) -> None:
+        stored = self.store.put(
+            dataclasses.replace(doc, vectors=[vector.astype(np.float32).tobytes() for vector in vectors])
+        )
+        if stored == "unchanged":  # another writer (a run starting beside this one) stored it meanwhile
+            report.unchanged += 1
+            return
+        report.chunks += len(doc.chunks)
+        if stored == "added":
             report.added += 1
         else:
             report.replaced += 1
@@ -286,73 +235,32 @@ class DocIndex:
     def remove_except(self, keep: Collection[str]) -> list[str]:
         """Remove every document whose id is not in ``keep`` (pages dropped from a connector's sources,
         or newly excluded), in one transaction; the ids removed, sorted."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                gone = [
-                    (doc_id, source)
-                    for doc_id, source in self._conn.execute(
-                        "SELECT doc_id, source FROM documents"
-                    ).fetchall()
-                    if source not in keep
-                ]
-                for doc_id, _ in gone:
-                    self._delete(doc_id)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            if gone:
-                self._matrix = None
-        return sorted(source for _, source in gone)
-
-    def _delete(self, doc_id: int) -> None:
-        for chunk_id, text, heading in self._conn.execute(
-            "SELECT chunk_id, text, heading FROM chunks WHERE doc_id = ?", (doc_id,)
-        ).fetchall():
-            self._conn.execute(
-                "INSERT INTO chunks_fts (chunks_fts, rowid, text, heading) VALUES ('delete', ?, ?, ?)",
-                (chunk_id, text, heading),
-            )
-        self._conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-        self._conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        return self.store.remove_except(keep)
 
     # reading ---------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        documents, chunks = self._conn.execute(
-            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-        ).fetchone()
+        documents, chunks = self.store.counts()
         return {
-            "collection": self.path.stem,
+            "collection": self.store.name,
             "documents": documents,
             "chunks": chunks,
             "embedder": self.embedder.name,
-            # the file and its write-ahead log (recent writes live there until a checkpoint)
-            "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
+            "bytes": self.store.size(),
         }
 
     def _bm25(self, query: str, limit: int) -> list[int]:
-        ranking = self.ranking
-        match = fts_query(query, stop_words=ranking.stop_words)
-        if not match:
-            return []
-        rows = self._conn.execute(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, ?, ?) LIMIT ?",
-            (match, ranking.text_weight, ranking.heading_weight, limit),
-        ).fetchall()
-        return [row[0] for row in rows]
+        terms = query_terms(query, stop_words=self.ranking.stop_words)
+        return self.store.bm25(terms, self.ranking, limit) if terms else []
 
     def _cosines(self, query: str) -> tuple[Any, Any]:
         """Every chunk's id (ascending) and its cosine to ``query``."""
-        # Another connection's commit (an ingest by another process or handle) changes data_version.
-        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.store.version()
         with self._lock:
             if self._matrix is None or version != self._version:
                 self._version = version
-                rows = self._conn.execute("SELECT chunk_id, vector FROM chunks ORDER BY chunk_id").fetchall()
-                self._ids = np.array([r[0] for r in rows], dtype=np.int64)
-                blob = b"".join(r[1] for r in rows)
-                self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.embedder.dim)
+                ids, blob = self.store.vectors()
+                self._ids = np.array(ids, dtype=np.int64)
+                self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(ids), self.embedder.dim)
             matrix, ids = self._matrix, self._ids
         if len(ids) == 0:
             return ids, np.zeros(0, dtype=np.float32)
@@ -378,13 +286,7 @@ class DocIndex:
         dense_rank = {cid: i for i, cid in enumerate(dense, 1)}
         documents: dict[int, int] = {}
         if ranking.document_boost or ranking.per_document:
-            candidates = list(bm25_rank.keys() | dense_rank.keys())
-            marks = ",".join("?" * len(candidates))
-            documents = dict(
-                self._conn.execute(
-                    f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", candidates
-                ).fetchall()
-            )
+            documents = self.store.documents_of(list(bm25_rank.keys() | dense_rank.keys()))
             # a chunk deleted since it was ranked (another process re-ingested its page) is left out
             bm25, dense = [c for c in bm25 if c in documents], [c for c in dense if c in documents]
         pool = max(k, ranking.rerank)
@@ -403,22 +305,14 @@ class DocIndex:
         best = [cid for cid, _ in scored]
         if not best:
             return []
-        marks = ",".join("?" * len(best))
-        rows = {
-            r[0]: r
-            for r in self._conn.execute(
-                "SELECT c.chunk_id, d.source, d.title, c.heading, c.text FROM chunks c "
-                f"JOIN documents d ON d.doc_id = c.doc_id WHERE c.chunk_id IN ({marks})",
-                best,
-            )
-        }
+        rows = self.store.passages(best)
         return [
             Hit(
                 chunk_id=cid,
-                source=rows[cid][1],
-                title=rows[cid][2],
-                heading=rows[cid][3],
-                text=rows[cid][4],
+                source=rows[cid][0],
+                title=rows[cid][1],
+                heading=rows[cid][2],
+                text=rows[cid][3],
                 score=round(fused[cid], 6),
                 bm25_rank=bm25_rank.get(cid),
                 dense_rank=dense_rank.get(cid),

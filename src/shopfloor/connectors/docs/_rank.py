@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from shopfloor.connectors.docs._words import QUERY_STOP_WORDS
 
-__all__ = ["RRF_K", "Ranking", "fts_query", "fuse"]
+__all__ = ["RRF_K", "Ranking", "fts_match", "fts_query", "fuse", "query_terms"]
 
 RRF_K = 60
 _TERM = re.compile(r"\w+", re.UNICODE)
@@ -49,13 +49,23 @@ class Ranking:
             raise ValueError("a ranking has at least one candidate, and no negative share or limit")
 
 
-def fts_query(text: str, *, stop_words: bool = False) -> str:
-    """A user's words as an FTS5 query that cannot be a syntax error: each term quoted, any may match;
+def query_terms(text: str, *, stop_words: bool = False) -> list[str]:
+    """A user's words, lower case, each once, at most 64 (``\\w+``: never query syntax of any backend);
     ``stop_words``: without the words that mean nothing (when some other word is left)."""
     terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))[:64]
     if stop_words:
         terms = [t for t in terms if t not in QUERY_STOP_WORDS] or terms
+    return terms
+
+
+def fts_match(terms: Sequence[str]) -> str:
+    """``terms`` as an FTS5 query that cannot be a syntax error: each quoted, any may match."""
     return " OR ".join(f'"{t}"' for t in terms)
+
+
+def fts_query(text: str, *, stop_words: bool = False) -> str:
+    """A user's words as an FTS5 query (``query_terms``, then ``fts_match``)."""
+    return fts_match(query_terms(text, stop_words=stop_words))
 
 
 def fuse(

@@ -1,0 +1,272 @@
+"""``postgresql://``: collections as rows of three tables keyed by collection, through psycopg 3.
+
+Tables keyed by collection rather than a schema per collection: the tables are made once (no DDL, and
+no right to run it, when a collection is added), every collection is one query away (``names``), and a
+collection is removed by deleting its row. Full text: a generated ``tsvector`` column (the ``english``
+configuration: Snowball stemming, as FTS5's porter; the heading weighted ``A``, the text ``B``) under a
+GIN index, ranked by ``ts_rank_cd`` (cover density, divided by one plus the log of the chunk's length)
+over the query's words each made a ``plainto_tsquery`` and OR-ed, so no query is ever tsquery syntax.
+Vectors are float32 ``bytea`` scored exactly in numpy by ``DocIndex``, as on SQLite (pgvector is not
+used). A write first bumps the collection's ``version`` row, whose row lock serialises the writers of one
+collection across processes (SQLite's ``BEGIN IMMEDIATE``); readers never wait for it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shopfloor.connectors.docs._rank import Ranking
+from shopfloor.connectors.docs._store import (
+    DocStore,
+    Passage,
+    Stored,
+    StoredDocument,
+    check_collection_name,
+)
+from shopfloor.errors import ConfigError, ConnectorError
+
+__all__ = ["PostgresDocStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shopfloor_doc_collections (
+    collection_id serial PRIMARY KEY, name text NOT NULL UNIQUE, embedder text NOT NULL,
+    version bigint NOT NULL DEFAULT 0, created_at double precision NOT NULL);
+CREATE TABLE IF NOT EXISTS shopfloor_doc_documents (
+    doc_id bigserial PRIMARY KEY,
+    collection_id integer NOT NULL REFERENCES shopfloor_doc_collections ON DELETE CASCADE,
+    source text NOT NULL, digest text NOT NULL, title text NOT NULL, chunks integer NOT NULL,
+    added_at double precision NOT NULL, UNIQUE (collection_id, source));
+CREATE TABLE IF NOT EXISTS shopfloor_doc_chunks (
+    chunk_id bigserial PRIMARY KEY, collection_id integer NOT NULL,
+    doc_id bigint NOT NULL REFERENCES shopfloor_doc_documents ON DELETE CASCADE,
+    ord integer NOT NULL, heading text NOT NULL, text text NOT NULL, vector bytea NOT NULL,
+    tsv tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('english'::regconfig, heading), 'A')
+        || setweight(to_tsvector('english'::regconfig, text), 'B')) STORED);
+CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_doc ON shopfloor_doc_chunks (doc_id);
+CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_collection ON shopfloor_doc_chunks (collection_id, chunk_id);
+CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_tsv ON shopfloor_doc_chunks USING gin (tsv);
+"""
+#: ``ts_rank_cd``'s normalisation: divided by 1 + log(length), so a long chunk does not win by length
+_NORMALISE = 1
+
+
+def _conninfo(url: str) -> tuple[str, str, str]:
+    """(what psycopg connects with, the URL with its password hidden, the password)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # its text could hold a password: not repeated
+        raise ConfigError("[docs] url: not a postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL") from None
+    return (
+        parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+        parsed.render_as_string(hide_password=True),
+        parsed.password or "",
+    )
+
+
+def _connect(url: str) -> tuple[psycopg.Connection[Any], str]:
+    """An autocommit connection to ``url`` with the tables made, and the URL to show; an error never
+    carries the password."""
+    conninfo, shown, password = _conninfo(url)
+    conn = None
+    try:
+        conn = psycopg.connect(
+            conninfo, autocommit=True, connect_timeout=10, application_name="shopfloor_docs"
+        )
+        made = conn.execute("SELECT to_regclass('shopfloor_doc_chunks')").fetchone()
+        if made is None or made[0] is None:  # a user without the right to create tables can use them
+            with conn.transaction():
+                # CREATE ... IF NOT EXISTS is not safe against itself from two processes at once
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('shopfloor_doc_schema'))")
+                conn.execute(_SCHEMA)
+    except psycopg.Error as exc:
+        if conn is not None:
+            conn.close()
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if password:
+            first = first.replace(password, "***")
+        raise ConnectorError(f"document store {shown}: {first}") from None
+    return conn, shown
+
+
+class PostgresDocStore(DocStore):
+    def __init__(self, conn: psycopg.Connection[Any], *, shown: str, name: str, embedder: str) -> None:
+        self._conn = conn
+        self.where = f"{shown} collection {name}"
+        self.name = name
+        # one connection, used by one thread at a time (a transaction is the connection's)
+        self._lock = threading.Lock()
+        conn.execute(
+            "INSERT INTO shopfloor_doc_collections (name, embedder, created_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (name) DO NOTHING",
+            [name, embedder, time.time()],
+        )
+        row = conn.execute(
+            "SELECT collection_id, embedder FROM shopfloor_doc_collections WHERE name = %s", [name]
+        ).fetchone()
+        assert row is not None
+        self._collection, self.embedder = int(row[0]), str(row[1])
+
+    @classmethod
+    def open(cls, url: str, name: str, *, embedder: str) -> PostgresDocStore:
+        check_collection_name(name)
+        conn, shown = _connect(url)
+        try:
+            return cls(conn, shown=shown, name=name, embedder=embedder)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def names(cls, url: str) -> list[str]:
+        conn, _ = _connect(url)
+        with conn:
+            return [r[0] for r in conn.execute("SELECT name FROM shopfloor_doc_collections ORDER BY name")]
+
+    def digest(self, source: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT digest FROM shopfloor_doc_documents WHERE collection_id = %s AND source = %s",
+                [self._collection, source],
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A transaction holding the collection's row lock: one writer of a collection at a time."""
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cursor:
+            cursor.execute(
+                "UPDATE shopfloor_doc_collections SET version = version + 1 WHERE collection_id = %s",
+                [self._collection],
+            )
+            yield cursor
+
+    def put(self, doc: StoredDocument) -> Stored:
+        try:
+            with self._writing() as cursor:
+                old = cursor.execute(
+                    "SELECT doc_id, digest FROM shopfloor_doc_documents "
+                    "WHERE collection_id = %s AND source = %s",
+                    [self._collection, doc.source],
+                ).fetchone()
+                if old is not None and old[1] == doc.digest:
+                    raise psycopg.Rollback()  # another writer stored it meanwhile: nothing to write
+                if old is not None:
+                    cursor.execute("DELETE FROM shopfloor_doc_documents WHERE doc_id = %s", [old[0]])
+                doc_id = cursor.execute(
+                    "INSERT INTO shopfloor_doc_documents "
+                    "(collection_id, source, digest, title, chunks, added_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING doc_id",
+                    [self._collection, doc.source, doc.digest, doc.title, len(doc.chunks), time.time()],
+                ).fetchone()
+                assert doc_id is not None
+                with cursor.copy(
+                    "COPY shopfloor_doc_chunks (collection_id, doc_id, ord, heading, text, vector) FROM STDIN"
+                ) as copy:
+                    for ord_, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True)):
+                        copy.write_row((self._collection, doc_id[0], ord_, chunk.heading, chunk.text, vector))
+                return "added" if old is None else "replaced"
+        except psycopg.DataError as exc:  # text PostgreSQL cannot hold (a NUL character)
+            raise ConnectorError(f"{doc.source}: {(str(exc).splitlines() or ['bad data'])[0]}") from None
+        return "unchanged"
+
+    def remove_except(self, keep: Collection[str]) -> list[str]:
+        with self._writing() as cursor:
+            gone = [
+                (doc_id, source)
+                for doc_id, source in cursor.execute(
+                    "SELECT doc_id, source FROM shopfloor_doc_documents WHERE collection_id = %s",
+                    [self._collection],
+                ).fetchall()
+                if source not in keep
+            ]
+            if not gone:
+                raise psycopg.Rollback()
+            cursor.execute(
+                "DELETE FROM shopfloor_doc_documents WHERE doc_id = ANY(%s)", [[doc_id for doc_id, _ in gone]]
+            )
+        return sorted(source for _, source in gone)
+
+    def _one(self, query: str, params: Any) -> Any:
+        with self._lock:
+            row = self._conn.execute(query, params).fetchone()
+        assert row is not None
+        return row
+
+    def counts(self) -> tuple[int, int]:
+        documents, chunks = self._one(
+            "SELECT (SELECT count(*) FROM shopfloor_doc_documents WHERE collection_id = %(c)s), "
+            "(SELECT count(*) FROM shopfloor_doc_chunks WHERE collection_id = %(c)s)",
+            {"c": self._collection},
+        )
+        return int(documents), int(chunks)
+
+    def size(self) -> int:
+        # the rows' bytes (the indexes, shared by every collection, are not counted)
+        return int(
+            self._one(
+                "SELECT coalesce((SELECT sum(pg_column_size(d.*)) FROM shopfloor_doc_documents d "
+                "WHERE collection_id = %(c)s), 0) + coalesce((SELECT sum(pg_column_size(c.*)) "
+                "FROM shopfloor_doc_chunks c WHERE collection_id = %(c)s), 0)",
+                {"c": self._collection},
+            )[0]
+        )
+
+    def version(self) -> object:
+        return self._one(
+            "SELECT version FROM shopfloor_doc_collections WHERE collection_id = %s", [self._collection]
+        )[0]
+
+    def vectors(self) -> tuple[list[int], bytes]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT chunk_id, vector FROM shopfloor_doc_chunks WHERE collection_id = %s "
+                "ORDER BY chunk_id",
+                [self._collection],
+            ).fetchall()
+        return [r[0] for r in rows], b"".join(r[1] for r in rows)
+
+    def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
+        # ts_rank_cd's weights are at most 1: the two scaled together keep the order they give
+        top = max(ranking.text_weight, ranking.heading_weight) or 1.0
+        weights = [0.0, 0.0, ranking.text_weight / top, ranking.heading_weight / top]  # D, C, B, A
+        query = " || ".join(["plainto_tsquery('english'::regconfig, %s)"] * len(terms))
+        with self._lock:
+            rows = self._conn.execute(
+                f"WITH q AS (SELECT {query} AS query) "
+                "SELECT c.chunk_id FROM shopfloor_doc_chunks c, q "
+                "WHERE numnode(q.query) > 0 AND c.collection_id = %s AND c.tsv @@ q.query "
+                "ORDER BY ts_rank_cd(%s::real[], c.tsv, q.query, %s) DESC, c.chunk_id LIMIT %s",
+                [*terms, self._collection, weights, _NORMALISE, limit],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT chunk_id, doc_id FROM shopfloor_doc_chunks "
+                "WHERE collection_id = %s AND chunk_id = ANY(%s)",
+                [self._collection, list(chunk_ids)],
+            ).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def passages(self, chunk_ids: Sequence[int]) -> dict[int, Passage]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT c.chunk_id, d.source, d.title, c.heading, c.text FROM shopfloor_doc_chunks c "
+                "JOIN shopfloor_doc_documents d ON d.doc_id = c.doc_id "
+                "WHERE c.collection_id = %s AND c.chunk_id = ANY(%s)",
+                [self._collection, list(chunk_ids)],
+            ).fetchall()
+        return {int(r[0]): (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def close(self) -> None:
+        self._conn.close()

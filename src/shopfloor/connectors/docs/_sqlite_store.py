@@ -1,0 +1,184 @@
+"""``file://DIR``: one SQLite file per collection (``DIR/NAME.db``), the embedded default. FTS5 over the
+chunks' text and heading (porter stemming) ranks by BM25; vectors are float32 blobs. Writers serialise
+on ``BEGIN IMMEDIATE`` (one per file, across processes), and each checks the digest again inside it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from shopfloor.connectors.docs._rank import Ranking, fts_match
+from shopfloor.connectors.docs._store import (
+    DocStore,
+    Passage,
+    Stored,
+    StoredDocument,
+    check_collection_name,
+)
+from shopfloor.errors import ConfigError
+from shopfloor.storage import open_sqlite
+
+__all__ = ["SqliteDocStore", "collection_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, digest TEXT NOT NULL,
+    title TEXT NOT NULL, chunks INTEGER NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, heading, content='chunks', content_rowid='chunk_id', tokenize='porter unicode61');
+"""
+
+
+def collection_path(home: Path, name: str) -> Path:
+    """The file of the collection ``name`` in the default store under ``home``."""
+    return home / "docs" / f"{check_collection_name(name)}.db"
+
+
+def _directory(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc or not parts.path.startswith("/"):
+        raise ConfigError(f"document store URL {url!r}: write file:///absolute/path (three slashes)")
+    return Path(unquote(parts.path))
+
+
+class SqliteDocStore(DocStore):
+    def __init__(self, path: Path, *, embedder: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.name = path.stem
+        self.where = str(path)
+        self._lock = threading.Lock()
+        self._conn = open_sqlite(str(path), autocommit=True)
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedder', ?)", (embedder,))
+        self.embedder = str(self._conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()[0])
+
+    @classmethod
+    def open(cls, url: str, name: str, *, embedder: str) -> SqliteDocStore:
+        return cls(_directory(url) / f"{check_collection_name(name)}.db", embedder=embedder)
+
+    @classmethod
+    def names(cls, url: str) -> list[str]:
+        root = _directory(url)
+        return sorted(p.stem for p in root.glob("*.db")) if root.is_dir() else []
+
+    def digest(self, source: str) -> str | None:
+        row = self._conn.execute("SELECT digest FROM documents WHERE source = ?", (source,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, doc: StoredDocument) -> Stored:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._conn.execute(
+                    "SELECT doc_id, digest FROM documents WHERE source = ?", (doc.source,)
+                ).fetchone()
+                if old is not None and old[1] == doc.digest:
+                    self._conn.execute("COMMIT")
+                    return "unchanged"
+                if old is not None:
+                    self._delete(old[0])
+                doc_id = self._conn.execute(
+                    "INSERT INTO documents (source, digest, title, chunks, added_at) VALUES (?, ?, ?, ?, ?)",
+                    (doc.source, doc.digest, doc.title, len(doc.chunks), time.time()),
+                ).lastrowid
+                for ord_, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True)):
+                    chunk_id = self._conn.execute(
+                        "INSERT INTO chunks (doc_id, ord, heading, text, vector) VALUES (?, ?, ?, ?, ?)",
+                        (doc_id, ord_, chunk.heading, chunk.text, vector),
+                    ).lastrowid
+                    self._conn.execute(
+                        "INSERT INTO chunks_fts (rowid, text, heading) VALUES (?, ?, ?)",
+                        (chunk_id, chunk.text, chunk.heading),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return "added" if old is None else "replaced"
+
+    def remove_except(self, keep: Collection[str]) -> list[str]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [
+                    (doc_id, source)
+                    for doc_id, source in self._conn.execute(
+                        "SELECT doc_id, source FROM documents"
+                    ).fetchall()
+                    if source not in keep
+                ]
+                for doc_id, _ in gone:
+                    self._delete(doc_id)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return sorted(source for _, source in gone)
+
+    def _delete(self, doc_id: int) -> None:
+        for chunk_id, text, heading in self._conn.execute(
+            "SELECT chunk_id, text, heading FROM chunks WHERE doc_id = ?", (doc_id,)
+        ).fetchall():
+            self._conn.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, text, heading) VALUES ('delete', ?, ?, ?)",
+                (chunk_id, text, heading),
+            )
+        self._conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        self._conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    def counts(self) -> tuple[int, int]:
+        documents, chunks = self._conn.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        ).fetchone()
+        return int(documents), int(chunks)
+
+    def size(self) -> int:
+        # the file and its write-ahead log (recent writes live there until a checkpoint)
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def version(self) -> object:
+        # Another connection's commit (an ingest by another process or handle) changes data_version;
+        # this connection's own commits do not, so they are counted apart.
+        return (self._conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes)
+
+    def vectors(self) -> tuple[list[int], bytes]:
+        rows = self._conn.execute("SELECT chunk_id, vector FROM chunks ORDER BY chunk_id").fetchall()
+        return [r[0] for r in rows], b"".join(r[1] for r in rows)
+
+    def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
+        rows = self._conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, ?, ?) LIMIT ?",
+            (fts_match(terms), ranking.text_weight, ranking.heading_weight, limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        marks = ",".join("?" * len(chunk_ids))
+        return dict(
+            self._conn.execute(
+                f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", list(chunk_ids)
+            ).fetchall()
+        )
+
+    def passages(self, chunk_ids: Sequence[int]) -> dict[int, Passage]:
+        marks = ",".join("?" * len(chunk_ids))
+        return {
+            r[0]: (r[1], r[2], r[3], r[4])
+            for r in self._conn.execute(
+                "SELECT c.chunk_id, d.source, d.title, c.heading, c.text FROM chunks c "
+                f"JOIN documents d ON d.doc_id = c.doc_id WHERE c.chunk_id IN ({marks})",
+                list(chunk_ids),
+            )
+        }
+
+    def close(self) -> None:
+        self._conn.close()
