@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shopfloor.telemetry import REDACTED, redact_value, register_secret
-from shopfloor.telemetry._redact import _redact_each
+from shopfloor.telemetry import REDACTED, redact, redact_value, register_secret
+from shopfloor.telemetry._redact import _redact_each, may_hold_secret
 
 #: a known secret that JSON escapes (a quote, a backslash, a control character)
 KNOWN = 'zq"uo\\te\tv4lue-42'
@@ -107,3 +107,14 @@ def test_a_clean_value_comes_back_as_a_copy_with_tuples_as_lists() -> None:
 )
 def test_values_at_the_edges_of_the_screen(value: Any, expected: Any) -> None:
     assert redact_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["pa\u017fsword=hunter2222", "ap\u0130_key: hunter2222", "TOKEN=hunter2222 ap\u0131_key=hunter2222"],
+)
+def test_redact_finds_a_secret_key_spelled_with_a_character_ignorecase_folds_to_ascii(text: str) -> None:
+    """The screen before the patterns lowered the text, and lowering keeps the long s (and the two
+    Turkish i) where the patterns' IGNORECASE reads an ASCII letter: redact returned it unchanged."""
+    assert may_hold_secret(text)
+    assert "hunter2222" not in redact(text)

@@ -102,10 +102,14 @@ def register_secret(value: str) -> None:
 
 
 def may_hold_secret(text: str) -> bool:
-    """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged."""
+    """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged.
+
+    A text holding a character that ``IGNORECASE`` (the patterns) reads as an ASCII letter while
+    lowering gives none (``_FOLDS_TO_ASCII``: ``paſsword=...``) always goes on to the patterns."""
     return bool(
         _SCREEN.search(text)
         or _SCREEN_LOWER.search(text.lower())
+        or (not text.isascii() and _FOLDS_TO_ASCII.search(text))
         or (_KNOWN.values and any(value in text for value in _KNOWN.values))
     )
 
