@@ -19,10 +19,11 @@ and the median time to first token of every model call after a decision's first;
 each worker's last run span by span (wall, TTFT, prompt tokens evaluated and reused, output tokens).
 
 ``--questions`` asks the analyst's evaluation questions instead (``examples/analyst/evals``), each of
-both workers in turn: mean run time and CPU, and the answers ``scoring.is_correct`` accepts.
+both workers in turn: each question's time and verdict per worker, then mean run time, CPU and prompt
+tokens evaluated, and the answers ``scoring.is_correct`` accepts (``--first N``: only the first N).
 
 Run: ``python -m benchmarks.bench_mainjob [--question Q] [--repeats N] [--baseline SRC] [--cold N]
-[--spans] [--questions]``.
+[--spans] [--questions [--first N]]``.
 Needs the model installed (``shopfloor models install qwen2.5-coder-0.5b``) and the skill prepared.
 """
 
@@ -185,28 +186,37 @@ def _cold(question: str, pairs: int) -> None:
     print(f"  no cache / disk cache (run): {ratio:.2f}x")
 
 
-def _question_set(workers: list[Worker]) -> None:
-    """The analyst's evaluation questions, each asked of every worker in turn (after a warm-up):
-    mean run time and CPU per question, and how many answers ``scoring.is_correct`` accepts."""
+def _question_set(workers: list[Worker], first: int) -> None:
+    """The analyst's evaluation questions (the first ``first``; 0: all), each asked of every worker in
+    turn (after a warm-up): per question each worker's run time and verdict; then mean run time, CPU
+    and prompt tokens evaluated per question, and how many answers ``scoring.is_correct`` accepts."""
     from examples.analyst.evals.scoring import DATASET, is_correct
 
     items = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
+    items = items[:first] if first else items
     for worker in workers:
         worker.run()  # warm-up: the default question
+    print(f"  {'question':<26}" + "".join(f" {w.label:>13}" for w in workers))
     for item in items:
+        row = f"  {str(item.get('id', ''))[:26]:<26}"
         for worker in workers:
             result = worker.run(item["input"])
             result["correct"] = is_correct(str(result["output"] or ""), item["expected"])
             worker.runs.append(result)
+            row += f" {result['wall']:9.2f} s {'ok' if result['correct'] else 'NO'}"
+        print(row, flush=True)
     load = os.getloadavg()[0]
     print(
         f"the analyst's {len(items)} questions, each asked of each worker in turn (load average {load:.1f}):"
     )
     for worker in workers:
         runs = worker.runs
+        spans = worker.close()[1:]  # the warm-up's first
+        evaluated = [sum(c["input"] - c["reused"] for c in _calls(run)) for run in spans]
         print(
             f"  {worker.label:<9} {statistics.mean(r['wall'] for r in runs):6.2f} s mean wall  "
             f"{statistics.mean(r['cpu'] for r in runs):6.2f} s mean CPU  "
+            f"{statistics.mean(evaluated) if evaluated else 0.0:6.0f} prompt tokens evaluated  "
             f"correct {sum(r['correct'] for r in runs)}/{len(runs)}"
         )
     if len(workers) == 2:
@@ -228,6 +238,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=0, help="pairs of new processes, cache on and off")
     parser.add_argument("--spans", action="store_true", help="print each worker's last run, span by span")
     parser.add_argument("--questions", action="store_true", help="the evaluation's questions instead")
+    parser.add_argument("--first", type=int, default=0, help="with --questions: only the first N")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -241,10 +252,11 @@ def main() -> None:
         workers.append(Worker("baseline", Path(args.baseline), args.question))
     if args.questions:
         try:
-            _question_set(workers)
+            _question_set(workers, args.first)
         finally:
             for worker in workers:
-                worker.close()
+                if worker.proc.poll() is None:
+                    worker.close()
         return
     try:
         for worker in workers:

@@ -489,7 +489,7 @@ async def test_two_phase_puts_the_tools_instructions_in_the_stable_prefix() -> N
 
     one_step = Limits(max_steps=1)  # type: ignore[call-arg]
     loop = AgentLoop(model=FunctionModel(reply), tools=[_Forced()], decision="two_phase", limits=one_step)
-    await run(loop, "which column of a.csv?")
+    await run(loop, "which column of the first file?")
     choose, first_stage, second_stage = requests
     assert "PICK INSTRUCTIONS" not in choose.messages[0].content  # shown only once the tool is chosen
     for stage in (first_stage, second_stage):
@@ -498,6 +498,122 @@ async def test_two_phase_puts_the_tools_instructions_in_the_stable_prefix() -> N
         assert stage.cache_prefix == choose.cache_prefix == 1
     # Each stage's prompt extends the previous one: the model reuses what it has processed.
     assert second_stage.messages[: len(first_stage.messages)] == first_stage.messages
+
+
+class _Described(_Forced):
+    """Stage 0 described (the same words in every run), as the data-analysis skill's operations are."""
+
+    async def next_schema(
+        self, chosen: dict[str, Any], stage: int, *, task: str = ""
+    ) -> dict[str, Any] | None:
+        schema = await super().next_schema(chosen, stage, task=task)
+        if schema is not None and stage == 0:
+            schema = {**schema, "description": "FILES: a.csv has x and y; b.csv has z."}
+        return schema
+
+
+async def test_two_phase_keeps_stage_zeros_description_in_the_stable_prefix() -> None:
+    requests: list[ModelRequest] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        requests.append(request)
+        props = request.json_schema["properties"] if request.json_schema else {}
+        if "tool" in props:
+            return {"tool": "pick"}
+        return {"file": "a.csv"} if "file" in props else {"column": "y"}
+
+    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
+    loop = AgentLoop(model=FunctionModel(reply), tools=[_Described()], decision="two_phase", limits=one_step)
+    await run(loop, "which column has the most?")
+    choose, first_stage, second_stage = requests
+    assert "FILES:" not in choose.messages[0].content
+    for stage in (first_stage, second_stage):
+        assert "PICK INSTRUCTIONS" in stage.messages[0].content
+        assert stage.messages[0].content.endswith("FILES: a.csv has x and y; b.csv has z.")
+        assert all("FILES:" not in m.content for m in stage.messages[1:])
+    assert second_stage.messages[: len(first_stage.messages)] == first_stage.messages
+
+
+async def test_two_phase_takes_the_option_the_task_names_without_a_model_call() -> None:
+    requests: list[ModelRequest] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        requests.append(request)
+        props = request.json_schema["properties"] if request.json_schema else {}
+        if "tool" in props:
+            return {"tool": "pick"}
+        return {"file": "b.csv"} if "file" in props else {"column": "y"}
+
+    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
+    loop = AgentLoop(model=FunctionModel(reply), tools=[_Forced()], decision="two_phase", limits=one_step)
+    result = await run(loop, "Which column of A.CSV is largest?")
+    # The tool, then the column: the task names a.csv (and only it), so the file is not asked.
+    _choose, column = requests
+    assert result.steps[0].arguments == {"file": "a.csv", "column": "y"}
+    assert "file" not in (column.json_schema or {})["properties"]
+    # The choice made without the model is not in the history the column's question reads.
+    assert all("a.csv" not in m.content.lower() for m in column.messages[:-1] if m.role == "assistant")
+
+
+def test_named_choices_counts_only_whole_option_texts_named_once() -> None:
+    from shopfloor.agent import named_choices
+
+    closed = {"type": "object", "additionalProperties": False}
+
+    def stage(**enums: list[Any]) -> dict[str, Any]:
+        return {**closed, "properties": {k: {"enum": v} for k, v in enums.items()}, "required": list(enums)}
+
+    files = ["seattle-weather.csv", "cars.json", "weather.csv"]
+    task = "What is the average wind in seattle-weather.csv?"
+    assert named_choices(stage(f=files), task) == {"f": "seattle-weather.csv"}
+    assert named_choices(stage(f=files), "How windy is WEATHER.CSV?") == {"f": "weather.csv"}
+    assert named_choices(stage(f=files), "the most rain in Seattle") == {}  # shared words name nothing
+    assert named_choices(stage(f=files), "cars.json or weather.csv?") == {}  # two named: the model asks
+    assert named_choices(stage(f=files), "see cars.json.bak") == {}
+    assert named_choices(stage(f=["chart", "describe"]), "Draw a chart") == {"f": "chart"}
+    assert named_choices(stage(f=["chart", "describe"]), "a flowchart") == {}
+    assert named_choices(stage(f=["min", "max"]), "the lowest temp_min") == {}  # inside a name
+    assert named_choices(stage(f=[2015, ""]), "in 2015") == {}  # only text options, never an empty one
+    # Property by property: group_by is named, column has two named options and is asked.
+    columns = ["source", "net_generation", "year"]
+    best = stage(group_by=["year", "source"], column=columns, stat=["sum", "mean"])
+    task = "Which source has the largest total net_generation?"
+    assert named_choices(best, task) == {"group_by": "source"}
+    # One value named for two properties says nothing of which property it fills.
+    assert named_choices(stage(x=columns, y=columns), "a chart of net_generation") == {}
+    assert named_choices({**best, "additionalProperties": True}, task) == {}
+    assert named_choices({**best, "required": ["stat"]}, task) == {}
+
+
+async def test_two_phase_asks_only_for_what_the_task_does_not_name() -> None:
+    requests: list[ModelRequest] = []
+
+    class _Pair(_Forced):
+        async def next_schema(
+            self, chosen: dict[str, Any], stage: int, *, task: str = ""
+        ) -> dict[str, Any] | None:
+            if stage > 0:
+                return None
+            return {
+                "type": "object",
+                "properties": {"file": {"enum": ["a.csv", "b.csv"]}, "column": {"enum": ["x", "y", "z"]}},
+                "required": ["file", "column"],
+                "additionalProperties": False,
+            }
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        requests.append(request)
+        props = request.json_schema["properties"] if request.json_schema else {}
+        return {"tool": "pick"} if "tool" in props else {"column": "y"}
+
+    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
+    loop = AgentLoop(model=FunctionModel(reply), tools=[_Pair()], decision="two_phase", limits=one_step)
+    result = await run(loop, "Which column of b.csv is largest?")
+    _choose, stage = requests
+    # The named file stays in the reply, in its place, with its one value: the model reads it there.
+    assert (stage.json_schema or {})["properties"]["file"] == {"enum": ["b.csv"]}
+    assert (stage.json_schema or {})["properties"]["column"] == {"enum": ["x", "y", "z"]}
+    assert result.steps[0].arguments == {"file": "b.csv", "column": "y"}
 
 
 def test_only_option_needs_every_property_fixed_and_no_others() -> None:

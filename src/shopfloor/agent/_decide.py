@@ -31,6 +31,7 @@ __all__ = [
     "Native",
     "OneShot",
     "TwoPhase",
+    "named_choices",
     "only_option",
     "rank_choices",
     "strategy_for",
@@ -133,6 +134,43 @@ def only_option(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     return forced
 
 
+def named_choices(schema: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """The properties of a closed stage schema whose value the task names in so many words: for each
+    enum property, its one text option that the task contains verbatim (``seattle-weather.csv``,
+    ``net_generation``: case aside, not inside a longer word or name). A property with no such option,
+    or more than one, is left out: "the most rain in Seattle" names no file, and the model is asked;
+    so is a value the task names for two properties."""
+    props = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(props, dict):
+        return {}
+    if set(schema.get("required", ())) != set(props) or schema.get("additionalProperties", True):
+        return {}
+    lowered, named = task.lower(), {}
+    for name, prop in props.items():
+        if not isinstance(prop, dict) or not isinstance(prop.get("enum"), list):
+            continue
+        options = [
+            option
+            for option in prop["enum"]
+            if isinstance(option, str)
+            and option.strip()
+            and re.search(rf"(?<![\w.-]){re.escape(option.lower())}(?![\w-]|\.\w)", lowered)
+        ]
+        if len(options) == 1:
+            named[name] = options[0]
+    # One named value for two properties (x and y of a chart) says which value, not which property.
+    values = list(named.values())
+    return {name: value for name, value in named.items() if values.count(value) == 1}
+
+
+def _narrowed(schema: Mapping[str, Any], chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """A closed stage schema whose ``chosen`` properties allow only their chosen value. They stay in
+    the reply, in their place: the model reads them (forced by the grammar, never sampled) before it
+    chooses the rest, as it would have written them itself."""
+    props = {k: ({**v, "enum": [chosen[k]]} if k in chosen else v) for k, v in schema["properties"].items()}
+    return {**schema, "properties": props}
+
+
 class DecisionStrategy(ABC):
     name: ClassVar[str]
 
@@ -214,7 +252,9 @@ class TwoPhase(DecisionStrategy):
     and a replay must see the same schema without running anything. The argument stages
     read the chosen tool's instructions at the end of the system prompt (the same first
     tokens every run, which a model can keep processed) and each extends the one before;
-    a stage with one valid option is answered without a model call.
+    stage 0's description (asked before anything is chosen) joins them. A property whose task names
+    exactly one of its options verbatim is chosen without the model; a stage left with nothing to ask,
+    or with one valid option, makes no model call and stays out of the history.
     """
 
     name = "two_phase"
@@ -266,7 +306,8 @@ class TwoPhase(DecisionStrategy):
             stages, details = tools[name], await tools[name].details()
         args: dict[str, Any] = {}
         history = (*messages, Message(role="assistant", content=first.text))
-        if details and history[0].role == "system":
+        joined = bool(details) and history[0].role == "system"
+        if joined and details:
             # The tool's instructions join the system prompt: instructions, tools and the tool's own
             # instructions are then the same first tokens in every run, whose processed state the
             # model can keep (``cache_prefix``) instead of reading them again after each task.
@@ -279,26 +320,34 @@ class TwoPhase(DecisionStrategy):
             )
             if schema is None:
                 break
-            schema = rank_choices(schema, ctx.task)
             if stage_no == _MAX_STAGES:
                 raise ToolError(f"{name}: more than {_MAX_STAGES} argument stages; a tool bug")
             ask = schema.get("description") or f"Now give the arguments for {name}."
+            if joined and stage_no == 0 and schema.get("description"):
+                # Stage 0 asks before anything is chosen, so its description (the operations and what
+                # each does) reads the same in every run: it joins the kept prefix too.
+                system = Message(role="system", content=f"{history[0].content}\n\n{ask}")
+                history = (system, *history[1:])
+                ask = "Choose as described at the end of the instructions."
+            schema = rank_choices(schema, ctx.task)
+            # What the task names in so many words is chosen without the model; a stage left with one
+            # valid reply (the grammar would write it token by token) makes no call, and stays out of
+            # the history (later prompts are the shorter for it).
+            named = named_choices(schema, ctx.task)
+            if named:
+                schema = _narrowed(schema, named)
+            forced = only_option(schema)
+            if forced is not None:
+                args.update(forced)
+                continue
             prompt = f"{ask}\nTask: {ctx.task}\nReply with JSON: {_compact(schema)}"
             if details:
                 prompt, details = f"{details.strip()}\n\n{prompt}", None
             history = (*history, Message(role="user", content=prompt))
-            forced = only_option(schema)
-            if forced is not None:
-                # The grammar would force this reply token by token: no model call is needed. The
-                # exchange still goes into the history, so later stages read what they read before.
-                text = json.dumps(forced)
-            else:
-                second = await ctx.call(
-                    ModelRequest(
-                        messages=history, json_schema=schema, max_tokens=ctx.max_tokens, cache_prefix=1
-                    )
-                )
-                text = second.text
+            second = await ctx.call(
+                ModelRequest(messages=history, json_schema=schema, max_tokens=ctx.max_tokens, cache_prefix=1)
+            )
+            text = second.text
             try:
                 stage = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -308,6 +357,7 @@ class TwoPhase(DecisionStrategy):
                 reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
                 return Invalid(reply=reply, error="the arguments must be a JSON object")
             args.update(stage)
+            args.update(named)  # the grammar wrote them; a model not held to it may not have
             history = (*history, Message(role="assistant", content=text))
         reply = Message(role="assistant", content=json.dumps({"tool": name, "args": args}))
         return Action(tool=name, arguments=args, call_id=f"call_{ctx.step}", reply=reply)
