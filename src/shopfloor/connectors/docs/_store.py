@@ -18,10 +18,19 @@ from typing import Literal
 
 from shopfloor._registry import Registry
 from shopfloor.connectors.docs._chunk import Chunk
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.errors import ConfigError
 
-__all__ = ["DocStore", "Passage", "Stored", "StoredDocument", "check_collection_name", "doc_stores"]
+__all__ = [
+    "DocStore",
+    "DocumentChunks",
+    "Passage",
+    "Stored",
+    "StoredDocument",
+    "check_collection_name",
+    "doc_stores",
+]
 
 _COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 
@@ -29,6 +38,8 @@ _COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 Stored = Literal["added", "replaced", "unchanged"]
 #: a chunk as a hit shows it: (source, title, heading, text)
 Passage = tuple[str, str, str, str]
+#: a whole document as a resource read shows it: (source, title, [(chunk id, heading, text), ...] in order)
+DocumentChunks = tuple[str, str, list[tuple[int, str, str]]]
 
 
 def check_collection_name(name: str) -> str:
@@ -113,6 +124,33 @@ class DocStore(ABC):
     @abstractmethod
     def passages(self, chunk_ids: Sequence[int]) -> dict[int, Passage]:
         """Chunk id -> its passage, for those of ``chunk_ids`` still stored."""
+
+    @abstractmethod
+    def document(self, chunk_id: int) -> DocumentChunks | None:
+        """The document holding ``chunk_id`` with all its chunks in order, or None when it is gone."""
+
+    @abstractmethod
+    def digests(self) -> dict[str, str]:
+        """Every stored document's source -> its sha256."""
+
+    @abstractmethod
+    def add_ingest(
+        self,
+        *,
+        at: float,
+        source: IngestSource,
+        added: int,
+        replaced: int,
+        unchanged: int,
+        removed: int,
+        failed: int,
+    ) -> IngestRecord:
+        """Record an ingest in one transaction (serialised with the writers): the next index version
+        (1, 2, ...) and the digests of the documents stored now."""
+
+    @abstractmethod
+    def ingests(self, limit: int | None = None) -> list[IngestRecord]:
+        """The recorded ingests, newest first (at most ``limit``)."""
 
     @abstractmethod
     def close(self) -> None: ...
