@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -134,22 +134,18 @@ def history_cmd(
     if json_out:
         print_json([record.to_json(digests=digests) for record in records])
         return
-    table = Table(
-        "version", "when (UTC)", "source", "added", "replaced", "unchanged", "removed", "failed", "docs"
-    )
     for record in records:
-        row: list[Any] = [
-            str(record.version),
-            datetime.fromtimestamp(record.at, UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            untrusted(record.source.describe()),
-            *(
-                str(n)
-                for n in (record.added, record.replaced, record.unchanged, record.removed, record.failed)
+        when = datetime.fromtimestamp(record.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(
+            Text.assemble(
+                (f"version {record.version}", "bold"),
+                f"  {when}  ",
+                untrusted(record.source.describe(), width=300),
+                f"  {record.added} added, {record.replaced} replaced, {record.unchanged} unchanged, "
+                f"{record.removed} removed, {record.failed} failed; {len(record.digests)} documents",
             ),
-            str(len(record.digests)),
-        ]
-        table.add_row(*row)
-    console.print(table)
+            soft_wrap=True,
+        )
 
 
 @docs_app.command("search")
