@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,23 @@ def test_hostile_workspace_input_is_a_clear_error_and_keeps_the_index(
         assert report.removed == [] and (record.version, record.failed) == (2, 2)
         assert index.search("frobnicate widget", k=1, mode="bm25")[0].source == "docs/usage.md"
         assert sorted(record.digests) == ["docs/install.md", "docs/usage.md"], "the last good version kept"
+
+
+def test_a_corrupt_blob_is_reported_and_its_last_good_version_kept(
+    tmp_path: Path, workspaces: Workspaces, doc_collections: DocCollections
+) -> None:
+    ws = workspaces.workspace("kb")
+    commit(ws, GUIDE)
+    with doc_collections.open("guide", Hashed(), create=True) as index:
+        ingest_workspace(index, ws, WorkspaceSource.parse("kb", ["docs"]))
+        changed = "# Usage\n\nA new text no store holds yet.\n"
+        commit(ws, {"docs/usage.md": changed, "docs/new.md": "# New\n\nA page added beside it.\n"})
+        blob = hashlib.sha256(changed.encode()).hexdigest()
+        stored = tmp_path / "store" / "objects" / "blobs" / blob[:2] / blob[2:]
+        stored.chmod(0o644)
+        stored.write_bytes(b"tampered")
+        report, record = ingest_workspace(index, ws, WorkspaceSource.parse("kb", ["docs"]))
+        (failed,) = report.failed
+        assert failed[0] == "docs/usage.md" and "is corrupt" in failed[1]
+        assert report.added == 1 and record.failed == 1, "the ingest went on past it"
+        assert index.search("frobnicate widget", k=1, mode="bm25")[0].source == "docs/usage.md"

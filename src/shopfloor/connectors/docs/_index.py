@@ -38,14 +38,23 @@ from shopfloor.connectors.docs._rank import Ranking, fuse, query_terms
 from shopfloor.connectors.docs._sources import excluded
 from shopfloor.connectors.docs._sqlite_store import SqliteDocStore
 from shopfloor.connectors.docs._store import DocStore, DocumentChunks, StoredDocument
-from shopfloor.errors import ConnectorError
+from shopfloor.errors import ConnectorError, WorkspaceError
 
 __all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "SourceFile", "host_files"]
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
 #: chunks embedded in one call at ingest (a document's chunks are never split between calls)
 EMBED_BATCH = 256
-_INGEST_ERRORS = (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError)
+#: what skips one document (a workspace blob that fails its hash check among them), never the ingest
+_INGEST_ERRORS = (
+    ConnectorError,
+    WorkspaceError,
+    OSError,
+    UnicodeError,
+    ValueError,
+    RecursionError,
+    MemoryError,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
