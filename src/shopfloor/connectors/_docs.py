@@ -178,8 +178,7 @@ class DocsConnector(Connector):
             COMPONENT: "retrieval",
         }
         with open_span(f"retrieval {collection}", attributes) as span:
-            hits = await asyncio.to_thread(index.search, query[:_MAX_QUERY_CHARS], k=k, mode=self.docs.mode)
-            current = await asyncio.to_thread(index.current)
+            hits, current = await asyncio.to_thread(self._versioned_search, index, query, k)
             if span is not None:
                 record_content(span, "shopfloor.retrieval.query", query[:_MAX_QUERY_CHARS], full=False)
                 span.set_attribute("shopfloor.retrieval.ids", [f"{collection}:{h.chunk_id}" for h in hits])
@@ -200,6 +199,18 @@ class DocsConnector(Connector):
             }
             for hit in hits
         ], {"version": current.version, "commit": current.commit}
+
+    def _versioned_search(self, index: Any, query: str, k: int) -> tuple[list[Any], Any]:
+        """``index``'s hits for ``query`` and the index version they are from: an ingest recorded while
+        the search ran (the version before and after differ) gets the search made again, once; after a
+        second such race the version is the newer one."""
+        for _ in range(2):
+            before = index.current()
+            hits = index.search(query[:_MAX_QUERY_CHARS], k=k, mode=self.docs.mode)
+            after = index.current()
+            if after == before:
+                break
+        return hits, after
 
     async def read(self, chunk: str, *, document: bool = False) -> dict[str, Any]:
         """The chunk ``chunk`` (an id ``retrieve`` returned), or with ``document`` its whole document, with

@@ -20,7 +20,15 @@ from shopfloor.cli import app
 from shopfloor.config import Settings, load_settings
 from shopfloor.connectors import Secrets, ingest_workspace_sources
 from shopfloor.connectors._docs import DocsConnector
-from shopfloor.connectors.docs import DocCollections
+from shopfloor.connectors.docs import (
+    DocCollections,
+    DocIndex,
+    Hit,
+    IngestSource,
+    MiniLM,
+    SearchMode,
+    collection_path,
+)
 from shopfloor.errors import SpecError, ToolExecutionError
 from shopfloor.spec import ConnectorSpec, DocsConnectorSpec, ResearchSpec, parse_spec
 from shopfloor.telemetry import configure_telemetry
@@ -196,3 +204,29 @@ def test_a_specs_workspace_is_checked_at_its_file_and_line(docs: str, message: s
         "name: helper\nconnectors:\n  - name: kb\n    docs:\n      collection: g\n      workspace: kb@v2\n"
     )
     assert spec.connectors[0].docs is not None and spec.connectors[0].docs.workspace == "kb@v2"
+
+
+async def test_a_search_that_races_an_ingest_is_made_again_and_names_the_newer_version(
+    built: tuple[DocsConnector, str, Workspaces], tmp_path: Path
+) -> None:
+    connector, _, _ = built
+    await connector.tools()
+    home = tmp_path / "home"
+
+    class Racing(DocIndex):
+        """The collection, recorded by another handle while its first search runs."""
+
+        searches = 0
+
+        def search(self, query: str, *, k: int = 5, mode: SearchMode = "hybrid") -> list[Hit]:
+            self.searches += 1
+            if self.searches == 1:
+                with DocIndex(collection_path(home, "guide"), self.embedder) as other:
+                    other.record(IngestSource(kind="paths", paths=("/elsewhere",)), [])
+            return super().search(query, k=k, mode=mode)
+
+    racing = Racing(collection_path(home, "guide"), MiniLM())
+    connector._indexes["guide"] = racing
+    passages, versions = await connector.retrieve_versioned("installer prefix", 1)
+    assert versions == {"guide": {"version": 2, "commit": None}} and racing.searches == 2
+    assert passages[0]["source"] == "guide/install.md"
