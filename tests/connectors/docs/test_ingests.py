@@ -54,8 +54,36 @@ def test_every_ingest_is_recorded_with_the_next_version_and_its_digest_set(
         assert history[0].source == HOST and history[-1].digests == first.digests
         assert [r.version for r in reopened.ingests(1)] == [3]
         assert reopened.current().version == 3 and reopened.stats()["version"] == 3
+        fourth = reopened.record(HOST, [reopened.add([root], base=root)])
+        (newest,) = reopened.ingests(1)
+        assert (newest.version, newest.digests) == (4, third.digests) and fourth.digests == third.digests
+        assert [r.digests for r in reopened.ingests()] == [
+            third.digests,
+            third.digests,
+            first.digests,
+            first.digests,
+        ]
+    # an ingest that changed nothing stores no digest set of its own (versions 2 and 4)
+    assert stored_digest_sets(doc_collections, tmp_path, "kb") == [1, 3]
     with doc_collections.open("other", Hashed(), create=True) as other:
         assert other.ingests() == [], "records are per collection"
+
+
+def stored_digest_sets(collections: DocCollections, tmp_path: Path, name: str) -> list[int]:
+    """The versions of ``name`` whose row holds a digest set."""
+    if collections.url.startswith("file://"):
+        with sqlite3.connect(tmp_path / "home" / "docs" / f"{name}.db") as conn:
+            rows = conn.execute("SELECT version FROM ingests WHERE digests IS NOT NULL ORDER BY version")
+            return [r[0] for r in rows]
+    with psycopg.connect(collections.url, autocommit=True) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT i.version FROM shopfloor_doc_ingests i JOIN shopfloor_doc_collections c "
+                "USING (collection_id) WHERE c.name = %s AND i.digests IS NOT NULL ORDER BY i.version",
+                [name],
+            )
+        ]
 
 
 def test_two_handles_recording_at_once_take_distinct_versions(

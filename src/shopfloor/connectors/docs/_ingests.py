@@ -1,17 +1,26 @@
 """What each ingest of a collection recorded: its index version, where its documents came from (host
 paths, or a workspace at the commit a ref resolved to), what it changed, and the digest of every document
 the collection then held. A collection's index version is its newest record's (0 before any): a retrieval
-names it, so an answer can be traced to the sources it was built from."""
+names it, so an answer can be traced to the sources it was built from.
+
+A run's start ingests its connector's sources again, and most such ingests change nothing: a record whose
+digest set is its predecessor's (the same ``fingerprint``) stores none, and reading it takes the nearest
+older one's (``from_rows``), so a collection's history grows by a row, not by its digest set, per run."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["IndexVersion", "IngestRecord", "IngestSource"]
+__all__ = ["IndexVersion", "IngestRecord", "IngestSource", "fingerprint"]
+
+
+def fingerprint(digests: dict[str, str]) -> str:
+    """One sha256 over a digest set: two ingests with equal fingerprints indexed the same bytes."""
+    return hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,10 +107,24 @@ class IngestRecord:
             digests=decoded(row[8]),
         )
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]], older: Callable[[int], Any]) -> list[IngestRecord]:
+        """Records from stored rows, newest first, whose digests may be None (the same as the record
+        before); ``older(version)``: the digests of the newest record before ``version`` that stored
+        them (asked once at most, for the oldest rows here)."""
+        records: list[IngestRecord] = []
+        last: Any = None
+        for row in reversed(rows):
+            digests = row[8]
+            if digests is None:
+                digests = last if last is not None else older(int(row[0]))
+            last = digests
+            records.append(cls.from_row((*row[:8], {} if digests is None else digests)))
+        return records[::-1]
+
     @property
     def fingerprint(self) -> str:
-        """One sha256 over the digest set: two ingests with equal fingerprints indexed the same bytes."""
-        return hashlib.sha256(json.dumps(sorted(self.digests.items())).encode()).hexdigest()
+        return fingerprint(self.digests)
 
     def index_version(self, collection: str) -> IndexVersion:
         return IndexVersion(collection=collection, version=self.version, commit=self.source.commit)

@@ -24,7 +24,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.connectors.docs._store import (
     DocStore,
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS shopfloor_doc_ingests (
     collection_id integer NOT NULL REFERENCES shopfloor_doc_collections ON DELETE CASCADE,
     version integer NOT NULL, at double precision NOT NULL, source jsonb NOT NULL,
     added integer NOT NULL, replaced integer NOT NULL, unchanged integer NOT NULL,
-    removed integer NOT NULL, failed integer NOT NULL, digests jsonb NOT NULL,
+    removed integer NOT NULL, failed integer NOT NULL, fingerprint text NOT NULL, digests jsonb,
     PRIMARY KEY (collection_id, version));
 """
 #: ``ts_rank_cd``'s normalisation: divided by 1 + log(length), so a long chunk does not win by length
@@ -324,11 +324,17 @@ class PostgresDocStore(DocStore):
                 ).fetchone()[0]  # type: ignore[index]
             )
             digests = self._digests(cursor)
+            made = fingerprint(digests)
+            previous = cursor.execute(
+                "SELECT fingerprint FROM shopfloor_doc_ingests WHERE collection_id = %s "
+                "ORDER BY version DESC LIMIT 1",
+                [self._collection],
+            ).fetchone()
             row = (version, at, source.to_json(), added, replaced, unchanged, removed, failed, digests)
             cursor.execute(
                 "INSERT INTO shopfloor_doc_ingests (collection_id, version, at, source, added, replaced, "
-                "unchanged, removed, failed, digests) "
-                "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb)",
+                "unchanged, removed, failed, fingerprint, digests) "
+                "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)",
                 [
                     self._collection,
                     version,
@@ -339,7 +345,8 @@ class PostgresDocStore(DocStore):
                     unchanged,
                     removed,
                     failed,
-                    json.dumps(digests),
+                    made,
+                    None if previous is not None and previous[0] == made else json.dumps(digests),
                 ],
             )
         return IngestRecord.from_row(row)
@@ -351,7 +358,15 @@ class PostgresDocStore(DocStore):
                 "FROM shopfloor_doc_ingests WHERE collection_id = %s ORDER BY version DESC LIMIT %s",
                 [self._collection, limit],
             ).fetchall()
-        return [IngestRecord.from_row(r) for r in rows]
+            return IngestRecord.from_rows(rows, self._older_digests)
+
+    def _older_digests(self, version: int) -> object:
+        row = self._conn.execute(
+            "SELECT digests FROM shopfloor_doc_ingests WHERE collection_id = %s AND version < %s "
+            "AND digests IS NOT NULL ORDER BY version DESC LIMIT 1",
+            [self._collection, version],
+        ).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self._conn.close()

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
 from shopfloor.connectors.docs._rank import Ranking, fts_match
 from shopfloor.connectors.docs._store import (
     DocStore,
@@ -40,7 +40,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 CREATE TABLE IF NOT EXISTS ingests (
     version INTEGER PRIMARY KEY, at REAL NOT NULL, source TEXT NOT NULL, added INTEGER NOT NULL,
     replaced INTEGER NOT NULL, unchanged INTEGER NOT NULL, removed INTEGER NOT NULL,
-    failed INTEGER NOT NULL, digests TEXT NOT NULL);
+    failed INTEGER NOT NULL, fingerprint TEXT NOT NULL, digests TEXT);
 """
 
 
@@ -221,8 +221,12 @@ class SqliteDocStore(DocStore):
                     self._conn.execute("SELECT coalesce(max(version), 0) + 1 FROM ingests").fetchone()[0]
                 )
                 digests = self.digests()
+                made = fingerprint(digests)
+                previous = self._conn.execute(
+                    "SELECT fingerprint FROM ingests ORDER BY version DESC LIMIT 1"
+                ).fetchone()
                 self._conn.execute(
-                    "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         version,
                         at,
@@ -232,7 +236,8 @@ class SqliteDocStore(DocStore):
                         unchanged,
                         removed,
                         failed,
-                        json.dumps(digests),
+                        made,
+                        None if previous is not None and previous[0] == made else json.dumps(digests),
                     ),
                 )
                 self._conn.execute("COMMIT")
@@ -249,7 +254,15 @@ class SqliteDocStore(DocStore):
             "FROM ingests ORDER BY version DESC LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
-        return [IngestRecord.from_row(r) for r in rows]
+        return IngestRecord.from_rows(rows, self._older_digests)
+
+    def _older_digests(self, version: int) -> object:
+        row = self._conn.execute(
+            "SELECT digests FROM ingests WHERE version < ? AND digests IS NOT NULL "
+            "ORDER BY version DESC LIMIT 1",
+            (version,),
+        ).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self._conn.close()
