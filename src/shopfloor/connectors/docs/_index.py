@@ -212,10 +212,13 @@ class DocIndex:
         report = IngestReport()
         started = time.monotonic()
         pending: list[StoredDocument] = []
+        # every stored digest in one query, not one a document (a round trip each on PostgreSQL); a writer
+        # beside this one is still caught, by ``put``'s check inside its transaction
+        stored = self.store.digests()
         for file in files:
             report.seen.add(file.source)
             try:
-                prepared = self._prepare(file, report)
+                prepared = self._prepare(file, report, stored.get(file.source))
             except _INGEST_ERRORS as exc:
                 report.failed.append((file.source, str(exc)[:500]))
                 continue
@@ -260,8 +263,9 @@ class DocIndex:
             report.seconds = time.monotonic() - started
             progress(report)
 
-    def _prepare(self, file: SourceFile, report: IngestReport) -> StoredDocument | None:
-        """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
+    def _prepare(self, file: SourceFile, report: IngestReport, stored: str | None) -> StoredDocument | None:
+        """The document parsed and chunked, or None: unchanged (its digest ``stored``), or not a kind any
+        parser reads."""
         source = file.source
         parser = parser_for(Path(file.name))
         if parser is None:
@@ -270,7 +274,6 @@ class DocIndex:
             raise ConnectorError(
                 f"{source}: {file.size:,} bytes, over the {MAX_DOCUMENT_BYTES:,} a document may have"
             )
-        stored = self.store.digest(source)
         if file.digest is not None and stored == file.digest:  # known unchanged without reading it
             report.unchanged += 1
             return None

@@ -141,14 +141,6 @@ class PostgresDocStore(DocStore):
         with conn:
             return [r[0] for r in conn.execute("SELECT name FROM shopfloor_doc_collections ORDER BY name")]
 
-    def digest(self, source: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT digest FROM shopfloor_doc_documents WHERE collection_id = %s AND source = %s",
-                [self._collection, source],
-            ).fetchone()
-        return None if row is None else str(row[0])
-
     @contextmanager
     def _writing(self) -> Iterator[psycopg.Cursor[Any]]:
         """A transaction holding the collection's row lock: one writer of a collection at a time."""

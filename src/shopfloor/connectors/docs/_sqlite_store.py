@@ -77,10 +77,6 @@ class SqliteDocStore(DocStore):
         root = _directory(url)
         return sorted(p.stem for p in root.glob("*.db")) if root.is_dir() else []
 
-    def digest(self, source: str) -> str | None:
-        row = self._conn.execute("SELECT digest FROM documents WHERE source = ?", (source,)).fetchone()
-        return None if row is None else str(row[0])
-
     def put(self, doc: StoredDocument) -> Stored:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")

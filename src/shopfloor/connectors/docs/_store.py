@@ -84,10 +84,6 @@ class DocStore(ABC):
         """The collections at ``url``, sorted."""
 
     @abstractmethod
-    def digest(self, source: str) -> str | None:
-        """The sha256 of the stored document ``source``, or None."""
-
-    @abstractmethod
     def put(self, doc: StoredDocument) -> Stored:
         """Store ``doc`` in one transaction, its older version's chunks replaced; ``unchanged`` (nothing
         written) when the stored one has the same digest (another writer got there first)."""
