@@ -5,7 +5,8 @@ URL scheme (``doc_stores()``: ``file://DIR``, one SQLite file per collection, th
 A store keeps rows and answers the two lookups only its database can: the BM25-like ranking of its full
 text index and the chunks' vectors as one float32 block. Everything above (parsing, chunking, embedding,
 incremental ingest, pruning, the dense search in numpy, fusion, hits) is ``DocIndex``'s, the same for
-every backend.
+every backend. A store also keeps the collection's ingest records (``_ingests.py``): their versions are
+taken inside its writers' lock, so two processes recording at once get two.
 """
 
 from __future__ import annotations
