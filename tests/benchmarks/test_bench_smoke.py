@@ -23,6 +23,7 @@ CASES = {
     "releases": ([], "route by deployment + load"),
     # needs PostgreSQL on 127.0.0.1:5432, as the postgres-marked tests do
     "doc_stores": (["--chunks", "200", "--rounds", "1", "--queries", "3"], "dense   postgresql"),
+    "doc_ingests": (["--pages", "20", "--rounds", "1"], "postgresql version lookup"),
     "research": (["--repeats", "1", "--questions", "1"], "verdicts: identical before and after"),
     "retrieval_quality": (["--fallback"], "| default (now) |"),
     "gateway": (

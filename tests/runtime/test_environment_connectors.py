@@ -72,3 +72,52 @@ async def test_a_durable_run_uses_the_workers_connectors_and_records_their_calls
         assert services.connectors() is not pool, "closing the runtime closed the loop's pool"
     finally:
         services.close()
+
+
+@pytest.mark.slow  # the embedding model runs on the CPU
+async def test_a_docs_connector_built_from_a_workspace_is_ingested_as_the_run_starts(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """``workspace: kb@main`` with ``sources`` inside it: the run's start ingests that commit's files
+    (not the host's) and its retrieve tool names the commit; a ref that does not exist stops the start."""
+    from shopfloor.connectors import build_connectors
+    from shopfloor.errors import ConnectorError
+    from shopfloor.tools import ToolContext
+
+    services = compose(settings)
+    repo = services.workspaces()
+    try:
+        view = await repo.workspace("kb").open("main")
+        await view.write("guide/install.md", "# Install\n\nRun the installer with the --prefix option.\n")
+        await view.write("elsewhere/notes.md", "# Notes\n\nThe installer is not documented here.\n")
+        head = await view.commit("guide")
+    finally:
+        repo.close()
+    directory = tmp_path / "guide-agent"
+    directory.mkdir()
+    spec = (
+        "name: guide-agent\nmodel: test\nconnectors:\n  - name: kb\n    tools: [retrieve, read]\n"
+        "    docs: {collection: guide, workspace: REF, sources: [guide]}\n"
+    )
+    (directory / "agent.yaml").write_text(spec.replace("REF", "kb@main"))
+    pool = build_connectors(settings, secrets=None)
+    try:
+        env = await open_environment(services.load_spec(directory), services, run_id="run-w", connectors=pool)
+        try:
+            assert {"kb__retrieve", "kb__read"} <= set(
+                env.loop.tools
+            ) and "kb__research" not in env.loop.tools
+            ctx = ToolContext(run_id="run-w", step=1, call_id="c", idempotency_key="run-w:1")
+            found = await env.loop.tools["kb__retrieve"].call({"query": "installer prefix"}, ctx)
+        finally:
+            await env.close()
+        assert found["index"] == {"guide": {"version": 1, "commit": head}}
+        assert {p["source"] for p in found["passages"]} == {"guide/install.md"}
+        (directory / "agent.yaml").write_text(spec.replace("REF", "kb@gone"))
+        with pytest.raises(
+            ConnectorError, match="workspace kb@gone: workspace kb has no ref or commit 'gone'"
+        ):
+            await open_environment(services.load_spec(directory), services, run_id="run-x", connectors=pool)
+    finally:
+        await pool.aclose()
+        services.close()

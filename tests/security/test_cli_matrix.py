@@ -50,6 +50,7 @@ EXPECTED: dict[str, set[str]] = {
         "sandbox layers",
         "ws gc",
         "docs add",
+        "docs history",
         "docs ls",
         "docs search",
         "ws restore",

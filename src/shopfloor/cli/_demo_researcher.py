@@ -38,7 +38,7 @@ def _ingest(loaded: LoadedSpec, *, quiet: bool) -> list[dict[str, Any]]:
     done = []
     for connector in loaded.spec.connectors:
         docs = connector.docs
-        if docs is None or not docs.sources:
+        if docs is None or not docs.sources or docs.workspace is not None:  # a workspace's: the run's start
             continue
         resolved = resolve_sources(docs, loaded.base_dir)
         paths = resolved.paths

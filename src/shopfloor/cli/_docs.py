@@ -1,7 +1,10 @@
-"""``shopfloor docs add|ls|search``: document collections that agents search with a ``docs:`` connector."""
+"""``shopfloor docs add|ls|history|search``: document collections that agents search with a ``docs:``
+connector, built from host files or from a workspace at a commit (``--workspace WS[@REF]``); every ingest
+is recorded with the collection's next index version (``history``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -9,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shopfloor.cli._app import app, console, get_settings, print_json
+from shopfloor.cli._app import app, console, get_services, get_settings, print_json
 from shopfloor.cli._untrusted import untrusted
 
 __all__ = ["docs_app"]
@@ -33,24 +36,52 @@ def _open(collection: str, *, create: bool) -> object:
 @docs_app.command("add")
 def add_cmd(
     collection: CollectionArg,
-    paths: Annotated[list[Path], typer.Argument(help="files or directories (HTML, Markdown, PDF, text)")],
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="files or directories (HTML, Markdown, PDF, text); with --workspace, paths inside it"
+        ),
+    ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            metavar="WS[@REF]",
+            help="ingest this workspace's files at REF (a branch or commit; default main), not the host's",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Ingest documents (unchanged ones are skipped; one that fails is reported and skipped)."""
-    from shopfloor.connectors.docs import DocIndex
+    """Ingest documents (unchanged ones are skipped; one that fails is reported and skipped); the ingest
+    is recorded as the collection's next index version."""
+    from shopfloor.connectors.docs import DocIndex, IngestSource, WorkspaceSource, ingest_workspace
 
+    if workspace is None and not paths:
+        raise typer.BadParameter("give files or directories to ingest, or --workspace WS[@REF]")
+    source = WorkspaceSource.parse(workspace, paths or []) if workspace is not None else None
     index = _open(collection, create=True)
     assert isinstance(index, DocIndex)
     with index:
-        report = index.add(paths, base=paths[0] if len(paths) == 1 and paths[0].is_dir() else None)
+        if source is not None:
+            repo = get_services().workspaces(None)
+            try:
+                report, record = ingest_workspace(index, repo.workspace(source.workspace), source)
+            finally:
+                repo.close()
+        else:
+            host = [Path(p) for p in paths or []]
+            report = index.add(host, base=host[0] if len(host) == 1 and host[0].is_dir() else None)
+            record = index.record(IngestSource(kind="paths", paths=tuple(str(p) for p in host)), [report])
         stats = index.stats()
     if json_out:
-        print_json({**report.to_json(), "collection": stats})
+        print_json({**report.to_json(), "collection": stats, "ingest": record.to_json()})
         return
+    built = f" from commit {record.source.commit[:12]}" if record.source.commit else ""
     console.print(
         f"{report.added} added, {report.replaced} replaced, {report.unchanged} unchanged, "
-        f"{report.chunks} chunks in {report.seconds:.1f} s; {collection}: {stats['documents']} documents, "
-        f"{stats['chunks']} chunks"
+        + (f"{len(report.removed)} removed, " if report.removed else "")
+        + f"{report.chunks} chunks in {report.seconds:.1f} s; {collection}: {stats['documents']} documents, "
+        f"{stats['chunks']} chunks, index version {record.version}{built}"
     )
     for path, error in report.failed:
         console.print(
@@ -72,7 +103,7 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(found)
         return
-    table = Table("collection", "documents", "chunks", "MB", "embedder")
+    table = Table("collection", "documents", "chunks", "MB", "embedder", "version", "commit")
     for item in found:
         table.add_row(
             item["collection"],
@@ -80,8 +111,41 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
             str(item["chunks"]),
             f"{item['bytes'] / 1e6:.1f}",
             item["embedder"],
+            str(item["version"]),
+            (item["commit"] or "")[:12],
         )
     console.print(table)
+
+
+@docs_app.command("history")
+def history_cmd(
+    collection: CollectionArg,
+    limit: Annotated[int | None, typer.Option("-n", min=1, help="the newest N ingests only")] = None,
+    digests: Annotated[bool, typer.Option("--digests", help="with --json: every document's sha256")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """A collection's ingests, newest first: index version, when, source, what changed."""
+    from shopfloor.connectors.docs import DocIndex
+
+    index = _open(collection, create=False)
+    assert isinstance(index, DocIndex)
+    with index:
+        records = index.ingests(limit)
+    if json_out:
+        print_json([record.to_json(digests=digests) for record in records])
+        return
+    for record in records:
+        when = datetime.fromtimestamp(record.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(
+            Text.assemble(
+                (f"version {record.version}", "bold"),
+                f"  {when}  ",
+                untrusted(record.source.describe(), width=300),
+                f"  {record.added} added, {record.replaced} replaced, {record.unchanged} unchanged, "
+                f"{record.removed} removed, {record.failed} failed; {len(record.digests)} documents",
+            ),
+            soft_wrap=True,
+        )
 
 
 @docs_app.command("search")

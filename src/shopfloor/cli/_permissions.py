@@ -27,6 +27,7 @@ CLI_PERMISSIONS: Mapping[str, str | None] = {
     "deployments ls": "releases:read",
     "deployments show": "releases:read",
     "docs add": "workspaces:write",
+    "docs history": "workspaces:read",
     "docs ls": "workspaces:read",
     "docs search": "workspaces:read",
     "doctor": "system:read",

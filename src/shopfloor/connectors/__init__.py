@@ -15,7 +15,7 @@ from shopfloor.connectors._base import (
     connector_kinds,
     tool_name,
 )
-from shopfloor.connectors._docs import ingest_sources
+from shopfloor.connectors._docs import ingest_sources, ingest_workspace_sources
 from shopfloor.connectors._mcp import IDEMPOTENCY_META_KEY, McpConnector, McpTool
 from shopfloor.connectors._pool import Connectors, build_connectors
 from shopfloor.connectors._sql import QueryResult, SqlBackend, SqlConnector, sql_backends
@@ -43,6 +43,7 @@ __all__ = [
     "build_connectors",
     "connector_kinds",
     "ingest_sources",
+    "ingest_workspace_sources",
     "sql_backends",
     "stdio_transport",
     "tool_name",

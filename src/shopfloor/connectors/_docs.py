@@ -2,9 +2,11 @@
 and returns passages with their source, heading, ranks and a citation id the answer can name; the
 ``NAME__research`` tool answers a question from it with verified citations (``docs/_research.py``),
 routed per question (``docs/_route.py``: depth, model route, collections, fitted to the run's budget),
-asking the route's model, and writes its report to the workspace. A connector may search several
-collections (its own and ``collections``). Each search is a ``retrieval`` span with the query, the ids
-and the scores."""
+asking the route's model, and writes its report to the workspace; the ``NAME__read`` tool reads one
+chunk, or its whole document, by the id a retrieval returned (a resource read, bounded). A connector may
+search several collections (its own and ``collections``). Each search is a ``retrieval`` span with the
+query, the ids, the scores and the index version it read (and the workspace commit it was built from);
+the retrieve tool's result names them too (``index``)."""
 
 from __future__ import annotations
 
@@ -24,11 +26,16 @@ from shopfloor.telemetry import COMPONENT, open_span, record_content
 from shopfloor.tools import Ask, Proposal, Tool, ToolContext
 
 if TYPE_CHECKING:
-    from shopfloor.connectors.docs import DocCollections, IngestReport, Researcher
+    from shopfloor.connectors.docs import DocCollections, IngestRecord, IngestReport, Researcher
+    from shopfloor.workspace import Workspace
 
-__all__ = ["DocsConnector", "ingest_sources"]
+__all__ = ["DocsConnector", "ingest_sources", "ingest_workspace_sources"]
 
 _MAX_QUERY_CHARS = 2_000
+#: the characters a ``read`` returns at most (a whole document is cut there, and says so)
+_MAX_READ_CHARS = 20_000
+#: a retrieval id: ``COLLECTION:CHUNK``
+_CHUNK_ID = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([0-9]{1,18})\Z")
 #: passages each query of a research pass retrieves, and the characters of each a writer reads
 _PER_QUERY = 4
 _PASSAGE_CHARS = 700
@@ -49,7 +56,7 @@ def ingest_sources(
     or newly excluded) is removed, and the last report lists it (``removed``). The reports
     (``IngestReport``), one per path; documents that failed are logged. ``progress``: called with a
     path's report so far after each embedding batch (``DocIndex.add``)."""
-    from shopfloor.connectors.docs import MiniLM
+    from shopfloor.connectors.docs import IngestSource, MiniLM
 
     reports = []
     with collections.open(docs.collection, MiniLM(), create=True) as index:
@@ -68,7 +75,29 @@ def ingest_sources(
                     len(reports[-1].removed),
                     ", ".join(reports[-1].removed[:5]),
                 )
+        index.record(IngestSource(kind="paths", paths=tuple(str(p) for p in paths)), reports)
     return reports
+
+
+def ingest_workspace_sources(
+    collections: DocCollections,
+    docs: DocsConnectorSpec,
+    workspace: Workspace,
+    *,
+    progress: Callable[[IngestReport], None] | None = None,
+) -> tuple[IngestReport, IngestRecord]:
+    """Ingest a connector's ``workspace: WS[@REF]`` (``workspace`` the handle of WS; only its ``sources``
+    paths inside it when given, less ``exclude``) into its collection, recorded with the commit the ref
+    resolved to (``ingest_workspace``); blocking."""
+    from shopfloor.connectors.docs import MiniLM, WorkspaceSource, ingest_workspace
+
+    assert docs.workspace is not None
+    source = WorkspaceSource.parse(docs.workspace, docs.sources)
+    with collections.open(docs.collection, MiniLM(), create=True) as index:
+        report, record = ingest_workspace(index, workspace, source, exclude=docs.exclude, progress=progress)
+    for path, error in report.failed:
+        _log.warning("collection %s: skipped %s: %s", docs.collection, path, error)
+    return report, record
 
 
 class DocsConnector(Connector):
@@ -113,15 +142,34 @@ class DocsConnector(Connector):
     ) -> list[dict[str, Any]]:
         """The best ``k`` passages for ``query`` from ``collections`` (all the connector's when empty),
         merged by score where there are several."""
+        return (await self.retrieve_versioned(query, k, collections))[0]
+
+    async def retrieve_versioned(
+        self, query: str, k: int | None, collections: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """``retrieve``'s passages and, for each collection searched, the index version it read and the
+        workspace commit that version was built from."""
         chosen = [name for name in collections if name in self.names] or self.names
         k = k or self.docs.k
         found = await asyncio.gather(*(self._search(name, query, k) for name in chosen))
+        versions = {name: version for name, (_, version) in zip(chosen, found, strict=True)}
         if len(found) == 1:
-            return found[0]
-        merged = sorted((hit for hits in found for hit in hits), key=lambda hit: -float(hit["score"]))
-        return merged[:k]
+            return found[0][0], versions
+        merged = sorted((hit for hits, _ in found for hit in hits), key=lambda hit: -float(hit["score"]))
+        return merged[:k], versions
 
-    async def _search(self, collection: str, query: str, k: int) -> list[dict[str, Any]]:
+    async def versions(self, collections: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """The index version (and workspace commit) each of ``collections`` (all when empty) serves now."""
+        chosen = [name for name in collections if name in self.names] or self.names
+        found = {}
+        for name in chosen:
+            current = await asyncio.to_thread((await self.index(name)).current)
+            found[name] = {"version": current.version, "commit": current.commit}
+        return found
+
+    async def _search(
+        self, collection: str, query: str, k: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         index = await self.index(collection)
         attributes = {
             "gen_ai.operation.name": "retrieval",
@@ -130,11 +178,14 @@ class DocsConnector(Connector):
             COMPONENT: "retrieval",
         }
         with open_span(f"retrieval {collection}", attributes) as span:
-            hits = await asyncio.to_thread(index.search, query[:_MAX_QUERY_CHARS], k=k, mode=self.docs.mode)
+            hits, current = await asyncio.to_thread(self._versioned_search, index, query, k)
             if span is not None:
                 record_content(span, "shopfloor.retrieval.query", query[:_MAX_QUERY_CHARS], full=False)
                 span.set_attribute("shopfloor.retrieval.ids", [f"{collection}:{h.chunk_id}" for h in hits])
                 span.set_attribute("shopfloor.retrieval.scores", [h.score for h in hits])
+                span.set_attribute("shopfloor.retrieval.index_version", current.version)
+                if current.commit is not None:
+                    span.set_attribute("shopfloor.retrieval.source_commit", current.commit)
         return [
             {
                 "id": f"{collection}:{hit.chunk_id}",
@@ -147,13 +198,66 @@ class DocsConnector(Connector):
                 "dense_rank": hit.dense_rank,
             }
             for hit in hits
-        ]
+        ], {"version": current.version, "commit": current.commit}
+
+    def _versioned_search(self, index: Any, query: str, k: int) -> tuple[list[Any], Any]:
+        """``index``'s hits for ``query`` and the index version they are from: an ingest recorded while
+        the search ran (the version before and after differ) gets the search made again, once; after a
+        second such race the version is the newer one."""
+        for _ in range(2):
+            before = index.current()
+            hits = index.search(query[:_MAX_QUERY_CHARS], k=k, mode=self.docs.mode)
+            after = index.current()
+            if after == before:
+                break
+        return hits, after
+
+    async def read(self, chunk: str, *, document: bool = False) -> dict[str, Any]:
+        """The chunk ``chunk`` (an id ``retrieve`` returned), or with ``document`` its whole document, with
+        its source and the index version; at most ``_MAX_READ_CHARS`` of text (``truncated`` says so)."""
+        match = _CHUNK_ID.match(chunk)
+        if match is None:
+            raise ToolExecutionError(
+                f"id {chunk[:80]!r} is not a passage id: give one a retrieve call returned "
+                "(COLLECTION:NUMBER)"
+            )
+        collection, number = match.group(1), int(match.group(2))
+        if collection not in self.names:
+            raise ToolExecutionError(
+                f"id {chunk!r}: collection {collection!r} is not one this connector reads "
+                f"({', '.join(self.names)})"
+            )
+        index = await self.index(collection)
+        found = await asyncio.to_thread(index.document, number)
+        current = await asyncio.to_thread(index.current)
+        if found is None:
+            raise ToolExecutionError(
+                f"id {chunk!r}: no such passage in collection {collection} (index version "
+                f"{current.version}); it may have been re-ingested since: retrieve again"
+            )
+        source, title, chunks = found
+        if document:
+            heading = ""
+            text = "\n\n".join((f"## {h}\n\n" if h else "") + body for _, h, body in chunks)
+        else:
+            heading, text = next((h, body) for cid, h, body in chunks if cid == number)
+        return {
+            "id": chunk,
+            "source": source,
+            "title": title,
+            "heading": heading,
+            "text": text[:_MAX_READ_CHARS],
+            "truncated": len(text) > _MAX_READ_CHARS,
+            "chunks": [f"{collection}:{cid}" for cid, _, _ in chunks] if document else [chunk],
+            "index": {"collection": collection, "version": current.version, "commit": current.commit},
+        }
 
     async def tools(self) -> list[Tool]:
         for name in self.names:  # a run does not start without its collections
             await self.index(name)
         return self.allowed(
-            [_RetrieveTool(self), _ResearchTool(self)], lambda tool: tool.name.rpartition("__")[2]
+            [_RetrieveTool(self), _ReadTool(self), _ResearchTool(self)],
+            lambda tool: tool.name.rpartition("__")[2],
         )
 
     async def aclose(self) -> None:
@@ -184,7 +288,36 @@ class _RetrieveTool(Tool):
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         k = args.get("k")
-        return await self.connector.retrieve(str(args["query"]), int(k) if k is not None else None)
+        passages, versions = await self.connector.retrieve_versioned(
+            str(args["query"]), int(k) if k is not None else None
+        )
+        return {"passages": passages, "index": versions}
+
+
+class _ReadTool(Tool):
+    """A resource read: one passage, or its whole document, by the id a retrieval returned."""
+
+    kind = "datastore"
+
+    def __init__(self, connector: DocsConnector) -> None:
+        self.connector = connector
+        self.name = tool_name(connector.name, "read")
+        self.description = (
+            f"Read one passage of the {connector.docs.collection} documents by the id a retrieve call "
+            "returned, or with document: true the whole document it is in"
+        )
+        self.input_schema = {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "minLength": 3, "maxLength": 90, "description": "a passage id"},
+                "document": {"type": "boolean", "description": "the whole document, not just the passage"},
+            },
+            "required": ["id"],
+            "additionalProperties": False,
+        }
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        return await self.connector.read(str(args["id"]), document=bool(args.get("document", False)))
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -243,11 +376,16 @@ class _ResearchTool(Tool):
         }
 
     async def _researcher(
-        self, ctx: ToolContext, collections: Sequence[str] = (), sub_research: Any = None
+        self,
+        ctx: ToolContext,
+        collections: Sequence[str] = (),
+        sub_research: Any = None,
+        searched: dict[str, dict[str, Any]] | None = None,
     ) -> Researcher:
         """The researcher of this call: its router, the ``easy`` and ``hard`` model routes, and a
         retrieval over ``collections`` (the connector's every collection when empty); a deep plan's
-        sub-questions researched by ``sub_research`` (child runs) where given."""
+        sub-questions researched by ``sub_research`` (child runs) where given. ``searched``: filled with
+        the index version each search read, per collection (the newest where they differ)."""
         from shopfloor.connectors.docs import (
             CitationVerifier,
             Passage,
@@ -261,7 +399,11 @@ class _ResearchTool(Tool):
         index = await self.connector.index()
 
         async def retrieve(query: str, k: int) -> list[Passage]:
-            hits = await self.connector.retrieve(query, k, collections)
+            hits, versions = await self.connector.retrieve_versioned(query, k, collections)
+            if searched is not None:
+                for name, version in versions.items():
+                    if version["version"] >= searched.get(name, {}).get("version", -1):
+                        searched[name] = version
             return [
                 Passage(
                     id=h["id"],
@@ -381,7 +523,8 @@ class _ResearchTool(Tool):
             if children
             else None
         )
-        researcher = await self._researcher(ctx, sub_research=in_children)
+        searched: dict[str, dict[str, Any]] = {}
+        researcher = await self._researcher(ctx, sub_research=in_children, searched=searched)
         question = str(args["question"])
         proposal = ctx.proposal
         if self.proposes and proposal is None:
@@ -392,9 +535,13 @@ class _ResearchTool(Tool):
         else:
             route, plan = await researcher.route(question, depth=self._depth(args), budget=budget), None
         if route.collections:
-            researcher = await self._researcher(ctx, route.collections, in_children)
+            researcher = await self._researcher(ctx, route.collections, in_children, searched)
         report = await researcher.research(
             question, route=route, plan=plan, escalate=proposal is None, budget=budget
+        )
+        # passages researched in child runs were searched there: the versions the collections serve now
+        report.indexes = dict(sorted(searched.items())) or (
+            await self.connector.versions(route.collections) if report.passages else {}
         )
         approved = proposal is not None and proposal["route"]["depth"] == "deep"
         # The routing decision and what the verifier did, on the tool's span (the output records them too).

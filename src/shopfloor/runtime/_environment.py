@@ -18,7 +18,7 @@ from typing import Any
 
 from shopfloor.agent import AgentLoop, build_agent
 from shopfloor.config import Settings
-from shopfloor.connectors import Connectors, ingest_sources
+from shopfloor.connectors import Connectors, ingest_sources, ingest_workspace_sources
 from shopfloor.errors import ConfigError, WorkspaceConflictError
 from shopfloor.models import Model
 from shopfloor.runtime._services import Services
@@ -196,7 +196,21 @@ async def open_environment(
                 "but this worker was given no connector pool (shopfloor.connectors.build_connectors)"
             )
         for connector in spec.connectors if branch is None else ():
-            if connector.docs is not None and connector.docs.sources:
+            if connector.docs is not None and connector.docs.workspace is not None:
+                from shopfloor.connectors.docs import DocCollections, WorkspaceSource
+
+                source = WorkspaceSource.parse(connector.docs.workspace)
+                repo = await asyncio.to_thread(services.workspaces)
+                try:
+                    await asyncio.to_thread(
+                        ingest_workspace_sources,
+                        DocCollections.from_settings(settings),
+                        connector.docs,
+                        repo.workspace(source.workspace),
+                    )
+                finally:
+                    await asyncio.to_thread(repo.close)
+            elif connector.docs is not None and connector.docs.sources:
                 from shopfloor.connectors.docs import DocCollections, resolve_sources
 
                 paths = resolve_sources(connector.docs, loaded.base_dir).paths

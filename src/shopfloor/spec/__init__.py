@@ -7,6 +7,7 @@ kind (``skill-path``, ``skill-digest``...) contributes to an agent's digest, and
 
 from shopfloor.spec._connectors import (
     SECRET_PREFIX,
+    WORKSPACE_REF,
     A2AAgentSpec,
     CollectionSpec,
     ConnectorSpec,
@@ -79,6 +80,7 @@ from shopfloor.spec._yaml import (
 __all__ = [
     "SECRET_PREFIX",
     "SPEC_FILENAMES",
+    "WORKSPACE_REF",
     "YAML_LIMITS",
     "A2AAgentSpec",
     "AgentSpec",

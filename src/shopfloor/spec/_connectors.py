@@ -17,6 +17,7 @@ from shopfloor.spec._fields import Int, Number, StrictModel
 
 __all__ = [
     "SECRET_PREFIX",
+    "WORKSPACE_REF",
     "A2AAgentSpec",
     "CollectionSpec",
     "ConnectorSpec",
@@ -26,6 +27,9 @@ __all__ = [
     "ResearchSpec",
     "SqlConnectorSpec",
 ]
+
+#: ``WS[@REF]``: a workspace's name as workspaces spell it, then a ref (a branch, or a commit with ``~N``)
+WORKSPACE_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z0-9][A-Za-z0-9._~-]{0,127})?$"
 
 #: the prefix of a value that names a secret instead of holding one
 SECRET_PREFIX = "secret:"
@@ -232,8 +236,12 @@ class DocsConnectorSpec(StrictModel):
     mode: Literal["hybrid", "bm25", "dense"] = Field("hybrid", description="how passages are ranked")
     research: ResearchSpec = Field(default_factory=ResearchSpec)  # type: ignore[arg-type]
     #: files or directories (relative to the spec, or ``pkg:PACKAGE/PATH``) ingested into the collection
-    #: as a run starts; unchanged documents cost a hash, a broken one is reported and skipped
+    #: as a run starts; unchanged documents cost a hash, a broken one is reported and skipped; with
+    #: ``workspace``, paths inside that workspace (all of it when none)
     sources: list[str] = Field(default_factory=list, max_length=64)
+    #: ``WS[@REF]``: the collection is built from workspace WS at REF (a branch or commit; ``main`` when
+    #: not given) as a run starts, not from host files; its index is versioned with the commit
+    workspace: str | None = Field(None, pattern=WORKSPACE_REF)
     #: ingested instead of ``sources`` when none of them exists (documentation a system package
     #: installs, with a small shipped copy for where it is not installed); same form as ``sources``
     fallback: list[str] = Field(default_factory=list, max_length=64)
@@ -261,6 +269,20 @@ class DocsConnectorSpec(StrictModel):
     def _fallback_needs_sources(self) -> Self:
         if self.fallback and not self.sources:
             raise ValueError("fallback is ingested when no entry of sources exists: give sources too")
+        return self
+
+    @model_validator(mode="after")
+    def _workspace_paths(self) -> Self:
+        if self.workspace is None:
+            return self
+        if self.fallback:
+            raise ValueError("a collection built from a workspace has no fallback: leave fallback out")
+        for path in self.sources:
+            if path.startswith("/") or "\x00" in path or ".." in path.split("/") or path.startswith("pkg:"):
+                raise ValueError(
+                    f"source {path[:80]!r}: with workspace, sources are paths inside it, relative to its "
+                    "root, without '..' (e.g. 'docs/guide')"
+                )
         return self
 
     @model_validator(mode="after")

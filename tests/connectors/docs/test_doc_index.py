@@ -8,6 +8,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -294,7 +295,16 @@ def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(
         app, ["docs", "search", "python", "read a single line from a file", "-k", "2", "--json"]
     )
     assert json.loads(found.stdout)[0]["source"] == "io.html"
-    assert json.loads(cli.invoke(app, ["docs", "ls", "--json"]).stdout)[0]["documents"] == 4
+    (listed,) = json.loads(cli.invoke(app, ["docs", "ls", "--json"]).stdout)
+    assert (listed["documents"], listed["version"], listed["commit"]) == (4, 1, None)
+    (ingest,) = json.loads(cli.invoke(app, ["docs", "history", "python", "--json"]).stdout)
+    assert ingest["source"] == {
+        "kind": "paths",
+        "paths": [str(corpus)],
+        "workspace": None,
+        "ref": None,
+        "commit": None,
+    }
     missing = cli.invoke(app, ["docs", "search", "nothing", "x"])
     assert "no document collection 'nothing'" in str(missing.exception)
 
@@ -303,16 +313,18 @@ def test_the_cli_and_the_retrieve_tool_of_a_docs_connector(
         try:
             spec = ConnectorSpec.model_validate({"name": "pydocs", "docs": {"collection": "python", "k": 2}})
             tools = {tool.name: tool for tool in await pool.tools([spec])}
-            assert set(tools) == {"pydocs__retrieve", "pydocs__research"}
+            assert set(tools) == {"pydocs__retrieve", "pydocs__read", "pydocs__research"}
             tool = tools["pydocs__retrieve"]
-            result: list[dict[str, object]] = await tool.call(
+            result: dict[str, Any] = await tool.call(
                 {"query": "garbage collector cycles"},
                 ToolContext(run_id="r", step=1, call_id="c", idempotency_key="r:1"),
             )
             absent = ConnectorSpec.model_validate({"name": "other", "docs": {"collection": "absent"}})
             with pytest.raises(ConnectorError, match="no document collection 'absent'"):
                 await pool.tools([absent])
-            return result
+            assert result["index"] == {"python": {"version": 1, "commit": None}}, "docs add recorded it"
+            passages: list[dict[str, object]] = result["passages"]
+            return passages
         finally:
             await pool.aclose()
 

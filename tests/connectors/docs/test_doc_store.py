@@ -11,34 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from docs_support import Hashed
 
 from shopfloor.config import load_settings
-from shopfloor.connectors.docs import DocCollections, Embedder, collection_path, doc_stores
+from shopfloor.connectors.docs import DocCollections, collection_path, doc_stores
 from shopfloor.errors import ConfigError, ConnectorError
-
-
-class Hashed(Embedder):
-    """Unit vectors from each text's sha256: equal texts equal vectors; ``delay`` seconds a call."""
-
-    dim = 384
-
-    def __init__(self, *, delay: float = 0.0, name: str = "test-hash/1") -> None:
-        self.name = name
-        self.delay = delay
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        time.sleep(self.delay)
-        rows = [
-            np.frombuffer(hashlib.sha256(t.encode()).digest() * 48, dtype=np.uint8)[: self.dim] for t in texts
-        ]
-        matrix = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim) - 127.5
-        return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-6)
 
 
 def _pages(root: Path, count: int) -> Path:
@@ -91,10 +72,12 @@ def test_a_document_the_database_refuses_is_reported_and_skipped(
         assert index.stats()["documents"] == report.added
 
 
+#: the module the ingesting processes take ``Hashed`` from
+_SUPPORT = str(Path(__file__).with_name("docs_support.py"))
 _INGEST = """
 import importlib.util, json, sys, time
 from pathlib import Path
-spec = importlib.util.spec_from_file_location("doc_store_test", sys.argv[1])
+spec = importlib.util.spec_from_file_location("docs_support", sys.argv[1])
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
 from shopfloor.connectors.docs import DocCollections
 root, go = Path(sys.argv[3]), Path(sys.argv[4])
@@ -114,7 +97,7 @@ def test_two_processes_ingesting_one_collection_store_each_document_once(
     go = tmp_path / "go"
     both = [
         subprocess.Popen(
-            [sys.executable, "-c", _INGEST, __file__, doc_collections.url, str(root), str(go)],
+            [sys.executable, "-c", _INGEST, _SUPPORT, doc_collections.url, str(root), str(go)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -3,7 +3,8 @@ model (all-MiniLM-L6-v2 in numpy), a hybrid BM25 + dense index kept in SQLite or
 (``DocStore``, ``doc_stores()``; where: ``DocCollections``), fused by reciprocal rank, and
 research over it: routed (depth, model, collections: ``Router``), planned, written with citations and
 verified (``Researcher``), a deep plan's sub-questions each in a child run where the run has them
-(``ChildResearch``)."""
+(``ChildResearch``). Every ingest is recorded with an index version (``IngestRecord``); a collection may be
+built from a workspace at a commit (``WorkspaceSource``, ``ingest_workspace``)."""
 
 from shopfloor.connectors.docs._children import (
     ChildResearch,
@@ -14,7 +15,8 @@ from shopfloor.connectors.docs._children import (
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._collections import DocCollections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
-from shopfloor.connectors.docs._index import DocIndex, Hit, IngestReport, SearchMode
+from shopfloor.connectors.docs._index import DocIndex, Hit, IngestReport, SearchMode, SourceFile, host_files
+from shopfloor.connectors.docs._ingests import IndexVersion, IngestRecord, IngestSource
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
 from shopfloor.connectors.docs._rank import Ranking, fts_query, query_terms
 from shopfloor.connectors.docs._research import (
@@ -41,6 +43,12 @@ from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolv
 from shopfloor.connectors.docs._sqlite_store import SqliteDocStore, collection_path
 from shopfloor.connectors.docs._store import DocStore, StoredDocument, doc_stores
 from shopfloor.connectors.docs._verify import Citation, CitationVerifier, Support, content_words
+from shopfloor.connectors.docs._workspace import (
+    WorkspaceSource,
+    ingest_workspace,
+    workspace_files,
+    workspace_path,
+)
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -57,7 +65,10 @@ __all__ = [
     "Embedder",
     "Found",
     "Hit",
+    "IndexVersion",
+    "IngestRecord",
     "IngestReport",
+    "IngestSource",
     "MiniLM",
     "ModelRoute",
     "Parsed",
@@ -73,11 +84,13 @@ __all__ = [
     "RouterMode",
     "SearchMode",
     "Section",
+    "SourceFile",
     "SqliteDocStore",
     "StoredDocument",
     "SubQuestion",
     "SubResearch",
     "Support",
+    "WorkspaceSource",
     "arithmetic",
     "chunk_sections",
     "collection_path",
@@ -88,10 +101,14 @@ __all__ = [
     "embedders",
     "excluded",
     "fts_query",
+    "host_files",
+    "ingest_workspace",
     "parser_for",
     "parsers",
     "query_terms",
     "research_notes",
     "research_sub_question",
     "resolve_sources",
+    "workspace_files",
+    "workspace_path",
 ]

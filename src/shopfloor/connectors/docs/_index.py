@@ -9,6 +9,9 @@ by length and runs its batches on its threads side by side: per document, a page
 small batch on one thread), and each document is then written in a transaction of its own. ``search``
 fuses the BM25 ranking and the cosine ranking by reciprocal rank fusion (k = 60), or runs one of them,
 as its ``Ranking`` says (``_rank.py``).
+Every ingest is recorded (``record``: ``_ingests.py``) with the next index version, its source (host
+paths, or a workspace commit: ``_workspace.py``) and the digest set; ``current`` is the version a search
+reads, and ``read`` gives one chunk or its whole document by id.
 Vectors are float32 blobs searched exactly with numpy on every backend (10k chunks: one 15 MB matrix,
 read again when the store's version says another writer changed it); the index records its embedding
 model and refuses to mix vectors of another.
@@ -29,19 +32,29 @@ import numpy as np
 
 from shopfloor.connectors.docs._chunk import chunk_sections
 from shopfloor.connectors.docs._embed import Embedder
+from shopfloor.connectors.docs._ingests import IndexVersion, IngestRecord, IngestSource
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, parser_for
 from shopfloor.connectors.docs._rank import Ranking, fuse, query_terms
 from shopfloor.connectors.docs._sources import excluded
 from shopfloor.connectors.docs._sqlite_store import SqliteDocStore
-from shopfloor.connectors.docs._store import DocStore, StoredDocument
-from shopfloor.errors import ConnectorError
+from shopfloor.connectors.docs._store import DocStore, DocumentChunks, StoredDocument
+from shopfloor.errors import ConnectorError, WorkspaceError
 
-__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode"]
+__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "SourceFile", "host_files"]
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
 #: chunks embedded in one call at ingest (a document's chunks are never split between calls)
 EMBED_BATCH = 256
-_INGEST_ERRORS = (ConnectorError, OSError, UnicodeError, ValueError, RecursionError, MemoryError)
+#: what skips one document (a workspace blob that fails its hash check among them), never the ingest
+_INGEST_ERRORS = (
+    ConnectorError,
+    WorkspaceError,
+    OSError,
+    UnicodeError,
+    ValueError,
+    RecursionError,
+    MemoryError,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +89,42 @@ class IngestReport:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "seen"}
         data["failed"] = [{"path": path, "error": error} for path, error in self.failed]
         return data
+
+    @staticmethod
+    def total(reports: Sequence[IngestReport]) -> IngestReport:
+        """Several reports (one per path of an ingest) as one."""
+        total = IngestReport()
+        for report in reports:
+            total.added += report.added
+            total.replaced += report.replaced
+            total.unchanged += report.unchanged
+            total.chunks += report.chunks
+            total.failed += report.failed
+            total.removed += report.removed
+            total.seconds += report.seconds
+            total.seen |= report.seen
+        return total
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    """A file to ingest wherever it is: its document id, its name (whose suffix chooses the parser), its
+    size, its sha256 where known without reading it (a workspace blob's id), and how to read it."""
+
+    source: str
+    name: str
+    size: int
+    read: Callable[[], bytes] = field(repr=False)
+    digest: str | None = None
+
+
+def host_files(
+    paths: Iterable[Path], *, base: Path | None = None, exclude: Sequence[str] = ()
+) -> Iterator[SourceFile]:
+    """The files under ``paths`` on the host (``_files``), each one's id its path under ``base``."""
+    for file in _files(paths, exclude):
+        source = str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
+        yield SourceFile(source=source, name=file.name, size=file.stat().st_size, read=file.read_bytes)
 
 
 def _texts(doc: StoredDocument) -> list[str]:
@@ -121,6 +170,7 @@ class DocIndex:
         self._matrix: Any = None
         self._ids: Any = None
         self._version: object = None
+        self._current: tuple[object, IndexVersion] | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -145,18 +195,32 @@ class DocIndex:
         an ``exclude`` pattern matches (``excluded``); a document's id is its path under ``base``.
         ``progress`` is called with the report so far after each batch is stored (its ``seconds``
         the time since the ingest started)."""
+        return self.add_files(
+            host_files((Path(p) for p in paths), base=base, exclude=exclude),
+            embed_batch=embed_batch,
+            progress=progress,
+        )
+
+    def add_files(
+        self,
+        files: Iterable[SourceFile],
+        *,
+        embed_batch: int = EMBED_BATCH,
+        progress: Callable[[IngestReport], None] | None = None,
+    ) -> IngestReport:
+        """Ingest ``files`` (``add``'s work for files from anywhere: the host, a workspace commit)."""
         report = IngestReport()
         started = time.monotonic()
         pending: list[StoredDocument] = []
-        for file in _files((Path(p) for p in paths), exclude):
-            source = (
-                str(file.relative_to(base)) if base is not None and file.is_relative_to(base) else str(file)
-            )
-            report.seen.add(source)
+        # every stored digest in one query, not one a document (a round trip each on PostgreSQL); a writer
+        # beside this one is still caught, by ``put``'s check inside its transaction
+        stored = self.store.digests()
+        for file in files:
+            report.seen.add(file.source)
             try:
-                prepared = self._prepare(file, source, report)
+                prepared = self._prepare(file, report, stored.get(file.source))
             except _INGEST_ERRORS as exc:
-                report.failed.append((source, str(exc)[:500]))
+                report.failed.append((file.source, str(exc)[:500]))
                 continue
             if prepared is not None:
                 pending.append(prepared)
@@ -199,19 +263,27 @@ class DocIndex:
             report.seconds = time.monotonic() - started
             progress(report)
 
-    def _prepare(self, file: Path, source: str, report: IngestReport) -> StoredDocument | None:
-        """The document parsed and chunked, or None: unchanged, or not a kind any parser reads."""
-        parser = parser_for(file)
+    def _prepare(self, file: SourceFile, report: IngestReport, stored: str | None) -> StoredDocument | None:
+        """The document parsed and chunked, or None: unchanged (its digest ``stored``), or not a kind any
+        parser reads."""
+        source = file.source
+        parser = parser_for(Path(file.name))
         if parser is None:
             return None  # not a document kind (images, scripts ...): silently not ours
-        size = file.stat().st_size
-        if size > MAX_DOCUMENT_BYTES:
+        if file.size > MAX_DOCUMENT_BYTES:
             raise ConnectorError(
-                f"{source}: {size:,} bytes, over the {MAX_DOCUMENT_BYTES:,} a document may have"
+                f"{source}: {file.size:,} bytes, over the {MAX_DOCUMENT_BYTES:,} a document may have"
             )
-        data = file.read_bytes()
+        if file.digest is not None and stored == file.digest:  # known unchanged without reading it
+            report.unchanged += 1
+            return None
+        data = file.read()
+        if len(data) > MAX_DOCUMENT_BYTES:  # it grew since it was listed
+            raise ConnectorError(
+                f"{source}: {len(data):,} bytes, over the {MAX_DOCUMENT_BYTES:,} a document may have"
+            )
         digest = hashlib.sha256(data).hexdigest()
-        if self.store.digest(source) == digest:
+        if stored == digest:
             report.unchanged += 1
             return None
         parsed = parser.parse(data, source)
@@ -237,15 +309,57 @@ class DocIndex:
         or newly excluded), in one transaction; the ids removed, sorted."""
         return self.store.remove_except(keep)
 
+    def record(self, source: IngestSource, reports: Sequence[IngestReport]) -> IngestRecord:
+        """Record the ingest whose path reports are ``reports`` (read from ``source``): the next index
+        version, with the digest of every document the collection holds now."""
+        total = IngestReport.total(reports)
+        return self.store.add_ingest(
+            at=time.time(),
+            source=source,
+            added=total.added,
+            replaced=total.replaced,
+            unchanged=total.unchanged,
+            removed=len(total.removed),
+            failed=len(total.failed),
+        )
+
     # reading ---------------------------------------------------------------------------------
+    def current(self) -> IndexVersion:
+        """The index version searches read now (0 before any recorded ingest), cached until another
+        write changes the collection."""
+        version = self.store.version()
+        with self._lock:
+            if self._current is not None and self._current[0] == version:
+                return self._current[1]
+        latest = self.store.ingests(1)
+        current = (
+            latest[0].index_version(self.store.name)
+            if latest
+            else IndexVersion(collection=self.store.name, version=0)
+        )
+        with self._lock:
+            self._current = (version, current)
+        return current
+
+    def ingests(self, limit: int | None = None) -> list[IngestRecord]:
+        """The collection's recorded ingests, newest first."""
+        return self.store.ingests(limit)
+
+    def document(self, chunk_id: int) -> DocumentChunks | None:
+        """The document holding ``chunk_id`` with its chunks in order, or None once it is gone."""
+        return self.store.document(chunk_id)
+
     def stats(self) -> dict[str, Any]:
         documents, chunks = self.store.counts()
+        current = self.current()
         return {
             "collection": self.store.name,
             "documents": documents,
             "chunks": chunks,
             "embedder": self.embedder.name,
             "bytes": self.store.size(),
+            "version": current.version,
+            "commit": current.commit,
         }
 
     def _bm25(self, query: str, limit: int) -> list[int]:

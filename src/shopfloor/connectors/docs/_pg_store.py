@@ -13,6 +13,7 @@ collection across processes (SQLite's ``BEGIN IMMEDIATE``); readers never wait f
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -23,9 +24,11 @@ import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.connectors.docs._store import (
     DocStore,
+    DocumentChunks,
     Passage,
     Stored,
     StoredDocument,
@@ -54,6 +57,12 @@ CREATE TABLE IF NOT EXISTS shopfloor_doc_chunks (
 CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_doc ON shopfloor_doc_chunks (doc_id);
 CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_collection ON shopfloor_doc_chunks (collection_id, chunk_id);
 CREATE INDEX IF NOT EXISTS shopfloor_doc_chunks_tsv ON shopfloor_doc_chunks USING gin (tsv);
+CREATE TABLE IF NOT EXISTS shopfloor_doc_ingests (
+    collection_id integer NOT NULL REFERENCES shopfloor_doc_collections ON DELETE CASCADE,
+    version integer NOT NULL, at double precision NOT NULL, source jsonb NOT NULL,
+    added integer NOT NULL, replaced integer NOT NULL, unchanged integer NOT NULL,
+    removed integer NOT NULL, failed integer NOT NULL, fingerprint text NOT NULL, digests jsonb,
+    PRIMARY KEY (collection_id, version));
 """
 #: ``ts_rank_cd``'s normalisation: divided by 1 + log(length), so a long chunk does not win by length
 _NORMALISE = 1
@@ -81,7 +90,8 @@ def _connect(url: str) -> tuple[psycopg.Connection[Any], str]:
         conn = psycopg.connect(
             conninfo, autocommit=True, connect_timeout=10, application_name="shopfloor_docs"
         )
-        made = conn.execute("SELECT to_regclass('shopfloor_doc_chunks')").fetchone()
+        # the table added last: a database made before it gets it (every statement is IF NOT EXISTS)
+        made = conn.execute("SELECT to_regclass('shopfloor_doc_ingests')").fetchone()
         if made is None or made[0] is None:  # a user without the right to create tables can use them
             with conn.transaction():
                 # CREATE ... IF NOT EXISTS is not safe against itself from two processes at once
@@ -130,14 +140,6 @@ class PostgresDocStore(DocStore):
         conn, _ = _connect(url)
         with conn:
             return [r[0] for r in conn.execute("SELECT name FROM shopfloor_doc_collections ORDER BY name")]
-
-    def digest(self, source: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT digest FROM shopfloor_doc_documents WHERE collection_id = %s AND source = %s",
-                [self._collection, source],
-            ).fetchone()
-        return None if row is None else str(row[0])
 
     @contextmanager
     def _writing(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -267,6 +269,96 @@ class PostgresDocStore(DocStore):
                 [self._collection, list(chunk_ids)],
             ).fetchall()
         return {int(r[0]): (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def document(self, chunk_id: int) -> DocumentChunks | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT d.doc_id, d.source, d.title FROM shopfloor_doc_chunks c "
+                "JOIN shopfloor_doc_documents d ON d.doc_id = c.doc_id "
+                "WHERE c.collection_id = %s AND c.chunk_id = %s",
+                [self._collection, chunk_id],
+            ).fetchone()
+            if row is None:
+                return None
+            chunks = self._conn.execute(
+                "SELECT chunk_id, heading, text FROM shopfloor_doc_chunks WHERE doc_id = %s ORDER BY ord",
+                [row[0]],
+            ).fetchall()
+        return str(row[1]), str(row[2]), [(int(c[0]), str(c[1]), str(c[2])) for c in chunks]
+
+    def _digests(self, cursor: psycopg.Cursor[Any] | psycopg.Connection[Any]) -> dict[str, str]:
+        rows = cursor.execute(
+            "SELECT source, digest FROM shopfloor_doc_documents WHERE collection_id = %s", [self._collection]
+        ).fetchall()
+        return {str(source): str(digest) for source, digest in rows}
+
+    def digests(self) -> dict[str, str]:
+        with self._lock:
+            return self._digests(self._conn)
+
+    def add_ingest(
+        self,
+        *,
+        at: float,
+        source: IngestSource,
+        added: int,
+        replaced: int,
+        unchanged: int,
+        removed: int,
+        failed: int,
+    ) -> IngestRecord:
+        with self._writing() as cursor:  # the collection's row lock: versions are taken one at a time
+            version = int(
+                cursor.execute(
+                    "SELECT coalesce(max(version), 0) + 1 FROM shopfloor_doc_ingests "
+                    "WHERE collection_id = %s",
+                    [self._collection],
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            digests = self._digests(cursor)
+            made = fingerprint(digests)
+            previous = cursor.execute(
+                "SELECT fingerprint FROM shopfloor_doc_ingests WHERE collection_id = %s "
+                "ORDER BY version DESC LIMIT 1",
+                [self._collection],
+            ).fetchone()
+            row = (version, at, source.to_json(), added, replaced, unchanged, removed, failed, digests)
+            cursor.execute(
+                "INSERT INTO shopfloor_doc_ingests (collection_id, version, at, source, added, replaced, "
+                "unchanged, removed, failed, fingerprint, digests) "
+                "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                [
+                    self._collection,
+                    version,
+                    at,
+                    json.dumps(source.to_json()),
+                    added,
+                    replaced,
+                    unchanged,
+                    removed,
+                    failed,
+                    made,
+                    None if previous is not None and previous[0] == made else json.dumps(digests),
+                ],
+            )
+        return IngestRecord.from_row(row)
+
+    def ingests(self, limit: int | None = None) -> list[IngestRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT version, at, source, added, replaced, unchanged, removed, failed, digests "
+                "FROM shopfloor_doc_ingests WHERE collection_id = %s ORDER BY version DESC LIMIT %s",
+                [self._collection, limit],
+            ).fetchall()
+            return IngestRecord.from_rows(rows, self._older_digests)
+
+    def _older_digests(self, version: int) -> object:
+        row = self._conn.execute(
+            "SELECT digests FROM shopfloor_doc_ingests WHERE collection_id = %s AND version < %s "
+            "AND digests IS NOT NULL ORDER BY version DESC LIMIT 1",
+            [self._collection, version],
+        ).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self._conn.close()

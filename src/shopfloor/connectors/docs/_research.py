@@ -101,6 +101,8 @@ class ResearchReport:
     not_escalated: str | None = None
     #: the answer of a question routed direct (no retrieval, no citations)
     direct: str | None = None
+    #: collection -> the index version searched and the workspace commit it was built from (or None)
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def cited(self) -> list[Passage]:
@@ -151,6 +153,10 @@ class ResearchReport:
             lines += ["", "## Removed by the verifier", ""]
             lines += [f"- {r.sentence} (cited {r.cited or 'nothing'}: {r.reason})" for r in self.removed]
         lines += ["", "## Sources", ""]
+        for name, index in sorted(self.indexes.items()):
+            commit = index.get("commit")
+            built = f", built from workspace commit `{commit}`" if commit else ""
+            lines += [f"Index: collection {name} version {index.get('version', 0)}{built}.", ""]
         for n, p in enumerate(self.cited, 1):
             lines += [f"[{n}] **{p.title}**{' > ' + p.heading if p.heading else ''} ({p.source}, `{p.id}`)"]
             lines += ["", *(f"> {line}" for line in p.text.splitlines()), ""]
@@ -183,6 +189,7 @@ class ResearchReport:
             ],
             # every passage retrieved, best first (the evaluation's retrieval scorer reads ``results``)
             "results": [{"id": p.id, "doc": p.source, "score": p.score} for p in self.passages],
+            "index": self.indexes,
         }
 
 

@@ -4,15 +4,18 @@ on ``BEGIN IMMEDIATE`` (one per file, across processes), and each checks the dig
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
 from shopfloor.connectors.docs._rank import Ranking, fts_match
 from shopfloor.connectors.docs._store import (
     DocStore,
+    DocumentChunks,
     Passage,
     Stored,
     StoredDocument,
@@ -34,6 +37,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, heading, content='chunks', content_rowid='chunk_id', tokenize='porter unicode61');
+CREATE TABLE IF NOT EXISTS ingests (
+    version INTEGER PRIMARY KEY, at REAL NOT NULL, source TEXT NOT NULL, added INTEGER NOT NULL,
+    replaced INTEGER NOT NULL, unchanged INTEGER NOT NULL, removed INTEGER NOT NULL,
+    failed INTEGER NOT NULL, fingerprint TEXT NOT NULL, digests TEXT);
 """
 
 
@@ -69,10 +76,6 @@ class SqliteDocStore(DocStore):
     def names(cls, url: str) -> list[str]:
         root = _directory(url)
         return sorted(p.stem for p in root.glob("*.db")) if root.is_dir() else []
-
-    def digest(self, source: str) -> str | None:
-        row = self._conn.execute("SELECT digest FROM documents WHERE source = ?", (source,)).fetchone()
-        return None if row is None else str(row[0])
 
     def put(self, doc: StoredDocument) -> Stored:
         with self._lock:
@@ -179,6 +182,83 @@ class SqliteDocStore(DocStore):
                 list(chunk_ids),
             )
         }
+
+    def document(self, chunk_id: int) -> DocumentChunks | None:
+        row = self._conn.execute(
+            "SELECT d.doc_id, d.source, d.title FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+            "WHERE c.chunk_id = ?",
+            (chunk_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        chunks = self._conn.execute(
+            "SELECT chunk_id, heading, text FROM chunks WHERE doc_id = ? ORDER BY ord", (row[0],)
+        ).fetchall()
+        return row[1], row[2], [(c[0], c[1], c[2]) for c in chunks]
+
+    def digests(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT source, digest FROM documents").fetchall())
+
+    def add_ingest(
+        self,
+        *,
+        at: float,
+        source: IngestSource,
+        added: int,
+        replaced: int,
+        unchanged: int,
+        removed: int,
+        failed: int,
+    ) -> IngestRecord:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(
+                    self._conn.execute("SELECT coalesce(max(version), 0) + 1 FROM ingests").fetchone()[0]
+                )
+                digests = self.digests()
+                made = fingerprint(digests)
+                previous = self._conn.execute(
+                    "SELECT fingerprint FROM ingests ORDER BY version DESC LIMIT 1"
+                ).fetchone()
+                self._conn.execute(
+                    "INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        version,
+                        at,
+                        json.dumps(source.to_json()),
+                        added,
+                        replaced,
+                        unchanged,
+                        removed,
+                        failed,
+                        made,
+                        None if previous is not None and previous[0] == made else json.dumps(digests),
+                    ),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return IngestRecord.from_row(
+            (version, at, source.to_json(), added, replaced, unchanged, removed, failed, digests)
+        )
+
+    def ingests(self, limit: int | None = None) -> list[IngestRecord]:
+        rows = self._conn.execute(
+            "SELECT version, at, source, added, replaced, unchanged, removed, failed, digests "
+            "FROM ingests ORDER BY version DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+        return IngestRecord.from_rows(rows, self._older_digests)
+
+    def _older_digests(self, version: int) -> object:
+        row = self._conn.execute(
+            "SELECT digests FROM ingests WHERE version < ? AND digests IS NOT NULL "
+            "ORDER BY version DESC LIMIT 1",
+            (version,),
+        ).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self._conn.close()

@@ -5,7 +5,8 @@ URL scheme (``doc_stores()``: ``file://DIR``, one SQLite file per collection, th
 A store keeps rows and answers the two lookups only its database can: the BM25-like ranking of its full
 text index and the chunks' vectors as one float32 block. Everything above (parsing, chunking, embedding,
 incremental ingest, pruning, the dense search in numpy, fusion, hits) is ``DocIndex``'s, the same for
-every backend.
+every backend. A store also keeps the collection's ingest records (``_ingests.py``): their versions are
+taken inside its writers' lock, so two processes recording at once get two.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ from typing import Literal
 
 from shopfloor._registry import Registry
 from shopfloor.connectors.docs._chunk import Chunk
+from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.errors import ConfigError
 
-__all__ = ["DocStore", "Passage", "Stored", "StoredDocument", "check_collection_name", "doc_stores"]
+__all__ = [
+    "DocStore",
+    "DocumentChunks",
+    "Passage",
+    "Stored",
+    "StoredDocument",
+    "check_collection_name",
+    "doc_stores",
+]
 
 _COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 
@@ -29,6 +39,8 @@ _COLLECTION = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 Stored = Literal["added", "replaced", "unchanged"]
 #: a chunk as a hit shows it: (source, title, heading, text)
 Passage = tuple[str, str, str, str]
+#: a whole document as a resource read shows it: (source, title, [(chunk id, heading, text), ...] in order)
+DocumentChunks = tuple[str, str, list[tuple[int, str, str]]]
 
 
 def check_collection_name(name: str) -> str:
@@ -73,10 +85,6 @@ class DocStore(ABC):
         """The collections at ``url``, sorted."""
 
     @abstractmethod
-    def digest(self, source: str) -> str | None:
-        """The sha256 of the stored document ``source``, or None."""
-
-    @abstractmethod
     def put(self, doc: StoredDocument) -> Stored:
         """Store ``doc`` in one transaction, its older version's chunks replaced; ``unchanged`` (nothing
         written) when the stored one has the same digest (another writer got there first)."""
@@ -113,6 +121,33 @@ class DocStore(ABC):
     @abstractmethod
     def passages(self, chunk_ids: Sequence[int]) -> dict[int, Passage]:
         """Chunk id -> its passage, for those of ``chunk_ids`` still stored."""
+
+    @abstractmethod
+    def document(self, chunk_id: int) -> DocumentChunks | None:
+        """The document holding ``chunk_id`` with all its chunks in order, or None when it is gone."""
+
+    @abstractmethod
+    def digests(self) -> dict[str, str]:
+        """Every stored document's source -> its sha256."""
+
+    @abstractmethod
+    def add_ingest(
+        self,
+        *,
+        at: float,
+        source: IngestSource,
+        added: int,
+        replaced: int,
+        unchanged: int,
+        removed: int,
+        failed: int,
+    ) -> IngestRecord:
+        """Record an ingest in one transaction (serialised with the writers): the next index version
+        (1, 2, ...) and the digests of the documents stored now."""
+
+    @abstractmethod
+    def ingests(self, limit: int | None = None) -> list[IngestRecord]:
+        """The recorded ingests, newest first (at most ``limit``)."""
 
     @abstractmethod
     def close(self) -> None: ...
