@@ -105,7 +105,7 @@ def may_hold_secret(text: str) -> bool:
     """The cheap screen: False means ``redact(text)`` would return ``text`` unchanged.
 
     A text holding a character that ``IGNORECASE`` (the patterns) reads as an ASCII letter while
-    lowering gives none (``_FOLDS_TO_ASCII``: ``paſsword=...``) always goes on to the patterns."""
+    lowering gives none (``_FOLDS_TO_ASCII``: ``paſsword=...``) always goes on to the patterns."""  # noqa: RUF002 - the long s on purpose
     return bool(
         _SCREEN.search(text)
         or _SCREEN_LOWER.search(text.lower())
