@@ -10,11 +10,12 @@ steps, which must come back without their bodies running again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,8 @@ async def scripted(script: list[list[Any]]) -> list[Any]:
             if op == "owner" and first:
                 await asyncio.to_thread(harness.set_status, workflow_id, owner_xid="another-execution")
                 harness.stolen.set()
+            if op == "hang" and first:  # until the test cancels the workflow's task
+                await asyncio.Event().wait()
             if op == "cancelled_status" and first:
                 await asyncio.to_thread(harness.set_status, workflow_id, status="CANCELLED")
             return {"index": index, "value": arg}
@@ -664,3 +667,111 @@ async def test_a_group_commit_that_found_the_database_locked_is_retried(
     finally:
         blocker.close()
         recorder.close()
+
+
+# The lean step path (``lean_run_step_async``): on SQLite a plain async step skips DBOS's outcome layers.
+SETTLES = (
+    # DBOS's own rows: every op of the scripts, a fenced-off record, a cancel, an error row
+    [["step", 1], ["fail", 2], ["owner", 3], ["step", 4], ["cancel", 5], ["fail", 6], ["step", 7]],
+)
+
+
+async def _in_place(call: Callable[[], Any]) -> Any:
+    """A settle for DBOS's own record (it commits before it returns): nothing to wait for."""
+    return call()
+
+
+async def _run_with(
+    harness: Harness, settings: Settings, script: list[list[Any]], *, lean_recorder: bool, lean_steps: bool
+) -> tuple[Outcome, int]:
+    """``run_script`` with DBOS's own record or the lean recorder behind it, and DBOS's outcome
+    layers or the lean step path in front; and how many times a step's bookkeeping settled."""
+    recorder = open_recorder(settings.db_url, step_row_defaults()) if lean_recorder else None
+    uninstall = install_step_recorder(recorder) if recorder is not None else None
+    settled = 0
+    settle = recorder.settle if recorder is not None else _in_place
+
+    async def counting(call: Callable[[], Any]) -> Any:
+        nonlocal settled
+        settled += 1
+        return await settle(call)
+
+    inline_step_bookkeeping(counting, lean_steps=lean_steps)
+    try:
+        return await run_script(harness, settings, script), settled
+    finally:
+        inline_step_bookkeeping()
+        if uninstall is not None:
+            uninstall()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("seed", [*range(4), "every op"])
+@pytest.mark.parametrize("lean_recorder", [False, True], ids=["dbos-record", "lean-record"])
+async def test_lean_steps_and_dbos_layers_leave_the_same_rows(
+    launched: Harness, rt_settings: Settings, seed: int | str, lean_recorder: bool
+) -> None:
+    """The same script through DBOS's outcome layers and through the lean step path, over DBOS's own
+    record and over the lean recorder: the same rows, results, interruptions (a cancel, an owner
+    change: the record fenced off) and bodies run (a recorded step, or its error, replayed)."""
+    script = SETTLES[0] if seed == "every op" else make_script(random.Random(int(seed) + 100), 8)
+    layers, _ = await _run_with(launched, rt_settings, script, lean_recorder=lean_recorder, lean_steps=False)
+    lean, _ = await _run_with(launched, rt_settings, script, lean_recorder=lean_recorder, lean_steps=True)
+    assert lean == layers, script
+    if seed == "every op":
+        assert lean.interruptions == ["owner changed", "DBOSAwaitedWorkflowCancelledError"]
+        assert lean.executions == [1, 1, 2, 1, 2, 1, 1]  # fenced off and cancelled: run again on resume
+        errors = [(s["function_name"], s["output"], s["error"] is not None) for s in lean.steps]
+        assert [e for e in errors if e[2]] == [("fail:1", None, True), ("fail:5", None, True)]
+        assert set(lean.result[1]) == set(lean.result[5]) == {"error"}  # replayed, and raised live
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_plain_async_step_settles_once_on_the_lean_path(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """DBOS's layers pass a step's look-up, an empty stage and its record through ``to_thread``
+    (``settle`` on SQLite): three a step. The lean path settles the record alone, and
+    ``lean_steps=False`` keeps DBOS's layers."""
+    script = [["step", i] for i in range(4)]
+    layers, through_layers = await _run_with(
+        launched, rt_settings, script, lean_recorder=True, lean_steps=False
+    )
+    lean, through_lean = await _run_with(launched, rt_settings, script, lean_recorder=True, lean_steps=True)
+    # and two of the workflow's own (its start and its end), on both
+    assert (through_layers, through_lean) == (3 * len(script) + 2, len(script) + 2)
+    assert lean == layers and lean.executions == [1] * len(script)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("lean_steps", [False, True])
+async def test_a_step_cancelled_while_its_body_runs_records_nothing(
+    launched: Harness, rt_settings: Settings, lean_steps: bool
+) -> None:
+    """A workflow task cancelled in a step's body (a runtime closing): no row for that step, on
+    both paths, and a resume runs the step's body again."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    uninstall = install_step_recorder(recorder)
+    inline_step_bookkeeping(recorder.settle, lean_steps=lean_steps)
+    workflow_id = uuid.uuid4().hex
+    try:
+        with SetWorkflowID(workflow_id):
+            handle = await DBOS.start_workflow_async(scripted, [["step", 0], ["hang", 1], ["step", 2]])
+        async with asyncio.timeout(15):
+            while launched.executions[f"{workflow_id}:1"] == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        (task,) = [task for task in workflow_tasks() if not task.done()]
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        assert [s["function_name"] for s in rows(launched, workflow_id)[0]] == ["step:0"]
+        await asyncio.to_thread(launched.client.resume_workflow, workflow_id)
+        handle = await DBOS.retrieve_workflow_async(workflow_id)
+        async with asyncio.timeout(15):
+            result = await handle.get_result()
+    finally:
+        inline_step_bookkeeping()
+        uninstall()
+    assert [r["index"] for r in result] == [0, 1, 2]
+    assert [launched.executions[f"{workflow_id}:{i}"] for i in range(3)] == [1, 2, 1]
+    assert [s["function_name"] for s in rows(launched, workflow_id)[0]] == ["step:0", "hang:1", "step:2"]

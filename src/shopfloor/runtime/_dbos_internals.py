@@ -1,7 +1,8 @@
 """Every use Shopfloor makes of DBOS's private internals, checked against the DBOS they were written for.
 
-DBOS offers no public way to do four things Shopfloor needs: run its step bookkeeping
-on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), put
+DBOS offers no public way to do five things Shopfloor needs: run its step bookkeeping
+on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), take a plain
+async step past the layers that wrap it (``lean_run_step_async``), put
 a lean recorder behind its step look-up and record (``SystemDatabase.check_operation_execution``
 and ``record_operation_result``), stop the workflow tasks still running when a runtime
 closes (``DBOS._workflow_tasks``) and hand a dead executor's run back to a queue
@@ -41,7 +42,9 @@ import dbos._context as _context
 import dbos._core as _core
 import dbos._dbos as _dbos
 import dbos._outcome as _outcome
+import dbos._serialization as _serialization
 import dbos._sys_db as _sys_db
+from dbos import error as dbos_error
 
 from shopfloor.errors import DurableEngineError
 
@@ -59,6 +62,7 @@ __all__ = [
     "fingerprints",
     "inline_step_bookkeeping",
     "install_step_recorder",
+    "lean_run_step_async",
     "reenqueue_for_recovery",
     "restore_step_bookkeeping",
     "step_row_defaults",
@@ -79,6 +83,16 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "dbos._outcome.Pending._wrap", _outcome.Pending._wrap
     yield "dbos._outcome.Pending._intercept", _outcome.Pending._intercept
     yield "dbos._core.invoke_step", _core.invoke_step
+    yield "dbos._core.run_step_async", _core.run_step_async
+    yield "dbos._core.normalize_step_options", _core.normalize_step_options
+    yield "dbos._dbos.DBOS.run_step_async", _dbos.DBOS.run_step_async
+    yield "dbos._dbos.StepReservation.run_async", _dbos.StepReservation.run_async
+    yield "dbos._context.EnterDBOSStepCtx", _context.EnterDBOSStepCtx
+    yield "dbos._context.assert_current_dbos_context", _context.assert_current_dbos_context
+    yield "dbos._serialization.serialize_value", _serialization.serialize_value
+    yield "dbos._serialization.serialize_exception", _serialization.serialize_exception
+    yield "dbos._serialization.deserialize_value", _serialization.deserialize_value
+    yield "dbos._serialization.deserialize_exception", _serialization.deserialize_exception
     yield "dbos._core._get_wf_invoke_func", _core._get_wf_invoke_func
     yield "dbos._core._execute_workflow_async", _core._execute_workflow_async
     yield "dbos._dbos._get_dbos_instance", _dbos._get_dbos_instance
@@ -109,6 +123,16 @@ FINGERPRINTS: dict[str, str] = {
     "dbos._outcome.Pending._wrap": "ed2dee2ae3a28d04",
     "dbos._outcome.Pending._intercept": "68d426af693b07de",
     "dbos._core.invoke_step": "f60e7b0bb683cf4f",
+    "dbos._core.run_step_async": "70fd4b1e1695b0e0",
+    "dbos._core.normalize_step_options": "757c53bd024bf1ef",
+    "dbos._dbos.DBOS.run_step_async": "622cb49a09a2bc7b",
+    "dbos._dbos.StepReservation.run_async": "8c93b34e3e60abeb",
+    "dbos._context.EnterDBOSStepCtx": "5ed1d63f1d56ba18",
+    "dbos._context.assert_current_dbos_context": "1cd2d299d30938b1",
+    "dbos._serialization.serialize_value": "6e2f8f55e9978ec8",
+    "dbos._serialization.serialize_exception": "f17ad91902cc43ab",
+    "dbos._serialization.deserialize_value": "f22490354f07510b",
+    "dbos._serialization.deserialize_exception": "31e35f62f0d4f9e2",
     "dbos._core._get_wf_invoke_func": "6d4ded69610f99a2",
     "dbos._core._execute_workflow_async": "ab534cdce293e4b2",
     "dbos._dbos._get_dbos_instance": "d1b6a79d190d7742",
@@ -126,7 +150,7 @@ FINGERPRINTS: dict[str, str] = {
 }
 
 
-_MODULES = (_context, _core, _dbos, _outcome, _sys_db)
+_MODULES = (_context, _core, _dbos, _outcome, _serialization, _sys_db)
 _CHECK_FILE = "dbos-check.json"
 
 
@@ -237,15 +261,115 @@ class InPlaceAsyncio:
         return getattr(asyncio, name)
 
 
-def inline_step_bookkeeping(settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
+def inline_step_bookkeeping(
+    settle: Settle | None = None, off_loop: OffLoop | None = None, *, lean_steps: bool = True
+) -> None:
     """Run DBOS's step bookkeeping on the calling thread (``check_dbos`` vouched for the module),
-    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given."""
+    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given.
+    With ``settle`` and ``lean_steps`` a plain async step takes ``lean_run_step_async`` (the same
+    rows and outcomes, without DBOS's outcome layers); ``lean_steps=False`` keeps DBOS's layers."""
     setattr(_outcome, "asyncio", InPlaceAsyncio(settle, off_loop))  # noqa: B010 - a private name, on purpose
+    steps: Any = _core.run_step_async
+    if settle is not None and lean_steps:
+        steps = functools.partial(lean_run_step_async, settle)
+    setattr(_dbos, "run_step_async", steps)  # noqa: B010 - what ``DBOS.run_step_async`` calls
 
 
 def restore_step_bookkeeping() -> None:
     if isinstance(getattr(_outcome, "asyncio", None), InPlaceAsyncio):
         setattr(_outcome, "asyncio", asyncio)  # noqa: B010
+    setattr(_dbos, "run_step_async", _core.run_step_async)  # noqa: B010
+
+
+# The lean step path ---------------------------------------------------------------------------
+# An async step of DBOS 3.4 goes through four ``Pending`` layers (``invoke_step``: the step context,
+# the look-up, the record, the body), each a coroutine and closures, with three ``to_thread`` calls
+# (in place here: through ``settle``) and two re-configurations of the loop's thread pool, ~100 Python
+# calls a step on the loop's one thread. ``lean_run_step_async`` does what those layers do for a plain
+# async step (no retries, no preemption, no timeout), in the same order and with the same calls into
+# DBOS's system database (the recorder behind it): enter the step context, look the step up (a recorded
+# step is returned, or its recorded error raised, and never run again), run the body, record its output
+# or its error through ``settle`` (raising what the record raised: fenced off, nondeterminism) and
+# return. A record that fails is followed, as ``Pending._wrap`` follows it, by a record of that failure
+# as the step's error (which the owner check or the existing row refuses in turn), and a cancelled task
+# is logged as DBOS logs it and not recorded. Any other step takes DBOS's own path.
+
+
+async def lean_run_step_async(
+    settle: Settle,
+    dbos: Any,
+    step_ctx: Any,
+    func: Callable[..., Any],
+    options: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``dbos._core.run_step_async`` (the same arguments after ``settle``), for a plain async step
+    of a workflow without DBOS's outcome layers; every other call is handed to it."""
+    options = _core.normalize_step_options(options)
+    if (
+        step_ctx is None
+        or not step_ctx.is_workflow()
+        or options["retries_allowed"]
+        or options["preemptible"]
+        or options["timeout_seconds"] is not None
+        or not inspect.iscoroutinefunction(func)
+    ):
+        return await _core.run_step_async(dbos, step_ctx, func, options, args, kwargs)
+    step_name = options["name"] or func.__qualname__
+    started_at_ms = int(time.time() * 1000)
+    with _context.EnterDBOSStepCtx({"name": step_name, "operationType": "step"}, step_ctx):
+        ctx = _context.assert_current_dbos_context()
+        recorded = dbos._sys_db.check_operation_execution(ctx.workflow_id, ctx.function_id, step_name)
+        if recorded:
+            if dbos.logger.isEnabledFor(logging.DEBUG):
+                dbos.logger.debug(f"Replaying step, id: {ctx.function_id}, name: {step_name}")
+            if recorded["error"] is not None:
+                raise _serialization.deserialize_exception(
+                    recorded["error"], recorded["serialization"], dbos._serializer
+                )
+            if recorded["output"] is None:
+                raise Exception("Output and error are both None")
+            return _serialization.deserialize_value(
+                recorded["output"], recorded["serialization"], dbos._serializer
+            )
+        if dbos.logger.isEnabledFor(logging.DEBUG):
+            dbos.logger.debug(f"Running step, id: {ctx.function_id}, name: {step_name}")
+        record = functools.partial(_record_step, dbos, step_name, started_at_ms)
+        try:
+            value = await func(*args, **kwargs)
+            return await settle(functools.partial(record, value, None))
+        except asyncio.CancelledError:
+            logging.getLogger("dbos").warning(f"Asyncio task cancelled for workflow or step {func}")
+            raise
+        except BaseException as exc:
+            return await settle(functools.partial(record, None, exc))
+
+
+def _record_step(
+    dbos: Any, step_name: str, started_at_ms: int, value: Any, error: BaseException | None
+) -> Any:
+    """``invoke_step``'s ``record_step_result``: record the step's output, or ``error`` as its error
+    (re-raised once recorded); a cancel (preemption) and what is not an ``Exception`` go unrecorded."""
+    ctx = _context.assert_current_dbos_context()
+    row: Any = {
+        "workflow_uuid": ctx.workflow_id,
+        "function_id": ctx.function_id,
+        "function_name": step_name,
+        "output": None,
+        "error": None,
+        "serialization": None,
+        "started_at_epoch_ms": started_at_ms,
+        "child_workflow_id": None,
+    }
+    if error is None:
+        row["output"], row["serialization"] = _serialization.serialize_value(value, None, dbos._serializer)
+        dbos._sys_db.record_operation_result(row)
+        return value
+    if isinstance(error, Exception) and not isinstance(error, dbos_error.DBOSWorkflowCancelledError):
+        row["error"], row["serialization"] = _serialization.serialize_exception(error, None, dbos._serializer)
+        dbos._sys_db.record_operation_result(row)
+    raise error
 
 
 # The launched DBOS ----------------------------------------------------------------------------

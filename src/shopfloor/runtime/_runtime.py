@@ -569,8 +569,10 @@ class Runtime:
             self.admission.end_run(run_id)
 
     async def end_run(self, run_id: str) -> None:
-        """Give back the concurrent-run slots of a run that has ended (idempotent)."""
-        await asyncio.to_thread(self._end_run_now, run_id)
+        """Give back the concurrent-run slots of a run that has ended (idempotent). Without limits
+        there is nothing to give back: no thread hop at every run's end."""
+        if self.admission is not None:
+            await asyncio.to_thread(self._end_run_now, run_id)
 
     async def resume_run(self, run_id: str) -> None:
         """Lease the concurrent-run slots of a run this process executes (begun, or recovered) to it."""
