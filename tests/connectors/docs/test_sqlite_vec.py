@@ -4,6 +4,7 @@ a file of float32 blobs migrated on open in one transaction, and what to install
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 import sys
@@ -93,20 +94,23 @@ def test_a_replaced_or_removed_document_takes_its_vectors_with_it(tmp_path: Path
 
 def test_a_chunk_and_its_vector_are_written_in_one_transaction(tmp_path: Path) -> None:
     store = SqliteDocStore(tmp_path / "c.db", embedder="random/1")
-    store.put(_docs(1, 2)[0])
-    doc = _docs(2, 3, seed=2)[1]
-    bad = StoredDocument(
-        source=doc.source,
-        digest=doc.digest,
-        title=doc.title,
-        chunks=doc.chunks,
-        vectors=[*doc.vectors[:2], doc.vectors[2][:8]],  # the last of another dimension: vec0 refuses it
-    )
+    first, second = _docs(2, 3, seed=2)
+
+    def broken(doc: StoredDocument) -> StoredDocument:
+        # the last vector of another dimension: vec0 refuses it after the others were written
+        return dataclasses.replace(doc, vectors=[*doc.vectors[:2], doc.vectors[2][:8]])
+
+    for _ in range(2):  # the first write of a fresh file too: its table stays, empty
+        with pytest.raises(Exception, match=r"[Dd]imension"):
+            store.put(broken(first))
+        assert store.counts() == (0, 0)
+        assert store._conn.execute("SELECT count(*) FROM chunks_vec").fetchone() == (0,)
+    assert store.put(first) == "added"
     with pytest.raises(Exception, match=r"[Dd]imension"):
-        store.put(bad)
-    assert store.counts() == (1, 2)
-    assert store._conn.execute("SELECT count(*) FROM chunks_vec").fetchone()[0] == 2
-    assert store.put(doc) == "added"
+        store.put(broken(second))
+    assert store.counts() == (1, 3)
+    assert store._conn.execute("SELECT count(*) FROM chunks_vec").fetchone() == (3,)
+    assert store.put(second) == "added"
     store.close()
 
 

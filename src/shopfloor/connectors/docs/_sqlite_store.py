@@ -61,7 +61,11 @@ class SqliteDocStore(DocStore):
         self._conn = connect(str(path))
         self._conn.executescript(_SCHEMA)
         self._vec = VecTable(self._conn)
-        self._vec.migrate()
+        try:
+            self._vec.migrate()
+        except BaseException:
+            self._conn.close()
+            raise
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedder', ?)", (embedder,))
         self.embedder = str(self._conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()[0])
 
@@ -80,6 +84,8 @@ class SqliteDocStore(DocStore):
 
     def put(self, doc: StoredDocument) -> Stored:
         with self._lock:
+            if doc.vectors:
+                self._vec.make(len(doc.vectors[0]))
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 old = self._conn.execute(

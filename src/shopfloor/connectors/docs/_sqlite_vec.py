@@ -66,8 +66,9 @@ def connect(path: str) -> Any:
 
 
 class VecTable:
-    """``chunks_vec`` of one connection. Its writes run inside the caller's transaction; the table is
-    made by the first vector stored (its dimension is the vector's)."""
+    """``chunks_vec`` of one connection. ``put`` and ``delete`` run inside the caller's transaction; the
+    table is made (``make``, in a transaction of its own, so that no rollback of a write takes it away
+    unseen) before the first vector is stored, its dimension that vector's."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -86,7 +87,7 @@ class VecTable:
                     "SELECT vector FROM chunks WHERE length(vector) > 0 LIMIT 1"
                 ).fetchone()
                 if first is not None:
-                    self._make(len(first[0]))
+                    self._create(len(first[0]))
                     moved = self._conn.execute(
                         "INSERT INTO chunks_vec (rowid, embedding) "
                         "SELECT chunk_id, vector FROM chunks WHERE length(vector) > 0"
@@ -97,6 +98,7 @@ class VecTable:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        self._made = False  # found again by the next read (made, or not, by the transaction)
         return int(moved)
 
     def _exists(self) -> bool:
@@ -107,19 +109,30 @@ class VecTable:
             self._made = found is not None
         return self._made
 
-    def _make(self, size: int) -> None:
+    def _create(self, size: int) -> None:
         if size % 4 or not size:
             raise ValueError(f"a vector of {size} bytes is not float32")
         self._conn.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING "
             f"vec0(embedding float[{size // 4}] distance_metric=cosine)"
         )
+
+    def make(self, size: int) -> None:
+        """Make the table for vectors of ``size`` bytes, unless it is there (another writer's table
+        found under the write lock)."""
+        if self._exists():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._create(size)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         self._made = True
 
     def put(self, chunk_id: int, vector: bytes) -> None:
-        """Store a chunk's vector (float32), in the caller's transaction."""
-        if not self._exists():
-            self._make(len(vector))
+        """Store a chunk's vector (float32), in the caller's transaction, after ``make``."""
         self._conn.execute("INSERT INTO chunks_vec (rowid, embedding) VALUES (?, ?)", (chunk_id, vector))
 
     def delete(self, chunk_ids: Sequence[int]) -> None:
