@@ -2,8 +2,8 @@
 
 Each prints its measurements next to a baseline measured in the same run, with the ratio.
 Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry, evals, governance, gateway,
-gateway_tail, releases, retrieval, doc_stores, research, retrieval_quality, children, console (default:
-all).
+gateway_tail, releases, retrieval, doc_stores, vec_store, research, retrieval_quality, children, console
+(default: all).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ALL = (
     "releases",
     "retrieval",
     "doc_stores",
+    "vec_store",
     "research",
     "retrieval_quality",
     "children",
