@@ -10,8 +10,10 @@ document; a query's vector from a hash of its text, so no model runs and the row
 
 Rows, for each ``--chunks`` size:
 
-- store: ``DocStore.put`` of every document, one transaction each: chunks per second; bytes of the file
-  per 1,000 chunks once its last connection closed (the write-ahead log checkpointed into it);
+- store: ``DocStore.put`` of every document, one transaction each, into a fresh file ``--builds`` times
+  a tree, alternating: chunks per second (median; each commit's fsync makes single builds vary by 2x or
+  more on shared disks); bytes of the file per 1,000 chunks once its last connection closed (the
+  write-ahead log checkpointed into it);
 - query: dense and hybrid ``search`` p50 / p99 ms (k = 5), ``--queries`` in each of ``--rounds``
   processes; the first query of a process (where the numpy path reads the whole matrix) is left out of
   the percentiles and shown apart;
@@ -128,6 +130,7 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--builds", type=int, default=3, help="fresh files stored a tree, alternating")
     parser.add_argument("--baseline", default=BASELINE, help="the git ref of the numpy path")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,9 +152,14 @@ def main() -> int:
         print(f"baseline: {args.baseline}; {len(queries)} queries x {args.rounds} processes a tree, k=5")
         for size in args.chunks:
             built: dict[str, dict[str, Any]] = {}
-            for name, src in trees.items():
-                db = Path(tmp) / f"{size}-{len(built)}.db"
-                built[name] = {"db": db, **_run(src, "build", str(db), str(size))}
+            rates: dict[str, list[float]] = {name: [] for name in trees}
+            for build in range(args.builds):
+                for at, (name, src) in enumerate(trees.items()):
+                    db = Path(tmp) / f"{size}-{at}-{build}.db"
+                    if name in built:
+                        built[name]["db"].unlink()
+                    built[name] = {"db": db, **_run(src, "build", str(db), str(size))}
+                    rates[name].append(built[name]["chunks"] / built[name]["seconds"])
             asked: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
             for _ in range(args.rounds):
                 for name, src in trees.items():
@@ -161,7 +169,7 @@ def main() -> int:
             for name in trees:
                 row = built[name]
                 print(
-                    f"  store   {name:<22} {row['chunks'] / row['seconds']:8.0f} chunks/s  "
+                    f"  store   {name:<22} {statistics.median(rates[name]):8.0f} chunks/s  "
                     f"{row['bytes'] / row['chunks'] * 1000 / 1e6:6.2f} MB per 1,000 chunks"
                 )
             for mode in MODES:
