@@ -2,7 +2,8 @@
 
 Each prints its measurements next to a baseline measured in the same run, with the ratio.
 Names: spec, agent, models, workspace, sandbox, skills, runtime, telemetry, evals, governance, gateway,
-gateway_tail, releases, retrieval, doc_stores, doc_ingests, research, retrieval_quality, children, console
+gateway_tail, releases, retrieval, doc_stores, doc_ingests, vec_store, research, retrieval_quality,
+children, console
 (default: all).
 """
 
@@ -28,6 +29,7 @@ ALL = (
     "retrieval",
     "doc_stores",
     "doc_ingests",
+    "vec_store",
     "research",
     "retrieval_quality",
     "children",

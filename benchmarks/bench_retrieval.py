@@ -16,8 +16,9 @@ wrote; ``apt-get install python3.11-doc``, or ``--corpus DIR``): the pages the r
   (as it did before), and one chunk per call (each chunk alone: no batching at all);
 - query: p50 / p99 ms of ``search`` in each mode over the same queries, interleaved (a round runs each
   mode once per query), with the embedding of the query counted in hybrid and dense;
-- scale: the same after the collection's vectors are tiled to ``--scale`` chunks (BM25 rows stay the
-  real ones; dense search is exact, so its cost grows with the chunk count).
+- scale: the same over a second collection of about ``--scale`` chunks, copies of the real documents
+  (their vectors with noise) stored as documents: BM25 and the sqlite-vec search both over every copy
+  (dense search is exact, so its cost grows with the chunk count).
 
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval [--pages 120] [--ingest-pages 24] [--scale 100000]``.
 """
@@ -34,7 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from shopfloor.connectors.docs import DocIndex, Embedder, MiniLM, chunk_sections, excluded, parser_for
+from shopfloor.connectors.docs import (
+    Chunk,
+    DocIndex,
+    Embedder,
+    MiniLM,
+    StoredDocument,
+    chunk_sections,
+    excluded,
+    parser_for,
+)
 from shopfloor.connectors.docs._index import EMBED_BATCH
 from shopfloor.spec import load_spec, spec_resolvers
 
@@ -218,6 +228,33 @@ def ingest_rows(embedder: MiniLM, pages: list[Path], corpus: Path, only: list[st
         )
 
 
+def tile(index: DocIndex, into: DocIndex, scale: int) -> int:
+    """Store copies of ``index``'s documents in ``into`` until it has about ``scale`` chunks: the same
+    texts, their vectors with noise (a copy's chunks are not its original's twins); the chunks stored."""
+    _, chunks = index.store.counts()
+    ids = sorted(index.store.documents_of(range(1, chunks + 1)))  # a fresh file numbers its chunks 1..n
+    passages, vectors = index.store.passages(ids), index.store.vectors_of(ids)
+    pages: dict[str, list[int]] = {}
+    for cid in ids:
+        pages.setdefault(passages[cid][0], []).append(cid)
+    rng = np.random.default_rng(0)
+    for copy in range(max(1, scale // max(len(ids), 1))):
+        for source, page in pages.items():
+            real = np.array([np.frombuffer(vectors[cid], dtype=np.float32) for cid in page])
+            noisy = (real + rng.normal(0, 0.01, real.shape)).astype(np.float32)
+            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+            into.store.put(
+                StoredDocument(
+                    source=f"copy{copy}/{source}",
+                    digest=f"{copy}/{source}",
+                    title=passages[page[0]][1],
+                    chunks=[Chunk(heading=passages[cid][2], text=passages[cid][3]) for cid in page],
+                    vectors=[row.tobytes() for row in noisy],
+                )
+            )
+    return into.store.counts()[1]
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -294,18 +331,9 @@ def main() -> int:
         )
         print(f"queries ({len(QUERIES)} x {args.rounds} rounds, k=5, interleaved):")
         print_queries(f"{stats['chunks']} chunks", query_rows(index, args.rounds))
-        # Scale the dense side: tile the real vectors (with noise) to --scale rows.
-        index._cosines(QUERIES[0])  # reads the matrix
-        real = index._matrix
-        reps = max(1, args.scale // len(real))
-        rng = np.random.default_rng(0)
-        tiled = np.tile(real, (reps, 1)) + rng.normal(0, 0.01, (len(real) * reps, real.shape[1])).astype(
-            np.float32
-        )
-        tiled /= np.linalg.norm(tiled, axis=1, keepdims=True)
-        index._matrix = tiled.astype(np.float32)
-        index._ids = np.tile(index._ids, reps)
-        print_queries(f"{len(tiled)} vectors", query_rows(index, args.rounds))
+        with DocIndex(Path(tmp) / "scale.db", embedder) as scaled:
+            tiled = tile(index, scaled, args.scale)
+            print_queries(f"{tiled} chunks (tiled)", query_rows(scaled, args.rounds))
     return 0
 
 

@@ -24,6 +24,8 @@ CASES = {
     # needs PostgreSQL on 127.0.0.1:5432, as the postgres-marked tests do
     "doc_stores": (["--chunks", "200", "--rounds", "1", "--queries", "3"], "dense   postgresql"),
     "doc_ingests": (["--pages", "20", "--rounds", "1"], "postgresql version lookup"),
+    # the numpy baseline is a commit of this repository's history (git archive)
+    "vec_store": (["--chunks", "300", "--rounds", "1", "--queries", "3"], "queries' hits identical"),
     "research": (["--repeats", "1", "--questions", "1"], "verdicts: identical before and after"),
     "retrieval_quality": (["--fallback"], "| default (now) |"),
     "gateway": (

@@ -120,7 +120,7 @@ class SqliteDialect(Dialect):
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            _switch_to_wal(cursor)
+            _switch_to_wal(cursor, getattr(dbapi_connection, "OperationalError", sqlite3.OperationalError))
             cursor.execute(f"PRAGMA synchronous={durability.upper()}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -147,18 +147,19 @@ class SqliteDialect(Dialect):
             connection.commit()
 
 
-def _switch_to_wal(cursor: Any) -> None:
+def _switch_to_wal(cursor: Any, locked: type[Exception] = sqlite3.OperationalError) -> None:
     """``PRAGMA journal_mode=WAL``, waiting as long as the busy timeout. Connections opening a fresh
     file at once race to switch it, and SQLite answers "database is locked" at once, without its busy
     handler (it would deadlock a reader of the rollback journal): measured on 3.40, a few of 1,800
-    fresh opens by six threads. The switch is retried until the file is in WAL mode."""
+    fresh opens by six threads. The switch is retried until the file is in WAL mode. ``locked``: the
+    driver's ``OperationalError`` (pysqlite3 has its own class)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     delay = 0.001
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
-        except sqlite3.OperationalError as exc:
+        except locked as exc:
             if "locked" not in str(exc) or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
@@ -324,12 +325,13 @@ def stream_insert(
 
 
 def open_sqlite(
-    path: str, *, durability: Durability = "full", autocommit: bool = False
+    path: str, *, durability: Durability = "full", autocommit: bool = False, driver: Any = sqlite3
 ) -> sqlite3.Connection:
     """A raw ``sqlite3`` connection to the file at ``path`` with the settings every SQLite store gets:
     for a pool's ``creator`` (DBOS's engine) or a hand-written statement path (the step recorder).
-    Usable from any thread; the caller serialises its use."""
-    conn = sqlite3.connect(path, check_same_thread=False)
+    Usable from any thread; the caller serialises its use. ``driver``: the DB-API module that opens it
+    (``pysqlite3.dbapi2``, the same interface over a SQLite that loads extensions: document stores)."""
+    conn: sqlite3.Connection = driver.connect(path, check_same_thread=False)
     if autocommit:
         conn.isolation_level = None
     SqliteDialect().on_connect(conn, durability)

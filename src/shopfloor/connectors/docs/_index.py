@@ -12,16 +12,16 @@ as its ``Ranking`` says (``_rank.py``).
 Every ingest is recorded (``record``: ``_ingests.py``) with the next index version, its source (host
 paths, or a workspace commit: ``_workspace.py``) and the digest set; ``current`` is the version a search
 reads, and ``read`` gives one chunk or its whole document by id.
-Vectors are float32 blobs searched exactly with numpy on every backend (10k chunks: one 15 MB matrix,
-read again when the store's version says another writer changed it); the index records its embedding
-model and refuses to mix vectors of another.
+The dense ranking is the store's (``DocStore.nearest``: sqlite-vec in the SQLite file, exact; numpy in
+the client on PostgreSQL), and the re-rank reads only the fused pool's vectors (``vectors_of``), so no
+process holds a collection's vectors; the index records its embedding model and refuses to mix vectors
+of another.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -167,9 +167,6 @@ class DocIndex:
         #: how ``search`` orders chunks (``_rank.py``)
         self.ranking = ranking or Ranking()
         self._lock = threading.Lock()
-        self._matrix: Any = None
-        self._ids: Any = None
-        self._version: object = None
         self._current: tuple[object, IndexVersion] | None = None
 
     def close(self) -> None:
@@ -366,36 +363,18 @@ class DocIndex:
         terms = query_terms(query, stop_words=self.ranking.stop_words)
         return self.store.bm25(terms, self.ranking, limit) if terms else []
 
-    def _cosines(self, query: str) -> tuple[Any, Any]:
-        """Every chunk's id (ascending) and its cosine to ``query``."""
-        version = self.store.version()
-        with self._lock:
-            if self._matrix is None or version != self._version:
-                self._version = version
-                ids, blob = self.store.vectors()
-                self._ids = np.array(ids, dtype=np.int64)
-                self._matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(ids), self.embedder.dim)
-            matrix, ids = self._matrix, self._ids
-        if len(ids) == 0:
-            return ids, np.zeros(0, dtype=np.float32)
-        return ids, matrix @ self.embedder.embed([query])[0]
-
-    @staticmethod
-    def _dense(ids: Any, scores: Any, limit: int) -> list[int]:
-        if len(ids) == 0:
-            return []
-        top = min(limit, len(ids))
-        best = np.argpartition(-scores, top - 1)[:top]
-        return [int(i) for i in ids[best[np.argsort(-scores[best])]]]
-
     def search(self, query: str, *, k: int = 5, mode: SearchMode = "hybrid") -> list[Hit]:
         if not query.strip():
             raise ConnectorError("an empty query: say what to look for")
         k = max(1, min(k, 50))
         ranking = self.ranking
         bm25 = self._bm25(query, ranking.candidates) if mode in ("hybrid", "bm25") else []
-        cosines = self._cosines(query) if mode in ("hybrid", "dense") else None
-        dense = self._dense(*cosines, ranking.candidates) if cosines is not None else []
+        vector = self.embedder.embed([query])[0].astype(np.float32) if mode in ("hybrid", "dense") else None
+        dense = (
+            [cid for cid, _ in self.store.nearest(vector.tobytes(), ranking.candidates)]
+            if vector is not None
+            else []
+        )
         bm25_rank = {cid: i for i, cid in enumerate(bm25, 1)}
         dense_rank = {cid: i for i, cid in enumerate(dense, 1)}
         documents: dict[int, int] = {}
@@ -405,13 +384,12 @@ class DocIndex:
             bm25, dense = [c for c in bm25 if c in documents], [c for c in dense if c in documents]
         pool = max(k, ranking.rerank)
         scored = fuse([(bm25, ranking.bm25_weight), (dense, ranking.dense_weight)], documents, ranking, pool)
-        if ranking.rerank and cosines is not None and scored:
+        if ranking.rerank and vector is not None and scored:
             # the fused pool in the order of the chunks' cosine to the query (their fused scores kept)
-            ids, scores = cosines
-            at = np.searchsorted(ids, [cid for cid, _ in scored])
+            stored = self.store.vectors_of([cid for cid, _ in scored])
             cosine = {
-                cid: float(scores[i]) if i < len(ids) and ids[i] == cid else -1.0
-                for (cid, _), i in zip(scored, at, strict=True)
+                cid: float(np.frombuffer(stored[cid], dtype=np.float32) @ vector) if cid in stored else -1.0
+                for cid, _ in scored
             }
             scored = sorted(scored, key=lambda pair: -cosine[pair[0]])
         scored = scored[:k]

@@ -6,9 +6,10 @@ collection is removed by deleting its row. Full text: a generated ``tsvector`` c
 configuration: Snowball stemming, as FTS5's porter; the heading weighted ``A``, the text ``B``) under a
 GIN index, ranked by ``ts_rank_cd`` (cover density, divided by one plus the log of the chunk's length)
 over the query's words each made a ``plainto_tsquery`` and OR-ed, so no query is ever tsquery syntax.
-Vectors are float32 ``bytea`` scored exactly in numpy by ``DocIndex``, as on SQLite (pgvector is not
-used). A write first bumps the collection's ``version`` row, whose row lock serialises the writers of one
-collection across processes (SQLite's ``BEGIN IMMEDIATE``); readers never wait for it.
+Vectors are float32 ``bytea`` scored exactly in numpy in the client (pgvector is not available): the
+collection's matrix is read once and again only when its ``version`` changed. A write first bumps the
+collection's ``version`` row, whose row lock serialises the writers of one collection across processes
+(SQLite's ``BEGIN IMMEDIATE``); readers never wait for it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -124,6 +126,8 @@ class PostgresDocStore(DocStore):
         ).fetchone()
         assert row is not None
         self._collection, self.embedder = int(row[0]), str(row[1])
+        #: (version, chunk ids ascending, their vectors as rows): the matrix ``nearest`` scores
+        self._matrix: tuple[object, Any, Any] | None = None
 
     @classmethod
     def open(cls, url: str, name: str, *, embedder: str) -> PostgresDocStore:
@@ -227,14 +231,41 @@ class PostgresDocStore(DocStore):
             "SELECT version FROM shopfloor_doc_collections WHERE collection_id = %s", [self._collection]
         )[0]
 
-    def vectors(self) -> tuple[list[int], bytes]:
+    def _vectors(self, dim: int) -> tuple[Any, Any]:
+        """Every chunk's id (ascending) and the matrix of their vectors, read again after a write."""
+        version = self.version()
+        cached = self._matrix
+        if cached is None or cached[0] != version:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT chunk_id, vector FROM shopfloor_doc_chunks WHERE collection_id = %s "
+                    "ORDER BY chunk_id",
+                    [self._collection],
+                ).fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            cached = self._matrix = (version, ids, matrix)
+        return cached[1], cached[2]
+
+    def nearest(self, vector: bytes, limit: int) -> list[tuple[int, float]]:
+        query = np.frombuffer(vector, dtype=np.float32)
+        ids, matrix = self._vectors(len(query))
+        if len(ids) == 0 or limit < 1:
+            return []
+        scores = matrix @ query
+        top = min(limit, len(ids))
+        best = np.argpartition(-scores, top - 1)[:top]
+        best = best[np.argsort(-scores[best])]
+        return [(int(ids[i]), float(scores[i])) for i in best]
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> dict[int, bytes]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT chunk_id, vector FROM shopfloor_doc_chunks WHERE collection_id = %s "
-                "ORDER BY chunk_id",
-                [self._collection],
+                "SELECT chunk_id, vector FROM shopfloor_doc_chunks "
+                "WHERE collection_id = %s AND chunk_id = ANY(%s)",
+                [self._collection, list(chunk_ids)],
             ).fetchall()
-        return [r[0] for r in rows], b"".join(r[1] for r in rows)
+        return {int(r[0]): bytes(r[1]) for r in rows}
 
     def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
         # ts_rank_cd's weights are at most 1: the two scaled together keep the order they give

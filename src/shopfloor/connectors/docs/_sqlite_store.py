@@ -1,6 +1,8 @@
 """``file://DIR``: one SQLite file per collection (``DIR/NAME.db``), the embedded default. FTS5 over the
-chunks' text and heading (porter stemming) ranks by BM25; vectors are float32 blobs. Writers serialise
-on ``BEGIN IMMEDIATE`` (one per file, across processes), and each checks the digest again inside it."""
+chunks' text and heading (porter stemming) ranks by BM25; vectors are in a sqlite-vec ``vec0`` table
+(``_sqlite_vec.py``: the file opened through a SQLite that loads it; a file made with blobs in
+``chunks.vector`` migrated when opened). Writers serialise on ``BEGIN IMMEDIATE`` (one per file, across
+processes), and each checks the digest again inside it."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
 from shopfloor.connectors.docs._rank import Ranking, fts_match
+from shopfloor.connectors.docs._sqlite_vec import VecTable, connect
 from shopfloor.connectors.docs._store import (
     DocStore,
     DocumentChunks,
@@ -22,7 +25,6 @@ from shopfloor.connectors.docs._store import (
     check_collection_name,
 )
 from shopfloor.errors import ConfigError
-from shopfloor.storage import open_sqlite
 
 __all__ = ["SqliteDocStore", "collection_path"]
 
@@ -63,8 +65,14 @@ class SqliteDocStore(DocStore):
         self.name = path.stem
         self.where = str(path)
         self._lock = threading.Lock()
-        self._conn = open_sqlite(str(path), autocommit=True)
+        self._conn = connect(str(path))
         self._conn.executescript(_SCHEMA)
+        self._vec = VecTable(self._conn)
+        try:
+            self._vec.migrate()
+        except BaseException:
+            self._conn.close()
+            raise
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedder', ?)", (embedder,))
         self.embedder = str(self._conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()[0])
 
@@ -79,6 +87,8 @@ class SqliteDocStore(DocStore):
 
     def put(self, doc: StoredDocument) -> Stored:
         with self._lock:
+            if doc.vectors:
+                self._vec.make(len(doc.vectors[0]))
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 old = self._conn.execute(
@@ -96,8 +106,9 @@ class SqliteDocStore(DocStore):
                 for ord_, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True)):
                     chunk_id = self._conn.execute(
                         "INSERT INTO chunks (doc_id, ord, heading, text, vector) VALUES (?, ?, ?, ?, ?)",
-                        (doc_id, ord_, chunk.heading, chunk.text, vector),
+                        (doc_id, ord_, chunk.heading, chunk.text, b""),
                     ).lastrowid
+                    self._vec.put(chunk_id, vector)
                     self._conn.execute(
                         "INSERT INTO chunks_fts (rowid, text, heading) VALUES (?, ?, ?)",
                         (chunk_id, chunk.text, chunk.heading),
@@ -128,13 +139,15 @@ class SqliteDocStore(DocStore):
         return sorted(source for _, source in gone)
 
     def _delete(self, doc_id: int) -> None:
-        for chunk_id, text, heading in self._conn.execute(
+        rows = self._conn.execute(
             "SELECT chunk_id, text, heading FROM chunks WHERE doc_id = ?", (doc_id,)
-        ).fetchall():
+        ).fetchall()
+        for chunk_id, text, heading in rows:
             self._conn.execute(
                 "INSERT INTO chunks_fts (chunks_fts, rowid, text, heading) VALUES ('delete', ?, ?, ?)",
                 (chunk_id, text, heading),
             )
+        self._vec.delete([row[0] for row in rows])
         self._conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self._conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
 
@@ -153,9 +166,11 @@ class SqliteDocStore(DocStore):
         # this connection's own commits do not, so they are counted apart.
         return (self._conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes)
 
-    def vectors(self) -> tuple[list[int], bytes]:
-        rows = self._conn.execute("SELECT chunk_id, vector FROM chunks ORDER BY chunk_id").fetchall()
-        return [r[0] for r in rows], b"".join(r[1] for r in rows)
+    def nearest(self, vector: bytes, limit: int) -> list[tuple[int, float]]:
+        return self._vec.nearest(vector, limit)
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> dict[int, bytes]:
+        return self._vec.vectors_of(chunk_ids)
 
     def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
         rows = self._conn.execute(

@@ -2,11 +2,12 @@
 URL scheme (``doc_stores()``: ``file://DIR``, one SQLite file per collection, the embedded default;
 ``postgresql://``, tables keyed by collection).
 
-A store keeps rows and answers the two lookups only its database can: the BM25-like ranking of its full
-text index and the chunks' vectors as one float32 block. Everything above (parsing, chunking, embedding,
-incremental ingest, pruning, the dense search in numpy, fusion, hits) is ``DocIndex``'s, the same for
-every backend. A store also keeps the collection's ingest records (``_ingests.py``): their versions are
-taken inside its writers' lock, so two processes recording at once get two.
+A store keeps rows and answers the lookups only its database can: the BM25-like ranking of its full
+text index, and the chunks nearest a vector by cosine (SQLite: sqlite-vec; PostgreSQL: numpy in the
+client, pgvector being unavailable) with the vectors of given chunks. Everything above (parsing,
+chunking, embedding, incremental ingest, pruning, fusion, the re-rank, hits) is ``DocIndex``'s, the same
+for every backend. A store also keeps the collection's ingest records (``_ingests.py``): their
+versions are taken inside its writers' lock, so two processes recording at once get two.
 """
 
 from __future__ import annotations
@@ -106,8 +107,13 @@ class DocStore(ABC):
         """A value that changes with every write to the collection, by any process."""
 
     @abstractmethod
-    def vectors(self) -> tuple[list[int], bytes]:
-        """Every chunk's id (ascending) and their vectors, float32, in that order."""
+    def nearest(self, vector: bytes, limit: int) -> list[tuple[int, float]]:
+        """The ``limit`` chunks whose vectors are nearest ``vector`` (float32, the embedder's dimension),
+        best first: (chunk id, cosine)."""
+
+    @abstractmethod
+    def vectors_of(self, chunk_ids: Sequence[int]) -> dict[int, bytes]:
+        """Chunk id -> its vector (float32 bytes), for those of ``chunk_ids`` still stored."""
 
     @abstractmethod
     def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
