@@ -107,6 +107,11 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "SystemDatabase._check_owner_txn", sys_db._check_owner_txn
     yield "SystemDatabase._now_ms_sql", sys_db._now_ms_sql
     yield "SystemDatabase.reenqueue_for_recovery", sys_db.reenqueue_for_recovery
+    yield "SystemDatabase.update_workflow_outcome", sys_db.update_workflow_outcome
+    yield (
+        "SystemDatabase._update_workflow_outcome_in_transaction",
+        sys_db._update_workflow_outcome_in_transaction,
+    )
 
 
 def _fingerprint(obj: Any) -> str:
@@ -147,6 +152,8 @@ FINGERPRINTS: dict[str, str] = {
     "SystemDatabase._check_owner_txn": "5cea51935d85ccd6",
     "SystemDatabase._now_ms_sql": "5c53016d81240b7a",
     "SystemDatabase.reenqueue_for_recovery": "ac0bc1c45d8c36e4",
+    "SystemDatabase.update_workflow_outcome": "e3decc1f72f781ff",
+    "SystemDatabase._update_workflow_outcome_in_transaction": "e555fad129a51d8b",
 }
 
 
@@ -425,20 +432,29 @@ class StepRecorder(Protocol):
 
     def record(self, row: StepRow, owner_xid: str | None) -> None: ...
 
+    def record_outcome(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, owner_xid: str | None
+    ) -> bool | None:
+        """DBOS's ``update_workflow_outcome``: whether the outcome landed, or None where DBOS's own
+        path is to write it."""
+
     def close(self) -> None: ...
 
 
 def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
-    """Put ``recorder`` behind the launched DBOS's step look-up and record; returns the undo.
+    """Put ``recorder`` behind the launched DBOS's step look-up and record, and its record of a
+    workflow's outcome (``update_workflow_outcome``, where the recorder takes it); returns the undo.
 
     DBOS's retry (``db_retry``: SQLite's "database is locked", lost PostgreSQL connections)
-    wraps both, as it wraps its own. A record of a child workflow's result keeps DBOS's own
+    wraps them, as it wraps its own. A record of a child workflow's result keeps DBOS's own
     path (it resolves the child's shard key); Shopfloor's runs start no child workflows.
     """
     sys_db = system_database()
     retry = _sys_db.db_retry(sys_db=sys_db)
     look_up, record = retry(recorder.look_up), retry(recorder.record)
+    record_outcome = retry(recorder.record_outcome)
     dbos_record = sys_db.record_operation_result
+    dbos_outcome = sys_db.update_workflow_outcome
 
     def check_operation_execution(
         workflow_id: str, function_id: int, function_name: str, *, owner_key: str | None = None
@@ -474,11 +490,27 @@ def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
         )
         record(row, owner_xid if owner_xid is not None else _context.current_owner_xid(workflow_id))
 
+    def update_workflow_outcome(
+        workflow_id: str,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        owner_xid: str | None = None,
+    ) -> bool:
+        # DBOS's default owner: the calling execution's token (None outside it: unchecked).
+        owner = owner_xid if owner_xid is not None else _context.current_owner_xid(workflow_id)
+        landed = record_outcome(workflow_id, status, output, error, owner)
+        if landed is None:
+            return bool(dbos_outcome(workflow_id, status, output=output, error=error, owner_xid=owner_xid))
+        return bool(landed)
+
     sys_db.check_operation_execution = check_operation_execution
     sys_db.record_operation_result = record_operation_result
+    sys_db.update_workflow_outcome = update_workflow_outcome
 
     def undo() -> None:
-        for name in ("check_operation_execution", "record_operation_result"):
+        for name in ("check_operation_execution", "record_operation_result", "update_workflow_outcome"):
             sys_db.__dict__.pop(name, None)
         recorder.close()
 
