@@ -243,7 +243,8 @@ async def test_lean_and_dbos_paths_leave_the_same_rows(
     recorder = open_recorder(rt_settings.db_url, step_row_defaults())
     uninstall = install_step_recorder(recorder)
     if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit,
-        # the run's end record too (from DBOS's ``persist``, in a thread)
+        # the run's start and end records too (from DBOS's threads)
+        recorder.attach(asyncio.get_running_loop())
         inline_step_bookkeeping(recorder.settle, recorder.off_loop)
     try:
         lean = await run_script(launched, rt_settings, script)
@@ -265,7 +266,8 @@ async def run_lean(harness: Harness, settings: Settings, script: list[list[Any]]
     recorder = open_recorder(settings.db_url, step_row_defaults())
     uninstall = install_step_recorder(recorder)
     if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit,
-        # the run's end record too (from DBOS's ``persist``, in a thread)
+        # the run's start and end records too (from DBOS's threads)
+        recorder.attach(asyncio.get_running_loop())
         inline_step_bookkeeping(recorder.settle, recorder.off_loop)
     try:
         return await run_script(harness, settings, script), recorder.unread
@@ -470,18 +472,21 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
     rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch, recorder: str
 ) -> None:
     """A whole run: with ``lean`` DBOS's own engine writes no step row, with ``dbos`` it writes each;
-    on SQLite the lean recorder writes the run's outcome too (PostgreSQL keeps DBOS's one statement)."""
+    on SQLite the lean recorder writes the run's start and outcome too (PostgreSQL keeps DBOS's)."""
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__STEP_RECORDER", recorder)
     settings = load_settings()
     assert settings.runtime.step_recorder == recorder and settings.db_url == rt_settings.db_url
     written: list[str] = []
     outcomes: list[str] = []
+    starts: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO") and "operation_outputs" in statement:
             written.append(statement)
         if "INSERT INTO" in statement.upper() and "workflow_output" in statement:
             outcomes.append(statement)
+        if statement.lstrip().upper().startswith("INSERT INTO") and "workflow_status" in statement:
+            starts.append(statement)
 
     async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
@@ -494,6 +499,7 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
     assert len(written) == (0 if recorder == "lean" else len(steps))
     lean_outcome = recorder == "lean" and settings.db_url.startswith("sqlite")
     assert len(outcomes) == (0 if lean_outcome else 1)
+    assert len(starts) == (0 if lean_outcome else 1)
 
 
 def _renamed(row: StepRow, function_id: int, name: str) -> StepRow:

@@ -63,7 +63,7 @@ import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -75,7 +75,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from shopfloor.errors import ConfigError
-from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults
+from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults, WorkflowStart
 from shopfloor.storage import open_sqlite
 
 __all__ = [
@@ -178,6 +178,17 @@ class LeanRecorder(ABC):
         """DBOS's record of a workflow's outcome (``update_workflow_outcome``): whether it landed, or
         None where DBOS writes it itself (here: always; the SQLite recorder takes the record of a run's
         end into its group commit)."""
+        return None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the runs recorded here execute on (``in_place`` recorders stage there;
+        the others record from any thread and keep no loop)."""
+        return None
+
+    def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        """DBOS's record of a workflow's start (``init_workflow``): the status row as its upsert
+        returned it, or None where DBOS writes it itself (here: always; the SQLite recorder takes a
+        start made from a thread into its group commit)."""
         return None
 
     def flush(self, workflow_id: str) -> None:
@@ -321,6 +332,8 @@ class SQLiteStepRecorder(LeanRecorder):
         #: in an ``off_loop`` thread the loop its outcome record is staged on
         self._local = threading.local()
         self._closed = False
+        #: the loop the runs execute on (``attach``): where a start from a thread is staged
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._staged: list[_Staged] = []
         self._commit_scheduled = False
         self._backoff = _FIRST_BACKOFF
@@ -454,25 +467,60 @@ class SQLiteStepRecorder(LeanRecorder):
         on its loop, this thread waiting for it; anywhere else (or once the loop or this recorder
         has stopped) None, and DBOS writes it."""
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
-        if loop is None or self._closed:
+        if loop is None:
             return None
-        params = (status, workflow_id, owner_xid, output, error)
+        return self._from_thread(loop, self._staged_outcome((status, workflow_id, owner_xid, output, error)))
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        """From a thread (DBOS starts a workflow in one: ``_init_workflow``) while a loop stages here:
+        the status upsert (and the inputs, where its names match) in the next group commit on the
+        ``attach``ed loop, this thread waiting for it; from a loop's own thread, or unattached, None."""
+        loop = self._loop
+        if loop is None:
+            return None
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            return None  # on a loop's thread: waiting here would hold it up
+        return self._from_thread(loop, self._staged_start(start))
+
+    def _from_thread(self, loop: asyncio.AbstractEventLoop, staged: Coroutine[Any, Any, T]) -> T | None:
+        """Run ``staged`` on ``loop`` and wait for its result; None (DBOS writes instead) where the loop
+        or this recorder stopped before it ran."""
+        if self._closed:
+            staged.close()
+            return None
         try:
-            landed = asyncio.run_coroutine_threadsafe(self._staged_outcome(params), loop)
+            result = asyncio.run_coroutine_threadsafe(staged, loop)
         except RuntimeError:  # the loop is closed
+            staged.close()
             return None
         while True:
             try:
-                return landed.result(timeout=1.0)
+                return result.result(timeout=1.0)
             except concurrent.futures.TimeoutError:
                 if not loop.is_running():  # never committed here: DBOS's own record then
                     return None
+
+    async def _staged_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        done = asyncio.get_running_loop().create_future()
+        staged = self._stage_item(_Staged(batch=[], done=done, start=start))
+        await staged.done
+        return staged.returned
 
     async def _staged_outcome(self, params: tuple[Any, ...]) -> bool:
         done = asyncio.get_running_loop().create_future()
         staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
         await staged.done
         return staged.rowcount > 0
+
+    def _write_start(self, conn: sqlite3.Connection, start: WorkflowStart) -> tuple[Any, ...]:
+        row: tuple[Any, ...] = conn.execute(start.status_sql, start.status_params).fetchone()
+        if row[1:4] == start.expected:  # a start refused for its names writes no inputs, as DBOS's
+            conn.execute(start.input_sql, start.input_params)
+        return row
 
     def _write_outcome(self, conn: sqlite3.Connection, params: tuple[Any, ...]) -> int:
         status, workflow_id, owner_xid, output, error = params
@@ -628,12 +676,14 @@ class SQLiteStepRecorder(LeanRecorder):
             _settle(item.done, result)
 
     def _apply(self, conn: sqlite3.Connection, item: _Staged) -> BaseException | None:
-        if item.statement is None and item.outcome is None:
+        if item.statement is None and item.outcome is None and item.start is None:
             return self._insert_alone(conn, item.batch)
         # A statement that fails (a constraint) fails its caller alone: the group goes on.
         conn.execute("SAVEPOINT statement")
         try:
-            if item.outcome is not None:
+            if item.start is not None:
+                item.returned = self._write_start(conn, item.start)
+            elif item.outcome is not None:
                 item.rowcount = self._write_outcome(conn, item.outcome)
             else:
                 assert item.statement is not None
@@ -790,6 +840,9 @@ class _Staged:
     statement: tuple[str, list[tuple[Any, ...]]] | None = None
     #: ``record_outcome``: (status, workflow id, owner token, output, error) of a workflow's end
     outcome: tuple[Any, ...] | None = None
+    #: ``record_start``: a workflow's start, and the status row its upsert returned
+    start: WorkflowStart | None = None
+    returned: tuple[Any, ...] | None = None
     rowcount: int = 0
 
 

@@ -210,6 +210,7 @@ class Runtime:
             # The lean recorder settles each step's record in its group commit.
             # The record of a run's end (DBOS's own commit) goes to the recorder's writer thread.
             if recorder is not None:
+                recorder.attach(asyncio.get_running_loop())  # DBOS's starts, from its threads, stage there
                 inline_step_bookkeeping(recorder.settle, recorder.off_loop)
             else:
                 inline_step_bookkeeping()
