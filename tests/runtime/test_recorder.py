@@ -149,6 +149,8 @@ class Outcome:
     executions: list[int]
     steps: list[dict[str, Any]]
     status: dict[str, Any]
+    #: the workflow's ``workflow_output`` row (its recorded result or error)
+    output: dict[str, Any]  # empty where it has none
 
 
 async def run_script(harness: Harness, settings: Settings, script: list[list[Any]]) -> Outcome:
@@ -199,7 +201,7 @@ async def _until_ended(parked: set[asyncio.Task[Any]]) -> None:
         assert not pending, "a cancelled execution did not stop at its next step boundary"
 
 
-def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     prefix = f"{harness.schema}." if harness.schema else ""
 
     def stable(row: sa.Row[Any]) -> dict[str, Any]:
@@ -217,6 +219,10 @@ def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict
         (status,) = conn.execute(
             sa.text(f"SELECT * FROM {prefix}workflow_status WHERE workflow_uuid = :w"), {"w": workflow_id}
         ).all()
+        # none for a run that ended cancelled
+        outputs = conn.execute(
+            sa.text(f"SELECT * FROM {prefix}workflow_output WHERE workflow_uuid = :w"), {"w": workflow_id}
+        ).all()
         timed = conn.execute(
             sa.text(
                 f"SELECT count(*) FROM {prefix}operation_outputs WHERE workflow_uuid = :w "
@@ -225,7 +231,7 @@ def rows(harness: Harness, workflow_id: str) -> tuple[list[dict[str, Any]], dict
             {"w": workflow_id},
         ).scalar()
     assert timed == 0, "every step row has a start and ends after it"
-    return [stable(s) for s in steps], stable(status)
+    return [stable(s) for s in steps], stable(status), stable(outputs[0]) if outputs else {}
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -236,8 +242,10 @@ async def test_lean_and_dbos_paths_leave_the_same_rows(
     stock = await run_script(launched, rt_settings, script)
     recorder = open_recorder(rt_settings.db_url, step_row_defaults())
     uninstall = install_step_recorder(recorder)
-    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit
-        inline_step_bookkeeping(recorder.settle)
+    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit,
+        # the run's start and end records too (from DBOS's threads)
+        recorder.attach(asyncio.get_running_loop())
+        inline_step_bookkeeping(recorder.settle, recorder.off_loop)
     try:
         lean = await run_script(launched, rt_settings, script)
     finally:
@@ -257,8 +265,10 @@ async def run_lean(harness: Harness, settings: Settings, script: list[list[Any]]
     """``run_script`` through the lean recorder, as a runtime installs it; and its look-ups left unread."""
     recorder = open_recorder(settings.db_url, step_row_defaults())
     uninstall = install_step_recorder(recorder)
-    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit
-        inline_step_bookkeeping(recorder.settle)
+    if recorder.in_place:  # as a runtime runs it: each step's record settles in the group commit,
+        # the run's start and end records too (from DBOS's threads)
+        recorder.attach(asyncio.get_running_loop())
+        inline_step_bookkeeping(recorder.settle, recorder.off_loop)
     try:
         return await run_script(harness, settings, script), recorder.unread
     finally:
@@ -461,15 +471,22 @@ async def test_the_look_up_returns_what_dbos_returns(launched: Harness, lean: An
 async def test_the_setting_chooses_who_writes_the_step_rows(
     rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch, recorder: str
 ) -> None:
-    """A whole run: with ``lean`` DBOS's own engine writes no step row, with ``dbos`` it writes each."""
+    """A whole run: with ``lean`` DBOS's own engine writes no step row, with ``dbos`` it writes each;
+    on SQLite the lean recorder writes the run's start and outcome too (PostgreSQL keeps DBOS's)."""
     monkeypatch.setenv("SHOPFLOOR_RUNTIME__STEP_RECORDER", recorder)
     settings = load_settings()
     assert settings.runtime.step_recorder == recorder and settings.db_url == rt_settings.db_url
     written: list[str] = []
+    outcomes: list[str] = []
+    starts: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO") and "operation_outputs" in statement:
             written.append(statement)
+        if "INSERT INTO" in statement.upper() and "workflow_output" in statement:
+            outcomes.append(statement)
+        if statement.lstrip().upper().startswith("INSERT INTO") and "workflow_status" in statement:
+            starts.append(statement)
 
     async with Runtime(compose(settings)) as runtime:
         await runtime.start_executor()
@@ -480,6 +497,9 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
         steps = await runtime.recorded_steps(run_id)
     assert record.status == "completed" and len(steps) >= 5
     assert len(written) == (0 if recorder == "lean" else len(steps))
+    lean_outcome = recorder == "lean" and settings.db_url.startswith("sqlite")
+    assert len(outcomes) == (0 if lean_outcome else 1)
+    assert len(starts) == (0 if lean_outcome else 1)
 
 
 def _renamed(row: StepRow, function_id: int, name: str) -> StepRow:

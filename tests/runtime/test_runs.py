@@ -11,6 +11,9 @@ from runtime_support import AgentDir, make_agent
 from shopfloor.config import Settings
 from shopfloor.errors import RunNotFoundError
 from shopfloor.runtime import Runtime, compose
+from shopfloor.runtime._services import Services
+from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.spec import LoadedSpec
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -222,3 +225,36 @@ async def test_the_workflow_records_the_runs_outcome_not_its_steps_again(
             "total_tokens": record.total_tokens,
         },
     }
+
+
+async def test_a_run_started_here_takes_its_spec_and_row_from_the_start_and_a_queued_one_reads_them(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``start_run`` hands the workflow the spec it loaded and the row it wrote (``HANDED``); a run
+    taken from the queue (as a recovered one) loads the spec and reads its row itself."""
+    loads: list[str] = []
+    reads: list[str] = []
+    load_spec, get = Services.load_spec, RunStore.get
+
+    def counted_load(self: Services, path: Path | str) -> LoadedSpec:
+        loads.append(str(path))
+        return load_spec(self, path)
+
+    def counted_get(self: RunStore, run_id: str) -> RunRecord:
+        reads.append(run_id)
+        return get(self, run_id)
+
+    monkeypatch.setattr(Services, "load_spec", counted_load)
+    monkeypatch.setattr(RunStore, "get", counted_get)
+    async with Runtime(compose(rt_settings)) as runtime:
+        here = await runtime.start_run(agent.path, "ticks=1")
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(here)).status == "completed"
+    assert (len(loads), reads.count(here)) == (1, 0)
+    loads.clear()
+    async with Runtime(compose(rt_settings)) as runtime:
+        queued = await runtime.start_run(agent.path, "ticks=1", detach=True)
+        await runtime.start_executor(worker=True)
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(queued)).status == "completed"
+    assert (len(loads), reads.count(queued)) == (2, 1)

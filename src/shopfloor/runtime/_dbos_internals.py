@@ -1,11 +1,12 @@
 """Every use Shopfloor makes of DBOS's private internals, checked against the DBOS they were written for.
 
-DBOS offers no public way to do five things Shopfloor needs: run its step bookkeeping
+DBOS offers no public way to do six things Shopfloor needs: run its step bookkeeping
 on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), take a plain
 async step past the layers that wrap it (``lean_run_step_async``), put
 a lean recorder behind its step look-up and record (``SystemDatabase.check_operation_execution``
-and ``record_operation_result``), stop the workflow tasks still running when a runtime
-closes (``DBOS._workflow_tasks``) and hand a dead executor's run back to a queue
+and ``record_operation_result``) and its record of a workflow's outcome
+(``update_workflow_outcome``), stop the workflow tasks still running when a runtime closes
+(``DBOS._workflow_tasks``) and hand a dead executor's run back to a queue
 (``SystemDatabase.reenqueue_for_recovery``). Each is a private name that may change in any
 release, so this is the only module that imports ``dbos._*`` (``tests/runtime/test_internals.py``
 scans ``src/`` to keep it so), and ``check_dbos()`` runs before DBOS launches: it compares
@@ -41,7 +42,9 @@ from typing import Any, Protocol, TypeVar
 import dbos._context as _context
 import dbos._core as _core
 import dbos._dbos as _dbos
+import dbos._logger as _logger
 import dbos._outcome as _outcome
+import dbos._schemas as _schemas
 import dbos._serialization as _serialization
 import dbos._sys_db as _sys_db
 from dbos import error as dbos_error
@@ -57,6 +60,7 @@ __all__ = [
     "StepRecorder",
     "StepRow",
     "StepRowDefaults",
+    "WorkflowStart",
     "check_dbos",
     "dbos_executor",
     "fingerprints",
@@ -107,6 +111,13 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "SystemDatabase._check_owner_txn", sys_db._check_owner_txn
     yield "SystemDatabase._now_ms_sql", sys_db._now_ms_sql
     yield "SystemDatabase.reenqueue_for_recovery", sys_db.reenqueue_for_recovery
+    yield "SystemDatabase.update_workflow_outcome", sys_db.update_workflow_outcome
+    yield "SystemDatabase.init_workflow", sys_db.init_workflow
+    yield "SystemDatabase._insert_workflow_status", sys_db._insert_workflow_status
+    yield (
+        "SystemDatabase._update_workflow_outcome_in_transaction",
+        sys_db._update_workflow_outcome_in_transaction,
+    )
 
 
 def _fingerprint(obj: Any) -> str:
@@ -147,6 +158,10 @@ FINGERPRINTS: dict[str, str] = {
     "SystemDatabase._check_owner_txn": "5cea51935d85ccd6",
     "SystemDatabase._now_ms_sql": "5c53016d81240b7a",
     "SystemDatabase.reenqueue_for_recovery": "ac0bc1c45d8c36e4",
+    "SystemDatabase.update_workflow_outcome": "e3decc1f72f781ff",
+    "SystemDatabase._update_workflow_outcome_in_transaction": "e555fad129a51d8b",
+    "SystemDatabase.init_workflow": "20bdb64d798db776",
+    "SystemDatabase._insert_workflow_status": "f09e61856122bfb9",
 }
 
 
@@ -220,8 +235,10 @@ def check_dbos(
 # place, through the lean recorder's ``settle``: a step's record waits for a group commit shared
 # with the other runs of the worker (in place for a run stepping alone, else committed in a writer
 # thread while the loop runs the others). DBOS's record of a workflow's end (``_get_wf_invoke_func``'s
-# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead: its own commit, in
-# a thread. DBOS's other writes there (a durable sleep, a recv) still commit on the loop.
+# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead, in a thread (it may
+# wait for another execution's outcome there); the SQLite recorder stages its ``update_workflow_outcome``
+# back on the loop, into the next group commit. DBOS's other writes there (a durable sleep, a recv)
+# still commit on the loop.
 # Heartbeats beat from their own thread, so a waiting loop never looks like a dead executor.
 # PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
 
@@ -234,15 +251,15 @@ Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 #: ``off_loop(call)``: run ``call`` off the event loop, in the order of the recorder's commits
 OffLoop = Callable[[Callable[[], Any]], Awaitable[Any]]
 #: What DBOS hands ``to_thread`` to record an async workflow's end (``_core._get_wf_invoke_func``):
-#: one commit per run, of DBOS's own, which no recorder of ours writes.
+#: its ``update_workflow_outcome`` goes to the recorder (``install_step_recorder``), the rest is DBOS's.
 _WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
 
 
 class InPlaceAsyncio:
     """The asyncio module, except that ``to_thread`` runs the function on the calling thread
     (through ``settle`` when given: there a step's record may wait for its group commit), but
-    for the record of a workflow's end, which goes through ``off_loop`` when given: its commit
-    would hold up every other run of the loop."""
+    for the record of a workflow's end, which goes through ``off_loop`` when given: where its
+    outcome did not land it waits for another execution's, which would hold up every other run."""
 
     def __init__(self, settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
         self._settle = settle
@@ -425,20 +442,50 @@ class StepRecorder(Protocol):
 
     def record(self, row: StepRow, owner_xid: str | None) -> None: ...
 
+    def record_outcome(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, owner_xid: str | None
+    ) -> bool | None:
+        """DBOS's ``update_workflow_outcome``: whether the outcome landed, or None where DBOS's own
+        path is to write it."""
+
+    def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        """DBOS's ``init_workflow``: the status row's RETURNING row (status, name, class_name,
+        config_name, queue_name, creator_xid, serialization), or None where DBOS's own path is to
+        write it."""
+
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStart:
+    """DBOS's two statements for a workflow's start (``_insert_workflow_status``), compiled by
+    DBOS's own engine for its database, and the values bound to them (through each column's bind
+    processor): the status row's upsert, and the inputs' insert, which goes in only where the row
+    came back with the names this start expects (``expected``: name, class_name, config_name)."""
+
+    status_sql: str
+    status_params: tuple[Any, ...]
+    input_sql: str
+    input_params: tuple[Any, ...]
+    expected: tuple[Any, ...]
+
+
 def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
-    """Put ``recorder`` behind the launched DBOS's step look-up and record; returns the undo.
+    """Put ``recorder`` behind the launched DBOS's step look-up and record, and its record of a
+    workflow's outcome (``update_workflow_outcome``, where the recorder takes it); returns the undo.
 
     DBOS's retry (``db_retry``: SQLite's "database is locked", lost PostgreSQL connections)
-    wraps both, as it wraps its own. A record of a child workflow's result keeps DBOS's own
+    wraps them, as it wraps its own. A record of a child workflow's result keeps DBOS's own
     path (it resolves the child's shard key); Shopfloor's runs start no child workflows.
     """
     sys_db = system_database()
     retry = _sys_db.db_retry(sys_db=sys_db)
     look_up, record = retry(recorder.look_up), retry(recorder.record)
+    record_outcome, record_start = retry(recorder.record_outcome), retry(recorder.record_start)
     dbos_record = sys_db.record_operation_result
+    dbos_outcome = sys_db.update_workflow_outcome
+    dbos_init = sys_db.init_workflow
+    compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def check_operation_execution(
         workflow_id: str, function_id: int, function_name: str, *, owner_key: str | None = None
@@ -474,15 +521,182 @@ def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
         )
         record(row, owner_xid if owner_xid is not None else _context.current_owner_xid(workflow_id))
 
+    def update_workflow_outcome(
+        workflow_id: str,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        owner_xid: str | None = None,
+    ) -> bool:
+        # DBOS's default owner: the calling execution's token (None outside it: unchecked).
+        owner = owner_xid if owner_xid is not None else _context.current_owner_xid(workflow_id)
+        landed = record_outcome(workflow_id, status, output, error, owner)
+        if landed is None:
+            return bool(dbos_outcome(workflow_id, status, output=output, error=error, owner_xid=owner_xid))
+        return bool(landed)
+
+    def init_workflow(
+        status: Any, *, creator_xid: str | None, reuse_policy: str | None = None
+    ) -> tuple[str, bool]:
+        # A deduplicated or reuse-checked start (and any on PostgreSQL) keeps DBOS's own path.
+        row = None
+        if reuse_policy is None and status["deduplication_id"] is None and sys_db._is_sqlite:
+            row = record_start(_workflow_start(sys_db, compiled, status, creator_xid))
+        if row is None:
+            started: tuple[str, bool] = dbos_init(status, creator_xid=creator_xid, reuse_policy=reuse_policy)
+            return started
+        return _started(status, row, creator_xid)
+
     sys_db.check_operation_execution = check_operation_execution
     sys_db.record_operation_result = record_operation_result
+    sys_db.update_workflow_outcome = update_workflow_outcome
+    sys_db.init_workflow = init_workflow
 
     def undo() -> None:
-        for name in ("check_operation_execution", "record_operation_result"):
+        names = (
+            "check_operation_execution",
+            "record_operation_result",
+            "update_workflow_outcome",
+            "init_workflow",
+        )
+        for name in names:
             sys_db.__dict__.pop(name, None)
         recorder.close()
 
     return undo
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """One of DBOS's statements compiled for its engine: the SQL (positional parameters) and, per
+    parameter, its name and its type's bind processor."""
+
+    sql: str
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            values[name] if process is None else process(values[name]) for name, process in self.binds
+        )
+
+
+def _compile(sys_db: Any, statement: Any, keys: list[str]) -> _Compiled:
+    dialect = sys_db.engine.dialect
+    done = statement.compile(
+        dialect=dialect,
+        column_keys=keys,
+        # as ``SystemDatabase._execute_prepared`` renders DBOS's tables (no schema on SQLite)
+        schema_translate_map={_schemas.SCHEMA_PLACEHOLDER: sys_db.schema},
+        render_schema_translate=True,
+    )
+    binds = tuple(
+        (name, done.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in done.positiontup
+    )
+    return _Compiled(sql=str(done), binds=binds)
+
+
+def _workflow_start(
+    sys_db: Any, compiled: dict[tuple[str, ...], _Compiled], status: Any, creator_xid: str | None
+) -> WorkflowStart:
+    """``_insert_workflow_status``'s statements and values, for a start without deduplication or a
+    reuse policy on SQLite (no shard keys: ``_wf_values`` and ``_parent_values`` add nothing)."""
+    wf_status = status["status"]
+    enqueued = (_sys_db.WorkflowStatusString.ENQUEUED.value, _sys_db.WorkflowStatusString.DELAYED.value)
+    values = dict(
+        workflow_uuid=status["workflow_uuid"],
+        status=wf_status,
+        name=status["name"],
+        class_name=status["class_name"],
+        config_name=status["config_name"],
+        executor_id=status["executor_id"],
+        application_version=status["app_version"],
+        application_id=status["app_id"],
+        authenticated_user=status["authenticated_user"],
+        authenticated_roles=status["authenticated_roles"],
+        assumed_role=status["assumed_role"],
+        queue_name=status["queue_name"],
+        recovery_attempts=(1 if wf_status not in enqueued else 0),
+        workflow_timeout_ms=status["workflow_timeout_ms"],
+        workflow_deadline_epoch_ms=status["workflow_deadline_epoch_ms"],
+        deduplication_id=status["deduplication_id"],
+        priority=status["priority"],
+        serialization=status["serialization"],
+        queue_partition_key=status["queue_partition_key"],
+        parent_workflow_id=status["parent_workflow_id"],
+        creator_xid=creator_xid,
+        owner_xid=(creator_xid if wf_status == _sys_db.WorkflowStatusString.PENDING.value else None),
+        delay_until_epoch_ms=status["delay_until_epoch_ms"],
+        attributes=status["attributes"],
+        schedule_name=status["schedule_name"],
+        debounce_deadline_epoch_ms=status["debounce_deadline_epoch_ms"],
+        is_debounced=status["is_debounced"],
+        application_name=status["application_name"],
+    )
+    inputs = {"workflow_uuid": status["workflow_uuid"], "inputs": status["inputs"]}
+    key = tuple(values)
+    status_insert = compiled.get(key)
+    if status_insert is None:
+        ws = sys_db.tables.workflow_status
+        statement = (
+            sys_db.dialect.insert(ws)
+            .on_conflict_do_update(index_elements=["workflow_uuid"], set_={"creator_xid": ws.c.creator_xid})
+            .returning(
+                ws.c.status,
+                ws.c.name,
+                ws.c.class_name,
+                ws.c.config_name,
+                ws.c.queue_name,
+                ws.c.creator_xid,
+                ws.c.serialization,
+            )
+        )
+        status_insert = compiled[key] = _compile(sys_db, statement, list(values))
+    input_insert = compiled.get(("inputs",))
+    if input_insert is None:
+        statement = sys_db.dialect.insert(sys_db.tables.workflow_input).on_conflict_do_nothing(
+            index_elements=["workflow_uuid"]
+        )
+        input_insert = compiled[("inputs",)] = _compile(sys_db, statement, list(inputs))
+    return WorkflowStart(
+        status_sql=status_insert.sql,
+        status_params=status_insert.params(values),
+        input_sql=input_insert.sql,
+        input_params=input_insert.params(inputs),
+        expected=(status["name"], status["class_name"], status["config_name"]),
+    )
+
+
+def _started(status: Any, row: tuple[Any, ...], creator_xid: str | None) -> tuple[str, bool]:
+    """``_insert_workflow_status``'s checks of the row its upsert returned."""
+    found_status, name, class_name, config_name, queue_name, found_creator, serialization = row
+    workflow_id = status["workflow_uuid"]
+    message: str | None = None
+    if name != status["name"]:
+        message = (
+            f"Workflow already exists with a different function name: {name}, "
+            f"but the provided function name is: {status['name']}"
+        )
+    elif class_name != status["class_name"]:
+        message = (
+            f"Workflow already exists with a different class name: {class_name}, "
+            f"but the provided class name is: {status['class_name']}"
+        )
+    elif config_name != status["config_name"]:
+        message = (
+            f"Workflow already exists with a different config name: {config_name}, "
+            f"but the provided config name is: {status['config_name']}"
+        )
+    elif queue_name != status["queue_name"]:
+        _logger.dbos_logger.warning(
+            f"Workflow already exists in queue: {queue_name}, but the provided queue name is: "
+            f"{status['queue_name']}. The queue is not updated."
+        )
+    if message is not None:
+        raise dbos_error.DBOSConflictingWorkflowError(workflow_id, message)
+    status["serialization"] = serialization
+    return found_status, creator_xid == found_creator
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,7 +81,14 @@ from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
-from shopfloor.runtime._workflow import CHILD_WORKFLOW_NAME, EXECUTORS, WORKFLOW_NAME, run_workflow
+from shopfloor.runtime._workflow import (
+    CHILD_WORKFLOW_NAME,
+    EXECUTORS,
+    HANDED,
+    WORKFLOW_NAME,
+    Handoff,
+    run_workflow,
+)
 from shopfloor.security import LOCAL_ADMIN as ADMIN
 from shopfloor.security import (
     Admission,
@@ -203,6 +210,7 @@ class Runtime:
             # The lean recorder settles each step's record in its group commit.
             # The record of a run's end (DBOS's own commit) goes to the recorder's writer thread.
             if recorder is not None:
+                recorder.attach(asyncio.get_running_loop())  # DBOS's starts, from its threads, stage there
                 inline_step_bookkeeping(recorder.settle, recorder.off_loop)
             else:
                 inline_step_bookkeeping()
@@ -398,7 +406,8 @@ class Runtime:
         record = self._new_record(loaded, task, model=model, caller=who, run_id=run_id)
         if routed is not None:
             record = replace(record, release=routed.release, track=routed.track)
-        await self._admit_and_create(loaded, record, detach=detach, principal=principal)
+        # Loaded here a moment ago: its workflow takes it, and the row, as they are (``HANDED``).
+        await self._admit_and_create(loaded, record, detach=detach, principal=principal, hand_over=True)
         return record.run_id
 
     async def launch(
@@ -495,10 +504,16 @@ class Runtime:
         )
 
     async def _admit_and_create(
-        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool, principal: Principal | None
+        self,
+        loaded: LoadedSpec,
+        record: RunRecord,
+        *,
+        detach: bool,
+        principal: Principal | None,
+        hand_over: bool = False,
     ) -> WorkflowHandleAsync[dict[str, Any]] | None:
         """Take the run's concurrent-run slot, then record and enqueue (or start) it; the workflow's
-        handle where it started here."""
+        handle where it started here (``hand_over``: handed ``record`` and ``loaded``, see ``HANDED``)."""
         run_id = record.run_id
         admission = self.admission
         if admission is not None:
@@ -510,7 +525,7 @@ class Runtime:
             )
             await asyncio.to_thread(admission.start_run, request, run_id)
         try:
-            return await self._create_run(loaded, record, detach=detach)
+            return await self._create_run(loaded, record, detach=detach, hand_over=hand_over)
         except BaseException:
             if admission is not None:
                 # Nothing runs: give the slot back (a run the queue has already is released at its end).
@@ -518,7 +533,7 @@ class Runtime:
             raise
 
     async def _create_run(
-        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool
+        self, loaded: LoadedSpec, record: RunRecord, *, detach: bool, hand_over: bool = False
     ) -> WorkflowHandleAsync[dict[str, Any]] | None:
         run_id = record.run_id
         if not detach:
@@ -546,8 +561,15 @@ class Runtime:
             }
             await client.enqueue_async(options, run_id)
             return None
-        with SetWorkflowID(run_id):
-            return await DBOS.start_workflow_async(run_workflow, run_id)
+        # The workflow's task copies this context: its first execution takes the row and the spec
+        # from here instead of reading the row back and loading the spec again.
+        token = HANDED.set(Handoff(record, loaded)) if hand_over else None
+        try:
+            with SetWorkflowID(run_id):
+                return await DBOS.start_workflow_async(run_workflow, run_id)
+        finally:
+            if token is not None:
+                HANDED.reset(token)
 
     @property
     def admission(self) -> Admission | None:

@@ -2,7 +2,11 @@
 
 The workflow's only input is the run id: everything else (spec path, task, model
 override, release digest, and for a fork its parent and fork step) is in the run store
-row written before the workflow was started or enqueued. Everything the workflow writes to the run store is an
+row written before the workflow was started or enqueued. A run started in this process
+(``Runtime.start_run``) hands its workflow that row and the spec it just loaded
+(``HANDED``, a context variable the workflow's task inherits), so its first execution
+neither reads the row back nor loads the spec again; a recovered, resumed or queued run
+reads both. Everything the workflow writes to the run store is an
 idempotent overwrite, so replaying it during recovery is harmless.
 
 DBOS calls a workflow by its registered name, so the function is module-level and finds the
@@ -19,6 +23,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbos import DBOS
@@ -35,6 +41,7 @@ from shopfloor.runtime._services import Services
 from shopfloor.runtime._steps import RecordedStep
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.security import Admission
+from shopfloor.spec import LoadedSpec
 from shopfloor.telemetry import Telemetry, redact, redact_exception
 
 EventSinkFn = Callable[[RunEvent], None]
@@ -42,9 +49,11 @@ EventSinkFn = Callable[[RunEvent], None]
 __all__ = [
     "CHILD_WORKFLOW_NAME",
     "EXECUTORS",
+    "HANDED",
     "WORKFLOW_NAME",
     "ExecutionContext",
     "Executors",
+    "Handoff",
     "run_child_workflow",
     "run_workflow",
 ]
@@ -53,6 +62,19 @@ WORKFLOW_NAME = "shopfloor.run"
 #: a child run (``runtime/_children.py``): the same workflow under a name of its own, so that a dead
 #: executor's children are recovered on a queue of their own (``CHILD_QUEUE``)
 CHILD_WORKFLOW_NAME = "shopfloor.child"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What ``start_run`` hands the workflow it starts in this process: the run's row as it wrote
+    it, and the spec it loaded for it (so checked against the row's digest already)."""
+
+    record: RunRecord
+    loaded: LoadedSpec
+
+
+#: set around ``DBOS.start_workflow_async`` by the runtime; the workflow's task copies it
+HANDED: ContextVar[Handoff | None] = ContextVar("shopfloor_handed_run", default=None)
 
 
 class ExecutionContext(Protocol):
@@ -136,7 +158,10 @@ async def _execute_here(run_id: str) -> dict[str, Any]:
 
 async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     store = ctx.store
-    record = await asyncio.to_thread(store.get, run_id)
+    handed = HANDED.get()
+    if handed is not None and handed.record.run_id != run_id:
+        handed = None  # the run that started this one (a parent), not this run
+    record = handed.record if handed is not None else await asyncio.to_thread(store.get, run_id)
     if record.done:
         # Recovered after its end was recorded (the process died before DBOS saw the workflow
         # return): its slots may not have been given back yet.
@@ -145,9 +170,15 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     # Its slots are this process's to renew from here (replayed by a recovery: they are taken back).
     await ctx.resume_run(run_id)
     started = record.started_at or time.time()
-    await ctx.update_run(
+    running = await ctx.update_run(
         run_id, unless_terminal=True, status="running", executor_id=DBOS.executor_id, started_at=started
     )
+    if handed is not None and not running:
+        # Ended between its start and here (cancelled before its workflow began): as read.
+        record = await asyncio.to_thread(store.get, run_id)
+        if record.done:
+            await ctx.end_run(run_id)
+            return {"run_id": run_id, "status": record.status}
     emit = ctx.event_log.sink(run_id)
 
     async def on_wait(request: ApprovalRequest) -> None:
@@ -174,7 +205,11 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
     try:
         if record.parent_run_id is not None and record.fork_step is not None:
             runner.prefix = await _fork_prefix(ctx, record.parent_run_id, record.fork_step)
-        loaded = await asyncio.to_thread(ctx.services.load_spec, record.spec_path)
+        loaded = (
+            handed.loaded
+            if handed is not None
+            else await asyncio.to_thread(ctx.services.load_spec, record.spec_path)
+        )
         if loaded.digest != record.release_digest:
             return await _fail(
                 ctx,
