@@ -10,6 +10,7 @@ steps, which must come back without their bodies running again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import random
 import sqlite3
@@ -795,3 +796,35 @@ async def test_a_step_cancelled_while_its_body_runs_records_nothing(
     assert [r["index"] for r in result] == [0, 1, 2]
     assert [launched.executions[f"{workflow_id}:{i}"] for i in range(3)] == [1, 2, 1]
     assert [s["function_name"] for s in rows(launched, workflow_id)[0]] == ["step:0", "hang:1", "step:2"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_many_threads_share_the_postgres_recorders_few_connections(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """DBOS's executor has a thread per run in a step (no bound): 200 runs at once each opened a
+    connection of their own and PostgreSQL refused the 101st ("too many clients")."""
+    from shopfloor.runtime._recorder import PostgresStepRecorder
+
+    workflow_id = await _pending_workflow(launched, "me")
+    _dbos_record(_step_row(workflow_id, completed_at=2_000_000), "me")
+    recorder = PostgresStepRecorder(rt_settings.db_url, step_row_defaults(), connections=2)
+    ours = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shopfloor_steps'"
+    try:
+        with launched.engine.connect() as conn:
+            before = conn.execute(sa.text(ours)).scalar_one()
+
+        def look_up(_: int) -> Any:
+            return recorder.look_up(workflow_id, 1, "step:1")
+
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+            found = await asyncio.gather(*(loop.run_in_executor(pool, look_up, i) for i in range(400)))
+            with launched.engine.connect() as conn:
+                during = conn.execute(sa.text(ours)).scalar_one()
+        assert all(item is not None and item["error"] is None for item in found)
+        assert during - before <= 2
+        assert len(recorder._all) <= 2
+    finally:
+        recorder.close()

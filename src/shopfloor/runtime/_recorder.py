@@ -60,6 +60,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import queue
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -88,6 +89,10 @@ __all__ = [
 ]
 
 _CANCELLED = "CANCELLED"
+#: the PostgreSQL recorder's connections at most (DBOS's own engine pools 20 by default)
+_PG_CONNECTIONS = 8
+#: how long a step waits for one of them before its record fails as a lost connection (DBOS retries)
+_BORROW_SECONDS = 30.0
 T = TypeVar("T")
 Durability = Literal["sync", "batched"]
 log = logging.getLogger("shopfloor.runtime")
@@ -738,12 +743,23 @@ class SQLiteStepRecorder(LeanRecorder):
 
 
 class PostgresStepRecorder(LeanRecorder):
-    def __init__(self, url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> None:
+    def __init__(
+        self,
+        url: str,
+        defaults: StepRowDefaults,
+        *,
+        durability: Durability = "sync",
+        connections: int = _PG_CONNECTIONS,
+    ) -> None:
         super().__init__(url, defaults, durability=durability)
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         schema = '"' + (defaults.schema or "dbos").replace('"', '""') + '"'
-        # DBOS calls the look-up and record from its worker threads: a connection per thread.
-        self._local = threading.local()
+        # DBOS calls the look-up and record from its worker threads, as many as it has runs in a step
+        # (its executor has no bound): they share at most ``connections`` connections, borrowed for a
+        # statement (or a batch's transaction) and given back, so 200 runs at once do not open 200.
+        self._connections = connections
+        self._idle: queue.LifoQueue[psycopg.Connection[tuple[Any, ...]]] = queue.LifoQueue()
+        self._opened = 0
         self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._lock = threading.Lock()
         self._look_up_sql = (
@@ -772,28 +788,66 @@ class PostgresStepRecorder(LeanRecorder):
             "SELECT completed_at_epoch_ms, (SELECT status FROM owner) FROM written"
         )
 
-    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
-        conn: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+    def _borrow(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """An idle connection, a new one while fewer than ``connections`` are open, or the first
+        given back (at most ``_BORROW_SECONDS``: then an OperationalError, which DBOS retries)."""
+        with contextlib.suppress(queue.Empty):
+            return self._idle.get_nowait()
+        with self._lock:
+            opening = self._opened < self._connections
+            if opening:
+                self._opened += 1
+        if not opening:
+            try:
+                return self._idle.get(timeout=_BORROW_SECONDS)
+            except queue.Empty:
+                raise psycopg.OperationalError(
+                    f"no step-recorder connection free after {_BORROW_SECONDS:.0f} s "
+                    f"({self._connections} open)"
+                ) from None
+        try:
             conn = psycopg.connect(self._conninfo, autocommit=True, application_name="shopfloor_steps")
-            self._local.conn = conn
+        except BaseException:
             with self._lock:
-                self._all.append(conn)
+                self._opened -= 1
+            raise
+        with self._lock:
+            self._all.append(conn)
         return conn
+
+    def _give_back(self, conn: psycopg.Connection[tuple[Any, ...]], *, broken: bool) -> None:
+        if not broken and not conn.closed:
+            self._idle.put(conn)
+            return
+        conn.close()
+        with self._lock:
+            self._opened -= 1
+            if conn in self._all:
+                self._all.remove(conn)
 
     def _execute(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return self._run(lambda conn: conn.execute(sql, params, prepare=True).fetchall(), sql)
 
     def _run(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T], sql: str) -> T:
-        conn = self._connection()
         try:
-            return work(conn)
+            conn = self._borrow()
+        except psycopg.OperationalError as exc:
+            raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
+        broken = True
+        try:
+            result = work(conn)
+            broken = False
+            return result
         except psycopg.OperationalError as exc:
             # Raised as SQLAlchemy raises it for DBOS's own engine, so DBOS's retry waits for the
-            # database to come back; this thread connects afresh on the next attempt.
-            self._local.conn = None
-            conn.close()
+            # database to come back; the connection is closed and a fresh one made when needed.
             raise sa_exc.OperationalError(sql, None, exc, connection_invalidated=True) from exc
+        except BaseException:
+            # an error of the step's own (fenced off, nondeterminism) leaves the connection idle
+            broken = conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            raise
+        finally:
+            self._give_back(conn, broken=broken)
 
     def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
         rows = self._execute(self._look_up_sql, {"workflow_id": workflow_id, "function_id": function_id})
@@ -828,6 +882,9 @@ class PostgresStepRecorder(LeanRecorder):
             connections, self._all = self._all, []
         for conn in connections:
             conn.close()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._idle.get_nowait()
 
 
 @dataclass(kw_only=True)
