@@ -103,7 +103,7 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(found)
         return
-    table = Table("collection", "documents", "chunks", "MB", "embedder", "version", "commit")
+    table = Table("collection", "documents", "chunks", "MB", "embedder", "vectors", "version", "commit")
     for item in found:
         table.add_row(
             item["collection"],
@@ -111,6 +111,7 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
             str(item["chunks"]),
             f"{item['bytes'] / 1e6:.1f}",
             item["embedder"],
+            item["vectors"],
             str(item["version"]),
             (item["commit"] or "")[:12],
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -355,6 +356,7 @@ class DocIndex:
             "chunks": chunks,
             "embedder": self.embedder.name,
             "bytes": self.store.size(),
+            "vectors": self.store.vectors,
             "version": current.version,
             "commit": current.commit,
         }
