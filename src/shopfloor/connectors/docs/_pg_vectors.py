@@ -203,8 +203,12 @@ def _migrate(conn: psycopg.Connection[Any], schema: str) -> int:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('shopfloor_doc_schema'))")
         if _has_column(conn, "embedding"):
             return 0  # another process migrated them meanwhile
+        # MAIN: kept in the row, not in TOAST (6 more page reads a row made the exact scan 4x slower)
         conn.execute(
-            sql.SQL("ALTER TABLE shopfloor_doc_chunks ADD COLUMN embedding {ext}.vector").format(ext=ext)
+            sql.SQL(
+                "ALTER TABLE shopfloor_doc_chunks ADD COLUMN embedding {ext}.vector, "
+                "ALTER COLUMN embedding SET STORAGE MAIN"
+            ).format(ext=ext)
         )
         conn.execute(
             sql.SQL(
