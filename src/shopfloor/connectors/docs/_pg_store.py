@@ -137,7 +137,12 @@ class PostgresDocStore(DocStore):
         check_collection_name(name)
         conn, shown = _connect(url)
         try:
-            return cls(conn, shown=shown, name=name, embedder=embedder, column=choose(conn, shown))
+            try:
+                column = choose(conn, shown)
+            except psycopg.Error as exc:  # a server error: it never holds the password
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ConnectorError(f"document store {shown}: vectors: {first}") from None
+            return cls(conn, shown=shown, name=name, embedder=embedder, column=column)
         except BaseException:
             conn.close()
             raise
