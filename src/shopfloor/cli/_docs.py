@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from shopfloor.cli._app import app, console, get_services, get_settings, print_json
@@ -103,7 +103,17 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(found)
         return
-    table = Table("collection", "documents", "chunks", "MB", "embedder", "version", "commit")
+    # the commit's 12 characters kept whole in a narrow terminal: the other columns give way
+    table = Table(
+        "collection",
+        "documents",
+        "chunks",
+        "MB",
+        "embedder",
+        "vectors",
+        "version",
+        Column("commit", min_width=12),
+    )
     for item in found:
         table.add_row(
             item["collection"],
@@ -111,6 +121,7 @@ def ls_cmd(json_out: JsonOpt = False) -> None:
             str(item["chunks"]),
             f"{item['bytes'] / 1e6:.1f}",
             item["embedder"],
+            item["vectors"],
             str(item["version"]),
             (item["commit"] or "")[:12],
         )

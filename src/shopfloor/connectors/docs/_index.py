@@ -356,6 +356,7 @@ class DocIndex:
             "chunks": chunks,
             "embedder": self.embedder.name,
             "bytes": self.store.size(),
+            "vectors": self.store.vectors,
             "version": current.version,
             "commit": current.commit,
         }

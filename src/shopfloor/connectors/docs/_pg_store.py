@@ -6,8 +6,9 @@ collection is removed by deleting its row. Full text: a generated ``tsvector`` c
 configuration: Snowball stemming, as FTS5's porter; the heading weighted ``A``, the text ``B``) under a
 GIN index, ranked by ``ts_rank_cd`` (cover density, divided by one plus the log of the chunk's length)
 over the query's words each made a ``plainto_tsquery`` and OR-ed, so no query is ever tsquery syntax.
-Vectors are float32 ``bytea`` scored exactly in numpy in the client (pgvector is not available): the
-collection's matrix is read once and again only when its ``version`` changed. A write first bumps the
+Vectors (``_pg_vectors.py``) are in a pgvector column searched exactly in the server where the server
+has the extension, else float32 ``bytea`` scored exactly in numpy in the client (the collection's matrix
+read once and again only when its ``version`` changed); ``vectors`` says which. A write first bumps the
 collection's ``version`` row, whose row lock serialises the writers of one collection across processes
 (SQLite's ``BEGIN IMMEDIATE``); readers never wait for it.
 """
@@ -21,12 +22,12 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shopfloor.connectors.docs._ingests import IngestRecord, IngestSource, fingerprint
+from shopfloor.connectors.docs._pg_vectors import VectorColumn, choose
 from shopfloor.connectors.docs._rank import Ranking
 from shopfloor.connectors.docs._store import (
     DocStore,
@@ -110,10 +111,14 @@ def _connect(url: str) -> tuple[psycopg.Connection[Any], str]:
 
 
 class PostgresDocStore(DocStore):
-    def __init__(self, conn: psycopg.Connection[Any], *, shown: str, name: str, embedder: str) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, shown: str, name: str, embedder: str, column: VectorColumn
+    ) -> None:
         self._conn = conn
         self.where = f"{shown} collection {name}"
         self.name = name
+        self._column = column
+        self.vectors = column.kind
         # one connection, used by one thread at a time (a transaction is the connection's)
         self._lock = threading.Lock()
         conn.execute(
@@ -126,15 +131,18 @@ class PostgresDocStore(DocStore):
         ).fetchone()
         assert row is not None
         self._collection, self.embedder = int(row[0]), str(row[1])
-        #: (version, chunk ids ascending, their vectors as rows): the matrix ``nearest`` scores
-        self._matrix: tuple[object, Any, Any] | None = None
 
     @classmethod
     def open(cls, url: str, name: str, *, embedder: str) -> PostgresDocStore:
         check_collection_name(name)
         conn, shown = _connect(url)
         try:
-            return cls(conn, shown=shown, name=name, embedder=embedder)
+            try:
+                column = choose(conn, shown)
+            except psycopg.Error as exc:  # a server error: it never holds the password
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ConnectorError(f"document store {shown}: vectors: {first}") from None
+            return cls(conn, shown=shown, name=name, embedder=embedder, column=column)
         except BaseException:
             conn.close()
             raise
@@ -174,11 +182,15 @@ class PostgresDocStore(DocStore):
                     [self._collection, doc.source, doc.digest, doc.title, len(doc.chunks), time.time()],
                 ).fetchone()
                 assert doc_id is not None
+                column, encode = self._column.column, self._column.encode
                 with cursor.copy(
-                    "COPY shopfloor_doc_chunks (collection_id, doc_id, ord, heading, text, vector) FROM STDIN"
+                    "COPY shopfloor_doc_chunks (collection_id, doc_id, ord, heading, text, "
+                    f"{column}) FROM STDIN"
                 ) as copy:
                     for ord_, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True)):
-                        copy.write_row((self._collection, doc_id[0], ord_, chunk.heading, chunk.text, vector))
+                        copy.write_row(
+                            (self._collection, doc_id[0], ord_, chunk.heading, chunk.text, encode(vector))
+                        )
                 return "added" if old is None else "replaced"
         except psycopg.DataError as exc:  # text PostgreSQL cannot hold (a NUL character)
             raise ConnectorError(f"{doc.source}: {(str(exc).splitlines() or ['bad data'])[0]}") from None
@@ -231,41 +243,14 @@ class PostgresDocStore(DocStore):
             "SELECT version FROM shopfloor_doc_collections WHERE collection_id = %s", [self._collection]
         )[0]
 
-    def _vectors(self, dim: int) -> tuple[Any, Any]:
-        """Every chunk's id (ascending) and the matrix of their vectors, read again after a write."""
-        version = self.version()
-        cached = self._matrix
-        if cached is None or cached[0] != version:
-            with self._lock:
-                rows = self._conn.execute(
-                    "SELECT chunk_id, vector FROM shopfloor_doc_chunks WHERE collection_id = %s "
-                    "ORDER BY chunk_id",
-                    [self._collection],
-                ).fetchall()
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-            cached = self._matrix = (version, ids, matrix)
-        return cached[1], cached[2]
-
     def nearest(self, vector: bytes, limit: int) -> list[tuple[int, float]]:
-        query = np.frombuffer(vector, dtype=np.float32)
-        ids, matrix = self._vectors(len(query))
-        if len(ids) == 0 or limit < 1:
-            return []
-        scores = matrix @ query
-        top = min(limit, len(ids))
-        best = np.argpartition(-scores, top - 1)[:top]
-        best = best[np.argsort(-scores[best])]
-        return [(int(ids[i]), float(scores[i])) for i in best]
+        version = self.version()
+        with self._lock:
+            return self._column.nearest(self._conn, self._collection, version, vector, limit)
 
     def vectors_of(self, chunk_ids: Sequence[int]) -> dict[int, bytes]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT chunk_id, vector FROM shopfloor_doc_chunks "
-                "WHERE collection_id = %s AND chunk_id = ANY(%s)",
-                [self._collection, list(chunk_ids)],
-            ).fetchall()
-        return {int(r[0]): bytes(r[1]) for r in rows}
+            return self._column.vectors_of(self._conn, self._collection, chunk_ids)
 
     def bm25(self, terms: Sequence[str], ranking: Ranking, limit: int) -> list[int]:
         # ts_rank_cd's weights are at most 1: the two scaled together keep the order they give

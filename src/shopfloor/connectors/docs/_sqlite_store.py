@@ -64,6 +64,7 @@ class SqliteDocStore(DocStore):
         self.path = path
         self.name = path.stem
         self.where = str(path)
+        self.vectors = "sqlite-vec"
         self._lock = threading.Lock()
         self._conn = connect(str(path))
         self._conn.executescript(_SCHEMA)

@@ -3,8 +3,8 @@ URL scheme (``doc_stores()``: ``file://DIR``, one SQLite file per collection, th
 ``postgresql://``, tables keyed by collection).
 
 A store keeps rows and answers the lookups only its database can: the BM25-like ranking of its full
-text index, and the chunks nearest a vector by cosine (SQLite: sqlite-vec; PostgreSQL: numpy in the
-client, pgvector being unavailable) with the vectors of given chunks. Everything above (parsing,
+text index, and the chunks nearest a vector by cosine (SQLite: sqlite-vec; PostgreSQL: pgvector where
+the server has it, else numpy in the client) with the vectors of given chunks. Everything above (parsing,
 chunking, embedding, incremental ingest, pruning, fusion, the re-rank, hits) is ``DocIndex``'s, the same
 for every backend. A store also keeps the collection's ingest records (``_ingests.py``): their
 versions are taken inside its writers' lock, so two processes recording at once get two.
@@ -73,6 +73,8 @@ class DocStore(ABC):
     embedder: str
     #: where it is, for messages (a password hidden)
     where: str
+    #: what searches its vectors, as ``stats`` shows it: ``sqlite-vec``, ``pgvector`` or ``client``
+    vectors: str
 
     @classmethod
     @abstractmethod
