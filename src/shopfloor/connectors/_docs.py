@@ -228,28 +228,22 @@ class DocsConnector(Connector):
                 f"({', '.join(self.names)})"
             )
         index = await self.index(collection)
-        found = await asyncio.to_thread(index.document, number)
-        current = await asyncio.to_thread(index.current)
+        found = await asyncio.to_thread(index.read, number, document=document, max_chars=_MAX_READ_CHARS)
         if found is None:
+            current = await asyncio.to_thread(index.current)
             raise ToolExecutionError(
                 f"id {chunk!r}: no such passage in collection {collection} (index version "
                 f"{current.version}); it may have been re-ingested since: retrieve again"
             )
-        source, title, chunks = found
-        if document:
-            heading = ""
-            text = "\n\n".join((f"## {h}\n\n" if h else "") + body for _, h, body in chunks)
-        else:
-            heading, text = next((h, body) for cid, h, body in chunks if cid == number)
         return {
             "id": chunk,
-            "source": source,
-            "title": title,
-            "heading": heading,
-            "text": text[:_MAX_READ_CHARS],
-            "truncated": len(text) > _MAX_READ_CHARS,
-            "chunks": [f"{collection}:{cid}" for cid, _, _ in chunks] if document else [chunk],
-            "index": {"collection": collection, "version": current.version, "commit": current.commit},
+            "source": found.source,
+            "title": found.title,
+            "heading": found.heading,
+            "text": found.text,
+            "truncated": found.truncated,
+            "chunks": [f"{collection}:{cid}" for cid in found.chunk_ids],
+            "index": found.version.to_json(),
         }
 
     async def tools(self) -> list[Tool]:

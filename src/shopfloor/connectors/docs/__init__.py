@@ -15,7 +15,15 @@ from shopfloor.connectors.docs._children import (
 from shopfloor.connectors.docs._chunk import Chunk, chunk_sections
 from shopfloor.connectors.docs._collections import DocCollections
 from shopfloor.connectors.docs._embed import Embedder, MiniLM, embedders
-from shopfloor.connectors.docs._index import DocIndex, Hit, IngestReport, SearchMode, SourceFile, host_files
+from shopfloor.connectors.docs._index import (
+    DocIndex,
+    Hit,
+    IngestReport,
+    Reading,
+    SearchMode,
+    SourceFile,
+    host_files,
+)
 from shopfloor.connectors.docs._ingests import IndexVersion, IngestRecord, IngestSource
 from shopfloor.connectors.docs._parse import MAX_DOCUMENT_BYTES, Parsed, Parser, Section, parser_for, parsers
 from shopfloor.connectors.docs._rank import Ranking, fts_query, query_terms
@@ -41,7 +49,7 @@ from shopfloor.connectors.docs._route import (
 )
 from shopfloor.connectors.docs._sources import ResolvedSources, excluded, resolve_sources
 from shopfloor.connectors.docs._sqlite_store import SqliteDocStore, collection_path
-from shopfloor.connectors.docs._store import DocStore, StoredDocument, doc_stores
+from shopfloor.connectors.docs._store import DocStore, StoredDocument, check_collection_name, doc_stores
 from shopfloor.connectors.docs._verify import Citation, CitationVerifier, Support, content_words
 from shopfloor.connectors.docs._workspace import (
     WorkspaceSource,
@@ -75,6 +83,7 @@ __all__ = [
     "Parser",
     "Passage",
     "Ranking",
+    "Reading",
     "Removed",
     "ResearchReport",
     "Researcher",
@@ -92,6 +101,7 @@ __all__ = [
     "Support",
     "WorkspaceSource",
     "arithmetic",
+    "check_collection_name",
     "chunk_sections",
     "collection_path",
     "content_words",

@@ -41,7 +41,7 @@ from shopfloor.connectors.docs._sqlite_store import SqliteDocStore
 from shopfloor.connectors.docs._store import DocStore, DocumentChunks, StoredDocument
 from shopfloor.errors import ConnectorError, WorkspaceError
 
-__all__ = ["DocIndex", "Hit", "IngestReport", "SearchMode", "SourceFile", "host_files"]
+__all__ = ["DocIndex", "Hit", "IngestReport", "Reading", "SearchMode", "SourceFile", "host_files"]
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
 #: chunks embedded in one call at ingest (a document's chunks are never split between calls)
@@ -71,6 +71,23 @@ class Hit:
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reading:
+    """One chunk, or the whole document holding it (its chunks' headings as ``##`` lines), cut at the
+    characters asked for (``truncated`` says so), with the index version it was read at."""
+
+    chunk_id: int
+    source: str
+    title: str
+    #: the chunk's heading ("" for a whole document)
+    heading: str
+    text: str
+    truncated: bool
+    #: the chunks the text holds, in order
+    chunk_ids: tuple[int, ...]
+    version: IndexVersion
 
 
 @dataclass(kw_only=True)
@@ -346,6 +363,32 @@ class DocIndex:
     def document(self, chunk_id: int) -> DocumentChunks | None:
         """The document holding ``chunk_id`` with its chunks in order, or None once it is gone."""
         return self.store.document(chunk_id)
+
+    def read(self, chunk_id: int, *, document: bool = False, max_chars: int) -> Reading | None:
+        """The chunk ``chunk_id``, or with ``document`` its whole document, at most ``max_chars`` of
+        text; None when no chunk has that id (never one, or re-ingested since)."""
+        found = self.document(chunk_id)
+        version = self.current()
+        if found is None:
+            return None
+        source, title, chunks = found
+        if document:
+            heading = ""
+            text = "\n\n".join((f"## {h}\n\n" if h else "") + body for _, h, body in chunks)
+            ids = tuple(cid for cid, _, _ in chunks)
+        else:
+            heading, text = next((h, body) for cid, h, body in chunks if cid == chunk_id)
+            ids = (chunk_id,)
+        return Reading(
+            chunk_id=chunk_id,
+            source=source,
+            title=title,
+            heading=heading,
+            text=text[:max_chars],
+            truncated=len(text) > max_chars,
+            chunk_ids=ids,
+            version=version,
+        )
 
     def stats(self) -> dict[str, Any]:
         documents, chunks = self.store.counts()

@@ -4,17 +4,27 @@ It serves the registered agents (``agent__NAME``: a call is a durable run, its e
 the skill registry's signed skills (``skill__NAME``: run in the sandbox as an agent's call runs them)
 and the tools of ``[[mcp.upstreams]]`` servers (``SERVER__TOOL``, lists cached for ``[mcp] list_ttl``),
 each principal seeing and calling only what its roles and ``[[mcp.policies]]`` allow; OAuth 2.1
-resource-server metadata (RFC 9728) at ``/.well-known/oauth-protected-resource``.
+resource-server metadata (RFC 9728) at ``/.well-known/oauth-protected-resource``. The document
+collections are resources (``shopfloor-docs://COLLECTION[/chunk|document/ID]``) for principals with
+``workspaces:read``.
 """
 
 from shopfloor.gateway.mcpgate._app import MCP_PATH, METADATA_PATH, McpGateway
 from shopfloor.gateway.mcpgate._build import (
     allowed_hosts,
     build_mcp_gateway,
+    doc_resources,
     skill_sandbox_policy,
     upstream_specs,
 )
 from shopfloor.gateway.mcpgate._policy import PolicyRule, ToolPolicy
+from shopfloor.gateway.mcpgate._resources import (
+    DOCS_SCHEME,
+    READ_PERMISSION,
+    DocResources,
+    DocUri,
+    parse_doc_uri,
+)
 from shopfloor.gateway.mcpgate._skills import SKILL_PREFIX, SkillTools
 from shopfloor.gateway.mcpgate._sources import (
     AGENT_PREFIX,
@@ -31,11 +41,15 @@ from shopfloor.gateway.mcpgate._sources import (
 
 __all__ = [
     "AGENT_PREFIX",
+    "DOCS_SCHEME",
     "MCP_PATH",
     "METADATA_PATH",
+    "READ_PERMISSION",
     "SKILL_PREFIX",
     "AgentTools",
     "CallOutcome",
+    "DocResources",
+    "DocUri",
     "GatewayTool",
     "McpGateway",
     "PolicyRule",
@@ -46,6 +60,8 @@ __all__ = [
     "UpstreamTools",
     "allowed_hosts",
     "build_mcp_gateway",
+    "doc_resources",
+    "parse_doc_uri",
     "skill_sandbox_policy",
     "tool_sources",
     "upstream_source",

@@ -10,7 +10,9 @@ permission (``routes:call``) is asked; the SDK then answers the JSON-RPC message
 stateless: no session lives in a process, so two server processes behind one balancer answer any
 request of any client the same way. ``tools/list`` shows a principal only the tools the authoriser
 (each tool's permission on its team) and the policy allow; ``tools/call`` refuses the others exactly
-as it refuses a tool that does not exist, and audits the refusal.
+as it refuses a tool that does not exist, and audits the refusal. With ``documents``, the document
+collections are resources (``_resources.py``): listed and read only where the principal has
+``workspaces:read``; a refused read is audited as a refused call is.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from shopfloor.gateway._mount import (
 )
 from shopfloor.gateway._permissions import ROUTE_PERMISSIONS
 from shopfloor.gateway.mcpgate._policy import ToolPolicy
+from shopfloor.gateway.mcpgate._resources import READ_PERMISSION, DocResources, parse_doc_uri
 from shopfloor.gateway.mcpgate._sources import GatewayTool, ToolSource
 from shopfloor.security import Authenticator, Authorizer, Principal, Resource
 from shopfloor.telemetry import open_span
@@ -68,10 +71,13 @@ class McpGateway(SubApp):
         authorization_servers: Sequence[str] = (),
         allowed_hosts: frozenset[str] | None = None,
         version: str = "0.1.0",
+        documents: DocResources | None = None,
     ) -> None:
         """``allowed_hosts``: the host names (without port) a request's ``Host`` may name, against DNS
-        rebinding; None: any."""
+        rebinding; None: any. ``documents``: the document collections served as resources (none: the
+        gateway offers no resources)."""
         self.sources = tuple(sources)
+        self.documents = documents
         self._auth = authenticator
         self._authorizer = authorizer
         self._audit = audit
@@ -85,6 +91,9 @@ class McpGateway(SubApp):
             title="Shopfloor MCP gateway",
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources if documents is not None else None,
+            on_list_resource_templates=self._list_templates if documents is not None else None,
+            on_read_resource=self._read_resource if documents is not None else None,
         )
         self._manager = StreamableHTTPSessionManager(
             self.server, stateless=True, json_response=False, max_request_body_size=max_body_bytes
@@ -134,6 +143,8 @@ class McpGateway(SubApp):
         await self._stack.aclose()
         for source in self.sources:
             await source.aclose()
+        if self.documents is not None:
+            await self.documents.aclose()
 
     # HTTP ---------------------------------------------------------------------------------------
     async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
@@ -275,6 +286,53 @@ class McpGateway(SubApp):
         """Audit the refusal (the authoriser's denial hook) without saying more to the caller."""
         if self._authorizer is not None and self._authorizer.on_deny is not None:
             self._authorizer.on_deny(principal, tool.permission, self._resource_of(tool, principal))
+
+    # resources: the document collections ------------------------------------------------------
+    def _collection(self, principal: Principal, collection: str) -> Resource:
+        return Resource(kind=READ_PERMISSION.partition(":")[0], name=collection, team=principal.team)
+
+    def may_read(self, principal: Principal, collection: str) -> bool:
+        """Whether ``principal`` may list and read the document collection ``collection``."""
+        return self._authorizer is None or self._authorizer.allows(
+            principal, READ_PERMISSION, self._collection(principal, collection)
+        )
+
+    async def _readable(self, principal: Principal) -> list[str]:
+        assert self.documents is not None
+        return [name for name in await self.documents.names() if self.may_read(principal, name)]
+
+    async def _list_resources(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        assert self.documents is not None
+        readable = await self._readable(_principal_of(ctx))
+        return await self.documents.list_resources(readable, params.cursor if params else None)
+
+    async def _list_templates(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        assert self.documents is not None
+        readable = await self._readable(_principal_of(ctx))
+        return await self.documents.list_templates(readable, params.cursor if params else None)
+
+    async def _read_resource(
+        self, ctx: Any, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        assert self.documents is not None
+        principal = _principal_of(ctx)
+        address = parse_doc_uri(str(params.uri))
+        if not self.may_read(principal, address.collection):
+            if self._authorizer is not None and self._authorizer.on_deny is not None:
+                self._authorizer.on_deny(
+                    principal, READ_PERMISSION, self._collection(principal, address.collection)
+                )
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"resource {address.uri!r} is not available to {principal.id}: it needs {READ_PERMISSION}",
+            )
+        attributes = {"mcp.method.name": "resources/read", "mcp.resource.uri": address.uri}
+        with open_span(f"resources/read {address.collection}", attributes, kind=SpanKind.SERVER):
+            return await self.documents.read(address)
 
 
 def _principal_of(ctx: Any) -> Principal:

@@ -14,6 +14,7 @@ from shopfloor.gateway._governance import ServerGovernance
 from shopfloor.gateway.api._store import ControlStore
 from shopfloor.gateway.mcpgate._app import McpGateway
 from shopfloor.gateway.mcpgate._policy import ToolPolicy
+from shopfloor.gateway.mcpgate._resources import DocResources
 from shopfloor.gateway.mcpgate._skills import SKILL_PREFIX
 from shopfloor.gateway.mcpgate._sources import AGENT_PREFIX, ToolSource, tool_sources
 from shopfloor.runtime import Runtime, Services
@@ -21,7 +22,7 @@ from shopfloor.sandbox import SandboxPolicy
 from shopfloor.security import Authenticator, Authorizer
 from shopfloor.spec import ConnectorSpec, SandboxPolicySpec
 
-__all__ = ["allowed_hosts", "build_mcp_gateway", "skill_sandbox_policy", "upstream_specs"]
+__all__ = ["allowed_hosts", "build_mcp_gateway", "doc_resources", "skill_sandbox_policy", "upstream_specs"]
 
 
 def upstream_specs(settings: Settings) -> list[ConnectorSpec]:
@@ -76,6 +77,16 @@ def allowed_hosts(settings: Settings, resource: str | None) -> frozenset[str] | 
     return _LOOPBACK | ({own} if own else set())
 
 
+def doc_resources(settings: Settings) -> DocResources | None:
+    """The document collections of ``[docs] url`` as resources, opened with the CPU embedding model's
+    name (its weights hashed on the first open); None without the retrieval extra (no numpy)."""
+    try:
+        from shopfloor.connectors.docs import DocCollections, MiniLM
+    except ImportError:
+        return None
+    return DocResources(collections=DocCollections.from_settings(settings), embedder=MiniLM)
+
+
 def build_mcp_gateway(
     settings: Settings,
     *,
@@ -91,7 +102,8 @@ def build_mcp_gateway(
     when ``[mcp] agents``), the skill registry's signed skills (with ``services``' engines and sandbox
     backends, when ``[mcp] skills``), each ``[[mcp.upstreams]]`` server (credentials from
     ``resolve_secret``), the ``[[mcp.policies]]``; OAuth metadata naming ``[server.oidc]``'s issuer
-    and audience unless ``[mcp]`` names its own."""
+    and audience unless ``[mcp]`` names its own; the document collections as resources
+    (``doc_resources``)."""
     config = settings.mcp
     oidc = settings.server.oidc
     resource = config.resource
@@ -130,4 +142,5 @@ def build_mcp_gateway(
         max_body_bytes=settings.server.max_body_bytes,
         resource=resource,
         authorization_servers=servers,
+        documents=doc_resources(settings),
     )
