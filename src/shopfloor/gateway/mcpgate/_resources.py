@@ -116,7 +116,11 @@ class DocResources:
             if name not in self._indexes:
                 if self._embedder is None:
                     self._embedder = await asyncio.to_thread(self._embedder_of)
-                self._indexes[name] = await asyncio.to_thread(self.collections.open, name, self._embedder)
+                try:
+                    opened = await asyncio.to_thread(self.collections.open, name, self._embedder)
+                except ShopfloorError as exc:  # a store down, or built with another model
+                    raise MCPError(types.INTERNAL_ERROR, f"collection {name}: {exc}") from None
+                self._indexes[name] = opened
             return self._indexes[name]
 
     async def aclose(self) -> None:
