@@ -49,6 +49,7 @@ PASSING = {
     "tools-call-with-progress",
     "json-schema-2020-12",
     "dns-rebinding-protection",
+    "resources-list",
 }
 
 
