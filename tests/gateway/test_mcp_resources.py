@@ -107,7 +107,7 @@ async def test_a_principal_without_workspaces_read_sees_none_and_a_read_is_refus
     async with mcp_session(f"{served}/mcp", network_admin) as session:
         assert (await session.list_resources()).resources == []
         assert (await session.list_resource_templates()).resource_templates == []
-        with pytest.raises(MCPError, match="is not available to key:.*needs workspaces:read"):
+        with pytest.raises(MCPError, match=r"is not available to key:.*needs workspaces:read"):
             await session.read_resource(f"shopfloor-docs://manual/chunk/{chunk}")
     with build_audit_log(load_settings()) as audit:
         denied = [e for e in audit.entries() if e.kind == "permission.denied"]
