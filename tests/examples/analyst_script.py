@@ -1,5 +1,7 @@
 """A scripted model for the analyst (``function:analyst_script:script``): it answers every staged
-question of the two-phase loop the way a good model would for the Seattle rain question."""
+question of the two-phase loop the way a good model would for the Seattle rain question; a property
+the loop fixed to the one option its task names (an enum of one) it answers with that, as the
+grammar would make any model."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def script(request: ModelRequest) -> dict[str, Any]:
     for name, prop in props.items():
         wanted = CHOICES.get(name, ARGS.get(name))
         options = prop.get("enum")
+        if isinstance(options, list) and len(options) == 1:
+            wanted = options[0]
         assert options is None or wanted in options, f"{name}: {wanted!r} not offered in {options}"
         reply[name] = wanted
     return reply

@@ -42,7 +42,8 @@ def _script_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("_script_importable")
 async def test_a_wrong_analyst_fails_the_gates(tmp_path: Path) -> None:
     """The suite's scorers and gates over two of its questions: the one the script answers, and one it
-    answers with the rain figures (wrong): the single-aggregation accuracy gate fails."""
+    answers as the rain question (the best month's sum of the temp_max the task names: wrong): the
+    single-aggregation accuracy gate fails."""
     lines = by_id(dataset_lines())
     suite = subset_suite(SUITE, tmp_path, [lines["seattle-rain-month-2015"], lines["seattle-max-temp"]])
     async with asyncio.timeout(600):
