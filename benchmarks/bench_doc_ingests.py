@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,19 +97,17 @@ def main() -> int:
             if not args.skip_pg:
                 import psycopg
 
-                schema = f"bench_ingests_{uuid.uuid4().hex[:10]}"
+                from benchmarks.pg_scratch import drop_scratch_schema, scratch_schema
+
                 try:
-                    with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                        conn.execute(f"CREATE SCHEMA {schema}")
+                    schema, url = scratch_schema(args.pg_url, "bench_ingests")
                 except psycopg.Error as exc:
                     print(f"PostgreSQL at {args.pg_url.rpartition('@')[2]} is needed: {exc}", file=sys.stderr)
                     return 2
-                url = f"{args.pg_url}{'&' if '?' in args.pg_url else '?'}options=-csearch_path%3D{schema}"
                 try:
                     measure("postgresql", DocCollections(url=url), root, workspace, args.rounds)
                 finally:
-                    with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+                    drop_scratch_schema(args.pg_url, schema)
         finally:
             repo.close()
     return 0

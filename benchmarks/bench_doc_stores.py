@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +112,8 @@ def main() -> int:
     args = parser.parse_args()
     import psycopg
 
+    from benchmarks.pg_scratch import drop_scratch_schema, scratch_schema
+
     documents, vocabulary = corpus(args.chunks, args.per_doc)
     rng = np.random.default_rng(1)
     # queries of 3 to 5 words of ranks 20 to 1,000 (the commonest 20 are the synthetic stop words)
@@ -122,14 +123,11 @@ def main() -> int:
     ]
     words = [set(c.text.split()) for d in documents for c in d.chunks]
     matched = [sum(1 for w in words if w & set(q.split())) for q in queries]
-    schema = f"bench_docs_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
+        schema, pg_url = scratch_schema(args.pg_url, "bench_docs")
     except psycopg.Error as exc:
         print(f"PostgreSQL at {args.pg_url.rpartition('@')[2]} is needed: {exc}", file=sys.stderr)
         return 2
-    pg_url = f"{args.pg_url}{'&' if '?' in args.pg_url else '?'}options=-csearch_path%3D{schema}"
     embedder = HashedQueries()
     chunks = sum(len(d.chunks) for d in documents)
     try:
@@ -198,8 +196,7 @@ def main() -> int:
             for index in backends.values():
                 index.close()
     finally:
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        drop_scratch_schema(args.pg_url, schema)
     return 0
 
 
