@@ -115,13 +115,22 @@ def rank_choices(schema: dict[str, Any], task: str) -> dict[str, Any]:
     return {**schema, "properties": ranked}
 
 
-def only_option(schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The one object a stage's schema allows, where each of its properties is required and an enum
-    (or const) of a single value; otherwise None."""
+def _closed_properties(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The properties of an object schema that requires each of them and allows no other; None for
+    any other schema (one without properties too)."""
     props = schema.get("properties")
     if schema.get("type") != "object" or not isinstance(props, dict) or not props:
         return None
     if set(schema.get("required", ())) != set(props) or schema.get("additionalProperties", True):
+        return None
+    return props
+
+
+def only_option(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one object a stage's schema allows, where each of its properties is required and an enum
+    (or const) of a single value; otherwise None."""
+    props = _closed_properties(schema)
+    if props is None:
         return None
     forced: dict[str, Any] = {}
     for name, prop in props.items():
@@ -140,10 +149,8 @@ def named_choices(schema: Mapping[str, Any], task: str) -> dict[str, Any]:
     ``net_generation``: case aside, not inside a longer word or name). A property with no such option,
     or more than one, is left out: "the most rain in Seattle" names no file, and the model is asked;
     so is a value the task names for two properties."""
-    props = schema.get("properties")
-    if schema.get("type") != "object" or not isinstance(props, dict):
-        return {}
-    if set(schema.get("required", ())) != set(props) or schema.get("additionalProperties", True):
+    props = _closed_properties(schema)
+    if props is None:
         return {}
     lowered, named = task.lower(), {}
     for name, prop in props.items():
