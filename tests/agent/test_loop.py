@@ -458,7 +458,9 @@ class _Forced(_Staged):
         return None if schema is None else {**schema, "additionalProperties": False}
 
 
-async def test_two_phase_skips_the_model_for_a_stage_with_one_option() -> None:
+async def _pick_once(tool: _Staged, file: str, task: str = "task") -> tuple[list[ModelRequest], Any]:
+    """One two-phase step of a pick tool whose model chooses it, then ``file`` and the column y where
+    asked: the requests the model saw, and the run's result."""
     requests: list[ModelRequest] = []
 
     def reply(request: ModelRequest) -> dict[str, Any]:
@@ -466,11 +468,15 @@ async def test_two_phase_skips_the_model_for_a_stage_with_one_option() -> None:
         props = request.json_schema["properties"] if request.json_schema else {}
         if "tool" in props:
             return {"tool": "pick"}
-        return {"file": "b.csv"}
+        return {"file": file} if "file" in props else {"column": "y"}
 
     one_step = Limits(max_steps=1)  # type: ignore[call-arg]
-    loop = AgentLoop(model=FunctionModel(reply), tools=[_Forced()], decision="two_phase", limits=one_step)
-    result = await run(loop)
+    loop = AgentLoop(model=FunctionModel(reply), tools=[tool], decision="two_phase", limits=one_step)
+    return requests, await run(loop, task)
+
+
+async def test_two_phase_skips_the_model_for_a_stage_with_one_option() -> None:
+    requests, result = await _pick_once(_Forced(), "b.csv")
     # The tool, then the file: "column" has the one choice "z" for b.csv, so no third call.
     assert len(requests) == 2
     assert result.steps[0].arguments == {"file": "b.csv", "column": "z"}
@@ -478,18 +484,7 @@ async def test_two_phase_skips_the_model_for_a_stage_with_one_option() -> None:
 
 
 async def test_two_phase_puts_the_tools_instructions_in_the_stable_prefix() -> None:
-    requests: list[ModelRequest] = []
-
-    def reply(request: ModelRequest) -> dict[str, Any]:
-        requests.append(request)
-        props = request.json_schema["properties"] if request.json_schema else {}
-        if "tool" in props:
-            return {"tool": "pick"}
-        return {"file": "a.csv"} if "file" in props else {"column": "y"}
-
-    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
-    loop = AgentLoop(model=FunctionModel(reply), tools=[_Forced()], decision="two_phase", limits=one_step)
-    await run(loop, "which column of the first file?")
+    requests, _ = await _pick_once(_Forced(), "a.csv", "which column of the first file?")
     choose, first_stage, second_stage = requests
     assert "PICK INSTRUCTIONS" not in choose.messages[0].content  # shown only once the tool is chosen
     for stage in (first_stage, second_stage):
@@ -513,18 +508,7 @@ class _Described(_Forced):
 
 
 async def test_two_phase_keeps_stage_zeros_description_in_the_stable_prefix() -> None:
-    requests: list[ModelRequest] = []
-
-    def reply(request: ModelRequest) -> dict[str, Any]:
-        requests.append(request)
-        props = request.json_schema["properties"] if request.json_schema else {}
-        if "tool" in props:
-            return {"tool": "pick"}
-        return {"file": "a.csv"} if "file" in props else {"column": "y"}
-
-    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
-    loop = AgentLoop(model=FunctionModel(reply), tools=[_Described()], decision="two_phase", limits=one_step)
-    await run(loop, "which column has the most?")
+    requests, _ = await _pick_once(_Described(), "a.csv", "which column has the most?")
     choose, first_stage, second_stage = requests
     assert "FILES:" not in choose.messages[0].content
     for stage in (first_stage, second_stage):
@@ -535,18 +519,7 @@ async def test_two_phase_keeps_stage_zeros_description_in_the_stable_prefix() ->
 
 
 async def test_two_phase_takes_the_option_the_task_names_without_a_model_call() -> None:
-    requests: list[ModelRequest] = []
-
-    def reply(request: ModelRequest) -> dict[str, Any]:
-        requests.append(request)
-        props = request.json_schema["properties"] if request.json_schema else {}
-        if "tool" in props:
-            return {"tool": "pick"}
-        return {"file": "b.csv"} if "file" in props else {"column": "y"}
-
-    one_step = Limits(max_steps=1)  # type: ignore[call-arg]
-    loop = AgentLoop(model=FunctionModel(reply), tools=[_Forced()], decision="two_phase", limits=one_step)
-    result = await run(loop, "Which column of A.CSV is largest?")
+    requests, result = await _pick_once(_Forced(), "b.csv", "Which column of A.CSV is largest?")
     # The tool, then the column: the task names a.csv (and only it), so the file is not asked.
     _choose, column = requests
     assert result.steps[0].arguments == {"file": "a.csv", "column": "y"}
