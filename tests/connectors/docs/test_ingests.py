@@ -146,3 +146,10 @@ def test_a_chunks_whole_document_reads_back_in_order(tmp_path: Path, doc_collect
         assert headings[0] == "Long > Part 0" and headings[-1] == "Long > Part 3"
         assert headings == sorted(headings), "part by part"
         assert index.document(10**9) is None
+
+
+def test_a_secret_in_an_ingests_path_is_not_kept_in_its_record() -> None:
+    source = IngestSource(kind="paths", paths=("/data/api_key=hunter2222secret/docs", "/data/plain"))
+    kept = source.to_json()
+    assert "hunter2222secret" not in str(kept)
+    assert kept["paths"][1] == "/data/plain"

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shopfloor.telemetry import redact
+
 __all__ = ["IndexVersion", "IngestRecord", "IngestSource", "fingerprint"]
 
 
@@ -35,9 +37,11 @@ class IngestSource:
     commit: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """What the ingest record keeps: a path holding a secret (``.../api_key=...``) is redacted,
+        as every other persisted text is."""
         return {
             "kind": self.kind,
-            "paths": list(self.paths),
+            "paths": [redact(path) for path in self.paths],
             "workspace": self.workspace,
             "ref": self.ref,
             "commit": self.commit,
