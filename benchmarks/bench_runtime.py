@@ -432,6 +432,30 @@ async def orchestration_share(root: Path, n: int, durability: str = "sync") -> f
     return wall
 
 
+async def end_seen(root: Path, count: int) -> dict[str, float]:
+    """Seconds from ``start_run`` to the ended record in the caller's hands, ``Runtime.wait`` against
+    the loop it replaced (read the run store, sleep a poll interval), interleaved, default settings."""
+    settings = load_settings({"SHOPFLOOR_HOME": str(root)})
+    agent, model = _agent(root, 3), "function:benchmarks.bench_runtime:instant_model"
+
+    async def polled(runtime: Runtime, run_id: str) -> RunRecord:
+        while not (record := await runtime.get_run(run_id)).done:  # noqa: ASYNC110 (the baseline)
+            await asyncio.sleep(settings.runtime.poll_interval)
+        return record
+
+    seconds: dict[str, list[float]] = {"woken": [], "polled": []}
+    async with Runtime(compose(settings)) as runtime:
+        await runtime.wait(await runtime.start_run(agent, "warm", model=model))
+        for i in range(2 * count):
+            key = "woken" if i % 2 == 0 else "polled"
+            start = time.perf_counter()
+            run_id = await runtime.start_run(agent, "bench", model=model)
+            record = await (runtime.wait(run_id) if key == "woken" else polled(runtime, run_id))
+            assert record.status == "failed" and record.stop_reason == "max_steps", record
+            seconds[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in seconds.items()}
+
+
 async def slow_langgraph(root: Path, n: int) -> float:
     measured = langgraph(root, n, slow=True)
     assert measured is not None
@@ -724,6 +748,11 @@ async def _orchestration(root: Path, reps: int) -> None:
         value = statistics.median(w for w, _ in walls[key])
         share = statistics.median(100 * (w - m) / w for w, m in walls[key])
         print(f"  {label:<58} {value:8.3f} s   {100 * (value - 2.0) / value:6.2f} %   {share:6.2f} %")
+    seen = await end_seen(root / "seen", 20)
+    print("   a 3-iteration run in this process, from start_run to its result in the caller (default")
+    print("   poll interval, 0.2 s), median of 20: Runtime.wait, vs reading the run store each poll interval")
+    _row("run store read each poll interval (how wait learnt of the end)", seen["polled"])
+    _row("Runtime.wait (woken by the run's own end), vs polling", seen["woken"], seen["polled"])
 
 
 async def _postgres(root: Path, n: int) -> None:

@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.agent import RunEvent
+from shopfloor.runtime._signals import RunSignals
 from shopfloor.runtime._store import RunStore
 
 __all__ = ["EventLog", "StoredEvent", "follow_events"]
@@ -116,27 +117,41 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 async def follow_events(
-    store: RunStore, run_id: str, *, after: int = -1, follow: bool = True, poll: float = 0.2
+    store: RunStore,
+    run_id: str,
+    *,
+    after: int = -1,
+    follow: bool = True,
+    poll: float = 0.2,
+    signals: RunSignals | None = None,
 ) -> AsyncIterator[StoredEvent]:
-    """The run's events from ``after`` on; with ``follow``, wait for new ones until the run ends."""
+    """The run's events from ``after`` on; with ``follow``, wait for new ones until the run ends:
+    woken by ``signals`` when this process writes them, else after ``poll`` seconds."""
     while True:
-        rows = await asyncio.to_thread(store.read_events, run_id, after=after)
-        for row in rows:
-            after = row["seq"]
-            event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
-            yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
-            if row["kind"] == "run_finished":
-                return
-        if rows:
-            continue
-        if not follow:
-            return
-        record = await asyncio.to_thread(store.get, run_id)
-        if record.done:
-            # A run can end without a run_finished event (cancelled before it started, or a
-            # failure outside the loop): one last read catches events flushed meanwhile.
-            for row in await asyncio.to_thread(store.read_events, run_id, after=after):
+        with signals.watch(run_id) if signals is not None else _unwatched() as changed:
+            rows = await asyncio.to_thread(store.read_events, run_id, after=after)
+            for row in rows:
+                after = row["seq"]
                 event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
                 yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
-            return
-        await asyncio.sleep(poll)
+                if row["kind"] == "run_finished":
+                    return
+            if rows:
+                continue
+            if not follow:
+                return
+            record = await asyncio.to_thread(store.get, run_id)
+            if record.done:
+                # A run can end without a run_finished event (cancelled before it started, or a
+                # failure outside the loop): one last read catches events flushed meanwhile.
+                for row in await asyncio.to_thread(store.read_events, run_id, after=after):
+                    event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
+                    yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
+                return
+            await asyncio.wait({changed}, timeout=poll)
+
+
+@contextlib.contextmanager
+def _unwatched() -> Iterator[asyncio.Future[None]]:
+    """No one wakes this reader: it waits the whole poll interval."""
+    yield asyncio.get_running_loop().create_future()

@@ -79,6 +79,7 @@ from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
+from shopfloor.runtime._signals import RunSignals
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.runtime._workflow import (
@@ -142,6 +143,8 @@ class Runtime:
         self.event_log = EventLog(
             self.store, interval=min(0.1, settings.runtime.poll_interval), write=self._append_events
         )
+        #: wakes ``wait`` and ``events`` readers when this process writes a run's record or events
+        self.signals = RunSignals()
         self.caller = caller or getpass.getuser()
         #: the OS user deciding approvals (local CLI mode has no other identity yet)
         self.uid = os.geteuid() if uid is None else uid
@@ -333,8 +336,14 @@ class Runtime:
         recorder = self._recorder
         if recorder is not None and recorder.in_place:
             sql, rows = self.store.update_statement(run_id, unless_terminal=unless_terminal, **values)
-            return await recorder.execute_beside(sql, rows) > 0
-        return await asyncio.to_thread(self.store.update, run_id, unless_terminal=unless_terminal, **values)
+            changed = await recorder.execute_beside(sql, rows) > 0
+        else:
+            changed = await asyncio.to_thread(
+                self.store.update, run_id, unless_terminal=unless_terminal, **values
+            )
+        if changed:
+            self.signals.notify((run_id,))
+        return changed
 
     async def _append_events(self, batch: list[dict[str, Any]]) -> None:
         """The event log's writes: beside the step rows where ``update_run``'s go there."""
@@ -343,6 +352,7 @@ class Runtime:
             await recorder.execute_beside(*self.store.append_events_statement(batch))
         else:
             await asyncio.to_thread(self.store.append_events, batch)
+        self.signals.notify({row["run_id"] for row in batch})
 
     async def client(self) -> DBOSClient:
         if self._client is not None:
@@ -649,16 +659,25 @@ class Runtime:
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
         Bound the wait with ``asyncio.timeout``."""
-        while True:
-            record = await self.get_run(run_id)
-            if record.done:
-                return record
-            await asyncio.sleep(self.settings.runtime.poll_interval)
+        record = await self.get_run(run_id)
+        while not record.done:
+            # Woken as soon as this process records a change of it; else the run store is read
+            # again after a poll interval (another process executes it).
+            with self.signals.watch(record.run_id) as changed:
+                record = await self.get_run(record.run_id)
+                if not record.done:
+                    await asyncio.wait({changed}, timeout=self.settings.runtime.poll_interval)
+        return record
 
     def events(self, run_id: str, *, after: int = -1, follow: bool = True) -> AsyncIterator[StoredEvent]:
         """The run's events in order, from after ``after``; with ``follow``, live until the run ends."""
         return follow_events(
-            self.store, run_id, after=after, follow=follow, poll=self.settings.runtime.poll_interval
+            self.store,
+            run_id,
+            after=after,
+            follow=follow,
+            poll=self.settings.runtime.poll_interval,
+            signals=self.signals,
         )
 
     async def recorded_steps(self, run_id: str) -> list[RecordedStep]:
@@ -869,6 +888,7 @@ class Runtime:
                 approval=None,
                 finished_at=time.time(),
             )
+            self.signals.notify((record.run_id,))
         current = await self.get_run(record.run_id)
         if current.done:
             await self.end_run(current.run_id)
