@@ -221,8 +221,12 @@ async def _run_limit_and_kill9(
     for run_id in held:
         async with asyncio.timeout(120):
             assert (await runtime.wait(run_id)).status == "completed", run_id
+    # held in their tool again: a run that ended before the last of the ten was admitted would free
+    # its slot for a fourth (the starts are concurrent, not instant)
+    limited.block("tool-1")
     again = await procs[survivor].start(limited, 10, "ticks=1")
     assert len(again["started"]) == CONCURRENT_RUNS, again
+    limited.unblock("tool-1")
     for run_id in again["started"]:
         async with asyncio.timeout(120):
             assert (await runtime.wait(run_id)).status == "completed"
