@@ -14,7 +14,7 @@ from runtime_support import AgentDir
 from shopfloor.config import Settings
 from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import InPlaceAsyncio
-from shopfloor.runtime._recorder import SQLiteStepRecorder
+from shopfloor.runtime._recorder_sqlite import SQLiteStepRecorder
 
 
 async def test_in_place_to_thread_runs_on_the_calling_thread() -> None:

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +28,11 @@ from dbos import error as dbos_error
 from runtime_support import AgentDir
 
 from shopfloor.config import Settings, load_settings
+from shopfloor.errors import ConfigError
 from shopfloor.runtime import Runtime, compose
 from shopfloor.runtime._dbos_internals import (
     StepRow,
+    StepRowDefaults,
     check_dbos,
     inline_step_bookkeeping,
     install_step_recorder,
@@ -40,6 +43,8 @@ from shopfloor.runtime._dbos_internals import (
 )
 from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, dbos_config, new_executor_id
 from shopfloor.runtime._recorder import open_recorder
+from shopfloor.runtime._recorder_pg import PostgresStepRecorder
+from shopfloor.runtime._recorder_sqlite import SQLiteStepRecorder
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.storage import engine_url, make_engine
 
@@ -805,8 +810,6 @@ async def test_many_threads_share_the_postgres_recorders_few_connections(
 ) -> None:
     """DBOS's executor has a thread per run in a step (no bound): 200 runs at once each opened a
     connection of their own and PostgreSQL refused the 101st ("too many clients")."""
-    from shopfloor.runtime._recorder import PostgresStepRecorder
-
     workflow_id = await _pending_workflow(launched, "me")
     _dbos_record(_step_row(workflow_id, completed_at=2_000_000), "me")
     recorder = PostgresStepRecorder(rt_settings.db_url, step_row_defaults(), connections=2)
@@ -828,3 +831,17 @@ async def test_many_threads_share_the_postgres_recorders_few_connections(
         assert len(recorder._all) <= 2
     finally:
         recorder.close()
+
+
+def test_open_recorder_picks_the_backend_by_dialect_and_names_the_others(db_url: str, tmp_path: Path) -> None:
+    sqlite = db_url.startswith("sqlite")
+    url = f"sqlite:///{tmp_path / 'dbos.sqlite'}" if sqlite else db_url
+    defaults = StepRowDefaults(app_name=None, now_sql="0", schema=None)
+    recorder = open_recorder(url, defaults)
+    try:
+        expected = SQLiteStepRecorder if sqlite else PostgresStepRecorder
+        assert type(recorder) is expected
+    finally:
+        recorder.close()
+    with pytest.raises(ConfigError, match=r"no recorder for mysql databases \(it has postgresql, sqlite\)"):
+        open_recorder("mysql://user@localhost/shop", defaults)

@@ -13,7 +13,7 @@ scans ``src/`` to keep it so), and ``check_dbos()`` runs before DBOS launches: i
 the installed version with the one pinned here and the source of each internal with the
 fingerprint taken of it, and refuses to start, naming what changed, rather than fall back
 silently. After upgrading DBOS, read what changed in each named internal, adapt this module
-and ``_recorder.py``, then update ``DBOS_VERSION`` and ``FINGERPRINTS``
+and the step recorders (``_recorder*.py``), then update ``DBOS_VERSION`` and ``FINGERPRINTS``
 (``fingerprints()`` gives the new ones).
 
 Taking the fingerprints reads and parses the source (~0.1 s, at every start of an executor), so
@@ -244,7 +244,7 @@ def check_dbos(
 
 
 #: ``settle(call)``: run DBOS's bookkeeping ``call`` in place and return its result once what it
-#: recorded is committed (the SQLite recorder's group commit, ``_recorder.py``)
+#: recorded is committed (the SQLite recorder's group commit, ``_recorder_sqlite.py``)
 Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 

@@ -1,0 +1,525 @@
+"""The lean step recorder on SQLite (``_recorder.py`` has the design it shares with PostgreSQL's).
+
+It is raw ``sqlite3`` on DBOS's own file (WAL, DBOS's busy timeout and foreign keys), the record
+inside ``BEGIN IMMEDIATE ... COMMIT`` so the owner check and the write are one transaction; the
+records of a worker's runs share group commits on the event loop (``SQLiteStepRecorder``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dbos import error as dbos_error
+from sqlalchemy.engine import make_url
+
+from shopfloor.errors import ConfigError
+from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults, WorkflowStart
+from shopfloor.runtime._recorder import Durability, LeanRecorder
+from shopfloor.storage import open_sqlite
+
+__all__ = ["SQLiteStepRecorder"]
+
+T = TypeVar("T")
+log = logging.getLogger("shopfloor.runtime")
+
+
+class SQLiteStepRecorder(LeanRecorder):
+    """On SQLite DBOS's step bookkeeping runs on the event loop (``_dbos_internals``), through
+    ``settle``: a row recorded there is staged, and the step waits (without holding the loop)
+    until a commit scheduled right after the tasks ready now writes every staged row in one
+    transaction. The rows are inserted on the loop (``BEGIN IMMEDIATE`` without waiting for the
+    write lock), and the ``COMMIT`` (the fsync) runs in a writer thread while the loop runs the
+    other runs, whose rows make the next group; one step staged alone commits in place (one run
+    alone pays one commit a step, as before). The runs of one worker share a commit (one fsync)
+    instead of queueing one each, and each step still returns only once its row is durable
+    (``durability = "sync"`` is unchanged). A run's start and end in the run store join the same
+    commits (``execute_beside``), and DBOS's own record of a workflow's end runs in a thread under
+    this recorder's lock (``off_loop``). Look-ups read on a connection of their own. A row that is
+    fenced off or nondeterministic fails only its own step (its rows roll back to a savepoint);
+    where another connection holds the write lock the writer thread writes the group, waiting as
+    long as the busy timeout; "database is locked" past it (another process writing for longer)
+    keeps the rows staged and retries the commit with a backoff, as DBOS's own retry would,
+    without blocking the loop meanwhile. Records from other threads (a sync step) commit at once.
+    """
+
+    in_place = True
+
+    def __init__(self, url: str, defaults: StepRowDefaults, *, durability: Durability = "sync") -> None:
+        super().__init__(url, defaults, durability=durability)
+        path = make_url(url).database
+        if not path:
+            raise ConfigError(f"the SQLite URL {url!r} names no database file")
+        # One connection, used under a lock: on SQLite the bookkeeping runs on the event loop,
+        # and the rare call from another thread (a sync step) waits its turn.
+        # DBOS's own connection settings (busy timeout, foreign keys), and WAL set explicitly (DBOS
+        # never sets it): what every SQLite store of ours gets.
+        self._conn = open_sqlite(path, autocommit=True)
+        # The loop's own: it never waits for SQLite's write lock (``_begin``); held, from its BEGIN
+        # on the loop to its COMMIT in the writer thread, under ``_lock`` like ``_conn``.
+        self._eager = open_sqlite(path, autocommit=True)
+        self._eager.execute("PRAGMA busy_timeout=0")
+        self._lock = threading.Lock()
+        # Look-ups read on their own connection (WAL: a reader never waits for the writer), so
+        # the loop reads while a group commit is written in the writer thread.
+        self._reader = open_sqlite(path, autocommit=True)
+        self._read_lock = threading.Lock()
+        #: writes the group commits of many steps, while the loop runs the other runs meanwhile
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight = False
+        #: per thread: where ``settle`` collects the commits its call staged (None outside one), and
+        #: in an ``off_loop`` thread the loop its outcome record is staged on
+        self._local = threading.local()
+        self._closed = False
+        #: the loop the runs execute on (``attach``): where a start from a thread is staged
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._staged: list[_Staged] = []
+        self._commit_scheduled = False
+        self._backoff = _FIRST_BACKOFF
+        self._look_up_sql = (
+            "SELECT s.status, o.output, o.error, o.function_name, o.child_workflow_id, o.serialization, "
+            "o.function_id, (SELECT max(function_id) FROM operation_outputs WHERE workflow_uuid = ?1) "
+            "FROM workflow_status AS s LEFT JOIN operation_outputs AS o "
+            "ON o.workflow_uuid = s.workflow_uuid AND o.function_id = ?2 WHERE s.workflow_uuid = ?1"
+        )
+        # The SELECT needs its WHERE for SQLite to parse the upsert; the no-op DO UPDATE makes
+        # RETURNING hand back the completion time already recorded.
+        self._insert_sql = (
+            "INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, "
+            "started_at_epoch_ms, completed_at_epoch_ms, output, error, child_workflow_id, "
+            "serialization, application_name, retention_timestamp) "
+            f"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, {defaults.now_sql} "
+            "WHERE ?10 IS NULL OR EXISTS (SELECT 1 FROM workflow_status "
+            "WHERE workflow_uuid = ?1 AND owner_xid = ?10) "
+            "ON CONFLICT (workflow_uuid, function_id) DO UPDATE SET "
+            "completed_at_epoch_ms = operation_outputs.completed_at_epoch_ms "
+            # The status in the same transaction, under SQLite's write lock: the cancel check.
+            "RETURNING completed_at_epoch_ms, (SELECT status FROM workflow_status WHERE workflow_uuid = ?1)"
+        )
+        # DBOS's ``_update_workflow_outcome_in_transaction``: the status where the run is PENDING and
+        # (with a token) still this execution's, then its output where that landed.
+        self._outcome_sql = (
+            f"UPDATE workflow_status SET status = ?1, deduplication_id = NULL, owner_xid = NULL, "
+            f"updated_at = {defaults.now_sql}, completed_at = {defaults.now_sql} "
+            "WHERE workflow_uuid = ?2 AND status = 'PENDING' AND (?3 IS NULL OR owner_xid = ?3)"
+        )
+        self._output_sql = (
+            "INSERT INTO workflow_output (workflow_uuid, output, error) VALUES (?1, ?2, ?3) "
+            "ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error"
+        )
+
+    def _look_up_row(self, workflow_id: str, function_id: int) -> tuple[Any, ...] | None:
+        """The joined look-up, on the writer's own connection where no group holds it (a run stepping
+        alone, between its commits), else on the reader's.
+
+        Both read the latest committed state in a transaction of their own (autocommit, WAL), as
+        DBOS's look-up does: the answer is the same. What differs is the cost: SQLite drops a
+        connection's whole page cache when it sees another connection's commit, so the reader
+        re-read the tables' pages from the WAL at every step (~35 us of CPU a look-up here), while
+        the writer's cache stays warm across its own commits."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self._eager.in_transaction:
+                    warm: tuple[Any, ...] | None = self._eager.execute(
+                        self._look_up_sql, (workflow_id, function_id)
+                    ).fetchone()
+                    return warm
+            finally:
+                self._lock.release()
+        with self._read_lock:
+            found: tuple[Any, ...] | None = self._reader.execute(
+                self._look_up_sql, (workflow_id, function_id)
+            ).fetchone()
+        return found
+
+    def _insert(self, conn: sqlite3.Connection, batch: list[tuple[StepRow, str | None]]) -> None:
+        for row, owner_xid in batch:
+            params = (
+                row.workflow_id,
+                row.function_id,
+                row.function_name,
+                row.started_at_ms,
+                row.completed_at_ms,
+                row.output,
+                row.error,
+                row.serialization,
+                self.app_name,
+                owner_xid,
+            )
+            self._check(row, owner_xid, conn.execute(self._insert_sql, params).fetchall())
+
+    def _write(self, batch: list[tuple[StepRow, str | None]]) -> None:
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._insert(conn, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # Group commit ---------------------------------------------------------------------------
+    async def settle(self, call: Callable[[], T]) -> T:
+        """Run DBOS's bookkeeping ``call`` here; return its result once the rows it recorded are
+        committed (raising what their commit raised: a fenced-off or nondeterministic step)."""
+        waits: list[asyncio.Future[None]] = []
+        self._local.waits = waits
+        try:
+            result = call()
+        except Exception:
+            # A failed step re-raises its error once the record of that error is durable (a
+            # failure to record it is raised instead, as DBOS's own record would raise it).
+            self._local.waits = None
+            for waiting in waits:
+                await waiting
+            raise
+        finally:
+            self._local.waits = None
+        for waiting in waits:
+            await waiting
+        return result
+
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        """Run ``call`` (DBOS's ``persist``: the record of a workflow's end, then, where it did not
+        land, the wait for the outcome another execution records) in a thread, the loop going on
+        meanwhile. Its record (``record_outcome``) is staged back on this loop and joins the next
+        group commit, beside other runs' step rows, instead of a commit of its own through
+        SQLAlchemy (~0.9 ms of CPU a run). Not in the writer thread: a group begun on the loop
+        holds the write lock until the writer thread commits it."""
+        loop = asyncio.get_running_loop()
+
+        def ending() -> T:
+            self._local.loop = loop
+            try:
+                return call()
+            finally:
+                self._local.loop = None
+
+        return await asyncio.to_thread(ending)
+
+    def record_outcome(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, owner_xid: str | None
+    ) -> bool | None:
+        """In an ``off_loop`` thread: the outcome's UPDATE and output upsert in the next group commit
+        on its loop, this thread waiting for it; anywhere else (or once the loop or this recorder
+        has stopped) None, and DBOS writes it."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None:
+            return None
+        return self._from_thread(loop, self._staged_outcome((status, workflow_id, owner_xid, output, error)))
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        """From a thread (DBOS starts a workflow in one: ``_init_workflow``) while a loop stages here:
+        the status upsert (and the inputs, where its names match) in the next group commit on the
+        ``attach``ed loop, this thread waiting for it; from a loop's own thread, or unattached, None."""
+        loop = self._loop
+        if loop is None:
+            return None
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            return None  # on a loop's thread: waiting here would hold it up
+        return self._from_thread(loop, self._staged_start(start))
+
+    def _from_thread(self, loop: asyncio.AbstractEventLoop, staged: Coroutine[Any, Any, T]) -> T | None:
+        """Run ``staged`` on ``loop`` and wait for its result; None (DBOS writes instead) where the loop
+        or this recorder stopped before it ran."""
+        if self._closed:
+            staged.close()
+            return None
+        try:
+            result = asyncio.run_coroutine_threadsafe(staged, loop)
+        except RuntimeError:  # the loop is closed
+            staged.close()
+            return None
+        while True:
+            try:
+                return result.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                if not loop.is_running():  # never committed here: DBOS's own record then
+                    return None
+
+    async def _staged_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+        done = asyncio.get_running_loop().create_future()
+        staged = self._stage_item(_Staged(batch=[], done=done, start=start))
+        await staged.done
+        return staged.returned
+
+    async def _staged_outcome(self, params: tuple[Any, ...]) -> bool:
+        done = asyncio.get_running_loop().create_future()
+        staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
+        await staged.done
+        return staged.rowcount > 0
+
+    def _write_start(self, conn: sqlite3.Connection, start: WorkflowStart) -> tuple[Any, ...]:
+        row: tuple[Any, ...] = conn.execute(start.status_sql, start.status_params).fetchone()
+        if row[1:4] == start.expected:  # a start refused for its names writes no inputs, as DBOS's
+            conn.execute(start.input_sql, start.input_params)
+        return row
+
+    def _write_outcome(self, conn: sqlite3.Connection, params: tuple[Any, ...]) -> int:
+        status, workflow_id, owner_xid, output, error = params
+        landed = conn.execute(self._outcome_sql, (status, workflow_id, owner_xid)).rowcount
+        if landed:  # a write that did not land leaves no orphan output, as DBOS's
+            conn.execute(self._output_sql, (workflow_id, output, error))
+        return landed
+
+    async def flush_async(self, workflow_id: str) -> None:
+        await self.settle(lambda: self.flush(workflow_id))
+
+    def _commit(self, workflow_id: str, rows: list[tuple[StepRow, str | None]]) -> None:
+        waits: list[asyncio.Future[None]] | None = getattr(self._local, "waits", None)
+        if waits is None:
+            super()._commit(workflow_id, rows)
+            return
+        with self._pending_lock:
+            batch = [*self._pending.pop(workflow_id, ()), *rows]
+        if batch:
+            waits.append(self._stage(batch))
+
+    async def execute_beside(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Execute a statement of ours on DBOS's database once per parameter row (the run store: a
+        run started or ended, a batch of events) in the next group commit, beside the step rows;
+        the rows it changed, once committed. A run's start and end, and the events of every run,
+        then share the commit of other runs' steps instead of taking one each (in a thread that
+        would wait for the GIL at every bound parameter while the loop runs the agents)."""
+        done = asyncio.get_running_loop().create_future()
+        staged = self._stage_item(_Staged(batch=[], done=done, statement=(sql, [tuple(r) for r in rows])))
+        await staged.done
+        return staged.rowcount
+
+    def _stage(self, batch: list[tuple[StepRow, str | None]]) -> asyncio.Future[None]:
+        return self._stage_item(_Staged(batch=batch, done=asyncio.get_running_loop().create_future())).done
+
+    def _stage_item(self, staged: _Staged) -> _Staged:
+        loop = asyncio.get_running_loop()
+        self._staged.append(staged)
+        if not self._commit_scheduled:
+            # After the tasks ready now: the other runs of this worker stage their rows first.
+            self._commit_scheduled = True
+            loop.call_soon(self._commit_staged)
+        return staged
+
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopfloor-steps")
+        return self._writer
+
+    def _commit_staged(self) -> None:
+        self._commit_scheduled = False
+        if self._in_flight or not self._staged:
+            return  # the commit in flight starts the next one when it is done
+        staged, self._staged = self._staged, []
+        began = self._begin(staged)
+        if isinstance(began, Exception):
+            self._written(staged, began)
+            return
+        if began is not None and len(staged) == 1 and staged[0].batch:
+            # One run stepping alone: commit in place, as fast as a step can be durable.
+            self._written(staged, self._end(began))
+            return
+        # The writer thread waits out the fsync (or, where another connection holds SQLite's write
+        # lock, the busy timeout and the whole group) while the loop runs the other runs, whose rows
+        # make the next group.
+        work = (
+            functools.partial(self._end, began)
+            if began is not None
+            else functools.partial(self._write_group, staged)
+        )
+        self._in_flight = True
+        written = asyncio.get_running_loop().run_in_executor(self._writer_pool(), work)
+        written.add_done_callback(lambda done: self._group_done(staged, done))
+
+    def _group_done(self, staged: list[_Staged], done: asyncio.Future[_Outcomes]) -> None:
+        self._in_flight = False
+        self._written(staged, done.result())
+        if self._staged and not self._commit_scheduled:
+            self._commit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._commit_staged)
+
+    def _begin(self, staged: list[_Staged]) -> list[BaseException | None] | Exception | None:
+        """On the loop: take SQLite's write lock without waiting and insert every staged row (each
+        step's outcome, or what failed them all, rolled back). None where the lock is taken: by
+        this recorder's thread, or another connection (the run store, DBOS's own writes, another
+        process); the writer thread then writes the group, waiting as long as the busy timeout.
+
+        The inserts run here, not in the writer thread, because ``sqlite3`` lets go of the GIL at
+        every bound parameter and step: a writer thread inserting while the loop runs the agents
+        waited up to a switch interval (5 ms) for the GIL each time, and a group of 10 steps took
+        10 ms where its commit took 1."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        conn = self._eager
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._lock.release()
+            return None if isinstance(exc, sqlite3.OperationalError) and _locked(exc) else exc
+        try:
+            return [self._apply(conn, item) for item in staged]
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._lock.release()
+            return exc
+
+    def _end(self, outcomes: list[BaseException | None]) -> _Outcomes:
+        """Commit what ``_begin`` inserted (holding the lock it took), in the writer thread or in place."""
+        conn = self._eager
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return exc
+        finally:
+            self._lock.release()
+        return outcomes
+
+    def _write_group(self, staged: list[_Staged]) -> _Outcomes:
+        """One transaction for the rows of every staged step: each step's outcome, or what failed
+        the whole commit."""
+        outcomes: list[BaseException | None] = []
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for item in staged:
+                    outcomes.append(self._apply(conn, item))
+                conn.execute("COMMIT")
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return outcomes
+
+    def _written(self, staged: list[_Staged], outcome: _Outcomes) -> None:
+        if isinstance(outcome, sqlite3.OperationalError) and _locked(outcome):
+            # Another process held the write lock past the busy timeout: try again later.
+            self._staged[:0] = staged
+            self._retry_later(outcome)
+            return
+        if isinstance(outcome, BaseException):
+            _settle_all(staged, outcome)
+            return
+        self._backoff = _FIRST_BACKOFF
+        for item, result in zip(staged, outcome, strict=True):
+            _settle(item.done, result)
+
+    def _apply(self, conn: sqlite3.Connection, item: _Staged) -> BaseException | None:
+        if item.statement is None and item.outcome is None and item.start is None:
+            return self._insert_alone(conn, item.batch)
+        # A statement that fails (a constraint) fails its caller alone: the group goes on.
+        conn.execute("SAVEPOINT statement")
+        try:
+            if item.start is not None:
+                item.returned = self._write_start(conn, item.start)
+            elif item.outcome is not None:
+                item.rowcount = self._write_outcome(conn, item.outcome)
+            else:
+                assert item.statement is not None
+                item.rowcount = conn.executemany(*item.statement).rowcount
+        except sqlite3.DatabaseError as exc:
+            conn.execute("ROLLBACK TO statement")
+            conn.execute("RELEASE statement")
+            return exc
+        conn.execute("RELEASE statement")
+        return None
+
+    def _insert_alone(
+        self, conn: sqlite3.Connection, batch: list[tuple[StepRow, str | None]]
+    ) -> BaseException | None:
+        """Insert one step's rows; a fenced-off or nondeterministic one undoes only its own rows."""
+        if len(batch) > 1:
+            conn.execute("SAVEPOINT step_rows")
+        try:
+            self._insert(conn, batch)
+        except (dbos_error.DBOSWorkflowConflictIDError, dbos_error.DBOSStepNondeterminismError) as exc:
+            if len(batch) > 1:
+                conn.execute("ROLLBACK TO step_rows")
+                conn.execute("RELEASE step_rows")
+            return exc
+        if len(batch) > 1:
+            conn.execute("RELEASE step_rows")
+        return None
+
+    def _retry_later(self, exc: sqlite3.OperationalError) -> None:
+        delay, self._backoff = self._backoff, min(self._backoff * 2, _MAX_BACKOFF)
+        log.warning("step records wait for SQLite's write lock (%s); retrying in %.2f s", exc, delay)
+        # Replaces a commit scheduled sooner: the staged rows wait out the backoff together.
+        self._commit_scheduled = True
+        asyncio.get_running_loop().call_later(delay, self._commit_staged)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)  # the commit in flight ends first
+        # Rows of steps stopped while they waited for the group commit: recorded all the same.
+        staged, self._staged = self._staged, []
+        for item in staged:
+            written = self._write_group([item])
+            outcome = written if isinstance(written, BaseException) else written[0]
+            with contextlib.suppress(RuntimeError):  # the step's loop may be closed already
+                _settle(item.done, outcome)
+        with self._lock:
+            self._conn.close()
+            self._eager.close()
+        with self._read_lock:
+            self._reader.close()
+
+
+@dataclass(kw_only=True)
+class _Staged:
+    """One step's rows (or a statement of ours) waiting for the group commit, and who waits for them."""
+
+    batch: list[tuple[StepRow, str | None]]
+    done: asyncio.Future[None]
+    #: ``execute_beside``: the statement and its parameter rows, and its row count once executed
+    statement: tuple[str, list[tuple[Any, ...]]] | None = None
+    #: ``record_outcome``: (status, workflow id, owner token, output, error) of a workflow's end
+    outcome: tuple[Any, ...] | None = None
+    #: ``record_start``: a workflow's start, and the status row its upsert returned
+    start: WorkflowStart | None = None
+    returned: tuple[Any, ...] | None = None
+    rowcount: int = 0
+
+
+#: a group commit's outcome: each step's (None: written), or what failed the whole commit
+_Outcomes = list[BaseException | None] | Exception
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 2.0
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
+    if done.done():  # the step was cancelled while it waited; its rows are written all the same
+        return
+    if outcome is None:
+        done.set_result(None)
+    else:
+        done.set_exception(outcome)
+
+
+def _settle_all(staged: list[_Staged], exc: BaseException) -> None:
+    for item in staged:
+        _settle(item.done, exc)
