@@ -8,6 +8,9 @@ import logging
 
 import pytest
 import sqlalchemy as sa
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from shopfloor.config import Settings, load_settings
 from shopfloor.telemetry import (
@@ -16,9 +19,11 @@ from shopfloor.telemetry import (
     SpanRecord,
     Telemetry,
     TraceStore,
+    open_span,
     otlp_json,
     redact,
     redact_value,
+    run_scope,
     span,
     trace_store_url,
 )
@@ -171,3 +176,33 @@ def test_a_secret_field_whose_key_ends_in_a_newline_is_still_replaced_whole() ->
         "password\n": REDACTED,
         "Api_Key\n": REDACTED,
     }
+
+
+def test_spans_are_stored_as_the_rows_of_their_records(sql_url: str) -> None:
+    """The exporter writes finished spans straight to rows (no ``SpanRecord`` in between): each
+    row is the one ``write`` makes of the span's record, whatever the span holds."""
+    memory = InMemorySpanExporter()
+    with Telemetry(store=TraceStore(sql_url)) as telemetry, telemetry.activate():
+        telemetry.add_span_processor(SimpleSpanProcessor(memory))
+        with run_scope("run-9"), open_span("invoke_agent a", {"gen_ai.agent.name": "a"}):
+            with span("tool", component="tool", attributes={"seq": ("x", 2), "f": 0.5, "b": True}):
+                pass
+            with pytest.raises(ValueError), open_span("failing", {"custom.key": "v"}):
+                raise ValueError("bad")
+            with telemetry.tracer.start_as_current_span("library", kind=SpanKind.CLIENT) as library:
+                library.add_event("guardrail", {"rule": "r", "hits": ["a", "b"]})
+        with open_span("outside", {"gen_ai.conversation.id": "run-10"}):
+            pass
+        spans = memory.get_finished_spans()
+        assert len(spans) == 5
+        store = telemetry.store
+        store.write_spans(spans)
+        store.write([SpanRecord.from_span(s) for s in spans])
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT * FROM telemetry_spans ORDER BY id")).mappings().all()
+    direct, via_records = (
+        [{k: v for k, v in row.items() if k != "id"} for row in half] for half in (rows[:5], rows[5:])
+    )
+    assert direct == via_records
+    assert {row["run_id"] for row in direct} == {"run-9", "run-10"}
+    assert any(row["events"] for row in direct) and any(row["status"] == "error" for row in direct)

@@ -5,13 +5,18 @@
 call. Model and tool spans open inside the durable step, so they stand for real
 executions: a step whose recorded output is reused on recovery or replay makes
 no span. Without configured telemetry each helper costs one lookup.
+
+The per-step helpers return context-manager objects (``open_span``'s, ``ChatTrace``, ``ToolTrace``)
+rather than generator-based ones: a step opens two or three, and each generator layer cost
+about as much as the span it wrapped.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import TracebackType
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
@@ -63,6 +68,8 @@ from shopfloor.tools import Tool
 __all__ = ["chat_span", "plan_span", "run_span", "tool_span"]
 
 _TIMEOUT_STOPS = frozenset({"step_timeout", "wall_time"})
+#: what a span helper returns where telemetry is off (entering it gives None; it holds no state)
+_OFF: AbstractContextManager[None] = nullcontext()
 
 
 class RunTrace:
@@ -117,12 +124,9 @@ def run_span(
             yield RunTrace(span)
 
 
-@contextmanager
-def plan_span(*, run_id: str, step: int, attempt: int, strategy: str) -> Iterator[Span | None]:
-    active = current_telemetry()
-    if active is None:
-        yield None
-        return
+def plan_span(*, run_id: str, step: int, attempt: int, strategy: str) -> AbstractContextManager[Span | None]:
+    if current_telemetry() is None:
+        return _OFF
     attrs = {
         RUN_ID: run_id,
         COMPONENT: "plan",
@@ -130,13 +134,42 @@ def plan_span(*, run_id: str, step: int, attempt: int, strategy: str) -> Iterato
         "shopfloor.plan.attempt": attempt,
         "shopfloor.plan.strategy": strategy,
     }
-    with open_span("plan", attrs) as span:
-        yield span
+    return open_span("plan", attrs)
+
+
+def _record_or_close(scope: AbstractContextManager[Span | None], span: Span, key: str, value: Any) -> None:
+    """``record_content`` on a span just entered; where it fails, the span is ended and the error raised."""
+    try:
+        record_content(span, key, value)
+    except BaseException as exc:
+        scope.__exit__(type(exc), exc, exc.__traceback__)
+        raise
 
 
 class ChatTrace:
-    def __init__(self, span: Span | None) -> None:
-        self.span = span
+    """The block of one model call: its span (None where telemetry is off), open while in the block."""
+
+    def __init__(
+        self, scope: AbstractContextManager[Span | None] | None, request: ModelRequest | None = None
+    ) -> None:
+        self._scope = scope
+        self._request = request
+        self.span: Span | None = None
+
+    def __enter__(self) -> ChatTrace:
+        if self._scope is not None:
+            span = self.span = self._scope.__enter__()
+            if span is not None and self._request is not None and content_enabled():
+                # the list is the whole history: only where content is kept
+                messages = [{"role": m.role, "content": m.content} for m in self._request.messages]
+                _record_or_close(self._scope, span, INPUT_MESSAGES, messages)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._scope is not None:
+            self._scope.__exit__(exc_type, exc, tb)
 
     def response(self, response: ModelResponse) -> dict[str, Any]:
         """Put the response on the span; return it as the step's JSON output."""
@@ -167,12 +200,9 @@ class ChatTrace:
         return output
 
 
-@contextmanager
-def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelRequest) -> Iterator[ChatTrace]:
-    active = current_telemetry()
-    if active is None:
-        yield ChatTrace(None)
-        return
+def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelRequest) -> ChatTrace:
+    if current_telemetry() is None:
+        return ChatTrace(None)
     attrs = {
         OPERATION_NAME: "chat",
         PROVIDER_NAME: model.provider,
@@ -183,17 +213,29 @@ def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelReques
         COMPONENT: "model",
         STEP_NAME: step_name,
     }
-    with open_span(f"chat {model.name or model.provider}", attrs, kind=SpanKind.CLIENT) as span:
-        if span is not None and content_enabled():  # the list is the whole history: only when kept
-            record_content(
-                span, INPUT_MESSAGES, [{"role": m.role, "content": m.content} for m in request.messages]
-            )
-        yield ChatTrace(span)
+    return ChatTrace(open_span(f"chat {model.name or model.provider}", attrs, kind=SpanKind.CLIENT), request)
 
 
 class ToolTrace:
-    def __init__(self, span: Span | None) -> None:
-        self.span = span
+    """The block of one tool call: its span (None where telemetry is off), open while in the block."""
+
+    def __init__(self, scope: AbstractContextManager[Span | None] | None, arguments: Any = None) -> None:
+        self._scope = scope
+        self._arguments = arguments
+        self.span: Span | None = None
+
+    def __enter__(self) -> ToolTrace:
+        if self._scope is not None:
+            span = self.span = self._scope.__enter__()
+            if span is not None:
+                _record_or_close(self._scope, span, TOOL_ARGUMENTS, self._arguments)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._scope is not None:
+            self._scope.__exit__(exc_type, exc, tb)
 
     def outcome(self, outcome: dict[str, Any]) -> dict[str, Any]:
         """Put the tool's outcome on the span (an error status for a failure); return it."""
@@ -208,14 +250,11 @@ class ToolTrace:
         return outcome
 
 
-@contextmanager
 def tool_span(
     *, run_id: str, tool: Tool, call_id: str, step: int, step_name: str, arguments: Any
-) -> Iterator[ToolTrace]:
-    active = current_telemetry()
-    if active is None:
-        yield ToolTrace(None)
-        return
+) -> ToolTrace:
+    if current_telemetry() is None:
+        return ToolTrace(None)
     attrs = {
         OPERATION_NAME: "execute_tool",
         TOOL_NAME: tool.name,
@@ -226,7 +265,4 @@ def tool_span(
         STEP: step,
         STEP_NAME: step_name,
     }
-    with open_span(f"execute_tool {tool.name}", attrs) as span:
-        if span is not None:
-            record_content(span, TOOL_ARGUMENTS, arguments)
-        yield ToolTrace(span)
+    return ToolTrace(open_span(f"execute_tool {tool.name}", attrs), arguments)

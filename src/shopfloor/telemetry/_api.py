@@ -18,6 +18,7 @@ import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -26,6 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
+from shopfloor.telemetry._lean import LeanSpan
 from shopfloor.telemetry._redact import redact
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 _NOOP = trace.NoOpTracer()
+#: ``json.dumps(value, default=str, separators=(",", ":"))`` without building an encoder per call
+_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 #: longest content attribute, in characters, recorded under ``record_content``
 MAX_CONTENT = 32_000
 
@@ -82,7 +86,7 @@ def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> 
     """Put redacted ``value`` (JSON unless a string) on the span, where content recording allows."""
     if not target.is_recording() or not content_enabled(full=full):
         return
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    text = value if isinstance(value, str) else _json(value)
     # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
     # redact every span again, ``_outbound.py``).
     text = redact(text)
@@ -103,32 +107,56 @@ def run_scope(run_id: str) -> Iterator[None]:
         RUN.reset(token)
 
 
-@contextmanager
-def open_span(
-    name: str, attributes: Mapping[str, Any], *, kind: SpanKind = SpanKind.INTERNAL
-) -> Iterator[Span | None]:
+class SpanScope:
+    """``open_span``'s block: the span started and made current on entry, ended on exit.
+
+    A class rather than a generator-based context manager: every step opens one or two, and a
+    generator's layer (its frame, ``next`` and ``throw`` on each edge) costs as much as the span.
+    """
+
+    __slots__ = ("_attributes", "_kind", "_name", "_span", "_token")
+
+    def __init__(self, name: str, attributes: Mapping[str, Any], kind: SpanKind) -> None:
+        self._name = name
+        self._attributes = attributes
+        self._kind = kind
+        self._span: LeanSpan | None = None
+        self._token: object = None
+
+    def __enter__(self) -> LeanSpan | None:
+        active = ACTIVE.get()
+        if active is None:
+            return None
+        # One look-up of the current context, for the parent and for the context the span is made current in.
+        context = context_api.get_current()
+        current = self._span = active.lean.start_span(
+            self._name, self._attributes, kind=self._kind, context=context
+        )
+        self._token = context_api.attach(trace.set_span_in_context(current, context))
+        return current
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        current = self._span
+        if current is None:
+            return
+        if exc is not None:
+            current.set_attribute(ERROR_TYPE, error_type(exc))
+            if isinstance(exc, Exception):
+                current.record_exception(exc)
+                current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        context_api.detach(self._token)  # type: ignore[arg-type]  # attach's token
+        current.end()
+
+
+def open_span(name: str, attributes: Mapping[str, Any], *, kind: SpanKind = SpanKind.INTERNAL) -> SpanScope:
     """The current span for the block with exactly ``attributes``, or None where telemetry is off.
 
     What ``start_as_current_span`` does, with a lean span (``_lean.py``) and without its two
     context-manager layers: it runs for every step, and the tracing benchmark shows each layer.
     """
-    active = ACTIVE.get()
-    if active is None:
-        yield None
-        return
-    current = active.lean.start_span(name, attributes, kind=kind)
-    token = context_api.attach(trace.set_span_in_context(current))
-    try:
-        yield current
-    except BaseException as exc:
-        current.set_attribute(ERROR_TYPE, error_type(exc))
-        if isinstance(exc, Exception):
-            current.record_exception(exc)
-            current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        raise
-    finally:
-        context_api.detach(token)
-        current.end()
+    return SpanScope(name, attributes, kind)
 
 
 @contextmanager

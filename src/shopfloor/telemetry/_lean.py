@@ -20,14 +20,23 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN_ID,
+    INVALID_TRACE_ID,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.util import types
 
 from shopfloor.telemetry._context import RUN
@@ -44,7 +53,7 @@ _PLAIN_TYPES = frozenset(_PLAIN)
 def _value(value: Any) -> Any:
     if isinstance(value, _PLAIN):
         return value
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+    if type(value) is tuple or (isinstance(value, Sequence) and not isinstance(value, bytes | bytearray)):
         return tuple(v if isinstance(v, _PLAIN) else str(v) for v in value)
     return str(value)
 
@@ -82,7 +91,7 @@ class LeanSpan(ReadableSpan, trace.Span):
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if self._end_time is None and value is not None:
-            self._attributes[key] = _value(value)  # type: ignore[index]
+            self._attributes[key] = value if type(value) in _PLAIN_TYPES else _value(value)  # type: ignore[index]
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if self._end_time is not None:
@@ -136,20 +145,31 @@ class LeanTracer:
         #: the telemetry's own list: a processor added to it later receives the spans too
         self.processors = processors
         self.scope = InstrumentationScope("shopfloor")
-        self._ids = RandomIdGenerator()
 
     def start_span(
-        self, name: str, attributes: Mapping[str, Any], *, kind: SpanKind = SpanKind.INTERNAL
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        context: Context | None = None,
     ) -> LeanSpan:
-        """A span, child of the current span where there is a valid one; not made current."""
-        current = trace.get_current_span().get_span_context()
+        """A span, child of the span current in ``context`` (the current context by default) where
+        that one is valid; not made current."""
+        current = trace.get_current_span(context).get_span_context()
         parent = current if current.is_valid else None
-        context = SpanContext(
-            current.trace_id if parent else self._ids.generate_trace_id(),
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_SAMPLED,
-            trace_state=current.trace_state if parent else None,
+        # What the SDK's ``RandomIdGenerator`` does, without its two calls a span.
+        span_id = getrandbits(64)
+        while span_id == INVALID_SPAN_ID:
+            span_id = getrandbits(64)
+        if parent is not None:
+            trace_id, trace_state = current.trace_id, current.trace_state
+        else:
+            trace_id, trace_state = getrandbits(128), None
+            while trace_id == INVALID_TRACE_ID:
+                trace_id = getrandbits(128)
+        span_context = SpanContext(
+            trace_id, span_id, is_remote=False, trace_flags=_SAMPLED, trace_state=trace_state
         )
         values = {
             key: value if type(value) in _PLAIN_TYPES else _value(value)
@@ -158,4 +178,4 @@ class LeanTracer:
         }
         if RUN_ID not in values and (run_id := RUN.get()) is not None:
             values[RUN_ID] = run_id
-        return LeanSpan(name, context=context, parent=parent, kind=kind, attributes=values, tracer=self)
+        return LeanSpan(name, context=span_context, parent=parent, kind=kind, attributes=values, tracer=self)

@@ -16,10 +16,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from shopfloor.telemetry._conventions import AGENT_NAME, COMPONENT, CONVERSATION_ID, RUN_ID
 
-__all__ = ["SpanRecord", "otlp_json"]
+__all__ = ["STATUS_NAMES", "SpanRecord", "otlp_json"]
 
 Status = Literal["unset", "ok", "error"]
-_STATUS: dict[StatusCode, Status] = {
+STATUS_NAMES: dict[StatusCode, Status] = {
     StatusCode.UNSET: "unset",
     StatusCode.OK: "ok",
     StatusCode.ERROR: "error",
@@ -83,7 +83,7 @@ class SpanRecord:
             kind=span.kind.name.lower(),
             start_ns=span.start_time or 0,
             end_ns=span.end_time or span.start_time or 0,
-            status=_STATUS[span.status.status_code],
+            status=STATUS_NAMES[span.status.status_code],
             status_message=span.status.description,
             attributes=attributes,
             events=events,

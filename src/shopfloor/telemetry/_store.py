@@ -3,18 +3,24 @@
 Written only from the span processor's export thread, in batches (one
 transaction per batch), so tracing never adds a synchronous write to a step.
 SQLAlchemy Core keeps the one code path for both databases.
+
+The export thread shares the GIL with the event loop that runs every agent, so its work per
+span is kept small: the exporter turns a finished span straight into its row (``_span_row``,
+no ``SpanRecord`` in between unless something reads the records) and the rows go to the
+driver's ``executemany`` through one statement compiled when the store opens.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.storage import Engines, create_tables, make_engine
@@ -54,7 +60,7 @@ from shopfloor.telemetry._conventions import (
     TOOL_RESULT,
     TOOL_TYPE,
 )
-from shopfloor.telemetry._records import SpanRecord
+from shopfloor.telemetry._records import STATUS_NAMES, SpanRecord
 
 __all__ = ["LocalStoreExporter", "TraceStore"]
 
@@ -133,9 +139,68 @@ _DECODE = {code: key for key, code in _ENCODE.items()}
 _IN_COLUMNS = frozenset({RUN_ID, COMPONENT})
 
 
-def _encode(attributes: dict[str, Any]) -> str:
-    packed = {_ENCODE.get(k, k): v for k, v in attributes.items() if k not in _IN_COLUMNS}
-    return json.dumps(packed, separators=(",", ":"), default=str)
+#: ``json.dumps(value, separators=(",", ":"), default=str)`` without building an encoder per call
+_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_KIND_NAMES = {kind: kind.name.lower() for kind in SpanKind}
+
+
+def _encode(attributes: Mapping[str, Any]) -> str:
+    # A tuple (a span's sequence value) is written as the list a ``SpanRecord`` holds: the same JSON.
+    return _json({_ENCODE.get(k, k): v for k, v in attributes.items() if k not in _IN_COLUMNS})
+
+
+def _record_row(r: SpanRecord) -> tuple[Any, ...]:
+    return (
+        r.trace_id,
+        r.span_id,
+        r.parent_span_id,
+        r.run_id,
+        r.agent,
+        r.component,
+        r.name,
+        r.kind,
+        r.start_ns,
+        r.end_ns,
+        r.status,
+        r.status_message,
+        _encode(r.attributes),
+        _json(r.events) if r.events else None,
+        r.service,
+    )
+
+
+def _span_row(span: ReadableSpan, service: str) -> tuple[Any, ...]:
+    """The row ``_record_row(SpanRecord.from_span(span))`` makes, without the record (a test checks)."""
+    ctx = span.context
+    parent = span.parent
+    attributes = span.attributes or {}
+    run_id = attributes.get(RUN_ID, attributes.get(CONVERSATION_ID))
+    agent = attributes.get(AGENT_NAME)
+    component = attributes.get(COMPONENT)
+    status = span.status
+    start = span.start_time or 0
+    events = span.events
+    return (
+        format(ctx.trace_id, "032x") if ctx else "0" * 32,
+        format(ctx.span_id, "016x") if ctx else "0" * 16,
+        format(parent.span_id, "016x") if parent else None,
+        str(run_id) if run_id is not None else None,
+        str(agent) if agent is not None else None,
+        str(component) if component is not None else None,
+        span.name,
+        _KIND_NAMES[span.kind],
+        start,
+        span.end_time or start,
+        STATUS_NAMES[status.status_code],
+        status.description,
+        _encode(attributes),
+        _json([_event(e) for e in events]) if events else None,
+        service,
+    )
+
+
+def _event(event: Event) -> dict[str, Any]:
+    return {"name": event.name, "time_ns": event.timestamp, "attributes": dict(event.attributes or {})}
 
 
 def _decode(text: str, run_id: str | None, component: str | None) -> dict[str, Any]:
@@ -175,28 +240,23 @@ class TraceStore:
             raise TelemetryError(f"cannot open the trace store at {url}: {exc}") from exc
 
     def write(self, records: Sequence[SpanRecord]) -> None:
-        if not records:
+        self._insert_rows([_record_row(r) for r in records])
+
+    def write_spans(self, spans: Sequence[ReadableSpan]) -> None:
+        """Store finished spans: the rows ``write`` makes of their ``SpanRecord``s, without the records."""
+        rows = []
+        resource = None
+        service = ""
+        for span in spans:
+            if span.resource is not resource:  # one resource for every span of a process
+                resource = span.resource
+                service = str(resource.attributes.get("service.name", "shopfloor"))
+            rows.append(_span_row(span, service))
+        self._insert_rows(rows)
+
+    def _insert_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
             return
-        rows = [
-            (
-                r.trace_id,
-                r.span_id,
-                r.parent_span_id,
-                r.run_id,
-                r.agent,
-                r.component,
-                r.name,
-                r.kind,
-                r.start_ns,
-                r.end_ns,
-                r.status,
-                r.status_message,
-                _encode(r.attributes),
-                json.dumps(r.events, separators=(",", ":"), default=str) if r.events else None,
-                r.service,
-            )
-            for r in records
-        ]
         params: list[Any] = (
             rows if self._positional else [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
         )
@@ -272,11 +332,13 @@ class LocalStoreExporter(SpanExporter):
         self.on_records = on_records
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        records = [SpanRecord.from_span(span) for span in spans]
-        if self.on_records is not None:
-            self.on_records(records)
         try:
-            self.store.write(records)
+            if self.on_records is None:
+                self.store.write_spans(spans)  # no records to make: straight to rows
+            else:
+                records = [SpanRecord.from_span(span) for span in spans]
+                self.on_records(records)
+                self.store.write(records)
         except sa.exc.SQLAlchemyError:
             # The SDK logs a failed export and carries on; a trace store fault must not fail runs.
             return SpanExportResult.FAILURE
