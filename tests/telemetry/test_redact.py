@@ -7,9 +7,11 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shopfloor.telemetry import REDACTED, redact, redact_value, register_secret
-from shopfloor.telemetry._redact import _redact_each, may_hold_secret
+from shopfloor.telemetry._redact import _SCREEN_LOWER, _keyword_in, _redact_each, may_hold_secret
 
 #: a known secret that JSON escapes (a quote, a backslash, a control character)
 KNOWN = 'zq"uo\\te\tv4lue-42'
@@ -118,3 +120,44 @@ def test_redact_finds_a_secret_key_spelled_with_a_character_ignorecase_folds_to_
     Turkish i) where the patterns' IGNORECASE reads an ASCII letter: redact returned it unchanged."""
     assert may_hold_secret(text)
     assert "hunter2222" not in redact(text)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "password",
+                "PassWD",
+                "pwd",
+                "secret",
+                "first_token",
+                "tokens",
+                "token",
+                "API-key",
+                "api_key",
+                "apikey",
+                "access-key",
+                "AccessKey",
+                "private_key",
+                "credential",
+                "Authorization",
+                "bearer",
+                "Basic",
+                "pass",
+                "key",
+                "api",
+                "to",
+                "ken",
+                "\u017f",
+                "\u0130",
+                " ",
+                "_",
+                "-",
+                "x",
+            ]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_keyword_screens_fixed_strings_never_skip_a_match_of_its_pattern(text: str) -> None:
+    assert _keyword_in(text) == (_SCREEN_LOWER.search(text.lower()) is not None)

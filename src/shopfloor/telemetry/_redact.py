@@ -31,6 +31,35 @@ _SECRET_NAME = rf"{_KEYWORD}[A-Za-z0-9_.-]*"
 # Case-insensitive search is ten times slower in ``re``: a cheap screen on the lowered text
 # (and the case-sensitive token shapes) lets the common text without secrets skip the patterns.
 _SCREEN_LOWER = re.compile(rf"{_KEYWORD}|bearer|basic")
+#: fixed strings at least one of which is in every match of ``_SCREEN_LOWER``: a text holding none skips
+#: that search (a substring test is in C and ~4x cheaper than the alternation on a span's text)
+_SCREEN_WORDS = (
+    "passw",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "accesskey",
+    "access_key",
+    "access-key",
+    "privatekey",
+    "private_key",
+    "private-key",
+    "credential",
+    "authorization",
+    "bearer",
+    "basic",
+)
+
+
+def _keyword_in(text: str) -> bool:
+    """``_SCREEN_LOWER`` finds a match in ``text.lower()``."""
+    lowered = text.lower()
+    return any(word in lowered for word in _SCREEN_WORDS) and _SCREEN_LOWER.search(lowered) is not None
+
+
 _SCREEN = re.compile(
     r"eyJ|[spr]k[-_]|hf_|gh[pousr]_|github_pat|glpat|xox|AKIA|ASIA|AIza|PRIVATE KEY|://[^\s/]*@"
 )
@@ -108,7 +137,7 @@ def may_hold_secret(text: str) -> bool:
     lowering gives none (``_FOLDS_TO_ASCII``: ``pa\\u017fsword=...``) always goes on to the patterns."""
     return bool(
         _SCREEN.search(text)
-        or _SCREEN_LOWER.search(text.lower())
+        or _keyword_in(text)
         or (not text.isascii() and _FOLDS_TO_ASCII.search(text))
         or (_KNOWN.values and any(value in text for value in _KNOWN.values))
     )
@@ -164,7 +193,7 @@ def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
     return (
         (text.isascii() or _FOLDS_TO_ASCII.search(text) is None)
         and _SCREEN.search(text) is None
-        and _SCREEN_LOWER.search(text.lower()) is None
+        and not _keyword_in(text)
         and not (_KNOWN.in_json and any(known in text for known in _KNOWN.in_json))
     )
 
