@@ -286,6 +286,32 @@ async def test_context_never_exceeds_the_model_window() -> None:
     assert any(e.kind == "context_trimmed" for e in events)
 
 
+async def test_a_full_window_reports_its_trimming_once_a_turnover() -> None:
+    """``context_trimmed`` comes when turns are first dropped, then again only once the window has
+    turned over (as many more dropped as it keeps), not at every step of a full window."""
+    steps = [0]
+    trims: list[RunEvent] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        steps[0] += 1
+        return call("calculator", expression=f"{steps[0]}+1")
+
+    model = FunctionModel(reply, context_length=600)
+    loop = AgentLoop(
+        model=model, tools=[CALC], limits=limits(max_output_tokens=64, max_steps=120, max_tokens=10**9)
+    )
+    result = await run(
+        loop, "count", on_event=lambda e: trims.append(e) if e.kind == "context_trimmed" else None
+    )
+    assert result.stop_reason == "max_steps"
+    dropped = [e.data["dropped_turns"] for e in trims]
+    kept = [e.step - 1 - d for e, d in zip(trims, dropped, strict=True)]
+    assert 2 <= len(trims) < 120 // 4, dropped
+    assert dropped[0] > 0
+    for before, after, window in zip(dropped, dropped[1:], kept[1:], strict=False):
+        assert after - before >= window, (dropped, kept)
+
+
 def test_final_answer_is_a_reserved_tool_name() -> None:
     def final_answer() -> str:
         """No."""

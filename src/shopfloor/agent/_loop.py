@@ -337,6 +337,8 @@ class AgentLoop:
             return response
 
         step = 0
+        #: the dropped turns last reported by ``context_trimmed``
+        reported = 0
         while True:
             if await runner.check_cancelled():
                 return finish("cancelled", error="cancelled by request")
@@ -350,8 +352,13 @@ class AgentLoop:
             retries: list[Message] = []
             for attempt in range(limits.max_retries + 1):
                 fit = window.fit(system, task_message, state.turns)
-                if fit.dropped_turns:
-                    await emit("context_trimmed", step, dropped_turns=fit.dropped_turns, tokens=fit.tokens)
+                dropped = fit.dropped_turns
+                # Reported when the window first drops turns, then once it has turned over (as many more
+                # dropped as it keeps): a full window drops a turn nearly every step, and an event each
+                # (stored, shown) made a long run's steps dearer than a short one's.
+                if dropped and (not reported or dropped - reported >= len(state.turns) - dropped):
+                    reported = dropped
+                    await emit("context_trimmed", step, dropped_turns=dropped, tokens=fit.tokens)
                 try:
                     with plan_span(
                         run_id=run_id, step=step, attempt=attempt + 1, strategy=self.strategy.name
