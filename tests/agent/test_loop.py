@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -14,10 +15,11 @@ from shopfloor.agent import (
     RunEvent,
 )
 from shopfloor.agent._builtin import calculate
+from shopfloor.agent._loop import _replaced
 from shopfloor.errors import ModelUnavailableError, ToolExecutionError
 from shopfloor.models import FunctionModel, ModelRequest, ModelResponse, TestModel, ToolCall, Usage
 from shopfloor.spec import Limits
-from shopfloor.tools import FunctionTool, Tool
+from shopfloor.tools import Budget, FunctionTool, Tool, ToolContext, ToolServices
 
 CALC = FunctionTool(calculate, name="calculator")
 
@@ -677,3 +679,21 @@ async def test_what_a_tool_is_told_by_the_runs_model_is_redacted() -> None:
     result = await run(loop)
     assert result.status == "completed", result.error
     assert told and key not in told[0] and "[REDACTED]" in told[0]
+
+
+@pytest.mark.parametrize("kind", [ToolContext, ToolServices])
+def test_what_a_tool_step_lends_is_replaced_field_by_field(kind: type[Any]) -> None:
+    """``_replaced`` builds the class from what an instance holds: right while every field is an
+    ``__init__`` field and an instance holds nothing else (as ``dataclasses.replace`` sees it)."""
+    assert all(f.init for f in dataclasses.fields(kind))
+    services = ToolServices(tenant="t", budget=Budget(tokens_left=1, seconds_left=2.0, step_seconds=3.0))
+    value = (
+        services
+        if kind is ToolServices
+        else ToolContext(run_id="r", step=1, call_id="c", idempotency_key="k", services=services)
+    )
+    assert set(vars(value)) == {f.name for f in dataclasses.fields(kind)}
+    field = "tenant" if kind is ToolServices else "proposal"
+    changed = _replaced(value, **{field: {"x": 1}})
+    assert changed == dataclasses.replace(value, **{field: {"x": 1}})
+    assert changed is not value and type(changed) is kind
