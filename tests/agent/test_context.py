@@ -170,3 +170,13 @@ def test_the_summary_line_is_the_dropped_turns_ends(seed: int) -> None:
         content = fit.messages[2].content
         if "clipped to fit" not in content:
             assert content == f"(Earlier steps, summarised: {expected})", step
+
+
+def test_another_task_is_clipped_and_counted_again() -> None:
+    """The head (system prompt and task) clipped once per pair: another pair is not served the last."""
+    window = ContextWindow(context_length=200, reserve=50, count=count)
+    small = window.fit(SYSTEM, TASK, [turn(1)])
+    huge = window.fit(SYSTEM, Message(role="user", content="word " * 5000), [turn(1)])
+    again = window.fit(SYSTEM, TASK, [turn(1)])
+    assert "clipped to fit" in huge.messages[1].content and huge.tokens > small.tokens
+    assert again.messages == small.messages and again.tokens == small.tokens

@@ -58,6 +58,8 @@ class ContextWindow:
         #: their summaries, and ``_chars[i]``: the joined length of ``_lines[:i]`` (each with its "; ")
         self._lines: list[str] = []
         self._chars: list[int] = [0]
+        #: the system prompt and task last fitted, as given and as clipped, and the tokens of the clipped
+        self._head: tuple[Message, Message, Message, Message, int] | None = None
         #: the last summary line, its limit and its message (clipped): the same while no more turns are
         #: dropped, and then not counted again
         self._summary: tuple[str, int, Message] | None = None
@@ -123,11 +125,21 @@ class ContextWindow:
             keep = keep * 3 // 4
 
     def fit(self, system: Message, task: Message, turns: Sequence[Turn]) -> WindowFit:
-        # The system prompt and task may take at most 3/4 of the budget; the rest is for turns.
-        head_room = self.budget * 3 // 4
-        system = self._clip(system, head_room // 2)
-        task = self._clip(task, head_room - self.tokens(system))
-        used = self.tokens(system) + self.tokens(task)
+        head = self._head
+        if head is None or head[0] is not system or head[1] is not task:
+            # The system prompt and task may take at most 3/4 of the budget; the rest is for turns.
+            # The same two every step of a run: clipped and counted once.
+            head_room = self.budget * 3 // 4
+            clipped = self._clip(system, head_room // 2)
+            clipped_task = self._clip(task, head_room - self.tokens(clipped))
+            head = self._head = (
+                system,
+                task,
+                clipped,
+                clipped_task,
+                self.tokens(clipped) + self.tokens(clipped_task),
+            )
+        system, task, used = head[2], head[3], head[4]
         # Room for the summary line of dropped turns, if any are dropped.
         summary_room = min(256, (self.budget - used) // 4)
         keep = self._kept(self._running_sums(turns), self.budget - used, summary_room)
