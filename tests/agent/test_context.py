@@ -127,3 +127,56 @@ def test_the_kept_turns_are_those_a_walk_over_the_history_keeps(seed: int) -> No
         assert fit.dropped_turns or not summarised
         summary_tokens = window.tokens(fit.messages[2]) if summarised else 0
         assert fit.tokens == used + summary_tokens
+
+
+def _summary_by_walking(turns: list[Turn], dropped: int, chars: int) -> str:
+    """The summary line's definition: the dropped turns' summaries from the first on while fewer than
+    ``chars`` characters are taken, and as many back from the last; what lies between, counted."""
+    head: list[str] = []
+    for turn in turns[:dropped]:
+        if sum(len(line) + 2 for line in head) >= chars:
+            break
+        head.append(turn.summary)
+    if len(head) == dropped:
+        return "; ".join(head)
+    tail: list[str] = []
+    for index in range(dropped - 1, len(head) - 1, -1):
+        if sum(len(line) + 2 for line in tail) >= chars:
+            break
+        tail.insert(0, turns[index].summary)
+    elided = dropped - len(head) - len(tail)
+    return "; ".join(head + ([f"... {elided} more ..."] if elided else []) + tail)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_summary_line_is_the_dropped_turns_ends(seed: int) -> None:
+    """The summary of dropped turns is what walking over them from both ends keeps, as a history
+    grows (summaries of every length), and when another history replaces it."""
+    import random
+
+    rng = random.Random(seed)
+    window = ContextWindow(context_length=rng.choice([120, 300, 2000]), reserve=20, count=count)
+    turns: list[Turn] = []
+    for step in range(1, 400):
+        summary = f"step {step} " + "x" * rng.choice([0, 3, 40, 300])
+        turns.append(Turn(messages=turn(step, words=rng.choice([1, 10, 40])).messages, summary=summary))
+        if rng.random() < 0.03:
+            turns = turns[: rng.randrange(len(turns) + 1)]
+        fit = window.fit(SYSTEM, TASK, turns)
+        if not fit.dropped_turns or len(fit.messages) < 3 or fit.messages[2].role != "user":
+            continue
+        summary_room = min(256, (window.budget - window.tokens(SYSTEM) - window.tokens(TASK)) // 4)
+        expected = _summary_by_walking(turns, fit.dropped_turns, 16 * summary_room)
+        content = fit.messages[2].content
+        if "clipped to fit" not in content:
+            assert content == f"(Earlier steps, summarised: {expected})", step
+
+
+def test_another_task_is_clipped_and_counted_again() -> None:
+    """The head (system prompt and task) clipped once per pair: another pair is not served the last."""
+    window = ContextWindow(context_length=200, reserve=50, count=count)
+    small = window.fit(SYSTEM, TASK, [turn(1)])
+    huge = window.fit(SYSTEM, Message(role="user", content="word " * 5000), [turn(1)])
+    again = window.fit(SYSTEM, TASK, [turn(1)])
+    assert "clipped to fit" in huge.messages[1].content and huge.tokens > small.tokens
+    assert again.messages == small.messages and again.tokens == small.tokens

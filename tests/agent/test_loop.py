@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -14,10 +15,11 @@ from shopfloor.agent import (
     RunEvent,
 )
 from shopfloor.agent._builtin import calculate
+from shopfloor.agent._loop import _replaced
 from shopfloor.errors import ModelUnavailableError, ToolExecutionError
 from shopfloor.models import FunctionModel, ModelRequest, ModelResponse, TestModel, ToolCall, Usage
 from shopfloor.spec import Limits
-from shopfloor.tools import FunctionTool, Tool
+from shopfloor.tools import Budget, FunctionTool, Tool, ToolContext, ToolServices
 
 CALC = FunctionTool(calculate, name="calculator")
 
@@ -284,6 +286,32 @@ async def test_context_never_exceeds_the_model_window() -> None:
     assert result.output == "enough"
     assert max(sizes) <= 400 - reserve
     assert any(e.kind == "context_trimmed" for e in events)
+
+
+async def test_a_full_window_reports_its_trimming_once_a_turnover() -> None:
+    """``context_trimmed`` comes when turns are first dropped, then again only once the window has
+    turned over (as many more dropped as it keeps), not at every step of a full window."""
+    steps = [0]
+    trims: list[RunEvent] = []
+
+    def reply(request: ModelRequest) -> dict[str, Any]:
+        steps[0] += 1
+        return call("calculator", expression=f"{steps[0]}+1")
+
+    model = FunctionModel(reply, context_length=600)
+    loop = AgentLoop(
+        model=model, tools=[CALC], limits=limits(max_output_tokens=64, max_steps=120, max_tokens=10**9)
+    )
+    result = await run(
+        loop, "count", on_event=lambda e: trims.append(e) if e.kind == "context_trimmed" else None
+    )
+    assert result.stop_reason == "max_steps"
+    dropped = [e.data["dropped_turns"] for e in trims]
+    kept = [e.step - 1 - d for e, d in zip(trims, dropped, strict=True)]
+    assert 2 <= len(trims) < 120 // 4, dropped
+    assert dropped[0] > 0
+    for before, after, window in zip(dropped, dropped[1:], kept[1:], strict=False):
+        assert after - before >= window, (dropped, kept)
 
 
 def test_final_answer_is_a_reserved_tool_name() -> None:
@@ -651,3 +679,21 @@ async def test_what_a_tool_is_told_by_the_runs_model_is_redacted() -> None:
     result = await run(loop)
     assert result.status == "completed", result.error
     assert told and key not in told[0] and "[REDACTED]" in told[0]
+
+
+@pytest.mark.parametrize("kind", [ToolContext, ToolServices])
+def test_what_a_tool_step_lends_is_replaced_field_by_field(kind: type[Any]) -> None:
+    """``_replaced`` builds the class from what an instance holds: right while every field is an
+    ``__init__`` field and an instance holds nothing else (as ``dataclasses.replace`` sees it)."""
+    assert all(f.init for f in dataclasses.fields(kind))
+    services = ToolServices(tenant="t", budget=Budget(tokens_left=1, seconds_left=2.0, step_seconds=3.0))
+    value = (
+        services
+        if kind is ToolServices
+        else ToolContext(run_id="r", step=1, call_id="c", idempotency_key="k", services=services)
+    )
+    assert set(vars(value)) == {f.name for f in dataclasses.fields(kind)}
+    field = "tenant" if kind is ToolServices else "proposal"
+    changed = _replaced(value, **{field: {"x": 1}})
+    assert changed == dataclasses.replace(value, **{field: {"x": 1}})
+    assert changed is not value and type(changed) is kind

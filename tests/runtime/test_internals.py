@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import ast
+import collections
+import datetime
+import decimal
+import enum
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dbos import DBOSPortableJSONSerializer
 
 from shopfloor.errors import DurableEngineError
 from shopfloor.runtime._dbos_internals import (
     DBOS_VERSION,
     FINGERPRINTS,
     _check_key,
+    _serialization,
     check_dbos,
     fingerprints,
+    serialize_output,
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -111,3 +119,40 @@ def test_a_passed_check_is_remembered_only_for_the_files_it_read(tmp_path: Path)
     (cache / "dbos-check.json").write_text("not json")
     check_dbos(cache_dir=cache)
     assert json.loads((cache / "dbos-check.json").read_text()) == remembered
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Ordered(collections.OrderedDict[str, Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        {"result": {"text": '{"tool": "calculator"}', "usage": {"input_tokens": 3}}, "elapsed": 0.25},
+        {"result": [1, 2.5, True, None, 'caf\u00e9 \u2603 "q" \\ \n'], "elapsed": 1e300},
+        {"result": (1, (2, 3)), "elapsed": 0.0},  # tuples: DBOS's path (written as lists)
+        {"result": {1: "a"}},  # a number key: refused by DBOS's portable JSON
+        {"result": {None: "a"}},
+        {"result": {"at": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)}},
+        {"result": {"set": {3}, "amount": decimal.Decimal("1.50")}},
+        {"result": float("nan")},
+        {"result": _Level.HIGH, "big": 10**40, "neg": -0.0},
+        {"result": _Ordered(b=1, a=2)},
+        {"result": object()},
+    ],
+)
+def test_a_step_output_is_serialised_as_dbos_serialises_it(value: Any) -> None:
+    """The lean path's record of a step's output: DBOS's own text and format name, or its own error."""
+    serializer = DBOSPortableJSONSerializer()
+    try:
+        expected: Any = _serialization.serialize_value(value, None, serializer)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            serialize_output(value, serializer)
+        return
+    assert serialize_output(value, serializer) == expected

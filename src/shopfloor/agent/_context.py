@@ -9,8 +9,6 @@ room reserved for the reply.
 from __future__ import annotations
 
 import bisect
-import itertools
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +18,6 @@ __all__ = ["ContextWindow", "Turn", "WindowFit"]
 
 #: Messages a chat template adds around each message, roughly, in tokens.
 _PER_MESSAGE = 4
-_messages_of = operator.attrgetter("messages")
 #: messages whose token count a window remembers (the summary of each fit is a new one)
 _REMEMBERED = 8192
 
@@ -54,6 +51,18 @@ class ContextWindow:
         #: ``_sums[i]`` is the cost of ``_summed[:i]`` (turns are appended, never changed)
         self._summed: list[Turn] = []
         self._sums: list[int] = [0]
+        #: the summed turns' messages in one list, where turn ``i``'s start at ``_starts[i]``: the kept
+        #: turns' messages are one slice of it (joining them again each step was O(window) in Python)
+        self._flat: list[Message] = []
+        self._starts: list[int] = [0]
+        #: their summaries, and ``_chars[i]``: the joined length of ``_lines[:i]`` (each with its "; ")
+        self._lines: list[str] = []
+        self._chars: list[int] = [0]
+        #: the system prompt and task last fitted, as given and as clipped, and the tokens of the clipped
+        self._head: tuple[Message, Message, Message, Message, int] | None = None
+        #: the last summary line, its limit and its message (clipped): the same while no more turns are
+        #: dropped, and then not counted again
+        self._summary: tuple[str, int, Message] | None = None
 
     def tokens(self, message: Message) -> int:
         known = self._counted.get(id(message))
@@ -73,11 +82,17 @@ class ContextWindow:
         if len(turns) < len(summed) or list(turns[: len(summed)]) != summed:
             # Another history (compared by identity first, in C): start again.
             summed.clear()
-            del self._sums[1:]
-        sums = self._sums
+            self._flat.clear()
+            self._lines.clear()
+            del self._sums[1:], self._starts[1:], self._chars[1:]
+        sums, flat, starts, lines, chars = self._sums, self._flat, self._starts, self._lines, self._chars
         for turn in turns[len(summed) :]:
             summed.append(turn)
             sums.append(sums[-1] + sum(self.tokens(m) for m in turn.messages))
+            flat.extend(turn.messages)
+            starts.append(len(flat))
+            lines.append(turn.summary)
+            chars.append(chars[-1] + len(turn.summary) + 2)
         return sums
 
     @staticmethod
@@ -110,53 +125,54 @@ class ContextWindow:
             keep = keep * 3 // 4
 
     def fit(self, system: Message, task: Message, turns: Sequence[Turn]) -> WindowFit:
-        # The system prompt and task may take at most 3/4 of the budget; the rest is for turns.
-        head_room = self.budget * 3 // 4
-        system = self._clip(system, head_room // 2)
-        task = self._clip(task, head_room - self.tokens(system))
-        used = self.tokens(system) + self.tokens(task)
+        head = self._head
+        if head is None or head[0] is not system or head[1] is not task:
+            # The system prompt and task may take at most 3/4 of the budget; the rest is for turns.
+            # The same two every step of a run: clipped and counted once.
+            head_room = self.budget * 3 // 4
+            clipped = self._clip(system, head_room // 2)
+            clipped_task = self._clip(task, head_room - self.tokens(clipped))
+            head = self._head = (
+                system,
+                task,
+                clipped,
+                clipped_task,
+                self.tokens(clipped) + self.tokens(clipped_task),
+            )
+        system, task, used = head[2], head[3], head[4]
         # Room for the summary line of dropped turns, if any are dropped.
         summary_room = min(256, (self.budget - used) // 4)
         keep = self._kept(self._running_sums(turns), self.budget - used, summary_room)
         count = len(turns)
-        kept = turns[count - keep :] if keep else []
         used += self._sums[count] - self._sums[count - keep]
         dropped = count - keep
         messages = [system, task]
         if dropped:
-            lines = _summaries(turns, dropped, chars=16 * summary_room)
-            summary = Message(role="user", content=f"(Earlier steps, summarised: {lines})")
-            summary = self._clip(summary, max(summary_room, _PER_MESSAGE + 8))
+            lines = self._summaries(dropped, chars=16 * summary_room)
+            limit = max(summary_room, _PER_MESSAGE + 8)
+            if self._summary is None or self._summary[:2] != (lines, limit):
+                text = Message(role="user", content=f"(Earlier steps, summarised: {lines})")
+                self._summary = (lines, limit, self._clip(text, limit))
+            summary = self._summary[2]
             if used + self.tokens(summary) <= self.budget:
                 messages.append(summary)
                 used += self.tokens(summary)
-        # Joined in C: a full window holds hundreds of turns, and a Python call each was per-step work.
-        messages.extend(itertools.chain.from_iterable(map(_messages_of, kept)))
+        # A slice of the turns' messages, in C: a full window holds hundreds of turns.
+        messages += self._flat[self._starts[count - keep] :]
         return WindowFit(messages=tuple(messages), dropped_turns=dropped, tokens=used)
 
-
-def _summaries(turns: Sequence[Turn], dropped: int, *, chars: int) -> str:
-    """The summaries of the first ``dropped`` turns, joined; where they are longer than about
-    ``2 * chars``, only the first and last ``chars`` or so of them, as clipping would keep anyway.
-    So a step's cost does not grow with the run's history (the whole join, then counting its
-    tokens, did: O(steps) a step)."""
-    head: list[str] = []
-    size = 0
-    for turn in turns[:dropped]:
-        if size >= chars:
-            break
-        head.append(turn.summary)
-        size += len(turn.summary) + 2
-    if len(head) == dropped:
-        return "; ".join(head)
-    tail: list[str] = []
-    size = 0
-    for index in range(dropped - 1, len(head) - 1, -1):
-        if size >= chars:
-            break
-        tail.append(turns[index].summary)
-        size += len(turns[index].summary) + 2
-    tail.reverse()
-    elided = dropped - len(head) - len(tail)
-    middle = [f"... {elided} more ..."] if elided else []
-    return "; ".join(head + middle + tail)
+    def _summaries(self, dropped: int, *, chars: int) -> str:
+        """The summaries of the first ``dropped`` turns, joined; where they are longer than about
+        ``2 * chars``, only the first and last ``chars`` or so of them, as clipping would keep anyway.
+        Found by binary search over their running lengths, so a step's cost does not grow with the
+        run's history (the whole join, then counting its tokens, did: O(steps) a step; a walk over
+        the summaries that fit, O(window))."""
+        lines, ends = self._lines, self._chars
+        # The first ``head`` summaries: each one starts before ``chars`` characters are taken.
+        head = min(dropped, bisect.bisect_left(ends, chars))
+        if head == dropped:
+            return "; ".join(lines[:dropped])
+        # The last ones, back from ``dropped``: each ends within ``chars`` of the last's end.
+        tail = min(dropped, max(head, bisect.bisect_right(ends, ends[dropped] - chars) - 1))
+        middle = [f"... {tail - head} more ..."] if tail > head else []
+        return "; ".join(lines[:head] + middle + lines[tail:dropped])

@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from opentelemetry import trace as otel_trace
 
@@ -74,6 +74,7 @@ from shopfloor.tools import (
 __all__ = ["AgentLoop", "EventSink"]
 
 EventSink = Callable[[RunEvent], Awaitable[None] | None]
+_Lent = TypeVar("_Lent", ToolContext, ToolServices)
 #: Longest tool result, in characters, that goes back into the context.
 _MAX_OBSERVATION = 4000
 
@@ -337,6 +338,8 @@ class AgentLoop:
             return response
 
         step = 0
+        #: the dropped turns last reported by ``context_trimmed``
+        reported = 0
         while True:
             if await runner.check_cancelled():
                 return finish("cancelled", error="cancelled by request")
@@ -350,8 +353,13 @@ class AgentLoop:
             retries: list[Message] = []
             for attempt in range(limits.max_retries + 1):
                 fit = window.fit(system, task_message, state.turns)
-                if fit.dropped_turns:
-                    await emit("context_trimmed", step, dropped_turns=fit.dropped_turns, tokens=fit.tokens)
+                dropped = fit.dropped_turns
+                # Reported when the window first drops turns, then once it has turned over (as many more
+                # dropped as it keeps): a full window drops a turn nearly every step, and an event each
+                # (stored, shown) made a long run's steps dearer than a short one's.
+                if dropped and (not reported or dropped - reported >= len(state.turns) - dropped):
+                    reported = dropped
+                    await emit("context_trimmed", step, dropped_turns=dropped, tokens=fit.tokens)
                 try:
                     with plan_span(
                         run_id=run_id, step=step, attempt=attempt + 1, strategy=self.strategy.name
@@ -634,8 +642,8 @@ class AgentLoop:
             children = CallChildren(
                 children, budget=budget, spent=lambda: state.usage.total - before.total, add=add
             )
-        services = dataclasses.replace(ctx.services, budget=budget, children=children)
-        return dataclasses.replace(ctx, services=services)
+        services = _replaced(ctx.services, budget=budget, children=children)
+        return _replaced(ctx, services=services)
 
     @staticmethod
     async def _tool_record(
@@ -671,7 +679,7 @@ class AgentLoop:
             step=step,
             call_id=action.call_id,
             idempotency_key=f"{run_id}:{step}",
-            services=dataclasses.replace(
+            services=_replaced(
                 self.services,
                 ask=self._asker(run_id, step, state, counter=counter),
                 ask_model=self._route_asker(run_id, step, state, counter),
@@ -847,3 +855,10 @@ def _edited(
     except ProposalEditError as exc:
         return None, str(exc)
     return (edited if edited != proposal else None), None
+
+
+def _replaced(value: _Lent, **changes: Any) -> _Lent:
+    """``dataclasses.replace`` for what every tool step lends anew (``ToolContext``, ``ToolServices``):
+    their fields are all ``__init__`` fields and all they hold, so one call of the class does it (the
+    walk over their fields was ~25 Python calls an iteration)."""
+    return type(value)(**{**vars(value), **changes})

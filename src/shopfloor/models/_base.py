@@ -227,13 +227,19 @@ class Model(ABC):
             counted.clear()
             held.clear()
         ids = list(map(id, messages))
-        missing = set(ids).difference(counted)
-        if missing:
-            by_id = dict(zip(ids, messages, strict=True))
-            for key in missing:
-                message = held[key] = by_id[key]
-                counted[key] = self._message_tokens(message)
-        return sum(map(counted.__getitem__, ids))
+        known = list(map(counted.get, ids))
+        # A step adds a few messages: each found by a scan in C that goes on from the one before.
+        index = -1
+        while True:
+            try:
+                index = known.index(None, index + 1)
+            except ValueError:
+                return sum(known)  # type: ignore[arg-type]
+            key = ids[index]
+            if key not in counted:
+                held[key] = messages[index]
+                counted[key] = self._message_tokens(messages[index])
+            known[index] = counted[key]
 
     def _message_tokens(self, message: Message) -> int:
         tokens = self.count_tokens(message.content) + 4

@@ -201,13 +201,13 @@ class DBOSStepRunner(StepRunner):
         await DBOS.sleep_async(seconds)
 
     def _count_faults(self, name: str, recorded: dict[str, Any]) -> None:
-        component = component_of(name)
         if "raise" in recorded:
-            self._count(component, "timeout" if recorded["raise"]["type"] == "TimeoutError" else "error")
+            kind = "timeout" if recorded["raise"]["type"] == "TimeoutError" else "error"
+            self._count(component_of(name), kind)
             return
         result = recorded["result"]
         if isinstance(result, dict) and result.get("error_kind") in ("timeout", "execution"):
-            self._count(component, "timeout" if result["error_kind"] == "timeout" else "error")
+            self._count(component_of(name), "timeout" if result["error_kind"] == "timeout" else "error")
 
     def _count(self, component: str, kind: str) -> None:
         counts = self.faults.setdefault(component, {})
