@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from opentelemetry.trace import Span, SpanKind
 
@@ -137,32 +137,24 @@ def plan_span(*, run_id: str, step: int, attempt: int, strategy: str) -> Abstrac
     return open_span("plan", attrs)
 
 
-def _record_or_close(scope: AbstractContextManager[Span | None], span: Span, key: str, value: Any) -> None:
-    """``record_content`` on a span just entered; where it fails, the span is ended and the error raised."""
-    try:
-        record_content(span, key, value)
-    except BaseException as exc:
-        scope.__exit__(type(exc), exc, exc.__traceback__)
-        raise
+class _SpanBlock:
+    """The block of one step's span (None where telemetry is off), open while in the block; what a
+    kind of step records on the span as it opens is its ``_opened``."""
 
-
-class ChatTrace:
-    """The block of one model call: its span (None where telemetry is off), open while in the block."""
-
-    def __init__(
-        self, scope: AbstractContextManager[Span | None] | None, request: ModelRequest | None = None
-    ) -> None:
+    def __init__(self, scope: AbstractContextManager[Span | None] | None) -> None:
         self._scope = scope
-        self._request = request
         self.span: Span | None = None
 
-    def __enter__(self) -> ChatTrace:
-        if self._scope is not None:
-            span = self.span = self._scope.__enter__()
-            if span is not None and self._request is not None and content_enabled():
-                # the list is the whole history: only where content is kept
-                messages = [{"role": m.role, "content": m.content} for m in self._request.messages]
-                _record_or_close(self._scope, span, INPUT_MESSAGES, messages)
+    def __enter__(self) -> Self:
+        scope = self._scope
+        if scope is not None:
+            span = self.span = scope.__enter__()
+            if span is not None:
+                try:
+                    self._opened(span)
+                except BaseException as exc:  # the span is ended, and the error raised
+                    scope.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
         return self
 
     def __exit__(
@@ -170,6 +162,25 @@ class ChatTrace:
     ) -> None:
         if self._scope is not None:
             self._scope.__exit__(exc_type, exc, tb)
+
+    def _opened(self, span: Span) -> None:
+        """Record on ``span``, just opened, what the step starts with."""
+
+
+class ChatTrace(_SpanBlock):
+    """The block of one model call."""
+
+    def __init__(
+        self, scope: AbstractContextManager[Span | None] | None, request: ModelRequest | None = None
+    ) -> None:
+        super().__init__(scope)
+        self._request = request
+
+    def _opened(self, span: Span) -> None:
+        if self._request is not None and content_enabled():
+            # the list is the whole history: only where content is kept
+            messages = [{"role": m.role, "content": m.content} for m in self._request.messages]
+            record_content(span, INPUT_MESSAGES, messages)
 
     def response(self, response: ModelResponse) -> dict[str, Any]:
         """Put the response on the span; return it as the step's JSON output."""
@@ -216,26 +227,15 @@ def chat_span(*, run_id: str, model: Model, step_name: str, request: ModelReques
     return ChatTrace(open_span(f"chat {model.name or model.provider}", attrs, kind=SpanKind.CLIENT), request)
 
 
-class ToolTrace:
-    """The block of one tool call: its span (None where telemetry is off), open while in the block."""
+class ToolTrace(_SpanBlock):
+    """The block of one tool call."""
 
     def __init__(self, scope: AbstractContextManager[Span | None] | None, arguments: Any = None) -> None:
-        self._scope = scope
+        super().__init__(scope)
         self._arguments = arguments
-        self.span: Span | None = None
 
-    def __enter__(self) -> ToolTrace:
-        if self._scope is not None:
-            span = self.span = self._scope.__enter__()
-            if span is not None:
-                _record_or_close(self._scope, span, TOOL_ARGUMENTS, self._arguments)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._scope is not None:
-            self._scope.__exit__(exc_type, exc, tb)
+    def _opened(self, span: Span) -> None:
+        record_content(span, TOOL_ARGUMENTS, self._arguments)
 
     def outcome(self, outcome: dict[str, Any]) -> dict[str, Any]:
         """Put the tool's outcome on the span (an error status for a failure); return it."""
