@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import random
 import sqlite3
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,6 +46,7 @@ from shopfloor.runtime._executor import client_kwargs, configure_dbos_logging, d
 from shopfloor.runtime._recorder import open_recorder
 from shopfloor.runtime._recorder_pg import PostgresStepRecorder
 from shopfloor.runtime._recorder_sqlite import SQLiteStepRecorder
+from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.storage import engine_url, make_engine
 
@@ -575,7 +577,8 @@ async def test_steps_of_concurrent_runs_share_one_commit_and_fail_alone(
     launched: Harness, rt_settings: Settings
 ) -> None:
     """Steps recorded together (the runs of one worker) are written in one transaction; each step
-    returns once its row is committed, and a fenced-off one fails without failing the others."""
+    returns once its row is inserted, and is durable once ``confirmed``; a fenced-off one fails
+    without failing the others."""
     recorder = open_recorder(rt_settings.db_url, step_row_defaults())
     commits: list[str] = []
     # Counting what reaches SQLite: groups begin on the loop's connection, records from
@@ -589,7 +592,8 @@ async def test_steps_of_concurrent_runs_share_one_commit_and_fail_alone(
 
         async def step(row: StepRow, owner: str) -> bool:
             await recorder.settle(lambda: recorder.record(row, owner))
-            return recorder.look_up(row.workflow_id, 1, "step:1") is not None  # durable on return
+            await recorder.confirmed(row.workflow_id)
+            return recorder.look_up(row.workflow_id, 1, "step:1") is not None  # durable once confirmed
 
         outcomes = await asyncio.gather(*map(step, rows, owners), return_exceptions=True)
         assert outcomes[:7] == [True] * 7
@@ -607,11 +611,91 @@ async def test_steps_of_concurrent_runs_share_one_commit_and_fail_alone(
 
         with pytest.raises(ValueError, match="the step failed"):
             await recorder.settle(record_then_raise)
+        await recorder.confirmed(failed)
         assert recorder.look_up(failed, 1, "step:1") is not None and len(commits) == 2
         # A record outside ``settle`` (another thread's step, a direct call) commits at once.
         alone = await _pending_workflow(launched, "me")
         recorder.record(_step_row(alone, completed_at=6_000_000), "me")
         assert recorder.look_up(alone, 1, "step:1") is not None and len(commits) == 3
+    finally:
+        recorder.close()
+
+
+def _committed(db_url: str, workflow_id: str) -> int:
+    """The workflow's step rows another connection sees (committed ones only)."""
+    with contextlib.closing(sqlite3.connect(sa.make_url(db_url).database or "")) as conn:
+        query = "SELECT count(*) FROM operation_outputs WHERE workflow_uuid = ?"
+        count: int = conn.execute(query, (workflow_id,)).fetchone()[0]
+    return count
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit is SQLite's
+async def test_a_step_is_given_back_once_inserted_and_its_next_step_waits_for_the_commit(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """A step whose row is inserted returns while its commit (the fsync) is still in the writer
+    thread, so the run's own work overlaps it; ``confirmed`` (what the run's next step waits for)
+    returns only once the row is committed."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    gate = threading.Event()
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        before = _committed(rt_settings.db_url, workflow_id)
+        row = _renamed(_step_row(workflow_id, completed_at=9_000_000), 2, "step:2")
+        # The writer thread busy with a job ahead of the commit: it stays in flight until the gate opens.
+        writer = recorder._writer_thread()  # type: ignore[attr-defined]
+        writer.submit(asyncio.get_running_loop(), lambda: gate.wait(30) and [], lambda _: None)
+        async with asyncio.timeout(10):
+            await recorder.settle(lambda: recorder.record(row, "me"))  # returns: inserted
+        confirming = asyncio.ensure_future(recorder.confirmed(workflow_id))
+        await asyncio.sleep(0.05)
+        assert not confirming.done()
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == before
+        gate.set()
+        async with asyncio.timeout(10):
+            await confirming
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == before + 1
+        await recorder.confirmed(workflow_id)  # nothing left to wait for
+    finally:
+        gate.set()
+        recorder.close()
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails as a full or failing disk makes it fail (rolled back): a fault
+    this machine cannot cause on demand."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit is SQLite's
+async def test_a_commit_that_fails_after_its_step_returned_is_raised_before_the_next_step(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        before = _committed(rt_settings.db_url, workflow_id)
+        eager = recorder._eager  # type: ignore[attr-defined]
+        recorder._eager = _FailingCommit(eager)  # type: ignore[attr-defined]  # the fault
+        row = _renamed(_step_row(workflow_id, completed_at=9_500_000), 2, "step:2")
+        async with asyncio.timeout(10):
+            await recorder.settle(lambda: recorder.record(row, "me"))
+            with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+                await recorder.confirmed(workflow_id)
+        recorder._eager = eager  # type: ignore[attr-defined]
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == before
+        await recorder.confirmed(workflow_id)  # raised once; the run's next step records again
     finally:
         recorder.close()
 
@@ -689,6 +773,7 @@ async def test_a_group_commit_that_found_the_database_locked_is_retried(
         blocker.execute("ROLLBACK")
         async with asyncio.timeout(30):
             await waiting
+            await recorder.confirmed(workflow_id)
         assert recorder.look_up(workflow_id, 1, "step:1") is not None
     finally:
         blocker.close()
@@ -845,3 +930,30 @@ def test_open_recorder_picks_the_backend_by_dialect_and_names_the_others(db_url:
         recorder.close()
     with pytest.raises(ConfigError, match=r"no recorder for mysql databases \(it has postgresql, sqlite\)"):
         open_recorder("mysql://user@localhost/shop", defaults)
+
+
+async def test_the_runner_waits_for_the_steps_before_to_be_committed_before_a_step_starts(
+    launched: Harness,
+) -> None:
+    """``DBOSStepRunner``: every step's body starts after ``confirm`` (the commits of the steps
+    before it) and a tool's after ``flush`` (which also commits what ``batched`` deferred)."""
+    order: list[str] = []
+
+    async def confirm() -> None:
+        order.append("confirm")
+
+    async def flush() -> None:
+        order.append("flush")
+
+    runner = DBOSStepRunner("run", confirm=confirm, flush=flush)
+
+    def body(name: str) -> Callable[[], Any]:
+        async def run() -> str:
+            order.append(name)
+            return name
+
+        return run
+
+    assert await runner.step("model:1", body("model:1")) == "model:1"
+    assert await runner.step("tool:1:calculator", body("tool:1:calculator")) == "tool:1:calculator"
+    assert order == ["confirm", "model:1", "flush", "tool:1:calculator"]

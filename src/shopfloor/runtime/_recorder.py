@@ -186,6 +186,12 @@ class LeanRecorder(ABC):
         """``flush`` from the event loop (in a thread: the commit is a round trip)."""
         await asyncio.to_thread(self.flush, workflow_id)
 
+    async def confirmed(self, workflow_id: str) -> None:
+        """Once every step the workflow recorded is committed (raising what failed a commit): what a
+        step waits for before it starts where a step is given back before its commit lands (the
+        SQLite recorder's group commit); here every record is committed before it returns."""
+        return None
+
     async def settle(self, call: Callable[[], T]) -> T:
         """Run DBOS's step bookkeeping ``call`` on the event loop (``in_place`` recorders; see
         ``SQLiteStepRecorder.settle`` for one that groups the commits of concurrent steps)."""

@@ -15,7 +15,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +24,7 @@ from sqlalchemy.engine import make_url
 from shopfloor.errors import ConfigError
 from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults, WorkflowStart
 from shopfloor.runtime._recorder import Durability, LeanRecorder
+from shopfloor.runtime._writer import Writer
 from shopfloor.storage import open_sqlite
 
 __all__ = ["SQLiteStepRecorder"]
@@ -34,22 +34,22 @@ log = logging.getLogger("shopfloor.runtime")
 
 
 class SQLiteStepRecorder(LeanRecorder):
-    """On SQLite DBOS's step bookkeeping runs on the event loop (``_dbos_internals``), through
-    ``settle``: a row recorded there is staged, and the step waits (without holding the loop)
-    until a commit scheduled right after the tasks ready now writes every staged row in one
-    transaction. The rows are inserted on the loop (``BEGIN IMMEDIATE`` without waiting for the
-    write lock), and the ``COMMIT`` (the fsync) runs in a writer thread while the loop runs the
-    other runs, whose rows make the next group; one step staged alone commits in place (one run
-    alone pays one commit a step, as before). The runs of one worker share a commit (one fsync)
-    instead of queueing one each, and each step still returns only once its row is durable
-    (``durability = "sync"`` is unchanged). A run's start and end in the run store join the same
-    commits (``execute_beside``), and DBOS's own record of a workflow's end runs in a thread under
-    this recorder's lock (``off_loop``). Look-ups read on a connection of their own. A row that is
-    fenced off or nondeterministic fails only its own step (its rows roll back to a savepoint);
-    where another connection holds the write lock the writer thread writes the group, waiting as
-    long as the busy timeout; "database is locked" past it (another process writing for longer)
-    keeps the rows staged and retries the commit with a backoff, as DBOS's own retry would,
-    without blocking the loop meanwhile. Records from other threads (a sync step) commit at once.
+    """On SQLite DBOS's step bookkeeping runs on the event loop (``_dbos_internals``), through ``settle``: a
+    row recorded there is staged, and the step waits (without holding the loop) until a commit scheduled
+    right after the tasks ready now writes every staged row in one transaction. The rows are inserted on
+    the loop (``BEGIN IMMEDIATE`` without waiting for the write lock), and the ``COMMIT`` (the fsync)
+    runs in a writer thread while the loop runs the other runs, whose rows make the next group, and the
+    stepping runs' own work up to their next step: a step whose row is inserted returns, and its run's
+    next step waits for the commit (``confirmed``), so no step starts before every step before it is
+    durable (``durability = "sync"`` is unchanged) while the fsync overlaps the run's own work instead of
+    adding to it. The runs of one worker share a commit (one fsync) instead of queueing one each. A run's
+    start and end in the run store join the same commits (``execute_beside``), and DBOS's own record of a
+    workflow's end runs in a thread under this recorder's lock (``off_loop``). Look-ups read on a
+    connection of their own. A row that is fenced off or nondeterministic fails only its own step (its
+    rows roll back to a savepoint); where another connection holds the write lock the writer thread
+    writes the group, waiting as long as the busy timeout; "database is locked" past it (another process
+    writing for longer) keeps the rows staged and retries the commit with a backoff, as DBOS's own retry
+    would, without blocking the loop meanwhile. Records from other threads (a sync step) commit at once.
     """
 
     in_place = True
@@ -74,7 +74,7 @@ class SQLiteStepRecorder(LeanRecorder):
         self._reader = open_sqlite(path, autocommit=True)
         self._read_lock = threading.Lock()
         #: writes the group commits of many steps, while the loop runs the other runs meanwhile
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: Writer[_Outcomes] | None = None
         self._in_flight = False
         #: per thread: where ``settle`` collects the commits its call staged (None outside one), and
         #: in an ``off_loop`` thread the loop its outcome record is staged on
@@ -83,6 +83,8 @@ class SQLiteStepRecorder(LeanRecorder):
         #: the loop the runs execute on (``attach``): where a start from a thread is staged
         self._loop: asyncio.AbstractEventLoop | None = None
         self._staged: list[_Staged] = []
+        #: by workflow: the commit its last step, given back once inserted, still waits for
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
         self._commit_scheduled = False
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
@@ -172,7 +174,9 @@ class SQLiteStepRecorder(LeanRecorder):
     # Group commit ---------------------------------------------------------------------------
     async def settle(self, call: Callable[[], T]) -> T:
         """Run DBOS's bookkeeping ``call`` here; return its result once the rows it recorded are
-        committed (raising what their commit raised: a fenced-off or nondeterministic step)."""
+        inserted, where their owner and cancel checks are made (raising what those raised: a
+        fenced-off or nondeterministic step), or committed where the group could not be inserted on
+        the loop; ``confirmed`` waits for the commit."""
         waits: list[asyncio.Future[None]] = []
         self._local.waits = waits
         try:
@@ -279,6 +283,7 @@ class SQLiteStepRecorder(LeanRecorder):
 
     async def flush_async(self, workflow_id: str) -> None:
         await self.settle(lambda: self.flush(workflow_id))
+        await self.confirmed(workflow_id)
 
     def _commit(self, workflow_id: str, rows: list[tuple[StepRow, str | None]]) -> None:
         waits: list[asyncio.Future[None]] | None = getattr(self._local, "waits", None)
@@ -313,9 +318,9 @@ class SQLiteStepRecorder(LeanRecorder):
             loop.call_soon(self._commit_staged)
         return staged
 
-    def _writer_pool(self) -> ThreadPoolExecutor:
+    def _writer_thread(self) -> Writer[_Outcomes]:
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopfloor-steps")
+            self._writer = Writer("shopfloor-steps")
         return self._writer
 
     def _commit_staged(self) -> None:
@@ -327,25 +332,46 @@ class SQLiteStepRecorder(LeanRecorder):
         if isinstance(began, Exception):
             self._written(staged, began)
             return
-        if began is not None and len(staged) == 1 and staged[0].batch:
-            # One run stepping alone: commit in place, as fast as a step can be durable.
-            self._written(staged, self._end(began))
-            return
         # The writer thread waits out the fsync (or, where another connection holds SQLite's write
         # lock, the busy timeout and the whole group) while the loop runs the other runs, whose rows
-        # make the next group.
-        work = (
-            functools.partial(self._end, began)
-            if began is not None
-            else functools.partial(self._write_group, staged)
-        )
+        # make the next group, and the stepping runs' own work up to their next step (``_inserted``).
+        loop = asyncio.get_running_loop()
         self._in_flight = True
-        written = asyncio.get_running_loop().run_in_executor(self._writer_pool(), work)
-        written.add_done_callback(lambda done: self._group_done(staged, done))
+        done = functools.partial(self._group_done, staged)
+        if began is None:
+            self._writer_thread().submit(loop, functools.partial(self._write_group, staged), done)
+        else:
+            self._writer_thread().submit(loop, functools.partial(self._end, began), done, hand_over=True)
+            self._inserted(loop, staged, began)
 
-    def _group_done(self, staged: list[_Staged], done: asyncio.Future[_Outcomes]) -> None:
+    def _inserted(
+        self, loop: asyncio.AbstractEventLoop, staged: list[_Staged], outcomes: list[BaseException | None]
+    ) -> None:
+        """Give back at once the steps whose rows ``_begin`` inserted: their outcome is known (the owner
+        and cancel checks, the completion time, all in the insert's RETURNING), only the COMMIT (the
+        fsync) is still to come. The loop goes on with the run's own work (events, spans, the context
+        window, the next request) while the writer thread commits, and the run's next step waits for
+        the commit before it starts (``confirmed``): no step's body runs before every step before it is
+        durable, as with a commit awaited at the step's end, but the fsync no longer adds to the loop's
+        work (one run alone paid both, one after the other). A commit that fails is raised at that next
+        step, or at the run's end (``flush_async``); a fenced-off or nondeterministic step, known at the
+        insert, is raised at its own step as before (settled with the commit, in ``_written``)."""
+        for item, outcome in zip(staged, outcomes, strict=True):
+            if outcome is None and item.batch and item.statement is None and item.outcome is None:
+                if item.durable is None:  # (not when a commit that failed for the lock is retried)
+                    item.durable = loop.create_future()
+                    self._unconfirmed[item.batch[0][0].workflow_id] = item.durable
+                _settle(item.done, None)
+
+    async def confirmed(self, workflow_id: str) -> None:
+        """Once the workflow's last recorded step is committed (raising what failed its commit)."""
+        durable = self._unconfirmed.pop(workflow_id, None)
+        if durable is not None:
+            await durable
+
+    def _group_done(self, staged: list[_Staged], outcome: _Outcomes) -> None:
         self._in_flight = False
-        self._written(staged, done.result())
+        self._written(staged, outcome)
         if self._staged and not self._commit_scheduled:
             self._commit_scheduled = True
             asyncio.get_running_loop().call_soon(self._commit_staged)
@@ -421,7 +447,12 @@ class SQLiteStepRecorder(LeanRecorder):
             return
         self._backoff = _FIRST_BACKOFF
         for item, result in zip(staged, outcome, strict=True):
-            _settle(item.done, result)
+            _settle_item(item, result)
+            if result is None and item.durable is not None:
+                # Landed: forgotten (one that failed is kept for ``confirmed`` to raise).
+                workflow_id = item.batch[0][0].workflow_id
+                if self._unconfirmed.get(workflow_id) is item.durable:
+                    del self._unconfirmed[workflow_id]
 
     def _apply(self, conn: sqlite3.Connection, item: _Staged) -> BaseException | None:
         if item.statement is None and item.outcome is None and item.start is None:
@@ -470,14 +501,14 @@ class SQLiteStepRecorder(LeanRecorder):
     def close(self) -> None:
         self._closed = True
         if self._writer is not None:
-            self._writer.shutdown(wait=True)  # the commit in flight ends first
+            self._writer.close()  # the commit in flight ends first
         # Rows of steps stopped while they waited for the group commit: recorded all the same.
         staged, self._staged = self._staged, []
         for item in staged:
             written = self._write_group([item])
             outcome = written if isinstance(written, BaseException) else written[0]
             with contextlib.suppress(RuntimeError):  # the step's loop may be closed already
-                _settle(item.done, outcome)
+                _settle_item(item, outcome)
         with self._lock:
             self._conn.close()
             self._eager.close()
@@ -499,6 +530,8 @@ class _Staged:
     start: WorkflowStart | None = None
     returned: tuple[Any, ...] | None = None
     rowcount: int = 0
+    #: a step given back once inserted (``_inserted``): settled when its commit lands or fails
+    durable: asyncio.Future[None] | None = None
 
 
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit
@@ -520,6 +553,17 @@ def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
         done.set_exception(outcome)
 
 
+def _settle_item(item: _Staged, outcome: BaseException | None) -> None:
+    """Settle what the step waits for, and what its next step waits for where it was given back
+    once inserted (``_inserted``)."""
+    _settle(item.done, outcome)
+    durable = item.durable
+    if durable is not None:
+        _settle(durable, outcome)
+        if outcome is not None and durable.done() and not durable.cancelled():
+            durable.exception()  # retrieved: ``confirmed`` raises it, if the run steps again
+
+
 def _settle_all(staged: list[_Staged], exc: BaseException) -> None:
     for item in staged:
-        _settle(item.done, exc)
+        _settle_item(item, exc)

@@ -72,14 +72,17 @@ class DBOSStepRunner(StepRunner):
         on_wait: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
         on_resume: Callable[[ApprovalRequest], Awaitable[None]] | None = None,
         flush: Callable[[], Awaitable[None]] | None = None,
+        confirm: Callable[[], Awaitable[None]] | None = None,
         prefix: Sequence[RecordedStep] = (),
     ) -> None:
         self.run_id = run_id
         #: a fork's first steps: its parent's recorded steps before the fork step, taken in order
         self.prefix = prefix
         self._taken = 0
-        #: commits deferred step records (``durability = "batched"``)
+        #: commits deferred step records (``durability = "batched"``) and waits for every commit
         self._flush = flush
+        #: waits until every recorded step is committed (a step may be given back before its commit)
+        self._confirm = confirm
         self.cancelled = False
         #: timeouts and faults per component, counted from the (recorded) step results
         self.faults: dict[str, dict[str, int]] = {}
@@ -137,6 +140,9 @@ class DBOSStepRunner(StepRunner):
         if name.startswith("tool:"):
             # A tool may act outside the run: the model call that chose it is durable first.
             await self.flush()
+        elif self._confirm is not None:
+            # No step starts before the steps before it are durable (``confirm_steps``).
+            await self._confirm()
         recorded = await DBOS.run_step_async({"name": name}, body)
         # With DBOS's bookkeeping in place (SQLite, ``_dbos_internals.py``) a step whose body never
         # waits would not give the loop back: yield once a step, so the other runs of this

@@ -325,10 +325,21 @@ class Runtime:
             self._budgets = self._admission = None
 
     async def flush_steps(self, run_id: str) -> None:
-        """Commit the run's deferred step records (``durability = "batched"``; else nothing)."""
+        """Commit the run's deferred step records (``durability = "batched"``), and wait for the
+        commit of its last step's (``confirm_steps``)."""
         recorder = self._recorder
-        if recorder is not None and recorder.durability == "batched":
-            await recorder.flush_async(run_id)
+        if recorder is not None:
+            if recorder.durability == "batched":
+                await recorder.flush_async(run_id)
+            else:
+                await recorder.confirmed(run_id)
+
+    async def confirm_steps(self, run_id: str) -> None:
+        """Wait until every step the run recorded is committed (the SQLite recorder gives a step back
+        once its row is inserted, its commit still in flight): before the run's next step starts."""
+        recorder = self._recorder
+        if recorder is not None:
+            await recorder.confirmed(run_id)
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:
         """``store.update`` from a run executing here: on SQLite (lean recorder) in the recorder's

@@ -92,6 +92,8 @@ class ExecutionContext(Protocol):
 
     async def flush_steps(self, run_id: str) -> None: ...
 
+    async def confirm_steps(self, run_id: str) -> None: ...
+
     async def recorded_steps(self, run_id: str) -> list[RecordedStep]: ...
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool: ...
@@ -199,7 +201,11 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         await ctx.update_run(run_id, unless_terminal=True, status="running", approval=None)
 
     runner = DBOSStepRunner(
-        run_id, on_wait=on_wait, on_resume=on_resume, flush=lambda: ctx.flush_steps(run_id)
+        run_id,
+        on_wait=on_wait,
+        on_resume=on_resume,
+        flush=lambda: ctx.flush_steps(run_id),
+        confirm=lambda: ctx.confirm_steps(run_id),
     )
     environment: RunEnvironment | None = None
     try:
