@@ -957,3 +957,31 @@ async def test_the_runner_waits_for_the_steps_before_to_be_committed_before_a_st
     assert await runner.step("model:1", body("model:1")) == "model:1"
     assert await runner.step("tool:1:calculator", body("tool:1:calculator")) == "tool:1:calculator"
     assert order == ["confirm", "model:1", "flush", "tool:1:calculator"]
+
+
+@pytest.mark.parametrize("records_yield", [False, True])
+async def test_a_step_that_never_waits_gives_the_loop_back_unless_its_record_did(
+    launched: Harness, records_yield: bool
+) -> None:
+    """Outside a workflow nothing records the step, so only the runner's own turn gives the loop
+    back: taken unless the runner was told each record waits for a group commit."""
+    turns = 0
+
+    async def other_run() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def instant() -> str:
+        return "done"
+
+    other = asyncio.ensure_future(other_run())
+    await asyncio.sleep(0)
+    try:
+        before = turns
+        runner = DBOSStepRunner("run", records_yield=records_yield)
+        assert await runner.step("model:1", instant) == "done"
+        assert (turns > before) is not records_yield
+    finally:
+        other.cancel()

@@ -74,6 +74,7 @@ class DBOSStepRunner(StepRunner):
         flush: Callable[[], Awaitable[None]] | None = None,
         confirm: Callable[[], Awaitable[None]] | None = None,
         prefix: Sequence[RecordedStep] = (),
+        records_yield: bool = False,
     ) -> None:
         self.run_id = run_id
         #: a fork's first steps: its parent's recorded steps before the fork step, taken in order
@@ -83,6 +84,9 @@ class DBOSStepRunner(StepRunner):
         self._flush = flush
         #: waits until every recorded step is committed (a step may be given back before its commit)
         self._confirm = confirm
+        #: a step that runs gives the loop back in its record (the SQLite recorder's group commit
+        #: with ``durability = "sync"``): only a replayed one needs a turn of its own (``step``)
+        self._records_yield = records_yield
         self.cancelled = False
         #: timeouts and faults per component, counted from the (recorded) step results
         self.faults: dict[str, dict[str, int]] = {}
@@ -145,9 +149,11 @@ class DBOSStepRunner(StepRunner):
             await self._confirm()
         recorded = await DBOS.run_step_async({"name": name}, body)
         # With DBOS's bookkeeping in place (SQLite, ``_dbos_internals.py``) a step whose body never
-        # waits would not give the loop back: yield once a step, so the other runs of this
-        # worker, the event flusher and the runtime's own tasks take turns.
-        await asyncio.sleep(0)
+        # waits, replayed or with its record deferred (``batched``), would not give the loop back:
+        # it yields here, so the other runs of this worker, the event flusher and the runtime's own
+        # tasks take turns. A step recorded in a group commit waited for it already.
+        if not (executed and self._records_yield):
+            await asyncio.sleep(0)
         self._base, self._mark, self._live = float(recorded["elapsed"]), time.monotonic(), executed
         if executed:
             self.executed_steps += 1

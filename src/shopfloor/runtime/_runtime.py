@@ -334,6 +334,13 @@ class Runtime:
             else:
                 await recorder.confirmed(run_id)
 
+    @property
+    def records_yield(self) -> bool:
+        """Whether every step recorded here waits for a group commit, giving the loop back (the SQLite
+        recorder, ``durability = "sync"``), so a step that ran need not yield again."""
+        recorder = self._recorder
+        return recorder is not None and recorder.in_place and recorder.durability == "sync"
+
     async def confirm_steps(self, run_id: str) -> None:
         """Wait until every step the run recorded is committed (the SQLite recorder gives a step back
         once its row is inserted, its commit still in flight): before the run's next step starts."""

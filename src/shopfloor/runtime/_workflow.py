@@ -94,6 +94,9 @@ class ExecutionContext(Protocol):
 
     async def confirm_steps(self, run_id: str) -> None: ...
 
+    @property
+    def records_yield(self) -> bool: ...
+
     async def recorded_steps(self, run_id: str) -> list[RecordedStep]: ...
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool: ...
@@ -206,6 +209,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
         on_resume=on_resume,
         flush=lambda: ctx.flush_steps(run_id),
         confirm=lambda: ctx.confirm_steps(run_id),
+        records_yield=ctx.records_yield,
     )
     environment: RunEnvironment | None = None
     try:
