@@ -211,6 +211,36 @@ async def test_tool_errors_and_crashes_go_back_to_the_model() -> None:
     assert result.output == "no"
 
 
+async def test_a_tool_output_json_cannot_write_is_the_calls_error_and_any_text_or_number_is_its_output() -> (
+    None
+):
+    """A tool's output is recorded as JSON: one that cannot be written (a cycle, a tuple key, an integer
+    too long for text) is reported as the call's failure; a string, a float (NaN too), a bool, None or
+    a short integer is its output as it is."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    outputs: list[Any] = [cycle, {(1, 2): "pair"}, 10**5000, "text", float("nan"), True, None, 7]
+
+    def produce() -> Any:
+        """Gives the next output."""
+        return outputs.pop(0)
+
+    model = FunctionModel(outputs=[*[call("produce", n=i) for i in range(8)], final("done")])
+    tool = FunctionTool(produce)
+    tool.input_schema = {"type": "object"}
+    result = await run(AgentLoop(model=model, tools=[tool], limits=limits(max_steps=10)))
+    assert [step.error for step in result.steps[:3]] == [
+        "produce failed: ValueError: Circular reference detected",
+        "produce failed: TypeError: keys must be str, int, float, bool or None, not tuple",
+        "produce failed: ValueError: Exceeds the limit (4300 digits) for integer string conversion; "
+        "use sys.set_int_max_str_digits() to increase the limit",
+    ]
+    assert [step.error_kind for step in result.steps[:3]] == ["execution"] * 3
+    assert [step.error for step in result.steps[3:]] == [None] * 5
+    assert result.steps[3].output == "text" and result.steps[4].output != result.steps[4].output
+    assert [step.output for step in result.steps[5:]] == [True, None, 7]
+
+
 @pytest.mark.parametrize("approve", [True, False])
 async def test_approval_gates_the_tool(approve: bool) -> None:
     ran: list[str] = []

@@ -144,6 +144,8 @@ class _Ordered(collections.OrderedDict[str, Any]):
         {"result": _Level.HIGH, "big": 10**40, "neg": -0.0},
         {"result": _Ordered(b=1, a=2)},
         {"result": object()},
+        "\ufeff a text that starts with a BOM ",  # read back without ``json.loads``'s checks
+        [" ", "\t\n", 1.5],
     ],
 )
 def test_a_step_output_is_serialised_as_dbos_serialises_it(value: Any) -> None:

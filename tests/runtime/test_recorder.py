@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import random
 import sqlite3
 import threading
@@ -24,7 +25,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dbos import DBOS, DBOSClient, PortableWorkflowError, SetWorkflowID
+from dbos import (
+    DBOS,
+    DBOSClient,
+    DBOSContextSetAuth,
+    PortableWorkflowError,
+    SetWorkflowID,
+    SetWorkflowTimeout,
+)
+from dbos import _context as dbos_context
 from dbos import error as dbos_error
 from runtime_support import AgentDir
 
@@ -835,6 +844,87 @@ async def test_lean_steps_and_dbos_layers_leave_the_same_rows(
         errors = [(s["function_name"], s["output"], s["error"] is not None) for s in lean.steps]
         assert [e for e in errors if e[2]] == [("fail:1", None, True), ("fail:5", None, True)]
         assert set(lean.result[1]) == set(lean.result[5]) == {"error"}  # replayed, and raised live
+
+
+@DBOS.workflow(name="shopfloor.tests.context_probe")
+async def context_probe() -> list[Any]:
+    """What DBOS's context says inside a passing and a failing step, and around them, under an
+    identity (``DBOSContextSetAuth``) and start options (``SetWorkflowTimeout``) of the workflow's."""
+
+    def seen() -> dict[str, Any]:
+        status = DBOS.step_status
+        return {
+            "workflow": DBOS.workflow_id,
+            "step_id": DBOS.step_id,
+            "status": None
+            if status is None
+            else [status.step_id, status.current_attempt, status.max_attempts],
+            "user": [DBOS.authenticated_user, DBOS.authenticated_roles],
+            "timeout": dbos_context.get_workflow_start_options().workflow_timeout_ms,
+        }
+
+    async def body() -> dict[str, Any]:
+        inside = seen()
+        with DBOSContextSetAuth("bob", ["guest"]):  # the step's own identity scope, left as found
+            inside["scoped"] = DBOS.authenticated_user
+        return inside
+
+    async def failing() -> None:
+        raise ValueError(json.dumps(seen()))
+
+    observed: list[Any] = []
+    with DBOSContextSetAuth("alice", ["admin"]), SetWorkflowTimeout(60):
+        observed.append(seen())
+        observed.append(await DBOS.run_step_async({"name": "probe"}, body))
+        observed.append(seen())
+        try:
+            await DBOS.run_step_async({"name": "probe-fail"}, failing)
+        except ValueError as exc:
+            observed.append(json.loads(str(exc)))
+        observed.append(seen())
+    observed.append(seen())
+    return observed
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_lean_step_sees_and_leaves_dbos_context_as_dbos_layers_do(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """The lean path enters and leaves a step's DBOS context without ``EnterDBOSStepCtx``: inside a
+    step (passing or failing) the same step id and status, the workflow's identity without its
+    scope and no start options; after it, the workflow's context, scope and options as they were."""
+    observed = []
+    for lean_steps in (False, True):
+        recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+        uninstall = install_step_recorder(recorder)
+        inline_step_bookkeeping(recorder.settle, lean_steps=lean_steps)
+        try:
+            with SetWorkflowID(workflow_id := uuid.uuid4().hex):
+                handle = await DBOS.start_workflow_async(context_probe)
+            async with asyncio.timeout(15):
+                result = await handle.get_result()
+        finally:
+            inline_step_bookkeeping()
+            uninstall()
+        observed.append(json.loads(json.dumps(result).replace(workflow_id, "WF")))
+    layers, lean = observed
+    assert lean == layers
+    workflow = {
+        "workflow": "WF",
+        "step_id": None,
+        "status": None,
+        "user": ["alice", ["admin"]],
+        "timeout": 60000,
+    }
+    in_step = {"workflow": "WF", "user": ["alice", ["admin"]], "timeout": None}
+    assert lean == [
+        workflow,
+        {**in_step, "step_id": 1, "status": [1, None, None], "scoped": "bob"},
+        workflow,
+        {**in_step, "step_id": 2, "status": [2, None, None]},
+        workflow,
+        {**workflow, "user": [None, None], "timeout": None},
+    ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

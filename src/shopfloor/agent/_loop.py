@@ -77,6 +77,12 @@ EventSink = Callable[[RunEvent], Awaitable[None] | None]
 _Lent = TypeVar("_Lent", ToolContext, ToolServices)
 #: Longest tool result, in characters, that goes back into the context.
 _MAX_OBSERVATION = 4000
+#: ``json.dumps(value, default=str)`` as an encoder made once (``json.dumps`` with an argument makes
+#: one each call: two Python calls more); a tool's output is written with it
+_TEXT = json.JSONEncoder(default=str)
+#: what ``json.JSONEncoder`` writes without a failure whatever the value: ``attempt`` checks no such output
+#: (not ``int``: one longer than ``sys.get_int_max_str_digits()`` has no text)
+_ALWAYS_JSON = frozenset({str, float, bool, type(None)})
 
 
 class _OverBudget(Exception):
@@ -418,9 +424,7 @@ class AgentLoop:
             summary_answer = _answer_of(state.records) if self.answer_from_tool else None
             if summary_answer is not None:
                 return finish("final_answer", output=summary_answer)
-            content = (
-                json.dumps(record.output, default=str) if record.error is None else f"ERROR: {record.error}"
-            )
+            content = _TEXT.encode(record.output) if record.error is None else f"ERROR: {record.error}"
             if len(content) > _MAX_OBSERVATION:
                 content = (
                     content[:_MAX_OBSERVATION] + f"... [{len(content) - _MAX_OBSERVATION} more characters]"
@@ -603,7 +607,8 @@ class AgentLoop:
                         output = await tool.call_child(action.arguments, ctx)
                     else:
                         output = await tool.call(action.arguments, ctx)
-                json.dumps(output, default=str)
+                if type(output) not in _ALWAYS_JSON:
+                    _TEXT.encode(output)  # raises where the output cannot be recorded (a cycle, a tuple key)
                 return {"output": output, "duration": time.perf_counter() - started}
             except TimeoutError:
                 error, kind = f"{tool.name} took longer than {timeout:g} s and was stopped", "timeout"

@@ -57,7 +57,13 @@ _SCREEN_WORDS = (
 def _keyword_in(text: str) -> bool:
     """``_SCREEN_LOWER`` finds a match in ``text.lower()``."""
     lowered = text.lower()
-    return any(word in lowered for word in _SCREEN_WORDS) and _SCREEN_LOWER.search(lowered) is not None
+    # A loop, not ``any()`` over a generator: each of the generator's steps was a Python call (~115
+    # an agent iteration, 8% of its calls), and on a short event's text (70 characters) the loop
+    # takes 1.5 us where ``any()`` took 2.5 (min of 5x20,000).
+    for word in _SCREEN_WORDS:
+        if word in lowered:
+            return _SCREEN_LOWER.search(lowered) is not None
+    return False
 
 
 _SCREEN = re.compile(
