@@ -667,6 +667,77 @@ async def test_a_run_store_statement_shares_the_step_rows_commit(
         store.close()
 
 
+def _transactions(statements: list[str]) -> list[list[str]]:
+    """The traced statements of one connection, split into its transactions (BEGIN .. COMMIT)."""
+    done: list[list[str]] = []
+    for sql in statements:
+        if sql.startswith("BEGIN"):
+            done.append([])
+        elif done:
+            done[-1].append(sql)
+    return done
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_workflows_start(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """No commit of its own before the workflow's: the run's row and DBOS's record of the start are
+    durable together (a crash between them left a queued run without its workflow)."""
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        recorder = runtime._recorder
+        assert isinstance(recorder, SQLiteStepRecorder)
+        traced: dict[int, list[str]] = {0: [], 1: []}
+        for index, conn in enumerate((recorder._conn, recorder._eager)):
+            conn.set_trace_callback(traced[index].append)
+        run_id = await runtime.start_run(agent.path, "ticks=1")
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(run_id)).status == "completed"
+    inserts = [
+        [
+            table
+            for sql in transaction
+            for table in ("shopfloor_runs", "workflow_status")
+            if f"{table} (" in sql
+        ]
+        for statements in traced.values()
+        for transaction in _transactions(statements)
+        if any("INSERT INTO shopfloor_runs" in sql for sql in transaction)
+    ]
+    assert inserts == [["shopfloor_runs", "workflow_status"]]  # one transaction, the run's row first
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_start_whose_row_cannot_be_written_fails_and_records_no_start(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """The row fails (a run of that id exists): the start rolls back with it and raises its error."""
+    chosen = uuid.uuid4().hex
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        recorder = runtime._recorder
+        assert isinstance(recorder, SQLiteStepRecorder)
+        await asyncio.to_thread(runtime.store.create, _queued_run(chosen))
+        with pytest.raises(sqlite3.IntegrityError):
+            await runtime.start_run(agent.path, "ticks=1", run_id=chosen)
+        assert await runtime.dbos_status(chosen) is None
+        assert (await runtime.get_run(chosen)).task == "already here"
+
+
+def _queued_run(run_id: str) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        agent="a",
+        spec_path="/a",
+        release_digest="d",
+        caller="me",
+        status="queued",
+        task="already here",
+        created_at=1.0,
+    )
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_group_commit_that_found_the_database_locked_is_retried(
     launched: Harness, rt_settings: Settings

@@ -507,6 +507,7 @@ class WorkflowStart:
     processor): the status row's upsert, and the inputs' insert, which goes in only where the row
     came back with the names this start expects (``expected``: name, class_name, config_name)."""
 
+    workflow_id: str
     status_sql: str
     status_params: tuple[Any, ...]
     input_sql: str
@@ -704,6 +705,7 @@ def _workflow_start(
         )
         input_insert = compiled[("inputs",)] = _compile(sys_db, statement, list(inputs))
     return WorkflowStart(
+        workflow_id=status["workflow_uuid"],
         status_sql=status_insert.sql,
         status_params=status_insert.params(values),
         input_sql=input_insert.sql,

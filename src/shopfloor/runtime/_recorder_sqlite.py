@@ -14,7 +14,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -83,6 +83,8 @@ class SQLiteStepRecorder(LeanRecorder):
         #: the loop the runs execute on (``attach``): where a start from a thread is staged
         self._loop: asyncio.AbstractEventLoop | None = None
         self._staged: list[_Staged] = []
+        #: by workflow id: a statement of ours that goes into the transaction of its workflow's start
+        self._besides: dict[str, _Beside] = {}
         self._commit_scheduled = False
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
@@ -225,14 +227,35 @@ class SQLiteStepRecorder(LeanRecorder):
     def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
         """From a thread (DBOS starts a workflow in one: ``_init_workflow``) while a loop stages here:
         the status upsert (and the inputs, where its names match) in the next group commit on the
-        ``attach``ed loop, this thread waiting for it; from a loop's own thread, or unattached, None."""
+        ``attach``ed loop, after the statement ``beside_start`` put beside it, this thread waiting for
+        it; from a loop's own thread, or unattached, None (a start with a statement beside it raises
+        instead: its workflow would run without what the statement writes)."""
+        beside = self._besides.get(start.workflow_id)
         loop = self._loop
-        if loop is None:
-            return None
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop()
-            return None  # on a loop's thread: waiting here would hold it up
-        return self._from_thread(loop, self._staged_start(start))
+        returned: tuple[Any, ...] | None = None
+        if loop is not None and not _on_a_loop():  # on a loop's thread, waiting would hold it up
+            returned = self._from_thread(loop, self._staged_start(start, beside))
+        if returned is None and beside is not None:
+            raise RuntimeError(
+                f"the step recorder stopped before it recorded the start of workflow {start.workflow_id}"
+            )
+        return returned
+
+    @contextlib.contextmanager
+    def beside_start(self, workflow_id: str, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[None]:
+        """Execute a statement of ours (a run's row in the run store) in the transaction of DBOS's
+        record of the start of ``workflow_id`` made inside this block: the two are durable together,
+        in one commit instead of one each, and the statement is written before the workflow can run.
+        Where it fails, the start fails with its error and leaves neither; a start that this recorder
+        did not record (DBOS's own path) raises once it returns."""
+        beside = _Beside(statement=(sql, [tuple(row) for row in rows]))
+        self._besides[workflow_id] = beside
+        try:
+            yield
+        finally:
+            del self._besides[workflow_id]
+        if not beside.written:
+            raise RuntimeError(f"the start of workflow {workflow_id} was recorded without its statement")
 
     def _from_thread(self, loop: asyncio.AbstractEventLoop, staged: Coroutine[Any, Any, T]) -> T | None:
         """Run ``staged`` on ``loop`` and wait for its result; None (DBOS writes instead) where the loop
@@ -252,10 +275,13 @@ class SQLiteStepRecorder(LeanRecorder):
                 if not loop.is_running():  # never committed here: DBOS's own record then
                     return None
 
-    async def _staged_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+    async def _staged_start(self, start: WorkflowStart, beside: _Beside | None) -> tuple[Any, ...] | None:
         done = asyncio.get_running_loop().create_future()
-        staged = self._stage_item(_Staged(batch=[], done=done, start=start))
+        statement = beside.statement if beside is not None else None
+        staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
         await staged.done
+        if beside is not None:
+            beside.written = True
         return staged.returned
 
     async def _staged_outcome(self, params: tuple[Any, ...]) -> bool:
@@ -264,7 +290,11 @@ class SQLiteStepRecorder(LeanRecorder):
         await staged.done
         return staged.rowcount > 0
 
-    def _write_start(self, conn: sqlite3.Connection, start: WorkflowStart) -> tuple[Any, ...]:
+    def _write_start(
+        self, conn: sqlite3.Connection, start: WorkflowStart, beside: tuple[str, list[tuple[Any, ...]]] | None
+    ) -> tuple[Any, ...]:
+        if beside is not None:  # first: the run's row exists wherever its workflow's start does
+            conn.executemany(*beside)
         row: tuple[Any, ...] = conn.execute(start.status_sql, start.status_params).fetchone()
         if row[1:4] == start.expected:  # a start refused for its names writes no inputs, as DBOS's
             conn.execute(start.input_sql, start.input_params)
@@ -430,7 +460,7 @@ class SQLiteStepRecorder(LeanRecorder):
         conn.execute("SAVEPOINT statement")
         try:
             if item.start is not None:
-                item.returned = self._write_start(conn, item.start)
+                item.returned = self._write_start(conn, item.start, item.statement)
             elif item.outcome is not None:
                 item.rowcount = self._write_outcome(conn, item.outcome)
             else:
@@ -491,7 +521,8 @@ class _Staged:
 
     batch: list[tuple[StepRow, str | None]]
     done: asyncio.Future[None]
-    #: ``execute_beside``: the statement and its parameter rows, and its row count once executed
+    #: ``execute_beside``: the statement and its parameter rows, and its row count once executed (with
+    #: ``start``: the statement ``beside_start`` executes before it)
     statement: tuple[str, list[tuple[Any, ...]]] | None = None
     #: ``record_outcome``: (status, workflow id, owner token, output, error) of a workflow's end
     outcome: tuple[Any, ...] | None = None
@@ -499,6 +530,22 @@ class _Staged:
     start: WorkflowStart | None = None
     returned: tuple[Any, ...] | None = None
     rowcount: int = 0
+
+
+@dataclass(kw_only=True)
+class _Beside:
+    """``beside_start``'s statement, and whether it was committed with its workflow's start."""
+
+    statement: tuple[str, list[tuple[Any, ...]]]
+    written: bool = False
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit
