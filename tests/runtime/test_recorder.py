@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import random
 import sqlite3
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -723,6 +724,61 @@ async def test_a_start_whose_row_cannot_be_written_fails_and_records_no_start(
             await runtime.start_run(agent.path, "ticks=1", run_id=chosen)
         assert await runtime.dbos_status(chosen) is None
         assert (await runtime.get_run(chosen)).task == "already here"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_run_started_here_records_its_start_on_the_loop_and_a_relaunched_one_in_dbos_thread(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBOS records a workflow's start in a thread (``_init_workflow``): a run started here has it
+    recorded on the event loop instead (``start_here``); a start without its run's row beside it
+    (a relaunch: the row exists) keeps DBOS's thread."""
+    import dbos._core as dbos_core
+
+    threads: list[str] = []
+    init_workflow = dbos_core._init_workflow
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return init_workflow(*args, **kwargs)
+
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()  # its check of DBOS's internals first, then the spy
+        monkeypatch.setattr(dbos_core, "_init_workflow", spied)
+        here = await runtime.start_run(agent.path, "ticks=1")
+        queued = _queued_run(uuid.uuid4().hex)
+        await asyncio.to_thread(runtime.store.create, queued)
+        relaunched = await runtime.relaunch(queued.run_id)
+        assert relaunched is not None
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(here)).status == "completed"
+            await relaunched.handle.get_result()
+    assert threads[0] == threading.current_thread().name
+    assert threads[1] != threading.current_thread().name and len(threads) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_new_run_whose_id_a_workflow_holds_fails_and_writes_neither(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """DBOS would attach the start to the workflow there (and the run stay queued for ever): its
+    start is refused in the commit instead, with the run's row."""
+    from shopfloor.errors import RunNotFoundError
+    from shopfloor.runtime._executor import RUN_QUEUE
+    from shopfloor.runtime._workflow import WORKFLOW_NAME
+
+    taken = uuid.uuid4().hex
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        client = await runtime.client()
+        await client.enqueue_async(
+            {"workflow_name": WORKFLOW_NAME, "queue_name": RUN_QUEUE, "workflow_id": taken}, taken
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="exists already"):
+            await runtime.start_run(agent.path, "ticks=1", run_id=taken)
+        with pytest.raises(RunNotFoundError):
+            await runtime.get_run(taken)
+        assert (await runtime.dbos_status(taken) or {}).get("status") == "ENQUEUED"
 
 
 def _queued_run(run_id: str) -> RunRecord:

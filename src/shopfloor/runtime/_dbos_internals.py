@@ -1,7 +1,8 @@
 """Every use Shopfloor makes of DBOS's private internals, checked against the DBOS they were written for.
 
-DBOS offers no public way to do six things Shopfloor needs: run its step bookkeeping
-on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), take a plain
+DBOS offers no public way to do seven things Shopfloor needs: run its step bookkeeping
+on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), record a run's
+start there too (``dbos._core`` records it in a thread: ``_init_workflow``), take a plain
 async step past the layers that wrap it (``lean_run_step_async``), put
 a lean recorder behind its step look-up and record (``SystemDatabase.check_operation_execution``
 and ``record_operation_result``) and its record of a workflow's outcome
@@ -118,6 +119,9 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "SystemDatabase._now_ms_sql", sys_db._now_ms_sql
     yield "SystemDatabase.reenqueue_for_recovery", sys_db.reenqueue_for_recovery
     yield "SystemDatabase.update_workflow_outcome", sys_db.update_workflow_outcome
+    yield "dbos._core.start_workflow_async", _core.start_workflow_async
+    yield "dbos._core._init_workflow", _core._init_workflow
+    yield "dbos._core._assemble_workflow_status", _core._assemble_workflow_status
     yield "SystemDatabase.init_workflow", sys_db.init_workflow
     yield "SystemDatabase._insert_workflow_status", sys_db._insert_workflow_status
     yield (
@@ -170,6 +174,9 @@ FINGERPRINTS: dict[str, str] = {
     "SystemDatabase.reenqueue_for_recovery": "ac0bc1c45d8c36e4",
     "SystemDatabase.update_workflow_outcome": "e3decc1f72f781ff",
     "SystemDatabase._update_workflow_outcome_in_transaction": "e555fad129a51d8b",
+    "dbos._core.start_workflow_async": "f1e84289f43e54bf",
+    "dbos._core._init_workflow": "135d7ae720f6791e",
+    "dbos._core._assemble_workflow_status": "e5fe634941825405",
     "SystemDatabase.init_workflow": "20bdb64d798db776",
     "SystemDatabase._insert_workflow_status": "f09e61856122bfb9",
 }
@@ -260,6 +267,10 @@ Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 #: ``off_loop(call)``: run ``call`` off the event loop, in the order of the recorder's commits
 OffLoop = Callable[[Callable[[], Any]], Awaitable[Any]]
+#: ``start_here(workflow_id, call)``: run DBOS's record of a workflow's start (``call``: its
+#: ``_init_workflow``) on the event loop and return its result once what it recorded is committed; None
+#: where it takes DBOS's thread instead (the SQLite recorder, ``_recorder_sqlite.py``)
+StartHere = Callable[[str, Callable[[], Any]], Awaitable[Any] | None]
 #: What DBOS hands ``to_thread`` to record an async workflow's end (``_core._get_wf_invoke_func``):
 #: its ``update_workflow_outcome`` goes to the recorder (``install_step_recorder``), the rest is DBOS's.
 _WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
@@ -288,14 +299,45 @@ class InPlaceAsyncio:
         return getattr(asyncio, name)
 
 
+class InPlaceStart:
+    """The asyncio module, except that ``to_thread`` offers DBOS's record of a workflow's start made
+    outside a workflow (``_init_workflow``, in a thread in DBOS) to ``start_here`` first: where that
+    takes it, it is recorded on the event loop, without a thread hop (~90 Python calls on the loop's
+    thread for the hop alone, and the start's own work under the GIL beside it)."""
+
+    def __init__(self, start_here: StartHere) -> None:
+        self._start_here = start_here
+
+    async def to_thread(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if func is _core._init_workflow and not args[1].has_parent():
+            # ``start_workflow_async`` passes (dbos, the new workflow's context): its id is assigned
+            here = self._start_here(
+                args[1].id_assigned_for_next_workflow, functools.partial(func, *args, **kwargs)
+            )
+            if here is not None:
+                started: T = await here
+                return started
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
 def inline_step_bookkeeping(
-    settle: Settle | None = None, off_loop: OffLoop | None = None, *, lean_steps: bool = True
+    settle: Settle | None = None,
+    off_loop: OffLoop | None = None,
+    *,
+    lean_steps: bool = True,
+    start_here: StartHere | None = None,
 ) -> None:
     """Run DBOS's step bookkeeping on the calling thread (``check_dbos`` vouched for the module),
-    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given.
+    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given,
+    and that of a workflow's start through ``start_here`` when given (``InPlaceStart``).
     With ``settle`` and ``lean_steps`` a plain async step takes ``lean_run_step_async`` (the same
     rows and outcomes, without DBOS's outcome layers); ``lean_steps=False`` keeps DBOS's layers."""
     setattr(_outcome, "asyncio", InPlaceAsyncio(settle, off_loop))  # noqa: B010 - a private name, on purpose
+    starts: Any = asyncio if start_here is None else InPlaceStart(start_here)
+    setattr(_core, "asyncio", starts)  # noqa: B010 - a private name, on purpose
     steps: Any = _core.run_step_async
     if settle is not None and lean_steps:
         steps = functools.partial(lean_run_step_async, settle)
@@ -305,6 +347,8 @@ def inline_step_bookkeeping(
 def restore_step_bookkeeping() -> None:
     if isinstance(getattr(_outcome, "asyncio", None), InPlaceAsyncio):
         setattr(_outcome, "asyncio", asyncio)  # noqa: B010
+    if isinstance(getattr(_core, "asyncio", None), InPlaceStart):
+        setattr(_core, "asyncio", asyncio)  # noqa: B010
     setattr(_dbos, "run_step_async", _core.run_step_async)  # noqa: B010
 
 
@@ -505,7 +549,8 @@ class WorkflowStart:
     """DBOS's two statements for a workflow's start (``_insert_workflow_status``), compiled by
     DBOS's own engine for its database, and the values bound to them (through each column's bind
     processor): the status row's upsert, and the inputs' insert, which goes in only where the row
-    came back with the names this start expects (``expected``: name, class_name, config_name)."""
+    came back with the names this start expects (``expected``: name, class_name, config_name), and the
+    row the upsert returns where it inserts (``fresh``: no workflow of that id existed)."""
 
     workflow_id: str
     status_sql: str
@@ -513,6 +558,7 @@ class WorkflowStart:
     input_sql: str
     input_params: tuple[Any, ...]
     expected: tuple[Any, ...]
+    fresh: tuple[Any, ...]
 
 
 def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
@@ -711,6 +757,15 @@ def _workflow_start(
         input_sql=input_insert.sql,
         input_params=input_insert.params(inputs),
         expected=(status["name"], status["class_name"], status["config_name"]),
+        fresh=(
+            wf_status,
+            status["name"],
+            status["class_name"],
+            status["config_name"],
+            status["queue_name"],
+            creator_xid,
+            status["serialization"],
+        ),
     )
 
 

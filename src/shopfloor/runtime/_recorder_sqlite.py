@@ -35,20 +35,21 @@ log = logging.getLogger("shopfloor.runtime")
 
 class SQLiteStepRecorder(LeanRecorder):
     """On SQLite DBOS's step bookkeeping runs on the event loop (``_dbos_internals``), through
-    ``settle``: a row recorded there is staged, and the step waits (without holding the loop)
-    until a commit scheduled right after the tasks ready now writes every staged row in one
-    transaction. The rows are inserted on the loop (``BEGIN IMMEDIATE`` without waiting for the
-    write lock), and the ``COMMIT`` (the fsync) runs in a writer thread while the loop runs the
-    other runs, whose rows make the next group; one step staged alone commits in place (one run
-    alone pays one commit a step, as before). The runs of one worker share a commit (one fsync)
-    instead of queueing one each, and each step still returns only once its row is durable
-    (``durability = "sync"`` is unchanged). A run's start and end in the run store join the same
-    commits (``execute_beside``), and DBOS's own record of a workflow's end runs in a thread under
-    this recorder's lock (``off_loop``). Look-ups read on a connection of their own. A row that is
-    fenced off or nondeterministic fails only its own step (its rows roll back to a savepoint);
-    where another connection holds the write lock the writer thread writes the group, waiting as
-    long as the busy timeout; "database is locked" past it (another process writing for longer)
-    keeps the rows staged and retries the commit with a backoff, as DBOS's own retry would,
+    ``settle``: a row recorded there is staged, and the step waits (without holding the loop) until
+    a commit scheduled right after the tasks ready now writes every staged row in one transaction.
+    The rows are inserted on the loop (``BEGIN IMMEDIATE`` without waiting for the write lock), and
+    the ``COMMIT`` (the fsync) runs in a writer thread while the loop runs the other runs, whose
+    rows make the next group; one step staged alone commits in place (one run alone pays one commit
+    a step, as before). The runs of one worker share a commit (one fsync) instead of queueing one
+    each, and each step still returns only once its row is durable (``durability = "sync"`` is
+    unchanged). A run's start and end in the run store join the same commits (``execute_beside``; a
+    run started here has its row in the transaction of its workflow's start, which is recorded on
+    the loop: ``beside_start``, ``start_here``), and DBOS's own record of a workflow's end runs in a
+    thread under this recorder's lock (``off_loop``). Look-ups read on a connection of their own. A
+    row that is fenced off or nondeterministic fails only its own step (its rows roll back to a
+    savepoint); where another connection holds the write lock the writer thread writes the group,
+    waiting as long as the busy timeout; "database is locked" past it (another process writing for
+    longer) keeps the rows staged and retries the commit with a backoff, as DBOS's own retry would,
     without blocking the loop meanwhile. Records from other threads (a sync step) commit at once.
     """
 
@@ -231,6 +232,13 @@ class SQLiteStepRecorder(LeanRecorder):
         it; from a loop's own thread, or unattached, None (a start with a statement beside it raises
         instead: its workflow would run without what the statement writes)."""
         beside = self._besides.get(start.workflow_id)
+        if beside is not None and beside.here:
+            # ``start_here`` on the loop: staged now, the row a first insert returns answered at once (the
+            # commit refuses any other), the start awaited in ``_start_here`` before the workflow runs.
+            done = asyncio.get_running_loop().create_future()
+            statement = beside.statement
+            beside.staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
+            return start.fresh
         loop = self._loop
         returned: tuple[Any, ...] | None = None
         if loop is not None and not _on_a_loop():  # on a loop's thread, waiting would hold it up
@@ -240,6 +248,27 @@ class SQLiteStepRecorder(LeanRecorder):
                 f"the step recorder stopped before it recorded the start of workflow {start.workflow_id}"
             )
         return returned
+
+    def start_here(self, workflow_id: str, call: Callable[[], T]) -> Coroutine[Any, Any, T] | None:
+        """DBOS's record of the start of ``workflow_id`` (``call``: its ``_init_workflow``) on this
+        recorder's loop, without DBOS's thread, where ``beside_start`` put a run's row beside it (a fresh
+        run: its start cannot find a workflow of its id, and is refused in the commit where it does);
+        None otherwise, and DBOS records it in its thread (``record_start`` stages it back here)."""
+        beside = self._besides.get(workflow_id)
+        if beside is None or self._closed or not _on_loop(self._loop):
+            return None
+        return self._start_here(beside, call)
+
+    async def _start_here(self, beside: _Beside, call: Callable[[], T]) -> T:
+        beside.here = True
+        try:
+            started = call()
+        finally:
+            beside.here = False
+        if beside.staged is not None:
+            await beside.staged.done
+            beside.written = True
+        return started
 
     @contextlib.contextmanager
     def beside_start(self, workflow_id: str, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[None]:
@@ -296,6 +325,12 @@ class SQLiteStepRecorder(LeanRecorder):
         if beside is not None:  # first: the run's row exists wherever its workflow's start does
             conn.executemany(*beside)
         row: tuple[Any, ...] = conn.execute(start.status_sql, start.status_params).fetchone()
+        if beside is not None and row != start.fresh:
+            # A new run's id taken by a workflow already: neither is written (``start_here`` answered
+            # for a first insert; DBOS would attach the run to that workflow, left queued for ever).
+            raise sqlite3.IntegrityError(
+                f"a workflow {start.workflow_id} exists already: a new run cannot take its id"
+            )
         if row[1:4] == start.expected:  # a start refused for its names writes no inputs, as DBOS's
             conn.execute(start.input_sql, start.input_params)
         return row
@@ -538,6 +573,9 @@ class _Beside:
 
     statement: tuple[str, list[tuple[Any, ...]]]
     written: bool = False
+    #: inside ``start_here``: ``record_start`` stages the start on the loop (``staged``)
+    here: bool = False
+    staged: _Staged | None = None
 
 
 def _on_a_loop() -> bool:
@@ -546,6 +584,13 @@ def _on_a_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit

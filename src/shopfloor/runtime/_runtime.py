@@ -214,7 +214,7 @@ class Runtime:
             # The record of a run's end (DBOS's own commit) goes to the recorder's writer thread.
             if recorder is not None:
                 recorder.attach(asyncio.get_running_loop())  # DBOS's starts, from its threads, stage there
-                inline_step_bookkeeping(recorder.settle, recorder.off_loop)
+                inline_step_bookkeeping(recorder.settle, recorder.off_loop, start_here=recorder.start_here)
             else:
                 inline_step_bookkeeping()
         if worker:
@@ -553,7 +553,8 @@ class Runtime:
             # An executor on SQLite: the run's row goes into the transaction of DBOS's record of its
             # workflow's start, in the step recorder's next group commit beside the steps of the runs
             # executing already: one commit before the workflow runs instead of two, and no run left
-            # queued without its workflow by a crash between them.
+            # queued without its workflow by a crash between them. The start is recorded on this loop
+            # (``start_here``), not in DBOS's thread.
             with recorder.beside_start(run_id, *self.store.create_statement(record)):
                 return await self._start_workflow(loaded, record, hand_over=hand_over)
         if recorder is not None and recorder.in_place:
