@@ -334,6 +334,19 @@ async def test_a_cancel_between_a_record_and_the_next_look_up_stops_the_run_at_t
     )
 
 
+async def test_an_end_whose_record_does_not_land_takes_the_recorded_outcome_as_dbos_does(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Cancelled after its last step's record, the workflow returns, and its end's record (made on the
+    loop, answered "landed" until its commit) does not land: the end is made again as DBOS makes it,
+    which takes the recorded outcome (the cancel), and the resumed run ends as on DBOS's own path."""
+    script = [["step", 0], ["cancel_after", 1]]
+    stock = await run_script(launched, rt_settings, script)
+    lean, _ = await run_lean(launched, rt_settings, script)
+    assert stock.interruptions == ["DBOSAwaitedWorkflowCancelledError"]
+    assert lean == stock
+
+
 async def test_a_look_up_reads_unless_the_previous_record_proved_the_run_owned_and_not_cancelled(
     launched: Harness, lean: Any
 ) -> None:

@@ -252,10 +252,11 @@ def check_dbos(
 # place, through the lean recorder's ``settle``: a step's record waits for a group commit shared
 # with the other runs of the worker (in place for a run stepping alone, else committed in a writer
 # thread while the loop runs the others). DBOS's record of a workflow's end (``_get_wf_invoke_func``'s
-# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead, in a thread (it may
-# wait for another execution's outcome there); the SQLite recorder stages its ``update_workflow_outcome``
-# back on the loop, into the next group commit. DBOS's other writes there (a durable sleep, a recv)
-# still commit on the loop.
+# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead: the SQLite recorder makes
+# it on the loop too, its ``update_workflow_outcome`` in the next group commit, and makes it again in a
+# thread, as DBOS does, only where that record did not land (``persist`` then returns the outcome another
+# execution records, as a result DBOS 3.4 waits for on the loop, not in the thread). DBOS's other writes
+# there (a durable sleep, a recv) still commit on the loop.
 # Heartbeats beat from their own thread, so a waiting loop never looks like a dead executor.
 # PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
 
@@ -265,7 +266,8 @@ def check_dbos(
 Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
-#: ``off_loop(call)``: run ``call`` off the event loop, in the order of the recorder's commits
+#: ``off_loop(call)``: make DBOS's record of a workflow's end (``call``) where the recorder makes it: in a
+#: thread (its own commit), or on the loop in the order of its commits (the SQLite recorder)
 OffLoop = Callable[[Callable[[], Any]], Awaitable[Any]]
 #: ``start_here(workflow_id, call)``: run DBOS's record of a workflow's start (``call``: its
 #: ``_init_workflow``) on the event loop and return its result once what it recorded is committed; None
@@ -279,8 +281,8 @@ _WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
 class InPlaceAsyncio:
     """The asyncio module, except that ``to_thread`` runs the function on the calling thread
     (through ``settle`` when given: there a step's record may wait for its group commit), but
-    for the record of a workflow's end, which goes through ``off_loop`` when given: where its
-    outcome did not land it waits for another execution's, which would hold up every other run."""
+    for the record of a workflow's end, which goes through ``off_loop`` when given (its record may not
+    land, and is then made again as DBOS makes it: ``SQLiteStepRecorder.off_loop``)."""
 
     def __init__(self, settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
         self._settle = settle

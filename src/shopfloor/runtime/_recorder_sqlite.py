@@ -195,11 +195,38 @@ class SQLiteStepRecorder(LeanRecorder):
 
     async def off_loop(self, call: Callable[[], T]) -> T:
         """Run ``call`` (DBOS's ``persist``: the record of a workflow's end, then, where it did not
-        land, the wait for the outcome another execution records) in a thread, the loop going on
-        meanwhile. Its record (``record_outcome``) is staged back on this loop and joins the next
-        group commit, beside other runs' step rows, instead of a commit of its own through
-        SQLAlchemy (~0.9 ms of CPU a run). Not in the writer thread: a group begun on the loop
-        holds the write lock until the writer thread commits it."""
+        land, the outcome another execution records, as a result DBOS waits for on the loop) here,
+        its record (``record_outcome``) staged into the next group commit beside other runs' step
+        rows, instead of a commit of its own through SQLAlchemy (~0.9 ms of CPU a run) or a thread
+        hop (~90 Python calls on the loop's thread, ~130 with the record staged back from there).
+
+        The record answers "landed" at once and ``call`` returns as if it had; where the commit finds
+        it did not (the run was cancelled, or another execution owns it), nothing was written ("a
+        write that did not land leaves no orphan output") and ``call`` had done nothing else, so it
+        runs again, as DBOS runs it, in a thread whose record is staged back on this loop: it finds
+        the outcome not landing and adopts the recorded one."""
+        here = _Outcome()
+        self._local.outcome = here
+        failed: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as exc:  # the workflow's own error, re-raised once its record landed
+            failed = exc
+        finally:
+            self._local.outcome = None
+        staged = here.staged
+        if staged is not None:
+            await staged.done
+            if staged.rowcount == 0:
+                return await self._in_thread(call)
+        if failed is not None:
+            raise failed
+        return result
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        """``call`` in a thread, its ``record_outcome`` staged back on this loop (``_from_thread``).
+        Not in the writer thread: a group begun on the loop holds the write lock until the writer
+        thread commits it."""
         loop = asyncio.get_running_loop()
 
         def ending() -> T:
@@ -214,13 +241,20 @@ class SQLiteStepRecorder(LeanRecorder):
     def record_outcome(
         self, workflow_id: str, status: str, output: str | None, error: str | None, owner_xid: str | None
     ) -> bool | None:
-        """In an ``off_loop`` thread: the outcome's UPDATE and output upsert in the next group commit
-        on its loop, this thread waiting for it; anywhere else (or once the loop or this recorder
-        has stopped) None, and DBOS writes it."""
+        """In ``off_loop``: the outcome's UPDATE and output upsert in the next group commit, answered
+        "landed" at once (``off_loop`` checks it once committed); in its thread, the same, that thread
+        waiting for it; anywhere else (or once the loop or this recorder has stopped) None, and DBOS
+        writes it."""
+        params = (status, workflow_id, owner_xid, output, error)
+        here: _Outcome | None = getattr(self._local, "outcome", None)
+        if here is not None:
+            done = asyncio.get_running_loop().create_future()
+            here.staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
+            return True
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             return None
-        return self._from_thread(loop, self._staged_outcome((status, workflow_id, owner_xid, output, error)))
+        return self._from_thread(loop, self._staged_outcome(params))
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -575,6 +609,13 @@ class _Beside:
     written: bool = False
     #: inside ``start_here``: ``record_start`` stages the start on the loop (``staged``)
     here: bool = False
+    staged: _Staged | None = None
+
+
+@dataclass(kw_only=True)
+class _Outcome:
+    """The record of a workflow's end ``off_loop`` staged (None: its ``persist`` recorded none)."""
+
     staged: _Staged | None = None
 
 
