@@ -52,11 +52,11 @@ async def test_runs_in_one_process_take_turns(rt_settings: Settings, agent: Agen
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL keeps DBOS's threads
-async def test_the_record_of_a_runs_end_is_written_off_the_loop(
+async def test_the_record_of_a_runs_end_is_made_on_the_loop_and_written(
     rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DBOS's commit of a workflow's end runs in a thread (the loop goes on with the other runs),
-    and is written: DBOS reports the run's workflow a success."""
+    """DBOS's record of a workflow's end (its ``persist``, in a thread in DBOS) is made on the loop,
+    its commit shared with the other runs' steps, and is written: DBOS reports the run a success."""
     ended_on: list[int] = []
     off_loop = SQLiteStepRecorder.off_loop
 
@@ -72,9 +72,9 @@ async def test_the_record_of_a_runs_end_is_written_off_the_loop(
         run_id = await runtime.start_run(agent.path, "ticks=2")
         async with asyncio.timeout(20):
             record = await runtime.wait(run_id)
-            # DBOS records the workflow's end after the run's record says it ended, in a thread.
+            # DBOS records the workflow's end after the run's record says it ended.
             while (status := await runtime.dbos_status(run_id)) and status["status"] == "PENDING":  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
     assert record.status == "completed"
     assert status is not None and status["status"] == "SUCCESS"
-    assert len(ended_on) == 1 and ended_on[0] != threading.get_ident()
+    assert ended_on == [threading.get_ident()]

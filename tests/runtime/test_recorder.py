@@ -344,6 +344,19 @@ async def test_a_cancel_between_a_record_and_the_next_look_up_stops_the_run_at_t
     )
 
 
+async def test_an_end_whose_record_does_not_land_takes_the_recorded_outcome_as_dbos_does(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """Cancelled after its last step's record, the workflow returns, and its end's record (made on the
+    loop, answered "landed" until its commit) does not land: the end is made again as DBOS makes it,
+    which takes the recorded outcome (the cancel), and the resumed run ends as on DBOS's own path."""
+    script = [["step", 0], ["cancel_after", 1]]
+    stock = await run_script(launched, rt_settings, script)
+    lean, _ = await run_lean(launched, rt_settings, script)
+    assert stock.interruptions == ["DBOSAwaitedWorkflowCancelledError"]
+    assert lean == stock
+
+
 async def test_a_look_up_reads_unless_the_previous_record_proved_the_run_owned_and_not_cancelled(
     launched: Harness, lean: Any
 ) -> None:
@@ -758,6 +771,132 @@ async def test_a_run_store_statement_shares_the_step_rows_commit(
     finally:
         recorder.close()
         store.close()
+
+
+def _transactions(statements: list[str]) -> list[list[str]]:
+    """The traced statements of one connection, split into its transactions (BEGIN .. COMMIT)."""
+    done: list[list[str]] = []
+    for sql in statements:
+        if sql.startswith("BEGIN"):
+            done.append([])
+        elif done:
+            done[-1].append(sql)
+    return done
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_workflows_start(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """No commit of its own before the workflow's: the run's row and DBOS's record of the start are
+    durable together (a crash between them left a queued run without its workflow)."""
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        recorder = runtime._recorder
+        assert isinstance(recorder, SQLiteStepRecorder)
+        traced: dict[int, list[str]] = {0: [], 1: []}
+        for index, conn in enumerate((recorder._conn, recorder._eager)):
+            conn.set_trace_callback(traced[index].append)
+        run_id = await runtime.start_run(agent.path, "ticks=1")
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(run_id)).status == "completed"
+    inserts = [
+        [
+            table
+            for sql in transaction
+            for table in ("shopfloor_runs", "workflow_status")
+            if f"{table} (" in sql
+        ]
+        for statements in traced.values()
+        for transaction in _transactions(statements)
+        if any("INSERT INTO shopfloor_runs" in sql for sql in transaction)
+    ]
+    assert inserts == [["shopfloor_runs", "workflow_status"]]  # one transaction, the run's row first
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_start_whose_row_cannot_be_written_fails_and_records_no_start(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """The row fails (a run of that id exists): the start rolls back with it and raises its error."""
+    chosen = uuid.uuid4().hex
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        recorder = runtime._recorder
+        assert isinstance(recorder, SQLiteStepRecorder)
+        await asyncio.to_thread(runtime.store.create, _queued_run(chosen))
+        with pytest.raises(sqlite3.IntegrityError):
+            await runtime.start_run(agent.path, "ticks=1", run_id=chosen)
+        assert await runtime.dbos_status(chosen) is None
+        assert (await runtime.get_run(chosen)).task == "already here"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_run_started_here_records_its_start_on_the_loop_and_a_relaunched_one_in_dbos_thread(
+    rt_settings: Settings, agent: AgentDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBOS records a workflow's start in a thread (``_init_workflow``): a run started here has it
+    recorded on the event loop instead (``start_here``); a start without its run's row beside it
+    (a relaunch: the row exists) keeps DBOS's thread."""
+    import dbos._core as dbos_core
+
+    threads: list[str] = []
+    init_workflow = dbos_core._init_workflow
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return init_workflow(*args, **kwargs)
+
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()  # its check of DBOS's internals first, then the spy
+        monkeypatch.setattr(dbos_core, "_init_workflow", spied)
+        here = await runtime.start_run(agent.path, "ticks=1")
+        queued = _queued_run(uuid.uuid4().hex)
+        await asyncio.to_thread(runtime.store.create, queued)
+        relaunched = await runtime.relaunch(queued.run_id)
+        assert relaunched is not None
+        async with asyncio.timeout(20):
+            assert (await runtime.wait(here)).status == "completed"
+            await relaunched.handle.get_result()
+    assert threads[0] == threading.current_thread().name
+    assert threads[1] != threading.current_thread().name and len(threads) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_new_run_whose_id_a_workflow_holds_fails_and_writes_neither(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """DBOS would attach the start to the workflow there (and the run stay queued for ever): its
+    start is refused in the commit instead, with the run's row."""
+    from shopfloor.errors import RunNotFoundError
+    from shopfloor.runtime._executor import RUN_QUEUE
+    from shopfloor.runtime._workflow import WORKFLOW_NAME
+
+    taken = uuid.uuid4().hex
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        client = await runtime.client()
+        await client.enqueue_async(
+            {"workflow_name": WORKFLOW_NAME, "queue_name": RUN_QUEUE, "workflow_id": taken}, taken
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="exists already"):
+            await runtime.start_run(agent.path, "ticks=1", run_id=taken)
+        with pytest.raises(RunNotFoundError):
+            await runtime.get_run(taken)
+        assert (await runtime.dbos_status(taken) or {}).get("status") == "ENQUEUED"
+
+
+def _queued_run(run_id: str) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        agent="a",
+        spec_path="/a",
+        release_digest="d",
+        caller="me",
+        status="queued",
+        task="already here",
+        created_at=1.0,
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

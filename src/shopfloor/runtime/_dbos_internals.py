@@ -1,7 +1,8 @@
 """Every use Shopfloor makes of DBOS's private internals, checked against the DBOS they were written for.
 
-DBOS offers no public way to do six things Shopfloor needs: run its step bookkeeping
-on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), take a plain
+DBOS offers no public way to do seven things Shopfloor needs: run its step bookkeeping
+on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), record a run's
+start there too (``dbos._core`` records it in a thread: ``_init_workflow``), take a plain
 async step past the layers that wrap it (``lean_run_step_async``), put
 a lean recorder behind its step look-up and record (``SystemDatabase.check_operation_execution``
 and ``record_operation_result``) and its record of a workflow's outcome
@@ -125,6 +126,9 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "SystemDatabase._now_ms_sql", sys_db._now_ms_sql
     yield "SystemDatabase.reenqueue_for_recovery", sys_db.reenqueue_for_recovery
     yield "SystemDatabase.update_workflow_outcome", sys_db.update_workflow_outcome
+    yield "dbos._core.start_workflow_async", _core.start_workflow_async
+    yield "dbos._core._init_workflow", _core._init_workflow
+    yield "dbos._core._assemble_workflow_status", _core._assemble_workflow_status
     yield "SystemDatabase.init_workflow", sys_db.init_workflow
     yield "SystemDatabase._insert_workflow_status", sys_db._insert_workflow_status
     yield (
@@ -184,6 +188,9 @@ FINGERPRINTS: dict[str, str] = {
     "SystemDatabase.reenqueue_for_recovery": "ac0bc1c45d8c36e4",
     "SystemDatabase.update_workflow_outcome": "e3decc1f72f781ff",
     "SystemDatabase._update_workflow_outcome_in_transaction": "e555fad129a51d8b",
+    "dbos._core.start_workflow_async": "f1e84289f43e54bf",
+    "dbos._core._init_workflow": "135d7ae720f6791e",
+    "dbos._core._assemble_workflow_status": "e5fe634941825405",
     "SystemDatabase.init_workflow": "20bdb64d798db776",
     "SystemDatabase._insert_workflow_status": "f09e61856122bfb9",
 }
@@ -259,10 +266,11 @@ def check_dbos(
 # place, through the lean recorder's ``settle``: a step's record waits for a group commit shared
 # with the other runs of the worker (in place for a run stepping alone, else committed in a writer
 # thread while the loop runs the others). DBOS's record of a workflow's end (``_get_wf_invoke_func``'s
-# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead, in a thread (it may
-# wait for another execution's outcome there); the SQLite recorder stages its ``update_workflow_outcome``
-# back on the loop, into the next group commit. DBOS's other writes there (a durable sleep, a recv)
-# still commit on the loop.
+# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead: the SQLite recorder makes
+# it on the loop too, its ``update_workflow_outcome`` in the next group commit, and makes it again in a
+# thread, as DBOS does, only where that record did not land (``persist`` then returns the outcome another
+# execution records, as a result DBOS 3.4 waits for on the loop, not in the thread). DBOS's other writes
+# there (a durable sleep, a recv) still commit on the loop.
 # Heartbeats beat from their own thread, so a waiting loop never looks like a dead executor.
 # PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
 
@@ -272,8 +280,13 @@ def check_dbos(
 Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
-#: ``off_loop(call)``: run ``call`` off the event loop, in the order of the recorder's commits
+#: ``off_loop(call)``: make DBOS's record of a workflow's end (``call``) where the recorder makes it: in a
+#: thread (its own commit), or on the loop in the order of its commits (the SQLite recorder)
 OffLoop = Callable[[Callable[[], Any]], Awaitable[Any]]
+#: ``start_here(workflow_id, call)``: run DBOS's record of a workflow's start (``call``: its
+#: ``_init_workflow``) on the event loop and return its result once what it recorded is committed; None
+#: where it takes DBOS's thread instead (the SQLite recorder, ``_recorder_sqlite.py``)
+StartHere = Callable[[str, Callable[[], Any]], Awaitable[Any] | None]
 #: What DBOS hands ``to_thread`` to record an async workflow's end (``_core._get_wf_invoke_func``):
 #: its ``update_workflow_outcome`` goes to the recorder (``install_step_recorder``), the rest is DBOS's.
 _WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
@@ -282,8 +295,8 @@ _WORKFLOW_END = "_get_wf_invoke_func.<locals>.persist"
 class InPlaceAsyncio:
     """The asyncio module, except that ``to_thread`` runs the function on the calling thread
     (through ``settle`` when given: there a step's record may wait for its group commit), but
-    for the record of a workflow's end, which goes through ``off_loop`` when given: where its
-    outcome did not land it waits for another execution's, which would hold up every other run."""
+    for the record of a workflow's end, which goes through ``off_loop`` when given (its record may not
+    land, and is then made again as DBOS makes it: ``SQLiteStepRecorder.off_loop``)."""
 
     def __init__(self, settle: Settle | None = None, off_loop: OffLoop | None = None) -> None:
         self._settle = settle
@@ -302,14 +315,45 @@ class InPlaceAsyncio:
         return getattr(asyncio, name)
 
 
+class InPlaceStart:
+    """The asyncio module, except that ``to_thread`` offers DBOS's record of a workflow's start made
+    outside a workflow (``_init_workflow``, in a thread in DBOS) to ``start_here`` first: where that
+    takes it, it is recorded on the event loop, without a thread hop (~90 Python calls on the loop's
+    thread for the hop alone, and the start's own work under the GIL beside it)."""
+
+    def __init__(self, start_here: StartHere) -> None:
+        self._start_here = start_here
+
+    async def to_thread(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if func is _core._init_workflow and not args[1].has_parent():
+            # ``start_workflow_async`` passes (dbos, the new workflow's context): its id is assigned
+            here = self._start_here(
+                args[1].id_assigned_for_next_workflow, functools.partial(func, *args, **kwargs)
+            )
+            if here is not None:
+                started: T = await here
+                return started
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
 def inline_step_bookkeeping(
-    settle: Settle | None = None, off_loop: OffLoop | None = None, *, lean_steps: bool = True
+    settle: Settle | None = None,
+    off_loop: OffLoop | None = None,
+    *,
+    lean_steps: bool = True,
+    start_here: StartHere | None = None,
 ) -> None:
     """Run DBOS's step bookkeeping on the calling thread (``check_dbos`` vouched for the module),
-    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given.
+    through ``settle`` when given; the record of a workflow's end through ``off_loop`` when given,
+    and that of a workflow's start through ``start_here`` when given (``InPlaceStart``).
     With ``settle`` and ``lean_steps`` a plain async step takes ``lean_run_step_async`` (the same
     rows and outcomes, without DBOS's outcome layers); ``lean_steps=False`` keeps DBOS's layers."""
     setattr(_outcome, "asyncio", InPlaceAsyncio(settle, off_loop))  # noqa: B010 - a private name, on purpose
+    starts: Any = asyncio if start_here is None else InPlaceStart(start_here)
+    setattr(_core, "asyncio", starts)  # noqa: B010 - a private name, on purpose
     steps: Any = _core.run_step_async
     if settle is not None and lean_steps:
         steps = functools.partial(lean_run_step_async, settle)
@@ -319,6 +363,8 @@ def inline_step_bookkeeping(
 def restore_step_bookkeeping() -> None:
     if isinstance(getattr(_outcome, "asyncio", None), InPlaceAsyncio):
         setattr(_outcome, "asyncio", asyncio)  # noqa: B010
+    if isinstance(getattr(_core, "asyncio", None), InPlaceStart):
+        setattr(_core, "asyncio", asyncio)  # noqa: B010
     setattr(_dbos, "run_step_async", _core.run_step_async)  # noqa: B010
 
 
@@ -574,13 +620,16 @@ class WorkflowStart:
     """DBOS's two statements for a workflow's start (``_insert_workflow_status``), compiled by
     DBOS's own engine for its database, and the values bound to them (through each column's bind
     processor): the status row's upsert, and the inputs' insert, which goes in only where the row
-    came back with the names this start expects (``expected``: name, class_name, config_name)."""
+    came back with the names this start expects (``expected``: name, class_name, config_name), and the
+    row the upsert returns where it inserts (``fresh``: no workflow of that id existed)."""
 
+    workflow_id: str
     status_sql: str
     status_params: tuple[Any, ...]
     input_sql: str
     input_params: tuple[Any, ...]
     expected: tuple[Any, ...]
+    fresh: tuple[Any, ...]
 
 
 def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
@@ -773,11 +822,21 @@ def _workflow_start(
         )
         input_insert = compiled[("inputs",)] = _compile(sys_db, statement, list(inputs))
     return WorkflowStart(
+        workflow_id=status["workflow_uuid"],
         status_sql=status_insert.sql,
         status_params=status_insert.params(values),
         input_sql=input_insert.sql,
         input_params=input_insert.params(inputs),
         expected=(status["name"], status["class_name"], status["config_name"]),
+        fresh=(
+            wf_status,
+            status["name"],
+            status["class_name"],
+            status["config_name"],
+            status["queue_name"],
+            creator_xid,
+            status["serialization"],
+        ),
     )
 
 

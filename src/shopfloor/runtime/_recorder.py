@@ -56,7 +56,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -204,6 +205,18 @@ class LeanRecorder(ABC):
     async def execute_beside(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Execute a statement of ours on DBOS's database once per parameter row; the rows it changed,
         once committed (the SQLite recorder groups it with step rows; ``in_place`` recorders only)."""
+        raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
+
+    def start_here(self, workflow_id: str, call: Callable[[], T]) -> Coroutine[Any, Any, T] | None:
+        """DBOS's record of a workflow's start (``call``) on the event loop, or None where DBOS makes it
+        in its thread (here: always; see ``SQLiteStepRecorder.start_here``)."""
+        return None
+
+    def beside_start(
+        self, workflow_id: str, sql: str, rows: Sequence[Sequence[Any]]
+    ) -> AbstractContextManager[None]:
+        """Execute a statement of ours in the transaction of DBOS's record of the start of
+        ``workflow_id`` made inside the block (the SQLite recorder; ``in_place`` recorders only)."""
         raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
 
     def _commit(self, workflow_id: str, rows: list[tuple[StepRow, str | None]]) -> None:

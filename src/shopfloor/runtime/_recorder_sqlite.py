@@ -14,7 +14,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,13 +43,15 @@ class SQLiteStepRecorder(LeanRecorder):
     next step waits for the commit (``confirmed``), so no step starts before every step before it is
     durable (``durability = "sync"`` is unchanged) while the fsync overlaps the run's own work instead of
     adding to it. The runs of one worker share a commit (one fsync) instead of queueing one each. A run's
-    start and end in the run store join the same commits (``execute_beside``), and DBOS's own record of a
-    workflow's end runs in a thread under this recorder's lock (``off_loop``). Look-ups read on a
-    connection of their own. A row that is fenced off or nondeterministic fails only its own step (its
-    rows roll back to a savepoint); where another connection holds the write lock the writer thread
-    writes the group, waiting as long as the busy timeout; "database is locked" past it (another process
-    writing for longer) keeps the rows staged and retries the commit with a backoff, as DBOS's own retry
-    would, without blocking the loop meanwhile. Records from other threads (a sync step) commit at once.
+    start and end in the run store join the same commits (``execute_beside``; a run started here has its
+    row in the transaction of its workflow's start, which is recorded on the loop: ``beside_start``,
+    ``start_here``), and so does DBOS's own record of a workflow's end, made on the loop (``off_loop``).
+    Look-ups read on a connection of their own. A row that is fenced off or nondeterministic fails only
+    its own step (its rows roll back to a savepoint); where another connection holds the write lock the
+    writer thread writes the group, waiting as long as the busy timeout; "database is locked" past it
+    (another process writing for longer) keeps the rows staged and retries the commit with a backoff, as
+    DBOS's own retry would, without blocking the loop meanwhile. Records from other threads (a sync step)
+    commit at once.
     """
 
     in_place = True
@@ -85,6 +87,8 @@ class SQLiteStepRecorder(LeanRecorder):
         self._staged: list[_Staged] = []
         #: by workflow: the commit its last step, given back once inserted, still waits for
         self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+        #: by workflow id: a statement of ours that goes into the transaction of its workflow's start
+        self._besides: dict[str, _Beside] = {}
         self._commit_scheduled = False
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
@@ -196,11 +200,38 @@ class SQLiteStepRecorder(LeanRecorder):
 
     async def off_loop(self, call: Callable[[], T]) -> T:
         """Run ``call`` (DBOS's ``persist``: the record of a workflow's end, then, where it did not
-        land, the wait for the outcome another execution records) in a thread, the loop going on
-        meanwhile. Its record (``record_outcome``) is staged back on this loop and joins the next
-        group commit, beside other runs' step rows, instead of a commit of its own through
-        SQLAlchemy (~0.9 ms of CPU a run). Not in the writer thread: a group begun on the loop
-        holds the write lock until the writer thread commits it."""
+        land, the outcome another execution records, as a result DBOS waits for on the loop) here,
+        its record (``record_outcome``) staged into the next group commit beside other runs' step
+        rows, instead of a commit of its own through SQLAlchemy (~0.9 ms of CPU a run) or a thread
+        hop (~90 Python calls on the loop's thread, ~130 with the record staged back from there).
+
+        The record answers "landed" at once and ``call`` returns as if it had; where the commit finds
+        it did not (the run was cancelled, or another execution owns it), nothing was written ("a
+        write that did not land leaves no orphan output") and ``call`` had done nothing else, so it
+        runs again, as DBOS runs it, in a thread whose record is staged back on this loop: it finds
+        the outcome not landing and adopts the recorded one."""
+        here = _Outcome()
+        self._local.outcome = here
+        failed: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as exc:  # the workflow's own error, re-raised once its record landed
+            failed = exc
+        finally:
+            self._local.outcome = None
+        staged = here.staged
+        if staged is not None:
+            await staged.done
+            if staged.rowcount == 0:
+                return await self._in_thread(call)
+        if failed is not None:
+            raise failed
+        return result
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        """``call`` in a thread, its ``record_outcome`` staged back on this loop (``_from_thread``).
+        Not in the writer thread: a group begun on the loop holds the write lock until the writer
+        thread commits it."""
         loop = asyncio.get_running_loop()
 
         def ending() -> T:
@@ -215,13 +246,20 @@ class SQLiteStepRecorder(LeanRecorder):
     def record_outcome(
         self, workflow_id: str, status: str, output: str | None, error: str | None, owner_xid: str | None
     ) -> bool | None:
-        """In an ``off_loop`` thread: the outcome's UPDATE and output upsert in the next group commit
-        on its loop, this thread waiting for it; anywhere else (or once the loop or this recorder
-        has stopped) None, and DBOS writes it."""
+        """In ``off_loop``: the outcome's UPDATE and output upsert in the next group commit, answered
+        "landed" at once (``off_loop`` checks it once committed); in its thread, the same, that thread
+        waiting for it; anywhere else (or once the loop or this recorder has stopped) None, and DBOS
+        writes it."""
+        params = (status, workflow_id, owner_xid, output, error)
+        here: _Outcome | None = getattr(self._local, "outcome", None)
+        if here is not None:
+            done = asyncio.get_running_loop().create_future()
+            here.staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
+            return True
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             return None
-        return self._from_thread(loop, self._staged_outcome((status, workflow_id, owner_xid, output, error)))
+        return self._from_thread(loop, self._staged_outcome(params))
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -229,14 +267,63 @@ class SQLiteStepRecorder(LeanRecorder):
     def record_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
         """From a thread (DBOS starts a workflow in one: ``_init_workflow``) while a loop stages here:
         the status upsert (and the inputs, where its names match) in the next group commit on the
-        ``attach``ed loop, this thread waiting for it; from a loop's own thread, or unattached, None."""
+        ``attach``ed loop, after the statement ``beside_start`` put beside it, this thread waiting for
+        it; from a loop's own thread, or unattached, None (a start with a statement beside it raises
+        instead: its workflow would run without what the statement writes)."""
+        beside = self._besides.get(start.workflow_id)
+        if beside is not None and beside.here:
+            # ``start_here`` on the loop: staged now, the row a first insert returns answered at once (the
+            # commit refuses any other), the start awaited in ``_start_here`` before the workflow runs.
+            done = asyncio.get_running_loop().create_future()
+            statement = beside.statement
+            beside.staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
+            return start.fresh
         loop = self._loop
-        if loop is None:
+        returned: tuple[Any, ...] | None = None
+        if loop is not None and not _on_a_loop():  # on a loop's thread, waiting would hold it up
+            returned = self._from_thread(loop, self._staged_start(start, beside))
+        if returned is None and beside is not None:
+            raise RuntimeError(
+                f"the step recorder stopped before it recorded the start of workflow {start.workflow_id}"
+            )
+        return returned
+
+    def start_here(self, workflow_id: str, call: Callable[[], T]) -> Coroutine[Any, Any, T] | None:
+        """DBOS's record of the start of ``workflow_id`` (``call``: its ``_init_workflow``) on this
+        recorder's loop, without DBOS's thread, where ``beside_start`` put a run's row beside it (a fresh
+        run: its start cannot find a workflow of its id, and is refused in the commit where it does);
+        None otherwise, and DBOS records it in its thread (``record_start`` stages it back here)."""
+        beside = self._besides.get(workflow_id)
+        if beside is None or self._closed or not _on_loop(self._loop):
             return None
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop()
-            return None  # on a loop's thread: waiting here would hold it up
-        return self._from_thread(loop, self._staged_start(start))
+        return self._start_here(beside, call)
+
+    async def _start_here(self, beside: _Beside, call: Callable[[], T]) -> T:
+        beside.here = True
+        try:
+            started = call()
+        finally:
+            beside.here = False
+        if beside.staged is not None:
+            await beside.staged.done
+            beside.written = True
+        return started
+
+    @contextlib.contextmanager
+    def beside_start(self, workflow_id: str, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[None]:
+        """Execute a statement of ours (a run's row in the run store) in the transaction of DBOS's
+        record of the start of ``workflow_id`` made inside this block: the two are durable together,
+        in one commit instead of one each, and the statement is written before the workflow can run.
+        Where it fails, the start fails with its error and leaves neither; a start that this recorder
+        did not record (DBOS's own path) raises once it returns."""
+        beside = _Beside(statement=(sql, [tuple(row) for row in rows]))
+        self._besides[workflow_id] = beside
+        try:
+            yield
+        finally:
+            del self._besides[workflow_id]
+        if not beside.written:
+            raise RuntimeError(f"the start of workflow {workflow_id} was recorded without its statement")
 
     def _from_thread(self, loop: asyncio.AbstractEventLoop, staged: Coroutine[Any, Any, T]) -> T | None:
         """Run ``staged`` on ``loop`` and wait for its result; None (DBOS writes instead) where the loop
@@ -256,10 +343,13 @@ class SQLiteStepRecorder(LeanRecorder):
                 if not loop.is_running():  # never committed here: DBOS's own record then
                     return None
 
-    async def _staged_start(self, start: WorkflowStart) -> tuple[Any, ...] | None:
+    async def _staged_start(self, start: WorkflowStart, beside: _Beside | None) -> tuple[Any, ...] | None:
         done = asyncio.get_running_loop().create_future()
-        staged = self._stage_item(_Staged(batch=[], done=done, start=start))
+        statement = beside.statement if beside is not None else None
+        staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
         await staged.done
+        if beside is not None:
+            beside.written = True
         return staged.returned
 
     async def _staged_outcome(self, params: tuple[Any, ...]) -> bool:
@@ -268,8 +358,18 @@ class SQLiteStepRecorder(LeanRecorder):
         await staged.done
         return staged.rowcount > 0
 
-    def _write_start(self, conn: sqlite3.Connection, start: WorkflowStart) -> tuple[Any, ...]:
+    def _write_start(
+        self, conn: sqlite3.Connection, start: WorkflowStart, beside: tuple[str, list[tuple[Any, ...]]] | None
+    ) -> tuple[Any, ...]:
+        if beside is not None:  # first: the run's row exists wherever its workflow's start does
+            conn.executemany(*beside)
         row: tuple[Any, ...] = conn.execute(start.status_sql, start.status_params).fetchone()
+        if beside is not None and row != start.fresh:
+            # A new run's id taken by a workflow already: neither is written (``start_here`` answered
+            # for a first insert; DBOS would attach the run to that workflow, left queued for ever).
+            raise sqlite3.IntegrityError(
+                f"a workflow {start.workflow_id} exists already: a new run cannot take its id"
+            )
         if row[1:4] == start.expected:  # a start refused for its names writes no inputs, as DBOS's
             conn.execute(start.input_sql, start.input_params)
         return row
@@ -461,7 +561,7 @@ class SQLiteStepRecorder(LeanRecorder):
         conn.execute("SAVEPOINT statement")
         try:
             if item.start is not None:
-                item.returned = self._write_start(conn, item.start)
+                item.returned = self._write_start(conn, item.start, item.statement)
             elif item.outcome is not None:
                 item.rowcount = self._write_outcome(conn, item.outcome)
             else:
@@ -522,7 +622,8 @@ class _Staged:
 
     batch: list[tuple[StepRow, str | None]]
     done: asyncio.Future[None]
-    #: ``execute_beside``: the statement and its parameter rows, and its row count once executed
+    #: ``execute_beside``: the statement and its parameter rows, and its row count once executed (with
+    #: ``start``: the statement ``beside_start`` executes before it)
     statement: tuple[str, list[tuple[Any, ...]]] | None = None
     #: ``record_outcome``: (status, workflow id, owner token, output, error) of a workflow's end
     outcome: tuple[Any, ...] | None = None
@@ -532,6 +633,39 @@ class _Staged:
     rowcount: int = 0
     #: a step given back once inserted (``_inserted``): settled when its commit lands or fails
     durable: asyncio.Future[None] | None = None
+
+
+@dataclass(kw_only=True)
+class _Beside:
+    """``beside_start``'s statement, and whether it was committed with its workflow's start."""
+
+    statement: tuple[str, list[tuple[Any, ...]]]
+    written: bool = False
+    #: inside ``start_here``: ``record_start`` stages the start on the loop (``staged``)
+    here: bool = False
+    staged: _Staged | None = None
+
+
+@dataclass(kw_only=True)
+class _Outcome:
+    """The record of a workflow's end ``off_loop`` staged (None: its ``persist`` recorded none)."""
+
+    staged: _Staged | None = None
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit

@@ -214,7 +214,7 @@ class Runtime:
             # The record of a run's end (DBOS's own commit) goes to the recorder's writer thread.
             if recorder is not None:
                 recorder.attach(asyncio.get_running_loop())  # DBOS's starts, from its threads, stage there
-                inline_step_bookkeeping(recorder.settle, recorder.off_loop)
+                inline_step_bookkeeping(recorder.settle, recorder.off_loop, start_here=recorder.start_here)
             else:
                 inline_step_bookkeeping()
         if worker:
@@ -567,10 +567,16 @@ class Runtime:
         if not detach:
             await self.start_executor()
         recorder = self._recorder
+        if recorder is not None and recorder.in_place and not detach:
+            # An executor on SQLite: the run's row goes into the transaction of DBOS's record of its
+            # workflow's start, in the step recorder's next group commit beside the steps of the runs
+            # executing already: one commit before the workflow runs instead of two, and no run left
+            # queued without its workflow by a crash between them. The start is recorded on this loop
+            # (``start_here``), not in DBOS's thread.
+            with recorder.beside_start(run_id, *self.store.create_statement(record)):
+                return await self._start_workflow(loaded, record, hand_over=hand_over)
         if recorder is not None and recorder.in_place:
-            # An executor on SQLite: the run's row goes into the step recorder's next group commit,
-            # beside the steps of the runs executing already, not into a commit of its own; it is
-            # committed before the workflow starts (or is enqueued), which reads it.
+            # The row in the recorder's next group commit, committed before the run is enqueued.
             await recorder.execute_beside(*self.store.create_statement(record))
         else:
             await asyncio.to_thread(self.store.create, record)
@@ -589,12 +595,17 @@ class Runtime:
             }
             await client.enqueue_async(options, run_id)
             return None
+        return await self._start_workflow(loaded, record, hand_over=hand_over)
+
+    async def _start_workflow(
+        self, loaded: LoadedSpec, record: RunRecord, *, hand_over: bool
+    ) -> WorkflowHandleAsync[dict[str, Any]]:
         # The workflow's task copies this context: its first execution takes the row and the spec
         # from here instead of reading the row back and loading the spec again.
         token = HANDED.set(Handoff(record, loaded)) if hand_over else None
         try:
-            with SetWorkflowID(run_id):
-                return await DBOS.start_workflow_async(run_workflow, run_id)
+            with SetWorkflowID(record.run_id):
+                return await DBOS.start_workflow_async(run_workflow, record.run_id)
         finally:
             if token is not None:
                 HANDED.reset(token)
