@@ -263,20 +263,21 @@ def check_dbos(
 # result). On 2-core VMs a hop costs ~0.3 ms, more than the SQLite work it carries, and SQLite
 # admits one writer at a time, so the threads buy a worker's concurrent runs nothing. So on
 # SQLite DBOS's outcome module sees an ``asyncio`` whose ``to_thread`` calls the function in
-# place, through the lean recorder's ``settle``: a step's record waits for a group commit shared
-# with the other runs of the worker (in place for a run stepping alone, else committed in a writer
-# thread while the loop runs the others). DBOS's record of a workflow's end (``_get_wf_invoke_func``'s
-# ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead: the SQLite recorder makes
-# it on the loop too, its ``update_workflow_outcome`` in the next group commit, and makes it again in a
-# thread, as DBOS does, only where that record did not land (``persist`` then returns the outcome another
-# execution records, as a result DBOS 3.4 waits for on the loop, not in the thread). DBOS's other writes
-# there (a durable sleep, a recv) still commit on the loop.
+# place, through the lean recorder's ``settle``: a step's record is inserted in a group commit shared with
+# the other runs of the worker, whose COMMIT a writer thread makes while the loop goes on (the run's next
+# step waits for it: ``Runtime.confirm_steps``). DBOS's record of a workflow's end
+# (``_get_wf_invoke_func``'s ``persist``, recognised by name) goes to the recorder's ``off_loop`` instead:
+# the SQLite recorder makes it on the loop too, its ``update_workflow_outcome`` in the next group commit,
+# and makes it again in a thread, as DBOS does, only where that record did not land (``persist`` then
+# returns the outcome another execution records, as a result DBOS 3.4 waits for on the loop, not in the
+# thread). DBOS's other writes there (a durable sleep, a recv) still commit on the loop.
 # Heartbeats beat from their own thread, so a waiting loop never looks like a dead executor.
 # PostgreSQL keeps DBOS's threads: there concurrent round trips overlap.
 
 
 #: ``settle(call)``: run DBOS's bookkeeping ``call`` in place and return its result once what it
-#: recorded is committed (the SQLite recorder's group commit, ``_recorder_sqlite.py``)
+#: recorded is inserted in the SQLite recorder's group commit (``_recorder_sqlite.py``; committed by the
+#: time the run's next step starts)
 Settle = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 

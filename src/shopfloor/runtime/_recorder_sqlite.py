@@ -503,7 +503,7 @@ class SQLiteStepRecorder(LeanRecorder):
             return exc
 
     def _end(self, outcomes: list[BaseException | None]) -> _Outcomes:
-        """Commit what ``_begin`` inserted (holding the lock it took), in the writer thread or in place."""
+        """Commit what ``_begin`` inserted (holding the lock it took), in the writer thread."""
         conn = self._eager
         try:
             conn.execute("COMMIT")
