@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.pg_bundled import bundled_bin, bundled_postgres
+from benchmarks.pg_bundled import bundled_bin, bundled_postgres, pgvector_fault
 from shopfloor.connectors.docs import Chunk, DocCollections, DocIndex, Embedder, StoredDocument
 
 DIM = 384
@@ -136,8 +136,15 @@ def main() -> int:
                 "sqlite": DocCollections.under(Path(tmp)).open("bench", embedder, create=True),
                 "postgresql": DocCollections(url=pg_url).open("bench", embedder, create=True),
             }
-            if not args.no_bundled and bundled_bin() is not None:
-                admin = stack.enter_context(bundled_postgres())
+            admin = (
+                stack.enter_context(bundled_postgres())
+                if not args.no_bundled and bundled_bin() is not None
+                else None
+            )
+            fault = pgvector_fault(admin) if admin is not None else None
+            if fault is not None:
+                print(f"pgvector rows left out: {fault}")
+            if admin is not None and fault is None:
                 base = admin.rpartition("/")[0]
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute("CREATE ROLE bench LOGIN")

@@ -13,11 +13,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["bundled_bin", "bundled_postgres"]
+import psycopg
+
+__all__ = ["bundled_bin", "bundled_postgres", "pgvector_fault"]
 
 
 def bundled_bin() -> Path | None:
@@ -75,3 +79,34 @@ def bundled_postgres(*, timeout: float = 60.0) -> Iterator[str]:
             run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pgvector_fault(admin_url: str, *, timeout: float = 30.0) -> str | None:
+    """None where the server's pgvector casts and compares a vector; else why not. The wheel's
+    ``vector.so`` was built for the CPU it was built on: on one without the instructions it uses (seen
+    here: AVX-512 on an AMD EPYC host) the backend dies of SIGILL ("server closed the connection
+    unexpectedly") at the first cast. The probe runs in a scratch database, and after a crash it waits
+    (at most ``timeout`` seconds) for the server to take connections again."""
+    name = f"probe_{uuid.uuid4().hex[:12]}"
+    base = admin_url.rpartition("/")[0]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    fault: str | None = None
+    try:
+        with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            # the size of a real embedding: short vectors take other code paths
+            conn.execute("CREATE TABLE probe AS SELECT array_fill(0.5::real, ARRAY[384])::vector AS v")
+            conn.execute("SELECT v <=> array_fill(0.25::real, ARRAY[384])::vector FROM probe").fetchone()
+    except psycopg.OperationalError as exc:
+        fault = f"the bundled pgvector crashed its server on this CPU ({' '.join(str(exc).split())})"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return fault
+        except psycopg.OperationalError:  # restarting after the crash
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

