@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from shopfloor.runtime import RunRecord
+
 HERE = Path(__file__).parent
 
 SPEC = """\
@@ -109,3 +111,17 @@ class Workers:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def queued_run(run_id: str, *, task: str = "t") -> RunRecord:
+    """A run store row of a run queued and never started (agent ``a``, caller ``me``)."""
+    return RunRecord(
+        run_id=run_id,
+        agent="a",
+        spec_path="/a",
+        release_digest="d",
+        caller="me",
+        status="queued",
+        task=task,
+        created_at=1.0,
+    )

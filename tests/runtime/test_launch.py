@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from runtime_support import AgentDir
+from runtime_support import AgentDir, queued_run
 
 from shopfloor.config import Settings, load_settings
 from shopfloor.runtime import RunRecord, RunStore, Runtime, compose
@@ -88,19 +88,6 @@ async def test_relaunch_starts_a_recorded_run_whose_workflow_never_started(
     assert (record.status, record.output) == ("completed", "done after 1 ticks")
 
 
-def _run(run_id: str) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        agent="a",
-        spec_path="/a",
-        release_digest="d",
-        caller="me",
-        status="queued",
-        task=f"task {run_id}",
-        created_at=1.0,
-    )
-
-
 def test_get_many_reads_the_runs_that_exist_in_one_query_per_chunk(db_url: str) -> None:
     load_settings().ensure_home()  # where the SQLite database goes
     store = RunStore(make_engine(db_url))
@@ -108,7 +95,7 @@ def test_get_many_reads_the_runs_that_exist_in_one_query_per_chunk(db_url: str) 
         ids = [f"{n:032x}" for n in range(1203)]
         rows = []
         for run_id in ids:
-            values = _run(run_id).to_dict()
+            values = queued_run(run_id, task=f"task {run_id}").to_dict()
             values.pop("total_tokens")
             rows.append(values | {"faults": None, "approval": None})
         with store.engine.begin() as conn:

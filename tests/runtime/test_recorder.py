@@ -35,7 +35,7 @@ from dbos import (
 )
 from dbos import _context as dbos_context
 from dbos import error as dbos_error
-from runtime_support import AgentDir
+from runtime_support import AgentDir, queued_run
 
 from shopfloor.config import Settings, load_settings
 from shopfloor.errors import ConfigError
@@ -56,7 +56,7 @@ from shopfloor.runtime._recorder import open_recorder
 from shopfloor.runtime._recorder_pg import PostgresStepRecorder
 from shopfloor.runtime._recorder_sqlite import SQLiteStepRecorder
 from shopfloor.runtime._runner import DBOSStepRunner
-from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.runtime._store import RunStore
 from shopfloor.storage import engine_url, make_engine
 
 pytestmark = pytest.mark.usefixtures("db_url")
@@ -734,16 +734,7 @@ async def test_a_run_store_statement_shares_the_step_rows_commit(
     for conn in (recorder._conn, recorder._eager):  # type: ignore[attr-defined]
         conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     try:
-        run = RunRecord(
-            run_id=uuid.uuid4().hex,
-            agent="a",
-            spec_path="/a",
-            release_digest="d",
-            caller="me",
-            status="queued",
-            task="t",
-            created_at=1.0,
-        )
+        run = queued_run(uuid.uuid4().hex)
         await asyncio.to_thread(store.create, run)
         workflow_id = await _pending_workflow(launched, "me")
         row = _step_row(workflow_id, completed_at=8_000_000)
@@ -824,7 +815,7 @@ async def test_a_start_whose_row_cannot_be_written_fails_and_records_no_start(
         await runtime.start_executor()
         recorder = runtime._recorder
         assert isinstance(recorder, SQLiteStepRecorder)
-        await asyncio.to_thread(runtime.store.create, _queued_run(chosen))
+        await asyncio.to_thread(runtime.store.create, queued_run(chosen, task="already here"))
         with pytest.raises(sqlite3.IntegrityError):
             await runtime.start_run(agent.path, "ticks=1", run_id=chosen)
         assert await runtime.dbos_status(chosen) is None
@@ -851,7 +842,7 @@ async def test_a_run_started_here_records_its_start_on_the_loop_and_a_relaunched
         await runtime.start_executor()  # its check of DBOS's internals first, then the spy
         monkeypatch.setattr(dbos_core, "_init_workflow", spied)
         here = await runtime.start_run(agent.path, "ticks=1")
-        queued = _queued_run(uuid.uuid4().hex)
+        queued = queued_run(uuid.uuid4().hex, task="already here")
         await asyncio.to_thread(runtime.store.create, queued)
         relaunched = await runtime.relaunch(queued.run_id)
         assert relaunched is not None
@@ -884,19 +875,6 @@ async def test_a_new_run_whose_id_a_workflow_holds_fails_and_writes_neither(
         with pytest.raises(RunNotFoundError):
             await runtime.get_run(taken)
         assert (await runtime.dbos_status(taken) or {}).get("status") == "ENQUEUED"
-
-
-def _queued_run(run_id: str) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        agent="a",
-        spec_path="/a",
-        release_digest="d",
-        caller="me",
-        status="queued",
-        task="already here",
-        created_at=1.0,
-    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

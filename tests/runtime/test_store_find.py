@@ -8,29 +8,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from runtime_support import queued_run
 
 from shopfloor.errors import RunNotFoundError
-from shopfloor.runtime import RunRecord, RunStore
+from shopfloor.runtime import RunStore
 from shopfloor.storage import make_engine
-
-
-def _run(run_id: str) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        agent="a",
-        spec_path="/a",
-        release_digest="d",
-        caller="me",
-        status="queued",
-        task="t",
-        created_at=1.0,
-    )
 
 
 def test_a_whole_id_is_read_by_its_key_and_a_prefix_still_finds_its_run(tmp_path: Path) -> None:
     store = RunStore(make_engine(f"sqlite:///{tmp_path / 'runs.db'}"))
     for run_id in ("abc123", "abc124", "abd999"):
-        store.create(_run(run_id))
+        store.create(queued_run(run_id))
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

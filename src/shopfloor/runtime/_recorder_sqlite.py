@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dbos import error as dbos_error
@@ -253,8 +253,7 @@ class SQLiteStepRecorder(LeanRecorder):
         params = (status, workflow_id, owner_xid, output, error)
         here: _Outcome | None = getattr(self._local, "outcome", None)
         if here is not None:
-            done = asyncio.get_running_loop().create_future()
-            here.staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
+            here.staged = self._stage_item(_Staged(outcome=params))
             return True
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
@@ -274,13 +273,11 @@ class SQLiteStepRecorder(LeanRecorder):
         if beside is not None and beside.here:
             # ``start_here`` on the loop: staged now, the row a first insert returns answered at once (the
             # commit refuses any other), the start awaited in ``_start_here`` before the workflow runs.
-            done = asyncio.get_running_loop().create_future()
-            statement = beside.statement
-            beside.staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
+            beside.staged = self._stage_item(_Staged(start=start, statement=beside.statement))
             return start.fresh
         loop = self._loop
         returned: tuple[Any, ...] | None = None
-        if loop is not None and not _on_a_loop():  # on a loop's thread, waiting would hold it up
+        if loop is not None and _running_loop() is None:  # on a loop's thread, waiting would hold it up
             returned = self._from_thread(loop, self._staged_start(start, beside))
         if returned is None and beside is not None:
             raise RuntimeError(
@@ -294,7 +291,7 @@ class SQLiteStepRecorder(LeanRecorder):
         run: its start cannot find a workflow of its id, and is refused in the commit where it does);
         None otherwise, and DBOS records it in its thread (``record_start`` stages it back here)."""
         beside = self._besides.get(workflow_id)
-        if beside is None or self._closed or not _on_loop(self._loop):
+        if beside is None or self._closed or self._loop is None or _running_loop() is not self._loop:
             return None
         return self._start_here(beside, call)
 
@@ -344,17 +341,15 @@ class SQLiteStepRecorder(LeanRecorder):
                     return None
 
     async def _staged_start(self, start: WorkflowStart, beside: _Beside | None) -> tuple[Any, ...] | None:
-        done = asyncio.get_running_loop().create_future()
         statement = beside.statement if beside is not None else None
-        staged = self._stage_item(_Staged(batch=[], done=done, start=start, statement=statement))
+        staged = self._stage_item(_Staged(start=start, statement=statement))
         await staged.done
         if beside is not None:
             beside.written = True
         return staged.returned
 
     async def _staged_outcome(self, params: tuple[Any, ...]) -> bool:
-        done = asyncio.get_running_loop().create_future()
-        staged = self._stage_item(_Staged(batch=[], done=done, outcome=params))
+        staged = self._stage_item(_Staged(outcome=params))
         await staged.done
         return staged.rowcount > 0
 
@@ -401,13 +396,12 @@ class SQLiteStepRecorder(LeanRecorder):
         the rows it changed, once committed. A run's start and end, and the events of every run,
         then share the commit of other runs' steps instead of taking one each (in a thread that
         would wait for the GIL at every bound parameter while the loop runs the agents)."""
-        done = asyncio.get_running_loop().create_future()
-        staged = self._stage_item(_Staged(batch=[], done=done, statement=(sql, [tuple(r) for r in rows])))
+        staged = self._stage_item(_Staged(statement=(sql, [tuple(r) for r in rows])))
         await staged.done
         return staged.rowcount
 
     def _stage(self, batch: list[tuple[StepRow, str | None]]) -> asyncio.Future[None]:
-        return self._stage_item(_Staged(batch=batch, done=asyncio.get_running_loop().create_future())).done
+        return self._stage_item(_Staged(batch=batch)).done
 
     def _stage_item(self, staged: _Staged) -> _Staged:
         loop = asyncio.get_running_loop()
@@ -616,12 +610,18 @@ class SQLiteStepRecorder(LeanRecorder):
             self._reader.close()
 
 
+def _loop_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
 @dataclass(kw_only=True)
 class _Staged:
     """One step's rows (or a statement of ours) waiting for the group commit, and who waits for them."""
 
-    batch: list[tuple[StepRow, str | None]]
-    done: asyncio.Future[None]
+    #: a step's rows (none for a statement, a start or an end)
+    batch: list[tuple[StepRow, str | None]] = field(default_factory=list)
+    #: made on the loop that stages it
+    done: asyncio.Future[None] = field(default_factory=_loop_future)
     #: ``execute_beside``: the statement and its parameter rows, and its row count once executed (with
     #: ``start``: the statement ``beside_start`` executes before it)
     statement: tuple[str, list[tuple[Any, ...]]] | None = None
@@ -653,19 +653,12 @@ class _Outcome:
     staged: _Staged | None = None
 
 
-def _on_a_loop() -> bool:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running on this thread, None on a thread that runs none."""
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
+        return None
 
 
 #: a group commit's outcome: each step's (None: written), or what failed the whole commit

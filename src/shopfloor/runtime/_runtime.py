@@ -328,11 +328,10 @@ class Runtime:
         """Commit the run's deferred step records (``durability = "batched"``), and wait for the
         commit of its last step's (``confirm_steps``)."""
         recorder = self._recorder
-        if recorder is not None:
-            if recorder.durability == "batched":
-                await recorder.flush_async(run_id)
-            else:
-                await recorder.confirmed(run_id)
+        if recorder is not None and recorder.durability == "batched":
+            await recorder.flush_async(run_id)
+        else:
+            await self.confirm_steps(run_id)
 
     @property
     def records_yield(self) -> bool:
