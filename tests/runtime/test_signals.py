@@ -10,7 +10,7 @@ from runtime_support import AgentDir
 
 from shopfloor.config import load_settings
 from shopfloor.runtime import Runtime, compose
-from shopfloor.runtime._signals import RunSignals
+from shopfloor.runtime._signals import RunSignals, until
 
 
 async def test_a_write_wakes_the_watchers_of_its_run_only() -> None:
@@ -19,6 +19,32 @@ async def test_a_write_wakes_the_watchers_of_its_run_only() -> None:
         signals.notify(["a"])
         await asyncio.wait({a}, timeout=5)
         assert a.done() and not b.done()
+    assert signals.waiting() == 0
+
+
+async def test_a_write_of_events_wakes_only_the_readers_of_events() -> None:
+    signals = RunSignals()
+    with signals.watch("run", events=False) as record, signals.watch("run") as events:
+        signals.notify_events(["run"])
+        await asyncio.wait({events}, timeout=5)
+        assert events.done() and not record.done()
+        assert signals.waiting() == 1
+        signals.notify(["run"])  # the record changed: every watcher
+        await asyncio.wait({record}, timeout=5)
+        assert record.done()
+    assert signals.waiting() == 0
+
+
+async def test_until_returns_at_the_wake_up_or_at_the_timeout() -> None:
+    signals = RunSignals()
+    with signals.watch("run") as changed:
+        waiting = asyncio.ensure_future(until(changed, 60))
+        await asyncio.sleep(0)
+        signals.notify(["run"])
+        await asyncio.wait_for(waiting, 5)
+    with signals.watch("run") as changed:
+        await asyncio.wait_for(until(changed, 0.01), 5)  # nothing wakes it: the timeout does
+        assert changed.done()
     assert signals.waiting() == 0
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.agent import RunEvent
-from shopfloor.runtime._signals import RunSignals
+from shopfloor.runtime._signals import RunSignals, until
 from shopfloor.runtime._store import RunStore
 
 __all__ = ["EventLog", "StoredEvent", "follow_events"]
@@ -153,7 +153,7 @@ async def follow_events(
                     event = RunEvent(kind=row["kind"], run_id=run_id, step=row["step"], data=row["data"])
                     yield StoredEvent(seq=row["seq"], at=row["at"], event=event)
                 return
-            await asyncio.wait({changed}, timeout=poll)
+            await until(changed, poll)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
 from shopfloor.runtime._services import RoutedRun, Services
-from shopfloor.runtime._signals import RunSignals
+from shopfloor.runtime._signals import RunSignals, until
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
 from shopfloor.runtime._workflow import (
@@ -369,7 +369,7 @@ class Runtime:
             await recorder.execute_beside(*self.store.append_events_statement(batch))
         else:
             await asyncio.to_thread(self.store.append_events, batch)
-        self.signals.notify({row["run_id"] for row in batch})
+        self.signals.notify_events({row["run_id"] for row in batch})
 
     async def client(self) -> DBOSClient:
         if self._client is not None:
@@ -687,15 +687,20 @@ class Runtime:
     async def wait(self, run_id: str) -> RunRecord:
         """Wait until the run has ended (completed, failed or cancelled) and return it.
         Bound the wait with ``asyncio.timeout``."""
-        record = await self.get_run(run_id)
-        while not record.done:
-            # Woken as soon as this process records a change of it; else the run store is read
-            # again after a poll interval (another process executes it).
-            with self.signals.watch(record.run_id) as changed:
-                record = await self.get_run(record.run_id)
-                if not record.done:
-                    await asyncio.wait({changed}, timeout=self.settings.runtime.poll_interval)
-        return record
+        if not _RUN_ID.fullmatch(run_id):  # a prefix: read once for the whole id
+            record = await self.get_run(run_id)
+            if record.done:
+                return record
+            run_id = record.run_id
+        while True:
+            # Woken as soon as this process records a change of it (not of its events: it reads the
+            # record alone); else the run store is read again after a poll interval (another process
+            # executes it). Watched before the read: a change between the two is not missed.
+            with self.signals.watch(run_id, events=False) as changed:
+                record = await self.get_run(run_id)
+                if record.done:
+                    return record
+                await until(changed, self.settings.runtime.poll_interval)
 
     def events(self, run_id: str, *, after: int = -1, follow: bool = True) -> AsyncIterator[StoredEvent]:
         """The run's events in order, from after ``after``; with ``follow``, live until the run ends."""
