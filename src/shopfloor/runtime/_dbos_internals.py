@@ -732,16 +732,20 @@ def install_step_recorder(recorder: StepRecorder) -> Callable[[], None]:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """One of DBOS's statements compiled for its engine: the SQL (positional parameters) and, per
-    parameter, its name and its type's bind processor."""
+    """One of DBOS's statements compiled for its engine: the SQL (positional parameters), its
+    parameters' names in order, and the bind processor of each parameter whose type has one (by
+    position)."""
 
     sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    names: tuple[str, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            values[name] if process is None else process(values[name]) for name, process in self.binds
-        )
+        # The values picked in C: a generator over the parameters was ~30 Python calls a start.
+        picked = [values[name] for name in self.names]
+        for index, process in self.processors:
+            picked[index] = process(picked[index])
+        return tuple(picked)
 
 
 def _compile(sys_db: Any, statement: Any, keys: list[str]) -> _Compiled:
@@ -753,11 +757,13 @@ def _compile(sys_db: Any, statement: Any, keys: list[str]) -> _Compiled:
         schema_translate_map={_schemas.SCHEMA_PLACEHOLDER: sys_db.schema},
         render_schema_translate=True,
     )
-    binds = tuple(
-        (name, done.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in done.positiontup
+    names = tuple(done.positiontup)
+    processors = tuple(
+        (index, process)
+        for index, name in enumerate(names)
+        if (process := done.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
     )
-    return _Compiled(sql=str(done), binds=binds)
+    return _Compiled(sql=str(done), names=names, processors=processors)
 
 
 def _workflow_start(

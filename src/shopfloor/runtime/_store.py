@@ -14,7 +14,7 @@ import json
 import operator
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -140,16 +140,22 @@ class RunRecord:
         return self.input_tokens + self.output_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        # Its fields read in C (a comprehension of getattr was ~30 Python calls a run created).
+        data = dict(zip(_RECORD_FIELDS, _record_values(self), strict=True))
         data["total_tokens"] = self.total_tokens
         return data
 
 
+_RECORD_FIELDS = tuple(item.name for item in fields(RunRecord))
+_record_values = operator.attrgetter(*_RECORD_FIELDS)
 _JSON_COLUMNS = ("faults", "approval", "child_params")
+#: ``json.dumps(value, default=str, separators=(",", ":"))``, the encoder made once (``json.dumps``
+#: with arguments makes one at each call)
+_JSON = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
+    return None if value is None else _JSON.encode(value)
 
 
 def _encoded(values: dict[str, Any]) -> dict[str, Any]:
