@@ -775,12 +775,9 @@ def _transactions(statements: list[str]) -> list[list[str]]:
     return done
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_workflows_start(
-    rt_settings: Settings, agent: AgentDir
-) -> None:
-    """No commit of its own before the workflow's: the run's row and DBOS's record of the start are
-    durable together (a crash between them left a queued run without its workflow)."""
+async def _traced_run(rt_settings: Settings, agent: AgentDir) -> tuple[dict[int, list[str]], list[str]]:
+    """The statements the recorder's two connections ran for one run started here and waited for
+    (by connection), and the kinds of the run's events."""
     async with Runtime(compose(rt_settings)) as runtime:
         await runtime.start_executor()
         recorder = runtime._recorder
@@ -791,6 +788,17 @@ async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_
         run_id = await runtime.start_run(agent.path, "ticks=1")
         async with asyncio.timeout(20):
             assert (await runtime.wait(run_id)).status == "completed"
+        events = [stored.event.kind async for stored in runtime.events(run_id, follow=False)]
+    return traced, events
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_workflows_start(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """No commit of its own before the workflow's: the run's row and DBOS's record of the start are
+    durable together (a crash between them left a queued run without its workflow)."""
+    traced, _ = await _traced_run(rt_settings, agent)
     inserts = [
         [
             table
@@ -803,6 +811,24 @@ async def test_a_run_started_here_has_its_row_written_in_the_transaction_of_its_
         if any("INSERT INTO shopfloor_runs" in sql for sql in transaction)
     ]
     assert inserts == [["shopfloor_runs", "workflow_status"]]  # one transaction, the run's row first
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_runs_end_is_written_in_the_transaction_of_its_last_events(
+    rt_settings: Settings, agent: AgentDir
+) -> None:
+    """The run's end in the run store and the events buffered before it (its run_finished) are durable
+    together, in one commit rather than one each."""
+    traced, events = await _traced_run(rt_settings, agent)
+    assert events[-1] == "run_finished"
+    ends = [
+        transaction
+        for statements in traced.values()
+        for transaction in _transactions(statements)
+        if any(sql.startswith("UPDATE shopfloor_runs SET status='completed'") for sql in transaction)
+    ]
+    assert len(ends) == 1
+    assert any("run_finished" in sql for sql in ends[0])
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -76,10 +76,14 @@ class EventLog:
             await asyncio.sleep(self._interval)
             await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
+        """Write the buffered events; ``write``: writes them (even none) in place of the log's own way,
+        with what must be durable together with them (a run's end: ``Runtime.finish_run``)."""
         async with self._lock:
             batch, self._buffer = self._buffer, []
-            if batch and self._write is not None:
+            if write is not None:
+                await write(batch)
+            elif batch and self._write is not None:
                 await self._write(batch)
             elif batch:
                 await asyncio.to_thread(self._store.append_events, batch)

@@ -72,6 +72,7 @@ __all__ = [
     "DEFERRED_STEPS",
     "Durability",
     "LeanRecorder",
+    "Statement",
     "open_recorder",
     "step_recorders",
 ]
@@ -79,6 +80,8 @@ __all__ = [
 _CANCELLED = "CANCELLED"
 T = TypeVar("T")
 Durability = Literal["sync", "batched"]
+#: a statement of ours and its parameter rows (``execute_beside``)
+Statement = tuple[str, Sequence[Sequence[Any]]]
 #: Steps whose record ``durability = "batched"`` defers: a crash before their commit calls the
 #: model (or computes the staged schema) again; their results had no effect outside the run yet.
 DEFERRED_STEPS = ("model:", "schema:")
@@ -205,6 +208,10 @@ class LeanRecorder(ABC):
     async def execute_beside(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Execute a statement of ours on DBOS's database once per parameter row; the rows it changed,
         once committed (the SQLite recorder groups it with step rows; ``in_place`` recorders only)."""
+        raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
+
+    async def execute_all_beside(self, statements: Sequence[Statement]) -> list[int]:
+        """``execute_beside`` of each statement, committed together (``in_place`` recorders only)."""
         raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
 
     def start_here(self, workflow_id: str, call: Callable[[], T]) -> Coroutine[Any, Any, T] | None:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from shopfloor.errors import ConfigError
 from shopfloor.runtime._dbos_internals import StepRow, StepRowDefaults, WorkflowStart
-from shopfloor.runtime._recorder import Durability, LeanRecorder
+from shopfloor.runtime._recorder import Durability, LeanRecorder, Statement
 from shopfloor.runtime._writer import Writer
 from shopfloor.storage import open_sqlite
 
@@ -396,9 +396,26 @@ class SQLiteStepRecorder(LeanRecorder):
         the rows it changed, once committed. A run's start and end, and the events of every run,
         then share the commit of other runs' steps instead of taking one each (in a thread that
         would wait for the GIL at every bound parameter while the loop runs the agents)."""
-        staged = self._stage_item(_Staged(statement=(sql, [tuple(r) for r in rows])))
-        await staged.done
-        return staged.rowcount
+        (changed,) = await self.execute_all_beside([(sql, rows)])
+        return changed
+
+    async def execute_all_beside(self, statements: Sequence[Statement]) -> list[int]:
+        """``execute_beside`` of each statement in order, all in the same group commit (so in one
+        transaction, each fails alone): what must be durable together (a run's end and its last events)
+        takes one commit, not one each. The rows each changed, once committed; what failed one of them
+        is raised once all are settled."""
+        staged = [
+            self._stage_item(_Staged(statement=(sql, [tuple(r) for r in rows]))) for sql, rows in statements
+        ]
+        failed: BaseException | None = None
+        for item in staged:
+            try:
+                await item.done
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return [item.rowcount for item in staged]
 
     def _stage(self, batch: list[tuple[StepRow, str | None]]) -> asyncio.Future[None]:
         return self._stage_item(_Staged(batch=batch)).done

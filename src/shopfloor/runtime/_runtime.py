@@ -362,6 +362,30 @@ class Runtime:
             self.signals.notify((run_id,))
         return changed
 
+    async def finish_run(self, run_id: str, **values: Any) -> None:
+        """Record a run's end (``update_run`` with ``values``) after every event buffered before it: on
+        SQLite (lean recorder) the events and the end in one group commit, one transaction, instead of a
+        commit each (the run's end waited for both, one after the other)."""
+        recorder = self._recorder
+        if recorder is None or not recorder.in_place:
+            await self.event_log.flush()
+            await self.update_run(run_id, **values)
+            return
+
+        async def write(batch: list[dict[str, Any]]) -> None:
+            end = self.store.update_statement(run_id, **values)
+            if not batch:
+                changed = await recorder.execute_beside(*end)
+            else:
+                _, changed = await recorder.execute_all_beside(
+                    [self.store.append_events_statement(batch), end]
+                )
+                self.signals.notify_events({row["run_id"] for row in batch})
+            if changed:
+                self.signals.notify((run_id,))
+
+        await self.event_log.flush(write)
+
     async def _append_events(self, batch: list[dict[str, Any]]) -> None:
         """The event log's writes: beside the step rows where ``update_run``'s go there."""
         recorder = self._recorder

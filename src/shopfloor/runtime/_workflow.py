@@ -102,6 +102,8 @@ class ExecutionContext(Protocol):
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool: ...
 
+    async def finish_run(self, run_id: str, **values: Any) -> None: ...
+
     async def end_run(self, run_id: str) -> None: ...
 
     async def resume_run(self, run_id: str) -> None: ...
@@ -405,7 +407,6 @@ async def _finish(
         else contextlib.nullcontext()
     ):
         await runner.flush()
-    await ctx.event_log.flush()
     values: dict[str, Any] = {
         "status": status,
         "stop_reason": stop_reason,
@@ -423,6 +424,7 @@ async def _finish(
     if workspace_commit is not None:
         values["workspace_commit"] = workspace_commit
     # Its concurrent-run slots go back first, so whoever sees the run ended can start another at once
-    # (a crash in between: the recovered workflow replays to here and records the end).
+    # (a crash in between: the recovered workflow replays to here and records the end), then the end is
+    # recorded with every event before it.
     await ctx.end_run(run_id)
-    await ctx.update_run(run_id, **values)
+    await ctx.finish_run(run_id, **values)
