@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -61,3 +62,34 @@ async def test_an_events_stored_text_is_json_dumps_of_its_data(data: dict[str, A
     await log.close()
     (row,) = store.rows
     assert row["data"] == json.dumps(data, default=str, separators=(",", ":"))
+
+
+class _Batches(RunStore):
+    """A store that keeps each batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def append_events(self, rows: list[dict[str, Any]]) -> None:
+        self.batches.append([row["seq"] for row in rows])
+
+
+async def test_buffered_events_are_written_an_interval_after_the_first_and_a_flush_writes_them_now() -> None:
+    """Events buffered are written together once the interval has passed, without a flush; a flush
+    writes what is buffered at once, and nothing is written again for it later."""
+    store = _Batches()
+    log = EventLog(store, interval=0.05)
+    sink = log.sink("r1")
+    for step in range(3):
+        sink(RunEvent(kind="step", run_id="r1", step=step, data={}))
+    assert store.batches == []
+    await asyncio.sleep(0.3)
+    assert store.batches == [[0, 1, 2]]
+    sink(RunEvent(kind="step", run_id="r1", step=3, data={}))
+    await log.flush()
+    assert store.batches == [[0, 1, 2], [3]]
+    await asyncio.sleep(0.3)  # nothing was left due
+    sink(RunEvent(kind="step", run_id="r1", step=4, data={}))
+    await asyncio.sleep(0.3)
+    await log.close()
+    assert store.batches == [[0, 1, 2], [3], [4]]

@@ -4,7 +4,7 @@ Why batched and not per step: the durable floor is one synchronous commit per
 step, and DBOS already spends it recording the step's output. Writing each event
 in its own commit (or as a DBOS stream entry, which is another recorded
 operation) would double that. So events go to an in-memory buffer and a
-background task appends them in one transaction every ``interval`` seconds, and
+flush appends them in one transaction ``interval`` seconds after the first is buffered, and
 at once when a run ends or starts waiting for a person (on SQLite, the executing
 runtime's ``write`` puts the batch into the step recorder's next group commit).
 
@@ -60,6 +60,8 @@ class EventLog:
         self._interval = interval
         self._buffer: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
+        #: when the buffered events are due to be written (None: nothing is buffered, or a flush runs)
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     def sink(self, run_id: str) -> _RunSink:
@@ -68,19 +70,24 @@ class EventLog:
 
     def _append(self, row: dict[str, Any]) -> None:
         self._buffer.append(row)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
+        if self._timer is None:
+            # A timer, not a task asleep: a flush that empties the buffer first (a run's end writes its
+            # events itself) cancels it, and nothing wakes up for an empty buffer.
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._due)
 
-    async def _flush_periodically(self) -> None:
-        while self._buffer:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+    def _due(self) -> None:
+        self._timer = None
+        if self._buffer:
+            self._task = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
         """Write the buffered events; ``write``: writes them (even none) in place of the log's own way,
         with what must be durable together with them (a run's end: ``Runtime.finish_run``)."""
         async with self._lock:
             batch, self._buffer = self._buffer, []
+            if self._timer is not None:  # what was due is written now
+                self._timer.cancel()
+                self._timer = None
             if write is not None:
                 await write(batch)
             elif batch and self._write is not None:
@@ -89,6 +96,9 @@ class EventLog:
                 await asyncio.to_thread(self._store.append_events, batch)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
