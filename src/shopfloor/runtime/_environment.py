@@ -22,6 +22,7 @@ from shopfloor.connectors import Connectors, ingest_sources, ingest_workspace_so
 from shopfloor.errors import ConfigError, WorkspaceConflictError
 from shopfloor.models import Model
 from shopfloor.runtime._services import Services
+from shopfloor.runtime._threads import Threads
 from shopfloor.security import Admission, build_audit_log, build_secret_store
 from shopfloor.spec import AgentSpec, Limits, LoadedSpec, seed_path
 from shopfloor.telemetry import register_secret
@@ -177,12 +178,14 @@ async def open_environment(
     children: Children | None = None,
     branch: Branch | None = None,
     limits: Limits | None = None,
+    threads: Threads | None = None,
 ) -> RunEnvironment:
     """Open the run's workspace, seed it, resolve its skills and build its agent loop; the tools of
     the spec's connectors come from the worker's pool ``connectors``; its model calls are admitted
     against ``admission`` (the runtime's budgets). ``children``: what starts its child runs (lent to
     its tools); ``branch``: a child run's branch of its parent's workspace (the parent ingested the
-    connectors' sources already); ``limits``: the run's, in place of the spec's (a child run's)."""
+    connectors' sources already); ``limits``: the run's, in place of the spec's (a child run's);
+    ``threads``: where its agent is built (``asyncio.to_thread`` by default)."""
     from shopfloor.skills import skill_tools
 
     settings = services.settings
@@ -260,7 +263,8 @@ async def open_environment(
         children=children,
     )
     committing = view if view is not None and not view.read_only else None
-    loop = await asyncio.to_thread(
+    in_thread = threads.call if threads is not None else asyncio.to_thread
+    loop = await in_thread(
         build_agent,
         loaded,
         settings,

@@ -82,6 +82,7 @@ from shopfloor.runtime._services import RoutedRun, Services
 from shopfloor.runtime._signals import RunSignals, until
 from shopfloor.runtime._steps import RecordedStep, recorded_steps_from
 from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.runtime._threads import Threads
 from shopfloor.runtime._workflow import (
     CHILD_WORKFLOW_NAME,
     EXECUTORS,
@@ -144,6 +145,8 @@ class Runtime:
             self.store, interval=min(0.1, settings.runtime.poll_interval), write=self._append_events
         )
         #: wakes ``wait`` and ``events`` readers when this process writes a run's record or events
+        #: blocking calls of this runtime's own on the loop's behalf (``to_thread`` at less cost)
+        self.threads = Threads("shopfloor-runtime")
         self.signals = RunSignals()
         self.caller = caller or getpass.getuser()
         #: the OS user deciding approvals (local CLI mode has no other identity yet)
@@ -317,6 +320,7 @@ class Runtime:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         await asyncio.to_thread(self.store.close)
+        self.threads.close()
         if self._governance is not None and self._owns_governance:
             self._governance.audit.close()
             self._governance = None
@@ -448,7 +452,7 @@ class Runtime:
                 f"no agent {agent!r} is registered or deployed; `shopfloor deploy {agent}@VERSION` "
                 "deploys a release of it"
             )
-        loaded = await asyncio.to_thread(self.services.load_spec, spec_path)
+        loaded = await self.threads.call(self.services.load_spec, spec_path)
         if routed is not None and loaded.digest != routed.digest:
             raise ReleaseError(
                 f"release {routed.release} no longer verifies: its files at {routed.spec_path} changed "
@@ -498,7 +502,7 @@ class Runtime:
 
     async def get_runs(self, run_ids: list[str]) -> dict[str, RunRecord]:
         """The runs of ``run_ids`` that exist, by id, read together (``RunStore.get_many``)."""
-        return await asyncio.to_thread(self.store.get_many, run_ids)
+        return await self.threads.call(self.store.get_many, run_ids)
 
     async def fork_run(
         self,
@@ -689,7 +693,7 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run (``run_id`` may be a unique prefix of its id)."""
-        return await asyncio.to_thread(self.store.find, run_id)
+        return await self.threads.call(self.store.find, run_id)
 
     async def list_runs(
         self,

@@ -41,6 +41,7 @@ from shopfloor.runtime._runner import DBOSStepRunner
 from shopfloor.runtime._services import Services
 from shopfloor.runtime._steps import RecordedStep
 from shopfloor.runtime._store import RunRecord, RunStore
+from shopfloor.runtime._threads import Threads
 from shopfloor.security import Admission
 from shopfloor.spec import LoadedSpec
 from shopfloor.telemetry import Telemetry, redact, redact_exception
@@ -85,6 +86,8 @@ class ExecutionContext(Protocol):
     event_log: EventLog
     #: where the run's spans go (None: not traced)
     telemetry: Telemetry | None
+    #: where its blocking calls run (building its agent)
+    threads: Threads
 
     @property
     def admission(self) -> Admission | None: ...
@@ -259,6 +262,7 @@ async def _execute(ctx: ExecutionContext, run_id: str) -> dict[str, Any]:
             branch=_branch(run_id, child) if child is not None else None,
             # a child's: within what its parent lent it
             limits=child_limits(limits, child, started) if child is not None else None,
+            threads=ctx.threads,
         )
         attributes = environment.loop.trace_attributes
         if record.release is not None:
