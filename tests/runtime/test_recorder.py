@@ -37,6 +37,7 @@ from dbos import _context as dbos_context
 from dbos import error as dbos_error
 from runtime_support import AgentDir, queued_run
 
+from shopfloor.agent import RunEvent
 from shopfloor.config import Settings, load_settings
 from shopfloor.errors import ConfigError
 from shopfloor.runtime import Runtime, compose
@@ -829,6 +830,29 @@ async def test_a_runs_end_is_written_in_the_transaction_of_its_last_events(
     ]
     assert len(ends) == 1
     assert any("run_finished" in sql for sql in ends[0])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_ends_of_runs_ending_together_share_one_commit(rt_settings: Settings) -> None:
+    """Runs that end at once have their ends (and the events before them) written in one group commit,
+    not one after another (each end waited for its own commit while the next waited for the event log)."""
+    async with Runtime(compose(rt_settings)) as runtime:
+        await runtime.start_executor()
+        recorder = runtime._recorder
+        assert isinstance(recorder, SQLiteStepRecorder)
+        run_ids = [uuid.uuid4().hex for _ in range(5)]
+        for run_id in run_ids:
+            await asyncio.to_thread(runtime.store.create, queued_run(run_id))
+            runtime.event_log.sink(run_id)(RunEvent(kind="run_started", run_id=run_id, step=0, data={}))
+        commits: list[str] = []
+        for conn in (recorder._conn, recorder._eager):
+            conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        await asyncio.gather(*(runtime.finish_run(run_id, status="completed") for run_id in run_ids))
+        assert len(commits) == 1
+        records = await runtime.get_runs(run_ids)
+        assert all(records[run_id].status == "completed" for run_id in run_ids)
+        for run_id in run_ids:
+            assert [e.event.kind async for e in runtime.events(run_id, follow=False)] == ["run_started"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

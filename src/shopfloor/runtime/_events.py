@@ -81,19 +81,25 @@ class EventLog:
             self._task = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
-        """Write the buffered events; ``write``: writes them (even none) in place of the log's own way,
-        with what must be durable together with them (a run's end: ``Runtime.finish_run``)."""
+        """Write the buffered events; ``write``: stages them (even none) at its call, in place of the log's
+        own way, with what must be durable together with them (a run's end: ``Runtime.finish_run``), and
+        returns what is awaited for their commit."""
+        staged: Awaitable[None] | None = None
         async with self._lock:
             batch, self._buffer = self._buffer, []
             if self._timer is not None:  # what was due is written now
                 self._timer.cancel()
                 self._timer = None
             if write is not None:
-                await write(batch)
+                # Staged under the lock, so after every batch before it; its commit awaited without the
+                # lock, so that the ends of many runs share one commit instead of taking one each.
+                staged = write(batch)
             elif batch and self._write is not None:
                 await self._write(batch)
             elif batch:
                 await asyncio.to_thread(self._store.append_events, batch)
+        if staged is not None:
+            await staged
 
     async def close(self) -> None:
         if self._timer is not None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
@@ -210,8 +210,9 @@ class LeanRecorder(ABC):
         once committed (the SQLite recorder groups it with step rows; ``in_place`` recorders only)."""
         raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
 
-    async def execute_all_beside(self, statements: Sequence[Statement]) -> list[int]:
-        """``execute_beside`` of each statement, committed together (``in_place`` recorders only)."""
+    def execute_all_beside(self, statements: Sequence[Statement]) -> Awaitable[list[int]]:
+        """``execute_beside`` of each statement, staged at the call and committed together (``in_place``
+        recorders only)."""
         raise NotImplementedError(f"{type(self).__name__} writes no statements of ours")
 
     def start_here(self, workflow_id: str, call: Callable[[], T]) -> Coroutine[Any, Any, T] | None:

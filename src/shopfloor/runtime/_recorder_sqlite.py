@@ -14,7 +14,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -399,14 +399,16 @@ class SQLiteStepRecorder(LeanRecorder):
         (changed,) = await self.execute_all_beside([(sql, rows)])
         return changed
 
-    async def execute_all_beside(self, statements: Sequence[Statement]) -> list[int]:
+    def execute_all_beside(self, statements: Sequence[Statement]) -> Awaitable[list[int]]:
         """``execute_beside`` of each statement in order, all in the same group commit (so in one
         transaction, each fails alone): what must be durable together (a run's end and its last events)
-        takes one commit, not one each. The rows each changed, once committed; what failed one of them
-        is raised once all are settled."""
-        staged = [
-            self._stage_item(_Staged(statement=(sql, [tuple(r) for r in rows]))) for sql, rows in statements
-        ]
+        takes one commit, not one each. Staged at the call (so in the order of the calls), the rows each
+        changed once awaited and committed; what failed one of them is raised once all are settled."""
+        return self._settled(
+            [self._stage_item(_Staged(statement=(sql, [tuple(r) for r in rows]))) for sql, rows in statements]
+        )
+
+    async def _settled(self, staged: list[_Staged]) -> list[int]:
         failed: BaseException | None = None
         for item in staged:
             try:

@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -376,19 +376,20 @@ class Runtime:
             await self.update_run(run_id, **values)
             return
 
-        async def write(batch: list[dict[str, Any]]) -> None:
+        def write(batch: list[dict[str, Any]]) -> Awaitable[None]:
             end = self.store.update_statement(run_id, **values)
-            if not batch:
-                changed = await recorder.execute_beside(*end)
-            else:
-                _, changed = await recorder.execute_all_beside(
-                    [self.store.append_events_statement(batch), end]
-                )
-                self.signals.notify_events({row["run_id"] for row in batch})
-            if changed:
-                self.signals.notify((run_id,))
+            events = [self.store.append_events_statement(batch)] if batch else []
+            return self._ended(run_id, batch, recorder.execute_all_beside([*events, end]))
 
         await self.event_log.flush(write)
+
+    async def _ended(self, run_id: str, batch: list[dict[str, Any]], written: Awaitable[list[int]]) -> None:
+        """``finish_run``'s statements committed: whoever waits on the run, or on those events, is woken."""
+        changed = (await written)[-1]
+        if batch:
+            self.signals.notify_events({row["run_id"] for row in batch})
+        if changed:
+            self.signals.notify((run_id,))
 
     async def _append_events(self, batch: list[dict[str, Any]]) -> None:
         """The event log's writes: beside the step rows where ``update_run``'s go there."""
