@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -177,14 +178,24 @@ def _agent(root: Path, steps: int) -> Path:
 
 
 def _settings(
-    home: Path, db_url: str | None = None, recorder: str = "lean", durability: str = "sync"
+    home: Path,
+    db_url: str | None = None,
+    recorder: str = "lean",
+    durability: str = "sync",
+    *,
+    python_gc: bool = False,
 ) -> Settings:
+    """``python_gc``: the interpreter's own garbage collector settings (``gc_threshold = 0``, nothing
+    frozen: what the process froze before is unfrozen), the baseline of ``runtime/_gc.py``."""
     env = {
         "SHOPFLOOR_HOME": str(home),
         "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "0.05",
         "SHOPFLOOR_RUNTIME__STEP_RECORDER": recorder,
         "SHOPFLOOR_RUNTIME__DURABILITY": durability,
     }
+    if python_gc:
+        gc.unfreeze()
+        env |= {"SHOPFLOOR_RUNTIME__GC_THRESHOLD": "0", "SHOPFLOOR_RUNTIME__GC_FREEZE": "false"}
     if db_url:
         env["SHOPFLOOR_DATABASE_URL"] = db_url
     return load_settings(env)
@@ -578,14 +589,16 @@ async def resume(root: Path, count: int) -> tuple[float, float]:
 
 
 # 8: throughput -------------------------------------------------------------------------------------
-async def throughput(root: Path, count: int, db_url: str | None) -> tuple[float, float]:
+async def throughput(
+    root: Path, count: int, db_url: str | None, *, python_gc: bool = False
+) -> tuple[float, float]:
     """Iterations per second of ``count`` runs of 10 iterations started at once in one executor,
-    and CPU seconds of this process per iteration.
+    and CPU seconds of this process per iteration (``python_gc``: see ``_settings``).
 
     The runs are started together (started one after another, the first ended before the last began,
     and only ~10 overlapped), and their ends read by one poll of the run store for all of them (one per run
     would be 200 reads a poll interval, the benchmark's own load on the loop)."""
-    settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url)
+    settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url, python_gc=python_gc)
     agent = _agent(root, 10)
     model = "function:benchmarks.bench_runtime:instant_model"
     async with Runtime(compose(settings)) as runtime:
@@ -807,23 +820,33 @@ async def _lengths(root: Path, lengths_arg: str) -> None:
 
 async def _throughput(root: Path, count: int, reps: int, *, skip_pg: bool) -> None:
     print(f"8. throughput: {count} concurrent runs of 10 iterations in one process, median of {reps}")
+    print("   (SQLite interleaved with the same under the interpreter's own garbage collector settings)")
     for label, pg in (("SQLite", False), ("PostgreSQL", not skip_pg)):
         if label == "PostgreSQL" and not pg:
             continue
-        rates, cpus = [], []
-        for _ in range(reps):
-            url = _pg_database() if pg else None
-            if pg and url is None:
-                return
-            try:
-                rate, cpu = await throughput(root, count, url)
-            finally:
-                if url:
-                    _drop(url)
-            rates.append(rate)
-            cpus.append(cpu)
-        _row(f"{label}: iterations per second (target >= 1,000)", statistics.median(rates), None, _per_s)
-        _row("  CPU of this process per iteration", statistics.median(cpus))
+        sides = (False, True) if not pg else (False,)
+        rates: dict[bool, list[float]] = {side: [] for side in sides}
+        cpus: dict[bool, list[float]] = {side: [] for side in sides}
+        for rep in range(reps):
+            for python_gc in sides if rep % 2 == 0 else sides[::-1]:
+                url = _pg_database() if pg else None
+                if pg and url is None:
+                    return
+                try:
+                    rate, cpu = await throughput(root, count, url, python_gc=python_gc)
+                finally:
+                    if url:
+                        _drop(url)
+                rates[python_gc].append(rate)
+                cpus[python_gc].append(cpu)
+        tuned = statistics.median(rates[False]), statistics.median(cpus[False])
+        _row(f"{label}: iterations per second (target >= 1,000)", tuned[0], None, _per_s)
+        _row("  CPU of this process per iteration", tuned[1])
+        if True in rates:
+            python = statistics.median(rates[True]), statistics.median(cpus[True])
+            _row("  Python's GC settings (gc_threshold = 0, nothing frozen)", python[0], None, _per_s)
+            _row("  its CPU per iteration; ratio tuned / Python's", tuned[1], python[1])
+            print(f"  {'  iterations per second, tuned / Python GC':<58} {tuned[0] / python[0]:8.2f}")
 
 
 def _per_s(rate: float) -> str:
