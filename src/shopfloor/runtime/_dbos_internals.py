@@ -51,6 +51,7 @@ import dbos._serialization as _serialization
 import dbos._sys_db as _sys_db
 from dbos import error as dbos_error
 
+from shopfloor._json import JsonText
 from shopfloor.errors import DurableEngineError
 
 __all__ = [
@@ -496,7 +497,7 @@ def _is_coroutine_function(func: Callable[..., Any]) -> bool:
 
 
 #: ``DBOSPortableJSONSerializer.serialize``'s ``json.dumps``, as an encoder made once
-_PORTABLE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PORTABLE_JSON = JsonText(ensure_ascii=False, separators=(",", ":"))
 #: ``json.loads`` of what ``_PORTABLE_JSON`` wrote, without its checks for a BOM, whitespace and text
 #: after the value, none of which that text holds (``json.loads`` was ~10 Python calls, this is two)
 _READ_BACK = json.JSONDecoder().raw_decode

@@ -14,10 +14,11 @@ tool produced is therefore recorded redacted, and a recorded step replays redact
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from typing import Any
+
+from shopfloor._json import JsonText
 
 __all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value", "register_secret"]
 
@@ -127,7 +128,7 @@ class _KnownValues:
 
 #: how ``redact_value`` screens a whole value at once: JSON with every character as it is (an
 #: object JSON cannot write stands as null: ``redact_value`` leaves such leaves alone too)
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=lambda _: None)
+_JSON = JsonText(ensure_ascii=False, separators=(",", ":"), default=lambda _: None)
 _KNOWN = _KnownValues()
 
 
