@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -177,14 +178,24 @@ def _agent(root: Path, steps: int) -> Path:
 
 
 def _settings(
-    home: Path, db_url: str | None = None, recorder: str = "lean", durability: str = "sync"
+    home: Path,
+    db_url: str | None = None,
+    recorder: str = "lean",
+    durability: str = "sync",
+    *,
+    python_gc: bool = False,
 ) -> Settings:
+    """``python_gc``: the interpreter's own garbage collector settings (``gc_threshold = 0``, nothing
+    frozen: what the process froze before is unfrozen), the baseline of ``runtime/_gc.py``."""
     env = {
         "SHOPFLOOR_HOME": str(home),
         "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "0.05",
         "SHOPFLOOR_RUNTIME__STEP_RECORDER": recorder,
         "SHOPFLOOR_RUNTIME__DURABILITY": durability,
     }
+    if python_gc:
+        gc.unfreeze()
+        env |= {"SHOPFLOOR_RUNTIME__GC_THRESHOLD": "0", "SHOPFLOOR_RUNTIME__GC_FREEZE": "false"}
     if db_url:
         env["SHOPFLOOR_DATABASE_URL"] = db_url
     return load_settings(env)
@@ -578,14 +589,16 @@ async def resume(root: Path, count: int) -> tuple[float, float]:
 
 
 # 8: throughput -------------------------------------------------------------------------------------
-async def throughput(root: Path, count: int, db_url: str | None) -> tuple[float, float]:
+async def throughput(
+    root: Path, count: int, db_url: str | None, *, python_gc: bool = False
+) -> tuple[float, float]:
     """Iterations per second of ``count`` runs of 10 iterations started at once in one executor,
-    and CPU seconds of this process per iteration.
+    and CPU seconds of this process per iteration (``python_gc``: see ``_settings``).
 
     The runs are started together (started one after another, the first ended before the last began,
     and only ~10 overlapped), and their ends read by one poll of the run store for all of them (one per run
     would be 200 reads a poll interval, the benchmark's own load on the loop)."""
-    settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url)
+    settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url, python_gc=python_gc)
     agent = _agent(root, 10)
     model = "function:benchmarks.bench_runtime:instant_model"
     async with Runtime(compose(settings)) as runtime:
@@ -641,7 +654,7 @@ async def main() -> None:
     parser.add_argument("--concurrent", type=int, default=200, help="runs at once for the throughput row")
     parser.add_argument("--lengths", default="50,200,1000", help="run lengths of the flatness rows")
     parser.add_argument(
-        "--reps", type=int, default=3, help="repetitions of 1, 3 and 8 (medians; this VM is noisy)"
+        "--reps", type=int, default=3, help="repetitions of 1, 3, 7 and 8 (medians; this VM is noisy)"
     )
     parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="the sections to run, e.g. 1,8")
     args = parser.parse_args()
@@ -660,7 +673,7 @@ async def main() -> None:
         if 6 in only:
             await _resume(root, args.resume)
         if 7 in only:
-            await _lengths(root, args.lengths)
+            await _lengths(root, args.lengths, reps)
         if 8 in only:
             await _throughput(root, args.concurrent, reps, skip_pg=args.skip_pg)
 
@@ -795,11 +808,19 @@ async def _resume(root: Path, count: int) -> None:
     )
 
 
-async def _lengths(root: Path, lengths_arg: str) -> None:
-    print("7. per-iteration cost against the run's length (SQLite, lean; flat = within 10 %)")
+async def _lengths(root: Path, lengths_arg: str, reps: int) -> None:
+    print("7. per-iteration cost against the run's length (SQLite, lean; flat = within 10 %),")
+    print(f"   median of {reps} interleaved repetitions")
     lengths = [int(length) for length in lengths_arg.split(",")]
     # Wall time follows this disk's fsync (it swings 2-10x within minutes here); CPU follows ours.
-    per_length = {length: (await durable(root, length))[:2] for length in lengths}
+    samples: dict[int, list[tuple[float, float]]] = {length: [] for length in lengths}
+    for rep in range(reps):
+        for length in lengths if rep % 2 == 0 else lengths[::-1]:
+            samples[length].append((await durable(root, length))[:2])
+    per_length = {
+        length: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        for length, runs in samples.items()
+    }
     for length, (wall_s, cpu_s) in per_length.items():
         _row(f"{length} iterations, vs {lengths[0]}", wall_s, per_length[lengths[0]][0])
         _row("  its CPU per iteration", cpu_s, per_length[lengths[0]][1])
@@ -807,23 +828,33 @@ async def _lengths(root: Path, lengths_arg: str) -> None:
 
 async def _throughput(root: Path, count: int, reps: int, *, skip_pg: bool) -> None:
     print(f"8. throughput: {count} concurrent runs of 10 iterations in one process, median of {reps}")
+    print("   (each interleaved with the same under the interpreter's own garbage collector settings)")
     for label, pg in (("SQLite", False), ("PostgreSQL", not skip_pg)):
         if label == "PostgreSQL" and not pg:
             continue
-        rates, cpus = [], []
-        for _ in range(reps):
-            url = _pg_database() if pg else None
-            if pg and url is None:
-                return
-            try:
-                rate, cpu = await throughput(root, count, url)
-            finally:
-                if url:
-                    _drop(url)
-            rates.append(rate)
-            cpus.append(cpu)
-        _row(f"{label}: iterations per second (target >= 1,000)", statistics.median(rates), None, _per_s)
-        _row("  CPU of this process per iteration", statistics.median(cpus))
+        sides = (False, True)
+        rates: dict[bool, list[float]] = {side: [] for side in sides}
+        cpus: dict[bool, list[float]] = {side: [] for side in sides}
+        for rep in range(reps):
+            for python_gc in sides if rep % 2 == 0 else sides[::-1]:
+                url = _pg_database() if pg else None
+                if pg and url is None:
+                    return
+                try:
+                    rate, cpu = await throughput(root, count, url, python_gc=python_gc)
+                finally:
+                    if url:
+                        _drop(url)
+                rates[python_gc].append(rate)
+                cpus[python_gc].append(cpu)
+        tuned = statistics.median(rates[False]), statistics.median(cpus[False])
+        _row(f"{label}: iterations per second (target >= 1,000)", tuned[0], None, _per_s)
+        _row("  CPU of this process per iteration", tuned[1])
+        if rates[True]:
+            python = statistics.median(rates[True]), statistics.median(cpus[True])
+            _row("  Python's GC settings (gc_threshold = 0, nothing frozen)", python[0], None, _per_s)
+            _row("  its CPU per iteration; ratio tuned / Python's", tuned[1], python[1])
+            print(f"  {'  iterations per second, tuned / Python GC':<58} {tuned[0] / python[0]:8.2f}")
 
 
 def _per_s(rate: float) -> str:

@@ -141,6 +141,13 @@ class RuntimeSettings(_Section):
     #: sync: every step committed before the next starts; batched: model and schema steps are
     #: committed with the next step (a tool, an approval, a sleep and the run's end flush first)
     durability: Literal["sync", "batched"] = "sync"
+    #: while this process executes runs, the cyclic garbage collector's young-generation threshold
+    #: (the interpreter's is 700: a quarter of a busy worker's CPU went to collections); 0: leave it
+    #: as the interpreter has it (runtime/_gc.py says what was measured)
+    gc_threshold: int = Field(20_000, ge=0, description="young-generation GC threshold while executing runs")
+    #: freeze what the process holds when it starts executing runs (once a process): full collections
+    #: then walk only what was made since
+    gc_freeze: bool = True
 
 
 class RoleSettings(_Section):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dbos import DBOSPortableJSONSerializer
+from dbos import DBOSContextSetAuth, DBOSPortableJSONSerializer
+from dbos import _context as dbos_context
 
 from shopfloor.errors import DurableEngineError
 from shopfloor.runtime._dbos_internals import (
@@ -20,6 +21,7 @@ from shopfloor.runtime._dbos_internals import (
     FINGERPRINTS,
     _check_key,
     _serialization,
+    _snapshot_step_context,
     check_dbos,
     fingerprints,
     serialize_output,
@@ -158,3 +160,57 @@ def test_a_step_output_is_serialised_as_dbos_serialises_it(value: Any) -> None:
             serialize_output(value, serializer)
         return
     assert serialize_output(value, serializer) == expected
+
+
+def _workflow_context(roles: list[str] | None) -> Any:
+    ctx = dbos_context.DBOSContext()
+    ctx.workflow_id, ctx.function_id, ctx.owner_xid, ctx.shard_key = "wf", 3, "xid", "shard"
+    ctx.authenticated_user, ctx.authenticated_roles, ctx.assumed_role = "alice", roles, "auditor"
+    ctx.parent_workflow_id, ctx.workflow_deadline_epoch_ms = "parent", 1_700_000_000_000
+    ctx.executor_id, ctx.app_id = "executor-7", "app-9"
+    ctx.serialization_type = _serialization.WorkflowSerializationFormat.PORTABLE
+    return ctx
+
+
+def _snapshot(ctx: Any, take: Any, scope: tuple[str, list[str]] | None) -> Any:
+    token = dbos_context._dbos_context_var.set(ctx)
+    try:
+        if scope is None:
+            return take()
+        with DBOSContextSetAuth(*scope):
+            return take()
+    finally:
+        dbos_context._dbos_context_var.reset(token)
+
+
+@pytest.mark.parametrize("roles", [None, ["admin", "ops"]])
+@pytest.mark.parametrize("scope", [None, ("bob", ["guest"])])
+def test_a_steps_context_is_the_one_dbos_snapshots(
+    roles: list[str] | None, scope: tuple[str, list[str]] | None
+) -> None:
+    """The lean ``DBOS.run_step_async``'s step context: DBOS's own snapshot, field for field and in
+    the same order, the workflow's step counter moved on alike, the roles copied, not shared."""
+    blank = dict(vars(dbos_context.DBOSContext()))
+    ours_of, theirs_of = _workflow_context(roles), _workflow_context(roles)
+    ours = _snapshot(ours_of, lambda: _snapshot_step_context(blank), scope)
+    theirs = _snapshot(theirs_of, lambda: dbos_context.snapshot_step_context(reserve_sleep_id=False), scope)
+    assert type(ours) is type(theirs)
+    assert list(vars(ours).items()) == list(vars(theirs).items())
+    assert vars(ours_of) == vars(theirs_of) and ours_of.function_id == 4
+    assert ours.function_id == 4 and ours.parent_workflow_fid == 3
+    assert ours.authenticated_user == ("alice" if scope is None else "bob")
+    for mutable in ("authenticated_roles", "used_datasources", "context_spans"):
+        if getattr(ours, mutable) is not None:
+            assert getattr(ours, mutable) is not getattr(ours_of, mutable)
+            assert getattr(ours, mutable) is not blank.get(mutable)
+
+
+def test_outside_a_workflow_the_context_is_handed_over_as_it_is() -> None:
+    blank = dict(vars(dbos_context.DBOSContext()))
+    assert _snapshot_step_context(blank) is None
+    in_step = _workflow_context(None)
+    in_step.curr_step_function_id = 3
+    plain = dbos_context.DBOSContext()
+    for ctx in (in_step, plain):
+        assert _snapshot(ctx, lambda: _snapshot_step_context(blank), None) is ctx
+        assert ctx.function_id in (3, -1)

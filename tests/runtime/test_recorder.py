@@ -45,6 +45,7 @@ from shopfloor.runtime._dbos_internals import (
     StepRow,
     StepRowDefaults,
     check_dbos,
+    dbos_executor,
     inline_step_bookkeeping,
     install_step_recorder,
     restore_step_bookkeeping,
@@ -1092,6 +1093,48 @@ async def test_a_lean_step_sees_and_leaves_dbos_context_as_dbos_layers_do(
         workflow,
         {**workflow, "user": [None, None], "timeout": None},
     ]
+
+
+@DBOS.workflow(name="shopfloor.tests.executor_probe")
+async def executor_probe() -> list[bool]:
+    """Whether ``asyncio.to_thread`` in each step runs on DBOS's pool, the loop's default executor
+    pointed elsewhere between two steps."""
+    loop = asyncio.get_running_loop()
+
+    async def body() -> bool:
+        # a pool's threads are named after it (its ``_threads`` gains a thread only once it started)
+        prefix = f"{getattr(dbos_executor(), '_thread_name_prefix', None)}_"
+        return await asyncio.to_thread(lambda: threading.current_thread().name.startswith(prefix))
+
+    seen = [await DBOS.run_step_async({"name": "one"}, body)]
+    elsewhere = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        loop.set_default_executor(elsewhere)
+        seen.append(await DBOS.run_step_async({"name": "two"}, body))
+        seen.append(await DBOS.run_step_async({"name": "three"}, body))
+    finally:
+        elsewhere.shutdown(wait=False)
+    return seen
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_lean_step_runs_to_thread_on_dbos_pool_as_dbos_layers_do(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """DBOS points the loop's default executor at its pool before every step; the lean
+    ``DBOS.run_step_async`` only where it points elsewhere: each step's threads are DBOS's alike."""
+    for lean_steps in (False, True):
+        recorder = open_recorder(rt_settings.db_url, step_row_defaults())
+        uninstall = install_step_recorder(recorder)
+        inline_step_bookkeeping(recorder.settle, lean_steps=lean_steps)
+        try:
+            with SetWorkflowID(uuid.uuid4().hex):
+                handle = await DBOS.start_workflow_async(executor_probe)
+            async with asyncio.timeout(15):
+                assert await handle.get_result() == [True, True, True], lean_steps
+        finally:
+            inline_step_bookkeeping()
+            uninstall()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -85,6 +85,58 @@ def test_the_whole_value_screen_redacts_what_the_walk_redacts(seed: int) -> None
         assert redact_value(listed) == _redact_each(listed)
 
 
+class _Ordered(dict[Any, Any]):
+    """A dict subclass whose ``items`` is its own: read through it, copied as a plain dict."""
+
+    def items(self) -> Any:
+        return reversed(list(super().items()))
+
+
+def _shape(value: Any) -> Any:
+    """``value`` with each container's exact type and its keys in order."""
+    if isinstance(value, dict):
+        return (type(value), [(key, _shape(item)) for key, item in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value), [_shape(item) for item in value])
+    return (type(value), value)
+
+
+def _containers(value: Any) -> set[int]:
+    """The ids of ``value``'s containers, itself among them."""
+    if isinstance(value, dict):
+        return {id(value)}.union(*(_containers(item) for item in value.values()))
+    if isinstance(value, list | tuple):
+        return {id(value)}.union(*(_containers(item) for item in value))
+    return set()
+
+
+def _clean_value(rng: random.Random, clean: list[str], depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 3 or roll < 0.4:
+        return rng.choice([*clean, 3, 2.5, None, True])
+    size = rng.randrange(4)
+    if roll < 0.6:
+        return {f"k{i}": _clean_value(rng, clean, depth + 1) for i in range(size)}
+    if roll < 0.7:
+        return _Ordered({f"o{i}": _clean_value(rng, clean, depth + 1) for i in range(size)})
+    items = [_clean_value(rng, clean, depth + 1) for _ in range(size)]
+    return tuple(items) if rng.random() < 0.3 else items
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_clean_copy_is_built_as_the_walk_builds_it(seed: int) -> None:
+    """The same containers (types, key order) as ``_redact_each`` builds, none of them shared with
+    the value: plain dicts, lists, tuples (as lists) and dict subclasses (as dicts, read through
+    their own ``items``)."""
+    rng = random.Random(seed)
+    clean = [piece for piece in PIECES if not may_hold_secret(piece) and KNOWN not in piece]
+    for _ in range(50):
+        value = {"top": _clean_value(rng, clean)}
+        copied = redact_value(value)
+        assert _shape(copied) == _shape(_redact_each(value))
+        assert not _containers(copied) & _containers(value)
+
+
 def test_a_clean_value_comes_back_as_a_copy_with_tuples_as_lists() -> None:
     value = {"args": ("a", {"n": 1}), "text": "17*23", "usage": {"input_tokens": 3}}
     copied = redact_value(value)

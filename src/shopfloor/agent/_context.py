@@ -69,7 +69,9 @@ class ContextWindow:
         if known is None or known[0] is not message:
             if len(self._counted) >= _REMEMBERED:
                 self._counted.clear()  # the turns' costs stay summed in ``_sums``
-            extra = sum(self._count(call.arguments) + self._count(call.name) for call in message.tool_calls)
+            extra = 0
+            for call in message.tool_calls:  # a loop: a generator's every step was a Python call
+                extra += self._count(call.arguments) + self._count(call.name)
             known = self._counted[id(message)] = (
                 message,
                 self._count(message.content) + extra + _PER_MESSAGE,
@@ -88,7 +90,10 @@ class ContextWindow:
         sums, flat, starts, lines, chars = self._sums, self._flat, self._starts, self._lines, self._chars
         for turn in turns[len(summed) :]:
             summed.append(turn)
-            sums.append(sums[-1] + sum(self.tokens(m) for m in turn.messages))
+            cost = sums[-1]
+            for message in turn.messages:  # a loop: a generator's every step was a Python call
+                cost += self.tokens(message)
+            sums.append(cost)
             flat.extend(turn.messages)
             starts.append(len(flat))
             lines.append(turn.summary)

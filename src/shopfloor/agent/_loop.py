@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from opentelemetry import trace as otel_trace
 
+from shopfloor._json import JsonText
 from shopfloor.agent._children import CallChildren
 from shopfloor.agent._context import ContextWindow, Turn
 from shopfloor.agent._decide import (
@@ -79,7 +80,9 @@ _Lent = TypeVar("_Lent", ToolContext, ToolServices)
 _MAX_OBSERVATION = 4000
 #: ``json.dumps(value, default=str)`` as an encoder made once (``json.dumps`` with an argument makes
 #: one each call: two Python calls more); a tool's output is written with it
-_TEXT = json.JSONEncoder(default=str)
+_TEXT = JsonText(default=str)
+#: ``json.dumps(value)``: an action's arguments in its turn's summary
+_ARGUMENTS = JsonText()
 #: what ``json.JSONEncoder`` writes without a failure whatever the value: ``attempt`` checks no such output
 #: (not ``int``: one longer than ``sys.get_int_max_str_digits()`` has no text)
 _ALWAYS_JSON = frozenset({str, float, bool, type(None)})
@@ -429,7 +432,9 @@ class AgentLoop:
                 content = (
                     content[:_MAX_OBSERVATION] + f"... [{len(content) - _MAX_OBSERVATION} more characters]"
                 )
-            summary = f"step {step} {action.tool}({json.dumps(action.arguments)[:80]}) -> {content[:80]}"
+            summary = (
+                f"step {step} {action.tool}({_ARGUMENTS.encode(action.arguments)[:80]}) -> {content[:80]}"
+            )
             state.turns.append(
                 Turn(messages=(action.reply, self.strategy.observation(action, content)), summary=summary)
             )

@@ -214,7 +214,7 @@ class Model(ABC):
 
     def count_tokens(self, text: str) -> int:
         """Token count of ``text``; providers with a tokenizer override this estimate."""
-        return max(1, (len(text) + 3) // 4)
+        return (len(text) + 3) // 4 or 1  # at least 1 (``max`` was a Python call more, five an iteration)
 
     def count_message_tokens(self, messages: tuple[Message, ...] | list[Message]) -> int:
         # Each request repeats the history: each message is counted once, remembered by identity

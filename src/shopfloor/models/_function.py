@@ -17,6 +17,9 @@ from shopfloor.config import Settings
 from shopfloor.errors import ModelOutputError, UnknownModelError
 from shopfloor.models._base import Model, ModelRequest, ModelResponse, TextDelta, UsageMeter
 
+#: replies ``_reply`` hands back without ``inspect.isawaitable`` (no ``__await__``; not their subclasses)
+_NEVER_AWAITABLE = frozenset({str, dict, list, ModelResponse})
+
 __all__ = ["FunctionModel", "ModelFunction", "make_function_model"]
 
 Reply = str | dict[str, Any] | ModelResponse
@@ -45,6 +48,8 @@ class FunctionModel(Model):
     async def _reply(self, request: ModelRequest) -> Reply:
         if self._function is not None:
             reply = self._function(request)
+            if type(reply) in _NEVER_AWAITABLE:  # ``inspect.isawaitable`` is 6 Python calls on a plain value
+                return reply  # type: ignore[return-value]  # one of the Reply types, exactly
             return await reply if inspect.isawaitable(reply) else reply
         step = sum(1 for m in request.messages if m.role == "assistant")
         if step >= len(self._outputs):

@@ -3,7 +3,9 @@
 DBOS offers no public way to do seven things Shopfloor needs: run its step bookkeeping
 on the event loop (``dbos._outcome`` calls ``asyncio.to_thread`` three times a step), record a run's
 start there too (``dbos._core`` records it in a thread: ``_init_workflow``), take a plain
-async step past the layers that wrap it (``lean_run_step_async``), put
+async step past the layers that wrap it (``lean_run_step_async``, and in front of it a
+``DBOS.run_step_async`` that snapshots the step's context without ``DBOSContext()`` and points the
+loop's default executor at DBOS's pool only where it points elsewhere), put
 a lean recorder behind its step look-up and record (``SystemDatabase.check_operation_execution``
 and ``record_operation_result``) and its record of a workflow's outcome
 (``update_workflow_outcome``), stop the workflow tasks still running when a runtime closes
@@ -51,6 +53,7 @@ import dbos._serialization as _serialization
 import dbos._sys_db as _sys_db
 from dbos import error as dbos_error
 
+from shopfloor._json import JsonText
 from shopfloor.errors import DurableEngineError
 
 __all__ = [
@@ -93,6 +96,14 @@ def _internals() -> Iterator[tuple[str, Any]]:
     yield "dbos._core.run_step_async", _core.run_step_async
     yield "dbos._core.normalize_step_options", _core.normalize_step_options
     yield "dbos._dbos.DBOS.run_step_async", _dbos.DBOS.run_step_async
+    yield "dbos._dbos.DBOS._configure_asyncio_thread_pool", _dbos.DBOS._configure_asyncio_thread_pool
+    yield "dbos._dbos.DBOS.logger", vars(_dbos.DBOS)["logger"].fget
+    yield "dbos._dbos._SharedExecutor", _dbos._SharedExecutor
+    yield "dbos._context.snapshot_step_context", _context.snapshot_step_context
+    yield "dbos._context.DBOSContext.__init__", _context.DBOSContext.__init__
+    yield "dbos._context.DBOSContext.create_child", _context.DBOSContext.create_child
+    yield "dbos._context.DBOSContext.snapshot_step_ctx", _context.DBOSContext.snapshot_step_ctx
+    yield "dbos._context.get_authentication", _context.get_authentication
     yield "dbos._dbos.StepReservation.run_async", _dbos.StepReservation.run_async
     yield "dbos._context.EnterDBOSStepCtx", _context.EnterDBOSStepCtx
     yield "dbos._context.assert_current_dbos_context", _context.assert_current_dbos_context
@@ -154,6 +165,14 @@ FINGERPRINTS: dict[str, str] = {
     "dbos._core.run_step_async": "70fd4b1e1695b0e0",
     "dbos._core.normalize_step_options": "757c53bd024bf1ef",
     "dbos._dbos.DBOS.run_step_async": "622cb49a09a2bc7b",
+    "dbos._dbos.DBOS._configure_asyncio_thread_pool": "882e8e7fc2ceabc1",
+    "dbos._dbos.DBOS.logger": "289aeb380cd01155",
+    "dbos._dbos._SharedExecutor": "e7019bc19ad2cae8",
+    "dbos._context.snapshot_step_context": "899a5c0ff4c4ae90",
+    "dbos._context.DBOSContext.__init__": "01e33d43e7182d16",
+    "dbos._context.DBOSContext.create_child": "180e7e2d6f76aa64",
+    "dbos._context.DBOSContext.snapshot_step_ctx": "4b6c56a71977c822",
+    "dbos._context.get_authentication": "cb6283ded00eed4d",
     "dbos._dbos.StepReservation.run_async": "8c93b34e3e60abeb",
     "dbos._context.EnterDBOSStepCtx": "5ed1d63f1d56ba18",
     "dbos._context.assert_current_dbos_context": "1cd2d299d30938b1",
@@ -356,9 +375,12 @@ def inline_step_bookkeeping(
     starts: Any = asyncio if start_here is None else InPlaceStart(start_here)
     setattr(_core, "asyncio", starts)  # noqa: B010 - a private name, on purpose
     steps: Any = _core.run_step_async
+    entry: Any = _DBOS_RUN_STEP_ASYNC
     if settle is not None and lean_steps:
         steps = functools.partial(lean_run_step_async, settle)
+        entry = classmethod(_lean_dbos_run_step_async(dict(vars(_context.DBOSContext())), steps))
     setattr(_dbos, "run_step_async", steps)  # noqa: B010 - what ``DBOS.run_step_async`` calls
+    setattr(_dbos.DBOS, "run_step_async", entry)  # noqa: B010 - ``DBOS.run_step_async`` itself
 
 
 def restore_step_bookkeeping() -> None:
@@ -367,6 +389,84 @@ def restore_step_bookkeeping() -> None:
     if isinstance(getattr(_core, "asyncio", None), InPlaceStart):
         setattr(_core, "asyncio", asyncio)  # noqa: B010
     setattr(_dbos, "run_step_async", _core.run_step_async)  # noqa: B010
+    setattr(_dbos.DBOS, "run_step_async", _DBOS_RUN_STEP_ASYNC)  # noqa: B010
+
+
+#: DBOS's own ``DBOS.run_step_async`` (the classmethod), put back by ``restore_step_bookkeeping``
+_DBOS_RUN_STEP_ASYNC = vars(_dbos.DBOS)["run_step_async"]
+
+
+def _lean_dbos_run_step_async(
+    blank: dict[str, Any], steps: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    """``DBOS.run_step_async`` in front of the lean step path (``steps``, what it calls as
+    ``_dbos.run_step_async``): the step's context made from ``blank``
+    (``_snapshot_step_context``), and the loop's default executor pointed at DBOS's pool only where it
+    points elsewhere (DBOS's ``_configure_asyncio_thread_pool`` sets it before every step, ~6 Python
+    calls; setting it again to what it is changes nothing). ``_default_executor`` is the loop's own
+    field (CPython's ``BaseEventLoop``, all ``set_default_executor`` sets); a loop without it is
+    configured before every step, as DBOS does."""
+
+    async def run_step_async(
+        cls: Any, dbos_step_options: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "run_step_async() was called while an event loop is not running. Use run_step(...) instead."
+            ) from None
+        step_ctx = _snapshot_step_context(blank)
+        dbos = _dbos._get_dbos_instance()
+        shared = dbos._shared_executor_field
+        if (
+            shared is None
+            or shared.executor is not dbos._executor_field
+            or getattr(loop, "_default_executor", None) is not shared
+        ):
+            await cls._configure_asyncio_thread_pool()
+        return await steps(dbos, step_ctx, func, dbos_step_options or {}, args, kwargs)
+
+    return run_step_async
+
+
+def _snapshot_step_context(blank: dict[str, Any]) -> Any:
+    """``snapshot_step_context(reserve_sleep_id=False)``: in a workflow (not in a step) its
+    ``snapshot_step_ctx()``, the step's child context, with the same fields in the same order, made
+    from ``blank`` (the fields of a new ``DBOSContext``, each of which ``DBOSContext()`` sets to a
+    constant or this sets again) rather than through ``DBOSContext()`` (which reads the environment),
+    ``create_child`` and ``get_authentication``: ~19 Python calls a step down to ~4."""
+    ctx = _context._dbos_context_var.get()
+    if ctx is None or len(ctx.workflow_id) == 0 or ctx.curr_step_function_id >= 0:
+        return ctx  # no context, or one that is not a workflow's: DBOS hands it over as it is
+    # ``get_authentication(ctx)``: ``ctx`` is the current context, so its identity scope counts
+    scope = _context._auth_scope_var.get()
+    roles = ctx.authenticated_roles if scope is None else scope.roles
+    parent_fid = ctx.function_id
+    ctx.function_id = parent_fid + 1
+    step_ctx = object.__new__(_context.DBOSContext)
+    step_ctx.__dict__ = {
+        **blank,
+        "used_datasources": [],
+        "context_spans": [],
+        # ``create_child(is_for_workflow=False)``
+        "logger": ctx.logger,
+        "parent_workflow_id": ctx.workflow_id,
+        "parent_workflow_fid": parent_fid,
+        "authenticated_user": ctx.authenticated_user if scope is None else scope.user,
+        "authenticated_roles": None if roles is None else roles[:],
+        "assumed_role": ctx.assumed_role,
+        "serialization_type": ctx.serialization_type,
+        # ``snapshot_step_ctx``
+        "executor_id": ctx.executor_id,
+        "app_id": ctx.app_id,
+        "workflow_id": ctx.workflow_id,
+        "shard_key": ctx.shard_key,
+        "owner_xid": ctx.owner_xid,
+        "workflow_deadline_epoch_ms": ctx.workflow_deadline_epoch_ms,
+        "function_id": ctx.function_id,
+    }
+    return step_ctx
 
 
 # The lean step path ---------------------------------------------------------------------------
@@ -409,15 +509,17 @@ async def lean_run_step_async(
     step_name = options["name"] or func.__qualname__
     started_at_ms = int(time.time() * 1000)
     entered = _enter_step(step_ctx, {"name": step_name, "operationType": "step"})
+    # ``DBOS.logger``: DBOS's one logger, read without its class property (two calls a step)
+    logger = _logger.dbos_logger
     try:
+        sys_db = dbos._sys_db
         # ``step_ctx`` is the current DBOS context from here on (what ``assert_current_dbos_context``
-        # would return: ``_enter_step`` made it so, and nothing here changes it).
-        recorded = dbos._sys_db.check_operation_execution(
-            step_ctx.workflow_id, step_ctx.function_id, step_name
-        )
+        # would return: ``_enter_step`` made it so, and nothing here changes it; ``settle`` calls the
+        # record in place).
+        recorded = sys_db.check_operation_execution(step_ctx.workflow_id, step_ctx.function_id, step_name)
         if recorded:
-            if dbos.logger.isEnabledFor(logging.DEBUG):
-                dbos.logger.debug(f"Replaying step, id: {step_ctx.function_id}, name: {step_name}")
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(f"Replaying step, id: {step_ctx.function_id}, name: {step_name}")
             if recorded["error"] is not None:
                 raise _serialization.deserialize_exception(
                     recorded["error"], recorded["serialization"], dbos._serializer
@@ -428,9 +530,11 @@ async def lean_run_step_async(
                 recorded["output"], recorded["serialization"], dbos._serializer
             )
         else:
-            if dbos.logger.isEnabledFor(logging.DEBUG):
-                dbos.logger.debug(f"Running step, id: {step_ctx.function_id}, name: {step_name}")
-            record = functools.partial(_record_step, dbos, step_name, started_at_ms)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(f"Running step, id: {step_ctx.function_id}, name: {step_name}")
+            record = functools.partial(
+                _record_step, dbos._serializer, sys_db, step_ctx, step_name, started_at_ms
+            )
             try:
                 value = await settle(functools.partial(record, await func(*args, **kwargs), None))
             except asyncio.CancelledError:
@@ -496,7 +600,7 @@ def _is_coroutine_function(func: Callable[..., Any]) -> bool:
 
 
 #: ``DBOSPortableJSONSerializer.serialize``'s ``json.dumps``, as an encoder made once
-_PORTABLE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PORTABLE_JSON = JsonText(ensure_ascii=False, separators=(",", ":"))
 #: ``json.loads`` of what ``_PORTABLE_JSON`` wrote, without its checks for a BOM, whitespace and text
 #: after the value, none of which that text holds (``json.loads`` was ~10 Python calls, this is two)
 _READ_BACK = json.JSONDecoder().raw_decode
@@ -524,11 +628,17 @@ def serialize_output(value: Any, serializer: Any) -> tuple[str | None, str]:
 
 
 def _record_step(
-    dbos: Any, step_name: str, started_at_ms: int, value: Any, error: BaseException | None
+    serializer: Any,
+    sys_db: Any,
+    ctx: Any,
+    step_name: str,
+    started_at_ms: int,
+    value: Any,
+    error: BaseException | None,
 ) -> Any:
     """``invoke_step``'s ``record_step_result``: record the step's output, or ``error`` as its error
-    (re-raised once recorded); a cancel (preemption) and what is not an ``Exception`` go unrecorded."""
-    ctx = _context.assert_current_dbos_context()
+    (re-raised once recorded); a cancel (preemption) and what is not an ``Exception`` go unrecorded.
+    ``ctx``: the step's context, the current one (``assert_current_dbos_context``)."""
     row: Any = {
         "workflow_uuid": ctx.workflow_id,
         "function_id": ctx.function_id,
@@ -540,12 +650,12 @@ def _record_step(
         "child_workflow_id": None,
     }
     if error is None:
-        row["output"], row["serialization"] = serialize_output(value, dbos._serializer)
-        dbos._sys_db.record_operation_result(row)
+        row["output"], row["serialization"] = serialize_output(value, serializer)
+        sys_db.record_operation_result(row)
         return value
     if isinstance(error, Exception) and not isinstance(error, dbos_error.DBOSWorkflowCancelledError):
-        row["error"], row["serialization"] = _serialization.serialize_exception(error, None, dbos._serializer)
-        dbos._sys_db.record_operation_result(row)
+        row["error"], row["serialization"] = _serialization.serialize_exception(error, None, serializer)
+        sys_db.record_operation_result(row)
     raise error
 
 

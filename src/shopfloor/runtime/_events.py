@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shopfloor._json import JsonText
 from shopfloor.agent import RunEvent
 from shopfloor.runtime._signals import RunSignals, until
 from shopfloor.runtime._store import RunStore
@@ -125,7 +125,7 @@ class _RunSink:
                 "seq": self._seq,
                 "kind": event.kind,
                 "step": event.step,
-                "data": _dumps(event.data),
+                "data": _EVENT_JSON.encode(event.data),
                 "at": time.time(),
             }
         )
@@ -134,11 +134,7 @@ class _RunSink:
 
 #: ``json.dumps(data, default=str, separators=(",", ":"))``, the encoder made once (``json.dumps`` with
 #: arguments makes one for each event: two Python calls of an event's five)
-_EVENT_JSON = json.JSONEncoder(default=str, separators=(",", ":"))
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return _EVENT_JSON.encode(data)
+_EVENT_JSON = JsonText(default=str, separators=(",", ":"))
 
 
 async def follow_events(

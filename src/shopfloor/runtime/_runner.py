@@ -120,7 +120,7 @@ class DBOSStepRunner(StepRunner):
 
     async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
         executed = False
-        record = self._from_prefix(name)
+        record = self._from_prefix(name) if self.prefix else None  # a fork's; most runs have none
         if record is not None:
             fn = _recorded_output(record)
 

@@ -75,6 +75,7 @@ from shopfloor.runtime._executor import (
     dbos_config,
     new_executor_id,
 )
+from shopfloor.runtime._gc import GCTuning
 from shopfloor.runtime._launched import LaunchedRun
 from shopfloor.runtime._recorder import LeanRecorder, open_recorder
 from shopfloor.runtime._runner import approval_topic
@@ -163,6 +164,8 @@ class Runtime:
         #: where the runs executed here are traced (None: nowhere); set when it starts executing
         self.telemetry: Telemetry | None = None
         self._leave: Callable[[], None] | None = None
+        #: the garbage collector's settings while this process executes runs (``start_executor``)
+        self._gc = GCTuning(settings.runtime.gc_threshold, freeze=settings.runtime.gc_freeze)
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -222,6 +225,8 @@ class Runtime:
                 inline_step_bookkeeping()
         if worker:
             await self._register_queues(concurrency or self.settings.runtime.worker_concurrency)
+        # What lives as long as the process is made by now (DBOS launched, the recorder open).
+        self._gc.apply()
         supervisor.start()
         self.executor_id, self.supervisor, self.dequeues = executor_id, supervisor, worker
         return executor_id
@@ -311,6 +316,7 @@ class Runtime:
         if self._leave is not None:  # also after a launch that failed
             self._leave()
             self._leave = None
+        self._gc.restore()
         if self.telemetry is not None:
             # The telemetry belongs to the services (``Services.close`` stops it): only flushed here.
             await asyncio.to_thread(self.telemetry.force_flush)

@@ -15,7 +15,6 @@ span is a no-op costing a few microseconds.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -25,6 +24,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
+from shopfloor._json import JsonText
 from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
 from shopfloor.telemetry._lean import LeanSpan
@@ -45,7 +45,7 @@ __all__ = [
 
 _NOOP = trace.NoOpTracer()
 #: ``json.dumps(value, default=str, separators=(",", ":"))`` without building an encoder per call
-_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_json = JsonText(separators=(",", ":"), default=str).encode
 #: longest content attribute, in characters, recorded under ``record_content``
 MAX_CONTENT = 32_000
 

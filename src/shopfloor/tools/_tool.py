@@ -299,6 +299,8 @@ class _Made:
 #: a function that goes away (a tool file loaded again) takes its entries with it.
 _MADE: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, _Made]] = weakref.WeakKeyDictionary()
 _MADE_LOCK = threading.Lock()
+#: results ``call`` hands back without asking ``inspect.isawaitable`` (no ``__await__``; not their subclasses)
+_NEVER_AWAITABLE = frozenset({str, int, float, bool, type(None), dict, list, tuple})
 
 
 def _made_for(function: Callable[..., Any], name: str) -> _Made:
@@ -378,4 +380,6 @@ class FunctionTool(Tool):
             result = self.function(**parsed)
         else:
             result = await asyncio.to_thread(functools.partial(self.function, **parsed))
+        if type(result) in _NEVER_AWAITABLE:  # ``inspect.isawaitable`` is 6 Python calls on a plain value
+            return result
         return await result if inspect.isawaitable(result) else result
