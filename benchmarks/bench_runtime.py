@@ -186,7 +186,7 @@ def _settings(
     python_gc: bool = False,
 ) -> Settings:
     """``python_gc``: the interpreter's own garbage collector settings (``gc_threshold = 0``, nothing
-    frozen: what the process froze before is unfrozen), the baseline of ``runtime/_gc.py``."""
+    frozen), the baseline of ``runtime/_gc.py``."""
     env = {
         "SHOPFLOOR_HOME": str(home),
         "SHOPFLOOR_RUNTIME__POLL_INTERVAL": "0.05",
@@ -194,7 +194,6 @@ def _settings(
         "SHOPFLOOR_RUNTIME__DURABILITY": durability,
     }
     if python_gc:
-        gc.unfreeze()
         env |= {"SHOPFLOOR_RUNTIME__GC_THRESHOLD": "0", "SHOPFLOOR_RUNTIME__GC_FREEZE": "false"}
     if db_url:
         env["SHOPFLOOR_DATABASE_URL"] = db_url
@@ -598,6 +597,8 @@ async def throughput(
     The runs are started together (started one after another, the first ended before the last began,
     and only ~10 overlapped), and their ends read by one poll of the run store for all of them (one per run
     would be 200 reads a poll interval, the benchmark's own load on the loop)."""
+    if python_gc:
+        gc.unfreeze()  # what an earlier runtime of this process froze
     settings = _settings(root / f"throughput-{uuid.uuid4().hex[:6]}", db_url, python_gc=python_gc)
     agent = _agent(root, 10)
     model = "function:benchmarks.bench_runtime:instant_model"

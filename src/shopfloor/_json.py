@@ -16,7 +16,7 @@ from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["JsonText"]
+__all__ = ["COMPACT", "JsonText"]
 
 
 class JsonText:
@@ -50,3 +50,8 @@ class JsonText:
             text: str = self._encoder.encode(value)
             return text
         return "".join(c_make_encoder({}, *self._args)(value, 0))
+
+
+#: ``json.dumps(value, default=str, separators=(",", ":"))``: how the run store's JSON columns, events and
+#: span attributes are written (one encoder for all; ``encode`` keeps no state between values)
+COMPACT = JsonText(default=str, separators=(",", ":"))

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shopfloor._json import JsonText
+from shopfloor._json import COMPACT
 from shopfloor.agent import RunEvent
 from shopfloor.runtime._signals import RunSignals, until
 from shopfloor.runtime._store import RunStore
@@ -125,16 +125,11 @@ class _RunSink:
                 "seq": self._seq,
                 "kind": event.kind,
                 "step": event.step,
-                "data": _EVENT_JSON.encode(event.data),
+                "data": COMPACT.encode(event.data),
                 "at": time.time(),
             }
         )
         self._seq += 1
-
-
-#: ``json.dumps(data, default=str, separators=(",", ":"))``, the encoder made once (``json.dumps`` with
-#: arguments makes one for each event: two Python calls of an event's five)
-_EVENT_JSON = JsonText(default=str, separators=(",", ":"))
 
 
 async def follow_events(

@@ -145,9 +145,9 @@ class Runtime:
         self.event_log = EventLog(
             self.store, interval=min(0.1, settings.runtime.poll_interval), write=self._append_events
         )
-        #: wakes ``wait`` and ``events`` readers when this process writes a run's record or events
         #: blocking calls of this runtime's own on the loop's behalf (``to_thread`` at less cost)
         self.threads = Threads("shopfloor-runtime")
+        #: wakes ``wait`` and ``events`` readers when this process writes a run's record or events
         self.signals = RunSignals()
         self.caller = caller or getpass.getuser()
         #: the OS user deciding approvals (local CLI mode has no other identity yet)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from shopfloor._json import COMPACT
 from shopfloor.errors import RunNotFoundError
 from shopfloor.storage import add_columns, create_tables, insert_ignore, make_engine, reader
 
@@ -149,13 +150,10 @@ class RunRecord:
 _RECORD_FIELDS = tuple(item.name for item in fields(RunRecord))
 _record_values = operator.attrgetter(*_RECORD_FIELDS)
 _JSON_COLUMNS = ("faults", "approval", "child_params")
-#: ``json.dumps(value, default=str, separators=(",", ":"))``, the encoder made once (``json.dumps``
-#: with arguments makes one at each call)
-_JSON = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else _JSON.encode(value)
+    return None if value is None else COMPACT.encode(value)
 
 
 def _encoded(values: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
-from shopfloor._json import JsonText
+from shopfloor._json import COMPACT
 from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
 from shopfloor.telemetry._lean import LeanSpan
@@ -45,7 +45,7 @@ __all__ = [
 
 _NOOP = trace.NoOpTracer()
 #: ``json.dumps(value, default=str, separators=(",", ":"))`` without building an encoder per call
-_json = JsonText(separators=(",", ":"), default=str).encode
+_json = COMPACT.encode
 #: longest content attribute, in characters, recorded under ``record_content``
 MAX_CONTENT = 32_000
 

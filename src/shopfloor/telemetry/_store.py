@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
+from shopfloor._json import COMPACT
 from shopfloor.errors import ConfigError, TelemetryError
 from shopfloor.storage import Engines, create_tables, make_engine
 from shopfloor.telemetry._conventions import (
@@ -140,7 +141,7 @@ _IN_COLUMNS = frozenset({RUN_ID, COMPONENT})
 
 
 #: ``json.dumps(value, separators=(",", ":"), default=str)`` without building an encoder per call
-_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_json = COMPACT.encode
 _KIND_NAMES = {kind: kind.name.lower() for kind in SpanKind}
 
 
