@@ -97,6 +97,13 @@ def test_bad_environment_value_and_unknown_key(tmp_path: Path) -> None:
         load_settings({"SHOPFLOOR_HOME": str(tmp_path), "SHOPFLOOR_OPENAI__BASE_UR": "http://x"})
 
 
+@pytest.mark.parametrize("value", ["-1", "1000000000000", "lots"])
+def test_a_gc_threshold_out_of_range_names_the_setting(tmp_path: Path, value: str) -> None:
+    # 10**12 would reach gc.set_threshold as an OverflowError when the executor starts
+    with pytest.raises(ConfigError, match=r"runtime\.gc_threshold"):
+        load_settings({"SHOPFLOOR_HOME": str(tmp_path), "SHOPFLOOR_RUNTIME__GC_THRESHOLD": value})
+
+
 def test_override_below_a_plain_value_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="database_url is not a section"):
         env = {"SHOPFLOOR_DATABASE_URL": "sqlite:///x", "SHOPFLOOR_DATABASE_URL__X": "1"}

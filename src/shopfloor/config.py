@@ -144,7 +144,10 @@ class RuntimeSettings(_Section):
     #: while this process executes runs, the cyclic garbage collector's young-generation threshold
     #: (the interpreter's is 700: a quarter of a busy worker's CPU went to collections); 0: leave it
     #: as the interpreter has it (runtime/_gc.py says what was measured)
-    gc_threshold: int = Field(20_000, ge=0, description="young-generation GC threshold while executing runs")
+    #: (at most 10,000,000: more would hold GBs of cyclic garbage, and the interpreter takes a C int)
+    gc_threshold: int = Field(
+        20_000, ge=0, le=10_000_000, description="young-generation GC threshold while executing runs"
+    )
     #: freeze what the process holds when it starts executing runs (once a process): full collections
     #: then walk only what was made since
     gc_freeze: bool = True
