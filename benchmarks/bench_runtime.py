@@ -100,12 +100,30 @@ def instant_model(request: ModelRequest) -> str:
 #: seconds spent inside the 100 ms model calls (row 3): a loaded VM oversleeps, and that is the
 #: model's time, not orchestration
 _model_seconds = [0.0]
+#: row 3: wall and calling-thread CPU seconds from the end of each model call to the start of the next
+#: (what the orchestration does between two calls), and the last call's end
+_gaps: list[tuple[float, float]] = []
+_last_end: list[tuple[float, float] | None] = [None]
+
+
+def _model_started() -> float:
+    start, cpu = time.perf_counter(), time.thread_time()
+    last = _last_end[0]
+    if last is not None:
+        _gaps.append((start - last[0], cpu - last[1]))
+    return start
+
+
+def _model_ended(start: float) -> None:
+    end = time.perf_counter()
+    _model_seconds[0] += end - start
+    _last_end[0] = (end, time.thread_time())
 
 
 async def _model_call(seconds: float) -> None:
-    start = time.perf_counter()
+    start = _model_started()
     await asyncio.sleep(seconds)
-    _model_seconds[0] += time.perf_counter() - start
+    _model_ended(start)
 
 
 async def slow_model(request: ModelRequest) -> str:
@@ -147,9 +165,9 @@ def model_node(state: State) -> dict[str, Any]:
 
 
 def slow_model_node(state: State) -> dict[str, Any]:
-    start = time.perf_counter()
+    start = _model_started()
     time.sleep(0.1)  # LangGraph's graph runs synchronously: its model call blocks as it would
-    _model_seconds[0] += time.perf_counter() - start
+    _model_ended(start)
     return model_node(state)
 
 
@@ -733,7 +751,8 @@ async def _per_iteration(root: Path, n: int, reps: int) -> None:
 async def _orchestration(root: Path, reps: int) -> None:
     print("3. orchestration share of wall time, model calls of 100 ms, 20 iterations: wall,")
     print("   share counting the nominal 2.0 s of model time, share counting the time measured")
-    print("   inside the model calls (what a loaded VM oversleeps is the model's, not ours)")
+    print("   inside the model calls (what a loaded VM oversleeps is the model's, not ours); between two")
+    print("   model calls (medians): wall, and CPU of the thread that calls the model (the event loop's)")
     measures: dict[str, Callable[[int], Awaitable[float]]] = {
         "floor": lambda rep: slow_floor(root / f"rep{rep}", 20),
         "wall": lambda rep: orchestration_share(root / f"rep{rep}", 20),
@@ -744,11 +763,14 @@ async def _orchestration(root: Path, reps: int) -> None:
     if langgraph(root / "probe", 2) is not None:
         measures["lang"] = lambda rep: slow_langgraph(root / f"rep{rep}", 20)
     walls: dict[str, list[tuple[float, float]]] = {key: [] for key in measures}
+    gaps: dict[str, list[tuple[float, float]]] = {key: [] for key in measures}
     for rep in range(reps):
         for key, measure in measures.items():
-            _model_seconds[0] = 0.0
+            _model_seconds[0], _last_end[0] = 0.0, None
+            _gaps.clear()
             elapsed = await measure(rep)
             walls[key].append((elapsed, _model_seconds[0]))
+            gaps[key].extend(_gaps)
     for label, key in (
         ("agent loop in memory", "mem"),
         ("hand-written INSERT + commit per step (the floor)", "floor"),
@@ -761,7 +783,12 @@ async def _orchestration(root: Path, reps: int) -> None:
             continue
         value = statistics.median(w for w, _ in walls[key])
         share = statistics.median(100 * (w - m) / w for w, m in walls[key])
-        print(f"  {label:<58} {value:8.3f} s   {100 * (value - 2.0) / value:6.2f} %   {share:6.2f} %")
+        gap = statistics.median(w for w, _ in gaps[key]) * 1000
+        cpu = statistics.median(c for _, c in gaps[key]) * 1000
+        print(
+            f"  {label:<58} {value:8.3f} s   {100 * (value - 2.0) / value:6.2f} %   {share:6.2f} %"
+            f"   {gap:6.3f} ms  {cpu:6.3f} ms"
+        )
     seen = await end_seen(root / "seen", 20)
     print("   a 3-iteration run in this process, from start_run to its result in the caller (default")
     print("   poll interval, 0.2 s), median of 20: Runtime.wait, vs reading the run store each poll interval")

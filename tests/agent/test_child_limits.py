@@ -51,7 +51,7 @@ class Recording(StepRunner):
         self.replaying = recorded is not None
         self.recorded: dict[str, Any] = dict(recorded or {})
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def step(self, name: str, fn: Callable[[], Awaitable[Any]], *, effects: bool = False) -> Any:
         if not self.replaying:
             self.recorded[name] = await fn()
         return self.recorded[name]

@@ -40,3 +40,23 @@ def test_a_list_of_tools_gives_each_and_anything_else_is_named(tmp_path: Path) -
     for attr in ("empty", "numbers"):
         with pytest.raises(ConfigError, match="neither a Tool, a list of tools nor a function"):
             load_tool(ToolSpec(name="bad", source=f"tools.py:{attr}"), tmp_path)
+
+
+def test_effects_a_function_has_unless_its_entry_says_none_and_a_tool_declares_its_own(
+    tmp_path: Path,
+) -> None:
+    """``effects`` (what ``durability = "batched"`` may commit behind the run): a function source has
+    them unless its entry says ``effects: false``; the built-in calculator has none unless its entry
+    says otherwise; a Tool object declares its own, and an entry contradicting it is refused."""
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (plain,) = load_tool(ToolSpec(name="plus", source="tools.py:add"), tmp_path)
+    (pure,) = load_tool(ToolSpec(name="plus", source="tools.py:add", effects=False), tmp_path)
+    assert (plain.effects, pure.effects) == (True, False)
+    (calculator,) = load_tool(ToolSpec(name="calc", source="builtin:calculator"), tmp_path)
+    (declared,) = load_tool(ToolSpec(name="calc", source="builtin:calculator", effects=True), tmp_path)
+    assert (calculator.effects, declared.effects) == (False, True)
+    assert [
+        t.effects for t in load_tool(ToolSpec(name="m", source="tools.py:several", effects=True), tmp_path)
+    ]
+    with pytest.raises(ConfigError, match=r"tool 'math': effects: false is for a function source"):
+        load_tool(ToolSpec(name="math", source="tools.py:several", effects=False), tmp_path)

@@ -29,7 +29,7 @@ class RecordingRunner(InMemoryStepRunner):
         super().__init__()
         self.recorded: dict[str, Any] = {}
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def step(self, name: str, fn: Callable[[], Awaitable[Any]], *, effects: bool = False) -> Any:
         if name not in self.recorded:
             self.recorded[name] = await fn()
         return self.recorded[name]

@@ -534,6 +534,11 @@ async def test_the_setting_chooses_who_writes_the_step_rows(
     assert len(starts) == (0 if lean_outcome else 1)
 
 
+def _another_writer(db_url: str) -> sqlite3.Connection:
+    """Another writer's connection to the SQLite database: ``BEGIN IMMEDIATE`` there holds the write lock."""
+    return sqlite3.connect(sa.make_url(db_url).database or "", isolation_level=None)
+
+
 def _renamed(row: StepRow, function_id: int, name: str) -> StepRow:
     return StepRow(**{**row.__dict__, "function_id": function_id, "function_name": name})
 
@@ -577,7 +582,7 @@ async def test_a_batch_that_failed_to_commit_is_written_by_the_retry(
 ) -> None:
     """DBOS's retry calls ``record`` again after "database is locked": the deferred rows are kept."""
     batched = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
-    blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
+    blocker = _another_writer(rt_settings.db_url)
     try:
         workflow_id = await _pending_workflow(launched, "me")
         model = _renamed(_step_row(workflow_id, completed_at=4_000_000), 1, "model:1")
@@ -721,6 +726,75 @@ async def test_a_commit_that_fails_after_its_step_returned_is_raised_before_the_
         assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == before
         await recorder.confirmed(workflow_id)  # raised once; the run's next step records again
     finally:
+        recorder.close()
+
+
+async def _group_committed(recorder: Any) -> None:
+    """Until the SQLite recorder's staged rows are committed (or failed): state to poll, nothing to await."""
+    while recorder._in_flight or recorder._staged:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the group commit is SQLite's
+async def test_batched_records_are_committed_behind_the_run_and_raised_where_it_flushes(
+    launched: Harness, rt_settings: Settings
+) -> None:
+    """``durability = "batched"`` on SQLite: a record (a model's, or a tool's) returns before its insert
+    and its commit, which land behind the run in order; ``confirmed`` (the runner's flush) waits for
+    them. A record that fails (fenced off here, a failed commit below) is raised there, and fails every
+    later record of its run, so none lands after the gap; another run's records are not touched."""
+    recorder = open_recorder(rt_settings.db_url, step_row_defaults(), durability="batched")
+    blocker = _another_writer(rt_settings.db_url)
+    try:
+        workflow_id = await _pending_workflow(launched, "me")
+        model = _renamed(_step_row(workflow_id, completed_at=5_000_000), 2, "model:2")
+        tool = _renamed(model, 3, "tool:2:calculator")
+        blocker.execute("BEGIN IMMEDIATE")  # no commit can land: the records return all the same
+        async with asyncio.timeout(10):
+            await recorder.settle(lambda: recorder.record(model, "me"))
+            await recorder.settle(lambda: recorder.record(tool, "me"))
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == 0
+        flushed = asyncio.ensure_future(recorder.confirmed(workflow_id))
+        await asyncio.sleep(0.2)
+        assert not flushed.done(), "the flush waits for the commit"
+        blocker.execute("ROLLBACK")
+        async with asyncio.timeout(40):
+            await flushed
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, workflow_id) == 2
+
+        # Fenced off (another execution owns the run): raised at the flush, the later record not written.
+        fenced = await _pending_workflow(launched, "another-execution")
+        other = await _pending_workflow(launched, "me")
+        first = _renamed(_step_row(fenced, completed_at=6_000_000), 2, "model:2")
+        mine = _renamed(_step_row(other, completed_at=6_000_000), 2, "model:2")
+        async with asyncio.timeout(10):
+            await recorder.settle(lambda: recorder.record(first, "me"))
+            await recorder.settle(lambda: recorder.record(mine, "me"))
+            await _group_committed(recorder)
+            await asyncio.to_thread(launched.set_status, fenced, owner_xid="me")  # owned again: too late
+            await recorder.settle(lambda: recorder.record(_renamed(first, 3, "model:3"), "me"))
+            with pytest.raises(dbos_error.DBOSWorkflowConflictIDError):
+                await recorder.confirmed(fenced)
+            await recorder.confirmed(other)
+            await recorder.confirmed(fenced)  # raised once
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, fenced) == 0
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, other) == 1
+
+        # A commit that fails: its rows and every later one of the run are lost, and the flush says so.
+        failing = await _pending_workflow(launched, "me")
+        eager = recorder._eager  # type: ignore[attr-defined]
+        recorder._eager = _FailingCommit(eager)  # type: ignore[attr-defined]  # the fault
+        row = _renamed(_step_row(failing, completed_at=7_000_000), 2, "model:2")
+        async with asyncio.timeout(10):
+            await recorder.settle(lambda: recorder.record(row, "me"))
+            await _group_committed(recorder)
+            recorder._eager = eager  # type: ignore[attr-defined]
+            await recorder.settle(lambda: recorder.record(_renamed(row, 3, "model:3"), "me"))
+            with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+                await recorder.confirmed(failing)
+        assert await asyncio.to_thread(_committed, rt_settings.db_url, failing) == 0
+    finally:
+        blocker.close()
         recorder.close()
 
 
@@ -935,7 +1009,7 @@ async def test_a_group_commit_that_found_the_database_locked_is_retried(
     """Another process holding SQLite's write lock past the busy timeout delays the staged rows
     (the loop stays free meanwhile); they are written once the lock is released."""
     recorder = open_recorder(rt_settings.db_url, step_row_defaults())
-    blocker = sqlite3.connect(sa.make_url(rt_settings.db_url).database or "", isolation_level=None)
+    blocker = _another_writer(rt_settings.db_url)
     try:
         workflow_id = await _pending_workflow(launched, "me")
         recorder._conn.execute("PRAGMA busy_timeout=20")  # type: ignore[attr-defined]  # the fault
@@ -1236,7 +1310,8 @@ async def test_the_runner_waits_for_the_steps_before_to_be_committed_before_a_st
     launched: Harness,
 ) -> None:
     """``DBOSStepRunner``: every step's body starts after ``confirm`` (the commits of the steps
-    before it) and a tool's after ``flush`` (which also commits what ``batched`` deferred)."""
+    before it), and one with effects, and the step after it, after ``flush`` (which also commits what
+    ``batched`` deferred); a step without effects (a calculator's) after ``confirm`` like a model's."""
     order: list[str] = []
 
     async def confirm() -> None:
@@ -1256,7 +1331,14 @@ async def test_the_runner_waits_for_the_steps_before_to_be_committed_before_a_st
 
     assert await runner.step("model:1", body("model:1")) == "model:1"
     assert await runner.step("tool:1:calculator", body("tool:1:calculator")) == "tool:1:calculator"
-    assert order == ["confirm", "model:1", "flush", "tool:1:calculator"]
+    assert await runner.step("model:2", body("model:2")) == "model:2"
+    assert await runner.step("tool:2:mail", body("tool:2:mail"), effects=True) == "tool:2:mail"
+    assert await runner.step("model:3", body("model:3")) == "model:3"
+    assert await runner.step("model:4", body("model:4")) == "model:4"
+    assert order == [
+        *("confirm", "model:1", "confirm", "tool:1:calculator", "confirm", "model:2"),
+        *("flush", "tool:2:mail", "flush", "model:3", "confirm", "model:4"),
+    ]
 
 
 @pytest.mark.parametrize("records_yield", [False, True])

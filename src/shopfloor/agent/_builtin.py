@@ -37,6 +37,7 @@ def _calculator(spec: ToolSpec, services: ToolServices) -> Tool:
         requires_approval=spec.requires_approval,
         approval_timeout=spec.approval_timeout,
         inline=_short_expression,
+        effects=False,  # arithmetic on its arguments: running it again after a crash changes nothing
     )
 
 
@@ -98,17 +99,30 @@ def load_tool(
                 f"built-ins: {', '.join(sorted(builtins.names()))}"
             )
         made = builtins.get(rest)(spec, services or ToolServices())
-        return made if isinstance(made, list) else [made]
+        made = made if isinstance(made, list) else [made]
+        if spec.effects is not None:  # made for this entry alone: the spec's word is theirs
+            for tool in made:
+                tool.effects = spec.effects
+        return made
     if not rest:
         raise ConfigError(
             f"tool {spec.name!r}: source {spec.source!r} must be builtin:NAME, FILE.py:ATTR or module:attr"
         )
     target = import_source(spec.source, base_dir)
+    tools: list[Tool] | None = None
     if isinstance(target, Tool):
-        return [target]
+        tools = [target]
     # a list of tools gives each of them (a benchmark's whole tool set under one entry)
-    if isinstance(target, list | tuple) and target and all(isinstance(t, Tool) for t in target):
-        return list(target)
+    elif isinstance(target, list | tuple) and target and all(isinstance(t, Tool) for t in target):
+        tools = list(target)
+    if tools is not None:
+        if spec.effects is not None and any(tool.effects != spec.effects for tool in tools):
+            # A Tool object is the module's, shared by every run: its class says what it does.
+            raise ConfigError(
+                f"tool {spec.name!r}: effects: {str(spec.effects).lower()} is for a function source; "
+                f"{spec.source} is a Tool, which declares its own (Tool.effects)"
+            )
+        return tools
     if callable(target):
         tool = FunctionTool(
             target,
@@ -116,6 +130,7 @@ def load_tool(
             description=spec.description,
             requires_approval=spec.requires_approval,
             approval_timeout=spec.approval_timeout,
+            effects=True if spec.effects is None else spec.effects,
         )
         return [tool]
     raise ConfigError(f"tool {spec.name!r}: {spec.source} is neither a Tool, a list of tools nor a function")

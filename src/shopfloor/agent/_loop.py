@@ -625,7 +625,7 @@ class AgentLoop:
                 error, kind = f"{tool.name} failed: {type(exc).__name__}: {exc}", "execution"
             return {"error": error, "error_kind": kind, "duration": time.perf_counter() - started}
 
-        outcome: dict[str, Any] = await runner.step(step_name, do)
+        outcome: dict[str, Any] = await runner.step(step_name, do, effects=tool.effects)
         state.usage = before.plus(TokenTotals.from_dict(outcome.get("usage")))
         return outcome
 

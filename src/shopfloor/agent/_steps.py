@@ -26,8 +26,12 @@ ApprovalPolicy = Callable[[ApprovalRequest], Awaitable[ApprovalDecision]]
 
 class StepRunner(ABC):
     @abstractmethod
-    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
-        """Run ``fn`` as the step ``name`` (unique within the run) and return its JSON result."""
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]], *, effects: bool = False) -> JSON:
+        """Run ``fn`` as the step ``name`` (unique within the run) and return its JSON result.
+
+        ``effects``: the step may act outside the run (a tool's call, ``Tool.effects``). A durable
+        runner makes every step before it durable before it starts, and its own record before the
+        next step starts, whatever its ``durability`` defers."""
 
     @abstractmethod
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:
@@ -54,7 +58,7 @@ class InMemoryStepRunner(StepRunner):
         self._approval_policy = approval_policy or _deny
         self.cancelled = False
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]], *, effects: bool = False) -> JSON:
         return await fn()
 
     async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalDecision:

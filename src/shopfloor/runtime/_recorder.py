@@ -45,10 +45,13 @@ nondeterminism checks), the step after a replayed step, a DBOS-side write (a sle
 record not committed yet, a record without an owner token, concurrent steps, a look-up outside the
 workflow's execution, and an execution this recorder forgot (it remembers the latest 4,096).
 
-With ``[runtime] durability = "batched"`` the rows of model and schema steps wait in memory
-and are committed in the transaction of the next step's row, or when the runner flushes
-(before a tool step, an approval wait, a durable sleep, the run's end); a batch whose run
-changed owner is fenced off whole.
+With ``[runtime] durability = "batched"`` no step waits for the commit of the records before it,
+except where the runner flushes: before and after a step with effects (a tool's call, unless the tool
+says it has none: ``Tool.effects``), before an approval wait or a durable sleep, and at the run's end.
+On SQLite every record still goes into the next group commit at once and is committed behind the run
+(write-behind: the fsync overlaps the next model call instead of preceding it); on PostgreSQL the rows
+of model and schema steps wait in memory and are committed in the transaction of the next step's row,
+or at a flush; a batch whose run changed owner is fenced off whole.
 """
 
 from __future__ import annotations
@@ -187,7 +190,11 @@ class LeanRecorder(ABC):
         self._commit(workflow_id, [])
 
     async def flush_async(self, workflow_id: str) -> None:
-        """``flush`` from the event loop (in a thread: the commit is a round trip)."""
+        """``flush`` from the event loop (in a thread: the commit is a round trip; none where nothing
+        waits, as after a step with effects, whose record was committed at once)."""
+        with self._pending_lock:
+            if not self._pending.get(workflow_id):
+                return
         await asyncio.to_thread(self.flush, workflow_id)
 
     async def confirmed(self, workflow_id: str) -> None:

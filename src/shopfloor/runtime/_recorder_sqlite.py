@@ -89,6 +89,9 @@ class SQLiteStepRecorder(LeanRecorder):
         self._unconfirmed: dict[str, asyncio.Future[None]] = {}
         #: by workflow id: a statement of ours that goes into the transaction of its workflow's start
         self._besides: dict[str, _Beside] = {}
+        #: by workflow: what failed the commit of a record of it that a later step did not wait for
+        #: (``durability = "batched"``): its later records fail with it, so none lands after a gap
+        self._broken: dict[str, BaseException] = {}
         self._commit_scheduled = False
         self._backoff = _FIRST_BACKOFF
         self._look_up_sql = (
@@ -376,8 +379,21 @@ class SQLiteStepRecorder(LeanRecorder):
             conn.execute(self._output_sql, (workflow_id, output, error))
         return landed
 
+    def record(self, row: StepRow, owner_xid: str | None) -> None:
+        """On the loop (in ``settle``) every record goes into the next group commit at once, whatever
+        the durability (with ``batched`` committed behind the run: ``_commit``); elsewhere (a sync
+        step's thread) as ``LeanRecorder.record``."""
+        if getattr(self._local, "waits", None) is None:
+            super().record(row, owner_xid)
+            return
+        assert row.error is None or row.output is None, "Only one of error or output can be set"
+        self._commit(row.workflow_id, [(row, owner_xid)])
+
     async def flush_async(self, workflow_id: str) -> None:
-        await self.settle(lambda: self.flush(workflow_id))
+        with self._pending_lock:
+            pending = bool(self._pending.get(workflow_id))
+        if pending:  # deferred in a thread (a sync step): staged now
+            await self.settle(lambda: self.flush(workflow_id))
         await self.confirmed(workflow_id)
 
     def _commit(self, workflow_id: str, rows: list[tuple[StepRow, str | None]]) -> None:
@@ -387,8 +403,25 @@ class SQLiteStepRecorder(LeanRecorder):
             return
         with self._pending_lock:
             batch = [*self._pending.pop(workflow_id, ()), *rows]
-        if batch:
+        if not batch:
+            return
+        if self.durability == "batched":
+            self._stage_behind(workflow_id, batch)
+        else:
             waits.append(self._stage(batch))
+
+    def _stage_behind(self, workflow_id: str, batch: list[tuple[StepRow, str | None]]) -> None:
+        """``durability = "batched"``: the rows go into the next group commit, and the step returns
+        without waiting for their insert or their commit (write-behind): the run's next model call
+        starts at once and the fsync runs beside it. What the insert or the commit raises (a fenced-off
+        or nondeterministic step, a failed commit) is raised where the runner flushes (``confirmed``:
+        before and after a step with effects, an approval wait, a sleep, the run's end), and fails
+        every later record of the run (``_broken``): none lands after a gap. The look-up of the next
+        step reads where the insert has not yet made its cancel check (``_proven_unrecorded``), so a
+        cancel still stops the run at the next step boundary."""
+        item = self._stage_item(_Staged(batch=batch, behind=True))
+        item.durable = asyncio.get_running_loop().create_future()
+        self._unconfirmed[workflow_id] = item.durable
 
     async def execute_beside(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Execute a statement of ours on DBOS's database once per parameter row (the run store: a
@@ -477,10 +510,16 @@ class SQLiteStepRecorder(LeanRecorder):
                 _settle(item.done, None)
 
     async def confirmed(self, workflow_id: str) -> None:
-        """Once the workflow's last recorded step is committed (raising what failed its commit)."""
+        """Once the workflow's last recorded step is committed (raising what failed its commit, or the
+        commit of a record before it: groups commit in order, so the last landing means all did)."""
         durable = self._unconfirmed.pop(workflow_id, None)
-        if durable is not None:
-            await durable
+        try:
+            if durable is not None:
+                await durable
+        finally:  # raised once: by the last record, or here
+            broken = self._broken.pop(workflow_id, None)
+        if broken is not None:
+            raise broken
 
     def _group_done(self, staged: list[_Staged], outcome: _Outcomes) -> None:
         self._in_flight = False
@@ -556,6 +595,9 @@ class SQLiteStepRecorder(LeanRecorder):
             self._retry_later(outcome)
             return
         if isinstance(outcome, BaseException):
+            for item in staged:
+                if item.durable is not None:  # given back before its commit: its run's later records
+                    self._broken.setdefault(item.batch[0][0].workflow_id, outcome)
             _settle_all(staged, outcome)
             return
         self._backoff = _FIRST_BACKOFF
@@ -569,7 +611,14 @@ class SQLiteStepRecorder(LeanRecorder):
 
     def _apply(self, conn: sqlite3.Connection, item: _Staged) -> BaseException | None:
         if item.statement is None and item.outcome is None and item.start is None:
-            return self._insert_alone(conn, item.batch)
+            workflow_id = item.batch[0][0].workflow_id
+            broken = self._broken.get(workflow_id) if self._broken else None
+            if broken is not None:  # a record before it was lost: this one must not land after the gap
+                return broken
+            failed = self._insert_alone(conn, item.batch)
+            if failed is not None and item.behind:  # its run stepped on: its later records fail too
+                self._broken.setdefault(workflow_id, failed)
+            return failed
         # A statement that fails (a constraint) fails its caller alone: the group goes on.
         conn.execute("SAVEPOINT statement")
         try:
@@ -652,6 +701,8 @@ class _Staged:
     rowcount: int = 0
     #: a step given back once inserted (``_inserted``): settled when its commit lands or fails
     durable: asyncio.Future[None] | None = None
+    #: committed behind its run (``_stage_behind``): no one awaits ``done``, only ``durable``
+    behind: bool = False
 
 
 @dataclass(kw_only=True)
@@ -703,6 +754,8 @@ def _settle_item(item: _Staged, outcome: BaseException | None) -> None:
     """Settle what the step waits for, and what its next step waits for where it was given back
     once inserted (``_inserted``)."""
     _settle(item.done, outcome)
+    if item.behind and outcome is not None and not item.done.cancelled():
+        item.done.exception()  # retrieved: ``durable`` carries it to ``confirmed``
     durable = item.durable
     if durable is not None:
         _settle(durable, outcome)

@@ -87,6 +87,8 @@ class DBOSStepRunner(StepRunner):
         #: a step that runs gives the loop back in its record (the SQLite recorder's group commit
         #: with ``durability = "sync"``): only a replayed one needs a turn of its own (``step``)
         self._records_yield = records_yield
+        #: the last step that ran may have acted outside the run: the next one waits for its record
+        self._after_effects = False
         self.cancelled = False
         #: timeouts and faults per component, counted from the (recorded) step results
         self.faults: dict[str, dict[str, int]] = {}
@@ -118,7 +120,7 @@ class DBOSStepRunner(StepRunner):
         self._taken += 1
         return record
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]], *, effects: bool = False) -> JSON:
         executed = False
         record = self._from_prefix(name) if self.prefix else None  # a fork's; most runs have none
         if record is not None:
@@ -141,17 +143,21 @@ class DBOSStepRunner(StepRunner):
                 result["elapsed"] = record.elapsed  # the clock the parent's limit saw
             return result
 
-        if name.startswith("tool:"):
-            # A tool may act outside the run: the model call that chose it is durable first.
+        if effects or self._after_effects:
+            # A step that may act outside the run starts once the steps before it (the model call
+            # that chose it) are durable, and the step after it once its own record is: so what it
+            # did is never done again because a record was lost, whatever ``durability`` defers.
             await self.flush()
         elif self._confirm is not None:
-            # No step starts before the steps before it are durable (``confirm_steps``).
+            # No step starts before the steps before it are durable (``confirm_steps``; with
+            # ``durability = "batched"`` it waits for nothing: those records are committed behind).
             await self._confirm()
         recorded = await DBOS.run_step_async({"name": name}, body)
+        self._after_effects = effects and executed
         # With DBOS's bookkeeping in place (SQLite, ``_dbos_internals.py``) a step whose body never
-        # waits, replayed or with its record deferred (``batched``), would not give the loop back:
+        # waits, replayed or committed behind the run (``batched``), would not give the loop back:
         # it yields here, so the other runs of this worker, the event flusher and the runtime's own
-        # tasks take turns. A step recorded in a group commit waited for it already.
+        # tasks take turns. A step recorded in a group commit waited for its insert already.
         if not (executed and self._records_yield):
             await asyncio.sleep(0)
         self._base, self._mark, self._live = float(recorded["elapsed"]), time.monotonic(), executed

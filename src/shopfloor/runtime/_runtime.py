@@ -345,16 +345,19 @@ class Runtime:
 
     @property
     def records_yield(self) -> bool:
-        """Whether every step recorded here waits for a group commit, giving the loop back (the SQLite
-        recorder, ``durability = "sync"``), so a step that ran need not yield again."""
+        """Whether every step recorded here waits for a group commit's insert, giving the loop back (the
+        SQLite recorder with ``durability = "sync"``; with ``batched`` it is committed behind the run),
+        so a step that ran need not yield again."""
         recorder = self._recorder
         return recorder is not None and recorder.in_place and recorder.durability == "sync"
 
     async def confirm_steps(self, run_id: str) -> None:
         """Wait until every step the run recorded is committed (the SQLite recorder gives a step back
-        once its row is inserted, its commit still in flight): before the run's next step starts."""
+        once its row is inserted, its commit still in flight): before the run's next step starts. With
+        ``durability = "batched"`` nothing: a step waits only where ``flush_steps`` is called (before and
+        after a step with effects, an approval wait, a durable sleep, the run's end)."""
         recorder = self._recorder
-        if recorder is not None:
+        if recorder is not None and recorder.durability == "sync":
             await recorder.confirmed(run_id)
 
     async def update_run(self, run_id: str, *, unless_terminal: bool = False, **values: Any) -> bool:

@@ -103,6 +103,10 @@ class ToolSpec(StrictModel):
     description: str | None = None
     requires_approval: bool = False
     approval_timeout: Number | None = Field(None, gt=0)
+    #: false: a call only computes from its arguments (a function source), so with ``[runtime]
+    #: durability = "batched"`` its step is committed behind the run and a crash may run it again;
+    #: unset: the tool's own (a function: true; ``builtin:calculator``: false)
+    effects: bool | None = None
 
     @field_validator("name")
     @classmethod

@@ -141,6 +141,12 @@ class Tool(ABC):
     approval_timeout: float | None = None
     #: each call first proposes what it will do (``propose``), for a person to approve before it runs
     proposes: bool = False
+    #: whether a call can act outside the run (write a file, call a service, start a child run, spend
+    #: money). False only for a call that computes from its arguments alone and may run again after a
+    #: crash: with ``[runtime] durability = "batched"`` its step is then committed behind the run, as a
+    #: model call's is, where a call with effects waits for every step before it to be durable first
+    #: and holds the next step back until its own record is. True where a tool does not say.
+    effects: bool = True
     kind: ClassVar[ToolKind] = "function"
 
     @abstractmethod
@@ -356,8 +362,10 @@ class FunctionTool(Tool):
         requires_approval: bool = False,
         approval_timeout: float | None = None,
         inline: Callable[[dict[str, Any]], bool] | None = None,
+        effects: bool = True,
     ) -> None:
         self.function = function
+        self.effects = effects
         #: which calls of a plain function are short enough to run on the event loop (None: none)
         self._inline = inline
         self.name = name or function.__name__

@@ -46,9 +46,9 @@ class RecordingStepRunner(StepRunner):
         self.inner = inner or InMemoryStepRunner()
         self.steps: list[RecordedStep] = []
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]], *, effects: bool = False) -> JSON:
         try:
-            output = await self.inner.step(name, fn)
+            output = await self.inner.step(name, fn, effects=effects)
         except (TimeoutError, errors.ShopfloorError) as exc:
             raised = {"type": type(exc).__name__, "message": str(exc)}
             self.steps.append(RecordedStep(name=name, raised=raised, elapsed=self.inner.elapsed()))
@@ -110,11 +110,11 @@ class ReplayStepRunner(StepRunner):
             self._clock = record.elapsed
         return record
 
-    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]]) -> JSON:
+    async def step(self, name: str, fn: Callable[[], Awaitable[JSON]], *, effects: bool = False) -> JSON:
         record = self._next(name)
         if record is None:
             assert self.live is not None  # _next returns None only when live
-            return await self.live.step(name, fn)
+            return await self.live.step(name, fn, effects=effects)
         if record.raised is not None:
             raise rebuild_error(record.raised)
         return copy.deepcopy(record.output)
