@@ -29,6 +29,7 @@ from opentelemetry import trace as otel_trace
 from shopfloor._json import JsonText
 from shopfloor.agent._children import CallChildren
 from shopfloor.agent._context import ContextWindow, Turn
+from shopfloor.agent._deadline import StepTimer
 from shopfloor.agent._decide import (
     FINAL_ANSWER,
     Action,
@@ -102,6 +103,8 @@ class _State:
     records: list[StepRecord] = field(default_factory=list)
     usage: TokenTotals = field(default_factory=TokenTotals)
     model_calls: int = 0
+    #: times each model and tool step (``step_timeout``), one step after another
+    timer: StepTimer = field(default_factory=StepTimer)
 
 
 def _used_up(limits: Limits, limit: Literal["max_tokens", "wall_time"]) -> str:
@@ -281,7 +284,10 @@ class AgentLoop:
             if blocked is not None:
                 result = finish("guardrail", error=_blocked_message("the task", blocked))
             else:
-                result = await body(task, run_id, runner, state, emit, finish)
+                try:
+                    result = await body(task, run_id, runner, state, emit, finish)
+                finally:
+                    state.timer.close()
             trace.finish(result)
         await emit(
             "run_finished",
@@ -324,7 +330,7 @@ class AgentLoop:
                 used = Usage()
                 try:
                     with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                        async with asyncio.timeout(limits.step_timeout):
+                        with state.timer.after(limits.step_timeout):
                             response = await self.model.request(request)
                         used = Usage(
                             tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens
@@ -604,7 +610,7 @@ class AgentLoop:
             started = time.perf_counter()
             output: Any
             try:
-                async with asyncio.timeout(timeout):
+                with state.timer.after(timeout):
                     if propose:
                         proposed = await tool.propose(action.arguments, ctx)
                         output = None if proposed is None else dataclasses.asdict(proposed)
