@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
+from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags, TraceState, use_span
@@ -97,3 +101,18 @@ def test_a_span_context_is_what_the_api_would_build(
         assert current.is_valid and current.trace_flags.sampled and not current.is_remote
     assert child.parent is not None and child.parent.span_id == 0xDEF
     assert root.parent is None
+
+
+def test_a_span_ended_in_another_context_is_logged_as_detach_logs_it(
+    telemetry: Telemetry, exported: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The current context set and reset directly (``CURRENT_CONTEXT``) fails as ``attach``/``detach``
+    fail: a reset from another context is logged by OpenTelemetry, not raised, and the span still ends."""
+    scope = open_span("moved", {})
+    opened = scope.__enter__()
+    assert opened is not None and trace.get_current_span() is opened
+    contextvars.copy_context().run(scope.__exit__, None, None, None)
+    assert "Failed to detach context" in caplog.text
+    assert [span.name for span in exported.get_finished_spans()] == ["moved"]
+    context_api.detach(scope._token)  # type: ignore[arg-type]  # this context's: taken out here
+    assert trace.get_current_span() is not opened
