@@ -61,7 +61,7 @@ from shopfloor.errors import (
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
-from shopfloor.telemetry import redact, redact_value
+from shopfloor.telemetry import redact, redact_json, redact_value
 from shopfloor.tools import (
     Ask,
     AskModel,
@@ -248,7 +248,8 @@ class AgentLoop:
         async def emit(kind: Any, step: int, **data: Any) -> None:
             if on_event is not None:
                 # Events are stored and shown: secrets in them (a task, a tool error) are redacted.
-                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redact_value(data)))
+                redacted, text = redact_json(data)
+                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redacted, data_json=text))
                 if maybe is not None and inspect.isawaitable(maybe):  # a runtime's sink returns None
                     await maybe
 
@@ -601,8 +602,9 @@ class AgentLoop:
                 step_name=step_name,
                 arguments=action.arguments,
             ) as trace:
-                outcome = redact_value(await attempt(lent))
-                outcome = trace.outcome(outcome if propose else self._guard_result(outcome))
+                outcome, text = redact_json(await attempt(lent))
+                guarded = outcome if propose else self._guard_result(outcome)
+                outcome = trace.outcome(guarded, text if guarded is outcome else None)
             spent = state.usage.since(before)
             return {**outcome, "usage": spent.to_dict()} if spent.model_calls or spent.total else outcome
 

@@ -84,14 +84,16 @@ def mark_error(target: Span, kind: str, message: str | None = None) -> None:
     target.set_status(Status(StatusCode.ERROR, message))
 
 
-def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> None:
-    """Put redacted ``value`` (JSON unless a string) on the span, where content recording allows."""
+def record_content(target: Span, key: str, value: Any, *, full: bool = True, text: str | None = None) -> None:
+    """Put redacted ``value`` (JSON unless a string) on the span, where content recording allows.
+    ``text``: ``value``'s JSON as ``redact_json`` gave it (redacted already), where the caller has it."""
     if not target.is_recording() or not content_enabled(full=full):
         return
-    text = value if isinstance(value, str) else _json(value)
-    # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
-    # redact every span again, ``_outbound.py``).
-    text = redact(text)
+    if text is None:
+        text = value if isinstance(value, str) else _json(value)
+        # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
+        # redact every span again, ``_outbound.py``).
+        text = redact(text)
     if full and len(text) > MAX_CONTENT:
         # Input messages repeat the whole context at every call: cap them. Step outputs are
         # never cut, since replay from the trace store needs them whole.
