@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shopfloor._json import COMPACT
 from shopfloor.agent import (
     AgentLoop,
     ApprovalDecision,
@@ -727,3 +728,16 @@ def test_what_a_tool_step_lends_is_replaced_field_by_field(kind: type[Any]) -> N
     changed = _replaced(value, **{field: {"x": 1}})
     assert changed == dataclasses.replace(value, **{field: {"x": 1}})
     assert changed is not value and type(changed) is kind
+
+
+async def test_each_event_carries_its_data_as_compact_json_once_and_not_in_its_dict() -> None:
+    """The loop hands a sink each event's redacted data with its JSON text (read by the redaction screen):
+    the text is what ``COMPACT`` writes of the data, and no part of the event's own dict."""
+    model = FunctionModel(outputs=[call("calculator", expression="2+2"), final("4 and a password=hunter22")])
+    events: list[RunEvent] = []
+    await run(AgentLoop(model=model, tools=[CALC]), on_event=events.append)
+    assert len(events) >= 5
+    for event in events:
+        assert event.data_json == COMPACT.encode(event.data)
+        assert "data_json" not in event.to_dict() and RunEvent(**event.to_dict()) == event
+    assert "hunter22" not in "".join(event.data_json or "" for event in events)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
+from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags, TraceState, use_span
 
 from shopfloor.telemetry import Telemetry, open_span, run_scope
 from shopfloor.telemetry._lean import LeanSpan
@@ -69,3 +73,46 @@ def test_spans_reach_the_local_store(telemetry: Telemetry) -> None:
     telemetry.force_flush()
     (record,) = telemetry.store.run_spans("run-8")
     assert record.name == "stored" and record.attributes["k"] == "v"
+
+
+def test_a_span_context_is_what_the_api_would_build(
+    telemetry: Telemetry, exported: InMemorySpanExporter
+) -> None:
+    """Built as a tuple, a lean span's context is the ``SpanContext`` its constructor would make: valid,
+    sampled, local, its trace's state (a child: its parent's)."""
+    state = TraceState([("vendor", "x")])
+    parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=state)
+    with (
+        use_span(NonRecordingSpan(parent)),
+        open_span("child", {}) as child,
+    ):
+        pass
+    with open_span("root", {}) as root:
+        pass
+    assert child is not None and root is not None
+    for current, trace_id, trace_state in (
+        (child.get_span_context(), 0xABC, state),
+        (root.get_span_context(), root.get_span_context().trace_id, TraceState()),
+    ):
+        built = SpanContext(
+            trace_id, current.span_id, is_remote=False, trace_flags=TraceFlags(1), trace_state=trace_state
+        )
+        assert tuple(current) == tuple(built) and type(current) is SpanContext
+        assert current.is_valid and current.trace_flags.sampled and not current.is_remote
+    assert child.parent is not None and child.parent.span_id == 0xDEF
+    assert root.parent is None
+
+
+def test_a_span_ended_in_another_context_is_logged_as_detach_logs_it(
+    telemetry: Telemetry, exported: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The current context set and reset directly (``CURRENT_CONTEXT``) fails as ``attach``/``detach``
+    fail: a reset from another context is logged by OpenTelemetry, not raised, and the span still ends."""
+    scope = open_span("moved", {})
+    opened = scope.__enter__()
+    assert opened is not None and trace.get_current_span() is opened
+    contextvars.copy_context().run(scope.__exit__, None, None, None)
+    assert "Failed to detach context" in caplog.text
+    assert [span.name for span in exported.get_finished_spans()] == ["moved"]
+    context_api.detach(scope._token)  # type: ignore[arg-type]  # this context's: taken out here
+    assert trace.get_current_span() is not opened

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shopfloor.telemetry import REDACTED, redact, redact_value, register_secret
+from shopfloor._json import COMPACT
+from shopfloor.telemetry import REDACTED, redact, redact_json, redact_value, register_secret
 from shopfloor.telemetry._redact import _SCREEN_LOWER, _keyword_in, _redact_each, may_hold_secret
 
 #: a known secret that JSON escapes (a quote, a backslash, a control character)
@@ -213,3 +214,42 @@ def test_redact_finds_a_secret_key_spelled_with_a_character_ignorecase_folds_to_
 )
 def test_the_keyword_screens_fixed_strings_never_skip_a_match_of_its_pattern(text: str) -> None:
     assert _keyword_in(text) == (_SCREEN_LOWER.search(text.lower()) is not None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_redact_json_is_the_walk_and_its_compact_text(seed: int) -> None:
+    """``redact_json``: what the walk redacts (its screen reads ``COMPACT``'s own text, escapes and all),
+    with the text ``COMPACT`` writes of that copy, whichever way it was reached."""
+    rng = random.Random(seed)
+    for _ in range(50):
+        value = {rng.choice(KEYS): _value(rng) for _ in range(3)}
+        walked = _redact_each(value)
+        copied, text = redact_json(value)
+        assert copied == walked and text == COMPACT.encode(walked)
+        assert _shape(copied) == _shape(walked)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_redact_json_of_a_clean_value_is_a_copy_and_its_text(seed: int) -> None:
+    rng = random.Random(seed)
+    clean = [piece for piece in PIECES if not may_hold_secret(piece) and KNOWN not in piece]
+    for _ in range(50):
+        value = {"top": _clean_value(rng, clean), "thing": object()}
+        copied, text = redact_json(value)
+        assert _shape(copied) == _shape(_redact_each(value)) and text == COMPACT.encode(copied)
+        assert not _containers(copied) & _containers(value)
+
+
+def test_redact_json_redacts_what_only_an_escape_hides_from_its_text() -> None:
+    """Outside ASCII, ``COMPACT`` writes ``\\uXXXX``: a key that ``IGNORECASE`` reads as a secret's
+    (the long s) and a known secret are found all the same."""
+    copied, text = redact_json({"pa\u017fsword": "hunter22", "note": f"with {KNOWN} in it", "u": "ünï"})
+    assert copied == {"pa\u017fsword": REDACTED, "note": f"with {REDACTED} in it", "u": "ünï"}
+    assert text == COMPACT.encode(copied) and "hunter22" not in text
+
+
+def test_redact_json_of_what_json_cannot_write_raises_as_encoding_the_copy_does() -> None:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    with pytest.raises((ValueError, RecursionError)):
+        redact_json(cycle)

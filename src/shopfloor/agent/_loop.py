@@ -29,6 +29,7 @@ from opentelemetry import trace as otel_trace
 from shopfloor._json import JsonText
 from shopfloor.agent._children import CallChildren
 from shopfloor.agent._context import ContextWindow, Turn
+from shopfloor.agent._deadline import StepTimer
 from shopfloor.agent._decide import (
     FINAL_ANSWER,
     Action,
@@ -60,7 +61,7 @@ from shopfloor.errors import (
 from shopfloor.models import Message, Model, ModelRequest, ModelResponse
 from shopfloor.security import Admission, Grant, GuardrailResult, Guardrails, Principal, Usage, UsageRequest
 from shopfloor.spec import Limits
-from shopfloor.telemetry import redact, redact_value
+from shopfloor.telemetry import redact, redact_json, redact_value
 from shopfloor.tools import (
     Ask,
     AskModel,
@@ -102,6 +103,8 @@ class _State:
     records: list[StepRecord] = field(default_factory=list)
     usage: TokenTotals = field(default_factory=TokenTotals)
     model_calls: int = 0
+    #: times each model and tool step (``step_timeout``), one step after another
+    timer: StepTimer = field(default_factory=StepTimer)
 
 
 def _used_up(limits: Limits, limit: Literal["max_tokens", "wall_time"]) -> str:
@@ -245,7 +248,8 @@ class AgentLoop:
         async def emit(kind: Any, step: int, **data: Any) -> None:
             if on_event is not None:
                 # Events are stored and shown: secrets in them (a task, a tool error) are redacted.
-                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redact_value(data)))
+                redacted, text = redact_json(data)
+                maybe = on_event(RunEvent(kind=kind, run_id=run_id, step=step, data=redacted, data_json=text))
                 if maybe is not None and inspect.isawaitable(maybe):  # a runtime's sink returns None
                     await maybe
 
@@ -281,7 +285,10 @@ class AgentLoop:
             if blocked is not None:
                 result = finish("guardrail", error=_blocked_message("the task", blocked))
             else:
-                result = await body(task, run_id, runner, state, emit, finish)
+                try:
+                    result = await body(task, run_id, runner, state, emit, finish)
+                finally:
+                    state.timer.close()
             trace.finish(result)
         await emit(
             "run_finished",
@@ -324,7 +331,7 @@ class AgentLoop:
                 used = Usage()
                 try:
                     with chat_span(run_id=run_id, model=self.model, step_name=name, request=request) as chat:
-                        async with asyncio.timeout(limits.step_timeout):
+                        with state.timer.after(limits.step_timeout):
                             response = await self.model.request(request)
                         used = Usage(
                             tokens_in=response.usage.input_tokens, tokens_out=response.usage.output_tokens
@@ -595,8 +602,9 @@ class AgentLoop:
                 step_name=step_name,
                 arguments=action.arguments,
             ) as trace:
-                outcome = redact_value(await attempt(lent))
-                outcome = trace.outcome(outcome if propose else self._guard_result(outcome))
+                outcome, text = redact_json(await attempt(lent))
+                guarded = outcome if propose else self._guard_result(outcome)
+                outcome = trace.outcome(guarded, text if guarded is outcome else None)
             spent = state.usage.since(before)
             return {**outcome, "usage": spent.to_dict()} if spent.model_calls or spent.total else outcome
 
@@ -604,7 +612,7 @@ class AgentLoop:
             started = time.perf_counter()
             output: Any
             try:
-                async with asyncio.timeout(timeout):
+                with state.timer.after(timeout):
                     if propose:
                         proposed = await tool.propose(action.arguments, ctx)
                         output = None if proposed is None else dataclasses.asdict(proposed)

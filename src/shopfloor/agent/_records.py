@@ -58,9 +58,14 @@ class RunEvent:
     run_id: str
     step: int
     data: dict[str, Any] = field(default_factory=dict)
+    #: ``data`` as ``COMPACT`` writes it, where whoever made the event had the text already (the loop's
+    #: redaction screen reads it): a store writes it as it is rather than encoding ``data`` again
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        del values["data_json"]
+        return values
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -237,8 +237,9 @@ class ToolTrace(_SpanBlock):
     def _opened(self, span: Span) -> None:
         record_content(span, TOOL_ARGUMENTS, self._arguments)
 
-    def outcome(self, outcome: dict[str, Any]) -> dict[str, Any]:
-        """Put the tool's outcome on the span (an error status for a failure); return it."""
+    def outcome(self, outcome: dict[str, Any], text: str | None = None) -> dict[str, Any]:
+        """Put the tool's outcome on the span (an error status for a failure); return it. ``text``: the
+        outcome's redacted JSON (``redact_json``), where the step has it."""
         span = self.span
         if span is None:
             return outcome
@@ -246,7 +247,7 @@ class ToolTrace(_SpanBlock):
             mark_error(span, str(outcome.get("error_kind") or "execution"), str(outcome["error"]))
         else:
             record_content(span, TOOL_RESULT, outcome.get("output"))
-        record_content(span, STEP_OUTPUT, outcome, full=False)
+        record_content(span, STEP_OUTPUT, outcome, full=False, text=text)
         return outcome
 
 

@@ -125,7 +125,7 @@ class _RunSink:
                 "seq": self._seq,
                 "kind": event.kind,
                 "step": event.step,
-                "data": COMPACT.encode(event.data),
+                "data": event.data_json if event.data_json is not None else COMPACT.encode(event.data),
                 "at": time.time(),
             }
         )

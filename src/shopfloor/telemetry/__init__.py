@@ -77,7 +77,14 @@ from shopfloor.telemetry._metrics import (
     span_facts,
 )
 from shopfloor.telemetry._records import SpanRecord, otlp_json
-from shopfloor.telemetry._redact import REDACTED, redact, redact_exception, redact_value, register_secret
+from shopfloor.telemetry._redact import (
+    REDACTED,
+    redact,
+    redact_exception,
+    redact_json,
+    redact_value,
+    register_secret,
+)
 from shopfloor.telemetry._setup import (
     ExporterFactory,
     Exporters,
@@ -166,6 +173,7 @@ __all__ = [
     "record_content",
     "redact",
     "redact_exception",
+    "redact_json",
     "redact_value",
     "register_secret",
     "render_prometheus",

@@ -17,17 +17,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import Token
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
 from shopfloor._json import COMPACT
 from shopfloor.telemetry._context import ACTIVE, RUN
 from shopfloor.telemetry._conventions import COMPONENT, ERROR_TYPE, Component
-from shopfloor.telemetry._lean import LeanSpan
+from shopfloor.telemetry._lean import CURRENT_CONTEXT, SPAN_KEY, LeanSpan
 from shopfloor.telemetry._redact import redact
 
 __all__ = [
@@ -82,14 +84,16 @@ def mark_error(target: Span, kind: str, message: str | None = None) -> None:
     target.set_status(Status(StatusCode.ERROR, message))
 
 
-def record_content(target: Span, key: str, value: Any, *, full: bool = True) -> None:
-    """Put redacted ``value`` (JSON unless a string) on the span, where content recording allows."""
+def record_content(target: Span, key: str, value: Any, *, full: bool = True, text: str | None = None) -> None:
+    """Put redacted ``value`` (JSON unless a string) on the span, where content recording allows.
+    ``text``: ``value``'s JSON as ``redact_json`` gave it (redacted already), where the caller has it."""
     if not target.is_recording() or not content_enabled(full=full):
         return
-    text = value if isinstance(value, str) else _json(value)
-    # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
-    # redact every span again, ``_outbound.py``).
-    text = redact(text)
+    if text is None:
+        text = value if isinstance(value, str) else _json(value)
+        # Redacted before the cut, which could leave a secret too short for its pattern (the exporters
+        # redact every span again, ``_outbound.py``).
+        text = redact(text)
     if full and len(text) > MAX_CONTENT:
         # Input messages repeat the whole context at every call: cap them. Step outputs are
         # never cut, since replay from the trace store needs them whole.
@@ -128,11 +132,18 @@ class SpanScope:
         if active is None:
             return None
         # One look-up of the current context, for the parent and for the context the span is made current in.
-        context = context_api.get_current()
+        variable = CURRENT_CONTEXT
+        context = variable.get() if variable is not None else context_api.get_current()
         current = self._span = active.lean.start_span(
             self._name, self._attributes, kind=self._kind, context=context
         )
-        self._token = context_api.attach(trace.set_span_in_context(current, context))
+        if variable is None:
+            self._token = context_api.attach(trace.set_span_in_context(current, context))
+            return current
+        # ``attach(set_span_in_context(current, context))``, as those functions do it
+        values = context.copy()
+        values[SPAN_KEY] = current
+        self._token = variable.set(Context(values))
         return current
 
     def __exit__(
@@ -146,7 +157,14 @@ class SpanScope:
             if isinstance(exc, Exception):
                 current.record_exception(exc)
                 current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        context_api.detach(self._token)  # type: ignore[arg-type]  # attach's token
+        token: Token[Context] = self._token  # type: ignore[assignment]  # ``__enter__``'s
+        if CURRENT_CONTEXT is None:
+            context_api.detach(token)
+        else:
+            try:
+                CURRENT_CONTEXT.reset(token)
+            except Exception:  # as ``detach`` does: logged (by ``detach``, failing again), not raised
+                context_api.detach(token)
         current.end()
 
 

@@ -20,15 +20,20 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from random import getrandbits
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    INVALID_SPAN_CONTEXT,
     INVALID_SPAN_ID,
     INVALID_TRACE_ID,
     SpanContext,
@@ -37,14 +42,25 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 from shopfloor.telemetry._context import RUN
 from shopfloor.telemetry._conventions import RUN_ID
 
-__all__ = ["LeanSpan", "LeanTracer"]
+__all__ = ["CURRENT_CONTEXT", "SPAN_KEY", "LeanSpan", "LeanTracer"]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+#: the key of the current span in an OpenTelemetry ``Context`` (what ``get_current_span`` reads)
+SPAN_KEY = _SPAN_KEY
+_runtime_context = getattr(context_api, "_RUNTIME_CONTEXT", None)
+#: the ``ContextVar`` holding OpenTelemetry's current context, where its runtime context is the default
+#: one (contextvars); None where another is configured (``OTEL_PYTHON_CONTEXT``): then the API is used.
+#: ``get_current``, ``attach``, ``detach``, ``get_value`` and ``set_value`` each reach it through two
+#: Python calls, ~10 a span, on every span a step opens (``SpanScope`` sets and resets it directly).
+CURRENT_CONTEXT: ContextVar[Context] | None = (
+    _runtime_context._current_context if type(_runtime_context) is ContextVarsRuntimeContext else None
+)
 _PLAIN = (str, bool, int, float)
 #: values kept without a call to ``_value`` (their subclasses go through it, and are kept too)
 _PLAIN_TYPES = frozenset(_PLAIN)
@@ -156,21 +172,28 @@ class LeanTracer:
     ) -> LeanSpan:
         """A span, child of the span current in ``context`` (the current context by default) where
         that one is valid; not made current."""
-        current = trace.get_current_span(context).get_span_context()
-        parent = current if current.is_valid else None
+        # ``trace.get_current_span(context)``: the span in the context, where it is one
+        parent_span = (context if context is not None else context_api.get_current()).get(SPAN_KEY)
+        if type(parent_span) is LeanSpan or isinstance(parent_span, trace.Span):
+            current = parent_span.get_span_context()
+        else:
+            current = INVALID_SPAN_CONTEXT
+        # A ``SpanContext`` is a tuple (trace id, span id, is remote, flags, state, is valid), which its
+        # properties index: read here by index, a Python call less each (three a span).
+        parent = current if current[5] else None
         # What the SDK's ``RandomIdGenerator`` does, without its two calls a span.
         span_id = getrandbits(64)
         while span_id == INVALID_SPAN_ID:
             span_id = getrandbits(64)
         if parent is not None:
-            trace_id, trace_state = current.trace_id, current.trace_state
+            trace_id, trace_state = current[0], current[4]
         else:
-            trace_id, trace_state = getrandbits(128), None
+            trace_id, trace_state = getrandbits(128), DEFAULT_TRACE_STATE
             while trace_id == INVALID_TRACE_ID:
                 trace_id = getrandbits(128)
-        span_context = SpanContext(
-            trace_id, span_id, is_remote=False, trace_flags=_SAMPLED, trace_state=trace_state
-        )
+        # ``SpanContext(trace_id, span_id, is_remote=False, ...)`` without its ``__new__`` in Python: the
+        # ids are in range and not invalid (drawn so above, or the valid parent's), so it is valid.
+        span_context = tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, trace_state, True))
         values = {
             key: value if type(value) in _PLAIN_TYPES else _value(value)
             for key, value in attributes.items()

@@ -18,9 +18,17 @@ import re
 import threading
 from typing import Any
 
-from shopfloor._json import JsonText
+from shopfloor._json import COMPACT, JsonText
 
-__all__ = ["REDACTED", "may_hold_secret", "redact", "redact_exception", "redact_value", "register_secret"]
+__all__ = [
+    "REDACTED",
+    "may_hold_secret",
+    "redact",
+    "redact_exception",
+    "redact_json",
+    "redact_value",
+    "register_secret",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -200,12 +208,37 @@ def _screen_json(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
         text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):
         return False
+    return (text.isascii() or _FOLDS_TO_ASCII.search(text) is None) and _screened(text)
+
+
+def _screened(text: str) -> bool:
+    """A value's JSON text (``_screen_json``) holds no candidate secret: no token shape, no keyword, no
+    known secret's value (as it reads in JSON)."""
     return (
-        (text.isascii() or _FOLDS_TO_ASCII.search(text) is None)
-        and _SCREEN.search(text) is None
+        _SCREEN.search(text) is None
         and not _keyword_in(text)
         and not (_KNOWN.in_json and any(known in text for known in _KNOWN.in_json))
     )
+
+
+def redact_json(value: Any) -> tuple[Any, str]:
+    """``redact_value(value)`` and the JSON text ``COMPACT`` writes of it (an event's stored data, a
+    step's output on its span), encoded once where nothing is redacted: the screen reads ``COMPACT``'s
+    own text. That text escapes every character outside ASCII (``\\uXXXX``), which the screen's patterns
+    and ``IGNORECASE`` could read otherwise than in the string (``_screen_json``): a text holding an
+    escape of that kind goes the way of ``redact_value``, and is encoded again from its copy. Where the
+    text holds none, it is ``_screen_json``'s text but for what JSON cannot write (there ``str`` of it,
+    not null: the screen sees more, never less, of every string and key)."""
+    if type(value) is dict:
+        try:
+            text = COMPACT.encode(value)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            if "\\u" not in text and _screened(text):
+                return _copy(value), text  # its text is the copy's: dicts as dicts, sequences as lists
+    copied = redact_value(value)
+    return copied, COMPACT.encode(copied)
 
 
 #: the characters outside ASCII that ``re.IGNORECASE`` matches to ``[A-Za-z0-9_.-]`` (every code point
