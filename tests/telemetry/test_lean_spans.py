@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags, TraceState, use_span
 
 from shopfloor.telemetry import Telemetry, open_span, run_scope
-from shopfloor.telemetry._lean import LeanSpan
+from shopfloor.telemetry._lean import SPAN_KEY, LeanSpan
 
 
 @pytest.fixture
@@ -116,3 +116,11 @@ def test_a_span_ended_in_another_context_is_logged_as_detach_logs_it(
     assert [span.name for span in exported.get_finished_spans()] == ["moved"]
     context_api.detach(scope._token)  # type: ignore[arg-type]  # this context's: taken out here
     assert trace.get_current_span() is not opened
+
+
+def test_the_span_key_is_the_one_opentelemetry_reads_the_current_span_by() -> None:
+    """``SPAN_KEY`` is found through the public API, not imported: a span stored under it is the one
+    ``get_current_span`` returns, and the key ``set_span_in_context`` writes."""
+    span = NonRecordingSpan(SpanContext(trace_id=1, span_id=2, is_remote=False))
+    assert trace.get_current_span(context_api.set_value(SPAN_KEY, span)) is span
+    assert list(trace.set_span_in_context(span, context_api.Context())) == [SPAN_KEY]

@@ -42,7 +42,6 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 from shopfloor.telemetry._context import RUN
@@ -51,8 +50,9 @@ from shopfloor.telemetry._conventions import RUN_ID
 __all__ = ["CURRENT_CONTEXT", "SPAN_KEY", "LeanSpan", "LeanTracer"]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-#: the key of the current span in an OpenTelemetry ``Context`` (what ``get_current_span`` reads)
-SPAN_KEY = _SPAN_KEY
+#: the key of the current span in an OpenTelemetry ``Context`` (what ``get_current_span`` reads), found
+#: through the public API (the one key ``set_span_in_context`` writes into an empty context), not imported
+SPAN_KEY: str = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 _runtime_context = getattr(context_api, "_RUNTIME_CONTEXT", None)
 #: the ``ContextVar`` holding OpenTelemetry's current context, where its runtime context is the default
 #: one (contextvars); None where another is configured (``OTEL_PYTHON_CONTEXT``): then the API is used.
